@@ -1,0 +1,6 @@
+// What kernel authors import: `import { f32, u32, Buf, Const, floor, atomicAdd } from "../dsl";`
+export * from "./types.ts";
+export {
+  floor, ceil, trunc, abs, min, max, clamp, select, fma, sqrt, rsqrt, exp, exp2, log, log2, pow,
+  sin, cos, tanh, floatBitsToUint, uintBitsToFloat, clz, popcount, atomicAdd,
+} from "./intrinsics.ts";

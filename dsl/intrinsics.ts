@@ -1,0 +1,157 @@
+// The one intrinsic table of the kernel language.
+//
+// Every built-in function a kernel may call is an entry here, with
+//   - its signature (checked by codegen/check.ts),
+//   - its spelling in C (shared by the CPU and CUDA emitters unless `cpu`/`cuda` override it) and
+//     in the exact-semantics JavaScript backend (`$0`, `$1`, ... are the arguments),
+//   - `impl`, the JS twin that lets a kernel file also run as plain TypeScript,
+//   - `exact`: the backends agree bit for bit, so the specializer may fold it at compile time.
+// Adding an intrinsic means adding one entry; no emitter changes are needed.
+import type { Buf, f32, i32, u32 } from "./types.ts";
+
+/** Scalar value types. `f16` is storage-only (buffer elements), never a value type. */
+export type ValueType = "f32" | "i32" | "u32" | "bool";
+/** A parameter: a fixed type, the generic `T`, a buffer of `T`, or any integer index. */
+export type ParamSpec = ValueType | "T" | "Buf<T>" | "int" | "num";
+/** A spelling: one template, or one per instantiation of `T`. */
+export type Spelling = string | Partial<Record<ValueType, string>>;
+
+export interface Intrinsic {
+  doc: string;
+  params: ParamSpec[];
+  ret: ValueType | "T" | "void";
+  /** Allowed instantiations of `T` (when the signature mentions it). */
+  T?: ValueType[];
+  c: Spelling;
+  cpu?: Spelling;
+  cuda?: Spelling;
+  js: Spelling;
+  /** No side effects: may be evaluated speculatively, hoisted, or removed if unused. */
+  pure: boolean;
+  /** The backends agree bit for bit (C and JS), so compile-time folding with `impl` is sound. */
+  exact: boolean;
+  impl: (...args: never[]) => unknown;
+}
+
+const F = Math.fround;
+const f32Bits = new Float32Array(1);
+const u32Bits = new Uint32Array(f32Bits.buffer);
+
+function minImpl<T extends number>(a: T, b: T): T {
+  return b < a ? b : a;
+}
+function maxImpl<T extends number>(a: T, b: T): T {
+  return a < b ? b : a;
+}
+function popcountImpl(x: u32): u32 {
+  let n = 0;
+  for (let v = x >>> 0; v !== 0; v >>>= 1) n += v & 1;
+  return n;
+}
+
+const NUM: ValueType[] = ["f32", "i32", "u32"];
+
+export const INTRINSICS = {
+  floor: { doc: "largest integer value not greater than x", params: ["f32"], ret: "f32", c: "floorf($0)", js: "Math.floor($0)", pure: true, exact: true, impl: (x: f32): f32 => Math.floor(x) },
+  ceil: { doc: "smallest integer value not less than x", params: ["f32"], ret: "f32", c: "ceilf($0)", js: "Math.ceil($0)", pure: true, exact: true, impl: (x: f32): f32 => Math.ceil(x) },
+  trunc: { doc: "x rounded toward zero", params: ["f32"], ret: "f32", c: "truncf($0)", js: "Math.trunc($0)", pure: true, exact: true, impl: (x: f32): f32 => Math.trunc(x) },
+  abs: {
+    doc: "absolute value", params: ["T"], ret: "T", T: ["f32", "i32"],
+    c: { f32: "fabsf($0)", i32: "ngp_abs($0)" }, js: { f32: "Math.abs($0)", i32: "(Math.abs($0) | 0)" },
+    pure: true, exact: true, impl: <T extends number>(x: T): T => Math.abs(x) as T,
+  },
+  min: { doc: "the smaller of a and b (b if a is NaN)", params: ["T", "T"], ret: "T", T: NUM, c: "ngp_min($0, $1)", js: "__min($0, $1)", pure: true, exact: true, impl: minImpl },
+  max: { doc: "the larger of a and b (b if a is NaN)", params: ["T", "T"], ret: "T", T: NUM, c: "ngp_max($0, $1)", js: "__max($0, $1)", pure: true, exact: true, impl: maxImpl },
+  clamp: {
+    doc: "min(max(x, lo), hi)", params: ["T", "T", "T"], ret: "T", T: NUM, c: "ngp_min(ngp_max($0, $1), $2)", js: "__min(__max($0, $1), $2)",
+    pure: true, exact: true, impl: <T extends number>(x: T, lo: T, hi: T): T => minImpl(maxImpl(x, lo), hi),
+  },
+  select: {
+    doc: "c ? a : b, evaluated without branching on the condition's side effects", params: ["bool", "T", "T"], ret: "T", T: ["f32", "i32", "u32", "bool"],
+    c: "(($0) ? ($1) : ($2))", js: "(($0) ? ($1) : ($2))", pure: true, exact: true,
+    impl: <T>(c: boolean, a: T, b: T): T => (c ? a : b),
+  },
+  fma: {
+    doc: "a * b + c with one rounding (JS: within 1 ulp, rare double rounding)", params: ["f32", "f32", "f32"], ret: "f32",
+    c: "fmaf($0, $1, $2)", js: "($0 * $1 + $2)", pure: true, exact: false, impl: (a: f32, b: f32, c: f32): f32 => F(a * b + c),
+  },
+  sqrt: { doc: "square root", params: ["f32"], ret: "f32", c: "sqrtf($0)", js: "Math.sqrt($0)", pure: true, exact: true, impl: (x: f32): f32 => F(Math.sqrt(x)) },
+  rsqrt: {
+    doc: "1 / sqrt(x) (CUDA: the fast approximate rsqrtf)", params: ["f32"], ret: "f32",
+    c: "(1.0f / sqrtf($0))", cuda: "rsqrtf($0)", js: "(1 / Math.fround(Math.sqrt($0)))", pure: true, exact: false,
+    impl: (x: f32): f32 => F(1 / F(Math.sqrt(x))),
+  },
+  exp: { doc: "e^x", params: ["f32"], ret: "f32", c: "expf($0)", js: "Math.exp($0)", pure: true, exact: false, impl: (x: f32): f32 => F(Math.exp(x)) },
+  exp2: { doc: "2^x", params: ["f32"], ret: "f32", c: "exp2f($0)", js: "Math.pow(2, $0)", pure: true, exact: false, impl: (x: f32): f32 => F(2 ** x) },
+  log: { doc: "natural logarithm", params: ["f32"], ret: "f32", c: "logf($0)", js: "Math.log($0)", pure: true, exact: false, impl: (x: f32): f32 => F(Math.log(x)) },
+  log2: { doc: "base-2 logarithm", params: ["f32"], ret: "f32", c: "log2f($0)", js: "Math.log2($0)", pure: true, exact: false, impl: (x: f32): f32 => F(Math.log2(x)) },
+  pow: { doc: "x^y", params: ["f32", "f32"], ret: "f32", c: "powf($0, $1)", js: "Math.pow($0, $1)", pure: true, exact: false, impl: (x: f32, y: f32): f32 => F(x ** y) },
+  sin: { doc: "sine", params: ["f32"], ret: "f32", c: "sinf($0)", js: "Math.sin($0)", pure: true, exact: false, impl: (x: f32): f32 => F(Math.sin(x)) },
+  cos: { doc: "cosine", params: ["f32"], ret: "f32", c: "cosf($0)", js: "Math.cos($0)", pure: true, exact: false, impl: (x: f32): f32 => F(Math.cos(x)) },
+  tanh: { doc: "hyperbolic tangent", params: ["f32"], ret: "f32", c: "tanhf($0)", js: "Math.tanh($0)", pure: true, exact: false, impl: (x: f32): f32 => F(Math.tanh(x)) },
+  floatBitsToUint: {
+    doc: "the IEEE bits of an f32", params: ["f32"], ret: "u32", c: "ngp_f32_bits($0)", cuda: "__float_as_uint($0)", js: "__f32bits($0)",
+    pure: true, exact: true, impl: (x: f32): u32 => ((f32Bits[0] = x), u32Bits[0]!),
+  },
+  uintBitsToFloat: {
+    doc: "the f32 with the given IEEE bits", params: ["u32"], ret: "f32", c: "ngp_bits_f32($0)", cuda: "__uint_as_float($0)", js: "__bitsf32($0)",
+    pure: true, exact: true, impl: (x: u32): f32 => ((u32Bits[0] = x), f32Bits[0]!),
+  },
+  clz: {
+    doc: "count of leading zero bits (32 for 0)", params: ["u32"], ret: "u32", c: "ngp_clz($0)", cuda: "((uint32_t)__clz((int)($0)))", js: "Math.clz32($0)",
+    pure: true, exact: true, impl: (x: u32): u32 => Math.clz32(x),
+  },
+  popcount: {
+    doc: "count of set bits", params: ["u32"], ret: "u32", c: "((uint32_t)__builtin_popcount($0))", cuda: "((uint32_t)__popc($0))", js: "__popc($0)",
+    pure: true, exact: true, impl: popcountImpl,
+  },
+  atomicAdd: {
+    doc: "buf[index] += value, atomically across threads (f32 or u32)", params: ["Buf<T>", "int", "T"], ret: "void", T: ["f32", "u32"],
+    c: "ngp_atomic_add(&$0[$1], $2)", cuda: "atomicAdd(&$0[$1], $2)", js: "$0[$1] += $2", pure: false, exact: true,
+    impl: <T extends number>(buf: Buf<T>, index: number, value: T): void => {
+      buf[index] = (buf[index]! + value) as T;
+    },
+  },
+} satisfies Record<string, Intrinsic>;
+
+export type IntrinsicName = keyof typeof INTRINSICS;
+
+export function lookupIntrinsic(name: string): Intrinsic | undefined {
+  return Object.hasOwn(INTRINSICS, name) ? (INTRINSICS as Record<string, Intrinsic>)[name] : undefined;
+}
+
+/** The spelling of `intrinsic` for a target, instantiated at `T` (if generic). */
+export function spell(intrinsic: Intrinsic, target: "cpu" | "cuda" | "js", T: ValueType | undefined): string {
+  const s = target === "js" ? intrinsic.js : (intrinsic[target] ?? intrinsic.c);
+  if (typeof s === "string") return s;
+  const t = T ?? "f32";
+  const out = s[t];
+  if (out === undefined) throw new Error(`internal: intrinsic has no ${target} spelling for ${t}`);
+  return out;
+}
+
+// The JS twins, exported under their kernel-language names.
+export const floor = INTRINSICS.floor.impl;
+export const ceil = INTRINSICS.ceil.impl;
+export const trunc = INTRINSICS.trunc.impl;
+export const abs = INTRINSICS.abs.impl;
+export const min = INTRINSICS.min.impl;
+export const max = INTRINSICS.max.impl;
+export const clamp = INTRINSICS.clamp.impl;
+export const select = INTRINSICS.select.impl;
+export const fma = INTRINSICS.fma.impl;
+export const sqrt = INTRINSICS.sqrt.impl;
+export const rsqrt = INTRINSICS.rsqrt.impl;
+export const exp = INTRINSICS.exp.impl;
+export const exp2 = INTRINSICS.exp2.impl;
+export const log = INTRINSICS.log.impl;
+export const log2 = INTRINSICS.log2.impl;
+export const pow = INTRINSICS.pow.impl;
+export const sin = INTRINSICS.sin.impl;
+export const cos = INTRINSICS.cos.impl;
+export const tanh = INTRINSICS.tanh.impl;
+export const floatBitsToUint = INTRINSICS.floatBitsToUint.impl;
+export const uintBitsToFloat = INTRINSICS.uintBitsToFloat.impl;
+export const clz = INTRINSICS.clz.impl;
+export const popcount = INTRINSICS.popcount.impl;
+export const atomicAdd = INTRINSICS.atomicAdd.impl;

@@ -1,0 +1,41 @@
+// Scalar and buffer types of the kernel language.
+//
+// They are plain aliases of `number` so that kernels type-check as ordinary TypeScript and editors
+// help authors. The compiler does not rely on the TypeScript checker (which erases these aliases):
+// it reads the type *names* from the source and infers its own types, with C semantics
+// (f32 rounding, u32 wrap-around). Each type name doubles as a cast function: `f32(x)`, `u32(x)`.
+//
+// These JS implementations let a kernel file run as plain TypeScript for quick experiments; the
+// exact reference is the JS the compiler emits (codegen/emit/js.ts), not this file.
+
+/** 32-bit IEEE float; arithmetic rounds to f32 after every operation. */
+export type f32 = number;
+/** 32-bit signed integer; arithmetic wraps. */
+export type i32 = number;
+/** 32-bit unsigned integer; arithmetic wraps modulo 2^32 (hashing relies on it). */
+export type u32 = number;
+/** Storage-only half float: loads widen to f32, stores round to nearest. */
+export type f16 = number;
+/** Boolean; produced by comparisons, consumed by `if`, `select`, `&&`, `||`, `!`. */
+export type bool = boolean;
+
+export const f32 = (x: number): f32 => Math.fround(x);
+export const i32 = (x: number): i32 => x | 0;
+export const u32 = (x: number): u32 => x >>> 0;
+
+/** A global buffer (device or host memory), indexed with `[]`. Element type is a scalar type. */
+export interface Buf<T extends number> {
+  [index: number]: T;
+}
+
+/**
+ * A compile-time configuration: every field is baked into the generated code as a literal, so
+ * branches on it disappear and loops over it unroll. Declare the fields with the scalar types above
+ * (`levels: i32`, `scales: f32[]`, `smooth: bool`).
+ */
+export type Const<T> = Readonly<T>;
+
+/** A fixed-size local (register/stack) array; `size` must be a compile-time constant. */
+export function localArray<T extends number>(size: number): T[] {
+  return new Array<T>(size).fill(0 as T);
+}

@@ -1,0 +1,35 @@
+// The contract between the compiler (codegen/) and the runtime (runtime/): what an emitted module
+// exports and how each kernel is called. Both sides import these types; nothing else crosses.
+//
+// Native (CPU and CUDA) modules export, for every kernel, one C symbol
+//     int32_t <name>(int64_t n, <args...>)
+// that runs the kernel body for every index i in [0, n). Each buffer parameter becomes two
+// arguments, `T* <p>, int64_t <p>_len` (element count), each scalar one argument
+// (f32 -> float, i32 -> int32_t, u32 -> uint32_t, bool -> int32_t). The return value is 0 on
+// success, else an error code (NGP_ERR_* below, or a cudaError_t on CUDA).
+// JS modules export `function <name>(n, ...args)` with TypedArrays for buffers (no lengths).
+
+/** Element types a buffer may hold (f16 is storage-only). */
+export type ElemType = "f32" | "i32" | "u32" | "f16";
+/** Scalar kernel argument types. */
+export type ScalarType = "f32" | "i32" | "u32" | "bool";
+export type Target = "cpu" | "cuda" | "js";
+
+export type KernelParam =
+  | { name: string; kind: "buffer"; elem: ElemType }
+  | { name: string; kind: "scalar"; type: ScalarType };
+
+export interface KernelSignature {
+  name: string;
+  params: KernelParam[];
+}
+
+export interface EmittedModule {
+  target: Target;
+  /** The full source text (C++ for cpu, CUDA C++ for cuda, an ES module for js). */
+  source: string;
+  kernels: KernelSignature[];
+}
+
+/** Error codes returned by native kernel entry points (CUDA entry points return cudaError_t). */
+export const NGP_OK = 0;
