@@ -1,0 +1,31 @@
+// The pipeline: parse -> check -> specialize -> emit. One call per (file, config, target).
+import type { EmittedModule, Target } from "../runtime/abi.ts";
+import { checkProgram } from "./check.ts";
+import { fail } from "./diagnostics.ts";
+import { emitCpu } from "./emit/cpu.ts";
+import { emitCuda } from "./emit/cuda.ts";
+import { emitJs } from "./emit/js.ts";
+import { parseProgram } from "./parse.ts";
+import { specialize, type ConfigValue, type SpecializeOptions } from "./specialize.ts";
+
+export interface CompileOptions extends SpecializeOptions {
+  /** Compile only these kernels (default: every `@kernel` in the file). */
+  kernels?: string[];
+  /** The compile-time configuration bound to each kernel's Const<> parameter. */
+  config?: ConfigValue;
+  /** Source text to compile instead of reading the file. */
+  text?: string;
+}
+
+const EMITTERS = { cpu: emitCpu, cuda: emitCuda, js: emitJs } as const;
+
+export function compileFile(file: string, target: Target, opts: CompileOptions = {}): EmittedModule {
+  const program = parseProgram(file, { text: opts.text });
+  checkProgram(program);
+  let kernels = program.kernels;
+  if (opts.kernels) {
+    kernels = opts.kernels.map((name) => program.kernels.find((k) => k.name === name) ?? fail("NGP1026", { file: program.file, start: 0, end: 1, line: 1, col: 1 }, `'${name}' (kernels in this file: ${program.kernels.map((k) => k.name).join(", ") || "none"})`));
+  }
+  if (kernels.length === 0) fail("NGP1026", { file: program.file, start: 0, end: 1, line: 1, col: 1 }, "the file declares no kernel");
+  return EMITTERS[target](kernels.map((k) => specialize(program, k, opts.config, opts)));
+}

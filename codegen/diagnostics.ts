@@ -1,0 +1,141 @@
+// Diagnostics are data: a code from the table below, a message, the source span, and a hint.
+// Every phase reports through `DiagnosticError`; the CLI and the runtime format them with a code
+// frame pointing at the TypeScript line.
+import { readFileSync } from "node:fs";
+import { relative } from "node:path";
+
+/** A source position. `start`/`end` are offsets into the file text; line and col are 1-based. */
+export interface Span {
+  file: string;
+  start: number;
+  end: number;
+  line: number;
+  col: number;
+}
+
+/** The diagnostics table: one entry per code, with the default hint. */
+export const CODES = {
+  NGP1001: { title: "conditional (ternary) expressions are not supported", hint: "use select(cond, a, b)" },
+  NGP1002: { title: "nullish coalescing (??) and optional chaining are not supported", hint: "kernel values are never null; use select() for a choice" },
+  NGP1003: { title: "strings are not supported in kernels", hint: "kernels compute on numbers only; log from the host side" },
+  NGP1004: { title: "object and array literals are not supported in kernels", hint: "use scalars, buffers, or localArray<T>(size)" },
+  NGP1005: { title: "classes are not supported in kernel files", hint: "write kernels and helpers as plain functions" },
+  NGP1006: { title: "closures (arrow functions, function expressions, nested functions) are not supported", hint: "move the function to the top level and pass the values it needs as parameters" },
+  NGP1007: { title: "recursion is not supported", hint: "kernels run on GPUs with tiny stacks; rewrite the recursion as a loop" },
+  NGP1008: { title: "a kernel cannot return a value", hint: "write results into an output buffer; use a helper function to compute values" },
+  NGP1009: { title: "implicit mix of numeric types", hint: "convert explicitly with f32(x), i32(x) or u32(x); write decimals as 1.0 for f32" },
+  NGP1010: { title: "unknown function", hint: "call an intrinsic (see dsl/intrinsics.ts) or a function declared in a kernel file" },
+  NGP1011: { title: "local array size is not a compile-time constant", hint: "use a literal, a module constant, or a Const<> config field" },
+  NGP1012: { title: "`any` is not allowed in kernels", hint: "annotate with f32, i32, u32, bool, Buf<T> or Const<T>" },
+  NGP1013: { title: "break/continue inside a loop that is unrolled", hint: "loops with compile-time bounds are unrolled; guard the body with `if` instead" },
+  NGP1014: { title: "assignment to a compile-time constant", hint: "config fields and `const` bindings are immutable; copy into a `let` first" },
+  NGP1015: { title: "unsupported operator", hint: "see the operator list in README.md" },
+  NGP1016: { title: "unsupported statement", hint: "kernels may use let/const, if/else, for, return, break, continue and calls" },
+  NGP1017: { title: "unsupported type", hint: "use f32, i32, u32, bool, Buf<f32|i32|u32|f16>, Const<Config> or T[] from localArray" },
+  NGP1018: { title: "unknown name", hint: "declare it, import it from the dsl, or pass it as a parameter" },
+  NGP1019: { title: "type mismatch", hint: "convert explicitly with f32(x), i32(x) or u32(x)" },
+  NGP1020: { title: "early return in a helper function", hint: "helpers are inlined: compute into a `let` and return once at the end" },
+  NGP1021: { title: "wrong arguments", hint: "check the signature of the function being called" },
+  NGP1022: { title: "invalid configuration value", hint: "pass a config object whose fields match the Const<> type" },
+  NGP1023: { title: "integer literal out of range", hint: "i32 literals lie in [-2^31, 2^31); write u32(4294967295) for large unsigned constants" },
+  NGP1024: { title: "invalid indexing", hint: "index buffers, local arrays and config arrays with an i32 or u32" },
+  NGP1025: { title: "invalid kernel signature", hint: "a kernel is `/** @kernel */ export function name(i: u32, ...params): void` with i the thread index" },
+  NGP1026: { title: "no such kernel", hint: "mark kernels with a /** @kernel */ comment" },
+  NGP1027: { title: "mutable module-level state is not supported", hint: "use `const` for module constants, buffers for state" },
+  NGP1028: { title: "unsupported import", hint: "import the language from the dsl folder and helpers from other kernel files" },
+  NGP1029: { title: "a variable must be initialized", hint: "write `let x: f32 = 0.0;`" },
+  NGP1033: { title: "unsupported expression", hint: "kernels use numbers, buffers, local arrays, calls and operators only" },
+  NGP1031: { title: "loop is not of a supported form", hint: "write `for (let i = a; i < b; i++)` (or <=, >, >=, ++, --, += k, -= k)" },
+  NGP1032: { title: "unroll limit exceeded", hint: "raise maxUnroll, or make a bound a runtime value so the loop stays a loop" },
+  NGP1030: { title: "reserved name", hint: "rename it: names starting with ngp_, tbl_ or __, and C++ keywords, are reserved for generated code" },
+} as const;
+
+export type Code = keyof typeof CODES;
+
+export interface Diagnostic {
+  code: Code;
+  message: string;
+  span: Span;
+  hint: string;
+}
+
+export function diag(code: Code, span: Span, detail?: string, hint?: string): Diagnostic {
+  const title = CODES[code].title;
+  return { code, span, message: detail ? `${title}: ${detail}` : title, hint: hint ?? CODES[code].hint };
+}
+
+/** Thrown by every compiler phase; carries one or more diagnostics. */
+export class DiagnosticError extends Error {
+  constructor(readonly diagnostics: Diagnostic[]) {
+    super(diagnostics.map((d) => formatDiagnostic(d)).join("\n\n"));
+    this.name = "DiagnosticError";
+  }
+}
+
+export function fail(code: Code, span: Span, detail?: string, hint?: string): never {
+  throw new DiagnosticError([diag(code, span, detail, hint)]);
+}
+
+/** Collects diagnostics so a phase can report all of them, then throw once. */
+export class DiagnosticSink {
+  readonly list: Diagnostic[] = [];
+  report(code: Code, span: Span, detail?: string, hint?: string): void {
+    this.list.push(diag(code, span, detail, hint));
+  }
+  /** Run `fn`, turning a thrown DiagnosticError into reported diagnostics. */
+  guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      if (e instanceof DiagnosticError) this.list.push(...e.diagnostics);
+      else throw e;
+    }
+  }
+  throwIfAny(): void {
+    if (this.list.length > 0) throw new DiagnosticError(this.list);
+  }
+}
+
+const sourceCache = new Map<string, string>();
+/** Register in-memory source text (for files that do not exist on disk). */
+export function registerSource(file: string, text: string): void {
+  sourceCache.set(file, text);
+}
+function sourceText(file: string): string | undefined {
+  if (!sourceCache.has(file)) {
+    try {
+      sourceCache.set(file, readFileSync(file, "utf8"));
+    } catch {
+      return undefined;
+    }
+  }
+  return sourceCache.get(file);
+}
+
+/**
+ * Rust-style rendering:
+ *   error[NGP1001]: conditional (ternary) expressions are not supported
+ *     --> dsl/examples/bad.ts:12:15
+ *      |
+ *   12 |   const y = c ? a : b;
+ *      |             ^^^^^^^^^
+ *      = hint: use select(cond, a, b)
+ */
+export function formatDiagnostic(d: Diagnostic, cwd = process.cwd()): string {
+  const { span } = d;
+  const shown = span.file.startsWith("/") ? relative(cwd, span.file) : span.file;
+  const out = [`error[${d.code}]: ${d.message}`, `  --> ${shown}:${span.line}:${span.col}`];
+  const text = sourceText(span.file);
+  if (text !== undefined) {
+    const lineStart = span.start - (span.col - 1);
+    const lineEndIdx = text.indexOf("\n", lineStart);
+    const line = text.slice(lineStart, lineEndIdx < 0 ? undefined : lineEndIdx);
+    const width = Math.max(1, Math.min(span.end, lineStart + line.length) - span.start);
+    const gutter = " ".repeat(String(span.line).length);
+    out.push(`${gutter} |`, `${span.line} | ${line}`, `${gutter} | ${" ".repeat(span.col - 1)}${"^".repeat(width)}`);
+    out.push(`${gutter} = hint: ${d.hint}`);
+  } else {
+    out.push(`  = hint: ${d.hint}`);
+  }
+  return out.join("\n");
+}

@@ -1,0 +1,206 @@
+// The C-style emitter shared by the CPU and CUDA targets. It renders the kernel *body* (one
+// function per kernel, called once per thread index) identically for both; a target supplies
+// only its small delta: includes, qualifiers, the f16 type, atomics (via the intrinsic table)
+// and the launch wrapper. What runs on the CPU here is therefore what nvcc compiles.
+import { lookupIntrinsic, spell } from "../../dsl/intrinsics.ts";
+import type { Elem, Expr, Scalar, Stmt } from "../ir.ts";
+import { writtenBuffers, type SpecializedKernel } from "../specialize.ts";
+import { BIN_PRECEDENCE, banner, collectTables, f32Literal, kernelSignature } from "./common.ts";
+import type { EmittedModule, Target } from "../../runtime/abi.ts";
+
+export interface CTarget {
+  name: Exclude<Target, "js">;
+  /** Includes and the definition of the NGP_FN qualifier used by prelude helpers and bodies. */
+  head: string;
+  /** Qualifier of constant tables. */
+  tableQualifier: string;
+  /** The storage type of f16 buffer elements. */
+  f16Type: string;
+  loadF16(x: string): string;
+  storeF16(x: string): string;
+  /** The `extern "C"` entry point (and any device wrapper) that runs `<name>_body` over [0, n). */
+  launcher(k: SpecializedKernel, params: CParam[]): string;
+  /** Extra host functions after the kernels (CUDA: memory and error entry points). */
+  tail?: string;
+}
+
+/** One runtime parameter as it appears in the C signature of a body function. */
+export interface CParam {
+  name: string;
+  /** The declaration in a signature, e.g. `const float* x`. */
+  decl: string;
+  buffer: boolean;
+}
+
+/** Helpers every C target needs; NGP_FN is `static inline` (CPU) or `__device__` inline (CUDA). */
+const PRELUDE = `template <class T> NGP_FN T ngp_min(T a, T b) { return b < a ? b : a; }
+template <class T> NGP_FN T ngp_max(T a, T b) { return a < b ? b : a; }
+NGP_FN int32_t ngp_abs(int32_t x) { return x < 0 ? (int32_t)(0u - (uint32_t)x) : x; }
+// Integer division and remainder never trap: x / 0 == 0 and INT_MIN / -1 == INT_MIN, as in JS.
+NGP_FN int32_t ngp_div(int32_t a, int32_t b) { return b == 0 ? 0 : b == -1 ? (int32_t)(0u - (uint32_t)a) : a / b; }
+NGP_FN int32_t ngp_mod(int32_t a, int32_t b) { return (b == 0 || b == -1) ? 0 : a % b; }
+NGP_FN uint32_t ngp_udiv(uint32_t a, uint32_t b) { return b == 0 ? 0u : a / b; }
+NGP_FN uint32_t ngp_umod(uint32_t a, uint32_t b) { return b == 0 ? 0u : a % b; }`;
+
+const C_SCALAR: Record<Scalar, string> = { f32: "float", i32: "int32_t", u32: "uint32_t", bool: "bool" };
+const C_OPS: Record<string, string> = { "===": "==", "!==": "!=", ">>>": ">>" };
+
+export function emitC(kernels: SpecializedKernel[], target: CTarget): EmittedModule {
+  const out: string[] = [banner("//", target.name), target.head, PRELUDE, ""];
+  for (const t of collectTables(kernels)) {
+    const vals = t.values.map((v) => literal(v, t.elem)).join(", ");
+    out.push(`${target.tableQualifier} ${C_SCALAR[t.elem]} tbl_${t.id}[${t.values.length}] = {${vals}};`);
+  }
+  for (const k of kernels) {
+    const written = writtenBuffers(k.body);
+    const params: CParam[] = k.params.map((p) => {
+      if (p.ty.k === "buf") {
+        const ty = p.ty.elem === "f16" ? target.f16Type : C_SCALAR[p.ty.elem];
+        return { name: p.name, decl: `${written.has(p.name) ? "" : "const "}${ty}* ${p.name}`, buffer: true };
+      }
+      return { name: p.name, decl: `${C_SCALAR[(p.ty as { s: Scalar }).s]} ${p.name}`, buffer: false };
+    });
+    const printer = new CPrinter(target, k);
+    out.push("", `NGP_FN void ${k.name}_body(${[`${C_SCALAR[k.index.ty]} ${k.index.name}`, ...params.map((p) => p.decl)].join(", ")}) {`);
+    out.push(...printer.block(k.body, 1), "}", "", target.launcher(k, params));
+  }
+  if (target.tail) out.push("", target.tail);
+  return { target: target.name, source: out.join("\n") + "\n", kernels: kernels.map(kernelSignature) };
+}
+
+/**
+ * The argument list of the exported entry point: the item count, then per buffer pointer + length.
+ * Generated names use the `ngp_` prefix, which kernel authors cannot declare.
+ */
+export function entryParams(params: CParam[]): string {
+  return ["int64_t ngp_n", ...params.flatMap((p) => (p.buffer ? [p.decl, `int64_t ngp_len_${p.name}`] : [p.decl]))].join(", ");
+}
+
+export function literal(v: number | boolean, ty: Scalar): string {
+  if (typeof v === "boolean") return v ? "true" : "false";
+  if (ty === "f32") {
+    if (Number.isNaN(v)) return "NAN";
+    if (!Number.isFinite(v)) return v > 0 ? "INFINITY" : "(-INFINITY)";
+    return `${f32Literal(v)}f`;
+  }
+  if (ty === "u32") return `${v >>> 0}u`;
+  return v === -0x80000000 ? "(-2147483647 - 1)" : String(v | 0);
+}
+
+class CPrinter {
+  private readonly bufElem = new Map<string, Elem>();
+  constructor(
+    private readonly target: CTarget,
+    kernel: SpecializedKernel,
+  ) {
+    for (const p of kernel.params) if (p.ty.k === "buf") this.bufElem.set(p.name, p.ty.elem);
+  }
+
+  block(body: Stmt[], depth: number): string[] {
+    return body.flatMap((s) => this.stmt(s, depth));
+  }
+
+  private stmt(s: Stmt, depth: number): string[] {
+    const pad = "  ".repeat(depth);
+    switch (s.k) {
+      case "let":
+        return [`${pad}${s.mutable ? "" : "const "}${C_SCALAR[s.ty!]} ${s.name} = ${this.expr(s.init)};`];
+      case "array":
+        return [`${pad}${C_SCALAR[s.elem]} ${s.name}[${(s.size as { v: number }).v}] = {};`];
+      case "assign":
+        return [`${pad}${this.assign(s)};`];
+      case "if": {
+        const out = [`${pad}if (${this.expr(s.cond)}) {`, ...this.block(s.then, depth + 1)];
+        if (s.else.length === 1 && s.else[0]!.k === "if") {
+          const [first, ...rest] = this.stmt(s.else[0]!, depth);
+          return [...out, `${pad}} else ${first!.trimStart()}`, ...rest];
+        }
+        if (s.else.length) out.push(`${pad}} else {`, ...this.block(s.else, depth + 1));
+        return [...out, `${pad}}`];
+      }
+      case "for": {
+        const ty = C_SCALAR[s.vty!];
+        const step = s.step.k === "lit" && typeof s.step.v === "number" && s.step.v < 0
+          ? (s.step.v === -1 ? `--${s.v}` : `${s.v} -= ${literal(-s.step.v, s.vty!)}`)
+          : s.step.k === "lit" && s.step.v === 1 ? `++${s.v}` : `${s.v} += ${this.expr(s.step)}`;
+        return [`${pad}for (${ty} ${s.v} = ${this.expr(s.start)}; ${s.v} ${s.cmp} ${this.expr(s.end)}; ${step}) {`, ...this.block(s.body, depth + 1), `${pad}}`];
+      }
+      case "expr":
+        return [`${pad}${this.expr(s.e)};`];
+      case "return":
+        return [`${pad}return;`];
+      case "break":
+      case "continue":
+        return [`${pad}${s.k};`];
+      case "block":
+        return [`${pad}{`, ...this.block(s.body, depth + 1), `${pad}}`];
+    }
+  }
+
+  private f16Target(target: Expr): boolean {
+    return target.k === "index" && target.base.k === "var" && this.bufElem.get(target.base.name) === "f16";
+  }
+
+  private assign(s: Extract<Stmt, { k: "assign" }>): string {
+    const { target } = s;
+    const ty = target.ty!;
+    const lhs = target.k === "index" ? `${this.expr(target.base)}[${this.expr(target.index)}]` : this.expr(target);
+    const rhs = s.op === "=" ? this.expr(s.value) : this.binary(s.op.slice(0, -1), target, s.value, ty)[0];
+    if (this.f16Target(target)) return `${lhs} = ${this.target.storeF16(rhs)}`;
+    if (["+=", "-=", "*=", "&=", "|=", "^="].includes(s.op)) return `${lhs} ${s.op} ${this.expr(s.value)}`;
+    return `${lhs} = ${rhs}`;
+  }
+
+  expr(e: Expr, parentPrec = 99): string {
+    switch (e.k) {
+      case "lit":
+        return literal(e.v, e.ty);
+      case "var":
+        return e.name;
+      case "table":
+        return `tbl_${e.id}`;
+      case "index": {
+        const base = this.expr(e.base);
+        const idx = `${base}[${this.expr(e.index)}]`;
+        return e.base.k === "var" && this.bufElem.get(e.base.name) === "f16" ? this.target.loadF16(idx) : idx;
+      }
+      case "un": {
+        const inner = this.expr(e.a, 2);
+        return `${e.op}${inner}`;
+      }
+      case "bin": {
+        const [s, isCall] = this.binary(e.op, e.a, e.b, e.a.ty ?? "i32");
+        return isCall || BIN_PRECEDENCE[e.op]! < parentPrec ? s : `(${s})`;
+      }
+      case "call": {
+        const args = e.args.map((a) => this.expr(a));
+        if (e.kind === "cast") return `((${C_SCALAR[e.fn as Scalar]})${this.expr(e.args[0]!, 2)})`;
+        const intr = lookupIntrinsic(e.fn)!;
+        return spell(intr, this.target.name, e.T).replace(/\$(\d)/g, (_, i) => args[Number(i)]!);
+      }
+      case "field":
+        throw new Error("internal: unbound configuration field reached the emitter");
+    }
+  }
+
+  /**
+   * `a op b` at operand type `ty`, and whether it rendered as a call (needing no parentheses).
+   * Integer division and remainder go through trap-free helpers unless the divisor is a safe literal.
+   */
+  private binary(op: string, a: Expr, b: Expr, ty: Scalar): [string, boolean] {
+    const prec = BIN_PRECEDENCE[op]!;
+    const divisorSafe = b.k === "lit" && b.v !== 0 && b.v !== -1;
+    if ((op === "/" || op === "%") && ty !== "f32" && !divisorSafe) {
+      const fn = { "i32/": "ngp_div", "i32%": "ngp_mod", "u32/": "ngp_udiv", "u32%": "ngp_umod" }[`${ty}${op}`];
+      return [`${fn}(${this.expr(a)}, ${this.expr(b)})`, true];
+    }
+    if (op === "%" && ty === "f32") return [`fmodf(${this.expr(a)}, ${this.expr(b)})`, true];
+    const lhs = this.expr(a, prec + 1);
+    if (op === "<<" || op === ">>" || op === ">>>") {
+      // Shift amounts are taken modulo 32 on every backend (JS semantics; C would be undefined).
+      const amount = b.k === "lit" ? literal((b.v as number) & 31, "i32") : `(${this.expr(b, 11)} & 31)`;
+      return [`${lhs} ${C_OPS[op] ?? op} ${amount}`, false];
+    }
+    return [`${lhs} ${C_OPS[op] ?? op} ${this.expr(b, prec)}`, false];
+  }
+}

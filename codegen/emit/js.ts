@@ -1,0 +1,137 @@
+// The JavaScript emitter: the reference backend. Every operation is spelled with exact C
+// semantics: f32 results through Math.fround, i32 through `| 0` and Math.imul, u32 through
+// `>>> 0`, shifts modulo 32, trap-free integer division. Buffers are TypedArrays (f16 buffers are
+// Float16Array, which rounds on store like a C conversion).
+import { lookupIntrinsic, spell } from "../../dsl/intrinsics.ts";
+import type { EmittedModule } from "../../runtime/abi.ts";
+import type { Expr, Scalar, Stmt } from "../ir.ts";
+import type { SpecializedKernel } from "../specialize.ts";
+import { BIN_PRECEDENCE, banner, collectTables, kernelSignature } from "./common.ts";
+
+const PRELUDE = `const __f32buf = new Float32Array(1);
+const __u32buf = new Uint32Array(__f32buf.buffer);
+const __min = (a, b) => (b < a ? b : a);
+const __max = (a, b) => (a < b ? b : a);
+const __f32bits = (x) => ((__f32buf[0] = x), __u32buf[0]);
+const __bitsf32 = (u) => ((__u32buf[0] = u), __f32buf[0]);
+const __popc = (x) => { let n = 0; for (let v = x >>> 0; v !== 0; v >>>= 1) n += v & 1; return n; };
+const __idiv = (a, b) => (b === 0 ? 0 : (a / b) | 0);
+const __imod = (a, b) => (b === 0 ? 0 : (a % b) | 0);
+const __udiv = (a, b) => (b === 0 ? 0 : (a / b) >>> 0);
+const __umod = (a, b) => (b === 0 ? 0 : (a % b) >>> 0);`;
+
+const ARRAY_CTOR: Record<Scalar, string> = { f32: "Float32Array", i32: "Int32Array", u32: "Uint32Array", bool: "Array" };
+
+export function emitJs(kernels: SpecializedKernel[]): EmittedModule {
+  const out: string[] = [banner("//", "js"), PRELUDE, ""];
+  for (const t of collectTables(kernels)) out.push(`const tbl_${t.id} = ${t.elem === "bool" ? "" : `new ${ARRAY_CTOR[t.elem]}`}([${t.values.join(", ")}]);`);
+  const p = new JsPrinter();
+  for (const k of kernels) {
+    const params = k.params.map((x) => x.name);
+    out.push("", `function ${k.name}_body(${[k.index.name, ...params].join(", ")}) {`, ...p.block(k.body, 1), "}");
+    out.push(`export function ${k.name}(${["ngp_n", ...params].join(", ")}) {`, `  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) ${k.name}_body(${["ngp_i", ...params].join(", ")});`, "}");
+  }
+  return { target: "js", source: out.join("\n") + "\n", kernels: kernels.map(kernelSignature) };
+}
+
+/** Wrap a raw JS result to type `ty`: the one place where C's rounding and wrapping are applied. */
+function wrap(s: string, ty: Scalar): string {
+  if (ty === "f32") return `Math.fround(${s})`;
+  if (ty === "i32") return `(${s} | 0)`;
+  if (ty === "u32") return `(${s} >>> 0)`;
+  return `(${s})`;
+}
+
+class JsPrinter {
+  block(body: Stmt[], depth: number): string[] {
+    return body.flatMap((s) => this.stmt(s, depth));
+  }
+
+  private stmt(s: Stmt, depth: number): string[] {
+    const pad = "  ".repeat(depth);
+    switch (s.k) {
+      case "let":
+        return [`${pad}${s.mutable ? "let" : "const"} ${s.name} = ${this.expr(s.init)};`];
+      case "array": {
+        const n = (s.size as { v: number }).v;
+        return [`${pad}const ${s.name} = ${s.elem === "bool" ? `new Array(${n}).fill(false)` : `new ${ARRAY_CTOR[s.elem]}(${n})`};`];
+      }
+      case "assign": {
+        const t = s.target;
+        const lhs = t.k === "index" ? `${this.expr(t.base)}[${this.expr(t.index)}]` : this.expr(t);
+        const rhs = s.op === "=" ? this.expr(s.value) : this.binary(s.op.slice(0, -1), t, s.value, t.ty!);
+        return [`${pad}${lhs} = ${rhs};`];
+      }
+      case "if": {
+        const out = [`${pad}if (${this.expr(s.cond)}) {`, ...this.block(s.then, depth + 1)];
+        if (s.else.length === 1 && s.else[0]!.k === "if") {
+          const [first, ...rest] = this.stmt(s.else[0]!, depth);
+          return [...out, `${pad}} else ${first!.trimStart()}`, ...rest];
+        }
+        if (s.else.length) out.push(`${pad}} else {`, ...this.block(s.else, depth + 1));
+        return [...out, `${pad}}`];
+      }
+      case "for": {
+        const next = this.binary("+", { k: "var", name: s.v, ty: s.vty, span: s.span }, s.step, s.vty!);
+        return [`${pad}for (let ${s.v} = ${this.expr(s.start)}; ${s.v} ${s.cmp} ${this.expr(s.end)}; ${s.v} = ${next}) {`, ...this.block(s.body, depth + 1), `${pad}}`];
+      }
+      case "expr":
+        return [`${pad}${this.expr(s.e)};`];
+      case "return":
+        return [`${pad}return;`];
+      case "break":
+      case "continue":
+        return [`${pad}${s.k};`];
+      case "block":
+        return [`${pad}{`, ...this.block(s.body, depth + 1), `${pad}}`];
+    }
+  }
+
+  expr(e: Expr, parentPrec = 99): string {
+    switch (e.k) {
+      case "lit":
+        return typeof e.v === "number" && e.v < 0 ? `(${e.v})` : String(e.v);
+      case "var":
+        return e.name;
+      case "table":
+        return `tbl_${e.id}`;
+      case "index":
+        return `${this.expr(e.base)}[${this.expr(e.index)}]`;
+      case "un": {
+        const inner = this.expr(e.a, 2);
+        if (e.op === "!") return `!${inner}`;
+        return e.ty === "f32" ? `(-${inner})` : wrap(`${e.op}${inner}`, e.ty!);
+      }
+      case "bin": {
+        const s = this.binary(e.op, e.a, e.b, e.a.ty ?? "i32");
+        const wrapped = /^(Math\.\w+|__\w+)\(.*\)$|^\(.*\)$/.test(s);
+        return wrapped || BIN_PRECEDENCE[e.op]! < parentPrec ? s : `(${s})`;
+      }
+      case "call": {
+        const args = e.args.map((a) => this.expr(a));
+        if (e.kind === "cast") return wrap(args[0]!, e.fn as Scalar);
+        const intr = lookupIntrinsic(e.fn)!;
+        const text = spell(intr, "js", e.T).replace(/\$(\d)/g, (_, i) => args[Number(i)]!);
+        // Intrinsics that compute in double round once to f32, like their C counterparts.
+        return e.ty === "f32" && !/^(Math\.fround|__bitsf32|__min|__max|\(\()/.test(text) ? `Math.fround(${text})` : text;
+      }
+      case "field":
+        throw new Error("internal: unbound configuration field reached the emitter");
+    }
+  }
+
+  /** `a op b` at operand type `ty`, with the result rounded or wrapped as C would. */
+  private binary(op: string, a: Expr, b: Expr, ty: Scalar): string {
+    const prec = BIN_PRECEDENCE[op]!;
+    const x = this.expr(a, prec + 1);
+    const y = this.expr(b, prec);
+    if (ty === "bool" || ["<", "<=", ">", ">=", "===", "!==", "&&", "||"].includes(op)) return `${x} ${op} ${y}`;
+    if (ty === "f32") return `Math.fround(${x} ${op} ${y})`;
+    const xs = this.expr(a, 99);
+    const ys = this.expr(b, 99);
+    if (op === "*") return wrap(`Math.imul(${xs}, ${ys})`, ty);
+    if (op === "/" || op === "%") return `${ty === "u32" ? "__u" : "__i"}${op === "/" ? "div" : "mod"}(${xs}, ${ys})`;
+    if (op === ">>" && ty === "u32") return `(${x} >>> ${y})`;
+    return wrap(`${x} ${op} ${y}`, ty);
+  }
+}

@@ -1,0 +1,170 @@
+// The typed intermediate representation. The front end (parse.ts) builds it from the TypeScript
+// syntax tree, the checker (check.ts) fills in types, the specializer (specialize.ts) rewrites it
+// for one configuration, and the emitters render it. Every node keeps the span of the TypeScript
+// source it came from, so any phase can point at the author's line.
+import type { Span } from "./diagnostics.ts";
+export type { Span };
+
+/** Value types. */
+export type Scalar = "f32" | "i32" | "u32" | "bool";
+/** Buffer element types: f16 is storage-only (loads widen to f32, stores round). */
+export type Elem = Scalar | "f16";
+
+export interface ConfigType {
+  name: string;
+  /** Field name -> scalar type, or a list (`f32[]`) of scalars. */
+  fields: Map<string, { s: Scalar; list: boolean; span: Span }>;
+}
+
+export type Type =
+  | { k: "scalar"; s: Scalar }
+  | { k: "buf"; elem: Elem }
+  | { k: "array"; elem: Scalar }
+  | { k: "config"; cfg: ConfigType }
+  | { k: "void" };
+
+export type BinOp =
+  | "+" | "-" | "*" | "/" | "%"
+  | "&" | "|" | "^" | "<<" | ">>" | ">>>"
+  | "<" | "<=" | ">" | ">=" | "===" | "!=="
+  | "&&" | "||";
+export type UnOp = "-" | "!" | "~";
+export type AssignOp = "=" | "+=" | "-=" | "*=" | "/=" | "%=" | "&=" | "|=" | "^=" | "<<=" | ">>=" | ">>>=";
+
+/** Scalar-valued expressions carry `ty` once checked; references to buffers/arrays/configs do not. */
+export type Expr =
+  /** A literal. `abstract` marks an integer literal whose type (i32 or u32) is set by context. */
+  | { k: "lit"; v: number | boolean; ty: Scalar; abstract?: boolean; span: Span }
+  | { k: "var"; name: string; ty?: Scalar; span: Span }
+  | { k: "bin"; op: BinOp; a: Expr; b: Expr; ty?: Scalar; span: Span }
+  | { k: "un"; op: UnOp; a: Expr; ty?: Scalar; span: Span }
+  /** `fn` is an intrinsic name, a cast (`f32`, `i32`, `u32`) or a helper's key (`file#name`). */
+  | { k: "call"; fn: string; kind: "intrinsic" | "cast" | "helper"; args: Expr[]; T?: Scalar; ty?: Scalar; span: Span }
+  | { k: "index"; base: Expr; index: Expr; ty?: Scalar; span: Span }
+  /** A configuration field, `cfg.levels`; bound to a literal or a table by the specializer. */
+  | { k: "field"; base: Expr; name: string; ty?: Scalar; span: Span }
+  /** A constant table (module `const` array or a bound config list), indexed with `index`. */
+  | { k: "table"; id: string; elem: Scalar; values: number[]; span: Span };
+
+export type Stmt =
+  /** `ty` is the declared type, or set by the checker from the initializer. */
+  | { k: "let"; name: string; mutable: boolean; ty?: Scalar; init: Expr; span: Span }
+  | { k: "array"; name: string; elem: Scalar; size: Expr; span: Span }
+  | { k: "assign"; target: Expr; op: AssignOp; value: Expr; span: Span }
+  | { k: "if"; cond: Expr; then: Stmt[]; else: Stmt[]; span: Span }
+  /** `for (let v: vty = start; v cmp end; v += step)`; a decrementing loop has a negative step. */
+  | { k: "for"; v: string; vty?: Scalar; start: Expr; cmp: "<" | "<=" | ">" | ">="; end: Expr; step: Expr; body: Stmt[]; span: Span }
+  | { k: "expr"; e: Expr; span: Span }
+  | { k: "return"; value?: Expr; span: Span }
+  | { k: "break"; span: Span }
+  | { k: "continue"; span: Span }
+  | { k: "block"; body: Stmt[]; span: Span };
+
+export interface Param {
+  name: string;
+  ty: Type;
+  span: Span;
+}
+
+export interface Func {
+  /** Unique key: `file#name`. */
+  key: string;
+  name: string;
+  params: Param[];
+  ret: Type;
+  body: Stmt[];
+  kernel: boolean;
+  span: Span;
+}
+
+/** What the front end produces for one entry file (kernels) and the helpers it reaches. */
+export interface Program {
+  file: string;
+  kernels: Func[];
+  /** Every function reachable from the entry file, by key. */
+  funcs: Map<string, Func>;
+}
+
+export const scalar = (s: Scalar): Type => ({ k: "scalar", s });
+export const isInt = (s: Scalar | undefined): s is "i32" | "u32" => s === "i32" || s === "u32";
+
+/** Visit every expression in `e` bottom-up, replacing each with `f`'s result. */
+export function mapExpr(e: Expr, f: (e: Expr) => Expr): Expr {
+  switch (e.k) {
+    case "bin":
+      return f({ ...e, a: mapExpr(e.a, f), b: mapExpr(e.b, f) });
+    case "un":
+      return f({ ...e, a: mapExpr(e.a, f) });
+    case "call":
+      return f({ ...e, args: e.args.map((x) => mapExpr(x, f)) });
+    case "index":
+      return f({ ...e, base: mapExpr(e.base, f), index: mapExpr(e.index, f) });
+    case "field":
+      return f({ ...e, base: mapExpr(e.base, f) });
+    default:
+      return f(e);
+  }
+}
+
+/** Apply `f` to every expression directly held by `s` (not recursing into nested statements). */
+export function mapStmtExprs(s: Stmt, f: (e: Expr) => Expr): Stmt {
+  switch (s.k) {
+    case "let":
+      return { ...s, init: f(s.init) };
+    case "array":
+      return { ...s, size: f(s.size) };
+    case "assign":
+      return { ...s, target: f(s.target), value: f(s.value) };
+    case "if":
+      return { ...s, cond: f(s.cond) };
+    case "for":
+      return { ...s, start: f(s.start), end: f(s.end), step: f(s.step) };
+    case "expr":
+      return { ...s, e: f(s.e) };
+    case "return":
+      return s.value ? { ...s, value: f(s.value) } : s;
+    default:
+      return s;
+  }
+}
+
+/** Every expression node within `s`, including nested statements. */
+export function* exprsOf(s: Stmt): Generator<Expr> {
+  const walk = function* (e: Expr): Generator<Expr> {
+    yield e;
+    switch (e.k) {
+      case "bin":
+        yield* walk(e.a);
+        yield* walk(e.b);
+        break;
+      case "un":
+      case "field":
+        yield* walk(e.k === "un" ? e.a : e.base);
+        break;
+      case "call":
+        for (const a of e.args) yield* walk(a);
+        break;
+      case "index":
+        yield* walk(e.base);
+        yield* walk(e.index);
+        break;
+    }
+  };
+  const direct: Expr[] = [];
+  mapStmtExprs(s, (e) => (direct.push(e), e));
+  for (const e of direct) yield* walk(e);
+  for (const child of childBodies(s)) for (const c of child) yield* exprsOf(c);
+}
+
+/** The nested statement lists of `s`. */
+export function childBodies(s: Stmt): Stmt[][] {
+  switch (s.k) {
+    case "if":
+      return [s.then, s.else];
+    case "for":
+    case "block":
+      return [s.body];
+    default:
+      return [];
+  }
+}

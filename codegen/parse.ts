@@ -1,0 +1,532 @@
+// Phase 1, the front end: TypeScript source (through ts-morph) -> IR with source spans.
+//
+// It accepts exactly the kernel-language subset and reports everything else with a coded
+// diagnostic. It resolves names (locals, module constants, the dsl's intrinsics and casts,
+// helpers in this or other kernel files) but infers no types: that is the checker's job.
+import { existsSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { Node, Project, SyntaxKind, ts, type SourceFile, type FunctionDeclaration, type TypeNode } from "ts-morph";
+import { lookupIntrinsic } from "../dsl/intrinsics.ts";
+import { DiagnosticSink, fail, registerSource, type Span } from "./diagnostics.ts";
+import type { AssignOp, BinOp, ConfigType, Elem, Expr, Func, Param, Program, Scalar, Stmt, Type } from "./ir.ts";
+
+const DSL_DIR = resolve(import.meta.dir, "../dsl");
+/** The language's own modules; everything else a kernel file imports is another kernel file. */
+const LANGUAGE_FILES = new Set(["index.ts", "types.ts", "intrinsics.ts"].map((f) => resolve(DSL_DIR, f)));
+const SCALAR_NAMES = new Set(["f32", "i32", "u32", "bool", "f16"]);
+const CASTS = new Set(["f32", "i32", "u32"]);
+/** Names that would collide with generated code or be invalid in C++ or CUDA. */
+const RESERVED_WORDS = new Set(
+  ("auto bool break case char class const constexpr continue default delete do double else enum explicit extern false float for " +
+    "friend goto if inline int long mutable namespace new operator private protected public register restrict return short signed " +
+    "sizeof static struct switch template this throw true try typedef typename union unsigned using virtual void volatile while " +
+    "int8_t int16_t int32_t int64_t uint8_t uint16_t uint32_t uint64_t size_t half NAN INFINITY blockIdx blockDim threadIdx gridDim Math").split(" "),
+);
+
+/** Check a name a kernel author declares (parameter, variable, loop variable, function). */
+function declared(name: string, at: Node): string {
+  if (RESERVED_WORDS.has(name) || /^(ngp_|tbl_|__)/.test(name)) fail("NGP1030", span(at), `'${name}'`);
+  return name;
+}
+
+const BIN_OPS: Partial<Record<SyntaxKind, BinOp>> = {
+  [SyntaxKind.PlusToken]: "+", [SyntaxKind.MinusToken]: "-", [SyntaxKind.AsteriskToken]: "*",
+  [SyntaxKind.SlashToken]: "/", [SyntaxKind.PercentToken]: "%", [SyntaxKind.AmpersandToken]: "&",
+  [SyntaxKind.BarToken]: "|", [SyntaxKind.CaretToken]: "^", [SyntaxKind.LessThanLessThanToken]: "<<",
+  [SyntaxKind.GreaterThanGreaterThanToken]: ">>", [SyntaxKind.GreaterThanGreaterThanGreaterThanToken]: ">>>",
+  [SyntaxKind.LessThanToken]: "<", [SyntaxKind.LessThanEqualsToken]: "<=", [SyntaxKind.GreaterThanToken]: ">",
+  [SyntaxKind.GreaterThanEqualsToken]: ">=", [SyntaxKind.EqualsEqualsEqualsToken]: "===",
+  [SyntaxKind.ExclamationEqualsEqualsToken]: "!==", [SyntaxKind.AmpersandAmpersandToken]: "&&",
+  [SyntaxKind.BarBarToken]: "||",
+};
+const ASSIGN_OPS: Partial<Record<SyntaxKind, AssignOp>> = {
+  [SyntaxKind.EqualsToken]: "=", [SyntaxKind.PlusEqualsToken]: "+=", [SyntaxKind.MinusEqualsToken]: "-=",
+  [SyntaxKind.AsteriskEqualsToken]: "*=", [SyntaxKind.SlashEqualsToken]: "/=", [SyntaxKind.PercentEqualsToken]: "%=",
+  [SyntaxKind.AmpersandEqualsToken]: "&=", [SyntaxKind.BarEqualsToken]: "|=", [SyntaxKind.CaretEqualsToken]: "^=",
+  [SyntaxKind.LessThanLessThanEqualsToken]: "<<=", [SyntaxKind.GreaterThanGreaterThanEqualsToken]: ">>=",
+  [SyntaxKind.GreaterThanGreaterThanGreaterThanEqualsToken]: ">>>=",
+};
+/** Operators TypeScript has and we refuse, with the hint that fixes each. */
+const REFUSED_OPS: Partial<Record<SyntaxKind, string>> = {
+  [SyntaxKind.EqualsEqualsToken]: "use === (the language has no loose equality)",
+  [SyntaxKind.ExclamationEqualsToken]: "use !== (the language has no loose equality)",
+  [SyntaxKind.AsteriskAsteriskToken]: "use pow(x, y) or multiply",
+  [SyntaxKind.InKeyword]: "kernels have no objects to test",
+  [SyntaxKind.InstanceOfKeyword]: "kernels have no objects to test",
+  [SyntaxKind.CommaToken]: "write separate statements",
+};
+
+/** A module-level constant: a scalar literal or a table. */
+type ModuleConst = { kind: "scalar"; v: number | boolean; ty: Scalar; abstract: boolean } | { kind: "table"; elem: Scalar; values: number[] };
+
+/** Names visible at the top level of one kernel file. */
+class FileScope {
+  readonly dsl = new Map<string, string>(); // local name -> name in the dsl
+  readonly imports = new Map<string, { file: string; name: string }>();
+  readonly functions = new Map<string, FunctionDeclaration>();
+  readonly consts = new Map<string, ModuleConst>();
+  readonly types = new Map<string, Node>();
+  constructor(readonly sf: SourceFile) {}
+}
+
+export interface ParseOptions {
+  /** Source text to use instead of reading `file` from disk. */
+  text?: string;
+}
+
+let sharedProject: Project | undefined;
+function project(): Project {
+  sharedProject ??= new Project({
+    skipAddingFilesFromTsConfig: true,
+    skipFileDependencyResolution: true,
+    compilerOptions: { target: ts.ScriptTarget.ES2022, allowImportingTsExtensions: true, noEmit: true },
+  });
+  return sharedProject;
+}
+
+/** Parse the kernel file `file` and every kernel file it imports into a Program. */
+export function parseProgram(file: string, opts: ParseOptions = {}): Program {
+  return new Parser().program(resolve(file), opts.text);
+}
+
+class Parser {
+  private readonly sink = new DiagnosticSink();
+  private readonly scopes = new Map<string, FileScope>();
+  private readonly funcs = new Map<string, Func>();
+  private readonly lowering = new Set<string>();
+
+  program(file: string, text?: string): Program {
+    const scope = this.fileScope(file, text);
+    const kernels: Func[] = [];
+    for (const [name, decl] of scope.functions) {
+      if (!isKernel(decl)) continue;
+      this.sink.guard(() => kernels.push(this.func(scope, name)));
+    }
+    this.sink.throwIfAny();
+    return { file, kernels, funcs: this.funcs };
+  }
+
+  // ---- files and their top-level declarations -------------------------------------------------
+
+  private fileScope(file: string, text?: string): FileScope {
+    const cached = this.scopes.get(file);
+    if (cached) return cached;
+    const p = project();
+    const existing = p.getSourceFile(file);
+    if (existing) p.removeSourceFile(existing);
+    const sf = text !== undefined ? p.createSourceFile(file, text, { overwrite: true }) : p.addSourceFileAtPath(file);
+    registerSource(file, sf.getFullText());
+    const scope = new FileScope(sf);
+    this.scopes.set(file, scope);
+    for (const st of sf.getStatements()) this.sink.guard(() => this.topLevel(scope, st));
+    return scope;
+  }
+
+  private topLevel(scope: FileScope, st: Node): void {
+    if (Node.isImportDeclaration(st)) return this.importDecl(scope, st);
+    if (Node.isFunctionDeclaration(st)) {
+      const name = st.getName();
+      if (!name) fail("NGP1025", span(st), "a function needs a name");
+      scope.functions.set(declared(name, st.getNameNode()!), st);
+      return;
+    }
+    if (Node.isInterfaceDeclaration(st) || Node.isTypeAliasDeclaration(st)) {
+      scope.types.set(st.getName(), st);
+      return;
+    }
+    if (Node.isClassDeclaration(st)) fail("NGP1005", span(st));
+    if (Node.isVariableStatement(st)) {
+      if (st.getDeclarationKind() !== "const") fail("NGP1027", span(st), `\`${st.getDeclarationKind()}\` at module level`);
+      for (const d of st.getDeclarations()) scope.consts.set(d.getName(), this.moduleConst(scope, d));
+      return;
+    }
+    if (Node.isExportDeclaration(st) || Node.isEmptyStatement(st)) return;
+    fail("NGP1016", span(st), `${st.getKindName()} at module level`);
+  }
+
+  private importDecl(scope: FileScope, st: import("ts-morph").ImportDeclaration): void {
+    const spec = st.getModuleSpecifierValue();
+    const target = resolveModule(dirname(scope.sf.getFilePath()), spec);
+    if (!target) fail("NGP1028", span(st.getModuleSpecifier()), `cannot find module '${spec}'`);
+    if (st.getDefaultImport() || st.getNamespaceImport()) fail("NGP1028", span(st), "default and namespace imports", "use named imports: import { f32, floor } from ...");
+    const language = LANGUAGE_FILES.has(target);
+    for (const n of st.getNamedImports()) {
+      const imported = n.getName();
+      const local = n.getAliasNode()?.getText() ?? imported;
+      if (language) scope.dsl.set(local, imported);
+      else scope.imports.set(local, { file: target, name: imported });
+    }
+  }
+
+  private moduleConst(scope: FileScope, d: import("ts-morph").VariableDeclaration): ModuleConst {
+    const init = d.getInitializer();
+    if (!init) fail("NGP1029", span(d));
+    const declared = d.getTypeNode();
+    if (Node.isArrayLiteralExpression(init)) {
+      const elem = declared && Node.isArrayTypeNode(declared) ? this.scalarName(scope, declared.getElementTypeNode()) : undefined;
+      const values = init.getElements().map((e) => {
+        const lit = this.expr(scope, e, new Set());
+        if (lit.k !== "lit" || typeof lit.v !== "number") fail("NGP1011", span(e), "table entries must be numeric literals");
+        return lit.v;
+      });
+      const inferred: Scalar = elem ?? (values.some((v) => !Number.isInteger(v)) ? "f32" : values.some((v) => v > 0x7fffffff) ? "u32" : "i32");
+      return { kind: "table", elem: inferred, values: inferred === "f32" ? values.map(Math.fround) : values };
+    }
+    const e = this.expr(scope, init, new Set());
+    if (e.k !== "lit") fail("NGP1011", span(init), "module constants must be literals");
+    const ty = declared ? this.scalarName(scope, declared) : e.ty;
+    return { kind: "scalar", v: e.v, ty, abstract: !declared && (e.abstract ?? false) };
+  }
+
+  // ---- functions ------------------------------------------------------------------------------
+
+  /** Lower function `name` of `scope` (once), returning its IR. */
+  private func(scope: FileScope, name: string): Func {
+    const key = `${scope.sf.getFilePath()}#${name}`;
+    const done = this.funcs.get(key);
+    if (done) return done;
+    const decl = scope.functions.get(name)!;
+    if (this.lowering.has(key)) fail("NGP1007", span(decl.getNameNode() ?? decl), `'${name}' calls itself`);
+    this.lowering.add(key);
+    const kernel = isKernel(decl);
+    const params: Param[] = decl.getParameters().map((p) => {
+      const tn = p.getTypeNode();
+      if (!tn) fail("NGP1017", span(p), `parameter '${p.getName()}' needs a type annotation`);
+      if (p.hasQuestionToken() || p.getInitializer()) fail("NGP1017", span(p), "optional and default parameters");
+      return { name: declared(p.getName(), p), ty: this.type(scope, tn), span: span(p) };
+    });
+    const retNode = decl.getReturnTypeNode();
+    const ret: Type = retNode ? this.type(scope, retNode) : { k: "void" };
+    const body = decl.getBody();
+    if (!body || !Node.isBlock(body)) fail("NGP1016", span(decl), "a function needs a body");
+    const fn: Func = { key, name, params, ret, kernel, span: span(decl.getNameNode() ?? decl), body: [] };
+    fn.body = this.block(scope, body.getStatements(), new Set(params.map((p) => p.name)));
+    this.lowering.delete(key);
+    this.funcs.set(key, fn);
+    return fn;
+  }
+
+  // ---- types ----------------------------------------------------------------------------------
+
+  private type(scope: FileScope, tn: TypeNode): Type {
+    if (tn.getKind() === SyntaxKind.AnyKeyword) fail("NGP1012", span(tn));
+    if (tn.getKind() === SyntaxKind.VoidKeyword) return { k: "void" };
+    if (Node.isArrayTypeNode(tn)) return { k: "array", elem: this.scalarName(scope, tn.getElementTypeNode()) };
+    if (Node.isTypeReference(tn)) {
+      const name = scope.dsl.get(tn.getTypeName().getText());
+      const args = tn.getTypeArguments();
+      if (name === "Buf" && args.length === 1) return { k: "buf", elem: this.elemName(scope, args[0]!) };
+      if (name === "Const" && args.length === 1) return { k: "config", cfg: this.configType(scope, args[0]!) };
+    }
+    return { k: "scalar", s: this.scalarName(scope, tn) };
+  }
+
+  private elemName(scope: FileScope, tn: TypeNode): Elem {
+    if (tn.getKind() === SyntaxKind.AnyKeyword) fail("NGP1012", span(tn));
+    const name = Node.isTypeReference(tn) ? scope.dsl.get(tn.getTypeName().getText()) : undefined;
+    if (name && SCALAR_NAMES.has(name)) return name as Elem;
+    if (tn.getKind() === SyntaxKind.BooleanKeyword) return "bool";
+    const hint = tn.getKind() === SyntaxKind.NumberKeyword ? "`number` is ambiguous: use f32, i32 or u32" : undefined;
+    fail("NGP1017", span(tn), `'${tn.getText()}'`, hint);
+  }
+
+  private scalarName(scope: FileScope, tn: TypeNode): Scalar {
+    const e = this.elemName(scope, tn);
+    if (e === "f16") fail("NGP1017", span(tn), "f16 is a storage type", "use Buf<f16> for storage; values are f32");
+    return e;
+  }
+
+  private configType(scope: FileScope, tn: TypeNode): ConfigType {
+    const name = tn.getText();
+    const { scope: owner, node } = this.findType(scope, name, tn);
+    const fields: ConfigType["fields"] = new Map();
+    const members = Node.isInterfaceDeclaration(node)
+      ? node.getProperties()
+      : Node.isTypeAliasDeclaration(node) && Node.isTypeLiteral(node.getTypeNodeOrThrow())
+        ? node.getTypeNodeOrThrow().asKindOrThrow(SyntaxKind.TypeLiteral).getProperties()
+        : fail("NGP1017", span(tn), `'${name}' must be an interface or object type`);
+    for (const m of members) {
+      const ftn = m.getTypeNode();
+      if (!ftn) fail("NGP1017", span(m), `config field '${m.getName()}' needs a type`);
+      const inner = Node.isTypeOperatorTypeNode(ftn) ? ftn.getTypeNode() : ftn; // readonly T[]
+      if (Node.isArrayTypeNode(inner)) fields.set(m.getName(), { s: this.scalarName(owner, inner.getElementTypeNode()), list: true, span: span(m) });
+      else fields.set(m.getName(), { s: this.scalarName(owner, inner), list: false, span: span(m) });
+    }
+    return { name, fields };
+  }
+
+  private findType(scope: FileScope, name: string, at: Node): { scope: FileScope; node: Node } {
+    const local = scope.types.get(name);
+    if (local) return { scope, node: local };
+    const imp = scope.imports.get(name);
+    if (imp) return this.findType(this.fileScope(imp.file), imp.name, at);
+    fail("NGP1018", span(at), `type '${name}'`);
+  }
+
+  // ---- statements -----------------------------------------------------------------------------
+
+  private block(scope: FileScope, stmts: Node[], outer: Set<string>): Stmt[] {
+    const locals = new Set(outer);
+    const out: Stmt[] = [];
+    for (const st of stmts) this.sink.guard(() => out.push(...this.stmt(scope, st, locals)));
+    return out;
+  }
+
+  private stmt(scope: FileScope, st: Node, locals: Set<string>): Stmt[] {
+    const sp = span(st);
+    if (Node.isVariableStatement(st)) {
+      const kind = st.getDeclarationKind();
+      if (kind === "var") fail("NGP1016", sp, "`var`", "use let or const");
+      return st.getDeclarations().map((d) => {
+        const init = d.getInitializer();
+        if (!Node.isIdentifier(d.getNameNode())) fail("NGP1016", span(d), "destructuring");
+        if (!init) fail("NGP1029", span(d));
+        const name = declared(d.getName(), d);
+        const arr = this.localArrayDecl(scope, d.getTypeNode(), init, locals);
+        locals.add(name);
+        if (arr) return { k: "array", name, elem: arr.elem, size: arr.size, span: span(d) };
+        const tn = d.getTypeNode();
+        const ty = tn ? this.scalarName(scope, tn) : undefined;
+        return { k: "let", name, mutable: kind === "let", ty, init: this.expr(scope, init, locals), span: span(d) };
+      });
+    }
+    if (Node.isExpressionStatement(st)) return [this.exprStmt(scope, st.getExpression(), locals)];
+    if (Node.isIfStatement(st)) {
+      const els = st.getElseStatement();
+      return [{
+        k: "if", cond: this.expr(scope, st.getExpression(), locals), span: sp,
+        then: this.body(scope, st.getThenStatement(), locals),
+        else: els ? this.body(scope, els, locals) : [],
+      }];
+    }
+    if (Node.isForStatement(st)) return [this.forStmt(scope, st, locals)];
+    if (Node.isBlock(st)) return [{ k: "block", body: this.block(scope, st.getStatements(), locals), span: sp }];
+    if (Node.isReturnStatement(st)) {
+      const v = st.getExpression();
+      return [{ k: "return", value: v ? this.expr(scope, v, locals) : undefined, span: sp }];
+    }
+    if (Node.isBreakStatement(st) || Node.isContinueStatement(st)) {
+      if (st.getLabel()) fail("NGP1016", sp, "labelled break/continue");
+      return [{ k: Node.isBreakStatement(st) ? "break" : "continue", span: sp }];
+    }
+    if (Node.isEmptyStatement(st)) return [];
+    if (Node.isFunctionDeclaration(st)) fail("NGP1006", sp, "nested function declaration");
+    if (Node.isClassDeclaration(st)) fail("NGP1005", sp);
+    const hints: Partial<Record<SyntaxKind, string>> = {
+      [SyntaxKind.WhileStatement]: "use a for loop with a bound",
+      [SyntaxKind.DoStatement]: "use a for loop with a bound",
+      [SyntaxKind.SwitchStatement]: "use if / else if",
+      [SyntaxKind.ForOfStatement]: "use an indexed for loop",
+      [SyntaxKind.ForInStatement]: "use an indexed for loop",
+      [SyntaxKind.ThrowStatement]: "kernels cannot throw; write an error flag into a buffer",
+      [SyntaxKind.TryStatement]: "kernels cannot throw",
+    };
+    fail("NGP1016", sp, `'${st.getKindName()}'`, hints[st.getKind()]);
+  }
+
+  /** Bodies of if/for: a block or a single statement, in a nested scope. */
+  private body(scope: FileScope, st: Node, locals: Set<string>): Stmt[] {
+    return Node.isBlock(st) ? this.block(scope, st.getStatements(), locals) : this.block(scope, [st], locals);
+  }
+
+  private localArrayDecl(scope: FileScope, tn: TypeNode | undefined, init: Node, locals: Set<string>): { elem: Scalar; size: Expr } | undefined {
+    if (!Node.isCallExpression(init) || scope.dsl.get(init.getExpression().getText()) !== "localArray") return undefined;
+    const targs = init.getTypeArguments();
+    const elemNode = targs[0] ?? (tn && Node.isArrayTypeNode(tn) ? tn.getElementTypeNode() : undefined);
+    if (!elemNode) fail("NGP1017", span(init), "localArray needs an element type", "write localArray<f32>(size)");
+    const args = init.getArguments();
+    if (args.length !== 1) fail("NGP1021", span(init), "localArray takes one argument, the size");
+    return { elem: this.scalarName(scope, elemNode as TypeNode), size: this.expr(scope, args[0]!, locals) };
+  }
+
+  private exprStmt(scope: FileScope, e: Node, locals: Set<string>): Stmt {
+    const sp = span(e);
+    if (Node.isBinaryExpression(e)) {
+      const op = ASSIGN_OPS[e.getOperatorToken().getKind()];
+      if (op) return { k: "assign", target: this.lvalue(scope, e.getLeft(), locals), op, value: this.expr(scope, e.getRight(), locals), span: sp };
+    }
+    if (Node.isPostfixUnaryExpression(e) || Node.isPrefixUnaryExpression(e)) {
+      const tok = e.getOperatorToken();
+      if (tok === SyntaxKind.PlusPlusToken || tok === SyntaxKind.MinusMinusToken) {
+        const one: Expr = { k: "lit", v: 1, ty: "i32", abstract: true, span: sp };
+        return { k: "assign", target: this.lvalue(scope, e.getOperand(), locals), op: tok === SyntaxKind.PlusPlusToken ? "+=" : "-=", value: one, span: sp };
+      }
+    }
+    if (Node.isCallExpression(e)) return { k: "expr", e: this.expr(scope, e, locals), span: sp };
+    if (Node.isParenthesizedExpression(e)) return this.exprStmt(scope, e.getExpression(), locals);
+    this.expr(scope, e, locals); // report what is unsupported inside it first
+    fail("NGP1016", sp, "an expression statement without effect", "statements are assignments, ++/--, or calls");
+  }
+
+  private lvalue(scope: FileScope, e: Node, locals: Set<string>): Expr {
+    const target = this.expr(scope, e, locals);
+    if (target.k === "var" || (target.k === "index" && target.base.k === "var")) return target;
+    if (target.k === "field" || target.k === "lit" || target.k === "table" || target.k === "index") fail("NGP1014", span(e), `'${e.getText()}'`);
+    fail("NGP1016", span(e), "assignment target", "assign to a variable or an element of a buffer/local array");
+  }
+
+  private forStmt(scope: FileScope, st: import("ts-morph").ForStatement, outer: Set<string>): Stmt {
+    const sp = span(st);
+    const bad = (n: Node | undefined) => fail("NGP1031", n ? span(n) : sp);
+    const init = st.getInitializer();
+    if (!init || !Node.isVariableDeclarationList(init) || init.getDeclarations().length !== 1) return bad(init);
+    if (init.getDeclarationKind() !== "let") return bad(init);
+    const decl = init.getDeclarations()[0]!;
+    const v = declared(decl.getName(), decl);
+    const startNode = decl.getInitializer();
+    if (!startNode) return bad(decl);
+    const vtn = decl.getTypeNode();
+    const locals = new Set(outer).add(v);
+    const start = this.expr(scope, startNode, outer);
+
+    const cond = st.getCondition();
+    if (!cond || !Node.isBinaryExpression(cond) || cond.getLeft().getText() !== v) return bad(cond);
+    const cmp = BIN_OPS[cond.getOperatorToken().getKind()];
+    if (cmp !== "<" && cmp !== "<=" && cmp !== ">" && cmp !== ">=") return bad(cond);
+    const end = this.expr(scope, cond.getRight(), locals);
+
+    const inc = st.getIncrementor();
+    let step: Expr | undefined;
+    if (inc && (Node.isPostfixUnaryExpression(inc) || Node.isPrefixUnaryExpression(inc)) && inc.getOperand().getText() === v) {
+      const tok = inc.getOperatorToken();
+      if (tok === SyntaxKind.PlusPlusToken || tok === SyntaxKind.MinusMinusToken)
+        step = { k: "lit", v: tok === SyntaxKind.PlusPlusToken ? 1 : -1, ty: "i32", abstract: true, span: span(inc) };
+    } else if (inc && Node.isBinaryExpression(inc) && inc.getLeft().getText() === v) {
+      const op = inc.getOperatorToken().getKind();
+      const amount = this.expr(scope, inc.getRight(), locals);
+      if (op === SyntaxKind.PlusEqualsToken) step = amount;
+      else if (op === SyntaxKind.MinusEqualsToken) step = { k: "un", op: "-", a: amount, span: span(inc) };
+    }
+    if (!step) return bad(inc);
+    const body = this.body(scope, st.getStatement(), locals);
+    return { k: "for", v, vty: vtn ? this.scalarName(scope, vtn) : undefined, start, cmp, end, step, body, span: sp };
+  }
+
+  // ---- expressions ----------------------------------------------------------------------------
+
+  private expr(scope: FileScope, e: Node, locals: Set<string>): Expr {
+    const sp = span(e);
+    const sub = (n: Node) => this.expr(scope, n, locals);
+    if (Node.isParenthesizedExpression(e) || Node.isNonNullExpression(e)) return sub(e.getExpression());
+    if (Node.isNumericLiteral(e)) return numericLiteral(e.getText(), e.getLiteralValue(), sp);
+    if (Node.isTrueLiteral(e) || Node.isFalseLiteral(e)) return { k: "lit", v: Node.isTrueLiteral(e), ty: "bool", span: sp };
+    if (Node.isIdentifier(e)) return this.identifier(scope, e.getText(), sp, locals);
+    if (Node.isPrefixUnaryExpression(e)) {
+      const tok = e.getOperatorToken();
+      const operand = e.getOperand();
+      if (tok === SyntaxKind.MinusToken && Node.isNumericLiteral(operand)) {
+        const lit = numericLiteral(operand.getText(), -operand.getLiteralValue(), sp);
+        return lit;
+      }
+      const op = tok === SyntaxKind.MinusToken ? "-" : tok === SyntaxKind.ExclamationToken ? "!" : tok === SyntaxKind.TildeToken ? "~" : undefined;
+      if (!op) fail("NGP1015", sp, `prefix '${e.getText().slice(0, 2).replace(/[^+\-]/g, "")}'`, "write x = x + 1 as its own statement; unary + is not needed");
+      return { k: "un", op, a: sub(operand), span: sp };
+    }
+    if (Node.isPostfixUnaryExpression(e)) fail("NGP1015", sp, "++/-- inside an expression", "use ++/-- as a statement of its own");
+    if (Node.isBinaryExpression(e)) {
+      const kind = e.getOperatorToken().getKind();
+      if (kind === SyntaxKind.QuestionQuestionToken) fail("NGP1002", sp);
+      if (ASSIGN_OPS[kind] || kind === SyntaxKind.QuestionQuestionEqualsToken) fail("NGP1015", sp, "assignment inside an expression", "assign in a statement of its own");
+      const refused = REFUSED_OPS[kind];
+      if (refused) fail("NGP1015", span(e.getOperatorToken()), `'${e.getOperatorToken().getText()}'`, refused);
+      const op = BIN_OPS[kind];
+      if (!op) fail("NGP1015", span(e.getOperatorToken()), `'${e.getOperatorToken().getText()}'`);
+      return { k: "bin", op, a: sub(e.getLeft()), b: sub(e.getRight()), span: sp };
+    }
+    if (Node.isConditionalExpression(e)) fail("NGP1001", sp);
+    if (Node.isCallExpression(e)) return this.call(scope, e, locals);
+    if (Node.isElementAccessExpression(e)) {
+      if (e.hasQuestionDotToken()) fail("NGP1002", sp);
+      return { k: "index", base: sub(e.getExpression()), index: sub(e.getArgumentExpressionOrThrow()), span: sp };
+    }
+    if (Node.isPropertyAccessExpression(e)) {
+      if (e.hasQuestionDotToken()) fail("NGP1002", sp);
+      if (e.getExpression().getText() === "Math") fail("NGP1010", sp, `'${e.getText()}'`, `use ${e.getName()}() from the dsl, which has the same meaning on every backend`);
+      return { k: "field", base: sub(e.getExpression()), name: e.getName(), span: sp };
+    }
+    if (Node.isStringLiteral(e) || Node.isNoSubstitutionTemplateLiteral(e) || Node.isTemplateExpression(e)) fail("NGP1003", sp);
+    if (Node.isObjectLiteralExpression(e) || Node.isArrayLiteralExpression(e)) fail("NGP1004", sp);
+    if (Node.isArrowFunction(e) || Node.isFunctionExpression(e)) fail("NGP1006", sp);
+    if (Node.isAsExpression(e) || Node.isTypeAssertion(e) || Node.isSatisfiesExpression(e))
+      fail("NGP1015", sp, "type assertion", "convert with f32(x), i32(x) or u32(x)");
+    if (Node.isNewExpression(e)) fail("NGP1033", sp, "`new` (dynamic allocation)", "use localArray<T>(size) with a compile-time size");
+    if (e.getKind() === SyntaxKind.NullKeyword || (Node.isIdentifier(e) && e.getText() === "undefined")) fail("NGP1002", sp);
+    fail("NGP1033", sp, `'${e.getKindName()}'`);
+  }
+
+  private identifier(scope: FileScope, name: string, sp: Span, locals: Set<string>): Expr {
+    if (locals.has(name)) return { k: "var", name, span: sp };
+    const c = this.moduleConstant(scope, name);
+    if (c?.kind === "scalar") return { k: "lit", v: c.v, ty: c.ty, abstract: c.abstract, span: sp };
+    if (c?.kind === "table") return { k: "table", id: name, elem: c.elem, values: c.values, span: sp };
+    if (name === "undefined") fail("NGP1002", sp);
+    if (name === "Infinity" || name === "NaN") fail("NGP1018", sp, `'${name}'`, "write it as a computation, e.g. 1.0 / 0.0");
+    fail("NGP1018", sp, `'${name}'`);
+  }
+
+  private moduleConstant(scope: FileScope, name: string): ModuleConst | undefined {
+    const local = scope.consts.get(name);
+    if (local) return local;
+    const imp = scope.imports.get(name);
+    return imp ? this.moduleConstant(this.fileScope(imp.file), imp.name) : undefined;
+  }
+
+  private call(scope: FileScope, e: import("ts-morph").CallExpression, locals: Set<string>): Expr {
+    const sp = span(e);
+    const callee = e.getExpression();
+    const args = () => e.getArguments().map((a) => this.expr(scope, a, locals));
+    if (!Node.isIdentifier(callee)) {
+      if (Node.isPropertyAccessExpression(callee) && callee.getExpression().getText() === "Math")
+        fail("NGP1010", span(callee), `'${callee.getText()}'`, `use ${callee.getName()}() from the dsl, which has the same meaning on every backend`);
+      fail("NGP1010", span(callee), `'${callee.getText()}'`, "only plain function calls are supported");
+    }
+    const name = callee.getText();
+    if (!locals.has(name)) {
+      const dslName = scope.dsl.get(name);
+      if (dslName && CASTS.has(dslName)) return { k: "call", fn: dslName, kind: "cast", args: args(), span: sp };
+      if (dslName && lookupIntrinsic(dslName)) return { k: "call", fn: dslName, kind: "intrinsic", args: args(), span: sp };
+      if (dslName === "localArray") fail("NGP1004", sp, "localArray() outside a declaration", "write `const a = localArray<f32>(n);`");
+      const helper = this.resolveFunction(scope, name, sp);
+      if (helper) {
+        if (helper.kernel) fail("NGP1021", sp, `'${name}' is a kernel`, "kernels are launched from the host; move the shared code into a helper");
+        return { k: "call", fn: helper.key, kind: "helper", args: args(), span: sp };
+      }
+    }
+    fail("NGP1010", span(callee), `'${name}'`);
+  }
+
+  private resolveFunction(scope: FileScope, name: string, sp: Span): Func | undefined {
+    if (scope.functions.has(name)) return this.func(scope, name);
+    const imp = scope.imports.get(name);
+    if (!imp) return undefined;
+    const target = this.fileScope(imp.file);
+    if (!target.functions.has(imp.name)) return undefined;
+    return this.func(target, imp.name);
+  }
+}
+
+function isKernel(decl: FunctionDeclaration): boolean {
+  return decl.getJsDocs().some((d) => d.getTags().some((t) => t.getTagName() === "kernel"));
+}
+
+function numericLiteral(text: string, value: number, sp: Span): Expr {
+  const isFloat = /^-?[0-9]*\.[0-9]*([eE][-+]?[0-9]+)?$|^-?[0-9]+[eE][-+]?[0-9]+$/.test(text.replace(/_/g, ""));
+  if (isFloat) return { k: "lit", v: Math.fround(value), ty: "f32", span: sp };
+  if (!Number.isInteger(value) || value < -0x80000000 || value > 0xffffffff) fail("NGP1023", sp, text);
+  return { k: "lit", v: value, ty: value > 0x7fffffff ? "u32" : "i32", abstract: true, span: sp };
+}
+
+function resolveModule(fromDir: string, spec: string): string | undefined {
+  if (spec === "ngp-kernels/dsl" || spec === "ngp-kernels") return resolve(DSL_DIR, "index.ts");
+  if (!spec.startsWith(".")) return undefined;
+  const base = resolve(fromDir, spec);
+  for (const candidate of [base, `${base}.ts`, resolve(base, "index.ts")]) if (candidate.endsWith(".ts") && existsSync(candidate)) return candidate;
+  return undefined;
+}
+
+export function span(node: Node): Span {
+  const sf = node.getSourceFile();
+  const start = node.getStart();
+  const { line, column } = sf.getLineAndColumnAtPos(start);
+  return { file: sf.getFilePath(), start, end: node.getEnd(), line, col: column };
+}
