@@ -1,0 +1,170 @@
+// Loading a built module with bun:ffi and wrapping each kernel in a typed, validating function.
+//
+// bun:ffi checks nothing: a wrong argument count, a float where a pointer belongs or a freed
+// buffer crashes the process or corrupts memory silently. The wrappers here are the safety layer;
+// they follow the calling convention of runtime/abi.ts exactly:
+//     int32_t <name>(int64_t n, [T* p, int64_t p_len | scalar]...)
+
+import { dlopen, type FFIFunction, type FFITypeOrString } from "bun:ffi";
+import type { KernelParam, KernelSignature, ScalarType } from "./abi.ts";
+import { CudaBuffer, ELEM_ARRAYS, elemTypeOf, HostBuffer, type DeviceBuffer } from "./buffer.ts";
+import { CUDA_RUNTIME_SYMBOLS, openCudaRuntime, type CudaRuntime } from "./cuda.ts";
+import { definedDynamicSymbols, validateSharedLibrary } from "./elf.ts";
+
+export type NativeTarget = "cpu" | "cuda";
+/** A buffer, or on cpu a TypedArray of the parameter's element type; or a scalar. */
+export type KernelArg = DeviceBuffer | Float32Array | Int32Array | Uint32Array | Float16Array | number | boolean;
+/** Runs the kernel for every index in [0, n). Throws KernelError if it reports a failure. */
+export type Kernel = (n: number, ...args: KernelArg[]) => void;
+
+export interface NativeModule {
+  readonly path: string;
+  readonly target: NativeTarget;
+  readonly kernels: Readonly<Record<string, Kernel>>;
+  /** Device memory and synchronization (cuda target only). */
+  readonly cuda: CudaRuntime | undefined;
+  /** Unloads the library; its kernels throw afterwards. */
+  close(): void;
+}
+
+export class KernelError extends Error {
+  constructor(
+    readonly kernel: string,
+    readonly code: number,
+    readonly codeName: string | undefined,
+  ) {
+    super(`kernel ${kernel} failed with ${codeName ? `${codeName} (${code})` : `error code ${code}`}`);
+    this.name = "KernelError";
+  }
+}
+
+/** Validates, loads and wraps the module at `path`, which must export every kernel in `kernels`. */
+export function loadNativeModule(path: string, kernels: KernelSignature[], target: NativeTarget): NativeModule {
+  const problem = validateSharedLibrary(path);
+  if (problem) throw new Error(`refusing to load ${path}: ${problem}`);
+  checkSymbols(path, kernels, target);
+
+  const symbols: Record<string, FFIFunction> = {};
+  for (const k of kernels) symbols[k.name] = { args: nativeArgs(k, target), returns: "i32" };
+  const lib = dlopen(path, symbols);
+  const cuda = target === "cuda" ? openCudaRuntime(path) : undefined;
+
+  let closed = false;
+  const wrapped: Record<string, Kernel> = {};
+  for (const k of kernels) {
+    const call = lib.symbols[k.name] as unknown as (...args: unknown[]) => number;
+    const checkOpen = () => {
+      if (closed) throw new Error(`kernel ${k.name} called after its module ${path} was closed`);
+    };
+    wrapped[k.name] = wrapKernel(k, target, call, checkOpen, cuda);
+  }
+  return {
+    path,
+    target,
+    kernels: wrapped,
+    cuda,
+    close() {
+      if (closed) return;
+      closed = true;
+      cuda?.close();
+      lib.close();
+    },
+  };
+}
+
+// bun:ffi reports only the first missing symbol; reading the dynamic symbol table lists them all.
+function checkSymbols(path: string, kernels: KernelSignature[], target: NativeTarget): void {
+  const defined = definedDynamicSymbols(path);
+  const required = kernels.map((k) => k.name);
+  if (target === "cuda") required.push(...Object.keys(CUDA_RUNTIME_SYMBOLS));
+  const missing = required.filter((name) => !defined.has(name));
+  if (missing.length > 0) {
+    throw new Error(`${path} does not export ${missing.join(", ")} (missing extern "C"?)`);
+  }
+}
+
+const SCALAR_FFI: Record<ScalarType, FFITypeOrString> = { f32: "f32", i32: "i32", u32: "u32", bool: "i32" };
+
+function nativeArgs(k: KernelSignature, target: NativeTarget): FFITypeOrString[] {
+  // A CUDA buffer is a device address (an integer to the host), a CPU buffer a host pointer.
+  const pointer: FFITypeOrString = target === "cuda" ? "u64" : "ptr";
+  return ["i64", ...k.params.flatMap((p) => (p.kind === "buffer" ? [pointer, "i64" as const] : [SCALAR_FFI[p.type]]))];
+}
+
+/** Appends the native arguments for one JS argument, or throws saying what is wrong with it. */
+type Converter = (value: unknown, out: unknown[]) => void;
+
+function wrapKernel(
+  k: KernelSignature,
+  target: NativeTarget,
+  call: (...args: unknown[]) => number,
+  checkOpen: () => void,
+  cuda: CudaRuntime | undefined,
+): Kernel {
+  const converters = k.params.map((p) => converter(k.name, p, target));
+  const usage = `${k.name}(${["n", ...k.params.map((p) => p.name)].join(", ")})`;
+  return (n, ...args) => {
+    checkOpen();
+    if (args.length !== k.params.length) {
+      throw new TypeError(`${usage} takes ${k.params.length + 1} arguments, got ${args.length + 1}`);
+    }
+    if (!Number.isSafeInteger(n) || n < 0 || n >= 2 ** 31) {
+      throw new RangeError(`${k.name}: n must be an integer in [0, 2^31), got ${describe(n)}`);
+    }
+    const native: unknown[] = [n];
+    for (let i = 0; i < args.length; i++) converters[i]!(args[i], native);
+    const status = call(...native);
+    if (status !== 0) throw new KernelError(k.name, status, cuda?.errorName(status));
+  };
+}
+
+function converter(kernel: string, p: KernelParam, target: NativeTarget): Converter {
+  const fail = (expected: string, value: unknown): never => {
+    throw new TypeError(`${kernel}: argument ${p.name} must be ${expected}, got ${describe(value)}`);
+  };
+  if (p.kind === "scalar") return scalarConverter(p.type, fail);
+
+  const expected = `a ${target} ${p.elem} buffer${target === "cpu" ? ` or a ${ELEM_ARRAYS[p.elem].name}` : ""}`;
+  return (value, out) => {
+    if (isBuffer(value) && value.disposed) fail(expected, value);
+    if (target === "cpu" && elemTypeOf(value) === p.elem) {
+      out.push(value, (value as ArrayLike<number>).length);
+    } else if (target === "cpu" && value instanceof HostBuffer && value.backend === "cpu" && value.elem === p.elem) {
+      out.push(value.data, value.length);
+    } else if (target === "cuda" && value instanceof CudaBuffer && value.elem === p.elem) {
+      out.push(value.ptr, value.length);
+    } else {
+      fail(expected, value);
+    }
+  };
+}
+
+function scalarConverter(type: ScalarType, fail: (expected: string, value: unknown) => never): Converter {
+  switch (type) {
+    case "f32":
+      // A finite double beyond the f32 range would silently become infinity in the kernel.
+      return (v, out) => out.push(typeof v === "number" && Number.isFinite(Math.fround(v)) ? v : fail("a finite f32", v));
+    case "i32":
+      return (v, out) => out.push(isIntegerIn(v, -(2 ** 31), 2 ** 31 - 1) ? v : fail("an integer in the i32 range", v));
+    case "u32":
+      return (v, out) => out.push(isIntegerIn(v, 0, 2 ** 32 - 1) ? v : fail("an integer in [0, 2^32)", v));
+    case "bool":
+      return (v, out) => out.push(typeof v === "boolean" ? Number(v) : fail("a boolean", v));
+  }
+}
+
+function isIntegerIn(v: unknown, min: number, max: number): v is number {
+  return Number.isInteger(v) && (v as number) >= min && (v as number) <= max;
+}
+
+function isBuffer(value: unknown): value is DeviceBuffer {
+  return value instanceof HostBuffer || value instanceof CudaBuffer;
+}
+
+function describe(value: unknown): string {
+  if (isBuffer(value)) {
+    return `${value.disposed ? "a disposed " : "a "}${value.backend} ${value.elem}[${value.length}] buffer`;
+  }
+  if (ArrayBuffer.isView(value)) return value.constructor.name;
+  return typeof value === "number" ? String(value) : typeof value;
+}

@@ -1,0 +1,78 @@
+// Shared pieces of the runtime tests: fixture sources, temporary cache dirs, child processes.
+
+import { afterAll } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { BuildRequest } from "../../runtime/cache.ts";
+import { CPU_FLAGS, findCxx, type Tool } from "../../runtime/toolchain.ts";
+
+const FIXTURES = join(import.meta.dir, "fixtures");
+
+export const fixture = (name: string): string => readFileSync(join(FIXTURES, name), "utf8");
+export const fixturePath = (name: string): string => join(FIXTURES, name);
+
+export const CXX: Tool | undefined = findCxx().tool;
+export const NO_CXX = CXX ? "" : ` (skipped: ${findCxx().reason})`;
+
+/** A fresh directory under the system temp dir, removed when the test file ends. */
+export function tempDir(label: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `ngpk-test-${label}-`));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A CPU build request for `source` with the real compiler and default flags. */
+export function cpuRequest(source: string, cacheDir: string, tool: Tool = CXX!): BuildRequest {
+  return { source, lang: "cpp", tool, flags: CPU_FLAGS, compilerVersion: "test", cacheDir, name: "test" };
+}
+
+/**
+ * The C++ compiler behind a script that appends a line to `countFile` per invocation, so a test
+ * can tell whether a request compiled. Its path is the tool path (and so part of the cache key).
+ */
+export function countingCompiler(dir: string): { tool: Tool; count: () => number } {
+  const countFile = join(dir, "compiles");
+  const path = join(dir, "counting-cxx");
+  writeFileSync(path, `#!/bin/sh\necho compile >> '${countFile}'\nexec '${CXX!.path}' "$@"\n`);
+  chmodSync(path, 0o755);
+  const count = () => {
+    try {
+      return readFileSync(countFile, "utf8").split("\n").filter(Boolean).length;
+    } catch {
+      return 0;
+    }
+  };
+  return { tool: { path, version: CXX!.version }, count };
+}
+
+/** Runs a fixture script in a child Bun, so that a native crash cannot take the test runner down. */
+export async function runChild(script: string, input: unknown): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  const proc = Bun.spawn([process.execPath, fixturePath(script), JSON.stringify(input)], {
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [stdout, stderr, exitCode] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  return { exitCode, stdout, stderr };
+}
+
+/** Runs `body` with environment variables temporarily set (undefined = unset). */
+export function withEnv<T>(vars: Record<string, string | undefined>, body: () => T): T {
+  const saved = Object.fromEntries(Object.keys(vars).map((name) => [name, process.env[name]]));
+  const apply = (values: Record<string, string | undefined>) => {
+    for (const [name, value] of Object.entries(values)) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  };
+  apply(vars);
+  try {
+    return body();
+  } finally {
+    apply(saved);
+  }
+}
