@@ -179,7 +179,7 @@ class FuncChecker {
 
   /** Check `e` has type `want`, letting an abstract integer literal take that type. */
   private coerce(e: Expr, want: Scalar): void {
-    const got = this.expr(e);
+    const got = this.expr(e, want);
     if (e.k === "lit" && e.abstract) {
       const v = e.v as number;
       if (want === "i32" && v <= 0x7fffffff) return void ((e.ty = "i32"), (e.abstract = false));
@@ -201,7 +201,8 @@ class FuncChecker {
     if (!isInt(t)) fail("NGP1024", e.span, `index of type ${t}`, "convert with i32(x) or u32(x)");
   }
 
-  private expr(e: Expr): Scalar {
+  /** Infer the type of `e`; `expected` (from context) instantiates generic intrinsics like select(c, 1, 0). */
+  private expr(e: Expr, expected?: Scalar): Scalar {
     switch (e.k) {
       case "lit":
         return e.ty;
@@ -220,9 +221,9 @@ class FuncChecker {
         return (e.ty = t);
       }
       case "bin":
-        return (e.ty = this.binaryTypes(e.op, e.a, e.b, e.span));
+        return (e.ty = this.binaryTypes(e.op, e.a, e.b, e.span, expected));
       case "call":
-        return this.call(e, false);
+        return this.call(e, false, expected);
       case "index": {
         this.index(e.index);
         const base = e.base;
@@ -252,9 +253,11 @@ class FuncChecker {
     return f.s;
   }
 
-  private binaryTypes(op: BinOp, a: Expr, b: Expr, sp: Span): Scalar {
-    let ta = this.expr(a);
-    let tb = this.expr(b);
+  private binaryTypes(op: BinOp, a: Expr, b: Expr, sp: Span, expected?: Scalar): Scalar {
+    // Arithmetic passes the expected type on to its operands; comparisons and logic do not.
+    const ctx = COMPARE.has(op) || op === "&&" || op === "||" ? undefined : expected;
+    let ta = this.expr(a, ctx);
+    let tb = this.expr(b, SHIFT.has(op) ? undefined : ctx);
     const absA = a.k === "lit" && a.abstract;
     const absB = b.k === "lit" && b.abstract;
     if (SHIFT.has(op)) {
@@ -291,7 +294,7 @@ class FuncChecker {
     return ta;
   }
 
-  private call(e: Extract<Expr, { k: "call" }>, statement: boolean): Scalar {
+  private call(e: Extract<Expr, { k: "call" }>, statement: boolean, expected?: Scalar): Scalar {
     if (e.kind === "cast") {
       if (e.args.length !== 1) fail("NGP1021", e.span, `${e.fn}() takes one argument`);
       const arg = e.args[0]!;
@@ -300,7 +303,7 @@ class FuncChecker {
       if (t === "bool") fail("NGP1019", arg.span, `cannot convert a bool to ${e.fn}`, `use select(c, 1, 0)`);
       return (e.ty = e.fn as Scalar);
     }
-    if (e.kind === "intrinsic") return this.intrinsicCall(e, lookupIntrinsic(e.fn)!, statement);
+    if (e.kind === "intrinsic") return this.intrinsicCall(e, lookupIntrinsic(e.fn)!, statement, expected);
     const callee = this.program.funcs.get(e.fn)!;
     if (e.args.length !== callee.params.length)
       fail("NGP1021", e.span, `'${callee.name}' takes ${callee.params.length} argument(s), got ${e.args.length}`);
@@ -317,7 +320,7 @@ class FuncChecker {
     return (e.ty = (callee.ret as { s: Scalar }).s);
   }
 
-  private intrinsicCall(e: Extract<Expr, { k: "call" }>, intr: Intrinsic, statement: boolean): Scalar {
+  private intrinsicCall(e: Extract<Expr, { k: "call" }>, intr: Intrinsic, statement: boolean, expected?: Scalar): Scalar {
     if (e.args.length !== intr.params.length) fail("NGP1021", e.span, `${e.fn}() takes ${intr.params.length} argument(s), got ${e.args.length}`);
     // Instantiate T from the first argument whose type is known.
     let T: Scalar | undefined;
@@ -331,6 +334,8 @@ class FuncChecker {
         T = b.ty.elem;
       } else if (!(arg.k === "lit" && arg.abstract)) T = this.expr(arg);
     });
+    // All T arguments are integer literals: take T from the context, else i32.
+    if (!T && intr.ret === "T" && expected && intr.T?.includes(expected)) T = expected;
     T ??= intr.T?.includes("i32") ? "i32" : intr.T?.[0];
     if (intr.T && T && !intr.T.includes(T)) fail("NGP1021", e.span, `${e.fn}() is not defined for ${T}`, `it takes ${intr.T.join(", ")}`);
     intr.params.forEach((p, i) => {

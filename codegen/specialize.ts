@@ -553,13 +553,13 @@ function foldBinary(op: string, a: number | boolean, b: number | boolean, operan
   return undefined;
 }
 
-function foldCast(v: number, from: Scalar, to: Scalar): number | undefined {
+function foldCast(v: number, from: Scalar, to: Scalar): number {
   if (to === "f32") return Math.fround(v);
   if (from !== "f32") return normalize(v, to);
-  const t = Math.trunc(v);
-  if (to === "i32" && t >= -0x80000000 && t <= 0x7fffffff) return t;
-  if (to === "u32" && t >= 0 && t <= 0xffffffff) return t;
-  return undefined; // out of range: left to the target (documented as undefined)
+  // f32 -> integer: saturating, NaN -> 0, exactly as every backend computes it.
+  if (Number.isNaN(v)) return 0;
+  const [lo, hi] = to === "i32" ? [-0x80000000, 0x7fffffff] : [0, 0xffffffff];
+  return Math.min(hi, Math.max(lo, Math.trunc(v)));
 }
 
 /** Names of buffer parameters the kernel writes (stores or atomics); the others are read-only. */

@@ -12,6 +12,8 @@ import { CUDA_RUNTIME_SYMBOLS, openCudaRuntime, type CudaRuntime } from "./cuda.
 import { definedDynamicSymbols, validateSharedLibrary } from "./elf.ts";
 
 export type NativeTarget = "cpu" | "cuda";
+/** Where a wrapped kernel runs: a native library, or the JS backend's module. */
+export type WrapTarget = NativeTarget | "js";
 /** A buffer, or on cpu a TypedArray of the parameter's element type; or a scalar. */
 export type KernelArg = DeviceBuffer | Float32Array | Int32Array | Uint32Array | Float16Array | number | boolean;
 /** Runs the kernel for every index in [0, n). Throws KernelError if it reports a failure. */
@@ -94,9 +96,13 @@ function nativeArgs(k: KernelSignature, target: NativeTarget): FFITypeOrString[]
 /** Appends the native arguments for one JS argument, or throws saying what is wrong with it. */
 type Converter = (value: unknown, out: unknown[]) => void;
 
-function wrapKernel(
+/**
+ * Wraps `call` (a native symbol, or a JS backend function) in the validating signature of `k`.
+ * Native calls get `n, [ptr, len | scalar]...`; JS calls get `n, [TypedArray | scalar]...`.
+ */
+export function wrapKernel(
   k: KernelSignature,
-  target: NativeTarget,
+  target: WrapTarget,
   call: (...args: unknown[]) => number,
   checkOpen: () => void,
   cuda: CudaRuntime | undefined,
@@ -118,19 +124,29 @@ function wrapKernel(
   };
 }
 
-function converter(kernel: string, p: KernelParam, target: NativeTarget): Converter {
+function converter(kernel: string, p: KernelParam, target: WrapTarget): Converter {
   const fail = (expected: string, value: unknown): never => {
     throw new TypeError(`${kernel}: argument ${p.name} must be ${expected}, got ${describe(value)}`);
   };
-  if (p.kind === "scalar") return scalarConverter(p.type, fail);
+  if (p.kind === "scalar") {
+    const native = scalarConverter(p.type, fail);
+    if (target !== "js") return native;
+    // The JS backend gets what C would see: f32 arguments rounded to f32, booleans as booleans.
+    if (p.type === "bool") return (v, out) => out.push(typeof v === "boolean" ? v : fail("a boolean", v));
+    if (p.type === "f32") return (v, out) => (native(v, out), out.push(Math.fround(out.pop() as number)));
+    return native;
+  }
 
-  const expected = `a ${target} ${p.elem} buffer${target === "cpu" ? ` or a ${ELEM_ARRAYS[p.elem].name}` : ""}`;
+  const host = target !== "cuda";
+  const expected = `a ${target} ${p.elem} buffer${host ? ` or a ${ELEM_ARRAYS[p.elem].name}` : ""}`;
+  // Native calls take a pointer and an element count; JS calls take the TypedArray itself.
+  const pushHost = (array: ArrayLike<number>, out: unknown[]) => (target === "js" ? out.push(array) : out.push(array, array.length));
   return (value, out) => {
     if (isBuffer(value) && value.disposed) fail(expected, value);
-    if (target === "cpu" && elemTypeOf(value) === p.elem) {
-      out.push(value, (value as ArrayLike<number>).length);
-    } else if (target === "cpu" && value instanceof HostBuffer && value.backend === "cpu" && value.elem === p.elem) {
-      out.push(value.data, value.length);
+    if (host && elemTypeOf(value) === p.elem) {
+      pushHost(value as ArrayLike<number>, out);
+    } else if (host && value instanceof HostBuffer && value.backend === target && value.elem === p.elem) {
+      pushHost(value.data, out);
     } else if (target === "cuda" && value instanceof CudaBuffer && value.elem === p.elem) {
       out.push(value.ptr, value.length);
     } else {

@@ -40,7 +40,10 @@ NGP_FN int32_t ngp_abs(int32_t x) { return x < 0 ? (int32_t)(0u - (uint32_t)x) :
 NGP_FN int32_t ngp_div(int32_t a, int32_t b) { return b == 0 ? 0 : b == -1 ? (int32_t)(0u - (uint32_t)a) : a / b; }
 NGP_FN int32_t ngp_mod(int32_t a, int32_t b) { return (b == 0 || b == -1) ? 0 : a % b; }
 NGP_FN uint32_t ngp_udiv(uint32_t a, uint32_t b) { return b == 0 ? 0u : a / b; }
-NGP_FN uint32_t ngp_umod(uint32_t a, uint32_t b) { return b == 0 ? 0u : a % b; }`;
+NGP_FN uint32_t ngp_umod(uint32_t a, uint32_t b) { return b == 0 ? 0u : a % b; }
+// f32 -> integer conversions saturate, NaN -> 0 (CUDA's __float2int_rz semantics; C is undefined).
+NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 2147483647 : x <= -2147483648.0f ? (-2147483647 - 1) : (int32_t)x; }
+NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }`;
 
 const C_SCALAR: Record<Scalar, string> = { f32: "float", i32: "int32_t", u32: "uint32_t", bool: "bool" };
 const C_OPS: Record<string, string> = { "===": "==", "!==": "!=", ">>>": ">>" };
@@ -174,7 +177,11 @@ class CPrinter {
       }
       case "call": {
         const args = e.args.map((a) => this.expr(a));
-        if (e.kind === "cast") return `((${C_SCALAR[e.fn as Scalar]})${this.expr(e.args[0]!, 2)})`;
+        if (e.kind === "cast") {
+          // f32 -> integer casts saturate and map NaN to 0 on every backend (C leaves them undefined).
+          if (e.args[0]!.ty === "f32" && e.fn !== "f32") return `${this.target.name === "cuda" ? "__float2" : "ngp_f2"}${e.fn === "i32" ? "int" : "uint"}_rz(${args[0]})`;
+          return `((${C_SCALAR[e.fn as Scalar]})${this.expr(e.args[0]!, 2)})`;
+        }
         const intr = lookupIntrinsic(e.fn)!;
         return spell(intr, this.target.name, e.T).replace(/\$(\d)/g, (_, i) => args[Number(i)]!);
       }

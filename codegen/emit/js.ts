@@ -18,7 +18,9 @@ const __popc = (x) => { let n = 0; for (let v = x >>> 0; v !== 0; v >>>= 1) n +=
 const __idiv = (a, b) => (b === 0 ? 0 : (a / b) | 0);
 const __imod = (a, b) => (b === 0 ? 0 : (a % b) | 0);
 const __udiv = (a, b) => (b === 0 ? 0 : (a / b) >>> 0);
-const __umod = (a, b) => (b === 0 ? 0 : (a % b) >>> 0);`;
+const __umod = (a, b) => (b === 0 ? 0 : (a % b) >>> 0);
+const __f2i32 = (x) => (x !== x ? 0 : x >= 2147483648 ? 2147483647 : x <= -2147483648 ? -2147483648 : Math.trunc(x));
+const __f2u32 = (x) => (x !== x || x <= 0 ? 0 : x >= 4294967296 ? 4294967295 : Math.trunc(x));`;
 
 const ARRAY_CTOR: Record<Scalar, string> = { f32: "Float32Array", i32: "Int32Array", u32: "Uint32Array", bool: "Array" };
 
@@ -37,8 +39,10 @@ export function emitJs(kernels: SpecializedKernel[]): EmittedModule {
 /** Wrap a raw JS result to type `ty`: the one place where C's rounding and wrapping are applied. */
 function wrap(s: string, ty: Scalar): string {
   if (ty === "f32") return `Math.fround(${s})`;
-  if (ty === "i32") return `(${s} | 0)`;
-  if (ty === "u32") return `(${s} >>> 0)`;
+  // `s` may be `a ^ b`, which binds looser than `>>>`: parenthesize unless it is a single name or call.
+  const inner = /^[\w.]+$|^[\w.]+\([^()]*\)$/.test(s) ? s : `(${s})`;
+  if (ty === "i32") return `(${inner} | 0)`;
+  if (ty === "u32") return `(${inner} >>> 0)`;
   return `(${s})`;
 }
 
@@ -109,7 +113,10 @@ class JsPrinter {
       }
       case "call": {
         const args = e.args.map((a) => this.expr(a));
-        if (e.kind === "cast") return wrap(args[0]!, e.fn as Scalar);
+        if (e.kind === "cast") {
+          if (e.args[0]!.ty === "f32" && e.fn !== "f32") return `__f2${e.fn}(${args[0]})`; // saturating, NaN -> 0
+          return wrap(args[0]!, e.fn as Scalar);
+        }
         const intr = lookupIntrinsic(e.fn)!;
         const text = spell(intr, "js", e.T).replace(/\$(\d)/g, (_, i) => args[Number(i)]!);
         // Intrinsics that compute in double round once to f32, like their C counterparts.

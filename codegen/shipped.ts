@@ -1,0 +1,24 @@
+// The configurations we ship generated code for. `bun run codegen` writes their CUDA, C++ and JS
+// into generated/ (committed, so reviewers see what the compiler writes); the snapshot test fails
+// when generated/ is out of date with the compiler.
+import { resolve } from "node:path";
+import type { ConfigValue } from "./specialize.ts";
+
+export interface Shipped {
+  /** Base name of the files in generated/. */
+  name: string;
+  /** The kernel file, relative to the repository root. */
+  file: string;
+  config?: ConfigValue;
+}
+
+export const ROOT = resolve(import.meta.dir, "..");
+
+export const SHIPPED: Shipped[] = [
+  { name: "examples/saxpy", file: "dsl/examples/saxpy.ts" },
+  { name: "examples/polynomial", file: "dsl/examples/polynomial.ts", config: { degree: 3, coefficients: [1, 0.5, 0.25, 0.125], clampInput: true } },
+  { name: "examples/hash", file: "dsl/examples/hash.ts" },
+  { name: "examples/scatter", file: "dsl/examples/scatter.ts" },
+  { name: "examples/smoothstep", file: "dsl/examples/smoothstep.ts", config: { smooth: true } },
+  { name: "examples/local_arrays", file: "dsl/examples/local_arrays.ts", config: { width: 5, weights: [0.1, 0.2, 0.4, 0.2, 0.1] } },
+];
