@@ -226,8 +226,11 @@ class Parser {
     const name = Node.isTypeReference(tn) ? scope.dsl.get(tn.getTypeName().getText()) : undefined;
     if (name && SCALAR_NAMES.has(name)) return name as Elem;
     if (tn.getKind() === SyntaxKind.BooleanKeyword) return "bool";
-    const hint = tn.getKind() === SyntaxKind.NumberKeyword ? "`number` is ambiguous: use f32, i32 or u32" : undefined;
-    fail("NGP1017", span(tn), `'${tn.getText()}'`, hint);
+    const text = tn.getText();
+    const hint = tn.getKind() === SyntaxKind.NumberKeyword
+      ? "`number` is ambiguous: use f32, i32 or u32"
+      : SCALAR_NAMES.has(text) ? `import it: import { type ${text} } from "<path to>/dsl/index.ts"` : undefined;
+    fail("NGP1017", span(tn), `'${text}'`, hint);
   }
 
   private scalarName(scope: FileScope, tn: TypeNode): Scalar {
@@ -518,7 +521,7 @@ function numericLiteral(text: string, value: number, sp: Span): Expr {
 
 function resolveModule(fromDir: string, spec: string): string | undefined {
   if (spec === "ngp-kernels/dsl" || spec === "ngp-kernels") return resolve(DSL_DIR, "index.ts");
-  if (!spec.startsWith(".")) return undefined;
+  if (!spec.startsWith(".") && !spec.startsWith("/")) return undefined;
   const base = resolve(fromDir, spec);
   for (const candidate of [base, `${base}.ts`, resolve(base, "index.ts")]) if (candidate.endsWith(".ts") && existsSync(candidate)) return candidate;
   return undefined;

@@ -31,10 +31,12 @@ export const CPU_FLAGS: readonly string[] = Object.freeze([
   "-ffp-contract=off", "-fwrapv", "-fno-math-errno", "-Wl,-z,now", "-Wl,-z,defs",
 ]);
 
-/** CUDA flags without the target architectures; `--fmad=false` for the same reason as above. */
+/** nvcc code-generation flags; `--fmad=false` for the same reason as above. */
+export const CUDA_COMPILE_FLAGS: readonly string[] = Object.freeze(["-O3", "-std=c++17", "--fmad=false"]);
+
+/** CUDA flags for a loadable library, without the target architectures. */
 export const CUDA_BASE_FLAGS: readonly string[] = Object.freeze([
-  "-O3", "-std=c++17", "-shared", "-Xcompiler", "-fPIC", "--fmad=false", "-cudart", "shared",
-  "-Xlinker", "-z,now",
+  ...CUDA_COMPILE_FLAGS, "-shared", "-Xcompiler", "-fPIC", "-cudart", "shared", "-Xlinker", "-z,now",
 ]);
 
 /** Targets when no device is present: nvcc 13's oldest (sm_75) to Hopper, plus PTX for newer GPUs. */
@@ -140,10 +142,14 @@ export function defaultCudaArchs(): string[] {
  * that the driver compiles for newer GPUs.
  */
 export function cudaFlags(archs: readonly string[] = defaultCudaArchs()): string[] {
-  const gencode = archs.flatMap((arch) => {
+  return [...CUDA_BASE_FLAGS, ...cudaGencode(archs)];
+}
+
+/** The `-gencode` flags for `archs`. */
+export function cudaGencode(archs: readonly string[]): string[] {
+  return archs.flatMap((arch) => {
     const match = /^(sm|compute)_(\d+[a-z]?)$/.exec(arch);
     if (!match) throw new Error(`bad CUDA architecture "${arch}": expected sm_XY or compute_XY (e.g. sm_80)`);
     return ["-gencode", `arch=compute_${match[2]},code=${arch}`];
   });
-  return [...CUDA_BASE_FLAGS, ...gencode];
 }
