@@ -61,7 +61,7 @@ class FuncChecker {
     for (const p of fn.params) this.env.declare(p.name, { ty: p.ty, mutable: p.ty.k === "scalar", what: "parameter" });
     if (!fn.kernel) {
       checkTailReturns(fn.body, true);
-      if (fn.ret.k === "scalar" && !endsWithReturn(fn.body)) fail("NGP1020", fn.span, `'${fn.name}' must end with a return`);
+      if (fn.ret.k === "scalar" && !endsWithReturn(fn.body)) fail("NGP1020", fn.span, `'${fn.name}' does not end with a return`);
     }
     this.stmts(fn.body);
   }

@@ -15,6 +15,7 @@ export interface Span {
 
 /** The diagnostics table: one entry per code, with the default hint. */
 export const CODES = {
+  NGP1000: { title: "syntax error", hint: "the file must be valid TypeScript" },
   NGP1001: { title: "conditional (ternary) expressions are not supported", hint: "use select(cond, a, b)" },
   NGP1002: { title: "nullish coalescing (??) and optional chaining are not supported", hint: "kernel values are never null; use select() for a choice" },
   NGP1003: { title: "strings are not supported in kernels", hint: "kernels compute on numbers only; log from the host side" },
@@ -25,7 +26,7 @@ export const CODES = {
   NGP1008: { title: "a kernel cannot return a value", hint: "write results into an output buffer; use a helper function to compute values" },
   NGP1009: { title: "implicit mix of numeric types", hint: "convert explicitly with f32(x), i32(x) or u32(x); write decimals as 1.0 for f32" },
   NGP1010: { title: "unknown function", hint: "call an intrinsic (see dsl/intrinsics.ts) or a function declared in a kernel file" },
-  NGP1011: { title: "local array size is not a compile-time constant", hint: "use a literal, a module constant, or a Const<> config field" },
+  NGP1011: { title: "not a compile-time constant", hint: "use a literal, a module constant, or a Const<> config field" },
   NGP1012: { title: "`any` is not allowed in kernels", hint: "annotate with f32, i32, u32, bool, Buf<T> or Const<T>" },
   NGP1013: { title: "break/continue inside a loop that is unrolled", hint: "loops with compile-time bounds are unrolled; guard the body with `if` instead" },
   NGP1014: { title: "assignment to a compile-time constant", hint: "config fields and `const` bindings are immutable; copy into a `let` first" },
@@ -34,7 +35,7 @@ export const CODES = {
   NGP1017: { title: "unsupported type", hint: "use f32, i32, u32, bool, Buf<f32|i32|u32|f16>, Const<Config> or T[] from localArray" },
   NGP1018: { title: "unknown name", hint: "declare it, import it from the dsl, or pass it as a parameter" },
   NGP1019: { title: "type mismatch", hint: "convert explicitly with f32(x), i32(x) or u32(x)" },
-  NGP1020: { title: "early return in a helper function", hint: "helpers are inlined: compute into a `let` and return once at the end" },
+  NGP1020: { title: "a helper must return exactly once, at its end", hint: "helpers are inlined: compute into a `let` and return it at the end (or in both arms of a final if/else)" },
   NGP1021: { title: "wrong arguments", hint: "check the signature of the function being called" },
   NGP1022: { title: "invalid configuration value", hint: "pass a config object whose fields match the Const<> type" },
   NGP1023: { title: "integer literal out of range", hint: "i32 literals lie in [-2^31, 2^31); write u32(4294967295) for large unsigned constants" },

@@ -20,7 +20,11 @@ const RESERVED_WORDS = new Set(
   ("auto bool break case char class const constexpr continue default delete do double else enum explicit extern false float for " +
     "friend goto if inline int long mutable namespace new operator private protected public register restrict return short signed " +
     "sizeof static struct switch template this throw true try typedef typename union unsigned using virtual void volatile while " +
-    "int8_t int16_t int32_t int64_t uint8_t uint16_t uint32_t uint64_t size_t half NAN INFINITY blockIdx blockDim threadIdx gridDim Math").split(" "),
+    "int8_t int16_t int32_t int64_t uint8_t uint16_t uint32_t uint64_t size_t half NAN INFINITY blockIdx blockDim threadIdx gridDim Math " +
+    // C library functions the generated code calls or that a shared library would clash with.
+    "abs fabs fabsf floor floorf ceil ceilf trunc truncf round roundf fma fmaf sqrt sqrtf exp expf exp2 exp2f log logf log2 log2f " +
+    "pow powf sin sinf cos cosf tan tanf tanh tanhf fmod fmodf fmin fminf fmax fmaxf memcpy memset malloc free printf main " +
+    "rsqrtf atomicAdd min max").split(" "),
 );
 
 /** Check a name a kernel author declares (parameter, variable, loop variable, function). */
@@ -93,7 +97,8 @@ class Parser {
   private readonly sink = new DiagnosticSink();
   private readonly scopes = new Map<string, FileScope>();
   private readonly funcs = new Map<string, Func>();
-  private readonly lowering = new Set<string>();
+  /** Functions being lowered, outermost first: a call to one of them is recursion. */
+  private readonly lowering: string[] = [];
 
   program(file: string, text?: string): Program {
     const scope = this.fileScope(file, text);
@@ -118,6 +123,14 @@ class Parser {
     registerSource(file, sf.getFullText());
     const scope = new FileScope(sf);
     this.scopes.set(file, scope);
+    // The parser recovers from syntax errors; report them rather than compile the recovered tree.
+    const syntax = (sf.compilerNode as unknown as { parseDiagnostics?: ts.DiagnosticWithLocation[] }).parseDiagnostics ?? [];
+    for (const d of syntax) {
+      const { line, character } = sf.compilerNode.getLineAndCharacterOfPosition(d.start);
+      const at = { file, start: d.start, end: d.start + Math.max(1, d.length), line: line + 1, col: character + 1 };
+      this.sink.report("NGP1000", at, ts.flattenDiagnosticMessageText(d.messageText, " "));
+    }
+    if (syntax.length) this.sink.throwIfAny();
     for (const st of sf.getStatements()) this.sink.guard(() => this.topLevel(scope, st));
     return scope;
   }
@@ -173,8 +186,10 @@ class Parser {
       return { kind: "table", elem: inferred, values: inferred === "f32" ? values.map(Math.fround) : values };
     }
     const e = this.expr(scope, init, new Set());
-    if (e.k !== "lit") fail("NGP1011", span(init), "module constants must be literals");
+    if (e.k !== "lit") fail("NGP1011", span(init), "module constants are literals");
     const ty = declared ? this.scalarName(scope, declared) : e.ty;
+    const fits = ty === e.ty || (e.abstract && (ty === "u32" ? (e.v as number) >= 0 : ty === "i32" && (e.v as number) <= 0x7fffffff));
+    if (!fits) fail("NGP1019", span(init), `a ${e.abstract ? "integer" : e.ty} literal for a ${ty} constant`);
     return { kind: "scalar", v: e.v, ty, abstract: !declared && (e.abstract ?? false) };
   }
 
@@ -186,14 +201,14 @@ class Parser {
     const done = this.funcs.get(key);
     if (done) return done;
     const decl = scope.functions.get(name)!;
-    if (this.lowering.has(key)) fail("NGP1007", span(decl.getNameNode() ?? decl), `'${name}' calls itself`);
-    this.lowering.add(key);
+    this.lowering.push(key);
     const kernel = isKernel(decl);
     const params: Param[] = decl.getParameters().map((p) => {
       const tn = p.getTypeNode();
+      if (!Node.isIdentifier(p.getNameNode())) fail("NGP1016", span(p), "destructuring", "take the value as a plain parameter");
       if (!tn) fail("NGP1017", span(p), `parameter '${p.getName()}' needs a type annotation`);
       if (p.hasQuestionToken() || p.getInitializer()) fail("NGP1017", span(p), "optional and default parameters");
-      return { name: declared(p.getName(), p), ty: this.type(scope, tn), span: span(p) };
+      return { name: declared(p.getName(), p.getNameNode()), ty: this.type(scope, tn), span: span(p) };
     });
     const retNode = decl.getReturnTypeNode();
     const ret: Type = retNode ? this.type(scope, retNode) : { k: "void" };
@@ -201,7 +216,7 @@ class Parser {
     if (!body || !Node.isBlock(body)) fail("NGP1016", span(decl), "a function needs a body");
     const fn: Func = { key, name, params, ret, kernel, span: span(decl.getNameNode() ?? decl), body: [] };
     fn.body = this.block(scope, body.getStatements(), new Set(params.map((p) => p.name)));
-    this.lowering.delete(key);
+    this.lowering.pop();
     this.funcs.set(key, fn);
     return fn;
   }
@@ -215,7 +230,11 @@ class Parser {
     if (Node.isTypeReference(tn)) {
       const name = scope.dsl.get(tn.getTypeName().getText());
       const args = tn.getTypeArguments();
-      if (name === "Buf" && args.length === 1) return { k: "buf", elem: this.elemName(scope, args[0]!) };
+      if (name === "Buf" && args.length === 1) {
+        const elem = this.elemName(scope, args[0]!);
+        if (elem === "bool") fail("NGP1017", span(args[0]!), "Buf<bool>", "store flags in a Buf<u32> (0 or 1)");
+        return { k: "buf", elem };
+      }
       if (name === "Const" && args.length === 1) return { k: "config", cfg: this.configType(scope, args[0]!) };
     }
     return { k: "scalar", s: this.scalarName(scope, tn) };
@@ -243,6 +262,7 @@ class Parser {
     const name = tn.getText();
     const { scope: owner, node } = this.findType(scope, name, tn);
     const fields: ConfigType["fields"] = new Map();
+    if (Node.isInterfaceDeclaration(node) && node.getExtends().length) fail("NGP1017", span(node), `config interface '${name}' extends another`, "declare all fields in one interface");
     const members = Node.isInterfaceDeclaration(node)
       ? node.getProperties()
       : Node.isTypeAliasDeclaration(node) && Node.isTypeLiteral(node.getTypeNodeOrThrow())
@@ -284,7 +304,7 @@ class Parser {
         const init = d.getInitializer();
         if (!Node.isIdentifier(d.getNameNode())) fail("NGP1016", span(d), "destructuring");
         if (!init) fail("NGP1029", span(d));
-        const name = declared(d.getName(), d);
+        const name = declared(d.getName(), d.getNameNode());
         const arr = this.localArrayDecl(scope, d.getTypeNode(), init, locals);
         locals.add(name);
         if (arr) return { k: "array", name, elem: arr.elem, size: arr.size, span: span(d) };
@@ -375,7 +395,7 @@ class Parser {
     if (!init || !Node.isVariableDeclarationList(init) || init.getDeclarations().length !== 1) return bad(init);
     if (init.getDeclarationKind() !== "let") return bad(init);
     const decl = init.getDeclarations()[0]!;
-    const v = declared(decl.getName(), decl);
+    const v = declared(decl.getName(), decl.getNameNode());
     const startNode = decl.getInitializer();
     if (!startNode) return bad(decl);
     const vtn = decl.getTypeNode();
@@ -499,12 +519,16 @@ class Parser {
   }
 
   private resolveFunction(scope: FileScope, name: string, sp: Span): Func | undefined {
-    if (scope.functions.has(name)) return this.func(scope, name);
     const imp = scope.imports.get(name);
-    if (!imp) return undefined;
-    const target = this.fileScope(imp.file);
-    if (!target.functions.has(imp.name)) return undefined;
-    return this.func(target, imp.name);
+    const [owner, fname] = scope.functions.has(name) ? [scope, name] : imp ? [this.fileScope(imp.file), imp.name] : [scope, ""];
+    if (!owner.functions.has(fname)) return undefined;
+    const key = `${owner.sf.getFilePath()}#${fname}`;
+    const cycle = this.lowering.indexOf(key);
+    if (cycle >= 0) {
+      const path = [...this.lowering.slice(cycle), key].map((k) => `'${k.slice(k.indexOf("#") + 1)}'`).join(" -> ");
+      fail("NGP1007", sp, path);
+    }
+    return this.func(owner, fname);
   }
 }
 

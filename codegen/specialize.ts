@@ -477,6 +477,8 @@ export function normalize(v: number, ty: Scalar): number {
 /** Constant-fold `e` bottom-up with the exact semantics of each operation. */
 export function fold(e: Expr): Expr {
   return mapExpr(e, (x) => {
+    // select() with a constant condition is the chosen operand, whatever the others are.
+    if (x.k === "call" && x.fn === "select" && x.args[0]!.k === "lit") return x.args[x.args[0]!.v ? 1 : 2]!;
     const v = foldNode(x);
     return v === undefined ? x : { k: "lit", v, ty: x.k === "lit" ? x.ty : (x as { ty: Scalar }).ty, span: x.span };
   });

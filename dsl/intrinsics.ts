@@ -49,6 +49,24 @@ function popcountImpl(x: u32): u32 {
   return n;
 }
 
+/**
+ * f32 fma with one rounding. a*b of two f32 is exact in double; a*b + c is rounded once to double
+ * (its error recovered exactly by TwoSum) and then to f32. Rounding twice differs from rounding
+ * once only when the double sum sits exactly halfway between two f32 and the error is not zero:
+ * then the error's sign picks the neighbour.
+ */
+function fmaImpl(a: f32, b: f32, c: f32): f32 {
+  const p = a * b;
+  const s = p + c;
+  const bb = s - p;
+  const err = p - (s - bb) + (c - bb);
+  const r = F(s);
+  if (err === 0 || r === s || !Number.isFinite(s)) return r;
+  const other = F(2 * s - r); // the f32 on the other side of s
+  if ((r + other) / 2 !== s) return r; // s is not a midpoint: one rounding of s is exact
+  return err > 0 === other > r ? other : r;
+}
+
 const NUM: ValueType[] = ["f32", "i32", "u32"];
 
 export const INTRINSICS = {
@@ -72,8 +90,8 @@ export const INTRINSICS = {
     impl: <T>(c: boolean, a: T, b: T): T => (c ? a : b),
   },
   fma: {
-    doc: "a * b + c with one rounding (JS: within 1 ulp, rare double rounding)", params: ["f32", "f32", "f32"], ret: "f32",
-    c: "fmaf($0, $1, $2)", js: "($0 * $1 + $2)", pure: true, exact: false, impl: (a: f32, b: f32, c: f32): f32 => F(a * b + c),
+    doc: "a * b + c with one rounding", params: ["f32", "f32", "f32"], ret: "f32",
+    c: "fmaf($0, $1, $2)", js: "__fma($0, $1, $2)", pure: true, exact: true, impl: fmaImpl,
   },
   sqrt: { doc: "square root", params: ["f32"], ret: "f32", c: "sqrtf($0)", js: "Math.sqrt($0)", pure: true, exact: true, impl: (x: f32): f32 => F(Math.sqrt(x)) },
   rsqrt: {

@@ -2,13 +2,14 @@
 // semantics: f32 results through Math.fround, i32 through `| 0` and Math.imul, u32 through
 // `>>> 0`, shifts modulo 32, trap-free integer division. Buffers are TypedArrays (f16 buffers are
 // Float16Array, which rounds on store like a C conversion).
-import { lookupIntrinsic, spell } from "../../dsl/intrinsics.ts";
+import { INTRINSICS, lookupIntrinsic, spell } from "../../dsl/intrinsics.ts";
 import type { EmittedModule } from "../../runtime/abi.ts";
 import type { Expr, Scalar, Stmt } from "../ir.ts";
 import type { SpecializedKernel } from "../specialize.ts";
 import { BIN_PRECEDENCE, banner, collectTables, kernelSignature } from "./common.ts";
 
-const PRELUDE = `const __f32buf = new Float32Array(1);
+const PRELUDE = `const __fma = ${INTRINSICS.fma.impl.toString().replace(/\bF\(/g, "Math.fround(")};
+const __f32buf = new Float32Array(1);
 const __u32buf = new Uint32Array(__f32buf.buffer);
 const __min = (a, b) => (b < a ? b : a);
 const __max = (a, b) => (a < b ? b : a);
@@ -120,7 +121,7 @@ class JsPrinter {
         const intr = lookupIntrinsic(e.fn)!;
         const text = spell(intr, "js", e.T).replace(/\$(\d)/g, (_, i) => args[Number(i)]!);
         // Intrinsics that compute in double round once to f32, like their C counterparts.
-        return e.ty === "f32" && !/^(Math\.fround|__bitsf32|__min|__max|\(\()/.test(text) ? `Math.fround(${text})` : text;
+        return e.ty === "f32" && !/^(Math\.fround|__bitsf32|__fma|__min|__max|\(\()/.test(text) ? `Math.fround(${text})` : text;
       }
       case "field":
         throw new Error("internal: unbound configuration field reached the emitter");

@@ -1,6 +1,6 @@
 // Integer hashing in wrapping u32 arithmetic: the coherent-prime spatial hash of Instant-NGP
 // (tiny-cuda-nn's grid.h) over an integer grid coordinate, reduced modulo the table size.
-import { type Buf, type u32, type i32 } from "../index.ts";
+import { type Buf, type i32, u32 } from "../index.ts";
 
 const PRIMES: u32[] = [1, 2654435761, 805459861, 3674653429];
 

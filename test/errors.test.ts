@@ -1,0 +1,220 @@
+// The error-fixture suite: every file in test/fixtures/errors/ is a small kernel that is valid
+// except for one mistake (or, for the multi-diagnostic fixtures, a few independent ones). Its first
+// line says what the compiler must report:
+//
+//   // expect: NGP1001 at 6:13[, NGP1015 at 7:24 ...] [targets cpu js] [mentions "text"] [config {json}]
+//
+//   - `CODE at line:col`: the diagnostics, in order (1-based; col is the first character of the node
+//     the compiler points at). Single-mistake fixtures check the first diagnostic only, since a
+//     rejected declaration may legitimately cause follow-up diagnostics.
+//   - `targets`: the targets to compile for (default: cpu). The error must not depend on it.
+//   - `mentions`: text the first diagnostic's message must contain (e.g. the config field's name).
+//   - `config`: the Const<> configuration passed to compileFile (JSON, must end the line).
+//
+// Adding a fixture adds a test. The suite also checks that the valid examples in dsl/examples
+// compile for every target without diagnostics.
+import { describe, expect, test } from "bun:test";
+import { readdirSync, readFileSync } from "node:fs";
+import { basename, join, resolve } from "node:path";
+import { compileFile } from "../codegen/compile.ts";
+import { CODES, DiagnosticError, formatDiagnostic, type Diagnostic } from "../codegen/diagnostics.ts";
+import type { ConfigValue } from "../codegen/specialize.ts";
+import type { Target } from "../runtime/abi.ts";
+
+const ROOT = resolve(import.meta.dir, "..");
+const FIXTURES = join(ROOT, "test", "fixtures", "errors");
+const EXAMPLES = join(ROOT, "dsl", "examples");
+const TARGETS: Target[] = ["cpu", "cuda", "js"];
+
+interface Expectation {
+  code: string;
+  line: number;
+  col: number;
+}
+
+interface Fixture {
+  name: string;
+  file: string;
+  text: string;
+  expect: Expectation[];
+  targets: Target[];
+  mentions?: string;
+  config?: ConfigValue;
+}
+
+const HEADER = /^\/\/ expect: (.+?)(?: targets ([a-z ]+?))?(?: mentions "([^"]*)")?(?: config (\{.*\}))?\s*$/;
+const EXPECTATION = /^(NGP\d{4}) at (\d+):(\d+)$/;
+
+function readFixture(name: string): Fixture {
+  const file = join(FIXTURES, name);
+  const text = readFileSync(file, "utf8");
+  const header = text.split("\n", 1)[0]!;
+  const m = HEADER.exec(header);
+  if (!m) throw new Error(`${name}: the first line must be '// expect: NGPxxxx at line:col ...', got '${header}'`);
+  const expectations = m[1]!.split(/,\s*/).map((part) => {
+    const e = EXPECTATION.exec(part.trim());
+    if (!e) throw new Error(`${name}: cannot read expectation '${part}' (want 'NGPxxxx at line:col')`);
+    if (!(e[1]! in CODES)) throw new Error(`${name}: ${e[1]} is not in the CODES table`);
+    return { code: e[1]!, line: Number(e[2]), col: Number(e[3]) };
+  });
+  const targets = (m[2]?.split(" ") ?? ["cpu"]) as Target[];
+  for (const t of targets) if (!TARGETS.includes(t)) throw new Error(`${name}: unknown target '${t}'`);
+  return { name, file, text, expect: expectations, targets, mentions: m[3], config: m[4] ? (JSON.parse(m[4]) as ConfigValue) : undefined };
+}
+
+const fixtures = readdirSync(FIXTURES)
+  .filter((f) => f.endsWith(".ts"))
+  .sort()
+  .map(readFixture);
+
+/** Compile and return the diagnostics; fail the test if the compiler accepts the file or crashes. */
+function diagnosticsOf(file: string, target: Target, opts: { config?: ConfigValue; text?: string } = {}): { error: DiagnosticError; list: Diagnostic[] } {
+  let thrown: unknown;
+  try {
+    compileFile(file, target, opts);
+  } catch (e) {
+    thrown = e;
+  }
+  if (thrown === undefined) throw new Error(`${basename(file)} compiled for ${target} without a diagnostic`);
+  if (!(thrown instanceof DiagnosticError)) throw new Error(`${basename(file)}: the compiler crashed instead of reporting a diagnostic: ${(thrown as Error)?.stack ?? thrown}`);
+  expect(thrown.diagnostics.length).toBeGreaterThan(0);
+  return { error: thrown, list: thrown.diagnostics };
+}
+
+/** Check one diagnostic against its expectation, and the rendering of its code frame. */
+function checkDiagnostic(fx: Fixture, d: Diagnostic, want: Expectation): void {
+  expect(`${d.code} at ${d.span.line}:${d.span.col}`).toBe(`${want.code} at ${want.line}:${want.col}`);
+  expect(d.span.file).toBe(fx.file);
+  // The offsets agree with line:col.
+  const lines = fx.text.split("\n");
+  const lineStart = lines.slice(0, want.line - 1).reduce((n, l) => n + l.length + 1, 0);
+  expect(d.span.start).toBe(lineStart + want.col - 1);
+  expect(d.span.end).toBeGreaterThan(d.span.start);
+  expect(d.message.startsWith(CODES[d.code].title)).toBe(true);
+  expect(d.hint.trim().length).toBeGreaterThan(0);
+
+  const text = formatDiagnostic(d, ROOT);
+  const out = text.split("\n");
+  expect(out[0]).toBe(`error[${d.code}]: ${d.message}`);
+  expect(text).toContain(`test/fixtures/errors/${fx.name}:${want.line}:${want.col}`);
+  // The source line, then a caret line under the reported column.
+  const source = lines[want.line - 1]!;
+  const at = out.indexOf(`${want.line} | ${source}`);
+  expect(at).toBeGreaterThan(0);
+  const gutter = " ".repeat(String(want.line).length);
+  const caret = /^( *) \| ( *)(\^+)$/.exec(out[at + 1] ?? "");
+  expect(caret).not.toBeNull();
+  expect(caret![1]).toBe(gutter);
+  expect(caret![2]!.length).toBe(want.col - 1);
+  expect(caret![2]!.length + caret![3]!.length).toBeLessThanOrEqual(source.length);
+  const hint = out.slice(at + 2).find((l) => l.trimStart().startsWith("= hint:"));
+  expect(hint).toBeDefined();
+  expect(hint!.replace(/^\s*= hint:/, "").trim().length).toBeGreaterThan(0);
+}
+
+describe("error fixtures", () => {
+  for (const fx of fixtures) {
+    for (const target of fx.targets) {
+      const want = fx.expect[0]!;
+      test(`${fx.name} (${target}) -> ${want.code} at ${want.line}:${want.col}`, () => {
+        const { error, list } = diagnosticsOf(fx.file, target, { config: fx.config });
+        checkDiagnostic(fx, list[0]!, want);
+        if (fx.mentions !== undefined) expect(list[0]!.message).toContain(fx.mentions);
+        // The thrown error's own text is the formatted diagnostics.
+        expect(error.message).toContain(`${fx.name}:${want.line}:${want.col}`);
+        expect(error.message).toContain(`error[${want.code}]`);
+      });
+    }
+  }
+
+  test("the fixtures cover at least 15 distinct codes", () => {
+    const codes = new Set(fixtures.flatMap((f) => f.expect.map((e) => e.code)));
+    expect(codes.size).toBeGreaterThanOrEqual(15);
+  });
+
+  test("a configuration error names the offending field", () => {
+    const cfgFixtures = fixtures.filter((f) => f.expect[0]!.code === "NGP1022" && f.config !== undefined);
+    expect(cfgFixtures.length).toBeGreaterThan(0);
+    for (const f of cfgFixtures) expect(f.mentions).toBeDefined();
+  });
+});
+
+describe("multiple diagnostics", () => {
+  const multi = fixtures.filter((f) => f.expect.length > 1);
+
+  test("there is a fixture with independent mistakes in different statements", () => {
+    expect(multi.length).toBeGreaterThan(0);
+    for (const f of multi) expect(new Set(f.expect.map((e) => e.line)).size).toBe(f.expect.length);
+  });
+
+  for (const fx of multi) {
+    test(`${fx.name} reports all ${fx.expect.length} mistakes`, () => {
+      const { error, list } = diagnosticsOf(fx.file, "cpu", { config: fx.config });
+      expect(list.map((d) => `${d.code} at ${d.span.line}:${d.span.col}`)).toEqual(fx.expect.map((e) => `${e.code} at ${e.line}:${e.col}`));
+      list.forEach((d, i) => checkDiagnostic(fx, d, fx.expect[i]!));
+      for (const e of fx.expect) expect(error.message).toContain(`${fx.name}:${e.line}:${e.col}`);
+    });
+  }
+});
+
+describe("valid examples compile without diagnostics", () => {
+  const CONFIGS: Record<string, ConfigValue> = {
+    "polynomial.ts": { degree: 3, coefficients: [1, 0.5, 0.25, 0.125], clampInput: true },
+    "smoothstep.ts": { smooth: true },
+    "local_arrays.ts": { width: 5, weights: [0.1, 0.2, 0.4, 0.2, 0.1] },
+  };
+  const examples = readdirSync(EXAMPLES).filter((f) => f.endsWith(".ts")).sort();
+
+  test("there are examples", () => {
+    expect(examples.length).toBeGreaterThan(0);
+  });
+
+  for (const name of examples) {
+    for (const target of TARGETS) {
+      test(`${name} (${target})`, () => {
+        let mod;
+        try {
+          mod = compileFile(join(EXAMPLES, name), target, { config: CONFIGS[name] });
+        } catch (e) {
+          throw new Error(`${name} does not compile for ${target}:\n${e instanceof DiagnosticError ? e.message : (e as Error).stack}`);
+        }
+        expect(mod.target).toBe(target);
+        expect(mod.source.length).toBeGreaterThan(0);
+        expect(mod.kernels.length).toBeGreaterThan(0);
+        for (const k of mod.kernels) expect(mod.source).toContain(k.name);
+      });
+    }
+  }
+});
+
+// Regressions: inputs the compiler once accepted (or misreported) although it must reject them.
+// Each is a minimal reproduction, compiled from in-memory text at a path inside the fixture folder
+// (no such file exists, so the imports resolve).
+describe("regressions", () => {
+  const HEADER_IMPORT = `import { type Buf, type f32, type i32, type u32, type bool, sqrt } from "../../../dsl/index.ts";\n`;
+  const repro = (name: string, body: string, check?: (list: Diagnostic[]) => void) =>
+    test(name, () => {
+      const file = join(FIXTURES, `__bug_${name.replace(/\W+/g, "_")}.ts`);
+      const { list } = diagnosticsOf(file, "cpu", { text: HEADER_IMPORT + body });
+      check?.(list);
+    });
+
+  repro(
+    "a TypeScript syntax error is reported as a syntax error, not as unknown name ''",
+    `/** @kernel */\nexport function k(i: u32, out: Buf<f32>): void {\n  out[i] = ;\n}\n`,
+    (list) => expect(list[0]!.message).not.toContain("''"),
+  );
+  repro("a TypeScript syntax error (stray closing brace) is not ignored", `/** @kernel */\nexport function k(i: u32, out: Buf<f32>): void {\n  out[i] = 1.0;\n}}\n`);
+  repro(
+    "a decimal literal in an i32 module constant is rejected (C emits 1, folding uses 1.5)",
+    `const K: i32 = 1.5;\n/** @kernel */\nexport function k(i: u32, out: Buf<f32>): void {\n  out[i] = f32(K) * 2.0;\n}\n`,
+    (list) => expect(list[0]!.span.line).toBe(2),
+  );
+  repro("Buf<bool> is rejected (not an ABI element type)", `/** @kernel */\nexport function k(i: u32, m: Buf<bool>, out: Buf<bool>): void {\n  out[i] = !m[i];\n}\n`);
+  repro("a kernel named like a C library function (round) is rejected", `/** @kernel */\nexport function round(i: u32, x: Buf<f32>, out: Buf<f32>): void {\n  out[i] = x[i];\n}\n`);
+  repro(
+    "a local named like a C library function (sqrtf) is rejected or renamed",
+    `/** @kernel */\nexport function k(i: u32, x: Buf<f32>, out: Buf<f32>): void {\n  const sqrtf = x[i] * 2.0;\n  out[i] = sqrt(x[i]) + sqrtf;\n}\n`,
+  );
+  repro("a destructured parameter is rejected", `/** @kernel */\nexport function k(i: u32, { length }: Buf<f32>, out: Buf<f32>): void {\n  out[i] = 1.0;\n}\n`);
+});
