@@ -34,6 +34,8 @@ export interface DeviceBuffer<E extends ElemType = ElemType> {
   upload(data: ArrayLike<number>): void;
   /** A copy of the contents, on every backend (use HostBuffer.data to share host memory). */
   download(): ArrayOf<E>;
+  /** Sets every element to 0. */
+  zero(): void;
   /** Releases the memory; later uses throw. Calling it again does nothing. */
   dispose(): void;
   [Symbol.dispose](): void;
@@ -125,6 +127,10 @@ export class HostBuffer<E extends ElemType = ElemType> implements DeviceBuffer<E
     return this.data.slice() as ArrayOf<E>;
   }
 
+  zero(): void {
+    this.data.fill(0);
+  }
+
   dispose(): void {
     this.#data = undefined;
   }
@@ -194,6 +200,10 @@ export class CudaBuffer<E extends ElemType = ElemType> implements DeviceBuffer<E
     const out = newArray(this.elem, this.length);
     this.memory.dtoh(out, this.ptr);
     return out;
+  }
+
+  zero(): void {
+    this.memory.memset0(this.ptr, BigInt(this.length * ELEM_ARRAYS[this.elem].BYTES_PER_ELEMENT));
   }
 
   dispose(): void {

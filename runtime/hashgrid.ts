@@ -1,0 +1,308 @@
+// The multiresolution hash-grid encoding as a module: validates the user's settings, derives the
+// per-level tables exactly as tiny-cuda-nn does (in 64-bit arithmetic), compiles the kernels of
+// dsl/kernels/grid.ts for that configuration, and owns the parameters and their gradient.
+import { totalmem } from "node:os";
+import { resolve } from "node:path";
+import { z } from "zod";
+import { ROOT } from "../codegen/shipped.ts";
+import type { Backend, BackendRequest } from "./backend.ts";
+import type { DeviceBuffer } from "./buffer.ts";
+import { loadKernels, type KernelModule } from "./module.ts";
+
+export const GRID_KERNELS = resolve(ROOT, "dsl/kernels/grid.ts");
+
+const perAxis = z.union([z.number().positive().finite(), z.array(z.number().positive().finite()).min(1).max(8)]);
+
+export const HashGridOptions = z
+  .object({
+    /** Input dimension, 1 to 8. */
+    dims: z.number().int().min(1).max(8),
+    levels: z.number().int().min(1).max(64).default(16),
+    featuresPerLevel: z.union([z.literal(1), z.literal(2), z.literal(4), z.literal(8)]).default(2),
+    log2HashmapSize: z.number().int().min(8).max(24).default(19),
+    /** Coarsest resolution N_min, or one per axis. */
+    baseResolution: perAxis.default(16),
+    /** Growth factor b between levels, or one per axis (give this or finestResolution). */
+    perLevelScale: perAxis.optional(),
+    /** Resolution of the finest level, or one per axis; b = (finest / base)^(1 / (levels - 1)). */
+    finestResolution: perAxis.optional(),
+    gridType: z.enum(["hash", "dense", "tiled"]).default("hash"),
+    interpolation: z.enum(["nearest", "linear", "smoothstep"]).default("linear"),
+    /** Seed of the uniform(-1e-4, 1e-4) initialization. */
+    seed: z.number().int().default(1337),
+  })
+  .strict()
+  .superRefine((o, ctx) => {
+    for (const key of ["baseResolution", "perLevelScale", "finestResolution"] as const) {
+      const v = o[key];
+      if (Array.isArray(v) && v.length !== o.dims) ctx.addIssue({ code: "custom", path: [key], message: `has ${v.length} values but dims is ${o.dims}` });
+    }
+    if (o.perLevelScale !== undefined && o.finestResolution !== undefined)
+      ctx.addIssue({ code: "custom", path: ["perLevelScale"], message: "give perLevelScale or finestResolution, not both" });
+    for (const b of [o.perLevelScale ?? []].flat()) if (b < 1) ctx.addIssue({ code: "custom", path: ["perLevelScale"], message: `must be >= 1 (got ${b})` });
+  });
+
+export type HashGridOptionsInput = z.input<typeof HashGridOptions>;
+export type HashGridSettings = z.output<typeof HashGridOptions>;
+
+/** One level of the encoding, as derived from the settings. */
+export interface GridLevel {
+  /** Per-axis resolution (vertices along the axis). */
+  resolution: number[];
+  /** Per-axis scale: the grid coordinate is x * scale + 0.5. */
+  scale: number[];
+  /** Table entries. */
+  size: number;
+  /** First entry of the level in the parameter array (entries, not floats). */
+  offset: number;
+  /** Hashed (more vertices than entries) or directly indexed. */
+  hashed: boolean;
+}
+
+/** The configuration the kernels are specialized for (dsl/kernels/grid.ts GridConfig). */
+export interface GridConfigValue {
+  [field: string]: number | boolean | number[] | boolean[];
+  dims: number;
+  levels: number;
+  features: number;
+  interpolation: number;
+  scale: number[];
+  stride: number[];
+  size: number[];
+  offset: number[];
+  hashed: boolean[];
+}
+
+/** A bad setting: names the field and says what is allowed. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+/** Validate user settings; every problem names its field and the allowed range. */
+export function parseHashGridOptions(input: unknown, where = "hashGrid"): HashGridSettings {
+  const r = HashGridOptions.safeParse(input);
+  if (r.success) return r.data;
+  throw new ConfigError(r.error.issues.map((i) => `${[where, ...i.path].join(".")}: ${i.message}`).join("\n"));
+}
+
+/** The most parameters a grid may have: u32 entry indices times features must not overflow. */
+export const MAX_PARAMS = 2 ** 31 - 1;
+/**
+ * Cells finer than f32 positions in [0, 1] can resolve (2^-24) cannot be told apart, and the
+ * kernels' exact fraction arithmetic needs half-integer cell coordinates to be f32: at most 2^23.
+ */
+export const MAX_RESOLUTION = 2 ** 23;
+
+const INTERPOLATION = { nearest: 0, linear: 1, smoothstep: 2 } as const;
+
+function nextMultipleOf8(v: bigint): bigint {
+  return ((v + 7n) / 8n) * 8n;
+}
+
+/** Per-level tables, exactly as tiny-cuda-nn derives them (vertex counts in 64-bit arithmetic). */
+export function gridLevels(s: HashGridSettings): GridLevel[] {
+  const axis = (v: number | number[], d: number) => (Array.isArray(v) ? v[d]! : v);
+  const growth = (d: number): number => {
+    if (s.perLevelScale !== undefined) return axis(s.perLevelScale, d);
+    if (s.finestResolution === undefined || s.levels === 1) return 2; // tiny-cuda-nn's default
+    return Math.exp(Math.log(axis(s.finestResolution, d) / axis(s.baseResolution, d)) / (s.levels - 1));
+  };
+  const maxEntries = 2n ** BigInt(s.log2HashmapSize);
+  const baseVertices = Array.from({ length: s.dims }, (_, d) => BigInt(Math.ceil(axis(s.baseResolution, d)))).reduce((a, b) => a * b, 1n);
+  const levels: GridLevel[] = [];
+  let offset = 0n;
+  for (let l = 0; l < s.levels; l++) {
+    // scale = 2^(l log2 b) * N_min - 1, in double, stored as f32; res = ceil(scale) + 1.
+    const scale = Array.from({ length: s.dims }, (_, d) => Math.fround(2 ** (l * Math.log2(growth(d))) * axis(s.baseResolution, d) - 1));
+    const resolution = scale.map((sc) => Math.ceil(sc) + 1);
+    const bad = resolution.findIndex((r) => r > MAX_RESOLUTION || r < 1);
+    if (bad >= 0) {
+      const field = s.finestResolution !== undefined ? "finestResolution" : s.perLevelScale !== undefined ? "perLevelScale" : "baseResolution";
+      throw new ConfigError(
+        `hashGrid.${field}: level ${l} would have resolution ${resolution[bad]} on axis ${bad}, above ${MAX_RESOLUTION} (2^23), the finest grid f32 positions in [0, 1] can resolve; lower ${field} or levels`,
+      );
+    }
+    const vertices = resolution.reduce((a, r) => a * BigInt(r), 1n);
+    let size = nextMultipleOf8(vertices);
+    if (s.gridType === "hash" && size > maxEntries) size = maxEntries;
+    if (s.gridType === "tiled" && size > baseVertices) size = baseVertices;
+    const hashed = s.gridType === "hash" && vertices > size;
+    levels.push({ resolution, scale, size: Number(size), offset: Number(offset), hashed });
+    offset += size;
+    const params = offset * BigInt(s.featuresPerLevel);
+    if (params > BigInt(MAX_PARAMS)) {
+      const fields = s.gridType === "hash" ? "log2HashmapSize, levels or featuresPerLevel" : "gridType (use hash), finestResolution or levels";
+      throw new ConfigError(`hashGrid: the grid would need ${params} parameters by level ${l}, more than ${MAX_PARAMS} (2^31 - 1); lower ${fields}`);
+    }
+  }
+  const bytes = Number(offset) * s.featuresPerLevel * 4;
+  // Parameters, gradient and optimizer state must fit at once.
+  if (3 * bytes > totalmem())
+    throw new ConfigError(`hashGrid: ${(bytes / 2 ** 30).toFixed(1)} GiB of parameters (x3 with gradient and optimizer state) do not fit in ${(totalmem() / 2 ** 30).toFixed(1)} GiB of memory; lower log2HashmapSize or levels`);
+  return levels;
+}
+
+/** Parameter count of a configuration: F * sum over levels of min(next8(res^D), 2^log2T). */
+export function hashGridParamCount(input: HashGridOptionsInput): number {
+  const s = parseHashGridOptions(input);
+  const levels = gridLevels(s);
+  const last = levels[levels.length - 1]!;
+  return (last.offset + last.size) * s.featuresPerLevel;
+}
+
+/** The compile-time configuration of the grid kernels. */
+export function gridConfig(s: HashGridSettings, levels: GridLevel[] = gridLevels(s)): GridConfigValue {
+  const stride = levels.flatMap((lv) => {
+    // tiny-cuda-nn adds an axis to the dense index only while its stride fits the table.
+    let st = 1;
+    return lv.resolution.map((r) => {
+      const out = st <= lv.size ? st : 0;
+      st = out === 0 ? Infinity : st * r;
+      return out;
+    });
+  });
+  return {
+    dims: s.dims,
+    levels: s.levels,
+    features: s.featuresPerLevel,
+    interpolation: INTERPOLATION[s.interpolation],
+    scale: levels.flatMap((lv) => lv.scale),
+    stride: stride.map((v) => (v > 0xffffffff ? 0 : v)),
+    size: levels.map((lv) => lv.size),
+    offset: levels.map((lv) => lv.offset),
+    hashed: levels.map((lv) => lv.hashed),
+  };
+}
+
+/** Per level: distinct grid vertices touched and the fraction of them sharing a slot with another. */
+export interface LevelCollisions {
+  level: number;
+  hashed: boolean;
+  vertices: number;
+  collidingFraction: number;
+}
+
+export interface LoadSettings {
+  backend?: BackendRequest;
+  cacheDir?: string;
+}
+
+/** Uniform(-1e-4, 1e-4) values from a seeded generator (mulberry32), so runs are reproducible. */
+export function initParams(out: Float32Array, seed: number): void {
+  let a = seed >>> 0;
+  for (let i = 0; i < out.length; i++) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1) * 1e-4;
+  }
+}
+
+export class HashGrid {
+  /** Parameters, level after level, [entry][feature]. */
+  readonly params: DeviceBuffer<"f32">;
+  /** Gradient of the loss with respect to params (written by backward). */
+  readonly grad: DeviceBuffer<"f32">;
+  readonly paramCount: number;
+  /** Encoding width: levels * featuresPerLevel. */
+  readonly outputDim: number;
+  #lastX: DeviceBuffer<"f32"> | undefined;
+  #lastN = 0;
+
+  private constructor(
+    readonly settings: HashGridSettings,
+    readonly levels: GridLevel[],
+    readonly config: GridConfigValue,
+    private readonly mod: KernelModule,
+  ) {
+    const last = levels[levels.length - 1]!;
+    this.paramCount = (last.offset + last.size) * settings.featuresPerLevel;
+    this.outputDim = settings.levels * settings.featuresPerLevel;
+    const init = new Float32Array(this.paramCount);
+    initParams(init, settings.seed);
+    this.params = mod.upload("f32", init);
+    this.grad = mod.alloc("f32", this.paramCount);
+  }
+
+  /** Validate `options`, derive the levels, and compile (or load from cache) the kernels. */
+  static async create(options: HashGridOptionsInput, load: LoadSettings = {}): Promise<HashGrid> {
+    const settings = parseHashGridOptions(options);
+    const levels = gridLevels(settings);
+    const config = gridConfig(settings, levels);
+    const mod = await loadKernels(GRID_KERNELS, { config, backend: load.backend, cacheDir: load.cacheDir });
+    return new HashGrid(settings, levels, config, mod);
+  }
+
+  get backend(): Backend {
+    return this.mod.backend;
+  }
+  /** Why this backend was chosen. */
+  get backendReason(): string {
+    return this.mod.reason;
+  }
+
+  private points(x: Float32Array | DeviceBuffer<"f32">): { n: number; buf: DeviceBuffer<"f32"> } {
+    const d = this.settings.dims;
+    if (x.length % d !== 0) throw new RangeError(`HashGrid.forward: ${x.length} input values are not a whole number of ${d}-D points`);
+    const buf = x instanceof Float32Array ? this.mod.upload("f32", x) : x;
+    return { n: x.length / d, buf };
+  }
+
+  /** Encode points x ([n][dims], clamped to [0, 1]); returns [n][outputDim]. */
+  forward(x: Float32Array | DeviceBuffer<"f32">, out?: DeviceBuffer<"f32">): DeviceBuffer<"f32"> {
+    const { n, buf } = this.points(x);
+    out ??= this.mod.alloc("f32", n * this.outputDim);
+    if (out.length !== n * this.outputDim) throw new RangeError(`HashGrid.forward: out has ${out.length} values, expected ${n * this.outputDim}`);
+    this.mod.kernels.gridForward!(n, buf, this.params, out);
+    this.#lastX = buf;
+    this.#lastN = n;
+    return out;
+  }
+
+  /**
+   * Gradients for dLdy ([n][outputDim], for the points of the last forward): writes `grad`
+   * (overwritten unless `accumulate`), and with `inputs` returns dL/dx ([n][dims]) too.
+   */
+  backward(dLdy: Float32Array | DeviceBuffer<"f32">, opts: { inputs?: boolean; accumulate?: boolean } = {}): { params: DeviceBuffer<"f32">; inputs?: DeviceBuffer<"f32"> } {
+    const x = this.#lastX;
+    if (!x) throw new Error("HashGrid.backward: call forward first (backward uses its inputs)");
+    const n = this.#lastN;
+    if (dLdy.length !== n * this.outputDim) throw new RangeError(`HashGrid.backward: dLdy has ${dLdy.length} values, expected ${n * this.outputDim} (n = ${n})`);
+    const dy = dLdy instanceof Float32Array ? this.mod.upload("f32", dLdy) : dLdy;
+    if (!opts.accumulate) this.grad.zero();
+    this.mod.kernels.gridBackward!(n, x, dy, this.grad);
+    if (!opts.inputs) return { params: this.grad };
+    const dx = this.mod.alloc("f32", n * this.settings.dims);
+    this.mod.kernels.gridInputGrad!(n, x, this.params, dy, dx);
+    return { params: this.grad, inputs: dx };
+  }
+
+  /** Per level, the fraction of distinct vertices touched by x that share a table slot. */
+  collisionStats(x: Float32Array): LevelCollisions[] {
+    const { n, buf } = this.points(x);
+    const { dims, levels } = this.settings;
+    const corners = 1 << dims;
+    const cells = this.mod.alloc("u32", n * levels * dims);
+    const slots = this.mod.alloc("u32", n * levels * corners);
+    this.mod.kernels.gridSlots!(n, buf, cells, slots);
+    const [c, s] = [cells.download(), slots.download()];
+    return this.levels.map((lv, l) => {
+      const slotOf = new Map<string, number>();
+      for (let i = 0; i < n; i++) {
+        const cell = c.subarray((i * levels + l) * dims, (i * levels + l + 1) * dims);
+        for (let k = 0; k < corners; k++) {
+          const key = Array.from(cell, (v, d) => v + ((k >> d) & 1)).join(",");
+          slotOf.set(key, s[(i * levels + l) * corners + k]!);
+        }
+      }
+      const perSlot = new Map<number, number>();
+      for (const slot of slotOf.values()) perSlot.set(slot, (perSlot.get(slot) ?? 0) + 1);
+      let colliding = 0;
+      for (const count of perSlot.values()) if (count > 1) colliding += count;
+      return { level: l, hashed: lv.hashed, vertices: slotOf.size, collidingFraction: slotOf.size ? colliding / slotOf.size : 0 };
+    });
+  }
+}
