@@ -58,13 +58,23 @@ export type Stmt =
   | { k: "return"; value?: Expr; span: Span }
   | { k: "break"; span: Span }
   | { k: "continue"; span: Span }
-  | { k: "block"; body: Stmt[]; span: Span };
+  /** `unrolled` marks iteration `iter` of unrolled loop number `loop` (the CPU schedule splits on it). */
+  | { k: "block"; body: Stmt[]; span: Span; unrolled?: { loop: number; iter: number } };
 
 export interface Param {
   name: string;
   ty: Type;
   span: Span;
 }
+
+/**
+ * How the CPU runs a kernel whose body is one loop with constant bounds (over levels, say):
+ *   split  each iteration becomes its own pass over a chunk of points (level-major order);
+ *   owner  each iteration is one pass over all points on one thread, so its atomics need no
+ *          atomicity (the author promises that iterations write disjoint memory).
+ * CUDA and JS run the body as written. Set with the JSDoc tag `@schedule split|owner`.
+ */
+export type Schedule = "split" | "owner";
 
 export interface Func {
   /** Unique key: `file#name`. */
@@ -74,6 +84,7 @@ export interface Func {
   ret: Type;
   body: Stmt[];
   kernel: boolean;
+  schedule?: Schedule;
   span: Span;
 }
 

@@ -8,7 +8,7 @@ import { dirname, resolve } from "node:path";
 import { Node, Project, SyntaxKind, ts, type SourceFile, type FunctionDeclaration, type TypeNode } from "ts-morph";
 import { lookupIntrinsic } from "../dsl/intrinsics.ts";
 import { DiagnosticSink, fail, registerSource, type Span } from "./diagnostics.ts";
-import type { AssignOp, BinOp, ConfigType, Elem, Expr, Func, Param, Program, Scalar, Stmt, Type } from "./ir.ts";
+import type { AssignOp, BinOp, ConfigType, Elem, Expr, Func, Param, Program, Scalar, Schedule, Stmt, Type } from "./ir.ts";
 
 const DSL_DIR = resolve(import.meta.dir, "../dsl");
 /** The language's own modules; everything else a kernel file imports is another kernel file. */
@@ -214,7 +214,7 @@ class Parser {
     const ret: Type = retNode ? this.type(scope, retNode) : { k: "void" };
     const body = decl.getBody();
     if (!body || !Node.isBlock(body)) fail("NGP1016", span(decl), "a function needs a body");
-    const fn: Func = { key, name, params, ret, kernel, span: span(decl.getNameNode() ?? decl), body: [] };
+    const fn: Func = { key, name, params, ret, kernel, schedule: scheduleOf(decl), span: span(decl.getNameNode() ?? decl), body: [] };
     fn.body = this.block(scope, body.getStatements(), new Set(params.map((p) => p.name)));
     this.lowering.pop();
     this.funcs.set(key, fn);
@@ -530,6 +530,17 @@ class Parser {
     }
     return this.func(owner, fname);
   }
+}
+
+function scheduleOf(decl: FunctionDeclaration): Schedule | undefined {
+  for (const doc of decl.getJsDocs())
+    for (const tag of doc.getTags()) {
+      if (tag.getTagName() !== "schedule") continue;
+      const value = tag.getCommentText()?.trim();
+      if (value !== "split" && value !== "owner") fail("NGP1034", span(tag), `@schedule ${value ?? ""}`, "write @schedule split or @schedule owner");
+      return value;
+    }
+  return undefined;
 }
 
 function isKernel(decl: FunctionDeclaration): boolean {

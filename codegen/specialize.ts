@@ -10,7 +10,8 @@
 import { lookupIntrinsic } from "../dsl/intrinsics.ts";
 import { fail } from "./diagnostics.ts";
 import { childBodies, exprsOf, isInt, mapExpr, mapStmtExprs } from "./ir.ts";
-import type { ConfigType, Expr, Func, Param, Program, Scalar, Span, Stmt } from "./ir.ts";
+import type { ConfigType, Expr, Func, Param, Program, Scalar, Schedule, Span, Stmt } from "./ir.ts";
+import { tidy } from "./tidy.ts";
 
 export interface SpecializeOptions {
   /** Loops with constant bounds and at most this many iterations are unrolled. */
@@ -19,6 +20,7 @@ export interface SpecializeOptions {
 
 export interface SpecializedKernel {
   name: string;
+  schedule?: Schedule;
   index: { name: string; ty: "i32" | "u32" };
   /** Runtime parameters (buffers and scalars), in order. */
   params: Param[];
@@ -40,10 +42,13 @@ export function specialize(program: Program, kernel: Func, config: ConfigValue |
   let body = new Inliner(program, names).body(kernel.body, new Scope(new Map(), false));
   if (cfgParam && bound) body = bindConfig(body, cfgParam.name, bound);
   body = new Simplifier(opts.maxUnroll ?? 64).run(body);
+  const params = rest.filter((p) => p.ty.k !== "config");
+  body = tidy(body, [index!.name, ...params.map((p) => p.name)]);
   return {
     name: kernel.name,
+    schedule: kernel.schedule,
     index: { name: index!.name, ty: (index!.ty as { s: "i32" | "u32" }).s },
-    params: rest.filter((p) => p.ty.k !== "config"),
+    params,
     body,
     span: kernel.span,
   };
@@ -352,6 +357,7 @@ function rename(e: Expr, renames: Renames): Expr {
 
 class Simplifier {
   private statements = 0;
+  private loops = 0;
   constructor(private readonly maxUnroll: number) {}
 
   run(body: Stmt[]): Stmt[] {
@@ -425,11 +431,12 @@ class Simplifier {
     const out: Stmt[] = [];
     const start = s.start as Extract<Expr, { k: "lit" }>;
     const step = (s.step as { v: number }).v;
+    const loop = this.loops++;
     for (let t = 0; t < trips; t++) {
       const v = normalize((start.v as number) + t * step, s.vty!);
       const iter = new Map(inner).set(s.v, { k: "lit", v, ty: s.vty!, span: s.span });
       const body = this.body(s.body, iter);
-      if (body.length) out.push({ k: "block", body, span: s.span });
+      if (body.length) out.push({ k: "block", body, span: s.span, unrolled: { loop, iter: t } });
     }
     return out;
   }

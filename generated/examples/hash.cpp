@@ -25,7 +25,7 @@ NGP_FN void spatialHash_body(uint32_t i, const uint32_t* coords, int32_t dims, u
   uint32_t h = 0u;
   {
     if (0 < dims) {
-      h ^= coords[i * 4u + 0u] * 1u;
+      h ^= coords[i * 4u];
     }
   }
   {

@@ -27,7 +27,7 @@ function spatialHash_body(i, coords, dims, tableSize, out) {
   let h = 0;
   {
     if (0 < dims) {
-      h = ((h ^ ((Math.imul(coords[(((Math.imul(i, 4) >>> 0) + 0) >>> 0)], 1)) >>> 0)) >>> 0);
+      h = ((h ^ coords[(Math.imul(i, 4) >>> 0)]) >>> 0);
     }
   }
   {

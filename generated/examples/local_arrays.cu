@@ -19,7 +19,7 @@ NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 
 NGP_FN void window_body(uint32_t i, int32_t n, const float* x, float* sum, float* peak) {
   float vals[5] = {};
   {
-    int32_t j = ((int32_t)i) + 0 - 2;
+    int32_t j = ((int32_t)i) - 2;
     if (j < 0) {
       j = 0;
     }

@@ -26,7 +26,7 @@ const __f2u32 = (x) => (x !== x || x <= 0 ? 0 : x >= 4294967296 ? 4294967295 : M
 function window_body(i, n, x, sum, peak) {
   const vals = new Float32Array(5);
   {
-    let j = (((((i | 0) + 0) | 0) - 2) | 0);
+    let j = (((i | 0) - 2) | 0);
     if (j < 0) {
       j = 0;
     }

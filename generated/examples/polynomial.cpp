@@ -23,9 +23,7 @@ NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 
 
 NGP_FN void polynomial_body(uint32_t i, const float* x, float* out) {
   float t = x[i];
-  {
-    t = ngp_min(ngp_max(t, 0.0f), 1.0f);
-  }
+  t = ngp_min(ngp_max(t, 0.0f), 1.0f);
   float acc = 0.125f;
   {
     acc = fmaf(acc, t, 0.25f);

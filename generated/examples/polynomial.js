@@ -25,9 +25,7 @@ const __f2u32 = (x) => (x !== x || x <= 0 ? 0 : x >= 4294967296 ? 4294967295 : M
 
 function polynomial_body(i, x, out) {
   let t = x[i];
-  {
-    t = __min(__max(t, 0), 1);
-  }
+  t = __min(__max(t, 0), 1);
   let acc = 0.125;
   {
     acc = __fma(acc, t, 0.25);

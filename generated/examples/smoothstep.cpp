@@ -23,13 +23,9 @@ NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 
 
 NGP_FN void blend_body(uint32_t i, const float* t, const float* a, const float* b, float* out) {
   const float t_1 = t[i];
-  float weight_result_3 = 0.0f;
   const float c_2 = ngp_min(ngp_max(t_1, 0.0f), 1.0f);
-  {
-    weight_result_3 = c_2 * c_2 * (3.0f - 2.0f * c_2);
-  }
-  const float w = weight_result_3;
-  const float lerp = a[i] + w * (b[i] - a[i]);
+  const float weight_result_3 = c_2 * c_2 * (3.0f - 2.0f * c_2);
+  const float lerp = a[i] + weight_result_3 * (b[i] - a[i]);
   out[i] = ((t[i] < 0.0f) ? (a[i]) : (lerp));
 }
 

@@ -25,13 +25,9 @@ const __f2u32 = (x) => (x !== x || x <= 0 ? 0 : x >= 4294967296 ? 4294967295 : M
 
 function blend_body(i, t, a, b, out) {
   const t_1 = t[i];
-  let weight_result_3 = 0;
   const c_2 = __min(__max(t_1, 0), 1);
-  {
-    weight_result_3 = Math.fround(Math.fround(c_2 * c_2) * Math.fround(3 - Math.fround(2 * c_2)));
-  }
-  const w = weight_result_3;
-  const lerp = Math.fround(a[i] + Math.fround(w * Math.fround(b[i] - a[i])));
+  const weight_result_3 = Math.fround(Math.fround(c_2 * c_2) * Math.fround(3 - Math.fround(2 * c_2)));
+  const lerp = Math.fround(a[i] + Math.fround(weight_result_3 * Math.fround(b[i] - a[i])));
   out[i] = ((t[i] < 0) ? (a[i]) : (lerp));
 }
 export function blend(ngp_n, t, a, b, out) {
