@@ -13,7 +13,7 @@ export function generatedFiles(): { path: string; text: string }[] {
   return SHIPPED.flatMap((s) =>
     (Object.keys(EXTENSIONS) as Target[]).map((target) => ({
       path: `generated/${s.name}.${EXTENSIONS[target]}`,
-      text: compileFile(resolve(ROOT, s.file), target, { config: s.config }).source,
+      text: compileFile(resolve(ROOT, s.file), target, { config: s.config, kernels: s.kernels }).source,
     })),
   );
 }

@@ -2,6 +2,7 @@
 // into generated/ (committed, so reviewers see what the compiler writes); the snapshot test fails
 // when generated/ is out of date with the compiler.
 import { resolve } from "node:path";
+import { gridConfig, parseHashGridOptions } from "../runtime/hashgrid.ts";
 import type { ConfigValue } from "./specialize.ts";
 
 export interface Shipped {
@@ -10,7 +11,14 @@ export interface Shipped {
   /** The kernel file, relative to the repository root. */
   file: string;
   config?: ConfigValue;
+  /** Only these kernels (default: all of the file's). */
+  kernels?: string[];
 }
+
+/** The default configurations of the benchmark: L=16, F=2, T=2^19, N_min=16, finest 2048 (2D) / 512 (3D). */
+export const DEFAULT_GRID_2D = { dims: 2, levels: 16, featuresPerLevel: 2, log2HashmapSize: 19, baseResolution: 16, finestResolution: 2048 } as const;
+export const DEFAULT_GRID_3D = { ...DEFAULT_GRID_2D, dims: 3, finestResolution: 512 } as const;
+const GRID_KERNELS = ["gridForward", "gridBackward", "gridInputGrad"];
 
 export const ROOT = resolve(import.meta.dir, "..");
 
@@ -21,4 +29,6 @@ export const SHIPPED: Shipped[] = [
   { name: "examples/scatter", file: "dsl/examples/scatter.ts" },
   { name: "examples/smoothstep", file: "dsl/examples/smoothstep.ts", config: { smooth: true } },
   { name: "examples/local_arrays", file: "dsl/examples/local_arrays.ts", config: { width: 5, weights: [0.1, 0.2, 0.4, 0.2, 0.1] } },
+  { name: "grid/hashgrid_2d", file: "dsl/kernels/grid.ts", config: gridConfig(parseHashGridOptions(DEFAULT_GRID_2D)), kernels: GRID_KERNELS },
+  { name: "grid/hashgrid_3d", file: "dsl/kernels/grid.ts", config: gridConfig(parseHashGridOptions(DEFAULT_GRID_3D)), kernels: GRID_KERNELS },
 ];

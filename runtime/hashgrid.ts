@@ -4,12 +4,11 @@
 import { totalmem } from "node:os";
 import { resolve } from "node:path";
 import { z } from "zod";
-import { ROOT } from "../codegen/shipped.ts";
 import type { Backend, BackendRequest } from "./backend.ts";
 import type { DeviceBuffer } from "./buffer.ts";
 import { loadKernels, type KernelModule } from "./module.ts";
 
-export const GRID_KERNELS = resolve(ROOT, "dsl/kernels/grid.ts");
+export const GRID_KERNELS = resolve(import.meta.dir, "../dsl/kernels/grid.ts");
 
 const perAxis = z.union([z.number().positive().finite(), z.array(z.number().positive().finite()).min(1).max(8)]);
 

@@ -23,12 +23,13 @@ export interface ToolLookup {
 
 /**
  * CPU flags. f32 results must match the JS backend bit for bit, so no fast-math and no FP
- * contraction (an fma rounds once where JS rounds twice). `-z now` and `-z defs` make an undefined
- * symbol fail at link or load time instead of in the middle of a kernel call.
+ * contraction (an fma rounds once where JS rounds twice). `-fno-trapping-math` changes no value
+ * (nothing reads FP exception flags) but lets GCC vectorize floorf and friends. `-z now` and
+ * `-z defs` make an undefined symbol fail at link or load time instead of mid-call.
  */
 export const CPU_FLAGS: readonly string[] = Object.freeze([
   "-O3", "-march=native", "-std=c++20", "-fopenmp", "-fPIC", "-shared",
-  "-ffp-contract=off", "-fwrapv", "-fno-math-errno", "-Wl,-z,now", "-Wl,-z,defs",
+  "-ffp-contract=off", "-fwrapv", "-fno-math-errno", "-fno-trapping-math", "-Wl,-z,now", "-Wl,-z,defs",
 ]);
 
 /** nvcc code-generation flags; `--fmad=false` for the same reason as above. */

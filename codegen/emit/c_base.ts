@@ -18,10 +18,28 @@ export interface CTarget {
   f16Type: string;
   loadF16(x: string): string;
   storeF16(x: string): string;
-  /** The `extern "C"` entry point (and any device wrapper) that runs `<name>_body` over [0, n). */
-  launcher(k: SpecializedKernel, params: CParam[]): string;
+  /**
+   * The kernel's code: its body function(s), rendered with `body`, and the `extern "C"` entry
+   * point (and any device wrapper) that runs them over [0, n).
+   */
+  kernel(k: SpecializedKernel, params: CParam[], body: BodyRenderer): string;
   /** Extra host functions after the kernels (CUDA: memory and error entry points). */
   tail?: string;
+}
+
+/**
+ * Renders a body function `NGP_FN void <name>(index, params...) { stmts }`. With `lanes`, the
+ * function instead runs `lanes` consecutive indices from `ngp_i0` at once (see lanesSupported).
+ */
+export type BodyRenderer = (name: string, stmts: Stmt[], opts?: { plainAtomics?: boolean; lanes?: number }) => string;
+
+/**
+ * Lane form: every per-thread value becomes an array over W consecutive threads and every
+ * statement a loop over the W lanes, which the C++ compiler vectorizes (SIMD across threads).
+ * It needs straight-line code: no if, for, return, break or continue.
+ */
+export function lanesSupported(stmts: Stmt[]): boolean {
+  return stmts.every((s) => (s.k === "block" ? lanesSupported(s.body) : s.k === "let" || s.k === "array" || s.k === "assign" || s.k === "expr"));
 }
 
 /** One runtime parameter as it appears in the C signature of a body function. */
@@ -59,13 +77,18 @@ export function emitC(kernels: SpecializedKernel[], target: CTarget): EmittedMod
     const params: CParam[] = k.params.map((p) => {
       if (p.ty.k === "buf") {
         const ty = p.ty.elem === "f16" ? target.f16Type : C_SCALAR[p.ty.elem];
-        return { name: p.name, decl: `${written.has(p.name) ? "" : "const "}${ty}* ${p.name}`, buffer: true };
+        // __restrict__: the runtime refuses overlapping buffers where one of them is written.
+        return { name: p.name, decl: `${written.has(p.name) ? "" : "const "}${ty}* __restrict__ ${p.name}`, buffer: true };
       }
       return { name: p.name, decl: `${C_SCALAR[(p.ty as { s: Scalar }).s]} ${p.name}`, buffer: false };
     });
-    const printer = new CPrinter(target, k);
-    out.push("", `NGP_FN void ${k.name}_body(${[`${C_SCALAR[k.index.ty]} ${k.index.name}`, ...params.map((p) => p.decl)].join(", ")}) {`);
-    out.push(...printer.block(k.body, 1), "}", "", target.launcher(k, params));
+    const body: BodyRenderer = (name, stmts, opts = {}) => {
+      const printer = new CPrinter(target, k, opts.plainAtomics ?? false, opts.lanes);
+      const index = opts.lanes ? "int64_t ngp_i0" : `${C_SCALAR[k.index.ty]} ${k.index.name}`;
+      const sig = [index, ...params.map((p) => p.decl)].join(", ");
+      return [`NGP_FN void ${name}(${sig}) {`, ...printer.block(stmts, 1), "}"].join("\n");
+    };
+    out.push("", target.kernel(k, params, body));
   }
   if (target.tail) out.push("", target.tail);
   return { target: target.name, source: out.join("\n") + "\n", kernels: kernels.map(kernelSignature) };
@@ -92,11 +115,27 @@ export function literal(v: number | boolean, ty: Scalar): string {
 
 class CPrinter {
   private readonly bufElem = new Map<string, Elem>();
+  /** In lane form: the per-thread names (locals and local arrays), stored as arrays over lanes. */
+  private readonly laneNames = new Set<string>();
+  private readonly index: { name: string; ty: string };
   constructor(
     private readonly target: CTarget,
     kernel: SpecializedKernel,
+    /** Atomics as plain read-modify-write: the caller guarantees one writer (owner schedule). */
+    private readonly plainAtomics: boolean,
+    /** Render in lane form with this many lanes. */
+    private readonly lanes?: number,
   ) {
     for (const p of kernel.params) if (p.ty.k === "buf") this.bufElem.set(p.name, p.ty.elem);
+    this.index = { name: kernel.index.name, ty: C_SCALAR[kernel.index.ty] };
+  }
+
+  /**
+   * The loop over the lanes that each statement in lane form becomes. `omp simd` keeps the C++
+   * compiler from unrolling it into scalar code before it vectorizes it.
+   */
+  private get laneLoop(): string {
+    return `_Pragma("omp simd") for (int ngp_l = 0; ngp_l < ${this.lanes}; ++ngp_l) `;
   }
 
   block(body: Stmt[], depth: number): string[] {
@@ -105,6 +144,24 @@ class CPrinter {
 
   private stmt(s: Stmt, depth: number): string[] {
     const pad = "  ".repeat(depth);
+    if (this.lanes) {
+      switch (s.k) {
+        case "let":
+          this.laneNames.add(s.name);
+          return [`${pad}${C_SCALAR[s.ty!]} ${s.name}[${this.lanes}];`, `${pad}${this.laneLoop}${s.name}[ngp_l] = ${this.expr(s.init)};`];
+        case "array":
+          this.laneNames.add(s.name);
+          return [`${pad}${C_SCALAR[s.elem]} ${s.name}[${(s.size as { v: number }).v}][${this.lanes}] = {};`];
+        case "assign":
+          return [`${pad}${this.laneLoop}${this.assign(s)};`];
+        case "expr":
+          return [`${pad}${this.laneLoop}${this.expr(s.e)};`];
+        case "block":
+          break;
+        default:
+          throw new Error(`internal: ${s.k} statement in lane form`);
+      }
+    }
     switch (s.k) {
       case "let":
         return [`${pad}${s.mutable ? "" : "const "}${C_SCALAR[s.ty!]} ${s.name} = ${this.expr(s.init)};`];
@@ -147,7 +204,7 @@ class CPrinter {
   private assign(s: Extract<Stmt, { k: "assign" }>): string {
     const { target } = s;
     const ty = target.ty!;
-    const lhs = target.k === "index" ? `${this.expr(target.base)}[${this.expr(target.index)}]` : this.expr(target);
+    const lhs = target.k === "index" ? this.element(target.base, target.index) : this.expr(target);
     const rhs = s.op === "=" ? this.expr(s.value) : this.binary(s.op.slice(0, -1), target, s.value, ty)[0];
     if (this.f16Target(target)) return `${lhs} = ${this.target.storeF16(rhs)}`;
     if (["+=", "-=", "*=", "&=", "|=", "^="].includes(s.op)) return `${lhs} ${s.op} ${this.expr(s.value)}`;
@@ -159,12 +216,12 @@ class CPrinter {
       case "lit":
         return literal(e.v, e.ty);
       case "var":
-        return e.name;
+        if (this.lanes && e.name === this.index.name) return `((${this.index.ty})(ngp_i0 + ngp_l))`;
+        return this.laneNames.has(e.name) ? `${e.name}[ngp_l]` : e.name;
       case "table":
         return `tbl_${e.id}`;
       case "index": {
-        const base = this.expr(e.base);
-        const idx = `${base}[${this.expr(e.index)}]`;
+        const idx = this.element(e.base, e.index);
         return e.base.k === "var" && this.bufElem.get(e.base.name) === "f16" ? this.target.loadF16(idx) : idx;
       }
       case "un": {
@@ -183,11 +240,18 @@ class CPrinter {
           return `((${C_SCALAR[e.fn as Scalar]})${this.expr(e.args[0]!, 2)})`;
         }
         const intr = lookupIntrinsic(e.fn)!;
-        return spell(intr, this.target.name, e.T).replace(/\$(\d)/g, (_, i) => args[Number(i)]!);
+        const spelling = this.plainAtomics && e.fn === "atomicAdd" ? "$0[$1] += $2" : spell(intr, this.target.name, e.T);
+        return spelling.replace(/\$(\d)/g, (_, i) => args[Number(i)]!);
       }
       case "field":
         throw new Error("internal: unbound configuration field reached the emitter");
     }
+  }
+
+  /** `base[index]`; a local array in lane form is `base[index][lane]`. */
+  private element(base: Expr, index: Expr): string {
+    const lane = base.k === "var" && this.laneNames.has(base.name);
+    return lane ? `${base.name}[${this.expr(index)}][ngp_l]` : `${this.expr(base)}[${this.expr(index)}]`;
   }
 
   /**

@@ -1,12 +1,22 @@
 // CPU delta of the C emitter: C++20 with OpenMP, real atomics through std::atomic_ref, and an
 // `extern "C"` entry point that runs the body over [0, n) in a parallel loop (serial for small n,
-// where starting the thread team would cost more than the work).
+// where starting the thread team would cost more than the work). Kernels with a schedule
+// (codegen/schedule.ts) run as passes:
+//   split  chunks of points in parallel; within a chunk one pass (level) after the other, each a
+//          `simd` loop over the chunk's points, so one level's table is hot at a time;
+//   owner  passes in parallel (largest first), each over all points on one thread: a pass is the
+//          only writer of its memory, so its atomics are plain read-modify-writes.
 import type { EmittedModule } from "../../runtime/abi.ts";
+import { splitPasses } from "../schedule.ts";
 import type { SpecializedKernel } from "../specialize.ts";
-import { emitC, entryParams, type CTarget } from "./c_base.ts";
+import { emitC, entryParams, lanesSupported, type BodyRenderer, type CParam, type CTarget } from "./c_base.ts";
 
 /** Launches below this many items run serially. */
 export const OMP_MIN_ITEMS = 4096;
+/** Points per chunk of the split schedule: small enough that a chunk's inputs stay in L1. */
+export const SPLIT_CHUNK = 256;
+/** Threads per lane-form call: 16 f32 lanes fill one AVX-512 register. */
+export const LANES = 16;
 
 const cpu: CTarget = {
   name: "cpu",
@@ -14,7 +24,7 @@ const cpu: CTarget = {
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#define NGP_FN static inline
+#define NGP_FN static inline __attribute__((always_inline))
 template <class T> NGP_FN void ngp_atomic_add(T* p, T v) { std::atomic_ref<T>(*p).fetch_add(v, std::memory_order_relaxed); }
 NGP_FN uint32_t ngp_f32_bits(float x) { uint32_t u; std::memcpy(&u, &x, 4); return u; }
 NGP_FN float ngp_bits_f32(uint32_t u) { float x; std::memcpy(&x, &u, 4); return x; }
@@ -23,16 +33,72 @@ NGP_FN uint32_t ngp_clz(uint32_t x) { return x == 0 ? 32u : (uint32_t)__builtin_
   f16Type: "_Float16",
   loadF16: (x) => `(float)${x}`,
   storeF16: (x) => `(_Float16)(${x})`,
-  launcher(k, params) {
-    const args = [`(${k.index.ty === "u32" ? "uint32_t" : "int32_t"})ngp_i`, ...params.map((p) => p.name)].join(", ");
-    const unused = params.filter((p) => p.buffer).map((p) => `(void)ngp_len_${p.name};`);
-    return `extern "C" int32_t ${k.name}(${entryParams(params)}) {
-${unused.length ? `  ${unused.join(" ")}\n` : ""}  #pragma omp parallel for schedule(static) if (ngp_n >= ${OMP_MIN_ITEMS})
-  for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) ${k.name}_body(${args});
+  kernel(k, params, body) {
+    if (k.schedule) return scheduled(k, params, body);
+    return `${body(`${k.name}_body`, k.body)}
+
+extern "C" int32_t ${k.name}(${entryParams(params)}) {
+${unusedLengths(params)}  #pragma omp parallel for schedule(static) if (ngp_n >= ${OMP_MIN_ITEMS})
+  for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) ${call(k, `${k.name}_body`, params)};
   return 0;
 }`;
   },
 };
+
+function call(k: SpecializedKernel, fn: string, params: CParam[]): string {
+  return `${fn}(${[`(${k.index.ty === "u32" ? "uint32_t" : "int32_t"})ngp_i`, ...params.map((p) => p.name)].join(", ")})`;
+}
+
+function unusedLengths(params: CParam[]): string {
+  const unused = params.filter((p) => p.buffer).map((p) => `(void)ngp_len_${p.name};`);
+  return unused.length ? `  ${unused.join(" ")}\n` : "";
+}
+
+function scheduled(k: SpecializedKernel, params: CParam[], body: BodyRenderer): string {
+  const { prologue, passes } = splitPasses(k);
+  const owner = k.schedule === "owner";
+  const fns: string[] = [];
+  const runs: string[] = [];
+  passes.forEach((p, n) => {
+    const stmts = [...prologue, ...p];
+    const name = `${k.name}_pass${n}`;
+    fns.push(body(name, stmts, { plainAtomics: owner }));
+    const scalar = (from: string, to: string) => `for (int64_t ngp_i = ${from}; ngp_i < ${to}; ++ngp_i) ${call(k, name, params)};`;
+    const [from, to] = owner ? ["0", "ngp_n"] : ["ngp_c", "ngp_e"];
+    if (!lanesSupported(stmts)) return void runs.push(scalar(from, to));
+    // Whole groups of LANES points in lane form (vectorized), the rest one by one.
+    fns.push(body(`${name}_lanes`, stmts, { plainAtomics: owner, lanes: LANES }));
+    const args = params.map((q) => q.name).join(", ");
+    runs.push(`{
+      int64_t ngp_g = ${from};
+      for (; ngp_g + ${LANES} <= ${to}; ngp_g += ${LANES}) ${name}_lanes(${["ngp_g", args].filter(Boolean).join(", ")});
+      ${scalar("ngp_g", to)}
+    }`);
+  });
+  let launch: string;
+  if (owner) {
+    // Finest (usually largest, most expensive) passes first, so that dynamic scheduling balances.
+    const cases = runs.map((run, n) => `      case ${passes.length - 1 - n}: ${run} break;`).reverse();
+    launch = `  #pragma omp parallel for schedule(dynamic, 1) if (ngp_n >= ${OMP_MIN_ITEMS})
+  for (int32_t ngp_p = 0; ngp_p < ${passes.length}; ++ngp_p) {
+    switch (ngp_p) {
+${cases.join("\n")}
+    }
+  }`;
+  } else {
+    launch = `  #pragma omp parallel for schedule(static) if (ngp_n >= ${OMP_MIN_ITEMS})
+  for (int64_t ngp_c = 0; ngp_c < ngp_n; ngp_c += ${SPLIT_CHUNK}) {
+    const int64_t ngp_e = ngp_c + ${SPLIT_CHUNK} < ngp_n ? ngp_c + ${SPLIT_CHUNK} : ngp_n;
+${runs.map((r) => `    ${r}`).join("\n")}
+  }`;
+  }
+  return `${fns.join("\n\n")}
+
+extern "C" int32_t ${k.name}(${entryParams(params)}) {
+${unusedLengths(params)}${launch}
+  return 0;
+}`;
+}
 
 export function emitCpu(kernels: SpecializedKernel[]): EmittedModule {
   return emitC(kernels, cpu);

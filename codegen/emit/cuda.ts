@@ -28,11 +28,13 @@ const cuda: CTarget = {
   f16Type: "__half",
   loadF16: (x) => `__half2float(${x})`,
   storeF16: (x) => `__float2half_rn(${x})`,
-  launcher(k, params) {
+  kernel(k, params, body) {
     const idx = k.index.ty === "u32" ? "uint32_t" : "int32_t";
     const decls = ["int64_t ngp_n", ...params.map((p) => p.decl)].join(", ");
     const args = params.map((p) => p.name);
-    return `__global__ void ${k.name}_kernel(${decls}) {
+    return `${body(`${k.name}_body`, k.body)}
+
+__global__ void ${k.name}_kernel(${decls}) {
   const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
     ${k.name}_body(${[`(${idx})ngp_i`, ...args].join(", ")});

@@ -75,8 +75,11 @@ function cornerWeight(cfg: Const<GridConfig>, corner: i32, w0: f32[], w1: f32[])
   return w;
 }
 
-/** out[i][l][f]: the encoding of point i, levels concatenated ([n][levels * features]). */
-/** @kernel */
+/**
+ * out[i][l][f]: the encoding of point i, levels concatenated ([n][levels * features]).
+ * @kernel
+ * @schedule split
+ */
 export function gridForward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f32>, out: Buf<f32>): void {
   for (let l = 0; l < cfg.levels; l++) {
     const cell = localArray<u32>(cfg.dims);
@@ -107,8 +110,12 @@ export function gridForward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params:
   }
 }
 
-/** grad += d loss / d params: every corner receives weight * dy (a scatter-add). */
-/** @kernel */
+/**
+ * grad += d loss / d params: every corner receives weight * dy (a scatter-add). Levels write
+ * disjoint parts of grad, so on the CPU each level is owned by one thread (no atomics).
+ * @kernel
+ * @schedule owner
+ */
 export function gridBackward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, dy: Buf<f32>, grad: Buf<f32>): void {
   for (let l = 0; l < cfg.levels; l++) {
     const cell = localArray<u32>(cfg.dims);

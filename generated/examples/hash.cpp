@@ -3,7 +3,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#define NGP_FN static inline
+#define NGP_FN static inline __attribute__((always_inline))
 template <class T> NGP_FN void ngp_atomic_add(T* p, T v) { std::atomic_ref<T>(*p).fetch_add(v, std::memory_order_relaxed); }
 NGP_FN uint32_t ngp_f32_bits(float x) { uint32_t u; std::memcpy(&u, &x, 4); return u; }
 NGP_FN float ngp_bits_f32(uint32_t u) { float x; std::memcpy(&x, &u, 4); return x; }
@@ -21,7 +21,7 @@ NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 
 NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }
 
 
-NGP_FN void spatialHash_body(uint32_t i, const uint32_t* coords, int32_t dims, uint32_t tableSize, uint32_t* out) {
+NGP_FN void spatialHash_body(uint32_t i, const uint32_t* __restrict__ coords, int32_t dims, uint32_t tableSize, uint32_t* __restrict__ out) {
   uint32_t h = 0u;
   {
     if (0 < dims) {
@@ -46,7 +46,7 @@ NGP_FN void spatialHash_body(uint32_t i, const uint32_t* coords, int32_t dims, u
   out[i] = ngp_umod(h, tableSize);
 }
 
-extern "C" int32_t spatialHash(int64_t ngp_n, const uint32_t* coords, int64_t ngp_len_coords, int32_t dims, uint32_t tableSize, uint32_t* out, int64_t ngp_len_out) {
+extern "C" int32_t spatialHash(int64_t ngp_n, const uint32_t* __restrict__ coords, int64_t ngp_len_coords, int32_t dims, uint32_t tableSize, uint32_t* __restrict__ out, int64_t ngp_len_out) {
   (void)ngp_len_coords; (void)ngp_len_out;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
   for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) spatialHash_body((uint32_t)ngp_i, coords, dims, tableSize, out);

@@ -16,7 +16,7 @@ NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 
 NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }
 
 
-NGP_FN void spatialHash_body(uint32_t i, const uint32_t* coords, int32_t dims, uint32_t tableSize, uint32_t* out) {
+NGP_FN void spatialHash_body(uint32_t i, const uint32_t* __restrict__ coords, int32_t dims, uint32_t tableSize, uint32_t* __restrict__ out) {
   uint32_t h = 0u;
   {
     if (0 < dims) {
@@ -41,13 +41,13 @@ NGP_FN void spatialHash_body(uint32_t i, const uint32_t* coords, int32_t dims, u
   out[i] = ngp_umod(h, tableSize);
 }
 
-__global__ void spatialHash_kernel(int64_t ngp_n, const uint32_t* coords, int32_t dims, uint32_t tableSize, uint32_t* out) {
+__global__ void spatialHash_kernel(int64_t ngp_n, const uint32_t* __restrict__ coords, int32_t dims, uint32_t tableSize, uint32_t* __restrict__ out) {
   const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
     spatialHash_body((uint32_t)ngp_i, coords, dims, tableSize, out);
 }
 
-extern "C" int32_t spatialHash(int64_t ngp_n, const uint32_t* coords, int64_t ngp_len_coords, int32_t dims, uint32_t tableSize, uint32_t* out, int64_t ngp_len_out) {
+extern "C" int32_t spatialHash(int64_t ngp_n, const uint32_t* __restrict__ coords, int64_t ngp_len_coords, int32_t dims, uint32_t tableSize, uint32_t* __restrict__ out, int64_t ngp_len_out) {
   if (ngp_n <= 0) return 0;
   // A grid-stride loop covers any n with a bounded grid.
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;

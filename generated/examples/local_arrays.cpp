@@ -3,7 +3,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#define NGP_FN static inline
+#define NGP_FN static inline __attribute__((always_inline))
 template <class T> NGP_FN void ngp_atomic_add(T* p, T v) { std::atomic_ref<T>(*p).fetch_add(v, std::memory_order_relaxed); }
 NGP_FN uint32_t ngp_f32_bits(float x) { uint32_t u; std::memcpy(&u, &x, 4); return u; }
 NGP_FN float ngp_bits_f32(uint32_t u) { float x; std::memcpy(&x, &u, 4); return x; }
@@ -21,7 +21,7 @@ NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 
 NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }
 
 
-NGP_FN void window_body(uint32_t i, int32_t n, const float* x, float* sum, float* peak) {
+NGP_FN void window_body(uint32_t i, int32_t n, const float* __restrict__ x, float* __restrict__ sum, float* __restrict__ peak) {
   float vals[5] = {};
   {
     int32_t j = ((int32_t)i) - 2;
@@ -99,7 +99,7 @@ NGP_FN void window_body(uint32_t i, int32_t n, const float* x, float* sum, float
   peak[i] = m;
 }
 
-extern "C" int32_t window(int64_t ngp_n, int32_t n, const float* x, int64_t ngp_len_x, float* sum, int64_t ngp_len_sum, float* peak, int64_t ngp_len_peak) {
+extern "C" int32_t window(int64_t ngp_n, int32_t n, const float* __restrict__ x, int64_t ngp_len_x, float* __restrict__ sum, int64_t ngp_len_sum, float* __restrict__ peak, int64_t ngp_len_peak) {
   (void)ngp_len_x; (void)ngp_len_sum; (void)ngp_len_peak;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
   for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) window_body((uint32_t)ngp_i, n, x, sum, peak);

@@ -16,7 +16,7 @@ NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 
 NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }
 
 
-NGP_FN void window_body(uint32_t i, int32_t n, const float* x, float* sum, float* peak) {
+NGP_FN void window_body(uint32_t i, int32_t n, const float* __restrict__ x, float* __restrict__ sum, float* __restrict__ peak) {
   float vals[5] = {};
   {
     int32_t j = ((int32_t)i) - 2;
@@ -94,13 +94,13 @@ NGP_FN void window_body(uint32_t i, int32_t n, const float* x, float* sum, float
   peak[i] = m;
 }
 
-__global__ void window_kernel(int64_t ngp_n, int32_t n, const float* x, float* sum, float* peak) {
+__global__ void window_kernel(int64_t ngp_n, int32_t n, const float* __restrict__ x, float* __restrict__ sum, float* __restrict__ peak) {
   const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
     window_body((uint32_t)ngp_i, n, x, sum, peak);
 }
 
-extern "C" int32_t window(int64_t ngp_n, int32_t n, const float* x, int64_t ngp_len_x, float* sum, int64_t ngp_len_sum, float* peak, int64_t ngp_len_peak) {
+extern "C" int32_t window(int64_t ngp_n, int32_t n, const float* __restrict__ x, int64_t ngp_len_x, float* __restrict__ sum, int64_t ngp_len_sum, float* __restrict__ peak, int64_t ngp_len_peak) {
   if (ngp_n <= 0) return 0;
   // A grid-stride loop covers any n with a bounded grid.
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;

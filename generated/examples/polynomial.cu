@@ -16,7 +16,7 @@ NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 
 NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }
 
 
-NGP_FN void polynomial_body(uint32_t i, const float* x, float* out) {
+NGP_FN void polynomial_body(uint32_t i, const float* __restrict__ x, float* __restrict__ out) {
   float t = x[i];
   t = ngp_min(ngp_max(t, 0.0f), 1.0f);
   float acc = 0.125f;
@@ -32,13 +32,13 @@ NGP_FN void polynomial_body(uint32_t i, const float* x, float* out) {
   out[i] = acc;
 }
 
-__global__ void polynomial_kernel(int64_t ngp_n, const float* x, float* out) {
+__global__ void polynomial_kernel(int64_t ngp_n, const float* __restrict__ x, float* __restrict__ out) {
   const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
     polynomial_body((uint32_t)ngp_i, x, out);
 }
 
-extern "C" int32_t polynomial(int64_t ngp_n, const float* x, int64_t ngp_len_x, float* out, int64_t ngp_len_out) {
+extern "C" int32_t polynomial(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, float* __restrict__ out, int64_t ngp_len_out) {
   if (ngp_n <= 0) return 0;
   // A grid-stride loop covers any n with a bounded grid.
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#define NGP_FN static inline
+#define NGP_FN static inline __attribute__((always_inline))
 template <class T> NGP_FN void ngp_atomic_add(T* p, T v) { std::atomic_ref<T>(*p).fetch_add(v, std::memory_order_relaxed); }
 NGP_FN uint32_t ngp_f32_bits(float x) { uint32_t u; std::memcpy(&u, &x, 4); return u; }
 NGP_FN float ngp_bits_f32(uint32_t u) { float x; std::memcpy(&x, &u, 4); return x; }
@@ -21,11 +21,11 @@ NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 
 NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }
 
 
-NGP_FN void saxpy_body(uint32_t i, float a, const float* x, const float* y, float* out) {
+NGP_FN void saxpy_body(uint32_t i, float a, const float* __restrict__ x, const float* __restrict__ y, float* __restrict__ out) {
   out[i] = a * x[i] + y[i];
 }
 
-extern "C" int32_t saxpy(int64_t ngp_n, float a, const float* x, int64_t ngp_len_x, const float* y, int64_t ngp_len_y, float* out, int64_t ngp_len_out) {
+extern "C" int32_t saxpy(int64_t ngp_n, float a, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ y, int64_t ngp_len_y, float* __restrict__ out, int64_t ngp_len_out) {
   (void)ngp_len_x; (void)ngp_len_y; (void)ngp_len_out;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
   for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) saxpy_body((uint32_t)ngp_i, a, x, y, out);

@@ -16,17 +16,17 @@ NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 
 NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }
 
 
-NGP_FN void saxpy_body(uint32_t i, float a, const float* x, const float* y, float* out) {
+NGP_FN void saxpy_body(uint32_t i, float a, const float* __restrict__ x, const float* __restrict__ y, float* __restrict__ out) {
   out[i] = a * x[i] + y[i];
 }
 
-__global__ void saxpy_kernel(int64_t ngp_n, float a, const float* x, const float* y, float* out) {
+__global__ void saxpy_kernel(int64_t ngp_n, float a, const float* __restrict__ x, const float* __restrict__ y, float* __restrict__ out) {
   const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
     saxpy_body((uint32_t)ngp_i, a, x, y, out);
 }
 
-extern "C" int32_t saxpy(int64_t ngp_n, float a, const float* x, int64_t ngp_len_x, const float* y, int64_t ngp_len_y, float* out, int64_t ngp_len_out) {
+extern "C" int32_t saxpy(int64_t ngp_n, float a, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ y, int64_t ngp_len_y, float* __restrict__ out, int64_t ngp_len_out) {
   if (ngp_n <= 0) return 0;
   // A grid-stride loop covers any n with a bounded grid.
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;

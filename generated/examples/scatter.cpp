@@ -3,7 +3,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#define NGP_FN static inline
+#define NGP_FN static inline __attribute__((always_inline))
 template <class T> NGP_FN void ngp_atomic_add(T* p, T v) { std::atomic_ref<T>(*p).fetch_add(v, std::memory_order_relaxed); }
 NGP_FN uint32_t ngp_f32_bits(float x) { uint32_t u; std::memcpy(&u, &x, 4); return u; }
 NGP_FN float ngp_bits_f32(uint32_t u) { float x; std::memcpy(&x, &u, 4); return x; }
@@ -21,13 +21,13 @@ NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 
 NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }
 
 
-NGP_FN void histogram_body(uint32_t i, const float* x, const float* w, int32_t bins, float* hist, uint32_t* counts) {
+NGP_FN void histogram_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ w, int32_t bins, float* __restrict__ hist, uint32_t* __restrict__ counts) {
   const int32_t b = ngp_min(ngp_max(ngp_f2int_rz(floorf(x[i] * ((float)bins))), 0), bins - 1);
   ngp_atomic_add(&hist[b], w[i]);
   ngp_atomic_add(&counts[b], 1u);
 }
 
-extern "C" int32_t histogram(int64_t ngp_n, const float* x, int64_t ngp_len_x, const float* w, int64_t ngp_len_w, int32_t bins, float* hist, int64_t ngp_len_hist, uint32_t* counts, int64_t ngp_len_counts) {
+extern "C" int32_t histogram(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ w, int64_t ngp_len_w, int32_t bins, float* __restrict__ hist, int64_t ngp_len_hist, uint32_t* __restrict__ counts, int64_t ngp_len_counts) {
   (void)ngp_len_x; (void)ngp_len_w; (void)ngp_len_hist; (void)ngp_len_counts;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
   for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) histogram_body((uint32_t)ngp_i, x, w, bins, hist, counts);

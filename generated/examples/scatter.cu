@@ -16,19 +16,19 @@ NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 
 NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }
 
 
-NGP_FN void histogram_body(uint32_t i, const float* x, const float* w, int32_t bins, float* hist, uint32_t* counts) {
+NGP_FN void histogram_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ w, int32_t bins, float* __restrict__ hist, uint32_t* __restrict__ counts) {
   const int32_t b = ngp_min(ngp_max(__float2int_rz(floorf(x[i] * ((float)bins))), 0), bins - 1);
   atomicAdd(&hist[b], w[i]);
   atomicAdd(&counts[b], 1u);
 }
 
-__global__ void histogram_kernel(int64_t ngp_n, const float* x, const float* w, int32_t bins, float* hist, uint32_t* counts) {
+__global__ void histogram_kernel(int64_t ngp_n, const float* __restrict__ x, const float* __restrict__ w, int32_t bins, float* __restrict__ hist, uint32_t* __restrict__ counts) {
   const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
     histogram_body((uint32_t)ngp_i, x, w, bins, hist, counts);
 }
 
-extern "C" int32_t histogram(int64_t ngp_n, const float* x, int64_t ngp_len_x, const float* w, int64_t ngp_len_w, int32_t bins, float* hist, int64_t ngp_len_hist, uint32_t* counts, int64_t ngp_len_counts) {
+extern "C" int32_t histogram(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ w, int64_t ngp_len_w, int32_t bins, float* __restrict__ hist, int64_t ngp_len_hist, uint32_t* __restrict__ counts, int64_t ngp_len_counts) {
   if (ngp_n <= 0) return 0;
   // A grid-stride loop covers any n with a bounded grid.
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;

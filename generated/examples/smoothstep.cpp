@@ -3,7 +3,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#define NGP_FN static inline
+#define NGP_FN static inline __attribute__((always_inline))
 template <class T> NGP_FN void ngp_atomic_add(T* p, T v) { std::atomic_ref<T>(*p).fetch_add(v, std::memory_order_relaxed); }
 NGP_FN uint32_t ngp_f32_bits(float x) { uint32_t u; std::memcpy(&u, &x, 4); return u; }
 NGP_FN float ngp_bits_f32(uint32_t u) { float x; std::memcpy(&x, &u, 4); return x; }
@@ -21,7 +21,7 @@ NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 
 NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }
 
 
-NGP_FN void blend_body(uint32_t i, const float* t, const float* a, const float* b, float* out) {
+NGP_FN void blend_body(uint32_t i, const float* __restrict__ t, const float* __restrict__ a, const float* __restrict__ b, float* __restrict__ out) {
   const float t_1 = t[i];
   const float c_2 = ngp_min(ngp_max(t_1, 0.0f), 1.0f);
   const float weight_result_3 = c_2 * c_2 * (3.0f - 2.0f * c_2);
@@ -29,7 +29,7 @@ NGP_FN void blend_body(uint32_t i, const float* t, const float* a, const float* 
   out[i] = ((t[i] < 0.0f) ? (a[i]) : (lerp));
 }
 
-extern "C" int32_t blend(int64_t ngp_n, const float* t, int64_t ngp_len_t, const float* a, int64_t ngp_len_a, const float* b, int64_t ngp_len_b, float* out, int64_t ngp_len_out) {
+extern "C" int32_t blend(int64_t ngp_n, const float* __restrict__ t, int64_t ngp_len_t, const float* __restrict__ a, int64_t ngp_len_a, const float* __restrict__ b, int64_t ngp_len_b, float* __restrict__ out, int64_t ngp_len_out) {
   (void)ngp_len_t; (void)ngp_len_a; (void)ngp_len_b; (void)ngp_len_out;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
   for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) blend_body((uint32_t)ngp_i, t, a, b, out);

@@ -16,7 +16,7 @@ NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 
 NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }
 
 
-NGP_FN void blend_body(uint32_t i, const float* t, const float* a, const float* b, float* out) {
+NGP_FN void blend_body(uint32_t i, const float* __restrict__ t, const float* __restrict__ a, const float* __restrict__ b, float* __restrict__ out) {
   const float t_1 = t[i];
   const float c_2 = ngp_min(ngp_max(t_1, 0.0f), 1.0f);
   const float weight_result_3 = c_2 * c_2 * (3.0f - 2.0f * c_2);
@@ -24,13 +24,13 @@ NGP_FN void blend_body(uint32_t i, const float* t, const float* a, const float* 
   out[i] = ((t[i] < 0.0f) ? (a[i]) : (lerp));
 }
 
-__global__ void blend_kernel(int64_t ngp_n, const float* t, const float* a, const float* b, float* out) {
+__global__ void blend_kernel(int64_t ngp_n, const float* __restrict__ t, const float* __restrict__ a, const float* __restrict__ b, float* __restrict__ out) {
   const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
     blend_body((uint32_t)ngp_i, t, a, b, out);
 }
 
-extern "C" int32_t blend(int64_t ngp_n, const float* t, int64_t ngp_len_t, const float* a, int64_t ngp_len_a, const float* b, int64_t ngp_len_b, float* out, int64_t ngp_len_out) {
+extern "C" int32_t blend(int64_t ngp_n, const float* __restrict__ t, int64_t ngp_len_t, const float* __restrict__ a, int64_t ngp_len_a, const float* __restrict__ b, int64_t ngp_len_b, float* __restrict__ out, int64_t ngp_len_out) {
   if (ngp_n <= 0) return 0;
   // A grid-stride loop covers any n with a bounded grid.
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
