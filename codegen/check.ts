@@ -76,6 +76,7 @@ class FuncChecker {
     if (configs.length > 1) fail("NGP1025", configs[1]!.span, "a kernel takes at most one Const<> configuration");
     for (const p of fn.params.slice(1))
       if (p.ty.k === "array") fail("NGP1025", p.span, "kernel parameters are scalars, buffers or a Const<> configuration", "declare local arrays inside the kernel with localArray<T>(n)");
+    for (const p of fn.params) if (p.ty.k === "buf" && p.ty.elem === "Float") fail("NGP1025", p.span, "a kernel's buffers have a concrete element type", "use Buf<f32> or Buf<f16>; Buf<Float> is for helpers");
   }
 
   private stmts(list: Stmt[]): void {
@@ -232,7 +233,7 @@ class FuncChecker {
         if (base.k !== "var") fail("NGP1024", base.span, "only buffers, local arrays and config lists can be indexed");
         const b = this.env.lookup(base.name);
         if (!b) fail("NGP1018", base.span, `'${base.name}'`);
-        if (b.ty.k === "buf") return (e.ty = b.ty.elem === "f16" ? "f32" : b.ty.elem);
+        if (b.ty.k === "buf") return (e.ty = b.ty.elem === "f16" || b.ty.elem === "Float" ? "f32" : b.ty.elem);
         if (b.ty.k === "array") return (e.ty = b.ty.elem);
         fail("NGP1024", base.span, `'${base.name}' is a ${b.what}, not a buffer or array`);
       }
@@ -330,7 +331,7 @@ class FuncChecker {
       if (p === "Buf<T>") {
         const b = arg.k === "var" ? this.env.lookup(arg.name) : undefined;
         if (!b || b.ty.k !== "buf") fail("NGP1021", arg.span, `the first argument of ${e.fn}() is a buffer`);
-        if (b.ty.elem === "f16") fail("NGP1021", arg.span, `${e.fn}() on an f16 buffer`, "accumulate into an f32 buffer");
+        if (b.ty.elem === "f16" || b.ty.elem === "Float") fail("NGP1021", arg.span, `${e.fn}() on an f16 buffer`, "accumulate into an f32 buffer");
         T = b.ty.elem;
       } else if (!(arg.k === "lit" && arg.abstract)) T = this.expr(arg);
     });
@@ -354,8 +355,9 @@ class FuncChecker {
   }
 }
 
+/** Can an argument of type `a` be passed for a parameter of type `b`? */
 function sameRefType(a: Type, b: Type): boolean {
-  if (a.k === "buf" && b.k === "buf") return a.elem === b.elem;
+  if (a.k === "buf" && b.k === "buf") return a.elem === b.elem || (b.elem === "Float" && (a.elem === "f32" || a.elem === "f16" || a.elem === "Float"));
   if (a.k === "array" && b.k === "array") return a.elem === b.elem;
   if (a.k === "config" && b.k === "config") return a.cfg.name === b.cfg.name;
   return false;

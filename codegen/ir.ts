@@ -9,6 +9,11 @@ export type { Span };
 export type Scalar = "f32" | "i32" | "u32" | "bool";
 /** Buffer element types: f16 is storage-only (loads widen to f32, stores round). */
 export type Elem = Scalar | "f16";
+/**
+ * A helper's buffer parameter may be `Buf<Float>`: f32 or f16 storage, decided by the kernel's
+ * buffer at each call (the helper is inlined, so each call site gets its own conversions).
+ */
+export type ParamElem = Elem | "Float";
 
 export interface ConfigType {
   name: string;
@@ -18,7 +23,7 @@ export interface ConfigType {
 
 export type Type =
   | { k: "scalar"; s: Scalar }
-  | { k: "buf"; elem: Elem }
+  | { k: "buf"; elem: ParamElem }
   | { k: "array"; elem: Scalar }
   | { k: "config"; cfg: ConfigType }
   | { k: "void" };

@@ -231,6 +231,7 @@ class Parser {
       const name = scope.dsl.get(tn.getTypeName().getText());
       const args = tn.getTypeArguments();
       if (name === "Buf" && args.length === 1) {
+        if (scope.dsl.get(args[0]!.getText()) === "Float") return { k: "buf", elem: "Float" };
         const elem = this.elemName(scope, args[0]!);
         if (elem === "bool") fail("NGP1017", span(args[0]!), "Buf<bool>", "store flags in a Buf<u32> (0 or 1)");
         return { k: "buf", elem };

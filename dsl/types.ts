@@ -18,6 +18,11 @@ export type u32 = number;
 export type f16 = number;
 /** Boolean; produced by comparisons, consumed by `if`, `select`, `&&`, `||`, `!`. */
 export type bool = boolean;
+/**
+ * Float storage of either width, for helper parameters: `Buf<Float>` accepts a Buf<f32> or a
+ * Buf<f16>, so one helper serves an f32 and an f16 kernel (loads are f32 either way).
+ */
+export type Float = f32 | f16;
 
 export const f32 = (x: number): f32 => Math.fround(x);
 export const i32 = (x: number): i32 => x | 0;

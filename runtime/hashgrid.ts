@@ -27,6 +27,8 @@ export const HashGridOptions = z
     finestResolution: perAxis.optional(),
     gridType: z.enum(["hash", "dense", "tiled"]).default("hash"),
     interpolation: z.enum(["nearest", "linear", "smoothstep"]).default("linear"),
+    /** Parameter storage: f32, or f16 (half the memory; computed and accumulated in f32). */
+    precision: z.enum(["f32", "f16"]).default("f32"),
     /** Seed of the uniform(-1e-4, 1e-4) initialization. */
     seed: z.number().int().default(1337),
   })
@@ -201,8 +203,8 @@ export function initParams(out: Float32Array, seed: number): void {
 }
 
 export class HashGrid {
-  /** Parameters, level after level, [entry][feature]. */
-  readonly params: DeviceBuffer<"f32">;
+  /** Parameters, level after level, [entry][feature], in the configured precision. */
+  readonly params: DeviceBuffer<"f32" | "f16">;
   /** Gradient of the loss with respect to params (written by backward). */
   readonly grad: DeviceBuffer<"f32">;
   readonly paramCount: number;
@@ -222,7 +224,7 @@ export class HashGrid {
     this.outputDim = settings.levels * settings.featuresPerLevel;
     const init = new Float32Array(this.paramCount);
     initParams(init, settings.seed);
-    this.params = mod.upload("f32", init);
+    this.params = mod.upload(settings.precision, init);
     this.grad = mod.alloc("f32", this.paramCount);
   }
 
@@ -231,7 +233,10 @@ export class HashGrid {
     const settings = parseHashGridOptions(options);
     const levels = gridLevels(settings);
     const config = gridConfig(settings, levels);
-    const mod = await loadKernels(GRID_KERNELS, { config, backend: load.backend, cacheDir: load.cacheDir });
+    // Compile only the kernels this precision uses (each costs C++ build time).
+    const half = settings.precision === "f16";
+    const kernels = [half ? "gridForwardHalf" : "gridForward", "gridBackward", half ? "gridInputGradHalf" : "gridInputGrad", "gridSlots"];
+    const mod = await loadKernels(GRID_KERNELS, { config, kernels, backend: load.backend, cacheDir: load.cacheDir });
     return new HashGrid(settings, levels, config, mod);
   }
 
@@ -255,7 +260,7 @@ export class HashGrid {
     const { n, buf } = this.points(x);
     out ??= this.mod.alloc("f32", n * this.outputDim);
     if (out.length !== n * this.outputDim) throw new RangeError(`HashGrid.forward: out has ${out.length} values, expected ${n * this.outputDim}`);
-    this.mod.kernels.gridForward!(n, buf, this.params, out);
+    this.mod.kernels[this.settings.precision === "f16" ? "gridForwardHalf" : "gridForward"]!(n, buf, this.params, out);
     this.#lastX = buf;
     this.#lastN = n;
     return out;
@@ -275,7 +280,7 @@ export class HashGrid {
     this.mod.kernels.gridBackward!(n, x, dy, this.grad);
     if (!opts.inputs) return { params: this.grad };
     const dx = this.mod.alloc("f32", n * this.settings.dims);
-    this.mod.kernels.gridInputGrad!(n, x, this.params, dy, dx);
+    this.mod.kernels[this.settings.precision === "f16" ? "gridInputGradHalf" : "gridInputGrad"]!(n, x, this.params, dy, dx);
     return { params: this.grad, inputs: dx };
   }
 

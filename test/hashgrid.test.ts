@@ -369,3 +369,32 @@ describe("collision statistics", () => {
     for (const s of stats) expect(s.vertices).toBeGreaterThan(0);
   });
 });
+
+describe("f16 parameter storage", () => {
+  test("forward and gradients with f16 parameters match the float64 reference on the rounded parameters", async () => {
+    const opts: HashGridOptionsInput = { dims: 3, levels: 4, featuresPerLevel: 2, log2HashmapSize: 12, baseResolution: 4, finestResolution: 64, precision: "f16" };
+    const levels = refLevels({ dims: 3, levels: 4, log2HashmapSize: 12, gridType: "hash", base: 4, finest: 64 });
+    const seed = freshSeed("f16");
+    const backends = ["js", CPU].filter(Boolean) as ("js" | "cpu")[];
+    const outs = [];
+    for (const backend of backends) {
+      const g = await HashGrid.create(opts, { backend, cacheDir });
+      expect(g.params.elem).toBe("f16");
+      const r = rng(seed);
+      const half = Float16Array.from({ length: g.paramCount }, () => r() * 2 - 1);
+      g.params.upload(half);
+      const x = points(r, 200, 3);
+      const dy = Float32Array.from({ length: 200 * g.outputDim }, () => r() * 2 - 1);
+      const rounded = Float32Array.from(half); // the values the kernels see
+      const ref = refForward(levels, "linear", 2, rounded, x, 3);
+      const y = g.forward(x).download();
+      close(y, ref.y, ref.mag, 1e-5, `${backend} f16 forward`);
+      const back = refBackward(levels, "linear", 2, rounded, x, 3, dy);
+      const { params: grad, inputs } = g.backward(dy, { inputs: true });
+      expect(grad.elem).toBe("f32"); // gradients accumulate in f32
+      close(grad.download(), back.grad, back.gmag, 1e-5, `${backend} f16 param grad`);
+      outs.push({ y, dx: inputs!.download() });
+    }
+    if (outs.length === 2) expect(maxUlp(outs[0]!.y, outs[1]!.y).ulp).toBe(0);
+  });
+});

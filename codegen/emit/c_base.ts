@@ -3,7 +3,7 @@
 // only its small delta: includes, qualifiers, the f16 type, atomics (via the intrinsic table)
 // and the launch wrapper. What runs on the CPU here is therefore what nvcc compiles.
 import { lookupIntrinsic, spell } from "../../dsl/intrinsics.ts";
-import type { Elem, Expr, Scalar, Stmt } from "../ir.ts";
+import type { Expr, ParamElem, Scalar, Stmt } from "../ir.ts";
 import { writtenBuffers, type SpecializedKernel } from "../specialize.ts";
 import { BIN_PRECEDENCE, banner, collectTables, f32Literal, kernelSignature } from "./common.ts";
 import type { EmittedModule, Target } from "../../runtime/abi.ts";
@@ -76,7 +76,7 @@ export function emitC(kernels: SpecializedKernel[], target: CTarget): EmittedMod
     const written = writtenBuffers(k.body);
     const params: CParam[] = k.params.map((p) => {
       if (p.ty.k === "buf") {
-        const ty = p.ty.elem === "f16" ? target.f16Type : C_SCALAR[p.ty.elem];
+        const ty = p.ty.elem === "f16" ? target.f16Type : C_SCALAR[p.ty.elem as Scalar];
         // __restrict__: the runtime refuses overlapping buffers where one of them is written.
         return { name: p.name, decl: `${written.has(p.name) ? "" : "const "}${ty}* __restrict__ ${p.name}`, buffer: true };
       }
@@ -114,7 +114,7 @@ export function literal(v: number | boolean, ty: Scalar): string {
 }
 
 class CPrinter {
-  private readonly bufElem = new Map<string, Elem>();
+  private readonly bufElem = new Map<string, ParamElem>();
   /** In lane form: the per-thread names (locals and local arrays), stored as arrays over lanes. */
   private readonly laneNames = new Set<string>();
   private readonly index: { name: string; ty: string };

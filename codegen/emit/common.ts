@@ -1,6 +1,6 @@
 // Pieces every emitter shares: the banner, operator precedence, constant tables, f32 literals,
 // and the kernel signature handed to the runtime.
-import type { KernelSignature } from "../../runtime/abi.ts";
+import type { ElemType, KernelSignature } from "../../runtime/abi.ts";
 import { mapExpr, exprsOf, childBodies, type Scalar, type Stmt } from "../ir.ts";
 import type { SpecializedKernel } from "../specialize.ts";
 
@@ -50,7 +50,7 @@ export function kernelSignature(k: SpecializedKernel): KernelSignature {
   return {
     name: k.name,
     params: k.params.map((p) =>
-      p.ty.k === "buf" ? { name: p.name, kind: "buffer", elem: p.ty.elem } : { name: p.name, kind: "scalar", type: (p.ty as { s: Scalar }).s },
+      p.ty.k === "buf" ? { name: p.name, kind: "buffer", elem: p.ty.elem as ElemType } : { name: p.name, kind: "scalar", type: (p.ty as { s: Scalar }).s },
     ),
   };
 }

@@ -5,7 +5,7 @@
 // (scales, strides, sizes, offsets) from the user's settings; everything here is baked in.
 //
 // Inputs are clamped to [0, 1] (the gradient with respect to a clamped coordinate is 0).
-import { type Buf, type Const, type bool, type f32, type i32, atomicAdd, clamp, floor, fma, localArray, select, u32 } from "../index.ts";
+import { type Buf, type Const, type Float, type bool, type f16, type f32, type i32, atomicAdd, clamp, floor, fma, localArray, select, u32 } from "../index.ts";
 import { coherentHash } from "./hash.ts";
 import { NEAREST, weight, weightDerivative } from "./interpolate.ts";
 
@@ -75,12 +75,8 @@ function cornerWeight(cfg: Const<GridConfig>, corner: i32, w0: f32[], w1: f32[])
   return w;
 }
 
-/**
- * out[i][l][f]: the encoding of point i, levels concatenated ([n][levels * features]).
- * @kernel
- * @schedule split
- */
-export function gridForward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f32>, out: Buf<f32>): void {
+/** out[i][l][f]: the encoding of point i, levels concatenated ([n][levels * features]). */
+function forward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Float>, out: Buf<f32>): void {
   for (let l = 0; l < cfg.levels; l++) {
     const cell = localArray<u32>(cfg.dims);
     const coords = localArray<u32>(cfg.dims);
@@ -112,7 +108,8 @@ export function gridForward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params:
 
 /**
  * grad += d loss / d params: every corner receives weight * dy (a scatter-add). Levels write
- * disjoint parts of grad, so on the CPU each level is owned by one thread (no atomics).
+ * disjoint parts of grad, so on the CPU each level is owned by one thread (no atomics). The
+ * gradient is f32 whatever the parameters' storage.
  * @kernel
  * @schedule owner
  */
@@ -143,8 +140,7 @@ export function gridBackward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, dy: Bu
 }
 
 /** dx[i][d] = d loss / d x[i][d] (0 where x was clamped; 0 everywhere for NEAREST). */
-/** @kernel */
-export function gridInputGrad(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f32>, dy: Buf<f32>, dx: Buf<f32>): void {
+function inputGrad(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Float>, dy: Buf<f32>, dx: Buf<f32>): void {
   const acc = localArray<f32>(cfg.dims);
   if (cfg.interpolation !== NEAREST) {
     for (let l = 0; l < cfg.levels; l++) {
@@ -179,6 +175,34 @@ export function gridInputGrad(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, param
     const xd = x[i * u32(cfg.dims) + u32(d)];
     dx[i * u32(cfg.dims) + u32(d)] = select(xd >= 0.0 && xd <= 1.0, acc[d], 0.0);
   }
+}
+
+// The kernels, for f32 parameters and for f16 storage (computed in f32).
+
+/**
+ * @kernel
+ * @schedule split
+ */
+export function gridForward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f32>, out: Buf<f32>): void {
+  forward(i, cfg, x, params, out);
+}
+
+/**
+ * @kernel
+ * @schedule split
+ */
+export function gridForwardHalf(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f16>, out: Buf<f32>): void {
+  forward(i, cfg, x, params, out);
+}
+
+/** @kernel */
+export function gridInputGrad(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f32>, dy: Buf<f32>, dx: Buf<f32>): void {
+  inputGrad(i, cfg, x, params, dy, dx);
+}
+
+/** @kernel */
+export function gridInputGradHalf(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f16>, dy: Buf<f32>, dx: Buf<f32>): void {
+  inputGrad(i, cfg, x, params, dy, dx);
 }
 
 /**

@@ -22,3203 +22,3203 @@ NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 
 
 
 NGP_FN void gridForward_pass0(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 15.0f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 15.0f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 15.0f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 15.0f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 15.0f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 15.0f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 15.0f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 15.0f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 15.0f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 15.0f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 15.0f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 15.0f;
   }
-  float acc[2] = {};
+  float acc_20[2] = {};
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 16u;
-    const uint32_t base = index_23 % 256u * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 16u;
-    const uint32_t base = index_23 % 256u * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w0_4[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 16u;
+    const uint32_t base_39 = index_34 % 256u * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 16u;
-    const uint32_t base = index_23 % 256u * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w1_5[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 16u;
+    const uint32_t base_39 = index_34 % 256u * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 16u;
-    const uint32_t base = index_23 % 256u * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w0_4[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 16u;
+    const uint32_t base_39 = index_34 % 256u * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
-  const uint32_t o = i * 16u * 2u;
-  out[o] = acc[0];
-  out[o + 1u] = acc[1];
+  {
+    float w_30 = w1_5[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 16u;
+    const uint32_t base_39 = index_34 % 256u * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+  }
+  const uint32_t o_41 = i * 16u * 2u;
+  out[o_41] = acc_20[0];
+  out[o_41 + 1u] = acc_20[1];
 }
 
 NGP_FN void gridForward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 15.0f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 15.0f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 15.0f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 15.0f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 15.0f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 15.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 15.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 15.0f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 15.0f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 15.0f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 15.0f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 15.0f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 15.0f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 15.0f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 15.0f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 15.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 15.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 15.0f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 15.0f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 15.0f;
   }
-  float acc[2][16] = {};
+  float acc_20[2][16] = {};
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 16u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = index_23[ngp_l] % 256u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
-  }
-  {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 16u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = index_23[ngp_l] % 256u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = index_34[ngp_l] % 256u * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 16u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = index_23[ngp_l] % 256u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = index_34[ngp_l] % 256u * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 16u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = index_23[ngp_l] % 256u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = index_34[ngp_l] % 256u * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 16u * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l]] = acc[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l] + 1u] = acc[1][ngp_l];
+  {
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = index_34[ngp_l] % 256u * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+  }
+  uint32_t o_41[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 16u * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 21.110605f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 21.110605f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 21.110605f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 21.110605f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 21.110605f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 21.110605f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 21.110605f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 21.110605f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 21.110605f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 21.110605f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 21.110605f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 21.110605f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 21.110605f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 21.110605f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 21.110605f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 21.110605f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 21.110605f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 21.110605f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 21.110605f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 21.110605f;
   }
-  float acc[2] = {};
+  float acc_20[2] = {};
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 23u;
-    const uint32_t base = (256u + index_23 % 536u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 23u;
-    const uint32_t base = (256u + index_23 % 536u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w0_4[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 23u;
+    const uint32_t base_39 = (256u + index_34 % 536u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 23u;
-    const uint32_t base = (256u + index_23 % 536u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w1_5[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 23u;
+    const uint32_t base_39 = (256u + index_34 % 536u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 23u;
-    const uint32_t base = (256u + index_23 % 536u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w0_4[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 23u;
+    const uint32_t base_39 = (256u + index_34 % 536u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
-  const uint32_t o = (i * 16u + 1u) * 2u;
-  out[o] = acc[0];
-  out[o + 1u] = acc[1];
+  {
+    float w_30 = w1_5[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 23u;
+    const uint32_t base_39 = (256u + index_34 % 536u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+  }
+  const uint32_t o_41 = (i * 16u + 1u) * 2u;
+  out[o_41] = acc_20[0];
+  out[o_41 + 1u] = acc_20[1];
 }
 
 NGP_FN void gridForward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 21.110605f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 21.110605f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 21.110605f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 21.110605f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 21.110605f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 21.110605f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 21.110605f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 21.110605f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 21.110605f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 21.110605f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 21.110605f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 21.110605f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 21.110605f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 21.110605f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 21.110605f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 21.110605f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 21.110605f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 21.110605f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 21.110605f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 21.110605f;
   }
-  float acc[2][16] = {};
+  float acc_20[2][16] = {};
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 23u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (256u + index_23[ngp_l] % 536u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
-  }
-  {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 23u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (256u + index_23[ngp_l] % 536u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (256u + index_34[ngp_l] % 536u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 23u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (256u + index_23[ngp_l] % 536u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (256u + index_34[ngp_l] % 536u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 23u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (256u + index_23[ngp_l] % 536u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (256u + index_34[ngp_l] % 536u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 1u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l]] = acc[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l] + 1u] = acc[1][ngp_l];
+  {
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (256u + index_34[ngp_l] % 536u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+  }
+  uint32_t o_41[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 1u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 29.554932f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 29.554932f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 29.554932f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 29.554932f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 29.554932f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 29.554932f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 29.554932f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 29.554932f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 29.554932f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 29.554932f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 29.554932f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 29.554932f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 29.554932f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 29.554932f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 29.554932f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 29.554932f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 29.554932f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 29.554932f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 29.554932f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 29.554932f;
   }
-  float acc[2] = {};
+  float acc_20[2] = {};
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 31u;
-    const uint32_t base = (792u + index_23 % 968u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 31u;
-    const uint32_t base = (792u + index_23 % 968u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w0_4[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 31u;
+    const uint32_t base_39 = (792u + index_34 % 968u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 31u;
-    const uint32_t base = (792u + index_23 % 968u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w1_5[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 31u;
+    const uint32_t base_39 = (792u + index_34 % 968u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 31u;
-    const uint32_t base = (792u + index_23 % 968u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w0_4[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 31u;
+    const uint32_t base_39 = (792u + index_34 % 968u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
-  const uint32_t o = (i * 16u + 2u) * 2u;
-  out[o] = acc[0];
-  out[o + 1u] = acc[1];
+  {
+    float w_30 = w1_5[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 31u;
+    const uint32_t base_39 = (792u + index_34 % 968u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+  }
+  const uint32_t o_41 = (i * 16u + 2u) * 2u;
+  out[o_41] = acc_20[0];
+  out[o_41 + 1u] = acc_20[1];
 }
 
 NGP_FN void gridForward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 29.554932f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 29.554932f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 29.554932f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 29.554932f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 29.554932f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 29.554932f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 29.554932f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 29.554932f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 29.554932f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 29.554932f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 29.554932f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 29.554932f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 29.554932f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 29.554932f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 29.554932f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 29.554932f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 29.554932f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 29.554932f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 29.554932f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 29.554932f;
   }
-  float acc[2][16] = {};
+  float acc_20[2][16] = {};
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 31u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (792u + index_23[ngp_l] % 968u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
-  }
-  {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 31u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (792u + index_23[ngp_l] % 968u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (792u + index_34[ngp_l] % 968u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 31u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (792u + index_23[ngp_l] % 968u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (792u + index_34[ngp_l] % 968u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 31u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (792u + index_23[ngp_l] % 968u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (792u + index_34[ngp_l] % 968u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 2u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l]] = acc[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l] + 1u] = acc[1][ngp_l];
+  {
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (792u + index_34[ngp_l] % 968u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+  }
+  uint32_t o_41[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 2u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 41.224255f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 41.224255f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 41.224255f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 41.224255f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 41.224255f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 41.224255f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 41.224255f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 41.224255f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 41.224255f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 41.224255f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 41.224255f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 41.224255f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 41.224255f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 41.224255f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 41.224255f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 41.224255f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 41.224255f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 41.224255f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 41.224255f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 41.224255f;
   }
-  float acc[2] = {};
+  float acc_20[2] = {};
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 43u;
-    const uint32_t base = (1760u + index_23 % 1856u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 43u;
-    const uint32_t base = (1760u + index_23 % 1856u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w0_4[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 43u;
+    const uint32_t base_39 = (1760u + index_34 % 1856u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 43u;
-    const uint32_t base = (1760u + index_23 % 1856u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w1_5[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 43u;
+    const uint32_t base_39 = (1760u + index_34 % 1856u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 43u;
-    const uint32_t base = (1760u + index_23 % 1856u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w0_4[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 43u;
+    const uint32_t base_39 = (1760u + index_34 % 1856u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
-  const uint32_t o = (i * 16u + 3u) * 2u;
-  out[o] = acc[0];
-  out[o + 1u] = acc[1];
+  {
+    float w_30 = w1_5[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 43u;
+    const uint32_t base_39 = (1760u + index_34 % 1856u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+  }
+  const uint32_t o_41 = (i * 16u + 3u) * 2u;
+  out[o_41] = acc_20[0];
+  out[o_41 + 1u] = acc_20[1];
 }
 
 NGP_FN void gridForward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 41.224255f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 41.224255f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 41.224255f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 41.224255f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 41.224255f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 41.224255f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 41.224255f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 41.224255f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 41.224255f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 41.224255f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 41.224255f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 41.224255f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 41.224255f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 41.224255f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 41.224255f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 41.224255f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 41.224255f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 41.224255f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 41.224255f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 41.224255f;
   }
-  float acc[2][16] = {};
+  float acc_20[2][16] = {};
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 43u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1760u + index_23[ngp_l] % 1856u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
-  }
-  {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 43u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1760u + index_23[ngp_l] % 1856u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1760u + index_34[ngp_l] % 1856u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 43u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1760u + index_23[ngp_l] % 1856u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1760u + index_34[ngp_l] % 1856u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 43u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1760u + index_23[ngp_l] % 1856u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1760u + index_34[ngp_l] % 1856u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 3u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l]] = acc[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l] + 1u] = acc[1][ngp_l];
+  {
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1760u + index_34[ngp_l] % 1856u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+  }
+  uint32_t o_41[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 3u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 57.35024f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 57.35024f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 57.35024f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 57.35024f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 57.35024f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 57.35024f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 57.35024f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 57.35024f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 57.35024f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 57.35024f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 57.35024f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 57.35024f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 57.35024f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 57.35024f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 57.35024f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 57.35024f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 57.35024f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 57.35024f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 57.35024f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 57.35024f;
   }
-  float acc[2] = {};
+  float acc_20[2] = {};
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 59u;
-    const uint32_t base = (3616u + index_23 % 3488u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 59u;
-    const uint32_t base = (3616u + index_23 % 3488u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w0_4[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 59u;
+    const uint32_t base_39 = (3616u + index_34 % 3488u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 59u;
-    const uint32_t base = (3616u + index_23 % 3488u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w1_5[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 59u;
+    const uint32_t base_39 = (3616u + index_34 % 3488u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 59u;
-    const uint32_t base = (3616u + index_23 % 3488u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w0_4[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 59u;
+    const uint32_t base_39 = (3616u + index_34 % 3488u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
-  const uint32_t o = (i * 16u + 4u) * 2u;
-  out[o] = acc[0];
-  out[o + 1u] = acc[1];
+  {
+    float w_30 = w1_5[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 59u;
+    const uint32_t base_39 = (3616u + index_34 % 3488u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+  }
+  const uint32_t o_41 = (i * 16u + 4u) * 2u;
+  out[o_41] = acc_20[0];
+  out[o_41 + 1u] = acc_20[1];
 }
 
 NGP_FN void gridForward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 57.35024f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 57.35024f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 57.35024f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 57.35024f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 57.35024f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 57.35024f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 57.35024f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 57.35024f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 57.35024f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 57.35024f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 57.35024f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 57.35024f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 57.35024f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 57.35024f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 57.35024f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 57.35024f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 57.35024f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 57.35024f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 57.35024f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 57.35024f;
   }
-  float acc[2][16] = {};
+  float acc_20[2][16] = {};
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 59u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3616u + index_23[ngp_l] % 3488u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
-  }
-  {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 59u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3616u + index_23[ngp_l] % 3488u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3616u + index_34[ngp_l] % 3488u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 59u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3616u + index_23[ngp_l] % 3488u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3616u + index_34[ngp_l] % 3488u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 59u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3616u + index_23[ngp_l] % 3488u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3616u + index_34[ngp_l] % 3488u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 4u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l]] = acc[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l] + 1u] = acc[1][ngp_l];
+  {
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3616u + index_34[ngp_l] % 3488u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+  }
+  uint32_t o_41[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 4u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 79.63495f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 79.63495f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 79.63495f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 79.63495f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 79.63495f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 79.63495f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 79.63495f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 79.63495f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 79.63495f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 79.63495f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 79.63495f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 79.63495f;
   }
-  float acc[2] = {};
+  float acc_20[2] = {};
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 81u;
-    const uint32_t base = (7104u + index_23 % 6568u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 81u;
-    const uint32_t base = (7104u + index_23 % 6568u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w0_4[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 81u;
+    const uint32_t base_39 = (7104u + index_34 % 6568u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 81u;
-    const uint32_t base = (7104u + index_23 % 6568u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w1_5[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 81u;
+    const uint32_t base_39 = (7104u + index_34 % 6568u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 81u;
-    const uint32_t base = (7104u + index_23 % 6568u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w0_4[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 81u;
+    const uint32_t base_39 = (7104u + index_34 % 6568u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
-  const uint32_t o = (i * 16u + 5u) * 2u;
-  out[o] = acc[0];
-  out[o + 1u] = acc[1];
+  {
+    float w_30 = w1_5[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 81u;
+    const uint32_t base_39 = (7104u + index_34 % 6568u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+  }
+  const uint32_t o_41 = (i * 16u + 5u) * 2u;
+  out[o_41] = acc_20[0];
+  out[o_41 + 1u] = acc_20[1];
 }
 
 NGP_FN void gridForward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 79.63495f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 79.63495f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 79.63495f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 79.63495f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 79.63495f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 79.63495f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 79.63495f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 79.63495f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 79.63495f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 79.63495f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 79.63495f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 79.63495f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 79.63495f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 79.63495f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 79.63495f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 79.63495f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 79.63495f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 79.63495f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 79.63495f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 79.63495f;
   }
-  float acc[2][16] = {};
+  float acc_20[2][16] = {};
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 81u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (7104u + index_23[ngp_l] % 6568u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
-  }
-  {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 81u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (7104u + index_23[ngp_l] % 6568u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (7104u + index_34[ngp_l] % 6568u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 81u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (7104u + index_23[ngp_l] % 6568u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (7104u + index_34[ngp_l] % 6568u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 81u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (7104u + index_23[ngp_l] % 6568u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (7104u + index_34[ngp_l] % 6568u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 5u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l]] = acc[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l] + 1u] = acc[1][ngp_l];
+  {
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (7104u + index_34[ngp_l] % 6568u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+  }
+  uint32_t o_41[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 5u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 110.43047f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 110.43047f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 110.43047f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 110.43047f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 110.43047f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 110.43047f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 110.43047f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 110.43047f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 110.43047f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 110.43047f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 110.43047f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 110.43047f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 110.43047f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 110.43047f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 110.43047f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 110.43047f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 110.43047f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 110.43047f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 110.43047f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 110.43047f;
   }
-  float acc[2] = {};
+  float acc_20[2] = {};
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 112u;
-    const uint32_t base = (13672u + index_23 % 12544u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 112u;
-    const uint32_t base = (13672u + index_23 % 12544u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w0_4[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 112u;
+    const uint32_t base_39 = (13672u + index_34 % 12544u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 112u;
-    const uint32_t base = (13672u + index_23 % 12544u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w1_5[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 112u;
+    const uint32_t base_39 = (13672u + index_34 % 12544u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 112u;
-    const uint32_t base = (13672u + index_23 % 12544u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w0_4[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 112u;
+    const uint32_t base_39 = (13672u + index_34 % 12544u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
-  const uint32_t o = (i * 16u + 6u) * 2u;
-  out[o] = acc[0];
-  out[o + 1u] = acc[1];
+  {
+    float w_30 = w1_5[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 112u;
+    const uint32_t base_39 = (13672u + index_34 % 12544u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+  }
+  const uint32_t o_41 = (i * 16u + 6u) * 2u;
+  out[o_41] = acc_20[0];
+  out[o_41 + 1u] = acc_20[1];
 }
 
 NGP_FN void gridForward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 110.43047f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 110.43047f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 110.43047f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 110.43047f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 110.43047f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 110.43047f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 110.43047f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 110.43047f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 110.43047f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 110.43047f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 110.43047f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 110.43047f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 110.43047f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 110.43047f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 110.43047f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 110.43047f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 110.43047f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 110.43047f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 110.43047f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 110.43047f;
   }
-  float acc[2][16] = {};
+  float acc_20[2][16] = {};
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 112u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (13672u + index_23[ngp_l] % 12544u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
-  }
-  {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 112u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (13672u + index_23[ngp_l] % 12544u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (13672u + index_34[ngp_l] % 12544u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 112u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (13672u + index_23[ngp_l] % 12544u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (13672u + index_34[ngp_l] % 12544u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 112u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (13672u + index_23[ngp_l] % 12544u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (13672u + index_34[ngp_l] % 12544u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 6u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l]] = acc[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l] + 1u] = acc[1][ngp_l];
+  {
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (13672u + index_34[ngp_l] % 12544u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+  }
+  uint32_t o_41[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 6u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 152.9872f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 152.9872f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 152.9872f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 152.9872f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 152.9872f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 152.9872f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 152.9872f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 152.9872f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 152.9872f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 152.9872f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 152.9872f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 152.9872f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 152.9872f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 152.9872f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 152.9872f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 152.9872f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 152.9872f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 152.9872f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 152.9872f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 152.9872f;
   }
-  float acc[2] = {};
+  float acc_20[2] = {};
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 154u;
-    const uint32_t base = (26216u + index_23 % 23720u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 154u;
-    const uint32_t base = (26216u + index_23 % 23720u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w0_4[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 154u;
+    const uint32_t base_39 = (26216u + index_34 % 23720u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 154u;
-    const uint32_t base = (26216u + index_23 % 23720u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w1_5[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 154u;
+    const uint32_t base_39 = (26216u + index_34 % 23720u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 154u;
-    const uint32_t base = (26216u + index_23 % 23720u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w0_4[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 154u;
+    const uint32_t base_39 = (26216u + index_34 % 23720u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
-  const uint32_t o = (i * 16u + 7u) * 2u;
-  out[o] = acc[0];
-  out[o + 1u] = acc[1];
+  {
+    float w_30 = w1_5[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 154u;
+    const uint32_t base_39 = (26216u + index_34 % 23720u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+  }
+  const uint32_t o_41 = (i * 16u + 7u) * 2u;
+  out[o_41] = acc_20[0];
+  out[o_41 + 1u] = acc_20[1];
 }
 
 NGP_FN void gridForward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 152.9872f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 152.9872f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 152.9872f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 152.9872f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 152.9872f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 152.9872f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 152.9872f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 152.9872f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 152.9872f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 152.9872f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 152.9872f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 152.9872f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 152.9872f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 152.9872f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 152.9872f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 152.9872f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 152.9872f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 152.9872f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 152.9872f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 152.9872f;
   }
-  float acc[2][16] = {};
+  float acc_20[2][16] = {};
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 154u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (26216u + index_23[ngp_l] % 23720u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
-  }
-  {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 154u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (26216u + index_23[ngp_l] % 23720u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (26216u + index_34[ngp_l] % 23720u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 154u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (26216u + index_23[ngp_l] % 23720u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (26216u + index_34[ngp_l] % 23720u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 154u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (26216u + index_23[ngp_l] % 23720u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (26216u + index_34[ngp_l] % 23720u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 7u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l]] = acc[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l] + 1u] = acc[1][ngp_l];
+  {
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (26216u + index_34[ngp_l] % 23720u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+  }
+  uint32_t o_41[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 7u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 211.7969f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 211.7969f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 211.7969f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 211.7969f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 211.7969f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 211.7969f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 211.7969f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 211.7969f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 211.7969f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 211.7969f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 211.7969f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 211.7969f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 211.7969f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 211.7969f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 211.7969f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 211.7969f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 211.7969f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 211.7969f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 211.7969f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 211.7969f;
   }
-  float acc[2] = {};
+  float acc_20[2] = {};
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 213u;
-    const uint32_t base = (49936u + index_23 % 45376u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 213u;
-    const uint32_t base = (49936u + index_23 % 45376u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w0_4[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 213u;
+    const uint32_t base_39 = (49936u + index_34 % 45376u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 213u;
-    const uint32_t base = (49936u + index_23 % 45376u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w1_5[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 213u;
+    const uint32_t base_39 = (49936u + index_34 % 45376u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 213u;
-    const uint32_t base = (49936u + index_23 % 45376u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w0_4[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 213u;
+    const uint32_t base_39 = (49936u + index_34 % 45376u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
-  const uint32_t o = (i * 16u + 8u) * 2u;
-  out[o] = acc[0];
-  out[o + 1u] = acc[1];
+  {
+    float w_30 = w1_5[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 213u;
+    const uint32_t base_39 = (49936u + index_34 % 45376u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+  }
+  const uint32_t o_41 = (i * 16u + 8u) * 2u;
+  out[o_41] = acc_20[0];
+  out[o_41 + 1u] = acc_20[1];
 }
 
 NGP_FN void gridForward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 211.7969f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 211.7969f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 211.7969f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 211.7969f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 211.7969f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 211.7969f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 211.7969f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 211.7969f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 211.7969f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 211.7969f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 211.7969f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 211.7969f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 211.7969f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 211.7969f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 211.7969f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 211.7969f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 211.7969f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 211.7969f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 211.7969f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 211.7969f;
   }
-  float acc[2][16] = {};
+  float acc_20[2][16] = {};
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 213u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (49936u + index_23[ngp_l] % 45376u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
-  }
-  {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 213u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (49936u + index_23[ngp_l] % 45376u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (49936u + index_34[ngp_l] % 45376u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 213u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (49936u + index_23[ngp_l] % 45376u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (49936u + index_34[ngp_l] % 45376u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 213u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (49936u + index_23[ngp_l] % 45376u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (49936u + index_34[ngp_l] % 45376u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 8u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l]] = acc[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l] + 1u] = acc[1][ngp_l];
+  {
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (49936u + index_34[ngp_l] % 45376u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+  }
+  uint32_t o_41[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 8u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 293.06677f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 293.06677f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 293.06677f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 293.06677f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 293.06677f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 293.06677f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 293.06677f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 293.06677f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 293.06677f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 293.06677f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 293.06677f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 293.06677f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 293.06677f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 293.06677f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 293.06677f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 293.06677f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 293.06677f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 293.06677f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 293.06677f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 293.06677f;
   }
-  float acc[2] = {};
+  float acc_20[2] = {};
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 295u;
-    const uint32_t base = (95312u + index_23 % 87032u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 295u;
-    const uint32_t base = (95312u + index_23 % 87032u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w0_4[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 295u;
+    const uint32_t base_39 = (95312u + index_34 % 87032u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 295u;
-    const uint32_t base = (95312u + index_23 % 87032u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w1_5[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 295u;
+    const uint32_t base_39 = (95312u + index_34 % 87032u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 295u;
-    const uint32_t base = (95312u + index_23 % 87032u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w0_4[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 295u;
+    const uint32_t base_39 = (95312u + index_34 % 87032u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
-  const uint32_t o = (i * 16u + 9u) * 2u;
-  out[o] = acc[0];
-  out[o + 1u] = acc[1];
+  {
+    float w_30 = w1_5[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 295u;
+    const uint32_t base_39 = (95312u + index_34 % 87032u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+  }
+  const uint32_t o_41 = (i * 16u + 9u) * 2u;
+  out[o_41] = acc_20[0];
+  out[o_41 + 1u] = acc_20[1];
 }
 
 NGP_FN void gridForward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 293.06677f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 293.06677f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 293.06677f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 293.06677f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 293.06677f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 293.06677f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 293.06677f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 293.06677f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 293.06677f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 293.06677f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 293.06677f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 293.06677f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 293.06677f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 293.06677f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 293.06677f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 293.06677f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 293.06677f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 293.06677f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 293.06677f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 293.06677f;
   }
-  float acc[2][16] = {};
+  float acc_20[2][16] = {};
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 295u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (95312u + index_23[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
-  }
-  {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 295u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (95312u + index_23[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (95312u + index_34[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 295u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (95312u + index_23[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (95312u + index_34[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 295u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (95312u + index_23[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (95312u + index_34[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 9u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l]] = acc[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l] + 1u] = acc[1][ngp_l];
+  {
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (95312u + index_34[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+  }
+  uint32_t o_41[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 9u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass10(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 405.37466f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 405.37466f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 405.37466f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 405.37466f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 405.37466f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 405.37466f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 405.37466f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 405.37466f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 405.37466f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 405.37466f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 405.37466f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 405.37466f;
   }
-  float acc[2] = {};
+  float acc_20[2] = {};
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 407u;
-    const uint32_t base = (182344u + index_23 % 165656u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 407u;
-    const uint32_t base = (182344u + index_23 % 165656u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w0_4[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 407u;
+    const uint32_t base_39 = (182344u + index_34 % 165656u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 407u;
-    const uint32_t base = (182344u + index_23 % 165656u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w1_5[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 407u;
+    const uint32_t base_39 = (182344u + index_34 % 165656u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 407u;
-    const uint32_t base = (182344u + index_23 % 165656u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w0_4[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 407u;
+    const uint32_t base_39 = (182344u + index_34 % 165656u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
-  const uint32_t o = (i * 16u + 10u) * 2u;
-  out[o] = acc[0];
-  out[o + 1u] = acc[1];
+  {
+    float w_30 = w1_5[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 407u;
+    const uint32_t base_39 = (182344u + index_34 % 165656u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+  }
+  const uint32_t o_41 = (i * 16u + 10u) * 2u;
+  out[o_41] = acc_20[0];
+  out[o_41 + 1u] = acc_20[1];
 }
 
 NGP_FN void gridForward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 405.37466f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 405.37466f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 405.37466f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 405.37466f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 405.37466f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 405.37466f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 405.37466f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 405.37466f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 405.37466f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 405.37466f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 405.37466f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 405.37466f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 405.37466f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 405.37466f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 405.37466f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 405.37466f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 405.37466f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 405.37466f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 405.37466f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 405.37466f;
   }
-  float acc[2][16] = {};
+  float acc_20[2][16] = {};
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 407u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (182344u + index_23[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
-  }
-  {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 407u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (182344u + index_23[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (182344u + index_34[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 407u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (182344u + index_23[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (182344u + index_34[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 407u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (182344u + index_23[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (182344u + index_34[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 10u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l]] = acc[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l] + 1u] = acc[1][ngp_l];
+  {
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (182344u + index_34[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+  }
+  uint32_t o_41[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 10u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass11(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 560.5744f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 560.5744f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 560.5744f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 560.5744f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 560.5744f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 560.5744f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 560.5744f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 560.5744f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 560.5744f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 560.5744f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 560.5744f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 560.5744f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 560.5744f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 560.5744f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 560.5744f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 560.5744f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 560.5744f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 560.5744f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 560.5744f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 560.5744f;
   }
-  float acc[2] = {};
+  float acc_20[2] = {};
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 562u;
-    const uint32_t base = (348000u + index_23 % 315848u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 562u;
-    const uint32_t base = (348000u + index_23 % 315848u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w0_4[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 562u;
+    const uint32_t base_39 = (348000u + index_34 % 315848u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 562u;
-    const uint32_t base = (348000u + index_23 % 315848u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w1_5[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 562u;
+    const uint32_t base_39 = (348000u + index_34 % 315848u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 562u;
-    const uint32_t base = (348000u + index_23 % 315848u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    float w_30 = w0_4[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 562u;
+    const uint32_t base_39 = (348000u + index_34 % 315848u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
-  const uint32_t o = (i * 16u + 11u) * 2u;
-  out[o] = acc[0];
-  out[o + 1u] = acc[1];
+  {
+    float w_30 = w1_5[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = coords_3[0];
+    index_34 += coords_3[1] * 562u;
+    const uint32_t base_39 = (348000u + index_34 % 315848u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+  }
+  const uint32_t o_41 = (i * 16u + 11u) * 2u;
+  out[o_41] = acc_20[0];
+  out[o_41 + 1u] = acc_20[1];
 }
 
 NGP_FN void gridForward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 560.5744f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 560.5744f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 560.5744f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 560.5744f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 560.5744f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 560.5744f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 560.5744f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 560.5744f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 560.5744f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 560.5744f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 560.5744f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 560.5744f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 560.5744f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 560.5744f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 560.5744f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 560.5744f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 560.5744f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 560.5744f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 560.5744f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 560.5744f;
   }
-  float acc[2][16] = {};
+  float acc_20[2][16] = {};
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 562u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (348000u + index_23[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
-  }
-  {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 562u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (348000u + index_23[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (348000u + index_34[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 562u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (348000u + index_23[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (348000u + index_34[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 562u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (348000u + index_23[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (348000u + index_34[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 11u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l]] = acc[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l] + 1u] = acc[1][ngp_l];
+  {
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (348000u + index_34[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+  }
+  uint32_t o_41[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 11u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass12(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 775.0469f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 775.0469f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 775.0469f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 775.0469f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 775.0469f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 775.0469f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 775.0469f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 775.0469f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 775.0469f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 775.0469f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 775.0469f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 775.0469f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 775.0469f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 775.0469f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 775.0469f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 775.0469f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 775.0469f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 775.0469f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 775.0469f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 775.0469f;
   }
-  float acc[2] = {};
+  float acc_20[2] = {};
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = 0u;
+    float w_30 = w0_4[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = 0u;
     {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
+      uint32_t h_36 = coords_3[0];
+      h_36 ^= coords_3[1] * 2654435761u;
+      index_34 = h_36;
     }
-    const uint32_t base = (663848u + index_23 % 524288u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    const uint32_t base_39 = (663848u + index_34 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = 0u;
+    float w_30 = w1_5[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = 0u;
     {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
+      uint32_t h_36 = coords_3[0];
+      h_36 ^= coords_3[1] * 2654435761u;
+      index_34 = h_36;
     }
-    const uint32_t base = (663848u + index_23 % 524288u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    const uint32_t base_39 = (663848u + index_34 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = 0u;
+    float w_30 = w0_4[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = 0u;
     {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
+      uint32_t h_36 = coords_3[0];
+      h_36 ^= coords_3[1] * 2654435761u;
+      index_34 = h_36;
     }
-    const uint32_t base = (663848u + index_23 % 524288u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    const uint32_t base_39 = (663848u + index_34 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = 0u;
+    float w_30 = w1_5[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = 0u;
     {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
+      uint32_t h_36 = coords_3[0];
+      h_36 ^= coords_3[1] * 2654435761u;
+      index_34 = h_36;
     }
-    const uint32_t base = (663848u + index_23 % 524288u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    const uint32_t base_39 = (663848u + index_34 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
-  const uint32_t o = (i * 16u + 12u) * 2u;
-  out[o] = acc[0];
-  out[o + 1u] = acc[1];
+  const uint32_t o_41 = (i * 16u + 12u) * 2u;
+  out[o_41] = acc_20[0];
+  out[o_41 + 1u] = acc_20[1];
 }
 
 NGP_FN void gridForward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 775.0469f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 775.0469f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 775.0469f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 775.0469f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 775.0469f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 775.0469f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 775.0469f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 775.0469f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 775.0469f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 775.0469f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 775.0469f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 775.0469f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 775.0469f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 775.0469f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 775.0469f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 775.0469f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 775.0469f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 775.0469f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 775.0469f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 775.0469f;
   }
-  float acc[2][16] = {};
+  float acc_20[2][16] = {};
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
     {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
     }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (663848u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (663848u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
     {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
     }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (663848u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (663848u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
     {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
     }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (663848u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (663848u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
     {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
     }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (663848u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (663848u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 12u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l]] = acc[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l] + 1u] = acc[1][ngp_l];
+  uint32_t o_41[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 12u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass13(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 1071.4292f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 1071.4292f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 1071.4292f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 1071.4292f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 1071.4292f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 1071.4292f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 1071.4292f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 1071.4292f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 1071.4292f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 1071.4292f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 1071.4292f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 1071.4292f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 1071.4292f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 1071.4292f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 1071.4292f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 1071.4292f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 1071.4292f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 1071.4292f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 1071.4292f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 1071.4292f;
   }
-  float acc[2] = {};
+  float acc_20[2] = {};
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = 0u;
+    float w_30 = w0_4[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = 0u;
     {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
+      uint32_t h_36 = coords_3[0];
+      h_36 ^= coords_3[1] * 2654435761u;
+      index_34 = h_36;
     }
-    const uint32_t base = (1188136u + index_23 % 524288u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    const uint32_t base_39 = (1188136u + index_34 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = 0u;
+    float w_30 = w1_5[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = 0u;
     {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
+      uint32_t h_36 = coords_3[0];
+      h_36 ^= coords_3[1] * 2654435761u;
+      index_34 = h_36;
     }
-    const uint32_t base = (1188136u + index_23 % 524288u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    const uint32_t base_39 = (1188136u + index_34 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = 0u;
+    float w_30 = w0_4[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = 0u;
     {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
+      uint32_t h_36 = coords_3[0];
+      h_36 ^= coords_3[1] * 2654435761u;
+      index_34 = h_36;
     }
-    const uint32_t base = (1188136u + index_23 % 524288u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    const uint32_t base_39 = (1188136u + index_34 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = 0u;
+    float w_30 = w1_5[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = 0u;
     {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
+      uint32_t h_36 = coords_3[0];
+      h_36 ^= coords_3[1] * 2654435761u;
+      index_34 = h_36;
     }
-    const uint32_t base = (1188136u + index_23 % 524288u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    const uint32_t base_39 = (1188136u + index_34 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
-  const uint32_t o = (i * 16u + 13u) * 2u;
-  out[o] = acc[0];
-  out[o + 1u] = acc[1];
+  const uint32_t o_41 = (i * 16u + 13u) * 2u;
+  out[o_41] = acc_20[0];
+  out[o_41 + 1u] = acc_20[1];
 }
 
 NGP_FN void gridForward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 1071.4292f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 1071.4292f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 1071.4292f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 1071.4292f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 1071.4292f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1071.4292f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 1071.4292f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 1071.4292f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 1071.4292f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 1071.4292f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 1071.4292f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 1071.4292f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 1071.4292f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 1071.4292f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 1071.4292f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1071.4292f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 1071.4292f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 1071.4292f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 1071.4292f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 1071.4292f;
   }
-  float acc[2][16] = {};
+  float acc_20[2][16] = {};
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
     {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
     }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1188136u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1188136u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
     {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
     }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1188136u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1188136u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
     {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
     }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1188136u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1188136u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
     {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
     }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1188136u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1188136u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 13u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l]] = acc[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l] + 1u] = acc[1][ngp_l];
+  uint32_t o_41[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 13u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass14(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 1481.0037f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 1481.0037f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 1481.0037f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 1481.0037f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 1481.0037f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 1481.0037f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 1481.0037f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 1481.0037f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 1481.0037f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 1481.0037f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 1481.0037f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 1481.0037f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 1481.0037f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 1481.0037f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 1481.0037f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 1481.0037f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 1481.0037f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 1481.0037f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 1481.0037f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 1481.0037f;
   }
-  float acc[2] = {};
+  float acc_20[2] = {};
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = 0u;
+    float w_30 = w0_4[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = 0u;
     {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
+      uint32_t h_36 = coords_3[0];
+      h_36 ^= coords_3[1] * 2654435761u;
+      index_34 = h_36;
     }
-    const uint32_t base = (1712424u + index_23 % 524288u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    const uint32_t base_39 = (1712424u + index_34 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = 0u;
+    float w_30 = w1_5[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = 0u;
     {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
+      uint32_t h_36 = coords_3[0];
+      h_36 ^= coords_3[1] * 2654435761u;
+      index_34 = h_36;
     }
-    const uint32_t base = (1712424u + index_23 % 524288u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    const uint32_t base_39 = (1712424u + index_34 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = 0u;
+    float w_30 = w0_4[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = 0u;
     {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
+      uint32_t h_36 = coords_3[0];
+      h_36 ^= coords_3[1] * 2654435761u;
+      index_34 = h_36;
     }
-    const uint32_t base = (1712424u + index_23 % 524288u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    const uint32_t base_39 = (1712424u + index_34 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = 0u;
+    float w_30 = w1_5[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = 0u;
     {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
+      uint32_t h_36 = coords_3[0];
+      h_36 ^= coords_3[1] * 2654435761u;
+      index_34 = h_36;
     }
-    const uint32_t base = (1712424u + index_23 % 524288u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    const uint32_t base_39 = (1712424u + index_34 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
-  const uint32_t o = (i * 16u + 14u) * 2u;
-  out[o] = acc[0];
-  out[o + 1u] = acc[1];
+  const uint32_t o_41 = (i * 16u + 14u) * 2u;
+  out[o_41] = acc_20[0];
+  out[o_41 + 1u] = acc_20[1];
 }
 
 NGP_FN void gridForward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 1481.0037f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 1481.0037f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 1481.0037f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 1481.0037f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 1481.0037f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1481.0037f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 1481.0037f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 1481.0037f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 1481.0037f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 1481.0037f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 1481.0037f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 1481.0037f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 1481.0037f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 1481.0037f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 1481.0037f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1481.0037f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 1481.0037f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 1481.0037f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 1481.0037f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 1481.0037f;
   }
-  float acc[2][16] = {};
+  float acc_20[2][16] = {};
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
     {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
     }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1712424u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1712424u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
     {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
     }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1712424u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1712424u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
     {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
     }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1712424u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1712424u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
     {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
     }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1712424u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1712424u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 14u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l]] = acc[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l] + 1u] = acc[1][ngp_l];
+  uint32_t o_41[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 14u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass15(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 2047.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 2047.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 2047.0f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 2047.0f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 2047.0f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 2047.0f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 2047.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 2047.0f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 2047.0f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 2047.0f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 2047.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 2047.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 2047.0f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 2047.0f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 2047.0f;
+    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 2047.0f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 2047.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 2047.0f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 2047.0f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 2047.0f;
   }
-  float acc[2] = {};
+  float acc_20[2] = {};
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = 0u;
+    float w_30 = w0_4[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = 0u;
     {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
+      uint32_t h_36 = coords_3[0];
+      h_36 ^= coords_3[1] * 2654435761u;
+      index_34 = h_36;
     }
-    const uint32_t base = (2236712u + index_23 % 524288u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    const uint32_t base_39 = (2236712u + index_34 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = 0u;
+    float w_30 = w1_5[0];
+    w_30 *= w0_4[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_34 = 0u;
     {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
+      uint32_t h_36 = coords_3[0];
+      h_36 ^= coords_3[1] * 2654435761u;
+      index_34 = h_36;
     }
-    const uint32_t base = (2236712u + index_23 % 524288u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    const uint32_t base_39 = (2236712u + index_34 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = 0u;
+    float w_30 = w0_4[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = 0u;
     {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
+      uint32_t h_36 = coords_3[0];
+      h_36 ^= coords_3[1] * 2654435761u;
+      index_34 = h_36;
     }
-    const uint32_t base = (2236712u + index_23 % 524288u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    const uint32_t base_39 = (2236712u + index_34 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = 0u;
+    float w_30 = w1_5[0];
+    w_30 *= w1_5[1];
+    const float w_32 = w_30;
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_34 = 0u;
     {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
+      uint32_t h_36 = coords_3[0];
+      h_36 ^= coords_3[1] * 2654435761u;
+      index_34 = h_36;
     }
-    const uint32_t base = (2236712u + index_23 % 524288u) * 2u;
-    acc[0] = fmaf(w, params[base], acc[0]);
-    acc[1] = fmaf(w, params[base + 1u], acc[1]);
+    const uint32_t base_39 = (2236712u + index_34 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
   }
-  const uint32_t o = (i * 16u + 15u) * 2u;
-  out[o] = acc[0];
-  out[o + 1u] = acc[1];
+  const uint32_t o_41 = (i * 16u + 15u) * 2u;
+  out[o_41] = acc_20[0];
+  out[o_41 + 1u] = acc_20[1];
 }
 
 NGP_FN void gridForward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 2047.0f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 2047.0f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 2047.0f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 2047.0f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 2047.0f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 2047.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 2047.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 2047.0f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 2047.0f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 2047.0f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 2047.0f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 2047.0f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 2047.0f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 2047.0f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 2047.0f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 2047.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 2047.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 2047.0f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 2047.0f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 2047.0f;
   }
-  float acc[2][16] = {};
+  float acc_20[2][16] = {};
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
     {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
     }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2236712u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2236712u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
     {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
     }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2236712u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2236712u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
     {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
     }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2236712u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2236712u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    float w_30[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
+    float w_32[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
     {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
     }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2236712u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[0][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l]], acc[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc[1][ngp_l] = fmaf(w[ngp_l], params[base[ngp_l] + 1u], acc[1][ngp_l]);
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2236712u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 15u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l]] = acc[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o[ngp_l] + 1u] = acc[1][ngp_l];
+  uint32_t o_41[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 15u) * 2u;
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ out, int64_t ngp_len_out) {
@@ -6505,1838 +6505,1838 @@ extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int6
 }
 
 NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const float* __restrict__ dy, float* __restrict__ dx) {
-  float acc[2] = {};
+  float acc_1[2] = {};
   {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
+    uint32_t cell_3[2] = {};
+    uint32_t coords_4[2] = {};
+    float w0_5[2] = {};
+    float w1_6[2] = {};
+    float dw_7[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 15.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 15.0f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 15.0f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 15.0f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 15.0f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 15.0f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 15.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 15.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 15.0f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 15.0f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 15.0f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 15.0f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 15.0f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 15.0f;
     }
-    const uint32_t o = i * 16u * 2u;
+    const uint32_t o_21 = i * 16u * 2u;
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 16u;
-      const uint32_t base = index_15 % 256u * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 16u;
+      const uint32_t base_29 = index_24 % 256u * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 16u;
-      const uint32_t base = index_15 % 256u * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 16u;
-      const uint32_t base = index_15 % 256u * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 16u;
+      const uint32_t base_29 = index_24 % 256u * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += -w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 16u;
-      const uint32_t base = index_15 % 256u * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 16u;
+      const uint32_t base_29 = index_24 % 256u * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 16u;
+      const uint32_t base_29 = index_24 % 256u * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += w_33;
       }
     }
   }
   {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
+    uint32_t cell_3[2] = {};
+    uint32_t coords_4[2] = {};
+    float w0_5[2] = {};
+    float w1_6[2] = {};
+    float dw_7[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 21.110605f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 21.110605f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 21.110605f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 21.110605f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 21.110605f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 21.110605f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 21.110605f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 21.110605f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 21.110605f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 21.110605f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 21.110605f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 21.110605f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 21.110605f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 21.110605f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 21.110605f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 21.110605f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 21.110605f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 21.110605f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 21.110605f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 21.110605f;
     }
-    const uint32_t o = (i * 16u + 1u) * 2u;
+    const uint32_t o_21 = (i * 16u + 1u) * 2u;
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 23u;
-      const uint32_t base = (256u + index_15 % 536u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 23u;
+      const uint32_t base_29 = (256u + index_24 % 536u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 23u;
-      const uint32_t base = (256u + index_15 % 536u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 23u;
-      const uint32_t base = (256u + index_15 % 536u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 23u;
+      const uint32_t base_29 = (256u + index_24 % 536u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 23u;
-      const uint32_t base = (256u + index_15 % 536u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += w;
-      }
-    }
-  }
-  {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 29.554932f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 29.554932f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 29.554932f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 29.554932f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 29.554932f;
-    }
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 29.554932f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 29.554932f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 29.554932f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 29.554932f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 29.554932f;
-    }
-    const uint32_t o = (i * 16u + 2u) * 2u;
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 31u;
-      const uint32_t base = (792u + index_15 % 968u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += -w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 31u;
-      const uint32_t base = (792u + index_15 % 968u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 23u;
+      const uint32_t base_29 = (256u + index_24 % 536u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 31u;
-      const uint32_t base = (792u + index_15 % 968u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 31u;
-      const uint32_t base = (792u + index_15 % 968u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 23u;
+      const uint32_t base_29 = (256u + index_24 % 536u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += w_33;
       }
     }
   }
   {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
+    uint32_t cell_3[2] = {};
+    uint32_t coords_4[2] = {};
+    float w0_5[2] = {};
+    float w1_6[2] = {};
+    float dw_7[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 41.224255f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 41.224255f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 41.224255f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 41.224255f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 41.224255f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 29.554932f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 29.554932f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 29.554932f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 29.554932f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 29.554932f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 41.224255f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 41.224255f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 41.224255f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 41.224255f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 41.224255f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 29.554932f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 29.554932f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 29.554932f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 29.554932f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 29.554932f;
     }
-    const uint32_t o = (i * 16u + 3u) * 2u;
+    const uint32_t o_21 = (i * 16u + 2u) * 2u;
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 43u;
-      const uint32_t base = (1760u + index_15 % 1856u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 31u;
+      const uint32_t base_29 = (792u + index_24 % 968u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 43u;
-      const uint32_t base = (1760u + index_15 % 1856u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 43u;
-      const uint32_t base = (1760u + index_15 % 1856u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 31u;
+      const uint32_t base_29 = (792u + index_24 % 968u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 43u;
-      const uint32_t base = (1760u + index_15 % 1856u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += w;
-      }
-    }
-  }
-  {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 57.35024f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 57.35024f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 57.35024f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 57.35024f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 57.35024f;
-    }
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 57.35024f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 57.35024f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 57.35024f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 57.35024f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 57.35024f;
-    }
-    const uint32_t o = (i * 16u + 4u) * 2u;
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 59u;
-      const uint32_t base = (3616u + index_15 % 3488u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += -w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 59u;
-      const uint32_t base = (3616u + index_15 % 3488u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 31u;
+      const uint32_t base_29 = (792u + index_24 % 968u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 59u;
-      const uint32_t base = (3616u + index_15 % 3488u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 59u;
-      const uint32_t base = (3616u + index_15 % 3488u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 31u;
+      const uint32_t base_29 = (792u + index_24 % 968u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += w_33;
       }
     }
   }
   {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
+    uint32_t cell_3[2] = {};
+    uint32_t coords_4[2] = {};
+    float w0_5[2] = {};
+    float w1_6[2] = {};
+    float dw_7[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 79.63495f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 79.63495f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 79.63495f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 41.224255f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 41.224255f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 41.224255f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 41.224255f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 41.224255f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 79.63495f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 79.63495f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 79.63495f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 41.224255f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 41.224255f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 41.224255f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 41.224255f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 41.224255f;
     }
-    const uint32_t o = (i * 16u + 5u) * 2u;
+    const uint32_t o_21 = (i * 16u + 3u) * 2u;
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 81u;
-      const uint32_t base = (7104u + index_15 % 6568u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 43u;
+      const uint32_t base_29 = (1760u + index_24 % 1856u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 81u;
-      const uint32_t base = (7104u + index_15 % 6568u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 81u;
-      const uint32_t base = (7104u + index_15 % 6568u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 43u;
+      const uint32_t base_29 = (1760u + index_24 % 1856u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 81u;
-      const uint32_t base = (7104u + index_15 % 6568u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += w;
-      }
-    }
-  }
-  {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 110.43047f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 110.43047f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 110.43047f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 110.43047f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 110.43047f;
-    }
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 110.43047f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 110.43047f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 110.43047f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 110.43047f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 110.43047f;
-    }
-    const uint32_t o = (i * 16u + 6u) * 2u;
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 112u;
-      const uint32_t base = (13672u + index_15 % 12544u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += -w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 112u;
-      const uint32_t base = (13672u + index_15 % 12544u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 43u;
+      const uint32_t base_29 = (1760u + index_24 % 1856u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 112u;
-      const uint32_t base = (13672u + index_15 % 12544u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 112u;
-      const uint32_t base = (13672u + index_15 % 12544u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 43u;
+      const uint32_t base_29 = (1760u + index_24 % 1856u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += w_33;
       }
     }
   }
   {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
+    uint32_t cell_3[2] = {};
+    uint32_t coords_4[2] = {};
+    float w0_5[2] = {};
+    float w1_6[2] = {};
+    float dw_7[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 152.9872f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 152.9872f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 152.9872f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 152.9872f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 152.9872f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 57.35024f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 57.35024f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 57.35024f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 57.35024f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 57.35024f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 152.9872f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 152.9872f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 152.9872f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 152.9872f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 152.9872f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 57.35024f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 57.35024f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 57.35024f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 57.35024f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 57.35024f;
     }
-    const uint32_t o = (i * 16u + 7u) * 2u;
+    const uint32_t o_21 = (i * 16u + 4u) * 2u;
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 154u;
-      const uint32_t base = (26216u + index_15 % 23720u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 59u;
+      const uint32_t base_29 = (3616u + index_24 % 3488u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 154u;
-      const uint32_t base = (26216u + index_15 % 23720u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 154u;
-      const uint32_t base = (26216u + index_15 % 23720u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 59u;
+      const uint32_t base_29 = (3616u + index_24 % 3488u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 154u;
-      const uint32_t base = (26216u + index_15 % 23720u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += w;
-      }
-    }
-  }
-  {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 211.7969f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 211.7969f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 211.7969f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 211.7969f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 211.7969f;
-    }
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 211.7969f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 211.7969f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 211.7969f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 211.7969f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 211.7969f;
-    }
-    const uint32_t o = (i * 16u + 8u) * 2u;
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 213u;
-      const uint32_t base = (49936u + index_15 % 45376u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += -w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 213u;
-      const uint32_t base = (49936u + index_15 % 45376u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 59u;
+      const uint32_t base_29 = (3616u + index_24 % 3488u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 213u;
-      const uint32_t base = (49936u + index_15 % 45376u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 213u;
-      const uint32_t base = (49936u + index_15 % 45376u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 59u;
+      const uint32_t base_29 = (3616u + index_24 % 3488u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += w_33;
       }
     }
   }
   {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
+    uint32_t cell_3[2] = {};
+    uint32_t coords_4[2] = {};
+    float w0_5[2] = {};
+    float w1_6[2] = {};
+    float dw_7[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 293.06677f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 293.06677f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 293.06677f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 293.06677f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 293.06677f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 79.63495f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 79.63495f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 79.63495f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 79.63495f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 293.06677f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 293.06677f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 293.06677f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 293.06677f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 293.06677f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 79.63495f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 79.63495f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 79.63495f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 79.63495f;
     }
-    const uint32_t o = (i * 16u + 9u) * 2u;
+    const uint32_t o_21 = (i * 16u + 5u) * 2u;
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 295u;
-      const uint32_t base = (95312u + index_15 % 87032u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 81u;
+      const uint32_t base_29 = (7104u + index_24 % 6568u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 295u;
-      const uint32_t base = (95312u + index_15 % 87032u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 295u;
-      const uint32_t base = (95312u + index_15 % 87032u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 81u;
+      const uint32_t base_29 = (7104u + index_24 % 6568u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 295u;
-      const uint32_t base = (95312u + index_15 % 87032u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += w;
-      }
-    }
-  }
-  {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 405.37466f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 405.37466f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 405.37466f;
-    }
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 405.37466f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 405.37466f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 405.37466f;
-    }
-    const uint32_t o = (i * 16u + 10u) * 2u;
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 407u;
-      const uint32_t base = (182344u + index_15 % 165656u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += -w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 407u;
-      const uint32_t base = (182344u + index_15 % 165656u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 81u;
+      const uint32_t base_29 = (7104u + index_24 % 6568u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 407u;
-      const uint32_t base = (182344u + index_15 % 165656u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 407u;
-      const uint32_t base = (182344u + index_15 % 165656u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 81u;
+      const uint32_t base_29 = (7104u + index_24 % 6568u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += w_33;
       }
     }
   }
   {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
+    uint32_t cell_3[2] = {};
+    uint32_t coords_4[2] = {};
+    float w0_5[2] = {};
+    float w1_6[2] = {};
+    float dw_7[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 560.5744f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 560.5744f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 560.5744f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 560.5744f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 560.5744f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 110.43047f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 110.43047f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 110.43047f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 110.43047f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 110.43047f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 560.5744f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 560.5744f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 560.5744f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 560.5744f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 560.5744f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 110.43047f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 110.43047f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 110.43047f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 110.43047f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 110.43047f;
     }
-    const uint32_t o = (i * 16u + 11u) * 2u;
+    const uint32_t o_21 = (i * 16u + 6u) * 2u;
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 562u;
-      const uint32_t base = (348000u + index_15 % 315848u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 112u;
+      const uint32_t base_29 = (13672u + index_24 % 12544u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 562u;
-      const uint32_t base = (348000u + index_15 % 315848u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 562u;
-      const uint32_t base = (348000u + index_15 % 315848u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 112u;
+      const uint32_t base_29 = (13672u + index_24 % 12544u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 562u;
-      const uint32_t base = (348000u + index_15 % 315848u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += w;
-      }
-    }
-  }
-  {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 775.0469f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 775.0469f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 775.0469f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 775.0469f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 775.0469f;
-    }
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 775.0469f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 775.0469f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 775.0469f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 775.0469f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 775.0469f;
-    }
-    const uint32_t o = (i * 16u + 12u) * 2u;
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_15 = 0u;
-      {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (663848u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += -w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 112u;
+      const uint32_t base_29 = (13672u + index_24 % 12544u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (663848u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 112u;
+      const uint32_t base_29 = (13672u + index_24 % 12544u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (663848u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = 0u;
-      {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (663848u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += w_33;
       }
     }
   }
   {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
+    uint32_t cell_3[2] = {};
+    uint32_t coords_4[2] = {};
+    float w0_5[2] = {};
+    float w1_6[2] = {};
+    float dw_7[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 1071.4292f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 1071.4292f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 1071.4292f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 1071.4292f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 1071.4292f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 152.9872f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 152.9872f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 152.9872f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 152.9872f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 152.9872f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 1071.4292f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 1071.4292f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 1071.4292f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 1071.4292f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 1071.4292f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 152.9872f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 152.9872f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 152.9872f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 152.9872f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 152.9872f;
     }
-    const uint32_t o = (i * 16u + 13u) * 2u;
+    const uint32_t o_21 = (i * 16u + 7u) * 2u;
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 154u;
+      const uint32_t base_29 = (26216u + index_24 % 23720u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (1188136u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += -w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 154u;
+      const uint32_t base_29 = (26216u + index_24 % 23720u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (1188136u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 154u;
+      const uint32_t base_29 = (26216u + index_24 % 23720u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (1188136u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 154u;
+      const uint32_t base_29 = (26216u + index_24 % 23720u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (1188136u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += w_33;
       }
     }
   }
   {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
+    uint32_t cell_3[2] = {};
+    uint32_t coords_4[2] = {};
+    float w0_5[2] = {};
+    float w1_6[2] = {};
+    float dw_7[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 1481.0037f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 1481.0037f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 1481.0037f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 1481.0037f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 1481.0037f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 211.7969f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 211.7969f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 211.7969f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 211.7969f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 211.7969f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 1481.0037f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 1481.0037f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 1481.0037f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 1481.0037f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 1481.0037f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 211.7969f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 211.7969f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 211.7969f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 211.7969f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 211.7969f;
     }
-    const uint32_t o = (i * 16u + 14u) * 2u;
+    const uint32_t o_21 = (i * 16u + 8u) * 2u;
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 213u;
+      const uint32_t base_29 = (49936u + index_24 % 45376u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (1712424u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += -w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 213u;
+      const uint32_t base_29 = (49936u + index_24 % 45376u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (1712424u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 213u;
+      const uint32_t base_29 = (49936u + index_24 % 45376u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (1712424u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 213u;
+      const uint32_t base_29 = (49936u + index_24 % 45376u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (1712424u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += w_33;
       }
     }
   }
   {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
+    uint32_t cell_3[2] = {};
+    uint32_t coords_4[2] = {};
+    float w0_5[2] = {};
+    float w1_6[2] = {};
+    float dw_7[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 2047.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 2047.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 2047.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 2047.0f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 2047.0f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 293.06677f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 293.06677f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 293.06677f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 293.06677f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 293.06677f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 2047.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 2047.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = ngp_f2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 2047.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 2047.0f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 2047.0f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 293.06677f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 293.06677f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 293.06677f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 293.06677f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 293.06677f;
     }
-    const uint32_t o = (i * 16u + 15u) * 2u;
+    const uint32_t o_21 = (i * 16u + 9u) * 2u;
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 295u;
+      const uint32_t base_29 = (95312u + index_24 % 87032u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (2236712u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += -w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 295u;
+      const uint32_t base_29 = (95312u + index_24 % 87032u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (2236712u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 295u;
+      const uint32_t base_29 = (95312u + index_24 % 87032u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (2236712u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 295u;
+      const uint32_t base_29 = (95312u + index_24 % 87032u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (2236712u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += w_33;
       }
     }
   }
   {
-    const float xd = x[i * 2u];
-    dx[i * 2u] = ((xd >= 0.0f && xd <= 1.0f) ? (acc[0]) : (0.0f));
+    uint32_t cell_3[2] = {};
+    uint32_t coords_4[2] = {};
+    float w0_5[2] = {};
+    float w1_6[2] = {};
+    float dw_7[2] = {};
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 405.37466f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 405.37466f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 405.37466f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 405.37466f;
+    }
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 405.37466f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 405.37466f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 405.37466f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 405.37466f;
+    }
+    const uint32_t o_21 = (i * 16u + 10u) * 2u;
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 407u;
+      const uint32_t base_29 = (182344u + index_24 % 165656u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 407u;
+      const uint32_t base_29 = (182344u + index_24 % 165656u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 407u;
+      const uint32_t base_29 = (182344u + index_24 % 165656u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 407u;
+      const uint32_t base_29 = (182344u + index_24 % 165656u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += w_33;
+      }
+    }
   }
   {
-    const float xd = x[i * 2u + 1u];
-    dx[i * 2u + 1u] = ((xd >= 0.0f && xd <= 1.0f) ? (acc[1]) : (0.0f));
+    uint32_t cell_3[2] = {};
+    uint32_t coords_4[2] = {};
+    float w0_5[2] = {};
+    float w1_6[2] = {};
+    float dw_7[2] = {};
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 560.5744f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 560.5744f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 560.5744f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 560.5744f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 560.5744f;
+    }
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 560.5744f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 560.5744f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 560.5744f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 560.5744f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 560.5744f;
+    }
+    const uint32_t o_21 = (i * 16u + 11u) * 2u;
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 562u;
+      const uint32_t base_29 = (348000u + index_24 % 315848u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 562u;
+      const uint32_t base_29 = (348000u + index_24 % 315848u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 562u;
+      const uint32_t base_29 = (348000u + index_24 % 315848u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 562u;
+      const uint32_t base_29 = (348000u + index_24 % 315848u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += w_33;
+      }
+    }
+  }
+  {
+    uint32_t cell_3[2] = {};
+    uint32_t coords_4[2] = {};
+    float w0_5[2] = {};
+    float w1_6[2] = {};
+    float dw_7[2] = {};
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 775.0469f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 775.0469f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 775.0469f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 775.0469f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 775.0469f;
+    }
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 775.0469f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 775.0469f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 775.0469f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 775.0469f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 775.0469f;
+    }
+    const uint32_t o_21 = (i * 16u + 12u) * 2u;
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (663848u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (663848u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (663848u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (663848u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += w_33;
+      }
+    }
+  }
+  {
+    uint32_t cell_3[2] = {};
+    uint32_t coords_4[2] = {};
+    float w0_5[2] = {};
+    float w1_6[2] = {};
+    float dw_7[2] = {};
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 1071.4292f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 1071.4292f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 1071.4292f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 1071.4292f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 1071.4292f;
+    }
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 1071.4292f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 1071.4292f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 1071.4292f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 1071.4292f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 1071.4292f;
+    }
+    const uint32_t o_21 = (i * 16u + 13u) * 2u;
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (1188136u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (1188136u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (1188136u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (1188136u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += w_33;
+      }
+    }
+  }
+  {
+    uint32_t cell_3[2] = {};
+    uint32_t coords_4[2] = {};
+    float w0_5[2] = {};
+    float w1_6[2] = {};
+    float dw_7[2] = {};
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 1481.0037f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 1481.0037f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 1481.0037f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 1481.0037f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 1481.0037f;
+    }
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 1481.0037f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 1481.0037f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 1481.0037f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 1481.0037f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 1481.0037f;
+    }
+    const uint32_t o_21 = (i * 16u + 14u) * 2u;
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (1712424u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (1712424u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (1712424u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (1712424u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += w_33;
+      }
+    }
+  }
+  {
+    uint32_t cell_3[2] = {};
+    uint32_t coords_4[2] = {};
+    float w0_5[2] = {};
+    float w1_6[2] = {};
+    float dw_7[2] = {};
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 2047.0f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 2047.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 2047.0f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 2047.0f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 2047.0f;
+    }
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 2047.0f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 2047.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = ngp_f2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 2047.0f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 2047.0f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 2047.0f;
+    }
+    const uint32_t o_21 = (i * 16u + 15u) * 2u;
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (2236712u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (2236712u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (2236712u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        acc_1[1] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (2236712u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        acc_1[1] += w_33;
+      }
+    }
+  }
+  {
+    const float xd_36 = x[i * 2u];
+    dx[i * 2u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[0]) : (0.0f));
+  }
+  {
+    const float xd_36 = x[i * 2u + 1u];
+    dx[i * 2u + 1u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[1]) : (0.0f));
   }
 }
 

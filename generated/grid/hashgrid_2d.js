@@ -25,1364 +25,1364 @@ const __f2u32 = (x) => (x !== x || x <= 0 ? 0 : x >= 4294967296 ? 4294967295 : M
 
 function gridForward_body(i, x, params, out) {
   {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
+    const cell_2 = new Uint32Array(2);
+    const coords_3 = new Uint32Array(2);
+    const w0_4 = new Float32Array(2);
+    const w1_5 = new Float32Array(2);
+    const dw_6 = new Float32Array(2);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 15, 0.5)));
-      const g_5 = ((__fma(xd_2, 15, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 15, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 15, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 15;
+      const xd_8 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 15, 0.5)));
+      const g_11 = ((__fma(xd_8, 15, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 15, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 15, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 15;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 15, 0.5)));
-      const g_5 = ((__fma(xd_2, 15, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 15, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 15, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 15;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 15, 0.5)));
+      const g_11 = ((__fma(xd_8, 15, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 15, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 15, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 15;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 16) >>> 0)) >>> 0);
-      const base = ((Math.imul(__umod(index_23, 256), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
-    }
-    {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 16) >>> 0)) >>> 0);
-      const base = ((Math.imul(__umod(index_23, 256), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 16) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(__umod(index_34, 256), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 16) >>> 0)) >>> 0);
-      const base = ((Math.imul(__umod(index_23, 256), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 16) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(__umod(index_34, 256), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 16) >>> 0)) >>> 0);
-      const base = ((Math.imul(__umod(index_23, 256), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 16) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(__umod(index_34, 256), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((Math.imul(i, 16) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    {
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 16) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(__umod(index_34, 256), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
+    }
+    const o_41 = ((Math.imul((Math.imul(i, 16) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
+    const cell_2 = new Uint32Array(2);
+    const coords_3 = new Uint32Array(2);
+    const w0_4 = new Float32Array(2);
+    const w1_5 = new Float32Array(2);
+    const dw_6 = new Float32Array(2);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 21.110605239868164, 0.5)));
-      const g_5 = ((__fma(xd_2, 21.110605239868164, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 21.110605239868164, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 21.110605239868164, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 21.110605239868164;
+      const xd_8 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 21.110605239868164, 0.5)));
+      const g_11 = ((__fma(xd_8, 21.110605239868164, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 21.110605239868164, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 21.110605239868164, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 21.110605239868164;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 21.110605239868164, 0.5)));
-      const g_5 = ((__fma(xd_2, 21.110605239868164, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 21.110605239868164, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 21.110605239868164, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 21.110605239868164;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 21.110605239868164, 0.5)));
+      const g_11 = ((__fma(xd_8, 21.110605239868164, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 21.110605239868164, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 21.110605239868164, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 21.110605239868164;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 23) >>> 0)) >>> 0);
-      const base = ((Math.imul(((256 + __umod(index_23, 536)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
-    }
-    {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 23) >>> 0)) >>> 0);
-      const base = ((Math.imul(((256 + __umod(index_23, 536)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 23) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((256 + __umod(index_34, 536)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 23) >>> 0)) >>> 0);
-      const base = ((Math.imul(((256 + __umod(index_23, 536)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 23) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((256 + __umod(index_34, 536)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 23) >>> 0)) >>> 0);
-      const base = ((Math.imul(((256 + __umod(index_23, 536)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 23) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((256 + __umod(index_34, 536)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 1) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    {
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 23) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((256 + __umod(index_34, 536)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
+    }
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 1) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
+    const cell_2 = new Uint32Array(2);
+    const coords_3 = new Uint32Array(2);
+    const w0_4 = new Float32Array(2);
+    const w1_5 = new Float32Array(2);
+    const dw_6 = new Float32Array(2);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 29.554931640625, 0.5)));
-      const g_5 = ((__fma(xd_2, 29.554931640625, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 29.554931640625, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 29.554931640625, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 29.554931640625;
+      const xd_8 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 29.554931640625, 0.5)));
+      const g_11 = ((__fma(xd_8, 29.554931640625, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 29.554931640625, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 29.554931640625, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 29.554931640625;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 29.554931640625, 0.5)));
-      const g_5 = ((__fma(xd_2, 29.554931640625, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 29.554931640625, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 29.554931640625, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 29.554931640625;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 29.554931640625, 0.5)));
+      const g_11 = ((__fma(xd_8, 29.554931640625, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 29.554931640625, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 29.554931640625, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 29.554931640625;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 31) >>> 0)) >>> 0);
-      const base = ((Math.imul(((792 + __umod(index_23, 968)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
-    }
-    {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 31) >>> 0)) >>> 0);
-      const base = ((Math.imul(((792 + __umod(index_23, 968)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 31) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((792 + __umod(index_34, 968)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 31) >>> 0)) >>> 0);
-      const base = ((Math.imul(((792 + __umod(index_23, 968)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 31) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((792 + __umod(index_34, 968)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 31) >>> 0)) >>> 0);
-      const base = ((Math.imul(((792 + __umod(index_23, 968)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 31) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((792 + __umod(index_34, 968)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 2) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    {
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 31) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((792 + __umod(index_34, 968)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
+    }
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 2) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
+    const cell_2 = new Uint32Array(2);
+    const coords_3 = new Uint32Array(2);
+    const w0_4 = new Float32Array(2);
+    const w1_5 = new Float32Array(2);
+    const dw_6 = new Float32Array(2);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 41.2242546081543, 0.5)));
-      const g_5 = ((__fma(xd_2, 41.2242546081543, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 41.2242546081543, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 41.2242546081543, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 41.2242546081543;
+      const xd_8 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 41.2242546081543, 0.5)));
+      const g_11 = ((__fma(xd_8, 41.2242546081543, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 41.2242546081543, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 41.2242546081543, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 41.2242546081543;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 41.2242546081543, 0.5)));
-      const g_5 = ((__fma(xd_2, 41.2242546081543, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 41.2242546081543, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 41.2242546081543, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 41.2242546081543;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 41.2242546081543, 0.5)));
+      const g_11 = ((__fma(xd_8, 41.2242546081543, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 41.2242546081543, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 41.2242546081543, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 41.2242546081543;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 43) >>> 0)) >>> 0);
-      const base = ((Math.imul(((1760 + __umod(index_23, 1856)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
-    }
-    {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 43) >>> 0)) >>> 0);
-      const base = ((Math.imul(((1760 + __umod(index_23, 1856)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 43) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((1760 + __umod(index_34, 1856)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 43) >>> 0)) >>> 0);
-      const base = ((Math.imul(((1760 + __umod(index_23, 1856)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 43) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((1760 + __umod(index_34, 1856)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 43) >>> 0)) >>> 0);
-      const base = ((Math.imul(((1760 + __umod(index_23, 1856)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 43) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((1760 + __umod(index_34, 1856)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 3) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    {
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 43) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((1760 + __umod(index_34, 1856)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
+    }
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 3) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
+    const cell_2 = new Uint32Array(2);
+    const coords_3 = new Uint32Array(2);
+    const w0_4 = new Float32Array(2);
+    const w1_5 = new Float32Array(2);
+    const dw_6 = new Float32Array(2);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 57.35023880004883, 0.5)));
-      const g_5 = ((__fma(xd_2, 57.35023880004883, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 57.35023880004883, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 57.35023880004883, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 57.35023880004883;
+      const xd_8 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 57.35023880004883, 0.5)));
+      const g_11 = ((__fma(xd_8, 57.35023880004883, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 57.35023880004883, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 57.35023880004883, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 57.35023880004883;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 57.35023880004883, 0.5)));
-      const g_5 = ((__fma(xd_2, 57.35023880004883, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 57.35023880004883, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 57.35023880004883, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 57.35023880004883;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 57.35023880004883, 0.5)));
+      const g_11 = ((__fma(xd_8, 57.35023880004883, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 57.35023880004883, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 57.35023880004883, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 57.35023880004883;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 59) >>> 0)) >>> 0);
-      const base = ((Math.imul(((3616 + __umod(index_23, 3488)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
-    }
-    {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 59) >>> 0)) >>> 0);
-      const base = ((Math.imul(((3616 + __umod(index_23, 3488)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 59) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((3616 + __umod(index_34, 3488)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 59) >>> 0)) >>> 0);
-      const base = ((Math.imul(((3616 + __umod(index_23, 3488)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 59) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((3616 + __umod(index_34, 3488)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 59) >>> 0)) >>> 0);
-      const base = ((Math.imul(((3616 + __umod(index_23, 3488)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 59) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((3616 + __umod(index_34, 3488)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 4) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    {
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 59) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((3616 + __umod(index_34, 3488)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
+    }
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 4) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
+    const cell_2 = new Uint32Array(2);
+    const coords_3 = new Uint32Array(2);
+    const w0_4 = new Float32Array(2);
+    const w1_5 = new Float32Array(2);
+    const dw_6 = new Float32Array(2);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 79.63494873046875, 0.5)));
-      const g_5 = ((__fma(xd_2, 79.63494873046875, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 79.63494873046875, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 79.63494873046875, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 79.63494873046875;
+      const xd_8 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 79.63494873046875, 0.5)));
+      const g_11 = ((__fma(xd_8, 79.63494873046875, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 79.63494873046875, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 79.63494873046875, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 79.63494873046875;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 79.63494873046875, 0.5)));
-      const g_5 = ((__fma(xd_2, 79.63494873046875, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 79.63494873046875, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 79.63494873046875, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 79.63494873046875;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 79.63494873046875, 0.5)));
+      const g_11 = ((__fma(xd_8, 79.63494873046875, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 79.63494873046875, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 79.63494873046875, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 79.63494873046875;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 81) >>> 0)) >>> 0);
-      const base = ((Math.imul(((7104 + __umod(index_23, 6568)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
-    }
-    {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 81) >>> 0)) >>> 0);
-      const base = ((Math.imul(((7104 + __umod(index_23, 6568)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 81) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((7104 + __umod(index_34, 6568)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 81) >>> 0)) >>> 0);
-      const base = ((Math.imul(((7104 + __umod(index_23, 6568)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 81) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((7104 + __umod(index_34, 6568)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 81) >>> 0)) >>> 0);
-      const base = ((Math.imul(((7104 + __umod(index_23, 6568)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 81) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((7104 + __umod(index_34, 6568)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 5) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    {
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 81) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((7104 + __umod(index_34, 6568)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
+    }
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 5) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
+    const cell_2 = new Uint32Array(2);
+    const coords_3 = new Uint32Array(2);
+    const w0_4 = new Float32Array(2);
+    const w1_5 = new Float32Array(2);
+    const dw_6 = new Float32Array(2);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 110.43047332763672, 0.5)));
-      const g_5 = ((__fma(xd_2, 110.43047332763672, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 110.43047332763672, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 110.43047332763672, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 110.43047332763672;
+      const xd_8 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 110.43047332763672, 0.5)));
+      const g_11 = ((__fma(xd_8, 110.43047332763672, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 110.43047332763672, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 110.43047332763672, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 110.43047332763672;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 110.43047332763672, 0.5)));
-      const g_5 = ((__fma(xd_2, 110.43047332763672, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 110.43047332763672, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 110.43047332763672, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 110.43047332763672;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 110.43047332763672, 0.5)));
+      const g_11 = ((__fma(xd_8, 110.43047332763672, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 110.43047332763672, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 110.43047332763672, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 110.43047332763672;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 112) >>> 0)) >>> 0);
-      const base = ((Math.imul(((13672 + __umod(index_23, 12544)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
-    }
-    {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 112) >>> 0)) >>> 0);
-      const base = ((Math.imul(((13672 + __umod(index_23, 12544)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 112) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((13672 + __umod(index_34, 12544)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 112) >>> 0)) >>> 0);
-      const base = ((Math.imul(((13672 + __umod(index_23, 12544)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 112) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((13672 + __umod(index_34, 12544)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 112) >>> 0)) >>> 0);
-      const base = ((Math.imul(((13672 + __umod(index_23, 12544)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 112) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((13672 + __umod(index_34, 12544)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 6) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    {
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 112) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((13672 + __umod(index_34, 12544)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
+    }
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 6) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
+    const cell_2 = new Uint32Array(2);
+    const coords_3 = new Uint32Array(2);
+    const w0_4 = new Float32Array(2);
+    const w1_5 = new Float32Array(2);
+    const dw_6 = new Float32Array(2);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 152.98719787597656, 0.5)));
-      const g_5 = ((__fma(xd_2, 152.98719787597656, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 152.98719787597656, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 152.98719787597656, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 152.98719787597656;
+      const xd_8 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 152.98719787597656, 0.5)));
+      const g_11 = ((__fma(xd_8, 152.98719787597656, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 152.98719787597656, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 152.98719787597656, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 152.98719787597656;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 152.98719787597656, 0.5)));
-      const g_5 = ((__fma(xd_2, 152.98719787597656, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 152.98719787597656, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 152.98719787597656, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 152.98719787597656;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 152.98719787597656, 0.5)));
+      const g_11 = ((__fma(xd_8, 152.98719787597656, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 152.98719787597656, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 152.98719787597656, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 152.98719787597656;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 154) >>> 0)) >>> 0);
-      const base = ((Math.imul(((26216 + __umod(index_23, 23720)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
-    }
-    {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 154) >>> 0)) >>> 0);
-      const base = ((Math.imul(((26216 + __umod(index_23, 23720)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 154) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((26216 + __umod(index_34, 23720)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 154) >>> 0)) >>> 0);
-      const base = ((Math.imul(((26216 + __umod(index_23, 23720)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 154) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((26216 + __umod(index_34, 23720)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 154) >>> 0)) >>> 0);
-      const base = ((Math.imul(((26216 + __umod(index_23, 23720)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 154) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((26216 + __umod(index_34, 23720)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 7) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    {
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 154) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((26216 + __umod(index_34, 23720)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
+    }
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 7) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
+    const cell_2 = new Uint32Array(2);
+    const coords_3 = new Uint32Array(2);
+    const w0_4 = new Float32Array(2);
+    const w1_5 = new Float32Array(2);
+    const dw_6 = new Float32Array(2);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 211.79690551757812, 0.5)));
-      const g_5 = ((__fma(xd_2, 211.79690551757812, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 211.79690551757812, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 211.79690551757812, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 211.79690551757812;
+      const xd_8 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 211.79690551757812, 0.5)));
+      const g_11 = ((__fma(xd_8, 211.79690551757812, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 211.79690551757812, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 211.79690551757812, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 211.79690551757812;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 211.79690551757812, 0.5)));
-      const g_5 = ((__fma(xd_2, 211.79690551757812, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 211.79690551757812, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 211.79690551757812, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 211.79690551757812;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 211.79690551757812, 0.5)));
+      const g_11 = ((__fma(xd_8, 211.79690551757812, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 211.79690551757812, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 211.79690551757812, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 211.79690551757812;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 213) >>> 0)) >>> 0);
-      const base = ((Math.imul(((49936 + __umod(index_23, 45376)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
-    }
-    {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 213) >>> 0)) >>> 0);
-      const base = ((Math.imul(((49936 + __umod(index_23, 45376)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 213) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((49936 + __umod(index_34, 45376)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 213) >>> 0)) >>> 0);
-      const base = ((Math.imul(((49936 + __umod(index_23, 45376)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 213) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((49936 + __umod(index_34, 45376)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 213) >>> 0)) >>> 0);
-      const base = ((Math.imul(((49936 + __umod(index_23, 45376)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 213) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((49936 + __umod(index_34, 45376)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 8) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    {
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 213) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((49936 + __umod(index_34, 45376)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
+    }
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 8) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
+    const cell_2 = new Uint32Array(2);
+    const coords_3 = new Uint32Array(2);
+    const w0_4 = new Float32Array(2);
+    const w1_5 = new Float32Array(2);
+    const dw_6 = new Float32Array(2);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 293.0667724609375, 0.5)));
-      const g_5 = ((__fma(xd_2, 293.0667724609375, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 293.0667724609375, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 293.0667724609375, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 293.0667724609375;
+      const xd_8 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 293.0667724609375, 0.5)));
+      const g_11 = ((__fma(xd_8, 293.0667724609375, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 293.0667724609375, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 293.0667724609375, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 293.0667724609375;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 293.0667724609375, 0.5)));
-      const g_5 = ((__fma(xd_2, 293.0667724609375, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 293.0667724609375, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 293.0667724609375, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 293.0667724609375;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 293.0667724609375, 0.5)));
+      const g_11 = ((__fma(xd_8, 293.0667724609375, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 293.0667724609375, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 293.0667724609375, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 293.0667724609375;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 295) >>> 0)) >>> 0);
-      const base = ((Math.imul(((95312 + __umod(index_23, 87032)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
-    }
-    {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 295) >>> 0)) >>> 0);
-      const base = ((Math.imul(((95312 + __umod(index_23, 87032)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 295) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((95312 + __umod(index_34, 87032)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 295) >>> 0)) >>> 0);
-      const base = ((Math.imul(((95312 + __umod(index_23, 87032)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 295) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((95312 + __umod(index_34, 87032)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 295) >>> 0)) >>> 0);
-      const base = ((Math.imul(((95312 + __umod(index_23, 87032)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 295) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((95312 + __umod(index_34, 87032)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 9) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    {
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 295) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((95312 + __umod(index_34, 87032)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
+    }
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 9) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
+    const cell_2 = new Uint32Array(2);
+    const coords_3 = new Uint32Array(2);
+    const w0_4 = new Float32Array(2);
+    const w1_5 = new Float32Array(2);
+    const dw_6 = new Float32Array(2);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 405.3746643066406, 0.5)));
-      const g_5 = ((__fma(xd_2, 405.3746643066406, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 405.3746643066406, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 405.3746643066406, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 405.3746643066406;
+      const xd_8 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 405.3746643066406, 0.5)));
+      const g_11 = ((__fma(xd_8, 405.3746643066406, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 405.3746643066406, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 405.3746643066406, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 405.3746643066406;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 405.3746643066406, 0.5)));
-      const g_5 = ((__fma(xd_2, 405.3746643066406, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 405.3746643066406, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 405.3746643066406, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 405.3746643066406;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 405.3746643066406, 0.5)));
+      const g_11 = ((__fma(xd_8, 405.3746643066406, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 405.3746643066406, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 405.3746643066406, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 405.3746643066406;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 407) >>> 0)) >>> 0);
-      const base = ((Math.imul(((182344 + __umod(index_23, 165656)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
-    }
-    {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 407) >>> 0)) >>> 0);
-      const base = ((Math.imul(((182344 + __umod(index_23, 165656)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 407) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((182344 + __umod(index_34, 165656)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 407) >>> 0)) >>> 0);
-      const base = ((Math.imul(((182344 + __umod(index_23, 165656)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 407) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((182344 + __umod(index_34, 165656)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 407) >>> 0)) >>> 0);
-      const base = ((Math.imul(((182344 + __umod(index_23, 165656)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 407) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((182344 + __umod(index_34, 165656)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 10) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    {
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 407) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((182344 + __umod(index_34, 165656)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
+    }
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 10) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
+    const cell_2 = new Uint32Array(2);
+    const coords_3 = new Uint32Array(2);
+    const w0_4 = new Float32Array(2);
+    const w1_5 = new Float32Array(2);
+    const dw_6 = new Float32Array(2);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 560.5744018554688, 0.5)));
-      const g_5 = ((__fma(xd_2, 560.5744018554688, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 560.5744018554688, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 560.5744018554688, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 560.5744018554688;
+      const xd_8 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 560.5744018554688, 0.5)));
+      const g_11 = ((__fma(xd_8, 560.5744018554688, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 560.5744018554688, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 560.5744018554688, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 560.5744018554688;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 560.5744018554688, 0.5)));
-      const g_5 = ((__fma(xd_2, 560.5744018554688, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 560.5744018554688, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 560.5744018554688, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 560.5744018554688;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 560.5744018554688, 0.5)));
+      const g_11 = ((__fma(xd_8, 560.5744018554688, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 560.5744018554688, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 560.5744018554688, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 560.5744018554688;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 562) >>> 0)) >>> 0);
-      const base = ((Math.imul(((348000 + __umod(index_23, 315848)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
-    }
-    {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 562) >>> 0)) >>> 0);
-      const base = ((Math.imul(((348000 + __umod(index_23, 315848)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 562) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((348000 + __umod(index_34, 315848)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 562) >>> 0)) >>> 0);
-      const base = ((Math.imul(((348000 + __umod(index_23, 315848)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 562) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((348000 + __umod(index_34, 315848)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 562) >>> 0)) >>> 0);
-      const base = ((Math.imul(((348000 + __umod(index_23, 315848)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 562) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((348000 + __umod(index_34, 315848)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 11) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    {
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 562) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((348000 + __umod(index_34, 315848)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
+    }
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 11) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
+    const cell_2 = new Uint32Array(2);
+    const coords_3 = new Uint32Array(2);
+    const w0_4 = new Float32Array(2);
+    const w1_5 = new Float32Array(2);
+    const dw_6 = new Float32Array(2);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 775.046875, 0.5)));
-      const g_5 = ((__fma(xd_2, 775.046875, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 775.046875, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 775.046875, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 775.046875;
+      const xd_8 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 775.046875, 0.5)));
+      const g_11 = ((__fma(xd_8, 775.046875, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 775.046875, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 775.046875, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 775.046875;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 775.046875, 0.5)));
-      const g_5 = ((__fma(xd_2, 775.046875, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 775.046875, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 775.046875, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 775.046875;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 775.046875, 0.5)));
+      const g_11 = ((__fma(xd_8, 775.046875, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 775.046875, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 775.046875, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 775.046875;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((663848 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((663848 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((663848 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((663848 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((663848 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((663848 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((663848 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((663848 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 12) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 12) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
+    const cell_2 = new Uint32Array(2);
+    const coords_3 = new Uint32Array(2);
+    const w0_4 = new Float32Array(2);
+    const w1_5 = new Float32Array(2);
+    const dw_6 = new Float32Array(2);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 1071.42919921875, 0.5)));
-      const g_5 = ((__fma(xd_2, 1071.42919921875, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 1071.42919921875, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 1071.42919921875, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 1071.42919921875;
+      const xd_8 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 1071.42919921875, 0.5)));
+      const g_11 = ((__fma(xd_8, 1071.42919921875, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 1071.42919921875, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 1071.42919921875, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 1071.42919921875;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 1071.42919921875, 0.5)));
-      const g_5 = ((__fma(xd_2, 1071.42919921875, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 1071.42919921875, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 1071.42919921875, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 1071.42919921875;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 1071.42919921875, 0.5)));
+      const g_11 = ((__fma(xd_8, 1071.42919921875, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 1071.42919921875, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 1071.42919921875, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 1071.42919921875;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((1188136 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((1188136 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((1188136 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((1188136 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((1188136 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((1188136 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((1188136 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((1188136 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 13) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 13) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
+    const cell_2 = new Uint32Array(2);
+    const coords_3 = new Uint32Array(2);
+    const w0_4 = new Float32Array(2);
+    const w1_5 = new Float32Array(2);
+    const dw_6 = new Float32Array(2);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 1481.003662109375, 0.5)));
-      const g_5 = ((__fma(xd_2, 1481.003662109375, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 1481.003662109375, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 1481.003662109375, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 1481.003662109375;
+      const xd_8 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 1481.003662109375, 0.5)));
+      const g_11 = ((__fma(xd_8, 1481.003662109375, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 1481.003662109375, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 1481.003662109375, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 1481.003662109375;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 1481.003662109375, 0.5)));
-      const g_5 = ((__fma(xd_2, 1481.003662109375, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 1481.003662109375, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 1481.003662109375, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 1481.003662109375;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 1481.003662109375, 0.5)));
+      const g_11 = ((__fma(xd_8, 1481.003662109375, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 1481.003662109375, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 1481.003662109375, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 1481.003662109375;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((1712424 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((1712424 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((1712424 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((1712424 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((1712424 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((1712424 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((1712424 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((1712424 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 14) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 14) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
+    const cell_2 = new Uint32Array(2);
+    const coords_3 = new Uint32Array(2);
+    const w0_4 = new Float32Array(2);
+    const w1_5 = new Float32Array(2);
+    const dw_6 = new Float32Array(2);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 2047, 0.5)));
-      const g_5 = ((__fma(xd_2, 2047, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 2047, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 2047, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 2047;
+      const xd_8 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 2047, 0.5)));
+      const g_11 = ((__fma(xd_8, 2047, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 2047, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 2047, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 2047;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 2047, 0.5)));
-      const g_5 = ((__fma(xd_2, 2047, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 2047, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 2047, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 2047;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 2047, 0.5)));
+      const g_11 = ((__fma(xd_8, 2047, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 2047, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 2047, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 2047;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((2236712 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((2236712 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((2236712 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((2236712 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((2236712 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((2236712 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((2236712 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((2236712 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 15) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 15) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
 }
 export function gridForward(ngp_n, x, params, out) {
@@ -2708,1838 +2708,1838 @@ export function gridBackward(ngp_n, x, dy, grad) {
 }
 
 function gridInputGrad_body(i, x, params, dy, dx) {
-  const acc = new Float32Array(2);
+  const acc_1 = new Float32Array(2);
   {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
+    const cell_3 = new Uint32Array(2);
+    const coords_4 = new Uint32Array(2);
+    const w0_5 = new Float32Array(2);
+    const w1_6 = new Float32Array(2);
+    const dw_7 = new Float32Array(2);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 15, 0.5)));
-      const g_5 = ((__fma(xd_2, 15, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 15, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 15, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 15;
+      const xd_9 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 15, 0.5)));
+      const g_12 = ((__fma(xd_9, 15, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 15, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 15, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 15;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 15, 0.5)));
-      const g_5 = ((__fma(xd_2, 15, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 15, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 15, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 15;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 15, 0.5)));
+      const g_12 = ((__fma(xd_9, 15, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 15, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 15, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 15;
     }
-    const o = ((Math.imul((Math.imul(i, 16) >>> 0), 2)) >>> 0);
+    const o_21 = ((Math.imul((Math.imul(i, 16) >>> 0), 2)) >>> 0);
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 16) >>> 0)) >>> 0);
-      const base = ((Math.imul(__umod(index_15, 256), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 16) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(__umod(index_24, 256), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 16) >>> 0)) >>> 0);
-      const base = ((Math.imul(__umod(index_15, 256), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 16) >>> 0)) >>> 0);
-      const base = ((Math.imul(__umod(index_15, 256), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 16) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(__umod(index_24, 256), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 16) >>> 0)) >>> 0);
-      const base = ((Math.imul(__umod(index_15, 256), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 16) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(__umod(index_24, 256), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 16) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(__umod(index_24, 256), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
     }
   }
   {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
+    const cell_3 = new Uint32Array(2);
+    const coords_4 = new Uint32Array(2);
+    const w0_5 = new Float32Array(2);
+    const w1_6 = new Float32Array(2);
+    const dw_7 = new Float32Array(2);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 21.110605239868164, 0.5)));
-      const g_5 = ((__fma(xd_2, 21.110605239868164, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 21.110605239868164, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 21.110605239868164, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 21.110605239868164;
+      const xd_9 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 21.110605239868164, 0.5)));
+      const g_12 = ((__fma(xd_9, 21.110605239868164, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 21.110605239868164, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 21.110605239868164, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 21.110605239868164;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 21.110605239868164, 0.5)));
-      const g_5 = ((__fma(xd_2, 21.110605239868164, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 21.110605239868164, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 21.110605239868164, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 21.110605239868164;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 21.110605239868164, 0.5)));
+      const g_12 = ((__fma(xd_9, 21.110605239868164, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 21.110605239868164, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 21.110605239868164, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 21.110605239868164;
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 1) >>> 0), 2)) >>> 0);
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 1) >>> 0), 2)) >>> 0);
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 23) >>> 0)) >>> 0);
-      const base = ((Math.imul(((256 + __umod(index_15, 536)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 23) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((256 + __umod(index_24, 536)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 23) >>> 0)) >>> 0);
-      const base = ((Math.imul(((256 + __umod(index_15, 536)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 23) >>> 0)) >>> 0);
-      const base = ((Math.imul(((256 + __umod(index_15, 536)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 23) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((256 + __umod(index_24, 536)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 23) >>> 0)) >>> 0);
-      const base = ((Math.imul(((256 + __umod(index_15, 536)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-    }
-  }
-  {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
-    {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 29.554931640625, 0.5)));
-      const g_5 = ((__fma(xd_2, 29.554931640625, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 29.554931640625, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 29.554931640625, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 29.554931640625;
-    }
-    {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 29.554931640625, 0.5)));
-      const g_5 = ((__fma(xd_2, 29.554931640625, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 29.554931640625, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 29.554931640625, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 29.554931640625;
-    }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 2) >>> 0), 2)) >>> 0);
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 31) >>> 0)) >>> 0);
-      const base = ((Math.imul(((792 + __umod(index_15, 968)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 31) >>> 0)) >>> 0);
-      const base = ((Math.imul(((792 + __umod(index_15, 968)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 23) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((256 + __umod(index_24, 536)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 31) >>> 0)) >>> 0);
-      const base = ((Math.imul(((792 + __umod(index_15, 968)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 31) >>> 0)) >>> 0);
-      const base = ((Math.imul(((792 + __umod(index_15, 968)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 23) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((256 + __umod(index_24, 536)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
     }
   }
   {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
+    const cell_3 = new Uint32Array(2);
+    const coords_4 = new Uint32Array(2);
+    const w0_5 = new Float32Array(2);
+    const w1_6 = new Float32Array(2);
+    const dw_7 = new Float32Array(2);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 41.2242546081543, 0.5)));
-      const g_5 = ((__fma(xd_2, 41.2242546081543, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 41.2242546081543, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 41.2242546081543, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 41.2242546081543;
+      const xd_9 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 29.554931640625, 0.5)));
+      const g_12 = ((__fma(xd_9, 29.554931640625, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 29.554931640625, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 29.554931640625, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 29.554931640625;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 41.2242546081543, 0.5)));
-      const g_5 = ((__fma(xd_2, 41.2242546081543, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 41.2242546081543, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 41.2242546081543, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 41.2242546081543;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 29.554931640625, 0.5)));
+      const g_12 = ((__fma(xd_9, 29.554931640625, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 29.554931640625, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 29.554931640625, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 29.554931640625;
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 3) >>> 0), 2)) >>> 0);
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 2) >>> 0), 2)) >>> 0);
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 43) >>> 0)) >>> 0);
-      const base = ((Math.imul(((1760 + __umod(index_15, 1856)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 31) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((792 + __umod(index_24, 968)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 43) >>> 0)) >>> 0);
-      const base = ((Math.imul(((1760 + __umod(index_15, 1856)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 43) >>> 0)) >>> 0);
-      const base = ((Math.imul(((1760 + __umod(index_15, 1856)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 31) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((792 + __umod(index_24, 968)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 43) >>> 0)) >>> 0);
-      const base = ((Math.imul(((1760 + __umod(index_15, 1856)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-    }
-  }
-  {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
-    {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 57.35023880004883, 0.5)));
-      const g_5 = ((__fma(xd_2, 57.35023880004883, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 57.35023880004883, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 57.35023880004883, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 57.35023880004883;
-    }
-    {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 57.35023880004883, 0.5)));
-      const g_5 = ((__fma(xd_2, 57.35023880004883, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 57.35023880004883, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 57.35023880004883, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 57.35023880004883;
-    }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 4) >>> 0), 2)) >>> 0);
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 59) >>> 0)) >>> 0);
-      const base = ((Math.imul(((3616 + __umod(index_15, 3488)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 59) >>> 0)) >>> 0);
-      const base = ((Math.imul(((3616 + __umod(index_15, 3488)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 31) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((792 + __umod(index_24, 968)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 59) >>> 0)) >>> 0);
-      const base = ((Math.imul(((3616 + __umod(index_15, 3488)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 59) >>> 0)) >>> 0);
-      const base = ((Math.imul(((3616 + __umod(index_15, 3488)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 31) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((792 + __umod(index_24, 968)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
     }
   }
   {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
+    const cell_3 = new Uint32Array(2);
+    const coords_4 = new Uint32Array(2);
+    const w0_5 = new Float32Array(2);
+    const w1_6 = new Float32Array(2);
+    const dw_7 = new Float32Array(2);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 79.63494873046875, 0.5)));
-      const g_5 = ((__fma(xd_2, 79.63494873046875, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 79.63494873046875, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 79.63494873046875, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 79.63494873046875;
+      const xd_9 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 41.2242546081543, 0.5)));
+      const g_12 = ((__fma(xd_9, 41.2242546081543, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 41.2242546081543, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 41.2242546081543, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 41.2242546081543;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 79.63494873046875, 0.5)));
-      const g_5 = ((__fma(xd_2, 79.63494873046875, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 79.63494873046875, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 79.63494873046875, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 79.63494873046875;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 41.2242546081543, 0.5)));
+      const g_12 = ((__fma(xd_9, 41.2242546081543, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 41.2242546081543, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 41.2242546081543, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 41.2242546081543;
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 5) >>> 0), 2)) >>> 0);
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 3) >>> 0), 2)) >>> 0);
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 81) >>> 0)) >>> 0);
-      const base = ((Math.imul(((7104 + __umod(index_15, 6568)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 43) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((1760 + __umod(index_24, 1856)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 81) >>> 0)) >>> 0);
-      const base = ((Math.imul(((7104 + __umod(index_15, 6568)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 81) >>> 0)) >>> 0);
-      const base = ((Math.imul(((7104 + __umod(index_15, 6568)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 43) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((1760 + __umod(index_24, 1856)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 81) >>> 0)) >>> 0);
-      const base = ((Math.imul(((7104 + __umod(index_15, 6568)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-    }
-  }
-  {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
-    {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 110.43047332763672, 0.5)));
-      const g_5 = ((__fma(xd_2, 110.43047332763672, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 110.43047332763672, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 110.43047332763672, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 110.43047332763672;
-    }
-    {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 110.43047332763672, 0.5)));
-      const g_5 = ((__fma(xd_2, 110.43047332763672, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 110.43047332763672, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 110.43047332763672, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 110.43047332763672;
-    }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 6) >>> 0), 2)) >>> 0);
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 112) >>> 0)) >>> 0);
-      const base = ((Math.imul(((13672 + __umod(index_15, 12544)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 112) >>> 0)) >>> 0);
-      const base = ((Math.imul(((13672 + __umod(index_15, 12544)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 43) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((1760 + __umod(index_24, 1856)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 112) >>> 0)) >>> 0);
-      const base = ((Math.imul(((13672 + __umod(index_15, 12544)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 112) >>> 0)) >>> 0);
-      const base = ((Math.imul(((13672 + __umod(index_15, 12544)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 43) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((1760 + __umod(index_24, 1856)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
     }
   }
   {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
+    const cell_3 = new Uint32Array(2);
+    const coords_4 = new Uint32Array(2);
+    const w0_5 = new Float32Array(2);
+    const w1_6 = new Float32Array(2);
+    const dw_7 = new Float32Array(2);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 152.98719787597656, 0.5)));
-      const g_5 = ((__fma(xd_2, 152.98719787597656, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 152.98719787597656, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 152.98719787597656, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 152.98719787597656;
+      const xd_9 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 57.35023880004883, 0.5)));
+      const g_12 = ((__fma(xd_9, 57.35023880004883, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 57.35023880004883, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 57.35023880004883, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 57.35023880004883;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 152.98719787597656, 0.5)));
-      const g_5 = ((__fma(xd_2, 152.98719787597656, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 152.98719787597656, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 152.98719787597656, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 152.98719787597656;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 57.35023880004883, 0.5)));
+      const g_12 = ((__fma(xd_9, 57.35023880004883, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 57.35023880004883, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 57.35023880004883, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 57.35023880004883;
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 7) >>> 0), 2)) >>> 0);
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 4) >>> 0), 2)) >>> 0);
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 154) >>> 0)) >>> 0);
-      const base = ((Math.imul(((26216 + __umod(index_15, 23720)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 59) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((3616 + __umod(index_24, 3488)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 154) >>> 0)) >>> 0);
-      const base = ((Math.imul(((26216 + __umod(index_15, 23720)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 154) >>> 0)) >>> 0);
-      const base = ((Math.imul(((26216 + __umod(index_15, 23720)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 59) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((3616 + __umod(index_24, 3488)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 154) >>> 0)) >>> 0);
-      const base = ((Math.imul(((26216 + __umod(index_15, 23720)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-    }
-  }
-  {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
-    {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 211.79690551757812, 0.5)));
-      const g_5 = ((__fma(xd_2, 211.79690551757812, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 211.79690551757812, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 211.79690551757812, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 211.79690551757812;
-    }
-    {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 211.79690551757812, 0.5)));
-      const g_5 = ((__fma(xd_2, 211.79690551757812, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 211.79690551757812, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 211.79690551757812, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 211.79690551757812;
-    }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 8) >>> 0), 2)) >>> 0);
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 213) >>> 0)) >>> 0);
-      const base = ((Math.imul(((49936 + __umod(index_15, 45376)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 213) >>> 0)) >>> 0);
-      const base = ((Math.imul(((49936 + __umod(index_15, 45376)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 59) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((3616 + __umod(index_24, 3488)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 213) >>> 0)) >>> 0);
-      const base = ((Math.imul(((49936 + __umod(index_15, 45376)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 213) >>> 0)) >>> 0);
-      const base = ((Math.imul(((49936 + __umod(index_15, 45376)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 59) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((3616 + __umod(index_24, 3488)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
     }
   }
   {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
+    const cell_3 = new Uint32Array(2);
+    const coords_4 = new Uint32Array(2);
+    const w0_5 = new Float32Array(2);
+    const w1_6 = new Float32Array(2);
+    const dw_7 = new Float32Array(2);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 293.0667724609375, 0.5)));
-      const g_5 = ((__fma(xd_2, 293.0667724609375, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 293.0667724609375, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 293.0667724609375, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 293.0667724609375;
+      const xd_9 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 79.63494873046875, 0.5)));
+      const g_12 = ((__fma(xd_9, 79.63494873046875, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 79.63494873046875, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 79.63494873046875, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 79.63494873046875;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 293.0667724609375, 0.5)));
-      const g_5 = ((__fma(xd_2, 293.0667724609375, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 293.0667724609375, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 293.0667724609375, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 293.0667724609375;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 79.63494873046875, 0.5)));
+      const g_12 = ((__fma(xd_9, 79.63494873046875, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 79.63494873046875, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 79.63494873046875, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 79.63494873046875;
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 9) >>> 0), 2)) >>> 0);
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 5) >>> 0), 2)) >>> 0);
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 295) >>> 0)) >>> 0);
-      const base = ((Math.imul(((95312 + __umod(index_15, 87032)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 81) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((7104 + __umod(index_24, 6568)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 295) >>> 0)) >>> 0);
-      const base = ((Math.imul(((95312 + __umod(index_15, 87032)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 295) >>> 0)) >>> 0);
-      const base = ((Math.imul(((95312 + __umod(index_15, 87032)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 81) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((7104 + __umod(index_24, 6568)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 295) >>> 0)) >>> 0);
-      const base = ((Math.imul(((95312 + __umod(index_15, 87032)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-    }
-  }
-  {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
-    {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 405.3746643066406, 0.5)));
-      const g_5 = ((__fma(xd_2, 405.3746643066406, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 405.3746643066406, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 405.3746643066406, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 405.3746643066406;
-    }
-    {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 405.3746643066406, 0.5)));
-      const g_5 = ((__fma(xd_2, 405.3746643066406, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 405.3746643066406, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 405.3746643066406, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 405.3746643066406;
-    }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 10) >>> 0), 2)) >>> 0);
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 407) >>> 0)) >>> 0);
-      const base = ((Math.imul(((182344 + __umod(index_15, 165656)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 407) >>> 0)) >>> 0);
-      const base = ((Math.imul(((182344 + __umod(index_15, 165656)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 81) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((7104 + __umod(index_24, 6568)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 407) >>> 0)) >>> 0);
-      const base = ((Math.imul(((182344 + __umod(index_15, 165656)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 407) >>> 0)) >>> 0);
-      const base = ((Math.imul(((182344 + __umod(index_15, 165656)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 81) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((7104 + __umod(index_24, 6568)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
     }
   }
   {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
+    const cell_3 = new Uint32Array(2);
+    const coords_4 = new Uint32Array(2);
+    const w0_5 = new Float32Array(2);
+    const w1_6 = new Float32Array(2);
+    const dw_7 = new Float32Array(2);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 560.5744018554688, 0.5)));
-      const g_5 = ((__fma(xd_2, 560.5744018554688, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 560.5744018554688, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 560.5744018554688, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 560.5744018554688;
+      const xd_9 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 110.43047332763672, 0.5)));
+      const g_12 = ((__fma(xd_9, 110.43047332763672, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 110.43047332763672, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 110.43047332763672, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 110.43047332763672;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 560.5744018554688, 0.5)));
-      const g_5 = ((__fma(xd_2, 560.5744018554688, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 560.5744018554688, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 560.5744018554688, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 560.5744018554688;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 110.43047332763672, 0.5)));
+      const g_12 = ((__fma(xd_9, 110.43047332763672, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 110.43047332763672, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 110.43047332763672, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 110.43047332763672;
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 11) >>> 0), 2)) >>> 0);
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 6) >>> 0), 2)) >>> 0);
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 562) >>> 0)) >>> 0);
-      const base = ((Math.imul(((348000 + __umod(index_15, 315848)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 112) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((13672 + __umod(index_24, 12544)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 562) >>> 0)) >>> 0);
-      const base = ((Math.imul(((348000 + __umod(index_15, 315848)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 562) >>> 0)) >>> 0);
-      const base = ((Math.imul(((348000 + __umod(index_15, 315848)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 112) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((13672 + __umod(index_24, 12544)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 562) >>> 0)) >>> 0);
-      const base = ((Math.imul(((348000 + __umod(index_15, 315848)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-    }
-  }
-  {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
-    {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 775.046875, 0.5)));
-      const g_5 = ((__fma(xd_2, 775.046875, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 775.046875, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 775.046875, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 775.046875;
-    }
-    {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 775.046875, 0.5)));
-      const g_5 = ((__fma(xd_2, 775.046875, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 775.046875, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 775.046875, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 775.046875;
-    }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 12) >>> 0), 2)) >>> 0);
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_15 = 0;
-      {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((663848 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 112) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((13672 + __umod(index_24, 12544)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((663848 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 112) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((13672 + __umod(index_24, 12544)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((663848 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = 0;
-      {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((663848 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
     }
   }
   {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
+    const cell_3 = new Uint32Array(2);
+    const coords_4 = new Uint32Array(2);
+    const w0_5 = new Float32Array(2);
+    const w1_6 = new Float32Array(2);
+    const dw_7 = new Float32Array(2);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 1071.42919921875, 0.5)));
-      const g_5 = ((__fma(xd_2, 1071.42919921875, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 1071.42919921875, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 1071.42919921875, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 1071.42919921875;
+      const xd_9 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 152.98719787597656, 0.5)));
+      const g_12 = ((__fma(xd_9, 152.98719787597656, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 152.98719787597656, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 152.98719787597656, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 152.98719787597656;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 1071.42919921875, 0.5)));
-      const g_5 = ((__fma(xd_2, 1071.42919921875, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 1071.42919921875, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 1071.42919921875, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 1071.42919921875;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 152.98719787597656, 0.5)));
+      const g_12 = ((__fma(xd_9, 152.98719787597656, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 152.98719787597656, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 152.98719787597656, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 152.98719787597656;
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 13) >>> 0), 2)) >>> 0);
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 7) >>> 0), 2)) >>> 0);
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 154) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((26216 + __umod(index_24, 23720)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((1188136 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 154) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((26216 + __umod(index_24, 23720)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((1188136 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 154) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((26216 + __umod(index_24, 23720)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((1188136 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 154) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((26216 + __umod(index_24, 23720)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((1188136 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
     }
   }
   {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
+    const cell_3 = new Uint32Array(2);
+    const coords_4 = new Uint32Array(2);
+    const w0_5 = new Float32Array(2);
+    const w1_6 = new Float32Array(2);
+    const dw_7 = new Float32Array(2);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 1481.003662109375, 0.5)));
-      const g_5 = ((__fma(xd_2, 1481.003662109375, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 1481.003662109375, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 1481.003662109375, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 1481.003662109375;
+      const xd_9 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 211.79690551757812, 0.5)));
+      const g_12 = ((__fma(xd_9, 211.79690551757812, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 211.79690551757812, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 211.79690551757812, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 211.79690551757812;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 1481.003662109375, 0.5)));
-      const g_5 = ((__fma(xd_2, 1481.003662109375, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 1481.003662109375, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 1481.003662109375, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 1481.003662109375;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 211.79690551757812, 0.5)));
+      const g_12 = ((__fma(xd_9, 211.79690551757812, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 211.79690551757812, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 211.79690551757812, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 211.79690551757812;
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 14) >>> 0), 2)) >>> 0);
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 8) >>> 0), 2)) >>> 0);
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 213) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((49936 + __umod(index_24, 45376)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((1712424 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 213) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((49936 + __umod(index_24, 45376)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((1712424 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 213) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((49936 + __umod(index_24, 45376)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((1712424 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 213) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((49936 + __umod(index_24, 45376)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((1712424 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
     }
   }
   {
-    const cell = new Uint32Array(2);
-    const coords = new Uint32Array(2);
-    const w0 = new Float32Array(2);
-    const w1 = new Float32Array(2);
-    const dw = new Float32Array(2);
+    const cell_3 = new Uint32Array(2);
+    const coords_4 = new Uint32Array(2);
+    const w0_5 = new Float32Array(2);
+    const w1_6 = new Float32Array(2);
+    const dw_7 = new Float32Array(2);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 2047, 0.5)));
-      const g_5 = ((__fma(xd_2, 2047, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 2047, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 2047, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 2047;
+      const xd_9 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 293.0667724609375, 0.5)));
+      const g_12 = ((__fma(xd_9, 293.0667724609375, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 293.0667724609375, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 293.0667724609375, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 293.0667724609375;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 2047, 0.5)));
-      const g_5 = ((__fma(xd_2, 2047, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 2047, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 2047, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 2047;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 293.0667724609375, 0.5)));
+      const g_12 = ((__fma(xd_9, 293.0667724609375, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 293.0667724609375, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 293.0667724609375, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 293.0667724609375;
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 15) >>> 0), 2)) >>> 0);
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 9) >>> 0), 2)) >>> 0);
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 295) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((95312 + __umod(index_24, 87032)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((2236712 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 295) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((95312 + __umod(index_24, 87032)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((2236712 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 295) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((95312 + __umod(index_24, 87032)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((2236712 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 295) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((95312 + __umod(index_24, 87032)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((2236712 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
     }
   }
   {
-    const xd = x[(Math.imul(i, 2) >>> 0)];
-    dx[(Math.imul(i, 2) >>> 0)] = ((xd >= 0 && xd <= 1) ? (acc[0]) : (0));
+    const cell_3 = new Uint32Array(2);
+    const coords_4 = new Uint32Array(2);
+    const w0_5 = new Float32Array(2);
+    const w1_6 = new Float32Array(2);
+    const dw_7 = new Float32Array(2);
+    {
+      const xd_9 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 405.3746643066406, 0.5)));
+      const g_12 = ((__fma(xd_9, 405.3746643066406, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 405.3746643066406, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 405.3746643066406, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 405.3746643066406;
+    }
+    {
+      const xd_9 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 405.3746643066406, 0.5)));
+      const g_12 = ((__fma(xd_9, 405.3746643066406, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 405.3746643066406, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 405.3746643066406, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 405.3746643066406;
+    }
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 10) >>> 0), 2)) >>> 0);
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 407) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((182344 + __umod(index_24, 165656)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 407) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((182344 + __umod(index_24, 165656)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 407) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((182344 + __umod(index_24, 165656)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 407) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((182344 + __umod(index_24, 165656)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+    }
   }
   {
-    const xd = x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)];
-    dx[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)] = ((xd >= 0 && xd <= 1) ? (acc[1]) : (0));
+    const cell_3 = new Uint32Array(2);
+    const coords_4 = new Uint32Array(2);
+    const w0_5 = new Float32Array(2);
+    const w1_6 = new Float32Array(2);
+    const dw_7 = new Float32Array(2);
+    {
+      const xd_9 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 560.5744018554688, 0.5)));
+      const g_12 = ((__fma(xd_9, 560.5744018554688, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 560.5744018554688, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 560.5744018554688, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 560.5744018554688;
+    }
+    {
+      const xd_9 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 560.5744018554688, 0.5)));
+      const g_12 = ((__fma(xd_9, 560.5744018554688, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 560.5744018554688, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 560.5744018554688, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 560.5744018554688;
+    }
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 11) >>> 0), 2)) >>> 0);
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 562) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((348000 + __umod(index_24, 315848)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 562) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((348000 + __umod(index_24, 315848)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 562) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((348000 + __umod(index_24, 315848)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 562) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((348000 + __umod(index_24, 315848)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+    }
+  }
+  {
+    const cell_3 = new Uint32Array(2);
+    const coords_4 = new Uint32Array(2);
+    const w0_5 = new Float32Array(2);
+    const w1_6 = new Float32Array(2);
+    const dw_7 = new Float32Array(2);
+    {
+      const xd_9 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 775.046875, 0.5)));
+      const g_12 = ((__fma(xd_9, 775.046875, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 775.046875, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 775.046875, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 775.046875;
+    }
+    {
+      const xd_9 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 775.046875, 0.5)));
+      const g_12 = ((__fma(xd_9, 775.046875, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 775.046875, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 775.046875, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 775.046875;
+    }
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 12) >>> 0), 2)) >>> 0);
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((663848 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((663848 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((663848 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((663848 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+    }
+  }
+  {
+    const cell_3 = new Uint32Array(2);
+    const coords_4 = new Uint32Array(2);
+    const w0_5 = new Float32Array(2);
+    const w1_6 = new Float32Array(2);
+    const dw_7 = new Float32Array(2);
+    {
+      const xd_9 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 1071.42919921875, 0.5)));
+      const g_12 = ((__fma(xd_9, 1071.42919921875, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 1071.42919921875, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 1071.42919921875, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 1071.42919921875;
+    }
+    {
+      const xd_9 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 1071.42919921875, 0.5)));
+      const g_12 = ((__fma(xd_9, 1071.42919921875, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 1071.42919921875, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 1071.42919921875, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 1071.42919921875;
+    }
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 13) >>> 0), 2)) >>> 0);
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((1188136 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((1188136 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((1188136 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((1188136 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+    }
+  }
+  {
+    const cell_3 = new Uint32Array(2);
+    const coords_4 = new Uint32Array(2);
+    const w0_5 = new Float32Array(2);
+    const w1_6 = new Float32Array(2);
+    const dw_7 = new Float32Array(2);
+    {
+      const xd_9 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 1481.003662109375, 0.5)));
+      const g_12 = ((__fma(xd_9, 1481.003662109375, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 1481.003662109375, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 1481.003662109375, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 1481.003662109375;
+    }
+    {
+      const xd_9 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 1481.003662109375, 0.5)));
+      const g_12 = ((__fma(xd_9, 1481.003662109375, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 1481.003662109375, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 1481.003662109375, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 1481.003662109375;
+    }
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 14) >>> 0), 2)) >>> 0);
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((1712424 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((1712424 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((1712424 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((1712424 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+    }
+  }
+  {
+    const cell_3 = new Uint32Array(2);
+    const coords_4 = new Uint32Array(2);
+    const w0_5 = new Float32Array(2);
+    const w1_6 = new Float32Array(2);
+    const dw_7 = new Float32Array(2);
+    {
+      const xd_9 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 2047, 0.5)));
+      const g_12 = ((__fma(xd_9, 2047, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 2047, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 2047, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 2047;
+    }
+    {
+      const xd_9 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 2047, 0.5)));
+      const g_12 = ((__fma(xd_9, 2047, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 2047, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 2047, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 2047;
+    }
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 15) >>> 0), 2)) >>> 0);
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((2236712 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((2236712 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((2236712 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((2236712 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+    }
+  }
+  {
+    const xd_36 = x[(Math.imul(i, 2) >>> 0)];
+    dx[(Math.imul(i, 2) >>> 0)] = ((xd_36 >= 0 && xd_36 <= 1) ? (acc_1[0]) : (0));
+  }
+  {
+    const xd_36 = x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)];
+    dx[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)] = ((xd_36 >= 0 && xd_36 <= 1) ? (acc_1[1]) : (0));
   }
 }
 export function gridInputGrad(ngp_n, x, params, dy, dx) {

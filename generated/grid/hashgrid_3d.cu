@@ -18,2916 +18,2916 @@ NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 
 
 NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 15.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 15.0f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 15.0f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 15.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 15.0f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 15.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 15.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 15.0f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 15.0f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 15.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 15.0f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 15.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 15.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 15.0f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 15.0f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 15.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 15.0f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 15.0f;
     }
-    float acc[2] = {};
+    float acc_20[2] = {};
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 16u;
-      index_23 += coords[2] * 256u;
-      const uint32_t base = index_23 % 4096u * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
-    }
-    {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 16u;
-      index_23 += coords[2] * 256u;
-      const uint32_t base = index_23 % 4096u * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 16u;
+      index_34 += coords_3[2] * 256u;
+      const uint32_t base_39 = index_34 % 4096u * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 16u;
-      index_23 += coords[2] * 256u;
-      const uint32_t base = index_23 % 4096u * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 16u;
+      index_34 += coords_3[2] * 256u;
+      const uint32_t base_39 = index_34 % 4096u * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 16u;
-      index_23 += coords[2] * 256u;
-      const uint32_t base = index_23 % 4096u * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 16u;
+      index_34 += coords_3[2] * 256u;
+      const uint32_t base_39 = index_34 % 4096u * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 16u;
-      index_23 += coords[2] * 256u;
-      const uint32_t base = index_23 % 4096u * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 16u;
+      index_34 += coords_3[2] * 256u;
+      const uint32_t base_39 = index_34 % 4096u * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 16u;
-      index_23 += coords[2] * 256u;
-      const uint32_t base = index_23 % 4096u * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 16u;
+      index_34 += coords_3[2] * 256u;
+      const uint32_t base_39 = index_34 % 4096u * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 16u;
-      index_23 += coords[2] * 256u;
-      const uint32_t base = index_23 % 4096u * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 16u;
+      index_34 += coords_3[2] * 256u;
+      const uint32_t base_39 = index_34 % 4096u * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 16u;
-      index_23 += coords[2] * 256u;
-      const uint32_t base = index_23 % 4096u * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 16u;
+      index_34 += coords_3[2] * 256u;
+      const uint32_t base_39 = index_34 % 4096u * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
-    const uint32_t o = i * 16u * 2u;
-    out[o] = acc[0];
-    out[o + 1u] = acc[1];
+    {
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 16u;
+      index_34 += coords_3[2] * 256u;
+      const uint32_t base_39 = index_34 % 4096u * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    }
+    const uint32_t o_41 = i * 16u * 2u;
+    out[o_41] = acc_20[0];
+    out[o_41 + 1u] = acc_20[1];
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 19.158737f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 19.158737f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 19.158737f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 19.158737f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 19.158737f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 19.158737f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 19.158737f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 19.158737f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 19.158737f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 19.158737f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 19.158737f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 19.158737f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 19.158737f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 19.158737f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 19.158737f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 19.158737f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 19.158737f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 19.158737f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 19.158737f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 19.158737f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 19.158737f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 19.158737f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 19.158737f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 19.158737f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 19.158737f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 19.158737f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 19.158737f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 19.158737f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 19.158737f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 19.158737f;
     }
-    float acc[2] = {};
+    float acc_20[2] = {};
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 21u;
-      index_23 += coords[2] * 441u;
-      const uint32_t base = (4096u + index_23 % 9264u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
-    }
-    {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 21u;
-      index_23 += coords[2] * 441u;
-      const uint32_t base = (4096u + index_23 % 9264u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 21u;
+      index_34 += coords_3[2] * 441u;
+      const uint32_t base_39 = (4096u + index_34 % 9264u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 21u;
-      index_23 += coords[2] * 441u;
-      const uint32_t base = (4096u + index_23 % 9264u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 21u;
+      index_34 += coords_3[2] * 441u;
+      const uint32_t base_39 = (4096u + index_34 % 9264u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 21u;
-      index_23 += coords[2] * 441u;
-      const uint32_t base = (4096u + index_23 % 9264u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 21u;
+      index_34 += coords_3[2] * 441u;
+      const uint32_t base_39 = (4096u + index_34 % 9264u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 21u;
-      index_23 += coords[2] * 441u;
-      const uint32_t base = (4096u + index_23 % 9264u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 21u;
+      index_34 += coords_3[2] * 441u;
+      const uint32_t base_39 = (4096u + index_34 % 9264u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 21u;
-      index_23 += coords[2] * 441u;
-      const uint32_t base = (4096u + index_23 % 9264u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 21u;
+      index_34 += coords_3[2] * 441u;
+      const uint32_t base_39 = (4096u + index_34 % 9264u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 21u;
-      index_23 += coords[2] * 441u;
-      const uint32_t base = (4096u + index_23 % 9264u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 21u;
+      index_34 += coords_3[2] * 441u;
+      const uint32_t base_39 = (4096u + index_34 % 9264u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 21u;
-      index_23 += coords[2] * 441u;
-      const uint32_t base = (4096u + index_23 % 9264u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 21u;
+      index_34 += coords_3[2] * 441u;
+      const uint32_t base_39 = (4096u + index_34 % 9264u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
-    const uint32_t o = (i * 16u + 1u) * 2u;
-    out[o] = acc[0];
-    out[o + 1u] = acc[1];
+    {
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 21u;
+      index_34 += coords_3[2] * 441u;
+      const uint32_t base_39 = (4096u + index_34 % 9264u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    }
+    const uint32_t o_41 = (i * 16u + 1u) * 2u;
+    out[o_41] = acc_20[0];
+    out[o_41 + 1u] = acc_20[1];
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 24.398417f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 24.398417f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 24.398417f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 24.398417f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 24.398417f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 24.398417f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 24.398417f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 24.398417f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 24.398417f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 24.398417f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 24.398417f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 24.398417f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 24.398417f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 24.398417f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 24.398417f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 24.398417f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 24.398417f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 24.398417f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 24.398417f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 24.398417f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 24.398417f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 24.398417f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 24.398417f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 24.398417f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 24.398417f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 24.398417f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 24.398417f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 24.398417f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 24.398417f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 24.398417f;
     }
-    float acc[2] = {};
+    float acc_20[2] = {};
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 26u;
-      index_23 += coords[2] * 676u;
-      const uint32_t base = (13360u + index_23 % 17576u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
-    }
-    {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 26u;
-      index_23 += coords[2] * 676u;
-      const uint32_t base = (13360u + index_23 % 17576u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 26u;
+      index_34 += coords_3[2] * 676u;
+      const uint32_t base_39 = (13360u + index_34 % 17576u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 26u;
-      index_23 += coords[2] * 676u;
-      const uint32_t base = (13360u + index_23 % 17576u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 26u;
+      index_34 += coords_3[2] * 676u;
+      const uint32_t base_39 = (13360u + index_34 % 17576u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 26u;
-      index_23 += coords[2] * 676u;
-      const uint32_t base = (13360u + index_23 % 17576u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 26u;
+      index_34 += coords_3[2] * 676u;
+      const uint32_t base_39 = (13360u + index_34 % 17576u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 26u;
-      index_23 += coords[2] * 676u;
-      const uint32_t base = (13360u + index_23 % 17576u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 26u;
+      index_34 += coords_3[2] * 676u;
+      const uint32_t base_39 = (13360u + index_34 % 17576u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 26u;
-      index_23 += coords[2] * 676u;
-      const uint32_t base = (13360u + index_23 % 17576u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 26u;
+      index_34 += coords_3[2] * 676u;
+      const uint32_t base_39 = (13360u + index_34 % 17576u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 26u;
-      index_23 += coords[2] * 676u;
-      const uint32_t base = (13360u + index_23 % 17576u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 26u;
+      index_34 += coords_3[2] * 676u;
+      const uint32_t base_39 = (13360u + index_34 % 17576u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 26u;
-      index_23 += coords[2] * 676u;
-      const uint32_t base = (13360u + index_23 % 17576u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 26u;
+      index_34 += coords_3[2] * 676u;
+      const uint32_t base_39 = (13360u + index_34 % 17576u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
-    const uint32_t o = (i * 16u + 2u) * 2u;
-    out[o] = acc[0];
-    out[o + 1u] = acc[1];
+    {
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 26u;
+      index_34 += coords_3[2] * 676u;
+      const uint32_t base_39 = (13360u + index_34 % 17576u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    }
+    const uint32_t o_41 = (i * 16u + 2u) * 2u;
+    out[o_41] = acc_20[0];
+    out[o_41 + 1u] = acc_20[1];
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 31.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 31.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 31.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 31.0f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 31.0f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 31.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 31.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 31.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 31.0f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 31.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 31.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 31.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 31.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 31.0f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 31.0f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 31.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 31.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 31.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 31.0f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 31.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 31.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 31.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 31.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 31.0f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 31.0f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 31.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 31.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 31.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 31.0f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 31.0f;
     }
-    float acc[2] = {};
+    float acc_20[2] = {};
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 32u;
-      index_23 += coords[2] * 1024u;
-      const uint32_t base = (30936u + index_23 % 32768u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
-    }
-    {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 32u;
-      index_23 += coords[2] * 1024u;
-      const uint32_t base = (30936u + index_23 % 32768u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 32u;
+      index_34 += coords_3[2] * 1024u;
+      const uint32_t base_39 = (30936u + index_34 % 32768u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 32u;
-      index_23 += coords[2] * 1024u;
-      const uint32_t base = (30936u + index_23 % 32768u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 32u;
+      index_34 += coords_3[2] * 1024u;
+      const uint32_t base_39 = (30936u + index_34 % 32768u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 32u;
-      index_23 += coords[2] * 1024u;
-      const uint32_t base = (30936u + index_23 % 32768u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 32u;
+      index_34 += coords_3[2] * 1024u;
+      const uint32_t base_39 = (30936u + index_34 % 32768u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 32u;
-      index_23 += coords[2] * 1024u;
-      const uint32_t base = (30936u + index_23 % 32768u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 32u;
+      index_34 += coords_3[2] * 1024u;
+      const uint32_t base_39 = (30936u + index_34 % 32768u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 32u;
-      index_23 += coords[2] * 1024u;
-      const uint32_t base = (30936u + index_23 % 32768u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 32u;
+      index_34 += coords_3[2] * 1024u;
+      const uint32_t base_39 = (30936u + index_34 % 32768u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 32u;
-      index_23 += coords[2] * 1024u;
-      const uint32_t base = (30936u + index_23 % 32768u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 32u;
+      index_34 += coords_3[2] * 1024u;
+      const uint32_t base_39 = (30936u + index_34 % 32768u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 32u;
-      index_23 += coords[2] * 1024u;
-      const uint32_t base = (30936u + index_23 % 32768u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 32u;
+      index_34 += coords_3[2] * 1024u;
+      const uint32_t base_39 = (30936u + index_34 % 32768u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
-    const uint32_t o = (i * 16u + 3u) * 2u;
-    out[o] = acc[0];
-    out[o + 1u] = acc[1];
+    {
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 32u;
+      index_34 += coords_3[2] * 1024u;
+      const uint32_t base_39 = (30936u + index_34 % 32768u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    }
+    const uint32_t o_41 = (i * 16u + 3u) * 2u;
+    out[o_41] = acc_20[0];
+    out[o_41 + 1u] = acc_20[1];
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 39.317474f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 39.317474f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 39.317474f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 39.317474f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 39.317474f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 39.317474f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 39.317474f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 39.317474f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 39.317474f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 39.317474f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 39.317474f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 39.317474f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 39.317474f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 39.317474f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 39.317474f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 39.317474f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 39.317474f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 39.317474f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 39.317474f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 39.317474f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 39.317474f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 39.317474f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 39.317474f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 39.317474f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 39.317474f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 39.317474f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 39.317474f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 39.317474f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 39.317474f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 39.317474f;
     }
-    float acc[2] = {};
+    float acc_20[2] = {};
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 41u;
-      index_23 += coords[2] * 1681u;
-      const uint32_t base = (63704u + index_23 % 68928u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
-    }
-    {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 41u;
-      index_23 += coords[2] * 1681u;
-      const uint32_t base = (63704u + index_23 % 68928u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 41u;
+      index_34 += coords_3[2] * 1681u;
+      const uint32_t base_39 = (63704u + index_34 % 68928u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 41u;
-      index_23 += coords[2] * 1681u;
-      const uint32_t base = (63704u + index_23 % 68928u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 41u;
+      index_34 += coords_3[2] * 1681u;
+      const uint32_t base_39 = (63704u + index_34 % 68928u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 41u;
-      index_23 += coords[2] * 1681u;
-      const uint32_t base = (63704u + index_23 % 68928u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 41u;
+      index_34 += coords_3[2] * 1681u;
+      const uint32_t base_39 = (63704u + index_34 % 68928u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 41u;
-      index_23 += coords[2] * 1681u;
-      const uint32_t base = (63704u + index_23 % 68928u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 41u;
+      index_34 += coords_3[2] * 1681u;
+      const uint32_t base_39 = (63704u + index_34 % 68928u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 41u;
-      index_23 += coords[2] * 1681u;
-      const uint32_t base = (63704u + index_23 % 68928u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 41u;
+      index_34 += coords_3[2] * 1681u;
+      const uint32_t base_39 = (63704u + index_34 % 68928u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 41u;
-      index_23 += coords[2] * 1681u;
-      const uint32_t base = (63704u + index_23 % 68928u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 41u;
+      index_34 += coords_3[2] * 1681u;
+      const uint32_t base_39 = (63704u + index_34 % 68928u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 41u;
-      index_23 += coords[2] * 1681u;
-      const uint32_t base = (63704u + index_23 % 68928u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 41u;
+      index_34 += coords_3[2] * 1681u;
+      const uint32_t base_39 = (63704u + index_34 % 68928u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
-    const uint32_t o = (i * 16u + 4u) * 2u;
-    out[o] = acc[0];
-    out[o + 1u] = acc[1];
+    {
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 41u;
+      index_34 += coords_3[2] * 1681u;
+      const uint32_t base_39 = (63704u + index_34 % 68928u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    }
+    const uint32_t o_41 = (i * 16u + 4u) * 2u;
+    out[o_41] = acc_20[0];
+    out[o_41 + 1u] = acc_20[1];
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 49.796833f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 49.796833f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 49.796833f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 49.796833f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 49.796833f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 49.796833f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 49.796833f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 49.796833f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 49.796833f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 49.796833f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 49.796833f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 49.796833f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 49.796833f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 49.796833f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 49.796833f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 49.796833f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 49.796833f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 49.796833f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 49.796833f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 49.796833f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 49.796833f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 49.796833f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 49.796833f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 49.796833f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 49.796833f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 49.796833f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 49.796833f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 49.796833f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 49.796833f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 49.796833f;
     }
-    float acc[2] = {};
+    float acc_20[2] = {};
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 51u;
-      index_23 += coords[2] * 2601u;
-      const uint32_t base = (132632u + index_23 % 132656u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
-    }
-    {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 51u;
-      index_23 += coords[2] * 2601u;
-      const uint32_t base = (132632u + index_23 % 132656u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 51u;
+      index_34 += coords_3[2] * 2601u;
+      const uint32_t base_39 = (132632u + index_34 % 132656u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 51u;
-      index_23 += coords[2] * 2601u;
-      const uint32_t base = (132632u + index_23 % 132656u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 51u;
+      index_34 += coords_3[2] * 2601u;
+      const uint32_t base_39 = (132632u + index_34 % 132656u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 51u;
-      index_23 += coords[2] * 2601u;
-      const uint32_t base = (132632u + index_23 % 132656u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 51u;
+      index_34 += coords_3[2] * 2601u;
+      const uint32_t base_39 = (132632u + index_34 % 132656u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 51u;
-      index_23 += coords[2] * 2601u;
-      const uint32_t base = (132632u + index_23 % 132656u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 51u;
+      index_34 += coords_3[2] * 2601u;
+      const uint32_t base_39 = (132632u + index_34 % 132656u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 51u;
-      index_23 += coords[2] * 2601u;
-      const uint32_t base = (132632u + index_23 % 132656u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 51u;
+      index_34 += coords_3[2] * 2601u;
+      const uint32_t base_39 = (132632u + index_34 % 132656u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 51u;
-      index_23 += coords[2] * 2601u;
-      const uint32_t base = (132632u + index_23 % 132656u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 51u;
+      index_34 += coords_3[2] * 2601u;
+      const uint32_t base_39 = (132632u + index_34 % 132656u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 51u;
-      index_23 += coords[2] * 2601u;
-      const uint32_t base = (132632u + index_23 % 132656u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 51u;
+      index_34 += coords_3[2] * 2601u;
+      const uint32_t base_39 = (132632u + index_34 % 132656u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
-    const uint32_t o = (i * 16u + 5u) * 2u;
-    out[o] = acc[0];
-    out[o + 1u] = acc[1];
+    {
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 51u;
+      index_34 += coords_3[2] * 2601u;
+      const uint32_t base_39 = (132632u + index_34 % 132656u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    }
+    const uint32_t o_41 = (i * 16u + 5u) * 2u;
+    out[o_41] = acc_20[0];
+    out[o_41 + 1u] = acc_20[1];
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 63.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 63.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 63.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 63.0f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 63.0f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 63.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 63.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 63.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 63.0f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 63.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 63.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 63.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 63.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 63.0f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 63.0f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 63.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 63.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 63.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 63.0f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 63.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 63.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 63.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 63.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 63.0f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 63.0f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 63.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 63.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 63.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 63.0f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 63.0f;
     }
-    float acc[2] = {};
+    float acc_20[2] = {};
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 64u;
-      index_23 += coords[2] * 4096u;
-      const uint32_t base = (265288u + index_23 % 262144u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
-    }
-    {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 64u;
-      index_23 += coords[2] * 4096u;
-      const uint32_t base = (265288u + index_23 % 262144u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 64u;
+      index_34 += coords_3[2] * 4096u;
+      const uint32_t base_39 = (265288u + index_34 % 262144u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 64u;
-      index_23 += coords[2] * 4096u;
-      const uint32_t base = (265288u + index_23 % 262144u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 64u;
+      index_34 += coords_3[2] * 4096u;
+      const uint32_t base_39 = (265288u + index_34 % 262144u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 64u;
-      index_23 += coords[2] * 4096u;
-      const uint32_t base = (265288u + index_23 % 262144u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 64u;
+      index_34 += coords_3[2] * 4096u;
+      const uint32_t base_39 = (265288u + index_34 % 262144u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 64u;
-      index_23 += coords[2] * 4096u;
-      const uint32_t base = (265288u + index_23 % 262144u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 64u;
+      index_34 += coords_3[2] * 4096u;
+      const uint32_t base_39 = (265288u + index_34 % 262144u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 64u;
-      index_23 += coords[2] * 4096u;
-      const uint32_t base = (265288u + index_23 % 262144u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 64u;
+      index_34 += coords_3[2] * 4096u;
+      const uint32_t base_39 = (265288u + index_34 % 262144u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 64u;
-      index_23 += coords[2] * 4096u;
-      const uint32_t base = (265288u + index_23 % 262144u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 64u;
+      index_34 += coords_3[2] * 4096u;
+      const uint32_t base_39 = (265288u + index_34 % 262144u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 64u;
-      index_23 += coords[2] * 4096u;
-      const uint32_t base = (265288u + index_23 % 262144u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 64u;
+      index_34 += coords_3[2] * 4096u;
+      const uint32_t base_39 = (265288u + index_34 % 262144u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
-    const uint32_t o = (i * 16u + 6u) * 2u;
-    out[o] = acc[0];
-    out[o + 1u] = acc[1];
+    {
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = coords_3[0];
+      index_34 += coords_3[1] * 64u;
+      index_34 += coords_3[2] * 4096u;
+      const uint32_t base_39 = (265288u + index_34 % 262144u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    }
+    const uint32_t o_41 = (i * 16u + 6u) * 2u;
+    out[o_41] = acc_20[0];
+    out[o_41 + 1u] = acc_20[1];
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 79.63495f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 79.63495f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 79.63495f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 79.63495f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 79.63495f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 79.63495f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 79.63495f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 79.63495f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 79.63495f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 79.63495f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 79.63495f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 79.63495f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 79.63495f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 79.63495f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 79.63495f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 79.63495f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 79.63495f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 79.63495f;
     }
-    float acc[2] = {};
+    float acc_20[2] = {};
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (527432u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (527432u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (527432u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (527432u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (527432u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (527432u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (527432u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (527432u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (527432u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (527432u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (527432u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (527432u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (527432u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (527432u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (527432u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (527432u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
-    const uint32_t o = (i * 16u + 7u) * 2u;
-    out[o] = acc[0];
-    out[o + 1u] = acc[1];
+    const uint32_t o_41 = (i * 16u + 7u) * 2u;
+    out[o_41] = acc_20[0];
+    out[o_41 + 1u] = acc_20[1];
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 100.593666f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 100.593666f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 100.593666f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 100.593666f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 100.593666f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 100.593666f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 100.593666f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 100.593666f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 100.593666f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 100.593666f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 100.593666f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 100.593666f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 100.593666f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 100.593666f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 100.593666f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 100.593666f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 100.593666f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 100.593666f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 100.593666f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 100.593666f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 100.593666f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 100.593666f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 100.593666f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 100.593666f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 100.593666f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 100.593666f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 100.593666f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 100.593666f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 100.593666f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 100.593666f;
     }
-    float acc[2] = {};
+    float acc_20[2] = {};
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (1051720u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (1051720u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (1051720u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (1051720u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (1051720u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (1051720u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (1051720u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (1051720u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (1051720u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (1051720u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (1051720u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (1051720u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (1051720u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (1051720u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (1051720u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (1051720u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
-    const uint32_t o = (i * 16u + 8u) * 2u;
-    out[o] = acc[0];
-    out[o + 1u] = acc[1];
+    const uint32_t o_41 = (i * 16u + 8u) * 2u;
+    out[o_41] = acc_20[0];
+    out[o_41 + 1u] = acc_20[1];
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 127.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 127.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 127.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 127.0f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 127.0f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 127.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 127.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 127.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 127.0f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 127.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 127.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 127.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 127.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 127.0f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 127.0f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 127.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 127.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 127.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 127.0f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 127.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 127.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 127.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 127.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 127.0f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 127.0f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 127.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 127.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 127.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 127.0f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 127.0f;
     }
-    float acc[2] = {};
+    float acc_20[2] = {};
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (1576008u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (1576008u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (1576008u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (1576008u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (1576008u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (1576008u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (1576008u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (1576008u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (1576008u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (1576008u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (1576008u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (1576008u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (1576008u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (1576008u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (1576008u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (1576008u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
-    const uint32_t o = (i * 16u + 9u) * 2u;
-    out[o] = acc[0];
-    out[o + 1u] = acc[1];
+    const uint32_t o_41 = (i * 16u + 9u) * 2u;
+    out[o_41] = acc_20[0];
+    out[o_41 + 1u] = acc_20[1];
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 160.2699f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 160.2699f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 160.2699f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 160.2699f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 160.2699f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 160.2699f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 160.2699f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 160.2699f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 160.2699f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 160.2699f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 160.2699f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 160.2699f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 160.2699f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 160.2699f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 160.2699f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 160.2699f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 160.2699f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 160.2699f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 160.2699f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 160.2699f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 160.2699f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 160.2699f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 160.2699f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 160.2699f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 160.2699f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 160.2699f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 160.2699f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 160.2699f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 160.2699f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 160.2699f;
     }
-    float acc[2] = {};
+    float acc_20[2] = {};
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (2100296u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (2100296u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (2100296u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (2100296u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (2100296u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (2100296u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (2100296u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (2100296u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (2100296u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (2100296u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (2100296u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (2100296u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (2100296u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (2100296u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (2100296u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (2100296u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
-    const uint32_t o = (i * 16u + 10u) * 2u;
-    out[o] = acc[0];
-    out[o + 1u] = acc[1];
+    const uint32_t o_41 = (i * 16u + 10u) * 2u;
+    out[o_41] = acc_20[0];
+    out[o_41 + 1u] = acc_20[1];
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 202.18733f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 202.18733f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 202.18733f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 202.18733f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 202.18733f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 202.18733f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 202.18733f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 202.18733f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 202.18733f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 202.18733f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 202.18733f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 202.18733f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 202.18733f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 202.18733f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 202.18733f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 202.18733f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 202.18733f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 202.18733f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 202.18733f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 202.18733f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 202.18733f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 202.18733f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 202.18733f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 202.18733f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 202.18733f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 202.18733f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 202.18733f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 202.18733f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 202.18733f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 202.18733f;
     }
-    float acc[2] = {};
+    float acc_20[2] = {};
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (2624584u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (2624584u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (2624584u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (2624584u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (2624584u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (2624584u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (2624584u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (2624584u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (2624584u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (2624584u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (2624584u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (2624584u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (2624584u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (2624584u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (2624584u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (2624584u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
-    const uint32_t o = (i * 16u + 11u) * 2u;
-    out[o] = acc[0];
-    out[o + 1u] = acc[1];
+    const uint32_t o_41 = (i * 16u + 11u) * 2u;
+    out[o_41] = acc_20[0];
+    out[o_41 + 1u] = acc_20[1];
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 255.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 255.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 255.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 255.0f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 255.0f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 255.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 255.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 255.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 255.0f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 255.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 255.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 255.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 255.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 255.0f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 255.0f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 255.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 255.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 255.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 255.0f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 255.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 255.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 255.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 255.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 255.0f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 255.0f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 255.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 255.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 255.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 255.0f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 255.0f;
     }
-    float acc[2] = {};
+    float acc_20[2] = {};
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (3148872u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (3148872u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (3148872u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (3148872u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (3148872u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (3148872u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (3148872u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (3148872u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (3148872u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (3148872u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (3148872u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (3148872u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (3148872u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (3148872u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (3148872u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (3148872u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
-    const uint32_t o = (i * 16u + 12u) * 2u;
-    out[o] = acc[0];
-    out[o + 1u] = acc[1];
+    const uint32_t o_41 = (i * 16u + 12u) * 2u;
+    out[o_41] = acc_20[0];
+    out[o_41 + 1u] = acc_20[1];
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 321.5398f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 321.5398f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 321.5398f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 321.5398f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 321.5398f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 321.5398f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 321.5398f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 321.5398f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 321.5398f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 321.5398f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 321.5398f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 321.5398f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 321.5398f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 321.5398f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 321.5398f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 321.5398f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 321.5398f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 321.5398f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 321.5398f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 321.5398f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 321.5398f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 321.5398f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 321.5398f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 321.5398f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 321.5398f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 321.5398f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 321.5398f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 321.5398f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 321.5398f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 321.5398f;
     }
-    float acc[2] = {};
+    float acc_20[2] = {};
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (3673160u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (3673160u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (3673160u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (3673160u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (3673160u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (3673160u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (3673160u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (3673160u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (3673160u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (3673160u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (3673160u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (3673160u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (3673160u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (3673160u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (3673160u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (3673160u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
-    const uint32_t o = (i * 16u + 13u) * 2u;
-    out[o] = acc[0];
-    out[o + 1u] = acc[1];
+    const uint32_t o_41 = (i * 16u + 13u) * 2u;
+    out[o_41] = acc_20[0];
+    out[o_41 + 1u] = acc_20[1];
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 405.37466f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 405.37466f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 405.37466f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 405.37466f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 405.37466f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 405.37466f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 405.37466f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 405.37466f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 405.37466f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 405.37466f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 405.37466f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 405.37466f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 405.37466f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 405.37466f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 405.37466f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 405.37466f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 405.37466f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 405.37466f;
     }
-    float acc[2] = {};
+    float acc_20[2] = {};
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (4197448u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (4197448u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (4197448u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (4197448u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (4197448u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (4197448u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (4197448u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (4197448u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (4197448u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (4197448u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (4197448u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (4197448u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (4197448u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (4197448u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (4197448u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (4197448u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
-    const uint32_t o = (i * 16u + 14u) * 2u;
-    out[o] = acc[0];
-    out[o + 1u] = acc[1];
+    const uint32_t o_41 = (i * 16u + 14u) * 2u;
+    out[o_41] = acc_20[0];
+    out[o_41 + 1u] = acc_20[1];
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 511.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 511.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 511.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 511.0f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 511.0f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 511.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 511.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 511.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 511.0f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 511.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 511.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 511.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 511.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 511.0f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 511.0f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 511.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 511.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 511.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 511.0f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 511.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 511.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 511.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 511.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 511.0f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 511.0f;
+      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 511.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 511.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 511.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 511.0f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 511.0f;
     }
-    float acc[2] = {};
+    float acc_20[2] = {};
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (4721736u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (4721736u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (4721736u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (4721736u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (4721736u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (4721736u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w0_4[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (4721736u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (4721736u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (4721736u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (4721736u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w0_4[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (4721736u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (4721736u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w0_4[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (4721736u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (4721736u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
+      float w_30 = w1_5[0];
+      w_30 *= w1_5[1];
+      w_30 *= w1_5[2];
+      const float w_32 = w_30;
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_34 = 0u;
       {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
+        uint32_t h_36 = coords_3[0];
+        h_36 ^= coords_3[1] * 2654435761u;
+        h_36 ^= coords_3[2] * 805459861u;
+        index_34 = h_36;
       }
-      const uint32_t base = (4721736u + index_23 % 524288u) * 2u;
-      acc[0] = fmaf(w, params[base], acc[0]);
-      acc[1] = fmaf(w, params[base + 1u], acc[1]);
+      const uint32_t base_39 = (4721736u + index_34 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
     }
-    const uint32_t o = (i * 16u + 15u) * 2u;
-    out[o] = acc[0];
-    out[o + 1u] = acc[1];
+    const uint32_t o_41 = (i * 16u + 15u) * 2u;
+    out[o_41] = acc_20[0];
+    out[o_41 + 1u] = acc_20[1];
   }
 }
 
@@ -5827,4802 +5827,4802 @@ extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int6
 }
 
 NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const float* __restrict__ dy, float* __restrict__ dx) {
-  float acc[3] = {};
+  float acc_1[3] = {};
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_3[3] = {};
+    uint32_t coords_4[3] = {};
+    float w0_5[3] = {};
+    float w1_6[3] = {};
+    float dw_7[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 15.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 15.0f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 15.0f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 15.0f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 15.0f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 15.0f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 15.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 15.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 15.0f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 15.0f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 15.0f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 15.0f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 15.0f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 15.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 15.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 15.0f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 15.0f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 15.0f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[2] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 15.0f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 15.0f, g_12 + 0.5f);
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 15.0f;
     }
-    const uint32_t o = i * 16u * 2u;
+    const uint32_t o_21 = i * 16u * 2u;
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 16u;
-      index_15 += coords[2] * 256u;
-      const uint32_t base = index_15 % 4096u * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 16u;
+      index_24 += coords_4[2] * 256u;
+      const uint32_t base_29 = index_24 % 4096u * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 16u;
-      index_15 += coords[2] * 256u;
-      const uint32_t base = index_15 % 4096u * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += -w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 16u;
-      index_15 += coords[2] * 256u;
-      const uint32_t base = index_15 % 4096u * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 16u;
+      index_24 += coords_4[2] * 256u;
+      const uint32_t base_29 = index_24 % 4096u * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 16u;
-      index_15 += coords[2] * 256u;
-      const uint32_t base = index_15 % 4096u * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 16u;
-      index_15 += coords[2] * 256u;
-      const uint32_t base = index_15 % 4096u * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 16u;
+      index_24 += coords_4[2] * 256u;
+      const uint32_t base_29 = index_24 % 4096u * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 16u;
-      index_15 += coords[2] * 256u;
-      const uint32_t base = index_15 % 4096u * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += -w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 16u;
-      index_15 += coords[2] * 256u;
-      const uint32_t base = index_15 % 4096u * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 16u;
+      index_24 += coords_4[2] * 256u;
+      const uint32_t base_29 = index_24 % 4096u * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 16u;
-      index_15 += coords[2] * 256u;
-      const uint32_t base = index_15 % 4096u * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 16u;
+      index_24 += coords_4[2] * 256u;
+      const uint32_t base_29 = index_24 % 4096u * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 16u;
+      index_24 += coords_4[2] * 256u;
+      const uint32_t base_29 = index_24 % 4096u * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 16u;
+      index_24 += coords_4[2] * 256u;
+      const uint32_t base_29 = index_24 % 4096u * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 16u;
+      index_24 += coords_4[2] * 256u;
+      const uint32_t base_29 = index_24 % 4096u * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
       }
     }
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_3[3] = {};
+    uint32_t coords_4[3] = {};
+    float w0_5[3] = {};
+    float w1_6[3] = {};
+    float dw_7[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 19.158737f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 19.158737f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 19.158737f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 19.158737f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 19.158737f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 19.158737f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 19.158737f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 19.158737f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 19.158737f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 19.158737f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 19.158737f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 19.158737f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 19.158737f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 19.158737f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 19.158737f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 19.158737f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 19.158737f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 19.158737f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 19.158737f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 19.158737f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 19.158737f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 19.158737f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 19.158737f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 19.158737f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 19.158737f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 19.158737f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 19.158737f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[2] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 19.158737f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 19.158737f, g_12 + 0.5f);
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 19.158737f;
     }
-    const uint32_t o = (i * 16u + 1u) * 2u;
+    const uint32_t o_21 = (i * 16u + 1u) * 2u;
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 21u;
-      index_15 += coords[2] * 441u;
-      const uint32_t base = (4096u + index_15 % 9264u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 21u;
+      index_24 += coords_4[2] * 441u;
+      const uint32_t base_29 = (4096u + index_24 % 9264u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 21u;
-      index_15 += coords[2] * 441u;
-      const uint32_t base = (4096u + index_15 % 9264u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += -w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 21u;
-      index_15 += coords[2] * 441u;
-      const uint32_t base = (4096u + index_15 % 9264u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 21u;
+      index_24 += coords_4[2] * 441u;
+      const uint32_t base_29 = (4096u + index_24 % 9264u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 21u;
-      index_15 += coords[2] * 441u;
-      const uint32_t base = (4096u + index_15 % 9264u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 21u;
-      index_15 += coords[2] * 441u;
-      const uint32_t base = (4096u + index_15 % 9264u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 21u;
+      index_24 += coords_4[2] * 441u;
+      const uint32_t base_29 = (4096u + index_24 % 9264u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 21u;
-      index_15 += coords[2] * 441u;
-      const uint32_t base = (4096u + index_15 % 9264u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += -w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 21u;
-      index_15 += coords[2] * 441u;
-      const uint32_t base = (4096u + index_15 % 9264u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 21u;
+      index_24 += coords_4[2] * 441u;
+      const uint32_t base_29 = (4096u + index_24 % 9264u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 21u;
-      index_15 += coords[2] * 441u;
-      const uint32_t base = (4096u + index_15 % 9264u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += w;
-      }
-    }
-  }
-  {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 24.398417f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 24.398417f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 24.398417f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 24.398417f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 24.398417f;
-    }
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 24.398417f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 24.398417f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 24.398417f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 24.398417f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 24.398417f;
-    }
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 24.398417f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 24.398417f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 24.398417f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 24.398417f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 24.398417f;
-    }
-    const uint32_t o = (i * 16u + 2u) * 2u;
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 26u;
-      index_15 += coords[2] * 676u;
-      const uint32_t base = (13360u + index_15 % 17576u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += -w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 26u;
-      index_15 += coords[2] * 676u;
-      const uint32_t base = (13360u + index_15 % 17576u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 21u;
+      index_24 += coords_4[2] * 441u;
+      const uint32_t base_29 = (4096u + index_24 % 9264u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 26u;
-      index_15 += coords[2] * 676u;
-      const uint32_t base = (13360u + index_15 % 17576u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 26u;
-      index_15 += coords[2] * 676u;
-      const uint32_t base = (13360u + index_15 % 17576u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 21u;
+      index_24 += coords_4[2] * 441u;
+      const uint32_t base_29 = (4096u + index_24 % 9264u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 26u;
-      index_15 += coords[2] * 676u;
-      const uint32_t base = (13360u + index_15 % 17576u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += -w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 26u;
-      index_15 += coords[2] * 676u;
-      const uint32_t base = (13360u + index_15 % 17576u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 21u;
+      index_24 += coords_4[2] * 441u;
+      const uint32_t base_29 = (4096u + index_24 % 9264u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += w;
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 26u;
-      index_15 += coords[2] * 676u;
-      const uint32_t base = (13360u + index_15 % 17576u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 26u;
-      index_15 += coords[2] * 676u;
-      const uint32_t base = (13360u + index_15 % 17576u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 21u;
+      index_24 += coords_4[2] * 441u;
+      const uint32_t base_29 = (4096u + index_24 % 9264u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
       }
     }
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_3[3] = {};
+    uint32_t coords_4[3] = {};
+    float w0_5[3] = {};
+    float w1_6[3] = {};
+    float dw_7[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 31.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 31.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 31.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 31.0f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 31.0f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 24.398417f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 24.398417f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 24.398417f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 24.398417f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 24.398417f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 31.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 31.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 31.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 31.0f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 31.0f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 24.398417f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 24.398417f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 24.398417f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 24.398417f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 24.398417f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 31.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 31.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 31.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 31.0f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 31.0f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 24.398417f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 24.398417f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[2] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 24.398417f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 24.398417f, g_12 + 0.5f);
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 24.398417f;
     }
-    const uint32_t o = (i * 16u + 3u) * 2u;
+    const uint32_t o_21 = (i * 16u + 2u) * 2u;
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 32u;
-      index_15 += coords[2] * 1024u;
-      const uint32_t base = (30936u + index_15 % 32768u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 26u;
+      index_24 += coords_4[2] * 676u;
+      const uint32_t base_29 = (13360u + index_24 % 17576u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 32u;
-      index_15 += coords[2] * 1024u;
-      const uint32_t base = (30936u + index_15 % 32768u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += -w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 32u;
-      index_15 += coords[2] * 1024u;
-      const uint32_t base = (30936u + index_15 % 32768u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 26u;
+      index_24 += coords_4[2] * 676u;
+      const uint32_t base_29 = (13360u + index_24 % 17576u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 32u;
-      index_15 += coords[2] * 1024u;
-      const uint32_t base = (30936u + index_15 % 32768u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 32u;
-      index_15 += coords[2] * 1024u;
-      const uint32_t base = (30936u + index_15 % 32768u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 26u;
+      index_24 += coords_4[2] * 676u;
+      const uint32_t base_29 = (13360u + index_24 % 17576u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 32u;
-      index_15 += coords[2] * 1024u;
-      const uint32_t base = (30936u + index_15 % 32768u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += -w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 32u;
-      index_15 += coords[2] * 1024u;
-      const uint32_t base = (30936u + index_15 % 32768u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 26u;
+      index_24 += coords_4[2] * 676u;
+      const uint32_t base_29 = (13360u + index_24 % 17576u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 32u;
-      index_15 += coords[2] * 1024u;
-      const uint32_t base = (30936u + index_15 % 32768u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += w;
-      }
-    }
-  }
-  {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 39.317474f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 39.317474f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 39.317474f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 39.317474f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 39.317474f;
-    }
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 39.317474f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 39.317474f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 39.317474f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 39.317474f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 39.317474f;
-    }
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 39.317474f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 39.317474f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 39.317474f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 39.317474f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 39.317474f;
-    }
-    const uint32_t o = (i * 16u + 4u) * 2u;
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 41u;
-      index_15 += coords[2] * 1681u;
-      const uint32_t base = (63704u + index_15 % 68928u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += -w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 41u;
-      index_15 += coords[2] * 1681u;
-      const uint32_t base = (63704u + index_15 % 68928u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 26u;
+      index_24 += coords_4[2] * 676u;
+      const uint32_t base_29 = (13360u + index_24 % 17576u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 41u;
-      index_15 += coords[2] * 1681u;
-      const uint32_t base = (63704u + index_15 % 68928u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 41u;
-      index_15 += coords[2] * 1681u;
-      const uint32_t base = (63704u + index_15 % 68928u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 26u;
+      index_24 += coords_4[2] * 676u;
+      const uint32_t base_29 = (13360u + index_24 % 17576u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 41u;
-      index_15 += coords[2] * 1681u;
-      const uint32_t base = (63704u + index_15 % 68928u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += -w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 41u;
-      index_15 += coords[2] * 1681u;
-      const uint32_t base = (63704u + index_15 % 68928u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 26u;
+      index_24 += coords_4[2] * 676u;
+      const uint32_t base_29 = (13360u + index_24 % 17576u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += w;
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 41u;
-      index_15 += coords[2] * 1681u;
-      const uint32_t base = (63704u + index_15 % 68928u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 41u;
-      index_15 += coords[2] * 1681u;
-      const uint32_t base = (63704u + index_15 % 68928u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 26u;
+      index_24 += coords_4[2] * 676u;
+      const uint32_t base_29 = (13360u + index_24 % 17576u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
       }
     }
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_3[3] = {};
+    uint32_t coords_4[3] = {};
+    float w0_5[3] = {};
+    float w1_6[3] = {};
+    float dw_7[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 49.796833f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 49.796833f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 49.796833f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 49.796833f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 49.796833f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 31.0f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 31.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 31.0f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 31.0f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 31.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 49.796833f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 49.796833f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 49.796833f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 49.796833f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 49.796833f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 31.0f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 31.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 31.0f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 31.0f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 31.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 49.796833f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 49.796833f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 49.796833f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 49.796833f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 49.796833f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 31.0f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 31.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[2] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 31.0f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 31.0f, g_12 + 0.5f);
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 31.0f;
     }
-    const uint32_t o = (i * 16u + 5u) * 2u;
+    const uint32_t o_21 = (i * 16u + 3u) * 2u;
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 51u;
-      index_15 += coords[2] * 2601u;
-      const uint32_t base = (132632u + index_15 % 132656u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 32u;
+      index_24 += coords_4[2] * 1024u;
+      const uint32_t base_29 = (30936u + index_24 % 32768u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 51u;
-      index_15 += coords[2] * 2601u;
-      const uint32_t base = (132632u + index_15 % 132656u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += -w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 51u;
-      index_15 += coords[2] * 2601u;
-      const uint32_t base = (132632u + index_15 % 132656u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 32u;
+      index_24 += coords_4[2] * 1024u;
+      const uint32_t base_29 = (30936u + index_24 % 32768u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 51u;
-      index_15 += coords[2] * 2601u;
-      const uint32_t base = (132632u + index_15 % 132656u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 51u;
-      index_15 += coords[2] * 2601u;
-      const uint32_t base = (132632u + index_15 % 132656u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 32u;
+      index_24 += coords_4[2] * 1024u;
+      const uint32_t base_29 = (30936u + index_24 % 32768u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 51u;
-      index_15 += coords[2] * 2601u;
-      const uint32_t base = (132632u + index_15 % 132656u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += -w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 51u;
-      index_15 += coords[2] * 2601u;
-      const uint32_t base = (132632u + index_15 % 132656u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 32u;
+      index_24 += coords_4[2] * 1024u;
+      const uint32_t base_29 = (30936u + index_24 % 32768u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 51u;
-      index_15 += coords[2] * 2601u;
-      const uint32_t base = (132632u + index_15 % 132656u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += w;
-      }
-    }
-  }
-  {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 63.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 63.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 63.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 63.0f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 63.0f;
-    }
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 63.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 63.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 63.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 63.0f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 63.0f;
-    }
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 63.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 63.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 63.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 63.0f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 63.0f;
-    }
-    const uint32_t o = (i * 16u + 6u) * 2u;
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 64u;
-      index_15 += coords[2] * 4096u;
-      const uint32_t base = (265288u + index_15 % 262144u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += -w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 64u;
-      index_15 += coords[2] * 4096u;
-      const uint32_t base = (265288u + index_15 % 262144u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 32u;
+      index_24 += coords_4[2] * 1024u;
+      const uint32_t base_29 = (30936u + index_24 % 32768u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 64u;
-      index_15 += coords[2] * 4096u;
-      const uint32_t base = (265288u + index_15 % 262144u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 64u;
-      index_15 += coords[2] * 4096u;
-      const uint32_t base = (265288u + index_15 % 262144u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 32u;
+      index_24 += coords_4[2] * 1024u;
+      const uint32_t base_29 = (30936u + index_24 % 32768u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 64u;
-      index_15 += coords[2] * 4096u;
-      const uint32_t base = (265288u + index_15 % 262144u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += -w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 64u;
-      index_15 += coords[2] * 4096u;
-      const uint32_t base = (265288u + index_15 % 262144u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 32u;
+      index_24 += coords_4[2] * 1024u;
+      const uint32_t base_29 = (30936u + index_24 % 32768u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += w;
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 64u;
-      index_15 += coords[2] * 4096u;
-      const uint32_t base = (265288u + index_15 % 262144u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = coords[0];
-      index_15 += coords[1] * 64u;
-      index_15 += coords[2] * 4096u;
-      const uint32_t base = (265288u + index_15 % 262144u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 32u;
+      index_24 += coords_4[2] * 1024u;
+      const uint32_t base_29 = (30936u + index_24 % 32768u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
       }
     }
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_3[3] = {};
+    uint32_t coords_4[3] = {};
+    float w0_5[3] = {};
+    float w1_6[3] = {};
+    float dw_7[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 79.63495f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 79.63495f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 79.63495f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 39.317474f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 39.317474f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 39.317474f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 39.317474f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 39.317474f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 79.63495f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 79.63495f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 79.63495f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 39.317474f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 39.317474f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 39.317474f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 39.317474f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 39.317474f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 79.63495f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 79.63495f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 79.63495f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 39.317474f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 39.317474f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[2] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 39.317474f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 39.317474f, g_12 + 0.5f);
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 39.317474f;
     }
-    const uint32_t o = (i * 16u + 7u) * 2u;
+    const uint32_t o_21 = (i * 16u + 4u) * 2u;
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 41u;
+      index_24 += coords_4[2] * 1681u;
+      const uint32_t base_29 = (63704u + index_24 % 68928u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (527432u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 41u;
+      index_24 += coords_4[2] * 1681u;
+      const uint32_t base_29 = (63704u + index_24 % 68928u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (527432u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 41u;
+      index_24 += coords_4[2] * 1681u;
+      const uint32_t base_29 = (63704u + index_24 % 68928u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (527432u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 41u;
+      index_24 += coords_4[2] * 1681u;
+      const uint32_t base_29 = (63704u + index_24 % 68928u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (527432u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 41u;
+      index_24 += coords_4[2] * 1681u;
+      const uint32_t base_29 = (63704u + index_24 % 68928u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (527432u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 41u;
+      index_24 += coords_4[2] * 1681u;
+      const uint32_t base_29 = (63704u + index_24 % 68928u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (527432u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 41u;
+      index_24 += coords_4[2] * 1681u;
+      const uint32_t base_29 = (63704u + index_24 % 68928u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (527432u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 41u;
+      index_24 += coords_4[2] * 1681u;
+      const uint32_t base_29 = (63704u + index_24 % 68928u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (527432u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
       }
     }
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_3[3] = {};
+    uint32_t coords_4[3] = {};
+    float w0_5[3] = {};
+    float w1_6[3] = {};
+    float dw_7[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 100.593666f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 100.593666f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 100.593666f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 100.593666f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 100.593666f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 49.796833f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 49.796833f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 49.796833f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 49.796833f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 49.796833f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 100.593666f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 100.593666f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 100.593666f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 100.593666f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 100.593666f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 49.796833f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 49.796833f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 49.796833f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 49.796833f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 49.796833f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 100.593666f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 100.593666f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 100.593666f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 100.593666f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 100.593666f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 49.796833f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 49.796833f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[2] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 49.796833f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 49.796833f, g_12 + 0.5f);
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 49.796833f;
     }
-    const uint32_t o = (i * 16u + 8u) * 2u;
+    const uint32_t o_21 = (i * 16u + 5u) * 2u;
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 51u;
+      index_24 += coords_4[2] * 2601u;
+      const uint32_t base_29 = (132632u + index_24 % 132656u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (1051720u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 51u;
+      index_24 += coords_4[2] * 2601u;
+      const uint32_t base_29 = (132632u + index_24 % 132656u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (1051720u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 51u;
+      index_24 += coords_4[2] * 2601u;
+      const uint32_t base_29 = (132632u + index_24 % 132656u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (1051720u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 51u;
+      index_24 += coords_4[2] * 2601u;
+      const uint32_t base_29 = (132632u + index_24 % 132656u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (1051720u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 51u;
+      index_24 += coords_4[2] * 2601u;
+      const uint32_t base_29 = (132632u + index_24 % 132656u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (1051720u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 51u;
+      index_24 += coords_4[2] * 2601u;
+      const uint32_t base_29 = (132632u + index_24 % 132656u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (1051720u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 51u;
+      index_24 += coords_4[2] * 2601u;
+      const uint32_t base_29 = (132632u + index_24 % 132656u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (1051720u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 51u;
+      index_24 += coords_4[2] * 2601u;
+      const uint32_t base_29 = (132632u + index_24 % 132656u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (1051720u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
       }
     }
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_3[3] = {};
+    uint32_t coords_4[3] = {};
+    float w0_5[3] = {};
+    float w1_6[3] = {};
+    float dw_7[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 127.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 127.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 127.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 127.0f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 127.0f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 63.0f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 63.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 63.0f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 63.0f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 63.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 127.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 127.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 127.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 127.0f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 127.0f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 63.0f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 63.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 63.0f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 63.0f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 63.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 127.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 127.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 127.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 127.0f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 127.0f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 63.0f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 63.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[2] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 63.0f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 63.0f, g_12 + 0.5f);
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 63.0f;
     }
-    const uint32_t o = (i * 16u + 9u) * 2u;
+    const uint32_t o_21 = (i * 16u + 6u) * 2u;
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 64u;
+      index_24 += coords_4[2] * 4096u;
+      const uint32_t base_29 = (265288u + index_24 % 262144u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (1576008u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 64u;
+      index_24 += coords_4[2] * 4096u;
+      const uint32_t base_29 = (265288u + index_24 % 262144u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (1576008u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 64u;
+      index_24 += coords_4[2] * 4096u;
+      const uint32_t base_29 = (265288u + index_24 % 262144u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (1576008u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 64u;
+      index_24 += coords_4[2] * 4096u;
+      const uint32_t base_29 = (265288u + index_24 % 262144u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (1576008u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 64u;
+      index_24 += coords_4[2] * 4096u;
+      const uint32_t base_29 = (265288u + index_24 % 262144u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (1576008u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 64u;
+      index_24 += coords_4[2] * 4096u;
+      const uint32_t base_29 = (265288u + index_24 % 262144u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (1576008u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 64u;
+      index_24 += coords_4[2] * 4096u;
+      const uint32_t base_29 = (265288u + index_24 % 262144u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (1576008u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = coords_4[0];
+      index_24 += coords_4[1] * 64u;
+      index_24 += coords_4[2] * 4096u;
+      const uint32_t base_29 = (265288u + index_24 % 262144u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (1576008u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
       }
     }
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_3[3] = {};
+    uint32_t coords_4[3] = {};
+    float w0_5[3] = {};
+    float w1_6[3] = {};
+    float dw_7[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 160.2699f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 160.2699f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 160.2699f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 160.2699f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 160.2699f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 79.63495f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 79.63495f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 79.63495f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 79.63495f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 160.2699f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 160.2699f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 160.2699f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 160.2699f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 160.2699f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 79.63495f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 79.63495f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 79.63495f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 79.63495f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 160.2699f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 160.2699f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 160.2699f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 160.2699f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 160.2699f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 79.63495f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[2] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 79.63495f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 79.63495f, g_12 + 0.5f);
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 79.63495f;
     }
-    const uint32_t o = (i * 16u + 10u) * 2u;
+    const uint32_t o_21 = (i * 16u + 7u) * 2u;
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
       }
-      const uint32_t base = (2100296u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      const uint32_t base_29 = (527432u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
-      {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (2100296u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += -w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
       }
-      const uint32_t base = (2100296u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      const uint32_t base_29 = (527432u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
-      {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (2100296u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
       }
-      const uint32_t base = (2100296u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      const uint32_t base_29 = (527432u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
-      {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (2100296u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += -w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
       }
-      const uint32_t base = (2100296u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      const uint32_t base_29 = (527432u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
-      {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (2100296u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += w;
-      }
-    }
-  }
-  {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 202.18733f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 202.18733f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 202.18733f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 202.18733f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 202.18733f;
-    }
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 202.18733f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 202.18733f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 202.18733f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 202.18733f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 202.18733f;
-    }
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 202.18733f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 202.18733f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 202.18733f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 202.18733f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 202.18733f;
-    }
-    const uint32_t o = (i * 16u + 11u) * 2u;
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
-      {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (2624584u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += -w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
       }
-      const uint32_t base = (2624584u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      const uint32_t base_29 = (527432u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
-      {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (2624584u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
       }
-      const uint32_t base = (2624584u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      const uint32_t base_29 = (527432u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
-      {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (2624584u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += -w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
       }
-      const uint32_t base = (2624584u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      const uint32_t base_29 = (527432u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += w;
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
-      {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (2624584u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
       }
-      const uint32_t base = (2624584u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      const uint32_t base_29 = (527432u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
       }
     }
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_3[3] = {};
+    uint32_t coords_4[3] = {};
+    float w0_5[3] = {};
+    float w1_6[3] = {};
+    float dw_7[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 255.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 255.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 255.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 255.0f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 255.0f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 100.593666f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 100.593666f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 100.593666f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 100.593666f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 100.593666f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 255.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 255.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 255.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 255.0f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 255.0f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 100.593666f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 100.593666f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 100.593666f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 100.593666f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 100.593666f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 255.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 255.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 255.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 255.0f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 255.0f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 100.593666f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 100.593666f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[2] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 100.593666f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 100.593666f, g_12 + 0.5f);
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 100.593666f;
     }
-    const uint32_t o = (i * 16u + 12u) * 2u;
+    const uint32_t o_21 = (i * 16u + 8u) * 2u;
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
       }
-      const uint32_t base = (3148872u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      const uint32_t base_29 = (1051720u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
-      {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (3148872u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += -w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
       }
-      const uint32_t base = (3148872u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      const uint32_t base_29 = (1051720u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
-      {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (3148872u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
       }
-      const uint32_t base = (3148872u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      const uint32_t base_29 = (1051720u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
-      {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (3148872u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += -w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
       }
-      const uint32_t base = (3148872u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      const uint32_t base_29 = (1051720u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
-      {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (3148872u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += w;
-      }
-    }
-  }
-  {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 321.5398f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 321.5398f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 321.5398f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 321.5398f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 321.5398f;
-    }
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 321.5398f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 321.5398f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 321.5398f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 321.5398f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 321.5398f;
-    }
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 321.5398f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 321.5398f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 321.5398f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 321.5398f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 321.5398f;
-    }
-    const uint32_t o = (i * 16u + 13u) * 2u;
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
-      {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (3673160u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += -w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
       }
-      const uint32_t base = (3673160u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      const uint32_t base_29 = (1051720u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
-      {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (3673160u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
       }
-      const uint32_t base = (3673160u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      const uint32_t base_29 = (1051720u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
-      {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (3673160u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += -w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
       }
-      const uint32_t base = (3673160u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      const uint32_t base_29 = (1051720u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += w;
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
-      {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (3673160u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
       }
-      const uint32_t base = (3673160u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      const uint32_t base_29 = (1051720u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
       }
     }
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_3[3] = {};
+    uint32_t coords_4[3] = {};
+    float w0_5[3] = {};
+    float w1_6[3] = {};
+    float dw_7[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 405.37466f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 405.37466f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 405.37466f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 127.0f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 127.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 127.0f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 127.0f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 127.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 405.37466f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 405.37466f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 405.37466f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 127.0f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 127.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 127.0f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 127.0f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 127.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 405.37466f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 405.37466f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 405.37466f;
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 127.0f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 127.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[2] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 127.0f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 127.0f, g_12 + 0.5f);
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 127.0f;
     }
-    const uint32_t o = (i * 16u + 14u) * 2u;
+    const uint32_t o_21 = (i * 16u + 9u) * 2u;
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
       }
-      const uint32_t base = (4197448u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      const uint32_t base_29 = (1576008u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
-      {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (4197448u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += -w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
       }
-      const uint32_t base = (4197448u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      const uint32_t base_29 = (1576008u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
-      {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (4197448u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
       }
-      const uint32_t base = (4197448u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      const uint32_t base_29 = (1576008u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
-      {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (4197448u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += -w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
       }
-      const uint32_t base = (4197448u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      const uint32_t base_29 = (1576008u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += w;
-      }
-    }
-    {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
-      {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (4197448u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += w;
-      }
-    }
-  }
-  {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 511.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 511.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 511.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 511.0f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 511.0f;
-    }
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 511.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 511.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 511.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 511.0f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 511.0f;
-    }
-    {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 511.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 511.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 511.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 511.0f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 511.0f;
-    }
-    const uint32_t o = (i * 16u + 15u) * 2u;
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
-      {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (4721736u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += -w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += -w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
       }
-      const uint32_t base = (4721736u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      const uint32_t base_29 = (1576008u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w0[2];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
-      {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (4721736u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w0[2];
-        acc[1] += w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += -w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
       }
-      const uint32_t base = (4721736u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      const uint32_t base_29 = (1576008u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w0[2];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w0[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += -w;
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
-      {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (4721736u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += -w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w0[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
       }
-      const uint32_t base = (4721736u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      const uint32_t base_29 = (1576008u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w0[1];
-        w *= w1[2];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += -w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w0[1];
-        acc[2] += w;
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
-      {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
-      }
-      const uint32_t base = (4721736u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
-      {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += -w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
       }
       {
-        float w = g * dw[1];
-        w *= w0[0];
-        w *= w1[2];
-        acc[1] += w;
-      }
-      {
-        float w = g * dw[2];
-        w *= w0[0];
-        w *= w1[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
       }
     }
     {
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_15 = 0u;
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
       {
-        uint32_t h_17 = coords[0];
-        h_17 ^= coords[1] * 2654435761u;
-        h_17 ^= coords[2] * 805459861u;
-        index_15 = h_17;
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
       }
-      const uint32_t base = (4721736u + index_15 % 524288u) * 2u;
-      float g = 0.0f;
-      g = fmaf(dy[o], params[base], g);
-      g = fmaf(dy[o + 1u], params[base + 1u], g);
+      const uint32_t base_29 = (1576008u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
       {
-        float w = g * dw[0];
-        w *= w1[1];
-        w *= w1[2];
-        acc[0] += w;
-      }
-      {
-        float w = g * dw[1];
-        w *= w1[0];
-        w *= w1[2];
-        acc[1] += w;
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
       }
       {
-        float w = g * dw[2];
-        w *= w1[0];
-        w *= w1[1];
-        acc[2] += w;
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
       }
     }
   }
   {
-    const float xd = x[i * 3u];
-    dx[i * 3u] = ((xd >= 0.0f && xd <= 1.0f) ? (acc[0]) : (0.0f));
+    uint32_t cell_3[3] = {};
+    uint32_t coords_4[3] = {};
+    float w0_5[3] = {};
+    float w1_6[3] = {};
+    float dw_7[3] = {};
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 160.2699f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 160.2699f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 160.2699f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 160.2699f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 160.2699f;
+    }
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 160.2699f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 160.2699f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 160.2699f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 160.2699f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 160.2699f;
+    }
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 160.2699f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 160.2699f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[2] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 160.2699f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 160.2699f, g_12 + 0.5f);
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 160.2699f;
+    }
+    const uint32_t o_21 = (i * 16u + 10u) * 2u;
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (2100296u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (2100296u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (2100296u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (2100296u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (2100296u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (2100296u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (2100296u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (2100296u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
+      }
+    }
   }
   {
-    const float xd = x[i * 3u + 1u];
-    dx[i * 3u + 1u] = ((xd >= 0.0f && xd <= 1.0f) ? (acc[1]) : (0.0f));
+    uint32_t cell_3[3] = {};
+    uint32_t coords_4[3] = {};
+    float w0_5[3] = {};
+    float w1_6[3] = {};
+    float dw_7[3] = {};
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 202.18733f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 202.18733f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 202.18733f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 202.18733f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 202.18733f;
+    }
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 202.18733f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 202.18733f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 202.18733f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 202.18733f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 202.18733f;
+    }
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 202.18733f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 202.18733f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[2] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 202.18733f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 202.18733f, g_12 + 0.5f);
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 202.18733f;
+    }
+    const uint32_t o_21 = (i * 16u + 11u) * 2u;
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (2624584u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (2624584u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (2624584u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (2624584u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (2624584u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (2624584u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (2624584u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (2624584u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
+      }
+    }
   }
   {
-    const float xd = x[i * 3u + 2u];
-    dx[i * 3u + 2u] = ((xd >= 0.0f && xd <= 1.0f) ? (acc[2]) : (0.0f));
+    uint32_t cell_3[3] = {};
+    uint32_t coords_4[3] = {};
+    float w0_5[3] = {};
+    float w1_6[3] = {};
+    float dw_7[3] = {};
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 255.0f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 255.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 255.0f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 255.0f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 255.0f;
+    }
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 255.0f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 255.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 255.0f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 255.0f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 255.0f;
+    }
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 255.0f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 255.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[2] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 255.0f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 255.0f, g_12 + 0.5f);
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 255.0f;
+    }
+    const uint32_t o_21 = (i * 16u + 12u) * 2u;
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (3148872u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (3148872u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (3148872u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (3148872u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (3148872u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (3148872u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (3148872u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (3148872u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
+      }
+    }
+  }
+  {
+    uint32_t cell_3[3] = {};
+    uint32_t coords_4[3] = {};
+    float w0_5[3] = {};
+    float w1_6[3] = {};
+    float dw_7[3] = {};
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 321.5398f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 321.5398f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 321.5398f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 321.5398f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 321.5398f;
+    }
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 321.5398f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 321.5398f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 321.5398f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 321.5398f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 321.5398f;
+    }
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 321.5398f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 321.5398f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[2] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 321.5398f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 321.5398f, g_12 + 0.5f);
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 321.5398f;
+    }
+    const uint32_t o_21 = (i * 16u + 13u) * 2u;
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (3673160u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (3673160u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (3673160u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (3673160u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (3673160u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (3673160u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (3673160u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (3673160u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
+      }
+    }
+  }
+  {
+    uint32_t cell_3[3] = {};
+    uint32_t coords_4[3] = {};
+    float w0_5[3] = {};
+    float w1_6[3] = {};
+    float dw_7[3] = {};
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 405.37466f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 405.37466f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 405.37466f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 405.37466f;
+    }
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 405.37466f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 405.37466f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 405.37466f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 405.37466f;
+    }
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 405.37466f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[2] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 405.37466f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 405.37466f, g_12 + 0.5f);
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 405.37466f;
+    }
+    const uint32_t o_21 = (i * 16u + 14u) * 2u;
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (4197448u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (4197448u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (4197448u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (4197448u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (4197448u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (4197448u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (4197448u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (4197448u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
+      }
+    }
+  }
+  {
+    uint32_t cell_3[3] = {};
+    uint32_t coords_4[3] = {};
+    float w0_5[3] = {};
+    float w1_6[3] = {};
+    float dw_7[3] = {};
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 511.0f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 511.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[0] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 511.0f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 511.0f, g_12 + 0.5f);
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 511.0f;
+    }
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 511.0f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 511.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[1] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 511.0f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 511.0f, g_12 + 0.5f);
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 511.0f;
+    }
+    {
+      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float rounded_11 = floorf(fmaf(xd_9, 511.0f, 0.5f));
+      const float g_12 = ((fmaf(xd_9, 511.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      cell_3[2] = __float2uint_rz(g_12);
+      const float f_13 = fmaf(xd_9, 511.0f, 0.5f - g_12);
+      const float omf_14 = fmaf(-xd_9, 511.0f, g_12 + 0.5f);
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 511.0f;
+    }
+    const uint32_t o_21 = (i * 16u + 15u) * 2u;
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (4721736u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (4721736u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (4721736u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2];
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (4721736u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w0_5[2];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += -w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (4721736u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (4721736u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w0_5[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w0_5[1];
+        acc_1[2] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (4721736u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += -w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w0_5[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
+      }
+    }
+    {
+      coords_4[0] = cell_3[0] + 1u;
+      coords_4[1] = cell_3[1] + 1u;
+      coords_4[2] = cell_3[2] + 1u;
+      uint32_t index_24 = 0u;
+      {
+        uint32_t h_26 = coords_4[0];
+        h_26 ^= coords_4[1] * 2654435761u;
+        h_26 ^= coords_4[2] * 805459861u;
+        index_24 = h_26;
+      }
+      const uint32_t base_29 = (4721736u + index_24 % 524288u) * 2u;
+      float g_30 = 0.0f;
+      g_30 = fmaf(dy[o_21], params[base_29], g_30);
+      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      {
+        float w_33 = g_30 * dw_7[0];
+        w_33 *= w1_6[1];
+        w_33 *= w1_6[2];
+        acc_1[0] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[1];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[2];
+        acc_1[1] += w_33;
+      }
+      {
+        float w_33 = g_30 * dw_7[2];
+        w_33 *= w1_6[0];
+        w_33 *= w1_6[1];
+        acc_1[2] += w_33;
+      }
+    }
+  }
+  {
+    const float xd_36 = x[i * 3u];
+    dx[i * 3u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[0]) : (0.0f));
+  }
+  {
+    const float xd_36 = x[i * 3u + 1u];
+    dx[i * 3u + 1u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[1]) : (0.0f));
+  }
+  {
+    const float xd_36 = x[i * 3u + 2u];
+    dx[i * 3u + 2u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[2]) : (0.0f));
   }
 }
 

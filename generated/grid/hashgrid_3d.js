@@ -25,2916 +25,2916 @@ const __f2u32 = (x) => (x !== x || x <= 0 ? 0 : x >= 4294967296 ? 4294967295 : M
 
 function gridForward_body(i, x, params, out) {
   {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
+    const cell_2 = new Uint32Array(3);
+    const coords_3 = new Uint32Array(3);
+    const w0_4 = new Float32Array(3);
+    const w1_5 = new Float32Array(3);
+    const dw_6 = new Float32Array(3);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 15, 0.5)));
-      const g_5 = ((__fma(xd_2, 15, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 15, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 15, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 15;
+      const xd_8 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 15, 0.5)));
+      const g_11 = ((__fma(xd_8, 15, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 15, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 15, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 15;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 15, 0.5)));
-      const g_5 = ((__fma(xd_2, 15, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 15, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 15, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 15;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 15, 0.5)));
+      const g_11 = ((__fma(xd_8, 15, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 15, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 15, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 15;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 15, 0.5)));
-      const g_5 = ((__fma(xd_2, 15, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 15, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 15, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 15;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 15, 0.5)));
+      const g_11 = ((__fma(xd_8, 15, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[2] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 15, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 15, Math.fround(g_11 + 0.5));
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 15;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 16) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 256) >>> 0)) >>> 0);
-      const base = ((Math.imul(__umod(index_23, 4096), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
-    }
-    {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 16) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 256) >>> 0)) >>> 0);
-      const base = ((Math.imul(__umod(index_23, 4096), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 16) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 256) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(__umod(index_34, 4096), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 16) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 256) >>> 0)) >>> 0);
-      const base = ((Math.imul(__umod(index_23, 4096), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 16) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 256) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(__umod(index_34, 4096), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 16) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 256) >>> 0)) >>> 0);
-      const base = ((Math.imul(__umod(index_23, 4096), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 16) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 256) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(__umod(index_34, 4096), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 16) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 256) >>> 0)) >>> 0);
-      const base = ((Math.imul(__umod(index_23, 4096), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 16) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 256) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(__umod(index_34, 4096), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 16) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 256) >>> 0)) >>> 0);
-      const base = ((Math.imul(__umod(index_23, 4096), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 16) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 256) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(__umod(index_34, 4096), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 16) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 256) >>> 0)) >>> 0);
-      const base = ((Math.imul(__umod(index_23, 4096), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 16) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 256) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(__umod(index_34, 4096), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 16) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 256) >>> 0)) >>> 0);
-      const base = ((Math.imul(__umod(index_23, 4096), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 16) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 256) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(__umod(index_34, 4096), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((Math.imul(i, 16) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    {
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 16) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 256) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(__umod(index_34, 4096), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
+    }
+    const o_41 = ((Math.imul((Math.imul(i, 16) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
+    const cell_2 = new Uint32Array(3);
+    const coords_3 = new Uint32Array(3);
+    const w0_4 = new Float32Array(3);
+    const w1_5 = new Float32Array(3);
+    const dw_6 = new Float32Array(3);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 19.158737182617188, 0.5)));
-      const g_5 = ((__fma(xd_2, 19.158737182617188, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 19.158737182617188, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 19.158737182617188, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 19.158737182617188;
+      const xd_8 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 19.158737182617188, 0.5)));
+      const g_11 = ((__fma(xd_8, 19.158737182617188, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 19.158737182617188, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 19.158737182617188, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 19.158737182617188;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 19.158737182617188, 0.5)));
-      const g_5 = ((__fma(xd_2, 19.158737182617188, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 19.158737182617188, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 19.158737182617188, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 19.158737182617188;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 19.158737182617188, 0.5)));
+      const g_11 = ((__fma(xd_8, 19.158737182617188, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 19.158737182617188, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 19.158737182617188, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 19.158737182617188;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 19.158737182617188, 0.5)));
-      const g_5 = ((__fma(xd_2, 19.158737182617188, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 19.158737182617188, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 19.158737182617188, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 19.158737182617188;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 19.158737182617188, 0.5)));
+      const g_11 = ((__fma(xd_8, 19.158737182617188, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[2] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 19.158737182617188, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 19.158737182617188, Math.fround(g_11 + 0.5));
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 19.158737182617188;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 21) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 441) >>> 0)) >>> 0);
-      const base = ((Math.imul(((4096 + __umod(index_23, 9264)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
-    }
-    {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 21) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 441) >>> 0)) >>> 0);
-      const base = ((Math.imul(((4096 + __umod(index_23, 9264)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 21) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 441) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((4096 + __umod(index_34, 9264)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 21) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 441) >>> 0)) >>> 0);
-      const base = ((Math.imul(((4096 + __umod(index_23, 9264)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 21) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 441) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((4096 + __umod(index_34, 9264)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 21) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 441) >>> 0)) >>> 0);
-      const base = ((Math.imul(((4096 + __umod(index_23, 9264)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 21) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 441) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((4096 + __umod(index_34, 9264)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 21) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 441) >>> 0)) >>> 0);
-      const base = ((Math.imul(((4096 + __umod(index_23, 9264)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 21) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 441) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((4096 + __umod(index_34, 9264)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 21) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 441) >>> 0)) >>> 0);
-      const base = ((Math.imul(((4096 + __umod(index_23, 9264)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 21) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 441) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((4096 + __umod(index_34, 9264)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 21) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 441) >>> 0)) >>> 0);
-      const base = ((Math.imul(((4096 + __umod(index_23, 9264)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 21) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 441) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((4096 + __umod(index_34, 9264)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 21) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 441) >>> 0)) >>> 0);
-      const base = ((Math.imul(((4096 + __umod(index_23, 9264)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 21) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 441) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((4096 + __umod(index_34, 9264)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 1) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    {
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 21) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 441) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((4096 + __umod(index_34, 9264)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
+    }
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 1) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
+    const cell_2 = new Uint32Array(3);
+    const coords_3 = new Uint32Array(3);
+    const w0_4 = new Float32Array(3);
+    const w1_5 = new Float32Array(3);
+    const dw_6 = new Float32Array(3);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 24.39841651916504, 0.5)));
-      const g_5 = ((__fma(xd_2, 24.39841651916504, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 24.39841651916504, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 24.39841651916504, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 24.39841651916504;
+      const xd_8 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 24.39841651916504, 0.5)));
+      const g_11 = ((__fma(xd_8, 24.39841651916504, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 24.39841651916504, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 24.39841651916504, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 24.39841651916504;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 24.39841651916504, 0.5)));
-      const g_5 = ((__fma(xd_2, 24.39841651916504, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 24.39841651916504, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 24.39841651916504, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 24.39841651916504;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 24.39841651916504, 0.5)));
+      const g_11 = ((__fma(xd_8, 24.39841651916504, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 24.39841651916504, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 24.39841651916504, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 24.39841651916504;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 24.39841651916504, 0.5)));
-      const g_5 = ((__fma(xd_2, 24.39841651916504, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 24.39841651916504, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 24.39841651916504, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 24.39841651916504;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 24.39841651916504, 0.5)));
+      const g_11 = ((__fma(xd_8, 24.39841651916504, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[2] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 24.39841651916504, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 24.39841651916504, Math.fround(g_11 + 0.5));
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 24.39841651916504;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 26) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 676) >>> 0)) >>> 0);
-      const base = ((Math.imul(((13360 + __umod(index_23, 17576)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
-    }
-    {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 26) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 676) >>> 0)) >>> 0);
-      const base = ((Math.imul(((13360 + __umod(index_23, 17576)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 26) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 676) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((13360 + __umod(index_34, 17576)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 26) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 676) >>> 0)) >>> 0);
-      const base = ((Math.imul(((13360 + __umod(index_23, 17576)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 26) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 676) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((13360 + __umod(index_34, 17576)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 26) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 676) >>> 0)) >>> 0);
-      const base = ((Math.imul(((13360 + __umod(index_23, 17576)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 26) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 676) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((13360 + __umod(index_34, 17576)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 26) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 676) >>> 0)) >>> 0);
-      const base = ((Math.imul(((13360 + __umod(index_23, 17576)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 26) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 676) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((13360 + __umod(index_34, 17576)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 26) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 676) >>> 0)) >>> 0);
-      const base = ((Math.imul(((13360 + __umod(index_23, 17576)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 26) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 676) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((13360 + __umod(index_34, 17576)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 26) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 676) >>> 0)) >>> 0);
-      const base = ((Math.imul(((13360 + __umod(index_23, 17576)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 26) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 676) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((13360 + __umod(index_34, 17576)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 26) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 676) >>> 0)) >>> 0);
-      const base = ((Math.imul(((13360 + __umod(index_23, 17576)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 26) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 676) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((13360 + __umod(index_34, 17576)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 2) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    {
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 26) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 676) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((13360 + __umod(index_34, 17576)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
+    }
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 2) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
+    const cell_2 = new Uint32Array(3);
+    const coords_3 = new Uint32Array(3);
+    const w0_4 = new Float32Array(3);
+    const w1_5 = new Float32Array(3);
+    const dw_6 = new Float32Array(3);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 31, 0.5)));
-      const g_5 = ((__fma(xd_2, 31, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 31, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 31, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 31;
+      const xd_8 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 31, 0.5)));
+      const g_11 = ((__fma(xd_8, 31, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 31, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 31, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 31;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 31, 0.5)));
-      const g_5 = ((__fma(xd_2, 31, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 31, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 31, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 31;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 31, 0.5)));
+      const g_11 = ((__fma(xd_8, 31, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 31, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 31, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 31;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 31, 0.5)));
-      const g_5 = ((__fma(xd_2, 31, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 31, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 31, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 31;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 31, 0.5)));
+      const g_11 = ((__fma(xd_8, 31, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[2] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 31, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 31, Math.fround(g_11 + 0.5));
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 31;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 32) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 1024) >>> 0)) >>> 0);
-      const base = ((Math.imul(((30936 + __umod(index_23, 32768)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
-    }
-    {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 32) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 1024) >>> 0)) >>> 0);
-      const base = ((Math.imul(((30936 + __umod(index_23, 32768)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 32) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 1024) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((30936 + __umod(index_34, 32768)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 32) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 1024) >>> 0)) >>> 0);
-      const base = ((Math.imul(((30936 + __umod(index_23, 32768)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 32) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 1024) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((30936 + __umod(index_34, 32768)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 32) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 1024) >>> 0)) >>> 0);
-      const base = ((Math.imul(((30936 + __umod(index_23, 32768)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 32) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 1024) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((30936 + __umod(index_34, 32768)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 32) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 1024) >>> 0)) >>> 0);
-      const base = ((Math.imul(((30936 + __umod(index_23, 32768)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 32) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 1024) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((30936 + __umod(index_34, 32768)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 32) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 1024) >>> 0)) >>> 0);
-      const base = ((Math.imul(((30936 + __umod(index_23, 32768)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 32) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 1024) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((30936 + __umod(index_34, 32768)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 32) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 1024) >>> 0)) >>> 0);
-      const base = ((Math.imul(((30936 + __umod(index_23, 32768)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 32) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 1024) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((30936 + __umod(index_34, 32768)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 32) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 1024) >>> 0)) >>> 0);
-      const base = ((Math.imul(((30936 + __umod(index_23, 32768)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 32) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 1024) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((30936 + __umod(index_34, 32768)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 3) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    {
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 32) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 1024) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((30936 + __umod(index_34, 32768)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
+    }
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 3) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
+    const cell_2 = new Uint32Array(3);
+    const coords_3 = new Uint32Array(3);
+    const w0_4 = new Float32Array(3);
+    const w1_5 = new Float32Array(3);
+    const dw_6 = new Float32Array(3);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 39.317474365234375, 0.5)));
-      const g_5 = ((__fma(xd_2, 39.317474365234375, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 39.317474365234375, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 39.317474365234375, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 39.317474365234375;
+      const xd_8 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 39.317474365234375, 0.5)));
+      const g_11 = ((__fma(xd_8, 39.317474365234375, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 39.317474365234375, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 39.317474365234375, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 39.317474365234375;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 39.317474365234375, 0.5)));
-      const g_5 = ((__fma(xd_2, 39.317474365234375, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 39.317474365234375, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 39.317474365234375, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 39.317474365234375;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 39.317474365234375, 0.5)));
+      const g_11 = ((__fma(xd_8, 39.317474365234375, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 39.317474365234375, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 39.317474365234375, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 39.317474365234375;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 39.317474365234375, 0.5)));
-      const g_5 = ((__fma(xd_2, 39.317474365234375, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 39.317474365234375, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 39.317474365234375, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 39.317474365234375;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 39.317474365234375, 0.5)));
+      const g_11 = ((__fma(xd_8, 39.317474365234375, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[2] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 39.317474365234375, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 39.317474365234375, Math.fround(g_11 + 0.5));
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 39.317474365234375;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 41) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 1681) >>> 0)) >>> 0);
-      const base = ((Math.imul(((63704 + __umod(index_23, 68928)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
-    }
-    {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 41) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 1681) >>> 0)) >>> 0);
-      const base = ((Math.imul(((63704 + __umod(index_23, 68928)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 41) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 1681) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((63704 + __umod(index_34, 68928)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 41) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 1681) >>> 0)) >>> 0);
-      const base = ((Math.imul(((63704 + __umod(index_23, 68928)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 41) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 1681) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((63704 + __umod(index_34, 68928)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 41) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 1681) >>> 0)) >>> 0);
-      const base = ((Math.imul(((63704 + __umod(index_23, 68928)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 41) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 1681) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((63704 + __umod(index_34, 68928)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 41) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 1681) >>> 0)) >>> 0);
-      const base = ((Math.imul(((63704 + __umod(index_23, 68928)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 41) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 1681) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((63704 + __umod(index_34, 68928)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 41) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 1681) >>> 0)) >>> 0);
-      const base = ((Math.imul(((63704 + __umod(index_23, 68928)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 41) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 1681) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((63704 + __umod(index_34, 68928)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 41) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 1681) >>> 0)) >>> 0);
-      const base = ((Math.imul(((63704 + __umod(index_23, 68928)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 41) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 1681) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((63704 + __umod(index_34, 68928)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 41) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 1681) >>> 0)) >>> 0);
-      const base = ((Math.imul(((63704 + __umod(index_23, 68928)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 41) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 1681) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((63704 + __umod(index_34, 68928)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 4) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    {
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 41) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 1681) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((63704 + __umod(index_34, 68928)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
+    }
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 4) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
+    const cell_2 = new Uint32Array(3);
+    const coords_3 = new Uint32Array(3);
+    const w0_4 = new Float32Array(3);
+    const w1_5 = new Float32Array(3);
+    const dw_6 = new Float32Array(3);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 49.79683303833008, 0.5)));
-      const g_5 = ((__fma(xd_2, 49.79683303833008, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 49.79683303833008, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 49.79683303833008, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 49.79683303833008;
+      const xd_8 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 49.79683303833008, 0.5)));
+      const g_11 = ((__fma(xd_8, 49.79683303833008, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 49.79683303833008, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 49.79683303833008, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 49.79683303833008;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 49.79683303833008, 0.5)));
-      const g_5 = ((__fma(xd_2, 49.79683303833008, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 49.79683303833008, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 49.79683303833008, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 49.79683303833008;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 49.79683303833008, 0.5)));
+      const g_11 = ((__fma(xd_8, 49.79683303833008, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 49.79683303833008, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 49.79683303833008, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 49.79683303833008;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 49.79683303833008, 0.5)));
-      const g_5 = ((__fma(xd_2, 49.79683303833008, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 49.79683303833008, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 49.79683303833008, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 49.79683303833008;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 49.79683303833008, 0.5)));
+      const g_11 = ((__fma(xd_8, 49.79683303833008, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[2] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 49.79683303833008, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 49.79683303833008, Math.fround(g_11 + 0.5));
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 49.79683303833008;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 51) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 2601) >>> 0)) >>> 0);
-      const base = ((Math.imul(((132632 + __umod(index_23, 132656)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
-    }
-    {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 51) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 2601) >>> 0)) >>> 0);
-      const base = ((Math.imul(((132632 + __umod(index_23, 132656)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 51) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 2601) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((132632 + __umod(index_34, 132656)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 51) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 2601) >>> 0)) >>> 0);
-      const base = ((Math.imul(((132632 + __umod(index_23, 132656)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 51) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 2601) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((132632 + __umod(index_34, 132656)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 51) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 2601) >>> 0)) >>> 0);
-      const base = ((Math.imul(((132632 + __umod(index_23, 132656)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 51) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 2601) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((132632 + __umod(index_34, 132656)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 51) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 2601) >>> 0)) >>> 0);
-      const base = ((Math.imul(((132632 + __umod(index_23, 132656)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 51) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 2601) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((132632 + __umod(index_34, 132656)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 51) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 2601) >>> 0)) >>> 0);
-      const base = ((Math.imul(((132632 + __umod(index_23, 132656)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 51) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 2601) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((132632 + __umod(index_34, 132656)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 51) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 2601) >>> 0)) >>> 0);
-      const base = ((Math.imul(((132632 + __umod(index_23, 132656)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 51) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 2601) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((132632 + __umod(index_34, 132656)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 51) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 2601) >>> 0)) >>> 0);
-      const base = ((Math.imul(((132632 + __umod(index_23, 132656)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 51) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 2601) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((132632 + __umod(index_34, 132656)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 5) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    {
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 51) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 2601) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((132632 + __umod(index_34, 132656)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
+    }
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 5) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
+    const cell_2 = new Uint32Array(3);
+    const coords_3 = new Uint32Array(3);
+    const w0_4 = new Float32Array(3);
+    const w1_5 = new Float32Array(3);
+    const dw_6 = new Float32Array(3);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 63, 0.5)));
-      const g_5 = ((__fma(xd_2, 63, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 63, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 63, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 63;
+      const xd_8 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 63, 0.5)));
+      const g_11 = ((__fma(xd_8, 63, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 63, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 63, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 63;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 63, 0.5)));
-      const g_5 = ((__fma(xd_2, 63, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 63, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 63, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 63;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 63, 0.5)));
+      const g_11 = ((__fma(xd_8, 63, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 63, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 63, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 63;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 63, 0.5)));
-      const g_5 = ((__fma(xd_2, 63, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 63, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 63, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 63;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 63, 0.5)));
+      const g_11 = ((__fma(xd_8, 63, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[2] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 63, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 63, Math.fround(g_11 + 0.5));
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 63;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 64) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 4096) >>> 0)) >>> 0);
-      const base = ((Math.imul(((265288 + __umod(index_23, 262144)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
-    }
-    {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 64) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 4096) >>> 0)) >>> 0);
-      const base = ((Math.imul(((265288 + __umod(index_23, 262144)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 64) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 4096) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((265288 + __umod(index_34, 262144)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 64) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 4096) >>> 0)) >>> 0);
-      const base = ((Math.imul(((265288 + __umod(index_23, 262144)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 64) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 4096) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((265288 + __umod(index_34, 262144)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 64) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 4096) >>> 0)) >>> 0);
-      const base = ((Math.imul(((265288 + __umod(index_23, 262144)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 64) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 4096) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((265288 + __umod(index_34, 262144)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 64) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 4096) >>> 0)) >>> 0);
-      const base = ((Math.imul(((265288 + __umod(index_23, 262144)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 64) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 4096) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((265288 + __umod(index_34, 262144)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 64) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 4096) >>> 0)) >>> 0);
-      const base = ((Math.imul(((265288 + __umod(index_23, 262144)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 64) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 4096) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((265288 + __umod(index_34, 262144)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 64) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 4096) >>> 0)) >>> 0);
-      const base = ((Math.imul(((265288 + __umod(index_23, 262144)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 64) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 4096) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((265288 + __umod(index_34, 262144)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = coords[0];
-      index_23 = ((index_23 + (Math.imul(coords[1], 64) >>> 0)) >>> 0);
-      index_23 = ((index_23 + (Math.imul(coords[2], 4096) >>> 0)) >>> 0);
-      const base = ((Math.imul(((265288 + __umod(index_23, 262144)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 64) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 4096) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((265288 + __umod(index_34, 262144)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 6) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    {
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = coords_3[0];
+      index_34 = ((index_34 + (Math.imul(coords_3[1], 64) >>> 0)) >>> 0);
+      index_34 = ((index_34 + (Math.imul(coords_3[2], 4096) >>> 0)) >>> 0);
+      const base_39 = ((Math.imul(((265288 + __umod(index_34, 262144)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
+    }
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 6) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
+    const cell_2 = new Uint32Array(3);
+    const coords_3 = new Uint32Array(3);
+    const w0_4 = new Float32Array(3);
+    const w1_5 = new Float32Array(3);
+    const dw_6 = new Float32Array(3);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 79.63494873046875, 0.5)));
-      const g_5 = ((__fma(xd_2, 79.63494873046875, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 79.63494873046875, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 79.63494873046875, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 79.63494873046875;
+      const xd_8 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 79.63494873046875, 0.5)));
+      const g_11 = ((__fma(xd_8, 79.63494873046875, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 79.63494873046875, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 79.63494873046875, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 79.63494873046875;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 79.63494873046875, 0.5)));
-      const g_5 = ((__fma(xd_2, 79.63494873046875, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 79.63494873046875, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 79.63494873046875, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 79.63494873046875;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 79.63494873046875, 0.5)));
+      const g_11 = ((__fma(xd_8, 79.63494873046875, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 79.63494873046875, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 79.63494873046875, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 79.63494873046875;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 79.63494873046875, 0.5)));
-      const g_5 = ((__fma(xd_2, 79.63494873046875, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 79.63494873046875, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 79.63494873046875, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 79.63494873046875;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 79.63494873046875, 0.5)));
+      const g_11 = ((__fma(xd_8, 79.63494873046875, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[2] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 79.63494873046875, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 79.63494873046875, Math.fround(g_11 + 0.5));
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 79.63494873046875;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((527432 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((527432 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((527432 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((527432 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((527432 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((527432 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((527432 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((527432 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((527432 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((527432 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((527432 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((527432 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((527432 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((527432 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((527432 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((527432 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 7) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 7) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
+    const cell_2 = new Uint32Array(3);
+    const coords_3 = new Uint32Array(3);
+    const w0_4 = new Float32Array(3);
+    const w1_5 = new Float32Array(3);
+    const dw_6 = new Float32Array(3);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 100.59366607666016, 0.5)));
-      const g_5 = ((__fma(xd_2, 100.59366607666016, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 100.59366607666016, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 100.59366607666016, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 100.59366607666016;
+      const xd_8 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 100.59366607666016, 0.5)));
+      const g_11 = ((__fma(xd_8, 100.59366607666016, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 100.59366607666016, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 100.59366607666016, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 100.59366607666016;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 100.59366607666016, 0.5)));
-      const g_5 = ((__fma(xd_2, 100.59366607666016, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 100.59366607666016, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 100.59366607666016, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 100.59366607666016;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 100.59366607666016, 0.5)));
+      const g_11 = ((__fma(xd_8, 100.59366607666016, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 100.59366607666016, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 100.59366607666016, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 100.59366607666016;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 100.59366607666016, 0.5)));
-      const g_5 = ((__fma(xd_2, 100.59366607666016, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 100.59366607666016, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 100.59366607666016, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 100.59366607666016;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 100.59366607666016, 0.5)));
+      const g_11 = ((__fma(xd_8, 100.59366607666016, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[2] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 100.59366607666016, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 100.59366607666016, Math.fround(g_11 + 0.5));
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 100.59366607666016;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((1051720 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((1051720 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((1051720 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((1051720 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((1051720 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((1051720 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((1051720 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((1051720 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((1051720 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((1051720 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((1051720 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((1051720 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((1051720 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((1051720 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((1051720 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((1051720 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 8) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 8) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
+    const cell_2 = new Uint32Array(3);
+    const coords_3 = new Uint32Array(3);
+    const w0_4 = new Float32Array(3);
+    const w1_5 = new Float32Array(3);
+    const dw_6 = new Float32Array(3);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 127, 0.5)));
-      const g_5 = ((__fma(xd_2, 127, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 127, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 127, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 127;
+      const xd_8 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 127, 0.5)));
+      const g_11 = ((__fma(xd_8, 127, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 127, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 127, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 127;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 127, 0.5)));
-      const g_5 = ((__fma(xd_2, 127, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 127, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 127, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 127;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 127, 0.5)));
+      const g_11 = ((__fma(xd_8, 127, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 127, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 127, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 127;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 127, 0.5)));
-      const g_5 = ((__fma(xd_2, 127, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 127, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 127, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 127;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 127, 0.5)));
+      const g_11 = ((__fma(xd_8, 127, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[2] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 127, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 127, Math.fround(g_11 + 0.5));
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 127;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((1576008 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((1576008 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((1576008 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((1576008 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((1576008 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((1576008 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((1576008 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((1576008 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((1576008 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((1576008 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((1576008 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((1576008 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((1576008 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((1576008 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((1576008 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((1576008 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 9) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 9) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
+    const cell_2 = new Uint32Array(3);
+    const coords_3 = new Uint32Array(3);
+    const w0_4 = new Float32Array(3);
+    const w1_5 = new Float32Array(3);
+    const dw_6 = new Float32Array(3);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 160.2698974609375, 0.5)));
-      const g_5 = ((__fma(xd_2, 160.2698974609375, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 160.2698974609375, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 160.2698974609375, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 160.2698974609375;
+      const xd_8 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 160.2698974609375, 0.5)));
+      const g_11 = ((__fma(xd_8, 160.2698974609375, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 160.2698974609375, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 160.2698974609375, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 160.2698974609375;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 160.2698974609375, 0.5)));
-      const g_5 = ((__fma(xd_2, 160.2698974609375, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 160.2698974609375, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 160.2698974609375, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 160.2698974609375;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 160.2698974609375, 0.5)));
+      const g_11 = ((__fma(xd_8, 160.2698974609375, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 160.2698974609375, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 160.2698974609375, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 160.2698974609375;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 160.2698974609375, 0.5)));
-      const g_5 = ((__fma(xd_2, 160.2698974609375, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 160.2698974609375, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 160.2698974609375, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 160.2698974609375;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 160.2698974609375, 0.5)));
+      const g_11 = ((__fma(xd_8, 160.2698974609375, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[2] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 160.2698974609375, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 160.2698974609375, Math.fround(g_11 + 0.5));
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 160.2698974609375;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((2100296 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((2100296 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((2100296 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((2100296 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((2100296 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((2100296 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((2100296 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((2100296 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((2100296 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((2100296 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((2100296 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((2100296 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((2100296 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((2100296 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((2100296 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((2100296 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 10) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 10) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
+    const cell_2 = new Uint32Array(3);
+    const coords_3 = new Uint32Array(3);
+    const w0_4 = new Float32Array(3);
+    const w1_5 = new Float32Array(3);
+    const dw_6 = new Float32Array(3);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 202.1873321533203, 0.5)));
-      const g_5 = ((__fma(xd_2, 202.1873321533203, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 202.1873321533203, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 202.1873321533203, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 202.1873321533203;
+      const xd_8 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 202.1873321533203, 0.5)));
+      const g_11 = ((__fma(xd_8, 202.1873321533203, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 202.1873321533203, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 202.1873321533203, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 202.1873321533203;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 202.1873321533203, 0.5)));
-      const g_5 = ((__fma(xd_2, 202.1873321533203, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 202.1873321533203, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 202.1873321533203, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 202.1873321533203;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 202.1873321533203, 0.5)));
+      const g_11 = ((__fma(xd_8, 202.1873321533203, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 202.1873321533203, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 202.1873321533203, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 202.1873321533203;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 202.1873321533203, 0.5)));
-      const g_5 = ((__fma(xd_2, 202.1873321533203, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 202.1873321533203, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 202.1873321533203, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 202.1873321533203;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 202.1873321533203, 0.5)));
+      const g_11 = ((__fma(xd_8, 202.1873321533203, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[2] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 202.1873321533203, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 202.1873321533203, Math.fround(g_11 + 0.5));
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 202.1873321533203;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((2624584 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((2624584 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((2624584 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((2624584 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((2624584 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((2624584 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((2624584 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((2624584 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((2624584 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((2624584 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((2624584 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((2624584 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((2624584 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((2624584 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((2624584 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((2624584 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 11) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 11) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
+    const cell_2 = new Uint32Array(3);
+    const coords_3 = new Uint32Array(3);
+    const w0_4 = new Float32Array(3);
+    const w1_5 = new Float32Array(3);
+    const dw_6 = new Float32Array(3);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 255, 0.5)));
-      const g_5 = ((__fma(xd_2, 255, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 255, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 255, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 255;
+      const xd_8 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 255, 0.5)));
+      const g_11 = ((__fma(xd_8, 255, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 255, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 255, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 255;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 255, 0.5)));
-      const g_5 = ((__fma(xd_2, 255, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 255, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 255, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 255;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 255, 0.5)));
+      const g_11 = ((__fma(xd_8, 255, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 255, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 255, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 255;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 255, 0.5)));
-      const g_5 = ((__fma(xd_2, 255, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 255, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 255, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 255;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 255, 0.5)));
+      const g_11 = ((__fma(xd_8, 255, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[2] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 255, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 255, Math.fround(g_11 + 0.5));
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 255;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((3148872 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((3148872 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((3148872 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((3148872 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((3148872 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((3148872 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((3148872 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((3148872 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((3148872 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((3148872 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((3148872 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((3148872 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((3148872 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((3148872 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((3148872 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((3148872 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 12) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 12) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
+    const cell_2 = new Uint32Array(3);
+    const coords_3 = new Uint32Array(3);
+    const w0_4 = new Float32Array(3);
+    const w1_5 = new Float32Array(3);
+    const dw_6 = new Float32Array(3);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 321.539794921875, 0.5)));
-      const g_5 = ((__fma(xd_2, 321.539794921875, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 321.539794921875, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 321.539794921875, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 321.539794921875;
+      const xd_8 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 321.539794921875, 0.5)));
+      const g_11 = ((__fma(xd_8, 321.539794921875, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 321.539794921875, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 321.539794921875, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 321.539794921875;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 321.539794921875, 0.5)));
-      const g_5 = ((__fma(xd_2, 321.539794921875, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 321.539794921875, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 321.539794921875, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 321.539794921875;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 321.539794921875, 0.5)));
+      const g_11 = ((__fma(xd_8, 321.539794921875, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 321.539794921875, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 321.539794921875, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 321.539794921875;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 321.539794921875, 0.5)));
-      const g_5 = ((__fma(xd_2, 321.539794921875, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 321.539794921875, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 321.539794921875, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 321.539794921875;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 321.539794921875, 0.5)));
+      const g_11 = ((__fma(xd_8, 321.539794921875, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[2] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 321.539794921875, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 321.539794921875, Math.fround(g_11 + 0.5));
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 321.539794921875;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((3673160 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((3673160 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((3673160 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((3673160 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((3673160 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((3673160 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((3673160 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((3673160 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((3673160 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((3673160 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((3673160 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((3673160 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((3673160 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((3673160 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((3673160 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((3673160 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 13) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 13) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
+    const cell_2 = new Uint32Array(3);
+    const coords_3 = new Uint32Array(3);
+    const w0_4 = new Float32Array(3);
+    const w1_5 = new Float32Array(3);
+    const dw_6 = new Float32Array(3);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 405.3746643066406, 0.5)));
-      const g_5 = ((__fma(xd_2, 405.3746643066406, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 405.3746643066406, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 405.3746643066406, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 405.3746643066406;
+      const xd_8 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 405.3746643066406, 0.5)));
+      const g_11 = ((__fma(xd_8, 405.3746643066406, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 405.3746643066406, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 405.3746643066406, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 405.3746643066406;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 405.3746643066406, 0.5)));
-      const g_5 = ((__fma(xd_2, 405.3746643066406, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 405.3746643066406, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 405.3746643066406, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 405.3746643066406;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 405.3746643066406, 0.5)));
+      const g_11 = ((__fma(xd_8, 405.3746643066406, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 405.3746643066406, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 405.3746643066406, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 405.3746643066406;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 405.3746643066406, 0.5)));
-      const g_5 = ((__fma(xd_2, 405.3746643066406, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 405.3746643066406, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 405.3746643066406, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 405.3746643066406;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 405.3746643066406, 0.5)));
+      const g_11 = ((__fma(xd_8, 405.3746643066406, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[2] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 405.3746643066406, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 405.3746643066406, Math.fround(g_11 + 0.5));
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 405.3746643066406;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((4197448 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((4197448 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((4197448 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((4197448 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((4197448 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((4197448 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((4197448 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((4197448 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((4197448 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((4197448 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((4197448 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((4197448 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((4197448 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((4197448 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((4197448 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((4197448 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 14) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 14) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
   {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
+    const cell_2 = new Uint32Array(3);
+    const coords_3 = new Uint32Array(3);
+    const w0_4 = new Float32Array(3);
+    const w1_5 = new Float32Array(3);
+    const dw_6 = new Float32Array(3);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 511, 0.5)));
-      const g_5 = ((__fma(xd_2, 511, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 511, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 511, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 511;
+      const xd_8 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 511, 0.5)));
+      const g_11 = ((__fma(xd_8, 511, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 511, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 511, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 511;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 511, 0.5)));
-      const g_5 = ((__fma(xd_2, 511, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 511, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 511, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 511;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 511, 0.5)));
+      const g_11 = ((__fma(xd_8, 511, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 511, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 511, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 511;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 511, 0.5)));
-      const g_5 = ((__fma(xd_2, 511, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 511, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 511, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 511;
+      const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, 511, 0.5)));
+      const g_11 = ((__fma(xd_8, 511, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      cell_2[2] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, 511, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), 511, Math.fround(g_11 + 0.5));
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 511;
     }
-    const acc = new Float32Array(2);
+    const acc_20 = new Float32Array(2);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((4721736 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((4721736 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((4721736 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((4721736 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((4721736 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((4721736 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w0_4[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((4721736 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((4721736 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((4721736 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((4721736 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w0_4[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((4721736 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((4721736 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w0_4[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((4721736 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((4721736 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
+      let w_30 = w1_5[0];
+      w_30 = Math.fround(w_30 * w1_5[1]);
+      w_30 = Math.fround(w_30 * w1_5[2]);
+      const w_32 = w_30;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      let index_34 = 0;
       {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+        let h_36 = coords_3[0];
+        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        index_34 = h_36;
       }
-      const base = ((Math.imul(((4721736 + __umod(index_23, 524288)) >>> 0), 2)) >>> 0);
-      acc[0] = __fma(w, params[base], acc[0]);
-      acc[1] = __fma(w, params[((base + 1) >>> 0)], acc[1]);
+      const base_39 = ((Math.imul(((4721736 + __umod(index_34, 524288)) >>> 0), 2)) >>> 0);
+      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
+      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 15) >>> 0), 2)) >>> 0);
-    out[o] = acc[0];
-    out[((o + 1) >>> 0)] = acc[1];
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 15) >>> 0), 2)) >>> 0);
+    out[o_41] = acc_20[0];
+    out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
 }
 export function gridForward(ngp_n, x, params, out) {
@@ -5812,4802 +5812,4802 @@ export function gridBackward(ngp_n, x, dy, grad) {
 }
 
 function gridInputGrad_body(i, x, params, dy, dx) {
-  const acc = new Float32Array(3);
+  const acc_1 = new Float32Array(3);
   {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
+    const cell_3 = new Uint32Array(3);
+    const coords_4 = new Uint32Array(3);
+    const w0_5 = new Float32Array(3);
+    const w1_6 = new Float32Array(3);
+    const dw_7 = new Float32Array(3);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 15, 0.5)));
-      const g_5 = ((__fma(xd_2, 15, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 15, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 15, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 15;
+      const xd_9 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 15, 0.5)));
+      const g_12 = ((__fma(xd_9, 15, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 15, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 15, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 15;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 15, 0.5)));
-      const g_5 = ((__fma(xd_2, 15, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 15, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 15, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 15;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 15, 0.5)));
+      const g_12 = ((__fma(xd_9, 15, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 15, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 15, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 15;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 15, 0.5)));
-      const g_5 = ((__fma(xd_2, 15, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 15, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 15, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 15;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 15, 0.5)));
+      const g_12 = ((__fma(xd_9, 15, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[2] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 15, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 15, Math.fround(g_12 + 0.5));
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 15;
     }
-    const o = ((Math.imul((Math.imul(i, 16) >>> 0), 2)) >>> 0);
+    const o_21 = ((Math.imul((Math.imul(i, 16) >>> 0), 2)) >>> 0);
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 16) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 256) >>> 0)) >>> 0);
-      const base = ((Math.imul(__umod(index_15, 4096), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 16) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 256) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(__umod(index_24, 4096), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 16) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 256) >>> 0)) >>> 0);
-      const base = ((Math.imul(__umod(index_15, 4096), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 16) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 256) >>> 0)) >>> 0);
-      const base = ((Math.imul(__umod(index_15, 4096), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 16) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 256) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(__umod(index_24, 4096), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 16) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 256) >>> 0)) >>> 0);
-      const base = ((Math.imul(__umod(index_15, 4096), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 16) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 256) >>> 0)) >>> 0);
-      const base = ((Math.imul(__umod(index_15, 4096), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 16) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 256) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(__umod(index_24, 4096), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 16) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 256) >>> 0)) >>> 0);
-      const base = ((Math.imul(__umod(index_15, 4096), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 16) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 256) >>> 0)) >>> 0);
-      const base = ((Math.imul(__umod(index_15, 4096), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 16) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 256) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(__umod(index_24, 4096), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 16) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 256) >>> 0)) >>> 0);
-      const base = ((Math.imul(__umod(index_15, 4096), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 16) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 256) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(__umod(index_24, 4096), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 16) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 256) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(__umod(index_24, 4096), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 16) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 256) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(__umod(index_24, 4096), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 16) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 256) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(__umod(index_24, 4096), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
   }
   {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
+    const cell_3 = new Uint32Array(3);
+    const coords_4 = new Uint32Array(3);
+    const w0_5 = new Float32Array(3);
+    const w1_6 = new Float32Array(3);
+    const dw_7 = new Float32Array(3);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 19.158737182617188, 0.5)));
-      const g_5 = ((__fma(xd_2, 19.158737182617188, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 19.158737182617188, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 19.158737182617188, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 19.158737182617188;
+      const xd_9 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 19.158737182617188, 0.5)));
+      const g_12 = ((__fma(xd_9, 19.158737182617188, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 19.158737182617188, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 19.158737182617188, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 19.158737182617188;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 19.158737182617188, 0.5)));
-      const g_5 = ((__fma(xd_2, 19.158737182617188, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 19.158737182617188, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 19.158737182617188, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 19.158737182617188;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 19.158737182617188, 0.5)));
+      const g_12 = ((__fma(xd_9, 19.158737182617188, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 19.158737182617188, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 19.158737182617188, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 19.158737182617188;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 19.158737182617188, 0.5)));
-      const g_5 = ((__fma(xd_2, 19.158737182617188, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 19.158737182617188, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 19.158737182617188, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 19.158737182617188;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 19.158737182617188, 0.5)));
+      const g_12 = ((__fma(xd_9, 19.158737182617188, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[2] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 19.158737182617188, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 19.158737182617188, Math.fround(g_12 + 0.5));
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 19.158737182617188;
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 1) >>> 0), 2)) >>> 0);
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 1) >>> 0), 2)) >>> 0);
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 21) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 441) >>> 0)) >>> 0);
-      const base = ((Math.imul(((4096 + __umod(index_15, 9264)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 21) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 441) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((4096 + __umod(index_24, 9264)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 21) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 441) >>> 0)) >>> 0);
-      const base = ((Math.imul(((4096 + __umod(index_15, 9264)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 21) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 441) >>> 0)) >>> 0);
-      const base = ((Math.imul(((4096 + __umod(index_15, 9264)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 21) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 441) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((4096 + __umod(index_24, 9264)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 21) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 441) >>> 0)) >>> 0);
-      const base = ((Math.imul(((4096 + __umod(index_15, 9264)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 21) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 441) >>> 0)) >>> 0);
-      const base = ((Math.imul(((4096 + __umod(index_15, 9264)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 21) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 441) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((4096 + __umod(index_24, 9264)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 21) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 441) >>> 0)) >>> 0);
-      const base = ((Math.imul(((4096 + __umod(index_15, 9264)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 21) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 441) >>> 0)) >>> 0);
-      const base = ((Math.imul(((4096 + __umod(index_15, 9264)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 21) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 441) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((4096 + __umod(index_24, 9264)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 21) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 441) >>> 0)) >>> 0);
-      const base = ((Math.imul(((4096 + __umod(index_15, 9264)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
-      }
-    }
-  }
-  {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
-    {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 24.39841651916504, 0.5)));
-      const g_5 = ((__fma(xd_2, 24.39841651916504, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 24.39841651916504, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 24.39841651916504, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 24.39841651916504;
-    }
-    {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 24.39841651916504, 0.5)));
-      const g_5 = ((__fma(xd_2, 24.39841651916504, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 24.39841651916504, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 24.39841651916504, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 24.39841651916504;
-    }
-    {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 24.39841651916504, 0.5)));
-      const g_5 = ((__fma(xd_2, 24.39841651916504, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 24.39841651916504, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 24.39841651916504, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 24.39841651916504;
-    }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 2) >>> 0), 2)) >>> 0);
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 26) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 676) >>> 0)) >>> 0);
-      const base = ((Math.imul(((13360 + __umod(index_15, 17576)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 26) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 676) >>> 0)) >>> 0);
-      const base = ((Math.imul(((13360 + __umod(index_15, 17576)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 21) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 441) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((4096 + __umod(index_24, 9264)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 26) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 676) >>> 0)) >>> 0);
-      const base = ((Math.imul(((13360 + __umod(index_15, 17576)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 26) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 676) >>> 0)) >>> 0);
-      const base = ((Math.imul(((13360 + __umod(index_15, 17576)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 21) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 441) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((4096 + __umod(index_24, 9264)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 26) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 676) >>> 0)) >>> 0);
-      const base = ((Math.imul(((13360 + __umod(index_15, 17576)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 26) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 676) >>> 0)) >>> 0);
-      const base = ((Math.imul(((13360 + __umod(index_15, 17576)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 21) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 441) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((4096 + __umod(index_24, 9264)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 26) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 676) >>> 0)) >>> 0);
-      const base = ((Math.imul(((13360 + __umod(index_15, 17576)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 26) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 676) >>> 0)) >>> 0);
-      const base = ((Math.imul(((13360 + __umod(index_15, 17576)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 21) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 441) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((4096 + __umod(index_24, 9264)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
   }
   {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
+    const cell_3 = new Uint32Array(3);
+    const coords_4 = new Uint32Array(3);
+    const w0_5 = new Float32Array(3);
+    const w1_6 = new Float32Array(3);
+    const dw_7 = new Float32Array(3);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 31, 0.5)));
-      const g_5 = ((__fma(xd_2, 31, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 31, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 31, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 31;
+      const xd_9 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 24.39841651916504, 0.5)));
+      const g_12 = ((__fma(xd_9, 24.39841651916504, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 24.39841651916504, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 24.39841651916504, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 24.39841651916504;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 31, 0.5)));
-      const g_5 = ((__fma(xd_2, 31, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 31, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 31, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 31;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 24.39841651916504, 0.5)));
+      const g_12 = ((__fma(xd_9, 24.39841651916504, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 24.39841651916504, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 24.39841651916504, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 24.39841651916504;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 31, 0.5)));
-      const g_5 = ((__fma(xd_2, 31, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 31, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 31, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 31;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 24.39841651916504, 0.5)));
+      const g_12 = ((__fma(xd_9, 24.39841651916504, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[2] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 24.39841651916504, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 24.39841651916504, Math.fround(g_12 + 0.5));
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 24.39841651916504;
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 3) >>> 0), 2)) >>> 0);
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 2) >>> 0), 2)) >>> 0);
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 32) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 1024) >>> 0)) >>> 0);
-      const base = ((Math.imul(((30936 + __umod(index_15, 32768)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 26) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 676) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((13360 + __umod(index_24, 17576)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 32) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 1024) >>> 0)) >>> 0);
-      const base = ((Math.imul(((30936 + __umod(index_15, 32768)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 32) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 1024) >>> 0)) >>> 0);
-      const base = ((Math.imul(((30936 + __umod(index_15, 32768)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 26) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 676) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((13360 + __umod(index_24, 17576)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 32) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 1024) >>> 0)) >>> 0);
-      const base = ((Math.imul(((30936 + __umod(index_15, 32768)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 32) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 1024) >>> 0)) >>> 0);
-      const base = ((Math.imul(((30936 + __umod(index_15, 32768)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 26) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 676) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((13360 + __umod(index_24, 17576)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 32) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 1024) >>> 0)) >>> 0);
-      const base = ((Math.imul(((30936 + __umod(index_15, 32768)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 32) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 1024) >>> 0)) >>> 0);
-      const base = ((Math.imul(((30936 + __umod(index_15, 32768)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 26) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 676) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((13360 + __umod(index_24, 17576)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 32) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 1024) >>> 0)) >>> 0);
-      const base = ((Math.imul(((30936 + __umod(index_15, 32768)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
-      }
-    }
-  }
-  {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
-    {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 39.317474365234375, 0.5)));
-      const g_5 = ((__fma(xd_2, 39.317474365234375, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 39.317474365234375, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 39.317474365234375, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 39.317474365234375;
-    }
-    {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 39.317474365234375, 0.5)));
-      const g_5 = ((__fma(xd_2, 39.317474365234375, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 39.317474365234375, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 39.317474365234375, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 39.317474365234375;
-    }
-    {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 39.317474365234375, 0.5)));
-      const g_5 = ((__fma(xd_2, 39.317474365234375, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 39.317474365234375, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 39.317474365234375, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 39.317474365234375;
-    }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 4) >>> 0), 2)) >>> 0);
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 41) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 1681) >>> 0)) >>> 0);
-      const base = ((Math.imul(((63704 + __umod(index_15, 68928)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 41) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 1681) >>> 0)) >>> 0);
-      const base = ((Math.imul(((63704 + __umod(index_15, 68928)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 26) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 676) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((13360 + __umod(index_24, 17576)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 41) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 1681) >>> 0)) >>> 0);
-      const base = ((Math.imul(((63704 + __umod(index_15, 68928)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 41) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 1681) >>> 0)) >>> 0);
-      const base = ((Math.imul(((63704 + __umod(index_15, 68928)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 26) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 676) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((13360 + __umod(index_24, 17576)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 41) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 1681) >>> 0)) >>> 0);
-      const base = ((Math.imul(((63704 + __umod(index_15, 68928)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 41) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 1681) >>> 0)) >>> 0);
-      const base = ((Math.imul(((63704 + __umod(index_15, 68928)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 26) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 676) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((13360 + __umod(index_24, 17576)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 41) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 1681) >>> 0)) >>> 0);
-      const base = ((Math.imul(((63704 + __umod(index_15, 68928)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 41) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 1681) >>> 0)) >>> 0);
-      const base = ((Math.imul(((63704 + __umod(index_15, 68928)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 26) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 676) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((13360 + __umod(index_24, 17576)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
   }
   {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
+    const cell_3 = new Uint32Array(3);
+    const coords_4 = new Uint32Array(3);
+    const w0_5 = new Float32Array(3);
+    const w1_6 = new Float32Array(3);
+    const dw_7 = new Float32Array(3);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 49.79683303833008, 0.5)));
-      const g_5 = ((__fma(xd_2, 49.79683303833008, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 49.79683303833008, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 49.79683303833008, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 49.79683303833008;
+      const xd_9 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 31, 0.5)));
+      const g_12 = ((__fma(xd_9, 31, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 31, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 31, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 31;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 49.79683303833008, 0.5)));
-      const g_5 = ((__fma(xd_2, 49.79683303833008, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 49.79683303833008, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 49.79683303833008, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 49.79683303833008;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 31, 0.5)));
+      const g_12 = ((__fma(xd_9, 31, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 31, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 31, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 31;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 49.79683303833008, 0.5)));
-      const g_5 = ((__fma(xd_2, 49.79683303833008, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 49.79683303833008, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 49.79683303833008, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 49.79683303833008;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 31, 0.5)));
+      const g_12 = ((__fma(xd_9, 31, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[2] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 31, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 31, Math.fround(g_12 + 0.5));
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 31;
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 5) >>> 0), 2)) >>> 0);
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 3) >>> 0), 2)) >>> 0);
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 51) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 2601) >>> 0)) >>> 0);
-      const base = ((Math.imul(((132632 + __umod(index_15, 132656)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 32) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 1024) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((30936 + __umod(index_24, 32768)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 51) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 2601) >>> 0)) >>> 0);
-      const base = ((Math.imul(((132632 + __umod(index_15, 132656)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 51) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 2601) >>> 0)) >>> 0);
-      const base = ((Math.imul(((132632 + __umod(index_15, 132656)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 32) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 1024) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((30936 + __umod(index_24, 32768)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 51) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 2601) >>> 0)) >>> 0);
-      const base = ((Math.imul(((132632 + __umod(index_15, 132656)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 51) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 2601) >>> 0)) >>> 0);
-      const base = ((Math.imul(((132632 + __umod(index_15, 132656)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 32) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 1024) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((30936 + __umod(index_24, 32768)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 51) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 2601) >>> 0)) >>> 0);
-      const base = ((Math.imul(((132632 + __umod(index_15, 132656)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 51) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 2601) >>> 0)) >>> 0);
-      const base = ((Math.imul(((132632 + __umod(index_15, 132656)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 32) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 1024) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((30936 + __umod(index_24, 32768)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 51) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 2601) >>> 0)) >>> 0);
-      const base = ((Math.imul(((132632 + __umod(index_15, 132656)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
-      }
-    }
-  }
-  {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
-    {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 63, 0.5)));
-      const g_5 = ((__fma(xd_2, 63, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 63, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 63, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 63;
-    }
-    {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 63, 0.5)));
-      const g_5 = ((__fma(xd_2, 63, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 63, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 63, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 63;
-    }
-    {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 63, 0.5)));
-      const g_5 = ((__fma(xd_2, 63, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 63, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 63, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 63;
-    }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 6) >>> 0), 2)) >>> 0);
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 64) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 4096) >>> 0)) >>> 0);
-      const base = ((Math.imul(((265288 + __umod(index_15, 262144)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 64) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 4096) >>> 0)) >>> 0);
-      const base = ((Math.imul(((265288 + __umod(index_15, 262144)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 32) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 1024) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((30936 + __umod(index_24, 32768)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 64) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 4096) >>> 0)) >>> 0);
-      const base = ((Math.imul(((265288 + __umod(index_15, 262144)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 64) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 4096) >>> 0)) >>> 0);
-      const base = ((Math.imul(((265288 + __umod(index_15, 262144)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 32) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 1024) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((30936 + __umod(index_24, 32768)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 64) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 4096) >>> 0)) >>> 0);
-      const base = ((Math.imul(((265288 + __umod(index_15, 262144)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 64) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 4096) >>> 0)) >>> 0);
-      const base = ((Math.imul(((265288 + __umod(index_15, 262144)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 32) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 1024) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((30936 + __umod(index_24, 32768)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 64) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 4096) >>> 0)) >>> 0);
-      const base = ((Math.imul(((265288 + __umod(index_15, 262144)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = coords[0];
-      index_15 = ((index_15 + (Math.imul(coords[1], 64) >>> 0)) >>> 0);
-      index_15 = ((index_15 + (Math.imul(coords[2], 4096) >>> 0)) >>> 0);
-      const base = ((Math.imul(((265288 + __umod(index_15, 262144)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 32) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 1024) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((30936 + __umod(index_24, 32768)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
   }
   {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
+    const cell_3 = new Uint32Array(3);
+    const coords_4 = new Uint32Array(3);
+    const w0_5 = new Float32Array(3);
+    const w1_6 = new Float32Array(3);
+    const dw_7 = new Float32Array(3);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 79.63494873046875, 0.5)));
-      const g_5 = ((__fma(xd_2, 79.63494873046875, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 79.63494873046875, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 79.63494873046875, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 79.63494873046875;
+      const xd_9 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 39.317474365234375, 0.5)));
+      const g_12 = ((__fma(xd_9, 39.317474365234375, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 39.317474365234375, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 39.317474365234375, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 39.317474365234375;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 79.63494873046875, 0.5)));
-      const g_5 = ((__fma(xd_2, 79.63494873046875, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 79.63494873046875, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 79.63494873046875, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 79.63494873046875;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 39.317474365234375, 0.5)));
+      const g_12 = ((__fma(xd_9, 39.317474365234375, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 39.317474365234375, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 39.317474365234375, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 39.317474365234375;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 79.63494873046875, 0.5)));
-      const g_5 = ((__fma(xd_2, 79.63494873046875, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 79.63494873046875, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 79.63494873046875, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 79.63494873046875;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 39.317474365234375, 0.5)));
+      const g_12 = ((__fma(xd_9, 39.317474365234375, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[2] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 39.317474365234375, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 39.317474365234375, Math.fround(g_12 + 0.5));
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 39.317474365234375;
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 7) >>> 0), 2)) >>> 0);
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 4) >>> 0), 2)) >>> 0);
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 41) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 1681) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((63704 + __umod(index_24, 68928)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((527432 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 41) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 1681) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((63704 + __umod(index_24, 68928)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((527432 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 41) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 1681) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((63704 + __umod(index_24, 68928)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((527432 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 41) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 1681) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((63704 + __umod(index_24, 68928)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((527432 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 41) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 1681) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((63704 + __umod(index_24, 68928)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((527432 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 41) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 1681) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((63704 + __umod(index_24, 68928)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((527432 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 41) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 1681) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((63704 + __umod(index_24, 68928)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((527432 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 41) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 1681) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((63704 + __umod(index_24, 68928)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((527432 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
   }
   {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
+    const cell_3 = new Uint32Array(3);
+    const coords_4 = new Uint32Array(3);
+    const w0_5 = new Float32Array(3);
+    const w1_6 = new Float32Array(3);
+    const dw_7 = new Float32Array(3);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 100.59366607666016, 0.5)));
-      const g_5 = ((__fma(xd_2, 100.59366607666016, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 100.59366607666016, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 100.59366607666016, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 100.59366607666016;
+      const xd_9 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 49.79683303833008, 0.5)));
+      const g_12 = ((__fma(xd_9, 49.79683303833008, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 49.79683303833008, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 49.79683303833008, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 49.79683303833008;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 100.59366607666016, 0.5)));
-      const g_5 = ((__fma(xd_2, 100.59366607666016, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 100.59366607666016, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 100.59366607666016, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 100.59366607666016;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 49.79683303833008, 0.5)));
+      const g_12 = ((__fma(xd_9, 49.79683303833008, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 49.79683303833008, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 49.79683303833008, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 49.79683303833008;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 100.59366607666016, 0.5)));
-      const g_5 = ((__fma(xd_2, 100.59366607666016, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 100.59366607666016, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 100.59366607666016, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 100.59366607666016;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 49.79683303833008, 0.5)));
+      const g_12 = ((__fma(xd_9, 49.79683303833008, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[2] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 49.79683303833008, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 49.79683303833008, Math.fround(g_12 + 0.5));
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 49.79683303833008;
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 8) >>> 0), 2)) >>> 0);
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 5) >>> 0), 2)) >>> 0);
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 51) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 2601) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((132632 + __umod(index_24, 132656)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((1051720 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 51) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 2601) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((132632 + __umod(index_24, 132656)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((1051720 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 51) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 2601) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((132632 + __umod(index_24, 132656)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((1051720 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 51) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 2601) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((132632 + __umod(index_24, 132656)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((1051720 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 51) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 2601) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((132632 + __umod(index_24, 132656)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((1051720 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 51) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 2601) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((132632 + __umod(index_24, 132656)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((1051720 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 51) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 2601) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((132632 + __umod(index_24, 132656)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((1051720 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 51) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 2601) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((132632 + __umod(index_24, 132656)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((1051720 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
   }
   {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
+    const cell_3 = new Uint32Array(3);
+    const coords_4 = new Uint32Array(3);
+    const w0_5 = new Float32Array(3);
+    const w1_6 = new Float32Array(3);
+    const dw_7 = new Float32Array(3);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 127, 0.5)));
-      const g_5 = ((__fma(xd_2, 127, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 127, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 127, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 127;
+      const xd_9 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 63, 0.5)));
+      const g_12 = ((__fma(xd_9, 63, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 63, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 63, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 63;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 127, 0.5)));
-      const g_5 = ((__fma(xd_2, 127, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 127, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 127, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 127;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 63, 0.5)));
+      const g_12 = ((__fma(xd_9, 63, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 63, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 63, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 63;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 127, 0.5)));
-      const g_5 = ((__fma(xd_2, 127, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 127, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 127, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 127;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 63, 0.5)));
+      const g_12 = ((__fma(xd_9, 63, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[2] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 63, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 63, Math.fround(g_12 + 0.5));
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 63;
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 9) >>> 0), 2)) >>> 0);
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 6) >>> 0), 2)) >>> 0);
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 64) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 4096) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((265288 + __umod(index_24, 262144)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((1576008 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 64) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 4096) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((265288 + __umod(index_24, 262144)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((1576008 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 64) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 4096) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((265288 + __umod(index_24, 262144)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((1576008 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 64) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 4096) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((265288 + __umod(index_24, 262144)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((1576008 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 64) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 4096) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((265288 + __umod(index_24, 262144)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((1576008 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 64) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 4096) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((265288 + __umod(index_24, 262144)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((1576008 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 64) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 4096) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((265288 + __umod(index_24, 262144)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((1576008 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = coords_4[0];
+      index_24 = ((index_24 + (Math.imul(coords_4[1], 64) >>> 0)) >>> 0);
+      index_24 = ((index_24 + (Math.imul(coords_4[2], 4096) >>> 0)) >>> 0);
+      const base_29 = ((Math.imul(((265288 + __umod(index_24, 262144)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((1576008 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
   }
   {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
+    const cell_3 = new Uint32Array(3);
+    const coords_4 = new Uint32Array(3);
+    const w0_5 = new Float32Array(3);
+    const w1_6 = new Float32Array(3);
+    const dw_7 = new Float32Array(3);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 160.2698974609375, 0.5)));
-      const g_5 = ((__fma(xd_2, 160.2698974609375, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 160.2698974609375, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 160.2698974609375, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 160.2698974609375;
+      const xd_9 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 79.63494873046875, 0.5)));
+      const g_12 = ((__fma(xd_9, 79.63494873046875, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 79.63494873046875, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 79.63494873046875, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 79.63494873046875;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 160.2698974609375, 0.5)));
-      const g_5 = ((__fma(xd_2, 160.2698974609375, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 160.2698974609375, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 160.2698974609375, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 160.2698974609375;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 79.63494873046875, 0.5)));
+      const g_12 = ((__fma(xd_9, 79.63494873046875, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 79.63494873046875, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 79.63494873046875, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 79.63494873046875;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 160.2698974609375, 0.5)));
-      const g_5 = ((__fma(xd_2, 160.2698974609375, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 160.2698974609375, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 160.2698974609375, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 160.2698974609375;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 79.63494873046875, 0.5)));
+      const g_12 = ((__fma(xd_9, 79.63494873046875, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[2] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 79.63494873046875, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 79.63494873046875, Math.fround(g_12 + 0.5));
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 79.63494873046875;
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 10) >>> 0), 2)) >>> 0);
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 7) >>> 0), 2)) >>> 0);
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
       }
-      const base = ((Math.imul(((2100296 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      const base_29 = ((Math.imul(((527432 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = 0;
-      {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((2100296 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
       }
-      const base = ((Math.imul(((2100296 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      const base_29 = ((Math.imul(((527432 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = 0;
-      {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((2100296 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
       }
-      const base = ((Math.imul(((2100296 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      const base_29 = ((Math.imul(((527432 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
-      {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((2100296 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
       }
-      const base = ((Math.imul(((2100296 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      const base_29 = ((Math.imul(((527432 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
-      {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((2100296 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
-      }
-    }
-  }
-  {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
-    {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 202.1873321533203, 0.5)));
-      const g_5 = ((__fma(xd_2, 202.1873321533203, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 202.1873321533203, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 202.1873321533203, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 202.1873321533203;
-    }
-    {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 202.1873321533203, 0.5)));
-      const g_5 = ((__fma(xd_2, 202.1873321533203, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 202.1873321533203, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 202.1873321533203, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 202.1873321533203;
-    }
-    {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 202.1873321533203, 0.5)));
-      const g_5 = ((__fma(xd_2, 202.1873321533203, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 202.1873321533203, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 202.1873321533203, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 202.1873321533203;
-    }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 11) >>> 0), 2)) >>> 0);
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = 0;
-      {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((2624584 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
       }
-      const base = ((Math.imul(((2624584 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      const base_29 = ((Math.imul(((527432 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = 0;
-      {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((2624584 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
       }
-      const base = ((Math.imul(((2624584 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      const base_29 = ((Math.imul(((527432 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
-      {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((2624584 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
       }
-      const base = ((Math.imul(((2624584 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      const base_29 = ((Math.imul(((527432 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
-      {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((2624584 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
       }
-      const base = ((Math.imul(((2624584 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      const base_29 = ((Math.imul(((527432 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
   }
   {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
+    const cell_3 = new Uint32Array(3);
+    const coords_4 = new Uint32Array(3);
+    const w0_5 = new Float32Array(3);
+    const w1_6 = new Float32Array(3);
+    const dw_7 = new Float32Array(3);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 255, 0.5)));
-      const g_5 = ((__fma(xd_2, 255, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 255, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 255, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 255;
+      const xd_9 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 100.59366607666016, 0.5)));
+      const g_12 = ((__fma(xd_9, 100.59366607666016, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 100.59366607666016, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 100.59366607666016, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 100.59366607666016;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 255, 0.5)));
-      const g_5 = ((__fma(xd_2, 255, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 255, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 255, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 255;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 100.59366607666016, 0.5)));
+      const g_12 = ((__fma(xd_9, 100.59366607666016, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 100.59366607666016, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 100.59366607666016, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 100.59366607666016;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 255, 0.5)));
-      const g_5 = ((__fma(xd_2, 255, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 255, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 255, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 255;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 100.59366607666016, 0.5)));
+      const g_12 = ((__fma(xd_9, 100.59366607666016, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[2] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 100.59366607666016, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 100.59366607666016, Math.fround(g_12 + 0.5));
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 100.59366607666016;
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 12) >>> 0), 2)) >>> 0);
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 8) >>> 0), 2)) >>> 0);
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
       }
-      const base = ((Math.imul(((3148872 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      const base_29 = ((Math.imul(((1051720 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = 0;
-      {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((3148872 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
       }
-      const base = ((Math.imul(((3148872 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      const base_29 = ((Math.imul(((1051720 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = 0;
-      {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((3148872 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
       }
-      const base = ((Math.imul(((3148872 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      const base_29 = ((Math.imul(((1051720 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
-      {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((3148872 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
       }
-      const base = ((Math.imul(((3148872 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      const base_29 = ((Math.imul(((1051720 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
-      {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((3148872 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
-      }
-    }
-  }
-  {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
-    {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 321.539794921875, 0.5)));
-      const g_5 = ((__fma(xd_2, 321.539794921875, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 321.539794921875, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 321.539794921875, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 321.539794921875;
-    }
-    {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 321.539794921875, 0.5)));
-      const g_5 = ((__fma(xd_2, 321.539794921875, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 321.539794921875, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 321.539794921875, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 321.539794921875;
-    }
-    {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 321.539794921875, 0.5)));
-      const g_5 = ((__fma(xd_2, 321.539794921875, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 321.539794921875, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 321.539794921875, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 321.539794921875;
-    }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 13) >>> 0), 2)) >>> 0);
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = 0;
-      {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((3673160 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
       }
-      const base = ((Math.imul(((3673160 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      const base_29 = ((Math.imul(((1051720 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = 0;
-      {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((3673160 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
       }
-      const base = ((Math.imul(((3673160 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      const base_29 = ((Math.imul(((1051720 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
-      {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((3673160 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
       }
-      const base = ((Math.imul(((3673160 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      const base_29 = ((Math.imul(((1051720 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
-      {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((3673160 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
       }
-      const base = ((Math.imul(((3673160 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      const base_29 = ((Math.imul(((1051720 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
   }
   {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
+    const cell_3 = new Uint32Array(3);
+    const coords_4 = new Uint32Array(3);
+    const w0_5 = new Float32Array(3);
+    const w1_6 = new Float32Array(3);
+    const dw_7 = new Float32Array(3);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 405.3746643066406, 0.5)));
-      const g_5 = ((__fma(xd_2, 405.3746643066406, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 405.3746643066406, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 405.3746643066406, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 405.3746643066406;
+      const xd_9 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 127, 0.5)));
+      const g_12 = ((__fma(xd_9, 127, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 127, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 127, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 127;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 405.3746643066406, 0.5)));
-      const g_5 = ((__fma(xd_2, 405.3746643066406, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 405.3746643066406, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 405.3746643066406, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 405.3746643066406;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 127, 0.5)));
+      const g_12 = ((__fma(xd_9, 127, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 127, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 127, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 127;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 405.3746643066406, 0.5)));
-      const g_5 = ((__fma(xd_2, 405.3746643066406, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 405.3746643066406, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 405.3746643066406, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 405.3746643066406;
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 127, 0.5)));
+      const g_12 = ((__fma(xd_9, 127, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[2] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 127, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 127, Math.fround(g_12 + 0.5));
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 127;
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 14) >>> 0), 2)) >>> 0);
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 9) >>> 0), 2)) >>> 0);
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
       }
-      const base = ((Math.imul(((4197448 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      const base_29 = ((Math.imul(((1576008 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = 0;
-      {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((4197448 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
       }
-      const base = ((Math.imul(((4197448 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      const base_29 = ((Math.imul(((1576008 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = 0;
-      {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((4197448 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
       }
-      const base = ((Math.imul(((4197448 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      const base_29 = ((Math.imul(((1576008 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
-      {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((4197448 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
       }
-      const base = ((Math.imul(((4197448 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      const base_29 = ((Math.imul(((1576008 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
-      }
-    }
-    {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
-      {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((4197448 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
-      }
-    }
-  }
-  {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
-    {
-      const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 511, 0.5)));
-      const g_5 = ((__fma(xd_2, 511, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 511, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 511, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 511;
-    }
-    {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 511, 0.5)));
-      const g_5 = ((__fma(xd_2, 511, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 511, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 511, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 511;
-    }
-    {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, 511, 0.5)));
-      const g_5 = ((__fma(xd_2, 511, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, 511, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), 511, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 511;
-    }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + 15) >>> 0), 2)) >>> 0);
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = 0;
-      {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((4721736 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
       }
-      const base = ((Math.imul(((4721736 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      const base_29 = ((Math.imul(((1576008 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = 0;
-      {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((4721736 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
       }
-      const base = ((Math.imul(((4721736 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      const base_29 = ((Math.imul(((1576008 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w0[2]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + (-w));
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
-      {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((4721736 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
       }
-      const base = ((Math.imul(((4721736 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      const base_29 = ((Math.imul(((1576008 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w0[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w0[1]);
-        acc[2] = Math.fround(acc[2] + w);
-      }
-    }
-    {
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
-      {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
-      }
-      const base = ((Math.imul(((4721736 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
-      {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + (-w));
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
       }
       {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
-      }
-      {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w0[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
     {
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_15 = 0;
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
       {
-        let h_17 = coords[0];
-        h_17 = ((h_17 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_17 = ((h_17 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_15 = h_17;
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
       }
-      const base = ((Math.imul(((4721736 + __umod(index_15, 524288)) >>> 0), 2)) >>> 0);
-      let g = 0;
-      g = __fma(dy[o], params[base], g);
-      g = __fma(dy[((o + 1) >>> 0)], params[((base + 1) >>> 0)], g);
+      const base_29 = ((Math.imul(((1576008 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
       {
-        let w = Math.fround(g * dw[0]);
-        w = Math.fround(w * w1[1]);
-        w = Math.fround(w * w1[2]);
-        acc[0] = Math.fround(acc[0] + w);
-      }
-      {
-        let w = Math.fround(g * dw[1]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[2]);
-        acc[1] = Math.fround(acc[1] + w);
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
       }
       {
-        let w = Math.fround(g * dw[2]);
-        w = Math.fround(w * w1[0]);
-        w = Math.fround(w * w1[1]);
-        acc[2] = Math.fround(acc[2] + w);
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
       }
     }
   }
   {
-    const xd = x[(Math.imul(i, 3) >>> 0)];
-    dx[(Math.imul(i, 3) >>> 0)] = ((xd >= 0 && xd <= 1) ? (acc[0]) : (0));
+    const cell_3 = new Uint32Array(3);
+    const coords_4 = new Uint32Array(3);
+    const w0_5 = new Float32Array(3);
+    const w1_6 = new Float32Array(3);
+    const dw_7 = new Float32Array(3);
+    {
+      const xd_9 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 160.2698974609375, 0.5)));
+      const g_12 = ((__fma(xd_9, 160.2698974609375, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 160.2698974609375, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 160.2698974609375, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 160.2698974609375;
+    }
+    {
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 160.2698974609375, 0.5)));
+      const g_12 = ((__fma(xd_9, 160.2698974609375, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 160.2698974609375, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 160.2698974609375, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 160.2698974609375;
+    }
+    {
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 160.2698974609375, 0.5)));
+      const g_12 = ((__fma(xd_9, 160.2698974609375, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[2] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 160.2698974609375, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 160.2698974609375, Math.fround(g_12 + 0.5));
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 160.2698974609375;
+    }
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 10) >>> 0), 2)) >>> 0);
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((2100296 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((2100296 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((2100296 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((2100296 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((2100296 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((2100296 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((2100296 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((2100296 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
+      }
+    }
   }
   {
-    const xd = x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)];
-    dx[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)] = ((xd >= 0 && xd <= 1) ? (acc[1]) : (0));
+    const cell_3 = new Uint32Array(3);
+    const coords_4 = new Uint32Array(3);
+    const w0_5 = new Float32Array(3);
+    const w1_6 = new Float32Array(3);
+    const dw_7 = new Float32Array(3);
+    {
+      const xd_9 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 202.1873321533203, 0.5)));
+      const g_12 = ((__fma(xd_9, 202.1873321533203, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 202.1873321533203, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 202.1873321533203, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 202.1873321533203;
+    }
+    {
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 202.1873321533203, 0.5)));
+      const g_12 = ((__fma(xd_9, 202.1873321533203, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 202.1873321533203, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 202.1873321533203, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 202.1873321533203;
+    }
+    {
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 202.1873321533203, 0.5)));
+      const g_12 = ((__fma(xd_9, 202.1873321533203, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[2] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 202.1873321533203, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 202.1873321533203, Math.fround(g_12 + 0.5));
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 202.1873321533203;
+    }
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 11) >>> 0), 2)) >>> 0);
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((2624584 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((2624584 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((2624584 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((2624584 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((2624584 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((2624584 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((2624584 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((2624584 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
+      }
+    }
   }
   {
-    const xd = x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)];
-    dx[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)] = ((xd >= 0 && xd <= 1) ? (acc[2]) : (0));
+    const cell_3 = new Uint32Array(3);
+    const coords_4 = new Uint32Array(3);
+    const w0_5 = new Float32Array(3);
+    const w1_6 = new Float32Array(3);
+    const dw_7 = new Float32Array(3);
+    {
+      const xd_9 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 255, 0.5)));
+      const g_12 = ((__fma(xd_9, 255, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 255, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 255, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 255;
+    }
+    {
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 255, 0.5)));
+      const g_12 = ((__fma(xd_9, 255, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 255, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 255, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 255;
+    }
+    {
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 255, 0.5)));
+      const g_12 = ((__fma(xd_9, 255, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[2] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 255, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 255, Math.fround(g_12 + 0.5));
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 255;
+    }
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 12) >>> 0), 2)) >>> 0);
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((3148872 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((3148872 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((3148872 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((3148872 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((3148872 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((3148872 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((3148872 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((3148872 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
+      }
+    }
+  }
+  {
+    const cell_3 = new Uint32Array(3);
+    const coords_4 = new Uint32Array(3);
+    const w0_5 = new Float32Array(3);
+    const w1_6 = new Float32Array(3);
+    const dw_7 = new Float32Array(3);
+    {
+      const xd_9 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 321.539794921875, 0.5)));
+      const g_12 = ((__fma(xd_9, 321.539794921875, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 321.539794921875, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 321.539794921875, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 321.539794921875;
+    }
+    {
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 321.539794921875, 0.5)));
+      const g_12 = ((__fma(xd_9, 321.539794921875, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 321.539794921875, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 321.539794921875, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 321.539794921875;
+    }
+    {
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 321.539794921875, 0.5)));
+      const g_12 = ((__fma(xd_9, 321.539794921875, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[2] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 321.539794921875, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 321.539794921875, Math.fround(g_12 + 0.5));
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 321.539794921875;
+    }
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 13) >>> 0), 2)) >>> 0);
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((3673160 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((3673160 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((3673160 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((3673160 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((3673160 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((3673160 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((3673160 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((3673160 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
+      }
+    }
+  }
+  {
+    const cell_3 = new Uint32Array(3);
+    const coords_4 = new Uint32Array(3);
+    const w0_5 = new Float32Array(3);
+    const w1_6 = new Float32Array(3);
+    const dw_7 = new Float32Array(3);
+    {
+      const xd_9 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 405.3746643066406, 0.5)));
+      const g_12 = ((__fma(xd_9, 405.3746643066406, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 405.3746643066406, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 405.3746643066406, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 405.3746643066406;
+    }
+    {
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 405.3746643066406, 0.5)));
+      const g_12 = ((__fma(xd_9, 405.3746643066406, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 405.3746643066406, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 405.3746643066406, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 405.3746643066406;
+    }
+    {
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 405.3746643066406, 0.5)));
+      const g_12 = ((__fma(xd_9, 405.3746643066406, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[2] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 405.3746643066406, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 405.3746643066406, Math.fround(g_12 + 0.5));
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 405.3746643066406;
+    }
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 14) >>> 0), 2)) >>> 0);
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((4197448 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((4197448 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((4197448 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((4197448 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((4197448 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((4197448 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((4197448 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((4197448 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
+      }
+    }
+  }
+  {
+    const cell_3 = new Uint32Array(3);
+    const coords_4 = new Uint32Array(3);
+    const w0_5 = new Float32Array(3);
+    const w1_6 = new Float32Array(3);
+    const dw_7 = new Float32Array(3);
+    {
+      const xd_9 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 511, 0.5)));
+      const g_12 = ((__fma(xd_9, 511, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 511, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 511, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = 511;
+    }
+    {
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 511, 0.5)));
+      const g_12 = ((__fma(xd_9, 511, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 511, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 511, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = 511;
+    }
+    {
+      const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, 511, 0.5)));
+      const g_12 = ((__fma(xd_9, 511, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      cell_3[2] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, 511, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), 511, Math.fround(g_12 + 0.5));
+      w1_6[2] = f_13;
+      w0_5[2] = omf_14;
+      dw_7[2] = 511;
+    }
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + 15) >>> 0), 2)) >>> 0);
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((4721736 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((4721736 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((4721736 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = cell_3[2];
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((4721736 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((4721736 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((4721736 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
+      }
+    }
+    {
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((4721736 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w0_5[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
+      }
+    }
+    {
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
+      coords_4[2] = ((cell_3[2] + 1) >>> 0);
+      let index_24 = 0;
+      {
+        let h_26 = coords_4[0];
+        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        index_24 = h_26;
+      }
+      const base_29 = ((Math.imul(((4721736 + __umod(index_24, 524288)) >>> 0), 2)) >>> 0);
+      let g_30 = 0;
+      g_30 = __fma(dy[o_21], params[base_29], g_30);
+      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      {
+        let w_33 = Math.fround(g_30 * dw_7[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[1]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_33);
+      }
+      {
+        let w_33 = Math.fround(g_30 * dw_7[2]);
+        w_33 = Math.fround(w_33 * w1_6[0]);
+        w_33 = Math.fround(w_33 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_33);
+      }
+    }
+  }
+  {
+    const xd_36 = x[(Math.imul(i, 3) >>> 0)];
+    dx[(Math.imul(i, 3) >>> 0)] = ((xd_36 >= 0 && xd_36 <= 1) ? (acc_1[0]) : (0));
+  }
+  {
+    const xd_36 = x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)];
+    dx[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)] = ((xd_36 >= 0 && xd_36 <= 1) ? (acc_1[1]) : (0));
+  }
+  {
+    const xd_36 = x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)];
+    dx[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)] = ((xd_36 >= 0 && xd_36 <= 1) ? (acc_1[2]) : (0));
   }
 }
 export function gridInputGrad(ngp_n, x, params, dy, dx) {
