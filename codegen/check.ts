@@ -251,7 +251,7 @@ class FuncChecker {
     const f = b.ty.cfg.fields.get(e.name);
     if (!f) fail("NGP1018", e.span, `'${b.ty.cfg.name}' has no field '${e.name}'`);
     if (f.list !== indexed) fail("NGP1024", e.span, f.list ? `'${e.name}' is a list; index it` : `'${e.name}' is not a list`);
-    return f.s;
+    return (e.ty = f.s); // for a list, the element type (bound lists become tables of it)
   }
 
   private binaryTypes(op: BinOp, a: Expr, b: Expr, sp: Span, expected?: Scalar): Scalar {

@@ -27,5 +27,7 @@ export function compileFile(file: string, target: Target, opts: CompileOptions =
     kernels = opts.kernels.map((name) => program.kernels.find((k) => k.name === name) ?? fail("NGP1026", { file: program.file, start: 0, end: 1, line: 1, col: 1 }, `'${name}' (kernels in this file: ${program.kernels.map((k) => k.name).join(", ") || "none"})`));
   }
   if (kernels.length === 0) fail("NGP1026", { file: program.file, start: 0, end: 1, line: 1, col: 1 }, "the file declares no kernel");
-  return EMITTERS[target](kernels.map((k) => specialize(program, k, opts.config, opts)));
+  // JS engines stop optimizing very large functions: unroll less there (the result is the same).
+  const maxUnroll = opts.maxUnroll ?? (target === "js" ? 8 : 64);
+  return EMITTERS[target](kernels.map((k) => specialize(program, k, opts.config, { ...opts, maxUnroll })));
 }

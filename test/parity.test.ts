@@ -59,6 +59,11 @@ const CASES: Record<string, Case> = {
     file: "dsl/examples/smoothstep.ts", kernel: "blend", outputs: ["out"], config: { smooth: false },
     inputs: (r) => ({ n: N, args: ["t", "a", "b", "out"], buffers: { t: uniformF32(r, N, -0.5, 1.5), a: uniformF32(r, N, -3, 3), b: uniformF32(r, N, -3, 3), out: new Float32Array(N) } }),
   },
+  "constant tables indexed at run time": {
+    file: "test/fixtures/tables.ts", kernel: "lookup", outputs: ["out", "sq"],
+    config: { values: [0.5, -1.25, 3, 4.75, -8, 16.5, 1e-3], offsets: [1, -2, 3, -4, 5, -6, 7] },
+    inputs: (r) => ({ n: N, args: ["k", "out", "sq"], buffers: { k: Uint32Array.from({ length: N }, () => Math.floor(r() * 1000)), out: new Float32Array(N), sq: new Uint32Array(N) } }),
+  },
   "local arrays": {
     file: "dsl/examples/local_arrays.ts", kernel: "window", outputs: ["sum", "peak"],
     config: { width: 7, weights: [0.05, 0.1, 0.2, 0.3, 0.2, 0.1, 0.05] },

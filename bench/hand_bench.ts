@@ -1,0 +1,129 @@
+// Times the hand-written hash grid (bench/hashgrid_hand.cpp), AVX-512 vs scalar, on the DESIGN's
+// configurations, and optionally the shared reference in the same process.
+//
+//   bun bench/hand_bench.ts [--quick] [--reps R] [--reference] [--pipeline K] [--prefetch-min BYTES]
+//
+// D=2: L=16, F=2, log2T=19, Nmin=16, finest 2048. D=3: the same with finest 512.
+// Figures are M points/s, medians of R runs after 2 warm-up runs, each variant timed in its own
+// group of consecutive runs (as the shared reference does).
+// "bwd" excludes zeroing the gradient (the kernel adds into it); "fwd+bwd" is one forward then
+// one backward, timed together.
+
+import { gridTables, handBackward, handBackwardScalar, handForward, handForwardScalar, loadHand, type GridTables } from "./hand.ts";
+import { runReference } from "./reference.ts";
+
+export interface HandFigures {
+  dims: number;
+  n: number;
+  fast: { fwd: number; bwd: number; fwdBwd: number };
+  scalar: { fwd: number; bwd: number; fwdBwd: number };
+}
+
+export const HAND_CONFIGS = [
+  { dims: 2, finest: 2048 },
+  { dims: 3, finest: 512 },
+] as const;
+
+export function benchTables(dims: number, finest: number): GridTables {
+  return gridTables(dims, 16, 2, 19, 16, Math.exp(Math.log(finest / 16) / 15));
+}
+
+/** Uniform f32 values in [lo, hi) from a small LCG (deterministic inputs). */
+function uniform(n: number, lo: number, hi: number, seed: number): Float32Array {
+  const a = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let k = 0; k < n; k++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    a[k] = lo + ((hi - lo) * s) / 4294967296;
+  }
+  return a;
+}
+
+const median = (v: number[]) => {
+  const s = [...v].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+export async function benchHand(dims: number, finest: number, n: number, reps: number, withScalar = true): Promise<HandFigures> {
+  await loadHand();
+  const t = benchTables(dims, finest);
+  const x = uniform(n * dims, 0, 1, 1 + dims);
+  const params = uniform(t.paramCount, -1e-4, 1e-4, 7 + dims);
+  const dy = uniform(n * 16 * 2, -1, 1, 11 + dims);
+  const out = new Float32Array(n * 16 * 2);
+  const grad = new Float32Array(t.paramCount);
+  const variants: [string, () => void][] = [
+    ["fast.fwd", () => handForward(t, n, x, params, out)],
+    ["fast.bwd", () => handBackward(t, n, x, dy, grad)],
+    ["fast.fwdBwd", () => (handForward(t, n, x, params, out), handBackward(t, n, x, dy, grad))],
+  ];
+  if (withScalar) {
+    variants.push(
+      ["scalar.fwd", () => handForwardScalar(t, n, x, params, out)],
+      ["scalar.bwd", () => handBackwardScalar(t, n, x, dy, grad)],
+      ["scalar.fwdBwd", () => (handForwardScalar(t, n, x, params, out), handBackwardScalar(t, n, x, dy, grad))],
+    );
+  }
+  // Each variant in its own group of consecutive runs, as the shared reference times them: a
+  // forward right after a backward would find the tables evicted by the gradient.
+  const times = new Map<string, number[]>();
+  for (const [name, run] of variants) {
+    const t: number[] = [];
+    grad.fill(0);
+    for (let round = 0; round < reps + 2; round++) {
+      const start = performance.now();
+      run();
+      if (round >= 2) t.push(performance.now() - start);
+    }
+    times.set(name, t);
+  }
+  const mps = (name: string) => {
+    const t = times.get(name);
+    return t && t.length > 0 ? n / median(t) / 1e3 : NaN;
+  };
+  return {
+    dims,
+    n,
+    fast: { fwd: mps("fast.fwd"), bwd: mps("fast.bwd"), fwdBwd: mps("fast.fwdBwd") },
+    scalar: { fwd: mps("scalar.fwd"), bwd: mps("scalar.bwd"), fwdBwd: mps("scalar.fwdBwd") },
+  };
+}
+
+if (import.meta.main) {
+  const argv = process.argv.slice(2);
+  const opt = (name: string) => {
+    const i = argv.indexOf(name);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const quick = argv.includes("--quick");
+  const reps = Number(opt("--reps") ?? 9);
+  const lib = await loadHand();
+  if (opt("--pipeline") !== undefined || opt("--prefetch-min") !== undefined) {
+    lib.setTuning(Number(opt("--pipeline") ?? -1), Number(opt("--prefetch-min") ?? -1));
+  }
+  console.log(`hand-written hash grid: ${lib.vectorized ? "AVX-512" : "scalar fallback"} (${lib.path})`);
+  const f = (v: number) => v.toFixed(2).padStart(7);
+  console.log("   D        N |  fast: fwd     bwd  fwd+bwd | scalar: fwd    bwd  fwd+bwd | speed-up fwd  bwd");
+  for (const { dims, finest } of HAND_CONFIGS) {
+    for (const n of quick ? [65536] : [65536, 1 << 20]) {
+      const r = await benchHand(dims, finest, n, n > 65536 ? Math.max(3, Math.ceil(reps / 2)) : reps);
+      console.log(
+        `   ${dims} ${String(n).padStart(8)} | ${f(r.fast.fwd)} ${f(r.fast.bwd)} ${f(r.fast.fwdBwd)} | ${f(r.scalar.fwd)} ${f(r.scalar.bwd)} ${f(r.scalar.fwdBwd)} |` +
+          ` ${(r.fast.fwd / r.scalar.fwd).toFixed(1).padStart(6)}x ${(r.fast.bwd / r.scalar.bwd).toFixed(1).padStart(4)}x`,
+      );
+    }
+  }
+  if (argv.includes("--reference")) {
+    const run = await runReference();
+    if (!run.figures) {
+      console.log(`reference: unavailable (${run.reason})`);
+    } else {
+      console.log(`reference (${run.figures.args.join(" ")}, ${run.figures.verified ? "verified" : "NOT verified"}; D=3 there uses finest 2048, 48.8 MB of tables):`);
+      for (const r of run.figures.figures) {
+        console.log(
+          `   D=${r.dims} N=${r.n} threads=${r.threads}: fwd ${r.fwd.toFixed(2)}  bwd ${r.bwd.toFixed(2)} (without zeroing ${r.bwdNoZero.toFixed(2)})  fwd+bwd ${r.fwdBwd.toFixed(2)} M points/s`,
+        );
+      }
+    }
+  }
+}
