@@ -4,7 +4,7 @@
 // one pass per thread (owner); CUDA and JS run the unsplit body. The passes are the body's own
 // statements, so what runs on the CPU is what nvcc compiles, grouped differently.
 import { fail } from "./diagnostics.ts";
-import { childBodies, exprsOf, type Stmt } from "./ir.ts";
+import { childBodies, exprsOf, mapExpr, type Expr, type Stmt } from "./ir.ts";
 import type { SpecializedKernel } from "./specialize.ts";
 
 export interface Passes {
@@ -38,4 +38,77 @@ export function splitPasses(k: SpecializedKernel): Passes {
   });
   passes.forEach(visit);
   return { prologue, passes };
+}
+
+/**
+ * The prefetch variant of a pass (lane form, straight-line): the statements that compute the
+ * addresses of its data-dependent loads (gathers, such as a table read at a hashed index),
+ * ending in a prefetch of each, with everything else removed. Run a few groups ahead of the pass
+ * itself, it brings the table lines into cache before they are needed. Undefined if the pass
+ * has no data-dependent load.
+ */
+export function prefetchVariant(stmts: Stmt[], buffers: Set<string>): Stmt[] | undefined {
+  let sites = 0;
+  const dependent = new Set<string>(); // names whose value depends on a buffer's contents
+  const withPrefetches = (body: Stmt[]): Stmt[] => {
+    const seen = new Set<string>();
+    return body.flatMap((s): Stmt[] => {
+      if (s.k === "block") return [{ ...s, body: withPrefetches(s.body) }];
+      const out: Stmt[] = [];
+      for (const e of exprsOf(s)) {
+        if (e.k !== "index" || e.base.k !== "var" || !buffers.has(e.base.name) || !refs(e.index).some((n) => dependent.has(n))) continue;
+        // One prefetch per cache line: params[b] and params[b + 1u] share one.
+        const key = e.base.name + JSON.stringify(stripOffset(e.index), (k, v) => (k === "span" || k === "ty" ? undefined : v));
+        if (seen.has(key)) continue;
+        seen.add(key);
+        sites++;
+        out.push({ k: "expr", e: { k: "call", fn: "prefetch", kind: "intrinsic", args: [e.base, e.index], span: e.span }, span: s.span });
+      }
+      if ((s.k === "let" || s.k === "assign") && [...exprsOf(s)].some((e) => (e.k === "index" && e.base.k === "var" && buffers.has(e.base.name)) || (e.k === "var" && dependent.has(e.name)))) {
+        dependent.add(s.k === "let" ? s.name : rootName(s.target));
+      }
+      const writesBuffer = s.k === "assign" && s.target.k === "index" && s.target.base.k === "var" && buffers.has(s.target.base.name);
+      const atomic = s.k === "expr" && s.e.k === "call" && s.e.fn === "atomicAdd";
+      return writesBuffer || atomic ? out : [...out, s];
+    });
+  };
+  const body = deadCodeElimination(withPrefetches(stmts), new Set());
+  return sites ? body : undefined;
+}
+
+function stripOffset(e: Expr): Expr {
+  return e.k === "bin" && e.op === "+" && e.b.k === "lit" ? e.a : e;
+}
+
+function rootName(target: Expr): string {
+  return target.k === "index" ? rootName(target.base) : target.k === "var" ? target.name : "";
+}
+
+function refs(e: Expr): string[] {
+  const out: string[] = [];
+  mapExpr(e, (x) => (x.k === "var" && out.push(x.name), x));
+  return out;
+}
+
+/** Drop statements whose results nobody reads; `live` holds the names read after `body`. */
+function deadCodeElimination(body: Stmt[], live: Set<string>): Stmt[] {
+  const kept: Stmt[] = [];
+  for (let k = body.length - 1; k >= 0; k--) {
+    const s = body[k]!;
+    const uses = () => [...exprsOf(s)].flatMap((e) => (e.k === "var" ? [e.name] : []));
+    if (s.k === "block") {
+      const inner = deadCodeElimination(s.body, new Set(live));
+      if (!inner.length) continue;
+      const declared = new Set(inner.flatMap((t) => (t.k === "let" || t.k === "array" ? [t.name] : [])));
+      for (const t of inner) for (const e of exprsOf(t)) if (e.k === "var" && !declared.has(e.name)) live.add(e.name);
+      kept.push({ ...s, body: inner });
+      continue;
+    }
+    const defines = s.k === "let" || s.k === "array" ? s.name : s.k === "assign" ? rootName(s.target) : undefined;
+    if (defines !== undefined && !live.has(defines)) continue;
+    if (s.k === "let" || s.k === "array") live.delete(s.name);
+    for (const n of uses()) live.add(n);
+    kept.push(s);
+  }
+  return kept.reverse();
 }

@@ -2,5 +2,5 @@
 export * from "./types.ts";
 export {
   floor, ceil, trunc, abs, min, max, clamp, select, fma, sqrt, rsqrt, exp, exp2, log, log2, pow,
-  sin, cos, tanh, floatBitsToUint, uintBitsToFloat, clz, popcount, atomicAdd,
+  sin, cos, tanh, floatBitsToUint, uintBitsToFloat, clz, popcount, atomicAdd, prefetch,
 } from "./intrinsics.ts";

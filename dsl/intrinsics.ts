@@ -130,6 +130,11 @@ export const INTRINSICS = {
       buf[index] = (buf[index]! + value) as T;
     },
   },
+  prefetch: {
+    doc: "hint that buf[index] will be read soon (no effect on results; a no-op on CUDA and JS)", params: ["Buf<T>", "int"], ret: "void", T: ["f32", "i32", "u32"],
+    c: "__builtin_prefetch(&$0[$1])", cuda: "((void)0)", js: "void 0", pure: false, exact: true,
+    impl: <T extends number>(_buf: Buf<T>, _index: number): void => {},
+  },
 } satisfies Record<string, Intrinsic>;
 
 export type IntrinsicName = keyof typeof INTRINSICS;
@@ -173,3 +178,4 @@ export const uintBitsToFloat = INTRINSICS.uintBitsToFloat.impl;
 export const clz = INTRINSICS.clz.impl;
 export const popcount = INTRINSICS.popcount.impl;
 export const atomicAdd = INTRINSICS.atomicAdd.impl;
+export const prefetch = INTRINSICS.prefetch.impl;

@@ -7,7 +7,7 @@
 //   owner  passes in parallel (largest first), each over all points on one thread: a pass is the
 //          only writer of its memory, so its atomics are plain read-modify-writes.
 import type { EmittedModule } from "../../runtime/abi.ts";
-import { splitPasses } from "../schedule.ts";
+import { prefetchVariant, splitPasses } from "../schedule.ts";
 import type { SpecializedKernel } from "../specialize.ts";
 import { emitC, entryParams, lanesSupported, type BodyRenderer, type CParam, type CTarget } from "./c_base.ts";
 
@@ -17,6 +17,8 @@ export const OMP_MIN_ITEMS = 4096;
 export const SPLIT_CHUNK = 256;
 /** Threads per lane-form call: 16 f32 lanes fill one AVX-512 register. */
 export const LANES = 16;
+/** How many lane groups ahead the prefetch variant of a pass runs. */
+export const PREFETCH_GROUPS = 4;
 
 const cpu: CTarget = {
   name: "cpu",
@@ -66,12 +68,16 @@ function scheduled(k: SpecializedKernel, params: CParam[], body: BodyRenderer): 
     const scalar = (from: string, to: string) => `for (int64_t ngp_i = ${from}; ngp_i < ${to}; ++ngp_i) ${call(k, name, params)};`;
     const [from, to] = owner ? ["0", "ngp_n"] : ["ngp_c", "ngp_e"];
     if (!lanesSupported(stmts)) return void runs.push(scalar(from, to));
-    // Whole groups of LANES points in lane form (vectorized), the rest one by one.
+    // Whole groups of LANES points in lane form (vectorized), the rest one by one; the table
+    // lines of group g + PREFETCH_GROUPS are prefetched while group g runs.
     fns.push(body(`${name}_lanes`, stmts, { plainAtomics: owner, lanes: LANES }));
-    const args = params.map((q) => q.name).join(", ");
+    const args = (g: string) => [g, ...params.map((q) => q.name)].join(", ");
+    const ahead = prefetchVariant(stmts, new Set(params.filter((q) => q.buffer).map((q) => q.name)));
+    if (ahead) fns.push(body(`${name}_prefetch`, ahead, { lanes: LANES }));
+    const pf = ahead ? `if (ngp_g + ${(PREFETCH_GROUPS + 1) * LANES} <= ${to}) ${name}_prefetch(${args(`ngp_g + ${PREFETCH_GROUPS * LANES}`)}); ` : "";
     runs.push(`{
       int64_t ngp_g = ${from};
-      for (; ngp_g + ${LANES} <= ${to}; ngp_g += ${LANES}) ${name}_lanes(${["ngp_g", args].filter(Boolean).join(", ")});
+      for (; ngp_g + ${LANES} <= ${to}; ngp_g += ${LANES}) { ${pf}${name}_lanes(${args("ngp_g")}); }
       ${scalar("ngp_g", to)}
     }`);
   });

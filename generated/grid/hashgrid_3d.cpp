@@ -399,6 +399,134 @@ NGP_FN void gridForward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x,
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
+NGP_FN void gridForward_pass0_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+  uint32_t cell_2[3][16] = {};
+  uint32_t coords_3[3][16] = {};
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 15.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 15.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 15.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 15.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 15.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 15.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[2][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 16u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 256u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = index_34[ngp_l] % 4096u * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 16u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 256u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = index_34[ngp_l] % 4096u * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 16u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 256u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = index_34[ngp_l] % 4096u * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 16u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 256u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = index_34[ngp_l] % 4096u * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 16u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 256u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = index_34[ngp_l] % 4096u * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 16u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 256u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = index_34[ngp_l] % 4096u * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 16u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 256u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = index_34[ngp_l] % 4096u * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 16u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 256u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = index_34[ngp_l] % 4096u * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+}
+
 NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
   uint32_t cell_2[3] = {};
   uint32_t coords_3[3] = {};
@@ -775,6 +903,134 @@ NGP_FN void gridForward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x,
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 1u) * 2u;
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+}
+
+NGP_FN void gridForward_pass1_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+  uint32_t cell_2[3][16] = {};
+  uint32_t coords_3[3][16] = {};
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 19.158737f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 19.158737f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 19.158737f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 19.158737f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 19.158737f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 19.158737f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[2][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 21u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 441u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (4096u + index_34[ngp_l] % 9264u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 21u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 441u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (4096u + index_34[ngp_l] % 9264u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 21u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 441u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (4096u + index_34[ngp_l] % 9264u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 21u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 441u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (4096u + index_34[ngp_l] % 9264u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 21u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 441u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (4096u + index_34[ngp_l] % 9264u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 21u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 441u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (4096u + index_34[ngp_l] % 9264u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 21u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 441u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (4096u + index_34[ngp_l] % 9264u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 21u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 441u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (4096u + index_34[ngp_l] % 9264u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
 }
 
 NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -1155,6 +1411,134 @@ NGP_FN void gridForward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x,
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
+NGP_FN void gridForward_pass2_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+  uint32_t cell_2[3][16] = {};
+  uint32_t coords_3[3][16] = {};
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 24.398417f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 24.398417f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 24.398417f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 24.398417f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 24.398417f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 24.398417f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[2][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 26u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 676u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (13360u + index_34[ngp_l] % 17576u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 26u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 676u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (13360u + index_34[ngp_l] % 17576u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 26u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 676u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (13360u + index_34[ngp_l] % 17576u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 26u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 676u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (13360u + index_34[ngp_l] % 17576u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 26u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 676u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (13360u + index_34[ngp_l] % 17576u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 26u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 676u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (13360u + index_34[ngp_l] % 17576u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 26u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 676u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (13360u + index_34[ngp_l] % 17576u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 26u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 676u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (13360u + index_34[ngp_l] % 17576u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+}
+
 NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
   uint32_t cell_2[3] = {};
   uint32_t coords_3[3] = {};
@@ -1531,6 +1915,134 @@ NGP_FN void gridForward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x,
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 3u) * 2u;
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+}
+
+NGP_FN void gridForward_pass3_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+  uint32_t cell_2[3][16] = {};
+  uint32_t coords_3[3][16] = {};
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 31.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 31.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 31.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 31.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 31.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 31.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[2][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 32u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 1024u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (30936u + index_34[ngp_l] % 32768u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 32u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 1024u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (30936u + index_34[ngp_l] % 32768u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 32u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 1024u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (30936u + index_34[ngp_l] % 32768u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 32u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 1024u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (30936u + index_34[ngp_l] % 32768u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 32u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 1024u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (30936u + index_34[ngp_l] % 32768u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 32u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 1024u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (30936u + index_34[ngp_l] % 32768u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 32u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 1024u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (30936u + index_34[ngp_l] % 32768u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 32u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 1024u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (30936u + index_34[ngp_l] % 32768u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
 }
 
 NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -1911,6 +2423,134 @@ NGP_FN void gridForward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x,
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
+NGP_FN void gridForward_pass4_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+  uint32_t cell_2[3][16] = {};
+  uint32_t coords_3[3][16] = {};
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 39.317474f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 39.317474f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 39.317474f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 39.317474f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 39.317474f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 39.317474f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[2][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 1681u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (63704u + index_34[ngp_l] % 68928u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 1681u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (63704u + index_34[ngp_l] % 68928u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 1681u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (63704u + index_34[ngp_l] % 68928u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 1681u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (63704u + index_34[ngp_l] % 68928u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 1681u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (63704u + index_34[ngp_l] % 68928u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 1681u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (63704u + index_34[ngp_l] % 68928u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 1681u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (63704u + index_34[ngp_l] % 68928u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 1681u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (63704u + index_34[ngp_l] % 68928u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+}
+
 NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
   uint32_t cell_2[3] = {};
   uint32_t coords_3[3] = {};
@@ -2289,6 +2929,134 @@ NGP_FN void gridForward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x,
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
+NGP_FN void gridForward_pass5_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+  uint32_t cell_2[3][16] = {};
+  uint32_t coords_3[3][16] = {};
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 49.796833f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 49.796833f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 49.796833f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 49.796833f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 49.796833f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 49.796833f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[2][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 2601u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (132632u + index_34[ngp_l] % 132656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 2601u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (132632u + index_34[ngp_l] % 132656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 2601u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (132632u + index_34[ngp_l] % 132656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 2601u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (132632u + index_34[ngp_l] % 132656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 2601u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (132632u + index_34[ngp_l] % 132656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 2601u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (132632u + index_34[ngp_l] % 132656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 2601u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (132632u + index_34[ngp_l] % 132656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 2601u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (132632u + index_34[ngp_l] % 132656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+}
+
 NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
   uint32_t cell_2[3] = {};
   uint32_t coords_3[3] = {};
@@ -2665,6 +3433,134 @@ NGP_FN void gridForward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x,
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 6u) * 2u;
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+}
+
+NGP_FN void gridForward_pass6_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+  uint32_t cell_2[3][16] = {};
+  uint32_t coords_3[3][16] = {};
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 63.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 63.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 63.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 63.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 63.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 63.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[2][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 4096u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (265288u + index_34[ngp_l] % 262144u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 4096u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (265288u + index_34[ngp_l] % 262144u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 4096u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (265288u + index_34[ngp_l] % 262144u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 4096u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (265288u + index_34[ngp_l] % 262144u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 4096u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (265288u + index_34[ngp_l] % 262144u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 4096u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (265288u + index_34[ngp_l] % 262144u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 4096u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (265288u + index_34[ngp_l] % 262144u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[2][ngp_l] * 4096u;
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (265288u + index_34[ngp_l] % 262144u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
 }
 
 NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -3117,6 +4013,174 @@ NGP_FN void gridForward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x,
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
+NGP_FN void gridForward_pass7_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+  uint32_t cell_2[3][16] = {};
+  uint32_t coords_3[3][16] = {};
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 79.63495f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 79.63495f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 79.63495f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 79.63495f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 79.63495f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 79.63495f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[2][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (527432u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (527432u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (527432u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (527432u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (527432u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (527432u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (527432u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (527432u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+}
+
 NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
   uint32_t cell_2[3] = {};
   uint32_t coords_3[3] = {};
@@ -3565,6 +4629,174 @@ NGP_FN void gridForward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x,
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 8u) * 2u;
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+}
+
+NGP_FN void gridForward_pass8_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+  uint32_t cell_2[3][16] = {};
+  uint32_t coords_3[3][16] = {};
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 100.593666f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 100.593666f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 100.593666f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 100.593666f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 100.593666f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 100.593666f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[2][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1051720u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1051720u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1051720u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1051720u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1051720u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1051720u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1051720u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1051720u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
 }
 
 NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -4017,6 +5249,174 @@ NGP_FN void gridForward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x,
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
+NGP_FN void gridForward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+  uint32_t cell_2[3][16] = {};
+  uint32_t coords_3[3][16] = {};
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 127.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 127.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 127.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 127.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 127.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 127.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[2][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1576008u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1576008u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1576008u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1576008u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1576008u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1576008u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1576008u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1576008u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+}
+
 NGP_FN void gridForward_pass10(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
   uint32_t cell_2[3] = {};
   uint32_t coords_3[3] = {};
@@ -4465,6 +5865,174 @@ NGP_FN void gridForward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 10u) * 2u;
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+}
+
+NGP_FN void gridForward_pass10_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+  uint32_t cell_2[3][16] = {};
+  uint32_t coords_3[3][16] = {};
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 160.2699f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 160.2699f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 160.2699f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 160.2699f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 160.2699f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 160.2699f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[2][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2100296u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2100296u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2100296u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2100296u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2100296u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2100296u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2100296u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2100296u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
 }
 
 NGP_FN void gridForward_pass11(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -4917,6 +6485,174 @@ NGP_FN void gridForward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
+NGP_FN void gridForward_pass11_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+  uint32_t cell_2[3][16] = {};
+  uint32_t coords_3[3][16] = {};
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 202.18733f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 202.18733f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 202.18733f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 202.18733f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 202.18733f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 202.18733f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[2][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2624584u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2624584u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2624584u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2624584u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2624584u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2624584u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2624584u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2624584u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+}
+
 NGP_FN void gridForward_pass12(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
   uint32_t cell_2[3] = {};
   uint32_t coords_3[3] = {};
@@ -5365,6 +7101,174 @@ NGP_FN void gridForward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 12u) * 2u;
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+}
+
+NGP_FN void gridForward_pass12_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+  uint32_t cell_2[3][16] = {};
+  uint32_t coords_3[3][16] = {};
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 255.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 255.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 255.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 255.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 255.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 255.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[2][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3148872u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3148872u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3148872u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3148872u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3148872u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3148872u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3148872u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3148872u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
 }
 
 NGP_FN void gridForward_pass13(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -5817,6 +7721,174 @@ NGP_FN void gridForward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
+NGP_FN void gridForward_pass13_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+  uint32_t cell_2[3][16] = {};
+  uint32_t coords_3[3][16] = {};
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 321.5398f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 321.5398f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 321.5398f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 321.5398f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 321.5398f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 321.5398f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[2][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3673160u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3673160u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3673160u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3673160u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3673160u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3673160u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3673160u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3673160u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+}
+
 NGP_FN void gridForward_pass14(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
   uint32_t cell_2[3] = {};
   uint32_t coords_3[3] = {};
@@ -6265,6 +8337,174 @@ NGP_FN void gridForward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 14u) * 2u;
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+}
+
+NGP_FN void gridForward_pass14_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+  uint32_t cell_2[3][16] = {};
+  uint32_t coords_3[3][16] = {};
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 405.37466f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 405.37466f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 405.37466f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 405.37466f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 405.37466f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 405.37466f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[2][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (4197448u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (4197448u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (4197448u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (4197448u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (4197448u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (4197448u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (4197448u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (4197448u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
 }
 
 NGP_FN void gridForward_pass15(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -6717,6 +8957,174 @@ NGP_FN void gridForward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
+NGP_FN void gridForward_pass15_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+  uint32_t cell_2[3][16] = {};
+  uint32_t coords_3[3][16] = {};
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 511.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 511.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 511.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 511.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 511.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 511.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[2][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (4721736u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (4721736u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (4721736u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (4721736u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (4721736u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (4721736u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (4721736u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
+    uint32_t index_34[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
+    {
+      uint32_t h_36[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
+    }
+    uint32_t base_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (4721736u + index_34[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+  }
+}
+
 extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ out, int64_t ngp_len_out) {
   (void)ngp_len_x; (void)ngp_len_params; (void)ngp_len_out;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
@@ -6724,82 +9132,82 @@ extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64
     const int64_t ngp_e = ngp_c + 256 < ngp_n ? ngp_c + 256 : ngp_n;
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) gridForward_pass0_lanes(ngp_g, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass0_prefetch(ngp_g + 64, x, params, out); gridForward_pass0_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass0((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) gridForward_pass1_lanes(ngp_g, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass1_prefetch(ngp_g + 64, x, params, out); gridForward_pass1_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass1((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) gridForward_pass2_lanes(ngp_g, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass2_prefetch(ngp_g + 64, x, params, out); gridForward_pass2_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass2((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) gridForward_pass3_lanes(ngp_g, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass3_prefetch(ngp_g + 64, x, params, out); gridForward_pass3_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass3((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) gridForward_pass4_lanes(ngp_g, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass4_prefetch(ngp_g + 64, x, params, out); gridForward_pass4_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass4((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) gridForward_pass5_lanes(ngp_g, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass5_prefetch(ngp_g + 64, x, params, out); gridForward_pass5_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass5((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) gridForward_pass6_lanes(ngp_g, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass6_prefetch(ngp_g + 64, x, params, out); gridForward_pass6_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass6((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) gridForward_pass7_lanes(ngp_g, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass7_prefetch(ngp_g + 64, x, params, out); gridForward_pass7_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass7((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) gridForward_pass8_lanes(ngp_g, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass8_prefetch(ngp_g + 64, x, params, out); gridForward_pass8_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass8((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) gridForward_pass9_lanes(ngp_g, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass9_prefetch(ngp_g + 64, x, params, out); gridForward_pass9_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass9((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) gridForward_pass10_lanes(ngp_g, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass10_prefetch(ngp_g + 64, x, params, out); gridForward_pass10_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass10((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) gridForward_pass11_lanes(ngp_g, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass11_prefetch(ngp_g + 64, x, params, out); gridForward_pass11_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass11((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) gridForward_pass12_lanes(ngp_g, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass12_prefetch(ngp_g + 64, x, params, out); gridForward_pass12_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass12((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) gridForward_pass13_lanes(ngp_g, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass13_prefetch(ngp_g + 64, x, params, out); gridForward_pass13_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass13((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) gridForward_pass14_lanes(ngp_g, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass14_prefetch(ngp_g + 64, x, params, out); gridForward_pass14_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass14((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) gridForward_pass15_lanes(ngp_g, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass15_prefetch(ngp_g + 64, x, params, out); gridForward_pass15_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass15((uint32_t)ngp_i, x, params, out);
     }
   }
@@ -13413,82 +15821,82 @@ extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int6
     switch (ngp_p) {
       case 0: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) gridBackward_pass15_lanes(ngp_g, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass15_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass15((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 1: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) gridBackward_pass14_lanes(ngp_g, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass14_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass14((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 2: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) gridBackward_pass13_lanes(ngp_g, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass13_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass13((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 3: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) gridBackward_pass12_lanes(ngp_g, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass12_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass12((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 4: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) gridBackward_pass11_lanes(ngp_g, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass11_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass11((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 5: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) gridBackward_pass10_lanes(ngp_g, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass10_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass10((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 6: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) gridBackward_pass9_lanes(ngp_g, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass9_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass9((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 7: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) gridBackward_pass8_lanes(ngp_g, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass8_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass8((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 8: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) gridBackward_pass7_lanes(ngp_g, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass7_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass7((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 9: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) gridBackward_pass6_lanes(ngp_g, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass6_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass6((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 10: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) gridBackward_pass5_lanes(ngp_g, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass5_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass5((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 11: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) gridBackward_pass4_lanes(ngp_g, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass4_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass4((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 12: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) gridBackward_pass3_lanes(ngp_g, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass3_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass3((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 13: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) gridBackward_pass2_lanes(ngp_g, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass2_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass2((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 14: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) gridBackward_pass1_lanes(ngp_g, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass1_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass1((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 15: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) gridBackward_pass0_lanes(ngp_g, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass0_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass0((uint32_t)ngp_i, x, dy, grad);
     } break;
     }
