@@ -10,6 +10,7 @@
 // reference program (about a minute) and prints its own figures.
 import { parseArgs } from "node:util";
 import { DEFAULT_GRID_2D, DEFAULT_GRID_3D } from "../codegen/shipped.ts";
+import { HostBuffer } from "../runtime/buffer.ts";
 import { HashGrid } from "../runtime/hashgrid.ts";
 import type { Kernel } from "../runtime/module.ts";
 import { gridTables, handBackward, handForward, loadHand } from "./hand.ts";
@@ -61,8 +62,9 @@ async function benchConfig(dims: 2 | 3, sizes: number[], reps: number, log: (s: 
   const [cpu, js] = await Promise.all([HashGrid.create(opts, { backend: "cpu" }), HashGrid.create(opts, { backend: "js" })]);
   const tables = gridTables(dims, opts.levels, opts.featuresPerLevel, opts.log2HashmapSize, opts.baseResolution, Math.exp(Math.log(opts.finestResolution / opts.baseResolution) / (opts.levels - 1)));
   if (tables.paramCount !== cpu.paramCount) throw new Error(`hand-written tables have ${tables.paramCount} parameters, generated ${cpu.paramCount}`);
-  const params = (cpu.params as { data: Float32Array }).data;
-  const grad = (cpu.grad as { data: Float32Array }).data;
+  if (!(cpu.params instanceof HostBuffer) || !(cpu.grad instanceof HostBuffer)) throw new Error("the CPU grid's buffers are host memory");
+  const params = cpu.params.data as Float32Array;
+  const grad = cpu.grad.data as Float32Array;
   const kernels = (cpu as unknown as { mod: { kernels: Record<string, Kernel> } }).mod.kernels;
   const jsKernels = (js as unknown as { mod: { kernels: Record<string, Kernel> } }).mod.kernels;
   const rows: Row[] = [];

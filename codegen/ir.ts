@@ -102,6 +102,11 @@ export interface Program {
 }
 
 export const scalar = (s: Scalar): Type => ({ k: "scalar", s });
+
+/** The checked type of a scalar-valued expression (a table is not a value). */
+export function typeOf(e: Expr): Scalar | undefined {
+  return e.k === "table" ? undefined : e.ty;
+}
 export const isInt = (s: Scalar | undefined): s is "i32" | "u32" => s === "i32" || s === "u32";
 
 /** Visit every expression in `e` bottom-up, replacing each with `f`'s result. */
@@ -183,4 +188,30 @@ export function childBodies(s: Stmt): Stmt[][] {
     default:
       return [];
   }
+}
+
+/** Rebuild every statement of a body (recursively), applying `f` to each after its children. */
+export function mapBody(body: Stmt[], f: (s: Stmt) => Stmt): Stmt[] {
+  return body.map((s) => {
+    switch (s.k) {
+      case "if":
+        return f({ ...s, then: mapBody(s.then, f), else: mapBody(s.else, f) });
+      case "for":
+      case "block":
+        return f({ ...s, body: mapBody(s.body, f) });
+      default:
+        return f(s);
+    }
+  });
+}
+
+/** Names of the variables that `body` assigns (anywhere, nested included). */
+export function assignedNames(body: Stmt[]): Set<string> {
+  const out = new Set<string>();
+  const visit = (b: Stmt[]) => b.forEach((s) => {
+    if (s.k === "assign" && s.target.k === "var") out.add(s.target.name);
+    childBodies(s).forEach(visit);
+  });
+  visit(body);
+  return out;
 }

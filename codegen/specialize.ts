@@ -9,7 +9,7 @@
 // The result has no helpers, no configuration and no `field` nodes: what the emitters render.
 import { lookupIntrinsic } from "../dsl/intrinsics.ts";
 import { fail } from "./diagnostics.ts";
-import { childBodies, exprsOf, isInt, mapExpr, mapStmtExprs } from "./ir.ts";
+import { assignedNames, childBodies, exprsOf, isInt, mapBody, mapExpr, mapStmtExprs } from "./ir.ts";
 import type { ConfigType, Expr, Func, Param, Program, Scalar, Schedule, Span, Stmt } from "./ir.ts";
 import { tidy } from "./tidy.ts";
 
@@ -96,20 +96,6 @@ function bindConfig(body: Stmt[], cfgName: string, bound: Map<string, number | b
   return mapBody(body, (s) => mapStmtExprs(s, bind));
 }
 
-/** Rebuild every statement in a body (recursively), applying `f` after children are rebuilt. */
-function mapBody(body: Stmt[], f: (s: Stmt) => Stmt): Stmt[] {
-  return body.map((s) => {
-    switch (s.k) {
-      case "if":
-        return f({ ...s, then: mapBody(s.then, f), else: mapBody(s.else, f) });
-      case "for":
-      case "block":
-        return f({ ...s, body: mapBody(s.body, f) });
-      default:
-        return f(s);
-    }
-  });
-}
 
 // ---- inlining ---------------------------------------------------------------------------------
 
@@ -333,15 +319,6 @@ function stripReturns(body: Stmt[], result: Expr | undefined): Stmt[] {
   });
 }
 
-function assignedNames(body: Stmt[]): Set<string> {
-  const out = new Set<string>();
-  const visit = (b: Stmt[]) => b.forEach((s) => {
-    if (s.k === "assign" && s.target.k === "var") out.add(s.target.name);
-    childBodies(s).forEach(visit);
-  });
-  visit(body);
-  return out;
-}
 
 function rename(e: Expr, renames: Renames): Expr {
   if (renames.size === 0) return e;

@@ -7,7 +7,7 @@
 //   - a `let` that is never assigned again becomes `const`,
 //   - `const a = b;` with b a literal or a variable never assigned is removed and b read for a
 //     (unless b is shadowed).
-import { childBodies, exprsOf, mapExpr, mapStmtExprs, type Expr, type Stmt } from "./ir.ts";
+import { assignedNames, childBodies, exprsOf, mapBody, mapExpr, mapStmtExprs, type Expr, type Stmt } from "./ir.ts";
 
 export function tidy(body: Stmt[], params: string[]): Stmt[] {
   let out = mapBody(body, (s) => mapStmtExprs(s, identities));
@@ -19,20 +19,6 @@ export function tidy(body: Stmt[], params: string[]): Stmt[] {
   return mapBody(out, (s) => mapStmtExprs(s, identities)); // propagation exposes more (15.0 * 1.0)
 }
 
-function mapBody(body: Stmt[], f: (s: Stmt) => Stmt): Stmt[] {
-  return body.map((s) => {
-    const t = f(s);
-    switch (t.k) {
-      case "if":
-        return { ...t, then: mapBody(t.then, f), else: mapBody(t.else, f) };
-      case "for":
-      case "block":
-        return { ...t, body: mapBody(t.body, f) };
-      default:
-        return t;
-    }
-  });
-}
 
 const isLit = (e: Expr, v: number) => e.k === "lit" && e.v === v;
 
@@ -156,15 +142,6 @@ function declaresName(s: Stmt, name: string): boolean {
   return childBodies(s).some((b) => b.some((t) => declaresName(t, name)));
 }
 
-function assignedNames(body: Stmt[]): Set<string> {
-  const out = new Set<string>();
-  const visit = (b: Stmt[]) => b.forEach((s) => {
-    if (s.k === "assign" && s.target.k === "var") out.add(s.target.name);
-    childBodies(s).forEach(visit);
-  });
-  visit(body);
-  return out;
-}
 
 function declaredNames(body: Stmt[]): string[] {
   const out: string[] = [];

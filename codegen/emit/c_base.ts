@@ -3,9 +3,9 @@
 // only its small delta: includes, qualifiers, the f16 type, atomics (via the intrinsic table)
 // and the launch wrapper. What runs on the CPU here is therefore what nvcc compiles.
 import { lookupIntrinsic, spell } from "../../dsl/intrinsics.ts";
-import type { Expr, ParamElem, Scalar, Stmt } from "../ir.ts";
+import { typeOf, type Expr, type ParamElem, type Scalar, type Stmt } from "../ir.ts";
 import { writtenBuffers, type SpecializedKernel } from "../specialize.ts";
-import { BIN_PRECEDENCE, banner, collectTables, f32Literal, kernelSignature } from "./common.ts";
+import { BIN_PRECEDENCE, StatementPrinter, banner, collectTables, f32Literal, kernelSignature } from "./common.ts";
 import type { EmittedModule, Target } from "../../runtime/abi.ts";
 
 export interface CTarget {
@@ -113,7 +113,7 @@ export function literal(v: number | boolean, ty: Scalar): string {
   return v === -0x80000000 ? "(-2147483647 - 1)" : String(v | 0);
 }
 
-class CPrinter {
+class CPrinter extends StatementPrinter {
   private readonly bufElem = new Map<string, ParamElem>();
   /** In lane form: the per-thread names (locals and local arrays), stored as arrays over lanes. */
   private readonly laneNames = new Set<string>();
@@ -126,6 +126,7 @@ class CPrinter {
     /** Render in lane form with this many lanes. */
     private readonly lanes?: number,
   ) {
+    super();
     for (const p of kernel.params) if (p.ty.k === "buf") this.bufElem.set(p.name, p.ty.elem);
     this.index = { name: kernel.index.name, ty: C_SCALAR[kernel.index.ty] };
   }
@@ -138,72 +139,47 @@ class CPrinter {
     return `_Pragma("omp simd") for (int ngp_l = 0; ngp_l < ${this.lanes}; ++ngp_l) `;
   }
 
-  block(body: Stmt[], depth: number): string[] {
-    return body.flatMap((s) => this.stmt(s, depth));
-  }
-
-  private stmt(s: Stmt, depth: number): string[] {
+  protected override stmt(s: Stmt, depth: number): string[] {
+    if (!this.lanes || s.k === "block") return super.stmt(s, depth);
     const pad = "  ".repeat(depth);
-    if (this.lanes) {
-      switch (s.k) {
-        case "let":
-          this.laneNames.add(s.name);
-          return [`${pad}${C_SCALAR[s.ty!]} ${s.name}[${this.lanes}];`, `${pad}${this.laneLoop}${s.name}[ngp_l] = ${this.expr(s.init)};`];
-        case "array":
-          this.laneNames.add(s.name);
-          return [`${pad}${C_SCALAR[s.elem]} ${s.name}[${(s.size as { v: number }).v}][${this.lanes}] = {};`];
-        case "assign":
-          return [`${pad}${this.laneLoop}${this.assign(s)};`];
-        case "expr":
-          return [`${pad}${this.laneLoop}${this.expr(s.e)};`];
-        case "block":
-          break;
-        default:
-          throw new Error(`internal: ${s.k} statement in lane form`);
-      }
-    }
     switch (s.k) {
       case "let":
-        return [`${pad}${s.mutable ? "" : "const "}${C_SCALAR[s.ty!]} ${s.name} = ${this.expr(s.init)};`];
+        this.laneNames.add(s.name);
+        return [`${pad}${C_SCALAR[s.ty!]} ${s.name}[${this.lanes}];`, `${pad}${this.laneLoop}${s.name}[ngp_l] = ${this.expr(s.init)};`];
       case "array":
-        return [`${pad}${C_SCALAR[s.elem]} ${s.name}[${(s.size as { v: number }).v}] = {};`];
+        this.laneNames.add(s.name);
+        return [`${pad}${C_SCALAR[s.elem]} ${s.name}[${(s.size as { v: number }).v}][${this.lanes}] = {};`];
       case "assign":
-        return [`${pad}${this.assign(s)};`];
-      case "if": {
-        const out = [`${pad}if (${this.expr(s.cond)}) {`, ...this.block(s.then, depth + 1)];
-        if (s.else.length === 1 && s.else[0]!.k === "if") {
-          const [first, ...rest] = this.stmt(s.else[0]!, depth);
-          return [...out, `${pad}} else ${first!.trimStart()}`, ...rest];
-        }
-        if (s.else.length) out.push(`${pad}} else {`, ...this.block(s.else, depth + 1));
-        return [...out, `${pad}}`];
-      }
-      case "for": {
-        const ty = C_SCALAR[s.vty!];
-        const step = s.step.k === "lit" && typeof s.step.v === "number" && s.step.v < 0
-          ? (s.step.v === -1 ? `--${s.v}` : `${s.v} -= ${literal(-s.step.v, s.vty!)}`)
-          : s.step.k === "lit" && s.step.v === 1 ? `++${s.v}` : `${s.v} += ${this.expr(s.step)}`;
-        return [`${pad}for (${ty} ${s.v} = ${this.expr(s.start)}; ${s.v} ${s.cmp} ${this.expr(s.end)}; ${step}) {`, ...this.block(s.body, depth + 1), `${pad}}`];
-      }
+        return [`${pad}${this.laneLoop}${this.assign(s)};`];
       case "expr":
-        return [`${pad}${this.expr(s.e)};`];
-      case "return":
-        return [`${pad}return;`];
-      case "break":
-      case "continue":
-        return [`${pad}${s.k};`];
-      case "block":
-        return [`${pad}{`, ...this.block(s.body, depth + 1), `${pad}}`];
+        return [`${pad}${this.laneLoop}${this.expr(s.e)};`];
+      default:
+        throw new Error(`internal: ${s.k} statement in lane form`);
     }
+  }
+
+  protected declare(s: Extract<Stmt, { k: "let" }>): string {
+    return `${s.mutable ? "" : "const "}${C_SCALAR[s.ty!]} ${s.name} = ${this.expr(s.init)}`;
+  }
+
+  protected declareArray(s: Extract<Stmt, { k: "array" }>): string {
+    return `${C_SCALAR[s.elem]} ${s.name}[${(s.size as { v: number }).v}] = {}`;
+  }
+
+  protected forHeader(s: Extract<Stmt, { k: "for" }>): string {
+    const step = s.step.k === "lit" && typeof s.step.v === "number" && s.step.v < 0
+      ? (s.step.v === -1 ? `--${s.v}` : `${s.v} -= ${literal(-s.step.v, s.vty!)}`)
+      : s.step.k === "lit" && s.step.v === 1 ? `++${s.v}` : `${s.v} += ${this.expr(s.step)}`;
+    return `for (${C_SCALAR[s.vty!]} ${s.v} = ${this.expr(s.start)}; ${s.v} ${s.cmp} ${this.expr(s.end)}; ${step})`;
   }
 
   private f16Target(target: Expr): boolean {
     return target.k === "index" && target.base.k === "var" && this.bufElem.get(target.base.name) === "f16";
   }
 
-  private assign(s: Extract<Stmt, { k: "assign" }>): string {
+  protected assign(s: Extract<Stmt, { k: "assign" }>): string {
     const { target } = s;
-    const ty = target.ty!;
+    const ty = typeOf(target)!;
     const lhs = target.k === "index" ? this.element(target.base, target.index) : this.expr(target);
     const rhs = s.op === "=" ? this.expr(s.value) : this.binary(s.op.slice(0, -1), target, s.value, ty)[0];
     if (this.f16Target(target)) return `${lhs} = ${this.target.storeF16(rhs)}`;
@@ -229,14 +205,14 @@ class CPrinter {
         return `${e.op}${inner}`;
       }
       case "bin": {
-        const [s, isCall] = this.binary(e.op, e.a, e.b, e.a.ty ?? "i32");
+        const [s, isCall] = this.binary(e.op, e.a, e.b, typeOf(e.a) ?? "i32");
         return isCall || BIN_PRECEDENCE[e.op]! < parentPrec ? s : `(${s})`;
       }
       case "call": {
         const args = e.args.map((a) => this.expr(a));
         if (e.kind === "cast") {
           // f32 -> integer casts saturate and map NaN to 0 on every backend (C leaves them undefined).
-          if (e.args[0]!.ty === "f32" && e.fn !== "f32") return `${this.target.name === "cuda" ? "__float2" : "ngp_f2"}${e.fn === "i32" ? "int" : "uint"}_rz(${args[0]})`;
+          if (typeOf(e.args[0]!) === "f32" && e.fn !== "f32") return `${this.target.name === "cuda" ? "__float2" : "ngp_f2"}${e.fn === "i32" ? "int" : "uint"}_rz(${args[0]})`;
           return `((${C_SCALAR[e.fn as Scalar]})${this.expr(e.args[0]!, 2)})`;
         }
         const intr = lookupIntrinsic(e.fn)!;
@@ -262,7 +238,7 @@ class CPrinter {
     const prec = BIN_PRECEDENCE[op]!;
     const divisorSafe = b.k === "lit" && b.v !== 0 && b.v !== -1;
     if ((op === "/" || op === "%") && ty !== "f32" && !divisorSafe) {
-      const fn = { "i32/": "ngp_div", "i32%": "ngp_mod", "u32/": "ngp_udiv", "u32%": "ngp_umod" }[`${ty}${op}`];
+      const fn = ({ "i32/": "ngp_div", "i32%": "ngp_mod", "u32/": "ngp_udiv", "u32%": "ngp_umod" } as Record<string, string>)[`${ty}${op}`];
       return [`${fn}(${this.expr(a)}, ${this.expr(b)})`, true];
     }
     if (op === "%" && ty === "f32") return [`fmodf(${this.expr(a)}, ${this.expr(b)})`, true];

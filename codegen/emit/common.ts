@@ -1,7 +1,7 @@
 // Pieces every emitter shares: the banner, operator precedence, constant tables, f32 literals,
 // and the kernel signature handed to the runtime.
 import type { ElemType, KernelSignature } from "../../runtime/abi.ts";
-import { mapExpr, exprsOf, childBodies, type Scalar, type Stmt } from "../ir.ts";
+import { mapExpr, exprsOf, childBodies, type Expr, type Scalar, type Stmt } from "../ir.ts";
 import type { SpecializedKernel } from "../specialize.ts";
 
 export const COMPILER_VERSION = "ngp-kernels codegen 1";
@@ -53,4 +53,56 @@ export function kernelSignature(k: SpecializedKernel): KernelSignature {
       p.ty.k === "buf" ? { name: p.name, kind: "buffer", elem: p.ty.elem as ElemType } : { name: p.name, kind: "scalar", type: (p.ty as { s: Scalar }).s },
     ),
   };
+}
+
+type S<K extends Stmt["k"]> = Extract<Stmt, { k: K }>;
+
+/**
+ * The statement structure shared by the C-style targets (C++, CUDA and JS are all C syntax):
+ * blocks, if/else chains, return, break, continue, call statements. A target supplies how it
+ * declares, assigns, loops and writes expressions.
+ */
+export abstract class StatementPrinter {
+  abstract expr(e: Expr): string;
+  protected abstract declare(s: S<"let">): string;
+  protected abstract declareArray(s: S<"array">): string;
+  protected abstract assign(s: S<"assign">): string;
+  /** The `for (...)` header. */
+  protected abstract forHeader(s: S<"for">): string;
+
+  block(body: Stmt[], depth: number): string[] {
+    return body.flatMap((s) => this.stmt(s, depth));
+  }
+
+  protected stmt(s: Stmt, depth: number): string[] {
+    const pad = "  ".repeat(depth);
+    switch (s.k) {
+      case "let":
+        return [`${pad}${this.declare(s)};`];
+      case "array":
+        return [`${pad}${this.declareArray(s)};`];
+      case "assign":
+        return [`${pad}${this.assign(s)};`];
+      case "if": {
+        const out = [`${pad}if (${this.expr(s.cond)}) {`, ...this.block(s.then, depth + 1)];
+        if (s.else.length === 1 && s.else[0]!.k === "if") {
+          const [first, ...rest] = this.stmt(s.else[0]!, depth);
+          return [...out, `${pad}} else ${first!.trimStart()}`, ...rest];
+        }
+        if (s.else.length) out.push(`${pad}} else {`, ...this.block(s.else, depth + 1));
+        return [...out, `${pad}}`];
+      }
+      case "for":
+        return [`${pad}${this.forHeader(s)} {`, ...this.block(s.body, depth + 1), `${pad}}`];
+      case "expr":
+        return [`${pad}${this.expr(s.e)};`];
+      case "return":
+        return [`${pad}return;`];
+      case "break":
+      case "continue":
+        return [`${pad}${s.k};`];
+      case "block":
+        return [`${pad}{`, ...this.block(s.body, depth + 1), `${pad}}`];
+    }
+  }
 }

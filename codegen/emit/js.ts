@@ -4,9 +4,9 @@
 // Float16Array, which rounds on store like a C conversion).
 import { INTRINSICS, lookupIntrinsic, spell } from "../../dsl/intrinsics.ts";
 import type { EmittedModule } from "../../runtime/abi.ts";
-import type { Expr, Scalar, Stmt } from "../ir.ts";
+import { typeOf, type Expr, type Scalar, type Stmt } from "../ir.ts";
 import type { SpecializedKernel } from "../specialize.ts";
-import { BIN_PRECEDENCE, banner, collectTables, kernelSignature } from "./common.ts";
+import { BIN_PRECEDENCE, StatementPrinter, banner, collectTables, kernelSignature } from "./common.ts";
 
 const PRELUDE = `const __fma = ${INTRINSICS.fma.impl.toString().replace(/\bF\(/g, "Math.fround(")};
 const __f32buf = new Float32Array(1);
@@ -47,49 +47,26 @@ function wrap(s: string, ty: Scalar): string {
   return `(${s})`;
 }
 
-class JsPrinter {
-  block(body: Stmt[], depth: number): string[] {
-    return body.flatMap((s) => this.stmt(s, depth));
+class JsPrinter extends StatementPrinter {
+  protected declare(s: Extract<Stmt, { k: "let" }>): string {
+    return `${s.mutable ? "let" : "const"} ${s.name} = ${this.expr(s.init)}`;
   }
 
-  private stmt(s: Stmt, depth: number): string[] {
-    const pad = "  ".repeat(depth);
-    switch (s.k) {
-      case "let":
-        return [`${pad}${s.mutable ? "let" : "const"} ${s.name} = ${this.expr(s.init)};`];
-      case "array": {
-        const n = (s.size as { v: number }).v;
-        return [`${pad}const ${s.name} = ${s.elem === "bool" ? `new Array(${n}).fill(false)` : `new ${ARRAY_CTOR[s.elem]}(${n})`};`];
-      }
-      case "assign": {
-        const t = s.target;
-        const lhs = t.k === "index" ? `${this.expr(t.base)}[${this.expr(t.index)}]` : this.expr(t);
-        const rhs = s.op === "=" ? this.expr(s.value) : this.binary(s.op.slice(0, -1), t, s.value, t.ty!);
-        return [`${pad}${lhs} = ${rhs};`];
-      }
-      case "if": {
-        const out = [`${pad}if (${this.expr(s.cond)}) {`, ...this.block(s.then, depth + 1)];
-        if (s.else.length === 1 && s.else[0]!.k === "if") {
-          const [first, ...rest] = this.stmt(s.else[0]!, depth);
-          return [...out, `${pad}} else ${first!.trimStart()}`, ...rest];
-        }
-        if (s.else.length) out.push(`${pad}} else {`, ...this.block(s.else, depth + 1));
-        return [...out, `${pad}}`];
-      }
-      case "for": {
-        const next = this.binary("+", { k: "var", name: s.v, ty: s.vty, span: s.span }, s.step, s.vty!);
-        return [`${pad}for (let ${s.v} = ${this.expr(s.start)}; ${s.v} ${s.cmp} ${this.expr(s.end)}; ${s.v} = ${next}) {`, ...this.block(s.body, depth + 1), `${pad}}`];
-      }
-      case "expr":
-        return [`${pad}${this.expr(s.e)};`];
-      case "return":
-        return [`${pad}return;`];
-      case "break":
-      case "continue":
-        return [`${pad}${s.k};`];
-      case "block":
-        return [`${pad}{`, ...this.block(s.body, depth + 1), `${pad}}`];
-    }
+  protected declareArray(s: Extract<Stmt, { k: "array" }>): string {
+    const n = (s.size as { v: number }).v;
+    return `const ${s.name} = ${s.elem === "bool" ? `new Array(${n}).fill(false)` : `new ${ARRAY_CTOR[s.elem]}(${n})`}`;
+  }
+
+  protected assign(s: Extract<Stmt, { k: "assign" }>): string {
+    const t = s.target;
+    const lhs = t.k === "index" ? `${this.expr(t.base)}[${this.expr(t.index)}]` : this.expr(t);
+    // Compound assignments are spelled out, so that the result is rounded/wrapped like `a op b`.
+    return `${lhs} = ${s.op === "=" ? this.expr(s.value) : this.binary(s.op.slice(0, -1), t, s.value, typeOf(t)!)}`;
+  }
+
+  protected forHeader(s: Extract<Stmt, { k: "for" }>): string {
+    const next = this.binary("+", { k: "var", name: s.v, ty: s.vty, span: s.span }, s.step, s.vty!);
+    return `for (let ${s.v} = ${this.expr(s.start)}; ${s.v} ${s.cmp} ${this.expr(s.end)}; ${s.v} = ${next})`;
   }
 
   expr(e: Expr, parentPrec = 99): string {
@@ -108,14 +85,14 @@ class JsPrinter {
         return e.ty === "f32" ? `(-${inner})` : wrap(`${e.op}${inner}`, e.ty!);
       }
       case "bin": {
-        const s = this.binary(e.op, e.a, e.b, e.a.ty ?? "i32");
+        const s = this.binary(e.op, e.a, e.b, typeOf(e.a) ?? "i32");
         const wrapped = /^(Math\.\w+|__\w+)\(.*\)$|^\(.*\)$/.test(s);
         return wrapped || BIN_PRECEDENCE[e.op]! < parentPrec ? s : `(${s})`;
       }
       case "call": {
         const args = e.args.map((a) => this.expr(a));
         if (e.kind === "cast") {
-          if (e.args[0]!.ty === "f32" && e.fn !== "f32") return `__f2${e.fn}(${args[0]})`; // saturating, NaN -> 0
+          if (typeOf(e.args[0]!) === "f32" && e.fn !== "f32") return `__f2${e.fn}(${args[0]})`; // saturating, NaN -> 0
           return wrap(args[0]!, e.fn as Scalar);
         }
         const intr = lookupIntrinsic(e.fn)!;
