@@ -9,7 +9,7 @@
 // The result has no helpers, no configuration and no `field` nodes: what the emitters render.
 import { lookupIntrinsic } from "../dsl/intrinsics.ts";
 import { fail } from "./diagnostics.ts";
-import { assignedNames, childBodies, exprsOf, isInt, mapBody, mapExpr, mapStmtExprs } from "./ir.ts";
+import { assignedNames, childBodies, exprsOf, mapBody, mapExpr, mapStmtExprs } from "./ir.ts";
 import type { ConfigType, Expr, Func, Param, Program, Scalar, Schedule, Span, Stmt } from "./ir.ts";
 import { tidy } from "./tidy.ts";
 
@@ -204,7 +204,8 @@ class Inliner {
   private declare(name: string, scope: Scope): string {
     if (!scope.inlined) return name;
     const fresh = this.names.fresh(name);
-    scope.renames.set(name, { k: "var", name: fresh, span: scope.renames.get(name)?.span ?? NO_SPAN });
+    // The span is a placeholder: rename() keeps the span of each use.
+    scope.renames.set(name, { k: "var", name: fresh, span: NO_SPAN });
     return fresh;
   }
 
@@ -559,5 +560,3 @@ export function writtenBuffers(body: Stmt[]): Set<string> {
   visit(body);
   return out;
 }
-
-export { isInt };
