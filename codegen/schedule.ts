@@ -50,6 +50,7 @@ export function splitPasses(k: SpecializedKernel): Passes {
 export function prefetchVariant(stmts: Stmt[], buffers: Set<string>): Stmt[] | undefined {
   let sites = 0;
   const dependent = new Set<string>(); // names whose value depends on a buffer's contents
+  const definitions = new Map<string, Expr>(); // the initializer of each `let` seen so far
   const withPrefetches = (body: Stmt[]): Stmt[] => {
     const seen = new Set<string>();
     return body.flatMap((s): Stmt[] => {
@@ -57,6 +58,7 @@ export function prefetchVariant(stmts: Stmt[], buffers: Set<string>): Stmt[] | u
       const out: Stmt[] = [];
       for (const e of exprsOf(s)) {
         if (e.k !== "index" || e.base.k !== "var" || !buffers.has(e.base.name) || !refs(e.index).some((n) => dependent.has(n))) continue;
+        if (smallTable(e.index, definitions)) continue;
         // One prefetch per cache line: params[b] and params[b + 1u] share one.
         const key = e.base.name + JSON.stringify(stripOffset(e.index), (k, v) => (k === "span" || k === "ty" ? undefined : v));
         if (seen.has(key)) continue;
@@ -64,6 +66,7 @@ export function prefetchVariant(stmts: Stmt[], buffers: Set<string>): Stmt[] | u
         sites++;
         out.push({ k: "expr", e: { k: "call", fn: "prefetch", kind: "intrinsic", args: [e.base, e.index], span: e.span }, span: s.span });
       }
+      if (s.k === "let") definitions.set(s.name, s.init);
       if ((s.k === "let" || s.k === "assign") && [...exprsOf(s)].some((e) => (e.k === "index" && e.base.k === "var" && buffers.has(e.base.name)) || (e.k === "var" && dependent.has(e.name)))) {
         dependent.add(s.k === "let" ? s.name : rootName(s.target));
       }
@@ -74,6 +77,23 @@ export function prefetchVariant(stmts: Stmt[], buffers: Set<string>): Stmt[] | u
   };
   const body = deadCodeElimination(withPrefetches(stmts), new Set());
   return sites ? body : undefined;
+}
+
+/** Below this many entries a table stays in L2 cache: prefetching it only costs instructions. */
+const PREFETCH_MIN_ENTRIES = 1 << 16;
+
+/**
+ * The index (through the `let`s it reads) is reduced modulo a constant smaller than
+ * PREFETCH_MIN_ENTRIES: it addresses a small table.
+ */
+function smallTable(index: Expr, definitions: Map<string, Expr>, depth = 0): boolean {
+  let small = false;
+  mapExpr(index, (x) => {
+    small ||= x.k === "bin" && x.op === "%" && x.b.k === "lit" && (x.b.v as number) < PREFETCH_MIN_ENTRIES;
+    if (x.k === "var" && definitions.has(x.name) && depth < 8) small ||= smallTable(definitions.get(x.name)!, definitions, depth + 1);
+    return x;
+  });
+  return small;
 }
 
 function stripOffset(e: Expr): Expr {

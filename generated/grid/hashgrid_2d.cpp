@@ -212,69 +212,6 @@ NGP_FN void gridForward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x,
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass0_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
-  {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 15.0f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 15.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-  }
-  {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 15.0f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 15.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 16u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = index_34[ngp_l] % 256u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 16u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = index_34[ngp_l] % 256u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 16u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = index_34[ngp_l] % 256u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 16u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = index_34[ngp_l] % 256u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-}
-
 NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
@@ -464,69 +401,6 @@ NGP_FN void gridForward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x,
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 1u) * 2u;
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
-}
-
-NGP_FN void gridForward_pass1_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
-  {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 21.110605f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 21.110605f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-  }
-  {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 21.110605f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 21.110605f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 23u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (256u + index_34[ngp_l] % 536u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 23u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (256u + index_34[ngp_l] % 536u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 23u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (256u + index_34[ngp_l] % 536u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 23u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (256u + index_34[ngp_l] % 536u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
 }
 
 NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -720,69 +594,6 @@ NGP_FN void gridForward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x,
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass2_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
-  {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 29.554932f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 29.554932f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-  }
-  {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 29.554932f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 29.554932f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 31u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (792u + index_34[ngp_l] % 968u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 31u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (792u + index_34[ngp_l] % 968u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 31u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (792u + index_34[ngp_l] % 968u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 31u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (792u + index_34[ngp_l] % 968u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-}
-
 NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
@@ -972,69 +783,6 @@ NGP_FN void gridForward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x,
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 3u) * 2u;
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
-}
-
-NGP_FN void gridForward_pass3_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
-  {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 41.224255f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 41.224255f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-  }
-  {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 41.224255f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 41.224255f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 43u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1760u + index_34[ngp_l] % 1856u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 43u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1760u + index_34[ngp_l] % 1856u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 43u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1760u + index_34[ngp_l] % 1856u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 43u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1760u + index_34[ngp_l] % 1856u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
 }
 
 NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -1228,69 +976,6 @@ NGP_FN void gridForward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x,
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass4_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
-  {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 57.35024f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 57.35024f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-  }
-  {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 57.35024f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 57.35024f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 59u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3616u + index_34[ngp_l] % 3488u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 59u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3616u + index_34[ngp_l] % 3488u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 59u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3616u + index_34[ngp_l] % 3488u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 59u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3616u + index_34[ngp_l] % 3488u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-}
-
 NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
@@ -1480,69 +1165,6 @@ NGP_FN void gridForward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x,
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 5u) * 2u;
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
-}
-
-NGP_FN void gridForward_pass5_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
-  {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 79.63495f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 79.63495f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-  }
-  {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 79.63495f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 79.63495f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 81u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (7104u + index_34[ngp_l] % 6568u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 81u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (7104u + index_34[ngp_l] % 6568u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 81u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (7104u + index_34[ngp_l] % 6568u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 81u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (7104u + index_34[ngp_l] % 6568u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
 }
 
 NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -1736,69 +1358,6 @@ NGP_FN void gridForward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x,
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass6_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
-  {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 110.43047f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 110.43047f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-  }
-  {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 110.43047f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 110.43047f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 112u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (13672u + index_34[ngp_l] % 12544u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 112u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (13672u + index_34[ngp_l] % 12544u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 112u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (13672u + index_34[ngp_l] % 12544u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 112u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (13672u + index_34[ngp_l] % 12544u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-}
-
 NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
@@ -1990,69 +1549,6 @@ NGP_FN void gridForward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x,
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass7_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
-  {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 152.9872f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 152.9872f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-  }
-  {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 152.9872f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 152.9872f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 154u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (26216u + index_34[ngp_l] % 23720u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 154u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (26216u + index_34[ngp_l] % 23720u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 154u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (26216u + index_34[ngp_l] % 23720u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 154u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (26216u + index_34[ngp_l] % 23720u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-}
-
 NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
@@ -2242,69 +1738,6 @@ NGP_FN void gridForward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x,
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 8u) * 2u;
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
-}
-
-NGP_FN void gridForward_pass8_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
-  {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 211.7969f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 211.7969f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-  }
-  {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 211.7969f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 211.7969f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 213u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (49936u + index_34[ngp_l] % 45376u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 213u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (49936u + index_34[ngp_l] % 45376u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 213u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (49936u + index_34[ngp_l] % 45376u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 213u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (49936u + index_34[ngp_l] % 45376u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
-  }
 }
 
 NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -4316,47 +3749,47 @@ extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64
     const int64_t ngp_e = ngp_c + 256 < ngp_n ? ngp_c + 256 : ngp_n;
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass0_prefetch(ngp_g + 64, x, params, out); gridForward_pass0_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass0_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass0((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass1_prefetch(ngp_g + 64, x, params, out); gridForward_pass1_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass1_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass1((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass2_prefetch(ngp_g + 64, x, params, out); gridForward_pass2_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass2_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass2((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass3_prefetch(ngp_g + 64, x, params, out); gridForward_pass3_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass3_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass3((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass4_prefetch(ngp_g + 64, x, params, out); gridForward_pass4_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass4_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass4((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass5_prefetch(ngp_g + 64, x, params, out); gridForward_pass5_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass5_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass5((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass6_prefetch(ngp_g + 64, x, params, out); gridForward_pass6_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass6_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass6((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass7_prefetch(ngp_g + 64, x, params, out); gridForward_pass7_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass7_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass7((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass8_prefetch(ngp_g + 64, x, params, out); gridForward_pass8_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass8_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass8((uint32_t)ngp_i, x, params, out);
     }
     {
