@@ -296,14 +296,6 @@ class FuncChecker {
   }
 
   private call(e: Extract<Expr, { k: "call" }>, statement: boolean, expected?: Scalar): Scalar {
-    if (e.kind === "cast") {
-      if (e.args.length !== 1) fail("NGP1021", e.span, `${e.fn}() takes one argument`);
-      const arg = e.args[0]!;
-      const t = this.expr(arg);
-      if (arg.k === "lit" && arg.abstract) this.coerce(arg, e.fn === "u32" && (arg.v as number) >= 0 ? "u32" : "i32");
-      if (t === "bool") fail("NGP1019", arg.span, `cannot convert a bool to ${e.fn}`, `use select(c, 1, 0)`);
-      return (e.ty = e.fn as Scalar);
-    }
     if (e.kind === "intrinsic") return this.intrinsicCall(e, lookupIntrinsic(e.fn)!, statement, expected);
     const callee = this.program.funcs.get(e.fn)!;
     if (e.args.length !== callee.params.length)
@@ -335,8 +327,11 @@ class FuncChecker {
         T = b.ty.elem;
       } else if (!(arg.k === "lit" && arg.abstract)) T = this.expr(arg);
     });
-    // All T arguments are integer literals: take T from the context, else i32.
+    // All T arguments are integer literals: take T from the context, else from the first
+    // literal (i32, or u32 when it does not fit), else i32.
     if (!T && intr.ret === "T" && expected && intr.T?.includes(expected)) T = expected;
+    const literal = intr.params.map((p, i) => (p === "T" ? e.args[i] : undefined)).find((a) => a?.k === "lit" && a.abstract);
+    if (!T && literal?.k === "lit" && intr.T?.includes(literal.ty)) T = literal.ty;
     T ??= intr.T?.includes("i32") ? "i32" : intr.T?.[0];
     if (intr.T && T && !intr.T.includes(T)) fail("NGP1021", e.span, `${e.fn}() is not defined for ${T}`, `it takes ${intr.T.join(", ")}`);
     intr.params.forEach((p, i) => {

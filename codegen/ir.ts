@@ -43,8 +43,8 @@ export type Expr =
   | { k: "var"; name: string; ty?: Scalar; span: Span }
   | { k: "bin"; op: BinOp; a: Expr; b: Expr; ty?: Scalar; span: Span }
   | { k: "un"; op: UnOp; a: Expr; ty?: Scalar; span: Span }
-  /** `fn` is an intrinsic name, a cast (`f32`, `i32`, `u32`) or a helper's key (`file#name`). */
-  | { k: "call"; fn: string; kind: "intrinsic" | "cast" | "helper"; args: Expr[]; T?: Scalar; ty?: Scalar; span: Span }
+  /** `fn` is an intrinsic's name (conversions included) or a helper's key (`file#name`). */
+  | { k: "call"; fn: string; kind: "intrinsic" | "helper"; args: Expr[]; T?: Scalar; ty?: Scalar; span: Span }
   | { k: "index"; base: Expr; index: Expr; ty?: Scalar; span: Span }
   /** A configuration field, `cfg.levels`; bound to a literal or a table by the specializer. */
   | { k: "field"; base: Expr; name: string; ty?: Scalar; span: Span }

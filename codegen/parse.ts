@@ -14,7 +14,6 @@ const DSL_DIR = resolve(import.meta.dir, "../dsl");
 /** The language's own modules; everything else a kernel file imports is another kernel file. */
 const LANGUAGE_FILES = new Set(["index.ts", "types.ts", "intrinsics.ts"].map((f) => resolve(DSL_DIR, f)));
 const SCALAR_NAMES = new Set(["f32", "i32", "u32", "bool", "f16"]);
-const CASTS = new Set(["f32", "i32", "u32"]);
 /** Names that would collide with generated code or be invalid in C++ or CUDA. */
 const RESERVED_WORDS = new Set(
   ("auto bool break case char class const constexpr continue default delete do double else enum explicit extern false float for " +
@@ -507,7 +506,6 @@ class Parser {
     const name = callee.getText();
     if (!locals.has(name)) {
       const dslName = scope.dsl.get(name);
-      if (dslName && CASTS.has(dslName)) return { k: "call", fn: dslName, kind: "cast", args: args(), span: sp };
       if (dslName && lookupIntrinsic(dslName)) return { k: "call", fn: dslName, kind: "intrinsic", args: args(), span: sp };
       if (dslName === "localArray") fail("NGP1004", sp, "localArray() outside a declaration", "write `const a = localArray<f32>(n);`");
       const helper = this.resolveFunction(scope, name, sp);

@@ -499,10 +499,9 @@ function foldNode(e: Expr): number | boolean | undefined {
     case "call": {
       const args = e.args.map(litValue);
       if (args.some((a) => a === undefined)) return undefined;
-      if (e.kind === "cast") return foldCast(args[0] as number, (e.args[0] as { ty: Scalar }).ty, e.fn as Scalar);
       const intr = e.kind === "intrinsic" ? lookupIntrinsic(e.fn) : undefined;
       if (!intr?.exact || !intr.pure) return undefined;
-      return normalize((intr.impl as (...a: unknown[]) => number)(...args), e.ty!);
+      return normalize((intr.impl as (...a: unknown[]) => number)(...args, e.T), e.ty!);
     }
     default:
       return undefined;
@@ -538,15 +537,6 @@ function foldBinary(op: string, a: number | boolean, b: number | boolean, operan
     case ">>>": return x >>> (y & 31);
   }
   return undefined;
-}
-
-function foldCast(v: number, from: Scalar, to: Scalar): number {
-  if (to === "f32") return Math.fround(v);
-  if (from !== "f32") return normalize(v, to);
-  // f32 -> integer: saturating, NaN -> 0, exactly as every backend computes it.
-  if (Number.isNaN(v)) return 0;
-  const [lo, hi] = to === "i32" ? [-0x80000000, 0x7fffffff] : [0, 0xffffffff];
-  return Math.min(hi, Math.max(lo, Math.trunc(v)));
 }
 
 /** Names of buffer parameters the kernel writes (stores or atomics); the others are read-only. */

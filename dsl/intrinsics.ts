@@ -30,6 +30,7 @@ export interface Intrinsic {
   pure: boolean;
   /** The backends agree bit for bit (C and JS), so compile-time folding with `impl` is sound. */
   exact: boolean;
+  /** The JS twin. When folding, the compiler passes the instantiation of `T` after the arguments. */
   impl: (...args: never[]) => unknown;
 }
 
@@ -69,7 +70,36 @@ function fmaImpl(a: f32, b: f32, c: f32): f32 {
 
 const NUM: ValueType[] = ["f32", "i32", "u32"];
 
+/**
+ * Conversions. f32 -> integer truncates toward zero, saturates at the type's range and maps NaN
+ * to 0 on every backend (C leaves these cases undefined; CUDA's __float2int_rz does this).
+ * Between integers the bits are reinterpreted (u32(-1) = 4294967295).
+ */
+function toI32(x: number, from: ValueType = Number.isInteger(x) ? "i32" : "f32"): i32 {
+  if (from !== "f32") return x | 0;
+  return Number.isNaN(x) ? 0 : Math.min(2147483647, Math.max(-2147483648, Math.trunc(x)));
+}
+function toU32(x: number, from: ValueType = Number.isInteger(x) ? "u32" : "f32"): u32 {
+  if (from !== "f32") return x >>> 0;
+  return Number.isNaN(x) ? 0 : Math.min(4294967295, Math.max(0, Math.trunc(x)));
+}
+
 export const INTRINSICS = {
+  f32: {
+    doc: "conversion to f32 (rounds to nearest)", params: ["T"], ret: "f32", T: NUM,
+    c: { f32: "($0)", i32: "((float)($0))", u32: "((float)($0))" }, js: { f32: "($0)", i32: "Math.fround($0)", u32: "Math.fround($0)" },
+    pure: true, exact: true, impl: (x: number): f32 => F(x),
+  },
+  i32: {
+    doc: "conversion to i32 (from f32: truncating, saturating, NaN -> 0; from u32: same bits)", params: ["T"], ret: "i32", T: NUM,
+    c: { f32: "ngp_f2int_rz($0)", i32: "($0)", u32: "((int32_t)($0))" }, cuda: { f32: "__float2int_rz($0)", i32: "($0)", u32: "((int32_t)($0))" },
+    js: { f32: "__f2i32($0)", i32: "($0)", u32: "(($0) | 0)" }, pure: true, exact: true, impl: toI32,
+  },
+  u32: {
+    doc: "conversion to u32 (from f32: truncating, saturating, NaN -> 0; from i32: same bits)", params: ["T"], ret: "u32", T: NUM,
+    c: { f32: "ngp_f2uint_rz($0)", i32: "((uint32_t)($0))", u32: "($0)" }, cuda: { f32: "__float2uint_rz($0)", i32: "((uint32_t)($0))", u32: "($0)" },
+    js: { f32: "__f2u32($0)", i32: "(($0) >>> 0)", u32: "($0)" }, pure: true, exact: true, impl: toU32,
+  },
   floor: { doc: "largest integer value not greater than x", params: ["f32"], ret: "f32", c: "floorf($0)", js: "Math.floor($0)", pure: true, exact: true, impl: (x: f32): f32 => Math.floor(x) },
   ceil: { doc: "smallest integer value not less than x", params: ["f32"], ret: "f32", c: "ceilf($0)", js: "Math.ceil($0)", pure: true, exact: true, impl: (x: f32): f32 => Math.ceil(x) },
   trunc: { doc: "x rounded toward zero", params: ["f32"], ret: "f32", c: "truncf($0)", js: "Math.trunc($0)", pure: true, exact: true, impl: (x: f32): f32 => Math.trunc(x) },

@@ -5,6 +5,8 @@
 // it reads the type *names* from the source and infers its own types, with C semantics
 // (f32 rounding, u32 wrap-around). Each type name doubles as a cast function: `f32(x)`, `u32(x)`.
 //
+import { INTRINSICS } from "./intrinsics.ts";
+
 // These JS implementations let a kernel file run as plain TypeScript for quick experiments; the
 // exact reference is the JS the compiler emits (codegen/emit/js.ts), not this file.
 
@@ -24,9 +26,10 @@ export type bool = boolean;
  */
 export type Float = f32 | f16;
 
-export const f32 = (x: number): f32 => Math.fround(x);
-export const i32 = (x: number): i32 => x | 0;
-export const u32 = (x: number): u32 => x >>> 0;
+// The conversions f32(x), i32(x), u32(x) are intrinsics; these are their JS twins.
+export const f32 = INTRINSICS.f32.impl as (x: number) => f32;
+export const i32 = INTRINSICS.i32.impl as (x: number) => i32;
+export const u32 = INTRINSICS.u32.impl as (x: number) => u32;
 
 /** A global buffer (device or host memory), indexed with `[]`. Element type is a scalar type. */
 export interface Buf<T extends number> {

@@ -210,11 +210,6 @@ class CPrinter extends StatementPrinter {
       }
       case "call": {
         const args = e.args.map((a) => this.expr(a));
-        if (e.kind === "cast") {
-          // f32 -> integer casts saturate and map NaN to 0 on every backend (C leaves them undefined).
-          if (typeOf(e.args[0]!) === "f32" && e.fn !== "f32") return `${this.target.name === "cuda" ? "__float2" : "ngp_f2"}${e.fn === "i32" ? "int" : "uint"}_rz(${args[0]})`;
-          return `((${C_SCALAR[e.fn as Scalar]})${this.expr(e.args[0]!, 2)})`;
-        }
         const intr = lookupIntrinsic(e.fn)!;
         const spelling = this.plainAtomics && e.fn === "atomicAdd" ? "$0[$1] += $2" : spell(intr, this.target.name, e.T);
         return spelling.replace(/\$(\d)/g, (_, i) => args[Number(i)]!);

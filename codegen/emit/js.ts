@@ -91,10 +91,6 @@ class JsPrinter extends StatementPrinter {
       }
       case "call": {
         const args = e.args.map((a) => this.expr(a));
-        if (e.kind === "cast") {
-          if (typeOf(e.args[0]!) === "f32" && e.fn !== "f32") return `__f2${e.fn}(${args[0]})`; // saturating, NaN -> 0
-          return wrap(args[0]!, e.fn as Scalar);
-        }
         const intr = lookupIntrinsic(e.fn)!;
         const text = spell(intr, "js", e.T).replace(/\$(\d)/g, (_, i) => args[Number(i)]!);
         // Intrinsics that compute in double round once to f32, like their C counterparts.

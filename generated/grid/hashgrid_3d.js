@@ -256,7 +256,7 @@ function gridForward_body(i, x, params, out) {
       acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
       acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + (l_1 >>> 0)) >>> 0), 2)) >>> 0);
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + ((l_1) >>> 0)) >>> 0), 2)) >>> 0);
     out[o_41] = acc_20[0];
     out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
@@ -308,7 +308,7 @@ function gridBackward_body(i, x, dy, grad) {
       w0[2] = omf_7;
       dw[2] = s_3;
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + (l >>> 0)) >>> 0), 2)) >>> 0);
+    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + ((l) >>> 0)) >>> 0), 2)) >>> 0);
     {
       let w_20 = w0[0];
       w_20 = Math.fround(w_20 * w0[1]);
@@ -543,7 +543,7 @@ function gridInputGrad_body(i, x, params, dy, dx) {
       w0_5[2] = omf_14;
       dw_7[2] = s_10;
     }
-    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + (l_2 >>> 0)) >>> 0), 2)) >>> 0);
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + ((l_2) >>> 0)) >>> 0), 2)) >>> 0);
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
