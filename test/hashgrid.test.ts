@@ -171,8 +171,10 @@ interface Case {
 
 const CASES: Case[] = [];
 for (const [dims, levels, base, finest, log2T] of [[1, 4, 4, 4000, 8], [2, 4, 4, 300, 10], [3, 4, 4, 64, 12], [4, 3, 2, 16, 12], [7, 2, 2, 4, 10]] as const) {
-  for (const interpolation of ["nearest", "linear", "smoothstep"] as const) CASES.push({ dims, gridType: "hash", interpolation, levels, log2T, base, finest, features: dims === 2 ? 4 : 2 });
-  for (const gridType of ["dense", "tiled"] as const) CASES.push({ dims, gridType, interpolation: "linear", levels, log2T, base, finest: dims >= 4 ? base * 2 : finest / 4, features: 2 });
+  for (const interpolation of ["nearest", "linear", "smoothstep"] as const) {
+    CASES.push({ dims, gridType: "hash", interpolation, levels, log2T, base, finest, features: dims === 2 ? 4 : 2 });
+    for (const gridType of ["dense", "tiled"] as const) CASES.push({ dims, gridType, interpolation, levels, log2T, base, finest: dims >= 4 ? base * 2 : finest / 4, features: 2 });
+  }
 }
 
 function options(c: Case): HashGridOptionsInput {
