@@ -405,3 +405,21 @@ describe("f16 parameter storage", () => {
     if (outs.length === 2) expect(maxUlp(outs[0]!.y, outs[1]!.y).ulp).toBe(0);
   });
 });
+
+describe("scatter-adds that collide", () => {
+  test("backward sums every contribution when all points of a SIMD group hit the same entries", async () => {
+    // 64 copies of one point: every lane of every 16-point group adds into the same entries.
+    const opts: HashGridOptionsInput = { dims: 2, levels: 4, featuresPerLevel: 2, log2HashmapSize: 10, baseResolution: 4, finestResolution: 200 };
+    const levels = refLevels({ dims: 2, levels: 4, log2HashmapSize: 10, gridType: "hash", base: 4, finest: 200 });
+    const g = await HashGrid.create(opts, { backend: CPU ?? "js", cacheDir });
+    const n = 64;
+    const x = Float32Array.from({ length: n * 2 }, (_, k) => (k % 2 ? 0.3125 : 0.71875));
+    const dy = Float32Array.from({ length: n * g.outputDim }, (_, k) => ((k % 7) - 3) / 4); // exact in f32 sums
+    g.forward(x);
+    const grad = g.backward(dy).params.download();
+    const params = (g.params.download() as Float32Array);
+    const back = refBackward(levels, "linear", 2, params, x, 2, dy);
+    close(grad, back.grad, back.gmag, 1e-6, "collided gradient");
+    expect(grad.some((v) => v !== 0)).toBe(true);
+  });
+});

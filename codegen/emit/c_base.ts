@@ -132,11 +132,16 @@ class CPrinter extends StatementPrinter {
   }
 
   /**
-   * The loop over the lanes that each statement in lane form becomes. `omp simd` keeps the C++
-   * compiler from unrolling it into scalar code before it vectorizes it.
+   * The loop over the lanes that a statement in lane form becomes. `omp simd` keeps the C++
+   * compiler from unrolling it into scalar code before it vectorizes it; but it promises that the
+   * lanes do not interfere, which a statement writing buffer elements cannot promise (two lanes
+   * may add into one gradient entry), so such a statement gets a plain loop, lanes in order.
    */
-  private get laneLoop(): string {
-    return `_Pragma("omp simd") for (int ngp_l = 0; ngp_l < ${this.lanes}; ++ngp_l) `;
+  private laneLoop(s: Stmt): string {
+    const writesBuffer =
+      (s.k === "assign" && s.target.k === "index" && s.target.base.k === "var" && this.bufElem.has(s.target.base.name)) ||
+      (s.k === "expr" && s.e.k === "call" && s.e.fn === "atomicAdd");
+    return `${writesBuffer ? "" : '_Pragma("omp simd") '}for (int ngp_l = 0; ngp_l < ${this.lanes}; ++ngp_l) `;
   }
 
   protected override stmt(s: Stmt, depth: number): string[] {
@@ -145,14 +150,14 @@ class CPrinter extends StatementPrinter {
     switch (s.k) {
       case "let":
         this.laneNames.add(s.name);
-        return [`${pad}${C_SCALAR[s.ty!]} ${s.name}[${this.lanes}];`, `${pad}${this.laneLoop}${s.name}[ngp_l] = ${this.expr(s.init)};`];
+        return [`${pad}${C_SCALAR[s.ty!]} ${s.name}[${this.lanes}];`, `${pad}${this.laneLoop(s)}${s.name}[ngp_l] = ${this.expr(s.init)};`];
       case "array":
         this.laneNames.add(s.name);
         return [`${pad}${C_SCALAR[s.elem]} ${s.name}[${(s.size as { v: number }).v}][${this.lanes}] = {};`];
       case "assign":
-        return [`${pad}${this.laneLoop}${this.assign(s)};`];
+        return [`${pad}${this.laneLoop(s)}${this.assign(s)};`];
       case "expr":
-        return [`${pad}${this.laneLoop}${this.expr(s.e)};`];
+        return [`${pad}${this.laneLoop(s)}${this.expr(s.e)};`];
       default:
         throw new Error(`internal: ${s.k} statement in lane form`);
     }

@@ -208,8 +208,8 @@ NGP_FN void gridForward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 16u * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -399,8 +399,8 @@ NGP_FN void gridForward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 1u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -590,8 +590,8 @@ NGP_FN void gridForward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 2u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -781,8 +781,8 @@ NGP_FN void gridForward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 3u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -972,8 +972,8 @@ NGP_FN void gridForward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 4u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -1163,8 +1163,8 @@ NGP_FN void gridForward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 5u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -1354,8 +1354,8 @@ NGP_FN void gridForward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 6u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -1545,8 +1545,8 @@ NGP_FN void gridForward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 7u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -1736,8 +1736,8 @@ NGP_FN void gridForward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 8u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -1927,8 +1927,8 @@ NGP_FN void gridForward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 9u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -2181,8 +2181,8 @@ NGP_FN void gridForward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 10u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass10_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -2435,8 +2435,8 @@ NGP_FN void gridForward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 11u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass11_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -2725,8 +2725,8 @@ NGP_FN void gridForward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 12u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass12_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -3035,8 +3035,8 @@ NGP_FN void gridForward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 13u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass13_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -3345,8 +3345,8 @@ NGP_FN void gridForward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 14u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass14_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -3655,8 +3655,8 @@ NGP_FN void gridForward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 15u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass15_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -3963,8 +3963,8 @@ NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 16u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = index_23[ngp_l] % 256u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -3979,8 +3979,8 @@ NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 16u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = index_23[ngp_l] % 256u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -3995,8 +3995,8 @@ NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 16u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = index_23[ngp_l] % 256u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -4011,8 +4011,8 @@ NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 16u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = index_23[ngp_l] % 256u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -4148,8 +4148,8 @@ NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 23u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (256u + index_23[ngp_l] % 536u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -4164,8 +4164,8 @@ NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 23u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (256u + index_23[ngp_l] % 536u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -4180,8 +4180,8 @@ NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 23u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (256u + index_23[ngp_l] % 536u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -4196,8 +4196,8 @@ NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 23u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (256u + index_23[ngp_l] % 536u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -4333,8 +4333,8 @@ NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 31u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (792u + index_23[ngp_l] % 968u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -4349,8 +4349,8 @@ NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 31u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (792u + index_23[ngp_l] % 968u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -4365,8 +4365,8 @@ NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 31u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (792u + index_23[ngp_l] % 968u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -4381,8 +4381,8 @@ NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 31u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (792u + index_23[ngp_l] % 968u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -4518,8 +4518,8 @@ NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 43u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1760u + index_23[ngp_l] % 1856u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -4534,8 +4534,8 @@ NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 43u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1760u + index_23[ngp_l] % 1856u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -4550,8 +4550,8 @@ NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 43u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1760u + index_23[ngp_l] % 1856u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -4566,8 +4566,8 @@ NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 43u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1760u + index_23[ngp_l] % 1856u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -4703,8 +4703,8 @@ NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 59u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3616u + index_23[ngp_l] % 3488u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -4719,8 +4719,8 @@ NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 59u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3616u + index_23[ngp_l] % 3488u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -4735,8 +4735,8 @@ NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 59u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3616u + index_23[ngp_l] % 3488u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -4751,8 +4751,8 @@ NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 59u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3616u + index_23[ngp_l] % 3488u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -4888,8 +4888,8 @@ NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 81u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (7104u + index_23[ngp_l] % 6568u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -4904,8 +4904,8 @@ NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 81u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (7104u + index_23[ngp_l] % 6568u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -4920,8 +4920,8 @@ NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 81u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (7104u + index_23[ngp_l] % 6568u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -4936,8 +4936,8 @@ NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 81u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (7104u + index_23[ngp_l] % 6568u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -5073,8 +5073,8 @@ NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 112u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (13672u + index_23[ngp_l] % 12544u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -5089,8 +5089,8 @@ NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 112u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (13672u + index_23[ngp_l] % 12544u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -5105,8 +5105,8 @@ NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 112u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (13672u + index_23[ngp_l] % 12544u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -5121,8 +5121,8 @@ NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 112u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (13672u + index_23[ngp_l] % 12544u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -5258,8 +5258,8 @@ NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 154u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (26216u + index_23[ngp_l] % 23720u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -5274,8 +5274,8 @@ NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 154u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (26216u + index_23[ngp_l] % 23720u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -5290,8 +5290,8 @@ NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 154u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (26216u + index_23[ngp_l] % 23720u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -5306,8 +5306,8 @@ NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 154u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (26216u + index_23[ngp_l] % 23720u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -5443,8 +5443,8 @@ NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 213u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (49936u + index_23[ngp_l] % 45376u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -5459,8 +5459,8 @@ NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 213u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (49936u + index_23[ngp_l] % 45376u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -5475,8 +5475,8 @@ NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 213u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (49936u + index_23[ngp_l] % 45376u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -5491,8 +5491,8 @@ NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 213u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (49936u + index_23[ngp_l] % 45376u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -5628,8 +5628,8 @@ NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 295u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (95312u + index_23[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -5644,8 +5644,8 @@ NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 295u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (95312u + index_23[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -5660,8 +5660,8 @@ NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 295u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (95312u + index_23[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -5676,8 +5676,8 @@ NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 295u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (95312u + index_23[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -5813,8 +5813,8 @@ NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ 
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 407u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (182344u + index_23[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -5829,8 +5829,8 @@ NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ 
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 407u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (182344u + index_23[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -5845,8 +5845,8 @@ NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ 
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 407u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (182344u + index_23[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -5861,8 +5861,8 @@ NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ 
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 407u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (182344u + index_23[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -5998,8 +5998,8 @@ NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ 
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 562u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (348000u + index_23[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -6014,8 +6014,8 @@ NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ 
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 562u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (348000u + index_23[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -6030,8 +6030,8 @@ NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ 
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 562u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (348000u + index_23[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -6046,8 +6046,8 @@ NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ 
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 562u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (348000u + index_23[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -6204,8 +6204,8 @@ NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (663848u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -6225,8 +6225,8 @@ NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (663848u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -6246,8 +6246,8 @@ NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (663848u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -6267,8 +6267,8 @@ NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (663848u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -6425,8 +6425,8 @@ NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1188136u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -6446,8 +6446,8 @@ NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1188136u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -6467,8 +6467,8 @@ NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1188136u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -6488,8 +6488,8 @@ NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1188136u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -6646,8 +6646,8 @@ NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1712424u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -6667,8 +6667,8 @@ NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1712424u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -6688,8 +6688,8 @@ NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1712424u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -6709,8 +6709,8 @@ NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1712424u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -6867,8 +6867,8 @@ NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2236712u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -6888,8 +6888,8 @@ NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2236712u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -6909,8 +6909,8 @@ NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2236712u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -6930,8 +6930,8 @@ NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2236712u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 

@@ -395,8 +395,8 @@ NGP_FN void gridForward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 16u * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -773,8 +773,8 @@ NGP_FN void gridForward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 1u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -1151,8 +1151,8 @@ NGP_FN void gridForward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 2u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -1529,8 +1529,8 @@ NGP_FN void gridForward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 3u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -1907,8 +1907,8 @@ NGP_FN void gridForward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 4u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass4_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -2413,8 +2413,8 @@ NGP_FN void gridForward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 5u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass5_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -2919,8 +2919,8 @@ NGP_FN void gridForward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 6u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass6_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -3497,8 +3497,8 @@ NGP_FN void gridForward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 7u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass7_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -4115,8 +4115,8 @@ NGP_FN void gridForward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 8u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass8_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -4733,8 +4733,8 @@ NGP_FN void gridForward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 9u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -5351,8 +5351,8 @@ NGP_FN void gridForward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 10u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass10_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -5969,8 +5969,8 @@ NGP_FN void gridForward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 11u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass11_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -6587,8 +6587,8 @@ NGP_FN void gridForward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 12u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass12_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -7205,8 +7205,8 @@ NGP_FN void gridForward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 13u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass13_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -7823,8 +7823,8 @@ NGP_FN void gridForward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 14u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass14_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -8441,8 +8441,8 @@ NGP_FN void gridForward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   uint32_t o_41[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 15u) * 2u;
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass15_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
@@ -8936,8 +8936,8 @@ NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 256u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = index_23[ngp_l] % 4096u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -8955,8 +8955,8 @@ NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 256u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = index_23[ngp_l] % 4096u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -8974,8 +8974,8 @@ NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 256u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = index_23[ngp_l] % 4096u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -8993,8 +8993,8 @@ NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 256u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = index_23[ngp_l] % 4096u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -9012,8 +9012,8 @@ NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 256u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = index_23[ngp_l] % 4096u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -9031,8 +9031,8 @@ NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 256u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = index_23[ngp_l] % 4096u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -9050,8 +9050,8 @@ NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 256u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = index_23[ngp_l] % 4096u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -9069,8 +9069,8 @@ NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 256u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = index_23[ngp_l] % 4096u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -9308,8 +9308,8 @@ NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 441u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4096u + index_23[ngp_l] % 9264u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -9327,8 +9327,8 @@ NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 441u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4096u + index_23[ngp_l] % 9264u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -9346,8 +9346,8 @@ NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 441u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4096u + index_23[ngp_l] % 9264u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -9365,8 +9365,8 @@ NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 441u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4096u + index_23[ngp_l] % 9264u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -9384,8 +9384,8 @@ NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 441u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4096u + index_23[ngp_l] % 9264u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -9403,8 +9403,8 @@ NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 441u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4096u + index_23[ngp_l] % 9264u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -9422,8 +9422,8 @@ NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 441u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4096u + index_23[ngp_l] % 9264u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -9441,8 +9441,8 @@ NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 441u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4096u + index_23[ngp_l] % 9264u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -9680,8 +9680,8 @@ NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 676u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (13360u + index_23[ngp_l] % 17576u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -9699,8 +9699,8 @@ NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 676u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (13360u + index_23[ngp_l] % 17576u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -9718,8 +9718,8 @@ NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 676u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (13360u + index_23[ngp_l] % 17576u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -9737,8 +9737,8 @@ NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 676u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (13360u + index_23[ngp_l] % 17576u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -9756,8 +9756,8 @@ NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 676u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (13360u + index_23[ngp_l] % 17576u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -9775,8 +9775,8 @@ NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 676u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (13360u + index_23[ngp_l] % 17576u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -9794,8 +9794,8 @@ NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 676u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (13360u + index_23[ngp_l] % 17576u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -9813,8 +9813,8 @@ NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 676u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (13360u + index_23[ngp_l] % 17576u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -10052,8 +10052,8 @@ NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 1024u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (30936u + index_23[ngp_l] % 32768u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -10071,8 +10071,8 @@ NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 1024u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (30936u + index_23[ngp_l] % 32768u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -10090,8 +10090,8 @@ NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 1024u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (30936u + index_23[ngp_l] % 32768u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -10109,8 +10109,8 @@ NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 1024u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (30936u + index_23[ngp_l] % 32768u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -10128,8 +10128,8 @@ NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 1024u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (30936u + index_23[ngp_l] % 32768u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -10147,8 +10147,8 @@ NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 1024u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (30936u + index_23[ngp_l] % 32768u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -10166,8 +10166,8 @@ NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 1024u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (30936u + index_23[ngp_l] % 32768u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -10185,8 +10185,8 @@ NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 1024u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (30936u + index_23[ngp_l] % 32768u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -10424,8 +10424,8 @@ NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 1681u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (63704u + index_23[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -10443,8 +10443,8 @@ NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 1681u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (63704u + index_23[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -10462,8 +10462,8 @@ NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 1681u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (63704u + index_23[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -10481,8 +10481,8 @@ NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 1681u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (63704u + index_23[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -10500,8 +10500,8 @@ NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 1681u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (63704u + index_23[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -10519,8 +10519,8 @@ NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 1681u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (63704u + index_23[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -10538,8 +10538,8 @@ NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 1681u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (63704u + index_23[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -10557,8 +10557,8 @@ NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 1681u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (63704u + index_23[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -10796,8 +10796,8 @@ NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 2601u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (132632u + index_23[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -10815,8 +10815,8 @@ NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 2601u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (132632u + index_23[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -10834,8 +10834,8 @@ NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 2601u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (132632u + index_23[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -10853,8 +10853,8 @@ NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 2601u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (132632u + index_23[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -10872,8 +10872,8 @@ NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 2601u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (132632u + index_23[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -10891,8 +10891,8 @@ NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 2601u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (132632u + index_23[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -10910,8 +10910,8 @@ NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 2601u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (132632u + index_23[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -10929,8 +10929,8 @@ NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 2601u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (132632u + index_23[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -11168,8 +11168,8 @@ NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 4096u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (265288u + index_23[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -11187,8 +11187,8 @@ NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 4096u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (265288u + index_23[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -11206,8 +11206,8 @@ NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 4096u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (265288u + index_23[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -11225,8 +11225,8 @@ NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 4096u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (265288u + index_23[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -11244,8 +11244,8 @@ NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 4096u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (265288u + index_23[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -11263,8 +11263,8 @@ NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 4096u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (265288u + index_23[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -11282,8 +11282,8 @@ NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 4096u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (265288u + index_23[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -11301,8 +11301,8 @@ NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 4096u;
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (265288u + index_23[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -11577,8 +11577,8 @@ NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (527432u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -11601,8 +11601,8 @@ NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (527432u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -11625,8 +11625,8 @@ NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (527432u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -11649,8 +11649,8 @@ NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (527432u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -11673,8 +11673,8 @@ NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (527432u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -11697,8 +11697,8 @@ NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (527432u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -11721,8 +11721,8 @@ NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (527432u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -11745,8 +11745,8 @@ NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (527432u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -12021,8 +12021,8 @@ NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1051720u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -12045,8 +12045,8 @@ NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1051720u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -12069,8 +12069,8 @@ NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1051720u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -12093,8 +12093,8 @@ NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1051720u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -12117,8 +12117,8 @@ NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1051720u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -12141,8 +12141,8 @@ NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1051720u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -12165,8 +12165,8 @@ NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1051720u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -12189,8 +12189,8 @@ NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1051720u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -12465,8 +12465,8 @@ NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1576008u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -12489,8 +12489,8 @@ NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1576008u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -12513,8 +12513,8 @@ NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1576008u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -12537,8 +12537,8 @@ NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1576008u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -12561,8 +12561,8 @@ NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1576008u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -12585,8 +12585,8 @@ NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1576008u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -12609,8 +12609,8 @@ NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1576008u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -12633,8 +12633,8 @@ NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1576008u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -12909,8 +12909,8 @@ NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2100296u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -12933,8 +12933,8 @@ NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2100296u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -12957,8 +12957,8 @@ NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2100296u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -12981,8 +12981,8 @@ NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2100296u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -13005,8 +13005,8 @@ NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2100296u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -13029,8 +13029,8 @@ NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2100296u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -13053,8 +13053,8 @@ NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2100296u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -13077,8 +13077,8 @@ NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2100296u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -13353,8 +13353,8 @@ NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2624584u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -13377,8 +13377,8 @@ NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2624584u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -13401,8 +13401,8 @@ NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2624584u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -13425,8 +13425,8 @@ NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2624584u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -13449,8 +13449,8 @@ NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2624584u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -13473,8 +13473,8 @@ NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2624584u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -13497,8 +13497,8 @@ NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2624584u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -13521,8 +13521,8 @@ NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2624584u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -13797,8 +13797,8 @@ NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3148872u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -13821,8 +13821,8 @@ NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3148872u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -13845,8 +13845,8 @@ NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3148872u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -13869,8 +13869,8 @@ NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3148872u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -13893,8 +13893,8 @@ NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3148872u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -13917,8 +13917,8 @@ NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3148872u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -13941,8 +13941,8 @@ NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3148872u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -13965,8 +13965,8 @@ NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3148872u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -14241,8 +14241,8 @@ NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3673160u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -14265,8 +14265,8 @@ NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3673160u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -14289,8 +14289,8 @@ NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3673160u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -14313,8 +14313,8 @@ NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3673160u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -14337,8 +14337,8 @@ NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3673160u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -14361,8 +14361,8 @@ NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3673160u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -14385,8 +14385,8 @@ NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3673160u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -14409,8 +14409,8 @@ NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3673160u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -14685,8 +14685,8 @@ NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4197448u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -14709,8 +14709,8 @@ NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4197448u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -14733,8 +14733,8 @@ NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4197448u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -14757,8 +14757,8 @@ NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4197448u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -14781,8 +14781,8 @@ NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4197448u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -14805,8 +14805,8 @@ NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4197448u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -14829,8 +14829,8 @@ NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4197448u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -14853,8 +14853,8 @@ NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4197448u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
@@ -15129,8 +15129,8 @@ NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4721736u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -15153,8 +15153,8 @@ NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4721736u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -15177,8 +15177,8 @@ NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4721736u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -15201,8 +15201,8 @@ NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4721736u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -15225,8 +15225,8 @@ NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4721736u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -15249,8 +15249,8 @@ NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4721736u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -15273,8 +15273,8 @@ NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4721736u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
   {
     float w_20[16];
@@ -15297,8 +15297,8 @@ NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ 
     }
     uint32_t base[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4721736u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
   }
 }
 
