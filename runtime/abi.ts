@@ -6,7 +6,7 @@
 // that runs the kernel body for every index i in [0, n). Each buffer parameter becomes two
 // arguments, `T* <p>, int64_t <p>_len` (element count), each scalar one argument
 // (f32 -> float, i32 -> int32_t, u32 -> uint32_t, bool -> int32_t). The return value is 0 on
-// success, else an error code (NGP_ERR_* below, or a cudaError_t on CUDA).
+// success, else an error code (on CUDA, the cudaError_t of the launch).
 // JS modules export `function <name>(n, ...args)` with TypedArrays for buffers (no lengths).
 
 /** Element types a buffer may hold (f16 is storage-only). */
@@ -16,7 +16,8 @@ export type ScalarType = "f32" | "i32" | "u32" | "bool";
 export type Target = "cpu" | "cuda" | "js";
 
 export type KernelParam =
-  | { name: string; kind: "buffer"; elem: ElemType }
+  /** `writes`: the kernel stores into the buffer (the runtime refuses arguments that overlap it). */
+  | { name: string; kind: "buffer"; elem: ElemType; writes?: boolean }
   | { name: string; kind: "scalar"; type: ScalarType };
 
 export interface KernelSignature {
@@ -30,6 +31,3 @@ export interface EmittedModule {
   source: string;
   kernels: KernelSignature[];
 }
-
-/** Error codes returned by native kernel entry points (CUDA entry points return cudaError_t). */
-export const NGP_OK = 0;

@@ -119,9 +119,37 @@ export function wrapKernel(
     }
     const native: unknown[] = [n];
     for (let i = 0; i < args.length; i++) converters[i]!(args[i], native);
+    checkAliasing(k, args);
     const status = call(...native);
     if (status !== 0) throw new KernelError(k.name, status, cuda?.errorName(status));
   };
+}
+
+/** The memory a buffer argument occupies: an identity for its allocation and a byte range in it. */
+function extent(value: unknown): { base: unknown; start: bigint; end: bigint } | undefined {
+  if (value instanceof CudaBuffer) {
+    const bytes = BigInt(value.length * ELEM_ARRAYS[value.elem].BYTES_PER_ELEMENT);
+    return { base: "device", start: value.ptr, end: value.ptr + bytes };
+  }
+  const array = value instanceof HostBuffer ? value.data : value;
+  if (!ArrayBuffer.isView(array)) return undefined;
+  return { base: array.buffer, start: BigInt(array.byteOffset), end: BigInt(array.byteOffset + array.byteLength) };
+}
+
+/**
+ * The generated code declares buffer parameters `__restrict__` (no two of them alias), which is
+ * false when the caller passes overlapping memory for a buffer the kernel writes: refuse that.
+ */
+function checkAliasing(k: KernelSignature, args: unknown[]): void {
+  const buffers = k.params.flatMap((p, i) => (p.kind === "buffer" ? [{ p, e: extent(args[i]) }] : []));
+  for (let a = 0; a < buffers.length; a++)
+    for (let b = a + 1; b < buffers.length; b++) {
+      const [x, y] = [buffers[a]!, buffers[b]!];
+      if (!x.e || !y.e || x.e.base !== y.e.base || x.e.end <= y.e.start || y.e.end <= x.e.start) continue;
+      if (!x.p.writes && !y.p.writes) continue; // overlapping inputs are fine
+      const written = x.p.writes ? x.p.name : y.p.name;
+      throw new TypeError(`${k.name}: arguments ${x.p.name} and ${y.p.name} overlap and ${written} is written; pass separate buffers`);
+    }
 }
 
 function converter(kernel: string, p: KernelParam, target: WrapTarget): Converter {

@@ -51,6 +51,13 @@ describe.skipIf(NO_CXX !== undefined)(`CPU native through the cache${NO_CXX ? ` 
     const buf = mod.alloc("f32", 4);
     buf.dispose();
     expect(() => mod.kernels.saxpy!(4, 1, buf, f, f)).toThrow(/disposed/);
+    // The output may not overlap an input (the generated code assumes no aliasing)...
+    const g = new Float32Array(4);
+    expect(() => mod.kernels.saxpy!(4, 1, f, g, f)).toThrow(/overlap and out is written/);
+    const whole = new Float32Array(8);
+    expect(() => mod.kernels.saxpy!(4, 1, whole.subarray(0, 4), g, whole.subarray(2, 6))).toThrow(/overlap/);
+    // ...but inputs may share memory, and disjoint views of one allocation are fine.
+    mod.kernels.saxpy!(4, 1, g, g, whole.subarray(4, 8));
   });
 });
 

@@ -2,7 +2,7 @@
 // and the kernel signature handed to the runtime.
 import type { ElemType, KernelSignature } from "../../runtime/abi.ts";
 import { mapExpr, exprsOf, childBodies, type Expr, type Scalar, type Stmt } from "../ir.ts";
-import type { SpecializedKernel } from "../specialize.ts";
+import { writtenBuffers, type SpecializedKernel } from "../specialize.ts";
 
 export const COMPILER_VERSION = "ngp-kernels codegen 1";
 
@@ -47,10 +47,13 @@ export function f32Literal(v: number): string {
 }
 
 export function kernelSignature(k: SpecializedKernel): KernelSignature {
+  const written = writtenBuffers(k.body);
   return {
     name: k.name,
     params: k.params.map((p) =>
-      p.ty.k === "buf" ? { name: p.name, kind: "buffer", elem: p.ty.elem as ElemType } : { name: p.name, kind: "scalar", type: (p.ty as { s: Scalar }).s },
+      p.ty.k === "buf"
+        ? { name: p.name, kind: "buffer", elem: p.ty.elem as ElemType, writes: written.has(p.name) }
+        : { name: p.name, kind: "scalar", type: (p.ty as { s: Scalar }).s },
     ),
   };
 }
