@@ -6,7 +6,7 @@
 //     int32_t <name>(int64_t n, [T* p, int64_t p_len | scalar]...)
 
 import { dlopen, type FFIFunction, type FFITypeOrString } from "bun:ffi";
-import type { KernelParam, KernelSignature, ScalarType } from "./abi.ts";
+import type { ElemType, KernelParam, KernelSignature, ScalarType } from "./abi.ts";
 import { CudaBuffer, ELEM_ARRAYS, elemTypeOf, HostBuffer, type DeviceBuffer } from "./buffer.ts";
 import { CUDA_RUNTIME_SYMBOLS, openCudaRuntime, type CudaRuntime } from "./cuda.ts";
 import { definedDynamicSymbols, validateSharedLibrary } from "./elf.ts";
@@ -128,7 +128,7 @@ export function wrapKernel(
 /** The memory a buffer argument occupies: an identity for its allocation and a byte range in it. */
 function extent(value: unknown): { base: unknown; start: bigint; end: bigint } | undefined {
   if (value instanceof CudaBuffer) {
-    const bytes = BigInt(value.length * ELEM_ARRAYS[value.elem].BYTES_PER_ELEMENT);
+    const bytes = BigInt(value.length * ELEM_ARRAYS[value.elem as ElemType].BYTES_PER_ELEMENT);
     return { base: "device", start: value.ptr, end: value.ptr + bytes };
   }
   const array = value instanceof HostBuffer ? value.data : value;
