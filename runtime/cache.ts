@@ -33,6 +33,8 @@ export interface BuildRequest {
   name?: string;
   /** Compile even if a library or a recorded failure exists for this key (not part of the key). */
   rebuild?: boolean;
+  /** Called just before the compiler starts (a cache miss): builds take seconds, say so. */
+  onCompile?: () => void;
 }
 
 export interface BuildResult {
@@ -105,6 +107,7 @@ export async function buildCached(req: BuildRequest): Promise<BuildResult> {
       rmSync(files.library, { force: true });
     }
   }
+  req.onCompile?.();
   await compile(req, files);
   return result(false);
 }

@@ -21,7 +21,13 @@ export interface LoadOptions extends CompileOptions {
   cacheDir?: string;
   /** CUDA architectures to build for (default: the present devices'). */
   cudaArchs?: string[];
+  /** Progress messages (a native build on first use takes seconds); default: stderr when it is a terminal. */
+  log?: (message: string) => void;
 }
+
+const defaultLog = (message: string) => {
+  if (process.stderr.isTTY) process.stderr.write(`${message}\n`);
+};
 
 export interface KernelModule {
   readonly backend: Backend;
@@ -55,7 +61,7 @@ export async function loadKernels(file: string, opts: LoadOptions = {}): Promise
 }
 
 /** Build an emitted native module through the cache; throws BuildError with the compiler output. */
-export async function buildNative(emitted: EmittedModule, name: string, opts: Pick<LoadOptions, "cacheDir" | "cudaArchs"> = {}): Promise<BuildResult> {
+export async function buildNative(emitted: EmittedModule, name: string, opts: Pick<LoadOptions, "cacheDir" | "cudaArchs" | "log"> = {}): Promise<BuildResult> {
   const cuda = emitted.target === "cuda";
   const lookup = cuda ? findNvcc() : findCxx();
   if (!lookup.tool) throw new Error(`cannot build ${name} for ${emitted.target}: ${lookup.reason}`);
@@ -67,6 +73,7 @@ export async function buildNative(emitted: EmittedModule, name: string, opts: Pi
     compilerVersion: COMPILER_ID,
     cacheDir: opts.cacheDir,
     name,
+    onCompile: () => (opts.log ?? defaultLog)(`ngp-kernels: compiling ${name} for ${emitted.target} with ${lookup.tool!.path} (first use; cached afterwards)`),
   });
 }
 
