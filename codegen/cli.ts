@@ -11,6 +11,7 @@ Compiles the @kernel functions of a kernel-language file and prints the generate
   --target   cpu (C++/OpenMP, default), cuda (CUDA C++) or js (exact-semantics JavaScript)
   --config   the Const<> configuration, as JSON text or the path of a JSON file
   --kernel   compile only this kernel (repeatable)
+  --bounds-checks  check every buffer index at run time (what loadKernels does by default)
   --signature  print the kernel signatures (JSON) instead of the source`;
 
 function main(argv: string[]): number {
@@ -24,6 +25,7 @@ function main(argv: string[]): number {
         config: { type: "string" },
         kernel: { type: "string", multiple: true },
         signature: { type: "boolean", default: false },
+        "bounds-checks": { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -48,7 +50,7 @@ function main(argv: string[]): number {
     }
   }
   try {
-    const mod = compileFile(file, target, { config, kernels: values.kernel });
+    const mod = compileFile(file, target, { config, kernels: values.kernel, boundsChecks: values["bounds-checks"] });
     process.stdout.write(values.signature ? JSON.stringify(mod.kernels, null, 2) + "\n" : mod.source);
     return 0;
   } catch (e) {

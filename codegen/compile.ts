@@ -15,6 +15,8 @@ export interface CompileOptions extends SpecializeOptions {
   config?: ConfigValue;
   /** Source text to compile instead of reading the file. */
   text?: string;
+  /** Check every buffer index at run time; an out-of-bounds access is reported, not performed. */
+  boundsChecks?: boolean;
 }
 
 const EMITTERS = { cpu: emitCpu, cuda: emitCuda, js: emitJs } as const;
@@ -29,5 +31,5 @@ export function compileFile(file: string, target: Target, opts: CompileOptions =
   if (kernels.length === 0) fail("NGP1026", { file: program.file, start: 0, end: 1, line: 1, col: 1 }, "the file declares no kernel");
   // JS engines stop optimizing very large functions: unroll less there (the result is the same).
   const maxUnroll = opts.maxUnroll ?? (target === "js" ? 8 : 64);
-  return EMITTERS[target](kernels.map((k) => specialize(program, k, opts.config, { ...opts, maxUnroll })));
+  return EMITTERS[target](kernels.map((k) => specialize(program, k, opts.config, { ...opts, maxUnroll })), { boundsChecks: opts.boundsChecks });
 }

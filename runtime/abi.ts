@@ -6,7 +6,8 @@
 // that runs the kernel body for every index i in [0, n). Each buffer parameter becomes two
 // arguments, `T* <p>, int64_t <p>_len` (element count), each scalar one argument
 // (f32 -> float, i32 -> int32_t, u32 -> uint32_t, bool -> int32_t). The return value is 0 on
-// success, else an error code (on CUDA, the cudaError_t of the launch).
+// success, else an error code: NGP_ERR_OUT_OF_BOUNDS (a bounds-checked kernel indexed outside a
+// buffer), or on CUDA the cudaError_t of the launch.
 // JS modules export `function <name>(n, ...args)` with TypedArrays for buffers (no lengths).
 
 /** Element types a buffer may hold (f16 is storage-only). */
@@ -31,3 +32,6 @@ export interface EmittedModule {
   source: string;
   kernels: KernelSignature[];
 }
+
+/** Returned by a bounds-checked native kernel that indexed outside a buffer (above cudaError_t's range). */
+export const NGP_ERR_OUT_OF_BOUNDS = 1000001;

@@ -6,7 +6,7 @@
 //     int32_t <name>(int64_t n, [T* p, int64_t p_len | scalar]...)
 
 import { dlopen, type FFIFunction, type FFITypeOrString } from "bun:ffi";
-import type { ElemType, KernelParam, KernelSignature, ScalarType } from "./abi.ts";
+import { NGP_ERR_OUT_OF_BOUNDS, type ElemType, type KernelParam, type KernelSignature, type ScalarType } from "./abi.ts";
 import { CudaBuffer, ELEM_ARRAYS, elemTypeOf, HostBuffer, type DeviceBuffer } from "./buffer.ts";
 import { CUDA_RUNTIME_SYMBOLS, openCudaRuntime, type CudaRuntime } from "./cuda.ts";
 import { definedDynamicSymbols, validateSharedLibrary } from "./elf.ts";
@@ -121,7 +121,7 @@ export function wrapKernel(
     for (let i = 0; i < args.length; i++) converters[i]!(args[i], native);
     checkAliasing(k, args);
     const status = call(...native);
-    if (status !== 0) throw new KernelError(k.name, status, cuda?.errorName(status));
+    if (status !== 0) throw new KernelError(k.name, status, status === NGP_ERR_OUT_OF_BOUNDS ? "an index outside a buffer (bounds check)" : cuda?.errorName(status));
   };
 }
 

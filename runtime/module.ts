@@ -15,6 +15,8 @@ import { loadNativeModule, wrapKernel, type Kernel, type NativeModule } from "./
 import { CPU_FLAGS, cudaFlags, findCxx, findNvcc } from "./toolchain.ts";
 
 export interface LoadOptions extends CompileOptions {
+  // boundsChecks (CompileOptions) defaults to true here: a bad index in a user's kernel is reported
+  // as an error instead of corrupting memory or killing the process. Proven kernels turn it off.
   /** Backend: auto (default: $NGPK_BACKEND, else cuda > cpu > js), cuda, cpu or js. */
   backend?: BackendRequest;
   /** Build cache directory (default $NGPK_CACHE_DIR or ~/.cache/ngp-kernels). */
@@ -52,7 +54,7 @@ export const COMPILER_ID = `${COMPILER_VERSION}; package ${packageVersion}`;
 export async function loadKernels(file: string, opts: LoadOptions = {}): Promise<KernelModule> {
   const { backend, reason } = chooseBackend({ backend: opts.backend });
   // Always run the front end: diagnostics are raised even when a library is cached.
-  const emitted = compileFile(file, backend, opts);
+  const emitted = compileFile(file, backend, { ...opts, boundsChecks: opts.boundsChecks ?? true });
   const name = basename(file).replace(/\.ts$/, "");
   if (backend === "js") return jsModule(emitted, name, reason, opts.cacheDir);
   const build = await buildNative(emitted, name, opts);

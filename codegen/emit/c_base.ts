@@ -10,6 +10,13 @@ import type { EmittedModule, Target } from "../../runtime/abi.ts";
 
 export interface CTarget {
   name: Exclude<Target, "js">;
+  /**
+   * Bounds-checked mode: the error flag and its setter `ngp_flag_out_of_bounds()`, and
+   * `ngp_dummy`, 16 bytes that an out-of-bounds access reads or writes instead.
+   */
+  checkedState: string;
+  /** Entry-point code in bounds-checked mode: clear the flag before the launch; return it after. */
+  checkedLaunch: { before: string; after: string };
   /** Includes and the definition of the NGP_FN qualifier used by prelude helpers and bodies. */
   head: string;
   /** Qualifier of constant tables. */
@@ -19,10 +26,11 @@ export interface CTarget {
   loadF16(x: string): string;
   storeF16(x: string): string;
   /**
-   * The kernel's code: its body function(s), rendered with `body`, and the `extern "C"` entry
-   * point (and any device wrapper) that runs them over [0, n).
+   * The kernel's code: its body function(s), rendered with `body`, any device wrapper, and the
+   * statements of the `extern "C"` entry point that run them over [0, n) (`launch`), whose
+   * status (0 or an error code) is the expression `status`. The base writes the entry point.
    */
-  kernel(k: SpecializedKernel, params: CParam[], body: BodyRenderer): string;
+  kernel(k: SpecializedKernel, params: CParam[], body: BodyRenderer): { code: string; launch: string; status: string };
   /** Extra host functions after the kernels (CUDA: memory and error entry points). */
   tail?: string;
 }
@@ -42,12 +50,16 @@ export function lanesSupported(stmts: Stmt[]): boolean {
   return stmts.every((s) => (s.k === "block" ? lanesSupported(s.body) : s.k === "let" || s.k === "array" || s.k === "assign" || s.k === "expr"));
 }
 
-/** One runtime parameter as it appears in the C signature of a body function. */
+/** One runtime parameter of a kernel. */
 export interface CParam {
   name: string;
-  /** The declaration in a signature, e.g. `const float* x`. */
+  /** The declaration in the entry point's signature, e.g. `const float* x`. */
   decl: string;
   buffer: boolean;
+  /** Its declarations in a body function's signature (a checked buffer brings its length). */
+  body: string[];
+  /** What the launcher passes a body function for it. */
+  args: string[];
 }
 
 /** Helpers every C target needs; NGP_FN is `static inline` (CPU) or `__device__` inline (CUDA). */
@@ -66,8 +78,20 @@ NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 
 const C_SCALAR: Record<Scalar, string> = { f32: "float", i32: "int32_t", u32: "uint32_t", bool: "bool" };
 const C_OPS: Record<string, string> = { "===": "==", "!==": "!=", ">>>": ">>" };
 
-export function emitC(kernels: SpecializedKernel[], target: CTarget): EmittedModule {
-  const out: string[] = [banner("//", target.name), target.head, PRELUDE, ""];
+export interface EmitOptions {
+  /** Check every buffer index; an out-of-bounds access is reported (NGP_ERR_OUT_OF_BOUNDS), not performed. */
+  boundsChecks?: boolean;
+}
+
+/** Bounds-checked access: the element's address, or the dummy (and the error flag) when outside. */
+const CHECKED_PRELUDE = `template <class T> NGP_FN T* ngp_at(T* p, int64_t i, int64_t len) {
+  if ((uint64_t)i >= (uint64_t)len) { ngp_flag_out_of_bounds(); return (T*)ngp_dummy; }
+  return p + i;
+}`;
+
+export function emitC(kernels: SpecializedKernel[], target: CTarget, opts: EmitOptions = {}): EmittedModule {
+  const checked = opts.boundsChecks ?? false;
+  const out: string[] = [banner("//", target.name), target.head, PRELUDE, ...(checked ? [target.checkedState, CHECKED_PRELUDE] : []), ""];
   for (const t of collectTables(kernels)) {
     const vals = t.values.map((v) => literal(v, t.elem)).join(", ");
     out.push(`${target.tableQualifier} ${C_SCALAR[t.elem]} tbl_${t.id}[${t.values.length}] = {${vals}};`);
@@ -78,17 +102,23 @@ export function emitC(kernels: SpecializedKernel[], target: CTarget): EmittedMod
       if (p.ty.k === "buf") {
         const ty = p.ty.elem === "f16" ? target.f16Type : C_SCALAR[p.ty.elem as Scalar];
         // __restrict__: the runtime refuses overlapping buffers where one of them is written.
-        return { name: p.name, decl: `${written.has(p.name) ? "" : "const "}${ty}* __restrict__ ${p.name}`, buffer: true };
+        const decl = `${written.has(p.name) ? "" : "const "}${ty}* __restrict__ ${p.name}`;
+        const len = `ngp_len_${p.name}`;
+        return { name: p.name, decl, buffer: true, body: checked ? [decl, `int64_t ${len}`] : [decl], args: checked ? [p.name, len] : [p.name] };
       }
-      return { name: p.name, decl: `${C_SCALAR[(p.ty as { s: Scalar }).s]} ${p.name}`, buffer: false };
+      const decl = `${C_SCALAR[(p.ty as { s: Scalar }).s]} ${p.name}`;
+      return { name: p.name, decl, buffer: false, body: [decl], args: [p.name] };
     });
-    const body: BodyRenderer = (name, stmts, opts = {}) => {
-      const printer = new CPrinter(target, k, opts.plainAtomics ?? false, opts.lanes);
-      const index = opts.lanes ? "int64_t ngp_i0" : `${C_SCALAR[k.index.ty]} ${k.index.name}`;
-      const sig = [index, ...params.map((p) => p.decl)].join(", ");
+    const body: BodyRenderer = (name, stmts, bodyOpts = {}) => {
+      const printer = new CPrinter(target, k, bodyOpts.plainAtomics ?? false, checked, bodyOpts.lanes);
+      const index = bodyOpts.lanes ? "int64_t ngp_i0" : `${C_SCALAR[k.index.ty]} ${k.index.name}`;
+      const sig = [index, ...params.flatMap((p) => p.body)].join(", ");
       return [`NGP_FN void ${name}(${sig}) {`, ...printer.block(stmts, 1), "}"].join("\n");
     };
-    out.push("", target.kernel(k, params, body));
+    const { code, launch, status } = target.kernel(k, params, body);
+    const launchStatus = status === "0" ? "" : `  const int32_t ngp_status = ${status};\n  if (ngp_status != 0) return ngp_status;\n`;
+    const finish = checked ? `${launchStatus}  ${target.checkedLaunch.after}` : `  return ${status};`;
+    out.push("", code, "", `extern "C" int32_t ${k.name}(${entryParams(params)}) {`, ...(checked ? [`  ${target.checkedLaunch.before}`] : []), launch, finish, "}");
   }
   if (target.tail) out.push("", target.tail);
   return { target: target.name, source: out.join("\n") + "\n", kernels: kernels.map(kernelSignature) };
@@ -123,6 +153,8 @@ class CPrinter extends StatementPrinter {
     kernel: SpecializedKernel,
     /** Atomics as plain read-modify-write: the caller guarantees one writer (owner schedule). */
     private readonly plainAtomics: boolean,
+    /** Check buffer indices (ngp_at). */
+    private readonly checked: boolean,
     /** Render in lane form with this many lanes. */
     private readonly lanes?: number,
   ) {
@@ -217,6 +249,9 @@ class CPrinter extends StatementPrinter {
         const args = e.args.map((a) => this.expr(a));
         const intr = lookupIntrinsic(e.fn)!;
         const spelling = this.plainAtomics && e.fn === "atomicAdd" ? "$0[$1] += $2" : spell(intr, this.target.name, e.T);
+        // A checked atomic addresses the element through ngp_at (`$0[$1]` becomes `ngp_at(...)[0]`).
+        const [buf, index] = e.args;
+        if (e.fn === "atomicAdd" && this.isCheckedBuffer(buf!)) [args[0], args[1]] = [this.checkedPointer(buf, index!), "0"];
         return spelling.replace(/\$(\d)/g, (_, i) => args[Number(i)]!);
       }
       case "field":
@@ -224,10 +259,19 @@ class CPrinter extends StatementPrinter {
     }
   }
 
-  /** `base[index]`; a local array in lane form is `base[index][lane]`. */
+  /** `base[index]`; a local array in lane form is `base[index][lane]`; a checked buffer goes through ngp_at. */
   private element(base: Expr, index: Expr): string {
-    const lane = base.k === "var" && this.laneNames.has(base.name);
-    return lane ? `${base.name}[${this.expr(index)}][ngp_l]` : `${this.expr(base)}[${this.expr(index)}]`;
+    if (base.k === "var" && this.laneNames.has(base.name)) return `${base.name}[${this.expr(index)}][ngp_l]`;
+    if (this.isCheckedBuffer(base)) return `(*${this.checkedPointer(base, index)})`;
+    return `${this.expr(base)}[${this.expr(index)}]`;
+  }
+
+  private isCheckedBuffer(base: Expr): base is Extract<Expr, { k: "var" }> {
+    return this.checked && base.k === "var" && this.bufElem.has(base.name);
+  }
+
+  private checkedPointer(base: Extract<Expr, { k: "var" }>, index: Expr): string {
+    return `ngp_at(${base.name}, (int64_t)(${this.expr(index)}), ngp_len_${base.name})`;
   }
 
   /**

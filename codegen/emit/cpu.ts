@@ -9,7 +9,8 @@
 import type { EmittedModule } from "../../runtime/abi.ts";
 import { prefetchVariant, splitPasses } from "../schedule.ts";
 import type { SpecializedKernel } from "../specialize.ts";
-import { emitC, entryParams, lanesSupported, type BodyRenderer, type CParam, type CTarget } from "./c_base.ts";
+import { NGP_ERR_OUT_OF_BOUNDS } from "../../runtime/abi.ts";
+import { emitC, lanesSupported, type BodyRenderer, type CParam, type CTarget, type EmitOptions } from "./c_base.ts";
 
 /** Launches below this many items run serially. */
 export const OMP_MIN_ITEMS = 4096;
@@ -31,32 +32,32 @@ template <class T> NGP_FN void ngp_atomic_add(T* p, T v) { std::atomic_ref<T>(*p
 NGP_FN uint32_t ngp_f32_bits(float x) { uint32_t u; std::memcpy(&u, &x, 4); return u; }
 NGP_FN float ngp_bits_f32(uint32_t u) { float x; std::memcpy(&x, &u, 4); return x; }
 NGP_FN uint32_t ngp_clz(uint32_t x) { return x == 0 ? 32u : (uint32_t)__builtin_clz(x); }`,
+  checkedState: `static std::atomic<int32_t> ngp_error{0};
+alignas(16) static char ngp_dummy[16];
+NGP_FN void ngp_flag_out_of_bounds() { ngp_error.store(${NGP_ERR_OUT_OF_BOUNDS}, std::memory_order_relaxed); }`,
+  checkedLaunch: { before: "ngp_error.store(0);", after: "return ngp_error.load();" },
   tableQualifier: "static const",
   f16Type: "_Float16",
   loadF16: (x) => `(float)${x}`,
   storeF16: (x) => `(_Float16)(${x})`,
   kernel(k, params, body) {
     if (k.schedule) return scheduled(k, params, body);
-    return `${body(`${k.name}_body`, k.body)}
-
-extern "C" int32_t ${k.name}(${entryParams(params)}) {
-${unusedLengths(params)}  #pragma omp parallel for schedule(static) if (ngp_n >= ${OMP_MIN_ITEMS})
-  for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) ${call(k, `${k.name}_body`, params)};
-  return 0;
-}`;
+    const launch = `${unusedLengths(params)}  #pragma omp parallel for schedule(static) if (ngp_n >= ${OMP_MIN_ITEMS})
+  for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) ${call(k, `${k.name}_body`, params)};`;
+    return { code: body(`${k.name}_body`, k.body), launch, status: "0" };
   },
 };
 
 function call(k: SpecializedKernel, fn: string, params: CParam[]): string {
-  return `${fn}(${[`(${k.index.ty === "u32" ? "uint32_t" : "int32_t"})ngp_i`, ...params.map((p) => p.name)].join(", ")})`;
+  return `${fn}(${[`(${k.index.ty === "u32" ? "uint32_t" : "int32_t"})ngp_i`, ...params.flatMap((p) => p.args)].join(", ")})`;
 }
 
 function unusedLengths(params: CParam[]): string {
-  const unused = params.filter((p) => p.buffer).map((p) => `(void)ngp_len_${p.name};`);
+  const unused = params.filter((p) => p.buffer && p.args.length === 1).map((p) => `(void)ngp_len_${p.name};`);
   return unused.length ? `  ${unused.join(" ")}\n` : "";
 }
 
-function scheduled(k: SpecializedKernel, params: CParam[], body: BodyRenderer): string {
+function scheduled(k: SpecializedKernel, params: CParam[], body: BodyRenderer): ReturnType<CTarget["kernel"]> {
   const { prologue, passes } = splitPasses(k);
   const owner = k.schedule === "owner";
   const fns: string[] = [];
@@ -71,7 +72,7 @@ function scheduled(k: SpecializedKernel, params: CParam[], body: BodyRenderer): 
     // Whole groups of LANES points in lane form (vectorized), the rest one by one; the table
     // lines of group g + PREFETCH_GROUPS are prefetched while group g runs.
     fns.push(body(`${name}_lanes`, stmts, { plainAtomics: owner, lanes: LANES }));
-    const args = (g: string) => [g, ...params.map((q) => q.name)].join(", ");
+    const args = (g: string) => [g, ...params.flatMap((q) => q.args)].join(", ");
     const ahead = prefetchVariant(stmts, new Set(params.filter((q) => q.buffer).map((q) => q.name)));
     if (ahead) fns.push(body(`${name}_prefetch`, ahead, { lanes: LANES }));
     const pf = ahead ? `if (ngp_g + ${(PREFETCH_GROUPS + 1) * LANES} <= ${to}) ${name}_prefetch(${args(`ngp_g + ${PREFETCH_GROUPS * LANES}`)}); ` : "";
@@ -98,14 +99,9 @@ ${cases.join("\n")}
 ${runs.map((r) => `    ${r}`).join("\n")}
   }`;
   }
-  return `${fns.join("\n\n")}
-
-extern "C" int32_t ${k.name}(${entryParams(params)}) {
-${unusedLengths(params)}${launch}
-  return 0;
-}`;
+  return { code: fns.join("\n\n"), launch: `${unusedLengths(params)}${launch}`, status: "0" };
 }
 
-export function emitCpu(kernels: SpecializedKernel[]): EmittedModule {
-  return emitC(kernels, cpu);
+export function emitCpu(kernels: SpecializedKernel[], opts: EmitOptions = {}): EmittedModule {
+  return emitC(kernels, cpu, opts);
 }

@@ -3,7 +3,8 @@
 // and error names, so the runtime needs nothing but this library and libcudart.
 import type { EmittedModule } from "../../runtime/abi.ts";
 import type { SpecializedKernel } from "../specialize.ts";
-import { emitC, entryParams, type CTarget } from "./c_base.ts";
+import { NGP_ERR_OUT_OF_BOUNDS } from "../../runtime/abi.ts";
+import { emitC, type CTarget, type EmitOptions } from "./c_base.ts";
 
 export const CUDA_BLOCK_SIZE = 128;
 const MAX_BLOCKS = 65535 * 32;
@@ -24,33 +25,38 @@ const cuda: CTarget = {
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #define NGP_FN static __device__ __forceinline__`,
+  checkedState: `__device__ int32_t ngp_error;
+__device__ __align__(16) char ngp_dummy[16];
+NGP_FN void ngp_flag_out_of_bounds() { ngp_error = ${NGP_ERR_OUT_OF_BOUNDS}; }`,
+  // The flag lives on the device: clear it, wait for the launch, read it back.
+  checkedLaunch: {
+    before: "{ const int32_t ngp_zero = 0; cudaMemcpyToSymbol(ngp_error, &ngp_zero, sizeof ngp_zero); }",
+    after: "{ int32_t ngp_flag = 0; cudaError_t ngp_e = cudaDeviceSynchronize(); if (ngp_e == cudaSuccess) ngp_e = cudaMemcpyFromSymbol(&ngp_flag, ngp_error, sizeof ngp_flag); return ngp_e != cudaSuccess ? (int32_t)ngp_e : ngp_flag; }",
+  },
   tableQualifier: "static __device__ const",
   f16Type: "__half",
   loadF16: (x) => `__half2float(${x})`,
   storeF16: (x) => `__float2half_rn(${x})`,
   kernel(k, params, body) {
     const idx = k.index.ty === "u32" ? "uint32_t" : "int32_t";
-    const decls = ["int64_t ngp_n", ...params.map((p) => p.decl)].join(", ");
-    const args = params.map((p) => p.name);
-    return `${body(`${k.name}_body`, k.body)}
+    const decls = ["int64_t ngp_n", ...params.flatMap((p) => p.body)].join(", ");
+    const args = params.flatMap((p) => p.args);
+    const code = `${body(`${k.name}_body`, k.body)}
 
 __global__ void ${k.name}_kernel(${decls}) {
   const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
     ${k.name}_body(${[`(${idx})ngp_i`, ...args].join(", ")});
-}
-
-extern "C" int32_t ${k.name}(${entryParams(params)}) {
-  if (ngp_n <= 0) return 0;
-  // A grid-stride loop covers any n with a bounded grid.
-  const int64_t ngp_blocks = (ngp_n + ${CUDA_BLOCK_SIZE} - 1) / ${CUDA_BLOCK_SIZE};
-  ${k.name}_kernel<<<(unsigned)(ngp_blocks < ${MAX_BLOCKS} ? ngp_blocks : ${MAX_BLOCKS}), ${CUDA_BLOCK_SIZE}>>>(${["ngp_n", ...args].join(", ")});
-  return (int32_t)cudaGetLastError();
 }`;
+    // A grid-stride loop covers any n with a bounded grid.
+    const launch = `  if (ngp_n <= 0) return 0;
+  const int64_t ngp_blocks = (ngp_n + ${CUDA_BLOCK_SIZE} - 1) / ${CUDA_BLOCK_SIZE};
+  ${k.name}_kernel<<<(unsigned)(ngp_blocks < ${MAX_BLOCKS} ? ngp_blocks : ${MAX_BLOCKS}), ${CUDA_BLOCK_SIZE}>>>(${["ngp_n", ...args].join(", ")});`;
+    return { code, launch, status: "(int32_t)cudaGetLastError()" };
   },
   tail: HOST_API,
 };
 
-export function emitCuda(kernels: SpecializedKernel[]): EmittedModule {
-  return emitC(kernels, cuda);
+export function emitCuda(kernels: SpecializedKernel[], opts: EmitOptions = {}): EmittedModule {
+  return emitC(kernels, cuda, opts);
 }

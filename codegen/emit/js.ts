@@ -6,6 +6,7 @@ import { INTRINSICS, lookupIntrinsic, spell } from "../../dsl/intrinsics.ts";
 import type { EmittedModule } from "../../runtime/abi.ts";
 import { typeOf, type Expr, type Scalar, type Stmt } from "../ir.ts";
 import type { SpecializedKernel } from "../specialize.ts";
+import type { EmitOptions } from "./c_base.ts";
 import { BIN_PRECEDENCE, StatementPrinter, banner, collectTables, kernelSignature } from "./common.ts";
 
 const PRELUDE = `const __fma = ${INTRINSICS.fma.impl.toString().replace(/\bF\(/g, "Math.fround(")};
@@ -25,11 +26,11 @@ const __f2u32 = (x) => (x !== x || x <= 0 ? 0 : x >= 4294967296 ? 4294967295 : M
 
 const ARRAY_CTOR: Record<Scalar, string> = { f32: "Float32Array", i32: "Int32Array", u32: "Uint32Array", bool: "Array" };
 
-export function emitJs(kernels: SpecializedKernel[]): EmittedModule {
-  const out: string[] = [banner("//", "js"), PRELUDE, ""];
+export function emitJs(kernels: SpecializedKernel[], opts: EmitOptions = {}): EmittedModule {
+  const out: string[] = [banner("//", "js"), PRELUDE, ...(opts.boundsChecks ? [CHECKED_PRELUDE] : []), ""];
   for (const t of collectTables(kernels)) out.push(`const tbl_${t.id} = ${t.elem === "bool" ? "" : `new ${ARRAY_CTOR[t.elem]}`}([${t.values.join(", ")}]);`);
-  const p = new JsPrinter();
   for (const k of kernels) {
+    const p = new JsPrinter(opts.boundsChecks ? new Set(k.params.filter((x) => x.ty.k === "buf").map((x) => x.name)) : new Set());
     const params = k.params.map((x) => x.name);
     out.push("", `function ${k.name}_body(${[k.index.name, ...params].join(", ")}) {`, ...p.block(k.body, 1), "}");
     out.push(`export function ${k.name}(${["ngp_n", ...params].join(", ")}) {`, `  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) ${k.name}_body(${["ngp_i", ...params].join(", ")});`, "}");
@@ -47,7 +48,24 @@ function wrap(s: string, ty: Scalar): string {
   return `(${s})`;
 }
 
+/** Bounds-checked mode: an index outside the buffer throws (the wrapper passes the error on). */
+const CHECKED_PRELUDE = `const __chk = (i, buf, name) => {
+  if (i >= 0 && i < buf.length) return i;
+  throw new RangeError(\`index \${i} is outside the buffer \${name} of \${buf.length} elements\`);
+};`;
+
 class JsPrinter extends StatementPrinter {
+  /** `checked`: the buffer parameters whose indices are checked. */
+  constructor(private readonly checked: Set<string>) {
+    super();
+  }
+
+  /** `base[index]`, with the index checked for a checked buffer. */
+  private element(base: Expr, index: Expr): string {
+    const i = this.expr(index);
+    return base.k === "var" && this.checked.has(base.name) ? `${base.name}[__chk(${i}, ${base.name}, "${base.name}")]` : `${this.expr(base)}[${i}]`;
+  }
+
   protected declare(s: Extract<Stmt, { k: "let" }>): string {
     return `${s.mutable ? "let" : "const"} ${s.name} = ${this.expr(s.init)}`;
   }
@@ -59,7 +77,7 @@ class JsPrinter extends StatementPrinter {
 
   protected assign(s: Extract<Stmt, { k: "assign" }>): string {
     const t = s.target;
-    const lhs = t.k === "index" ? `${this.expr(t.base)}[${this.expr(t.index)}]` : this.expr(t);
+    const lhs = t.k === "index" ? this.element(t.base, t.index) : this.expr(t);
     // Compound assignments are spelled out, so that the result is rounded/wrapped like `a op b`.
     return `${lhs} = ${s.op === "=" ? this.expr(s.value) : this.binary(s.op.slice(0, -1), t, s.value, typeOf(t)!)}`;
   }
@@ -78,7 +96,7 @@ class JsPrinter extends StatementPrinter {
       case "table":
         return `tbl_${e.id}`;
       case "index":
-        return `${this.expr(e.base)}[${this.expr(e.index)}]`;
+        return this.element(e.base, e.index);
       case "un": {
         const inner = this.expr(e.a, 2);
         if (e.op === "!") return `!${inner}`;
@@ -92,6 +110,8 @@ class JsPrinter extends StatementPrinter {
       case "call": {
         const args = e.args.map((a) => this.expr(a));
         const intr = lookupIntrinsic(e.fn)!;
+        const [buf, index] = e.args;
+        if (e.fn === "atomicAdd" && buf?.k === "var" && this.checked.has(buf.name)) args[1] = `__chk(${args[1]}, ${buf.name}, "${buf.name}")`;
         const text = spell(intr, "js", e.T).replace(/\$(\d)/g, (_, i) => args[Number(i)]!);
         // Intrinsics that compute in double round once to f32, like their C counterparts.
         return e.ty === "f32" && !/^(Math\.fround|__bitsf32|__fma|__min|__max|\(\()/.test(text) ? `Math.fround(${text})` : text;

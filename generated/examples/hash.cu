@@ -49,7 +49,6 @@ __global__ void spatialHash_kernel(int64_t ngp_n, const uint32_t* __restrict__ c
 
 extern "C" int32_t spatialHash(int64_t ngp_n, const uint32_t* __restrict__ coords, int64_t ngp_len_coords, int32_t dims, uint32_t tableSize, uint32_t* __restrict__ out, int64_t ngp_len_out) {
   if (ngp_n <= 0) return 0;
-  // A grid-stride loop covers any n with a bounded grid.
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
   spatialHash_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, coords, dims, tableSize, out);
   return (int32_t)cudaGetLastError();

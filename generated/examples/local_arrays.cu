@@ -102,7 +102,6 @@ __global__ void window_kernel(int64_t ngp_n, int32_t n, const float* __restrict_
 
 extern "C" int32_t window(int64_t ngp_n, int32_t n, const float* __restrict__ x, int64_t ngp_len_x, float* __restrict__ sum, int64_t ngp_len_sum, float* __restrict__ peak, int64_t ngp_len_peak) {
   if (ngp_n <= 0) return 0;
-  // A grid-stride loop covers any n with a bounded grid.
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
   window_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, n, x, sum, peak);
   return (int32_t)cudaGetLastError();

@@ -40,7 +40,6 @@ __global__ void polynomial_kernel(int64_t ngp_n, const float* __restrict__ x, fl
 
 extern "C" int32_t polynomial(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, float* __restrict__ out, int64_t ngp_len_out) {
   if (ngp_n <= 0) return 0;
-  // A grid-stride loop covers any n with a bounded grid.
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
   polynomial_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, out);
   return (int32_t)cudaGetLastError();

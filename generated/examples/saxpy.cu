@@ -28,7 +28,6 @@ __global__ void saxpy_kernel(int64_t ngp_n, float a, const float* __restrict__ x
 
 extern "C" int32_t saxpy(int64_t ngp_n, float a, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ y, int64_t ngp_len_y, float* __restrict__ out, int64_t ngp_len_out) {
   if (ngp_n <= 0) return 0;
-  // A grid-stride loop covers any n with a bounded grid.
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
   saxpy_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, a, x, y, out);
   return (int32_t)cudaGetLastError();

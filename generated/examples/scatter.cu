@@ -30,7 +30,6 @@ __global__ void histogram_kernel(int64_t ngp_n, const float* __restrict__ x, con
 
 extern "C" int32_t histogram(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ w, int64_t ngp_len_w, int32_t bins, float* __restrict__ hist, int64_t ngp_len_hist, uint32_t* __restrict__ counts, int64_t ngp_len_counts) {
   if (ngp_n <= 0) return 0;
-  // A grid-stride loop covers any n with a bounded grid.
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
   histogram_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, w, bins, hist, counts);
   return (int32_t)cudaGetLastError();

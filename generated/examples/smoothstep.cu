@@ -32,7 +32,6 @@ __global__ void blend_kernel(int64_t ngp_n, const float* __restrict__ t, const f
 
 extern "C" int32_t blend(int64_t ngp_n, const float* __restrict__ t, int64_t ngp_len_t, const float* __restrict__ a, int64_t ngp_len_a, const float* __restrict__ b, int64_t ngp_len_b, float* __restrict__ out, int64_t ngp_len_out) {
   if (ngp_n <= 0) return 0;
-  // A grid-stride loop covers any n with a bounded grid.
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
   blend_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, t, a, b, out);
   return (int32_t)cudaGetLastError();

@@ -1387,7 +1387,6 @@ __global__ void gridForward_kernel(int64_t ngp_n, const float* __restrict__ x, c
 
 extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ out, int64_t ngp_len_out) {
   if (ngp_n <= 0) return 0;
-  // A grid-stride loop covers any n with a bounded grid.
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
   gridForward_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, params, out);
   return (int32_t)cudaGetLastError();
@@ -2716,7 +2715,6 @@ __global__ void gridBackward_kernel(int64_t ngp_n, const float* __restrict__ x, 
 
 extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ grad, int64_t ngp_len_grad) {
   if (ngp_n <= 0) return 0;
-  // A grid-stride loop covers any n with a bounded grid.
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
   gridBackward_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, dy, grad);
   return (int32_t)cudaGetLastError();
@@ -4566,7 +4564,6 @@ __global__ void gridInputGrad_kernel(int64_t ngp_n, const float* __restrict__ x,
 
 extern "C" int32_t gridInputGrad(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ dx, int64_t ngp_len_dx) {
   if (ngp_n <= 0) return 0;
-  // A grid-stride loop covers any n with a bounded grid.
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
   gridInputGrad_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, params, dy, dx);
   return (int32_t)cudaGetLastError();
