@@ -2,14 +2,15 @@
 // `extern "C"` entry point that runs the body over [0, n) in a parallel loop (serial for small n,
 // where starting the thread team would cost more than the work). Kernels with a schedule
 // (codegen/schedule.ts) run as passes:
-//   split  chunks of points in parallel; within a chunk one pass (level) after the other, each a
-//          `simd` loop over the chunk's points, so one level's table is hot at a time;
+//   split  chunks of points in parallel; within a chunk one pass (level) after the other, so one
+//          level's table is hot at a time;
 //   owner  passes in parallel (largest first), each over all points on one thread: a pass is the
 //          only writer of its memory, so its atomics are plain read-modify-writes.
-import type { EmittedModule } from "../../runtime/abi.ts";
+// A straight-line pass runs in lane form (16 points per call, vectorized by the C++ compiler),
+// with its prefetch variant a few groups ahead.
+import { NGP_ERR_OUT_OF_BOUNDS, type EmittedModule } from "../../runtime/abi.ts";
 import { prefetchVariant, splitPasses } from "../schedule.ts";
 import type { SpecializedKernel } from "../specialize.ts";
-import { NGP_ERR_OUT_OF_BOUNDS } from "../../runtime/abi.ts";
 import { emitC, lanesSupported, type BodyRenderer, type CParam, type CTarget, type EmitOptions } from "./c_base.ts";
 
 /** Launches below this many items run serially. */

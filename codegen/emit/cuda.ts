@@ -1,9 +1,8 @@
 // CUDA delta of the C emitter: the same kernel bodies as __device__ functions, a __global__
 // wrapper with a grid-stride loop, and `extern "C"` host entry points for launching, device memory
 // and error names, so the runtime needs nothing but this library and libcudart.
-import type { EmittedModule } from "../../runtime/abi.ts";
+import { NGP_ERR_OUT_OF_BOUNDS, type EmittedModule } from "../../runtime/abi.ts";
 import type { SpecializedKernel } from "../specialize.ts";
-import { NGP_ERR_OUT_OF_BOUNDS } from "../../runtime/abi.ts";
 import { emitC, type CTarget, type EmitOptions } from "./c_base.ts";
 
 export const CUDA_BLOCK_SIZE = 128;
