@@ -108,8 +108,8 @@ export const INTRINSICS = {
     c: { f32: "fabsf($0)", i32: "ngp_abs($0)" }, js: { f32: "Math.abs($0)", i32: "(Math.abs($0) | 0)" },
     pure: true, exact: true, impl: <T extends number>(x: T): T => Math.abs(x) as T,
   },
-  min: { doc: "the smaller of a and b (b if a is NaN)", params: ["T", "T"], ret: "T", T: NUM, c: "ngp_min($0, $1)", js: "__min($0, $1)", pure: true, exact: true, impl: minImpl },
-  max: { doc: "the larger of a and b (b if a is NaN)", params: ["T", "T"], ret: "T", T: NUM, c: "ngp_max($0, $1)", js: "__max($0, $1)", pure: true, exact: true, impl: maxImpl },
+  min: { doc: "the smaller of a and b (a if either is NaN)", params: ["T", "T"], ret: "T", T: NUM, c: "ngp_min($0, $1)", js: "__min($0, $1)", pure: true, exact: true, impl: minImpl },
+  max: { doc: "the larger of a and b (a if either is NaN)", params: ["T", "T"], ret: "T", T: NUM, c: "ngp_max($0, $1)", js: "__max($0, $1)", pure: true, exact: true, impl: maxImpl },
   clamp: {
     doc: "min(max(x, lo), hi)", params: ["T", "T", "T"], ret: "T", T: NUM, c: "ngp_min(ngp_max($0, $1), $2)", js: "__min(__max($0, $1), $2)",
     pure: true, exact: true, impl: <T extends number>(x: T, lo: T, hi: T): T => minImpl(maxImpl(x, lo), hi),
