@@ -5,7 +5,7 @@
 import { lookupIntrinsic, spell } from "../../dsl/intrinsics.ts";
 import { typeOf, type Expr, type ParamElem, type Scalar, type Stmt } from "../ir.ts";
 import { writtenBuffers, type SpecializedKernel } from "../specialize.ts";
-import { BIN_PRECEDENCE, StatementPrinter, banner, collectTables, f32Literal, kernelSignature } from "./common.ts";
+import { BIN_PRECEDENCE, StatementPrinter, banner, collectTables, f32Literal, fillSpelling, kernelSignature } from "./common.ts";
 import type { EmittedModule, Target } from "../../runtime/abi.ts";
 
 export interface CTarget {
@@ -252,7 +252,7 @@ class CPrinter extends StatementPrinter {
         // A checked atomic addresses the element through ngp_at (`$0[$1]` becomes `ngp_at(...)[0]`).
         const [buf, index] = e.args;
         if (e.fn === "atomicAdd" && this.isCheckedBuffer(buf!)) [args[0], args[1]] = [this.checkedPointer(buf, index!), "0"];
-        return spelling.replace(/\$(\d)/g, (_, i) => args[Number(i)]!);
+        return fillSpelling(spelling, args);
       }
       case "field":
         throw new Error("internal: unbound configuration field reached the emitter");

@@ -46,6 +46,30 @@ export function f32Literal(v: number): string {
   return v.toPrecision(9);
 }
 
+/** A single name, number, or call: parentheses around it change nothing. */
+function atomic(text: string): boolean {
+  if (/^[\w.]+$/.test(text)) return true;
+  const call = /^[\w.]+\(/.exec(text);
+  if (!call || !text.endsWith(")")) return false;
+  let depth = 0;
+  for (let k = call[0].length - 1; k < text.length; k++) {
+    depth += text[k] === "(" ? 1 : text[k] === ")" ? -1 : 0;
+    if (depth === 0 && k < text.length - 1) return false; // the first call closes before the end
+  }
+  return true;
+}
+
+/**
+ * An intrinsic's spelling with its arguments filled in. A grouping `($0)` (not a call's
+ * parentheses, `f($0)`) loses its parentheses when the argument is atomic.
+ */
+export function fillSpelling(template: string, args: string[]): string {
+  return template.replace(/(?<![\w\]])\(\$(\d)\)|\$(\d)/g, (_, paren: string | undefined, bare: string | undefined) => {
+    const arg = args[Number(paren ?? bare)]!;
+    return paren !== undefined && !atomic(arg) ? `(${arg})` : arg;
+  });
+}
+
 export function kernelSignature(k: SpecializedKernel): KernelSignature {
   const written = writtenBuffers(k.body);
   return {

@@ -7,7 +7,7 @@ import type { EmittedModule } from "../../runtime/abi.ts";
 import { typeOf, type Expr, type Scalar, type Stmt } from "../ir.ts";
 import type { SpecializedKernel } from "../specialize.ts";
 import type { EmitOptions } from "./c_base.ts";
-import { BIN_PRECEDENCE, StatementPrinter, banner, collectTables, kernelSignature } from "./common.ts";
+import { BIN_PRECEDENCE, StatementPrinter, banner, collectTables, fillSpelling, kernelSignature } from "./common.ts";
 
 const PRELUDE = `const __fma = ${INTRINSICS.fma.impl.toString().replace(/\bF\(/g, "Math.fround(")};
 const __f32buf = new Float32Array(1);
@@ -112,7 +112,7 @@ class JsPrinter extends StatementPrinter {
         const intr = lookupIntrinsic(e.fn)!;
         const [buf, index] = e.args;
         if (e.fn === "atomicAdd" && buf?.k === "var" && this.checked.has(buf.name)) args[1] = `__chk(${args[1]}, ${buf.name}, "${buf.name}")`;
-        const text = spell(intr, "js", e.T).replace(/\$(\d)/g, (_, i) => args[Number(i)]!);
+        const text = fillSpelling(spell(intr, "js", e.T), args);
         // Intrinsics that compute in double round once to f32, like their C counterparts.
         return e.ty === "f32" && !/^(Math\.fround|__bitsf32|__fma|__min|__max|\(\()/.test(text) ? `Math.fround(${text})` : text;
       }

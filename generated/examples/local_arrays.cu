@@ -19,7 +19,7 @@ NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 
 NGP_FN void window_body(uint32_t i, int32_t n, const float* __restrict__ x, float* __restrict__ sum, float* __restrict__ peak) {
   float vals[5] = {};
   {
-    int32_t j = ((int32_t)(i)) - 2;
+    int32_t j = ((int32_t)i) - 2;
     if (j < 0) {
       j = 0;
     }
@@ -29,7 +29,7 @@ NGP_FN void window_body(uint32_t i, int32_t n, const float* __restrict__ x, floa
     vals[0] = x[j];
   }
   {
-    int32_t j = ((int32_t)(i)) + 1 - 2;
+    int32_t j = ((int32_t)i) + 1 - 2;
     if (j < 0) {
       j = 0;
     }
@@ -39,7 +39,7 @@ NGP_FN void window_body(uint32_t i, int32_t n, const float* __restrict__ x, floa
     vals[1] = x[j];
   }
   {
-    int32_t j = ((int32_t)(i)) + 2 - 2;
+    int32_t j = ((int32_t)i) + 2 - 2;
     if (j < 0) {
       j = 0;
     }
@@ -49,7 +49,7 @@ NGP_FN void window_body(uint32_t i, int32_t n, const float* __restrict__ x, floa
     vals[2] = x[j];
   }
   {
-    int32_t j = ((int32_t)(i)) + 3 - 2;
+    int32_t j = ((int32_t)i) + 3 - 2;
     if (j < 0) {
       j = 0;
     }
@@ -59,7 +59,7 @@ NGP_FN void window_body(uint32_t i, int32_t n, const float* __restrict__ x, floa
     vals[3] = x[j];
   }
   {
-    int32_t j = ((int32_t)(i)) + 4 - 2;
+    int32_t j = ((int32_t)i) + 4 - 2;
     if (j < 0) {
       j = 0;
     }

@@ -26,7 +26,7 @@ const __f2u32 = (x) => (x !== x || x <= 0 ? 0 : x >= 4294967296 ? 4294967295 : M
 function window_body(i, n, x, sum, peak) {
   const vals = new Float32Array(5);
   {
-    let j = ((((i) | 0) - 2) | 0);
+    let j = (((i | 0) - 2) | 0);
     if (j < 0) {
       j = 0;
     }
@@ -36,7 +36,7 @@ function window_body(i, n, x, sum, peak) {
     vals[0] = x[j];
   }
   {
-    let j = ((((((i) | 0) + 1) | 0) - 2) | 0);
+    let j = (((((i | 0) + 1) | 0) - 2) | 0);
     if (j < 0) {
       j = 0;
     }
@@ -46,7 +46,7 @@ function window_body(i, n, x, sum, peak) {
     vals[1] = x[j];
   }
   {
-    let j = ((((((i) | 0) + 2) | 0) - 2) | 0);
+    let j = (((((i | 0) + 2) | 0) - 2) | 0);
     if (j < 0) {
       j = 0;
     }
@@ -56,7 +56,7 @@ function window_body(i, n, x, sum, peak) {
     vals[2] = x[j];
   }
   {
-    let j = ((((((i) | 0) + 3) | 0) - 2) | 0);
+    let j = (((((i | 0) + 3) | 0) - 2) | 0);
     if (j < 0) {
       j = 0;
     }
@@ -66,7 +66,7 @@ function window_body(i, n, x, sum, peak) {
     vals[3] = x[j];
   }
   {
-    let j = ((((((i) | 0) + 4) | 0) - 2) | 0);
+    let j = (((((i | 0) + 4) | 0) - 2) | 0);
     if (j < 0) {
       j = 0;
     }

@@ -22,7 +22,7 @@ NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 
 
 
 NGP_FN void histogram_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ w, int32_t bins, float* __restrict__ hist, uint32_t* __restrict__ counts) {
-  const int32_t b = ngp_min(ngp_max(ngp_f2int_rz(floorf(x[i] * ((float)(bins)))), 0), bins - 1);
+  const int32_t b = ngp_min(ngp_max(ngp_f2int_rz(floorf(x[i] * ((float)bins))), 0), bins - 1);
   ngp_atomic_add(&hist[b], w[i]);
   ngp_atomic_add(&counts[b], 1u);
 }

@@ -26,7 +26,7 @@ NGP_FN void blend_body(uint32_t i, const float* __restrict__ t, const float* __r
   const float c_2 = ngp_min(ngp_max(t_1, 0.0f), 1.0f);
   const float weight_result_3 = c_2 * c_2 * (3.0f - 2.0f * c_2);
   const float lerp = a[i] + weight_result_3 * (b[i] - a[i]);
-  out[i] = ((t[i] < 0.0f) ? (a[i]) : (lerp));
+  out[i] = ((t[i] < 0.0f) ? (a[i]) : lerp);
 }
 
 extern "C" int32_t blend(int64_t ngp_n, const float* __restrict__ t, int64_t ngp_len_t, const float* __restrict__ a, int64_t ngp_len_a, const float* __restrict__ b, int64_t ngp_len_b, float* __restrict__ out, int64_t ngp_len_out) {

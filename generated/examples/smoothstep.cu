@@ -21,7 +21,7 @@ NGP_FN void blend_body(uint32_t i, const float* __restrict__ t, const float* __r
   const float c_2 = ngp_min(ngp_max(t_1, 0.0f), 1.0f);
   const float weight_result_3 = c_2 * c_2 * (3.0f - 2.0f * c_2);
   const float lerp = a[i] + weight_result_3 * (b[i] - a[i]);
-  out[i] = ((t[i] < 0.0f) ? (a[i]) : (lerp));
+  out[i] = ((t[i] < 0.0f) ? (a[i]) : lerp);
 }
 
 __global__ void blend_kernel(int64_t ngp_n, const float* __restrict__ t, const float* __restrict__ a, const float* __restrict__ b, float* __restrict__ out) {

@@ -28,7 +28,7 @@ function blend_body(i, t, a, b, out) {
   const c_2 = __min(__max(t_1, 0), 1);
   const weight_result_3 = Math.fround(Math.fround(c_2 * c_2) * Math.fround(3 - Math.fround(2 * c_2)));
   const lerp = Math.fround(a[i] + Math.fround(weight_result_3 * Math.fround(b[i] - a[i])));
-  out[i] = ((t[i] < 0) ? (a[i]) : (lerp));
+  out[i] = ((t[i] < 0) ? (a[i]) : lerp);
 }
 export function blend(ngp_n, t, a, b, out) {
   for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) blend_body(ngp_i, t, a, b, out);

@@ -30,7 +30,7 @@ NGP_FN void gridForward_pass0(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 15.0f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 15.0f, g_11 + 0.5f);
@@ -41,7 +41,7 @@ NGP_FN void gridForward_pass0(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 15.0f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 15.0f, g_11 + 0.5f);
@@ -221,7 +221,7 @@ NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 21.110605f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 21.110605f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 21.110605f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 21.110605f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 21.110605f, g_11 + 0.5f);
@@ -232,7 +232,7 @@ NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 21.110605f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 21.110605f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 21.110605f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 21.110605f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 21.110605f, g_11 + 0.5f);
@@ -412,7 +412,7 @@ NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 29.554932f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 29.554932f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 29.554932f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 29.554932f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 29.554932f, g_11 + 0.5f);
@@ -423,7 +423,7 @@ NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 29.554932f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 29.554932f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 29.554932f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 29.554932f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 29.554932f, g_11 + 0.5f);
@@ -603,7 +603,7 @@ NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 41.224255f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 41.224255f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 41.224255f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 41.224255f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 41.224255f, g_11 + 0.5f);
@@ -614,7 +614,7 @@ NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 41.224255f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 41.224255f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 41.224255f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 41.224255f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 41.224255f, g_11 + 0.5f);
@@ -794,7 +794,7 @@ NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 57.35024f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 57.35024f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 57.35024f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 57.35024f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 57.35024f, g_11 + 0.5f);
@@ -805,7 +805,7 @@ NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 57.35024f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 57.35024f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 57.35024f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 57.35024f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 57.35024f, g_11 + 0.5f);
@@ -985,7 +985,7 @@ NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 79.63495f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 79.63495f, g_11 + 0.5f);
@@ -996,7 +996,7 @@ NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 79.63495f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 79.63495f, g_11 + 0.5f);
@@ -1176,7 +1176,7 @@ NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 110.43047f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 110.43047f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 110.43047f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 110.43047f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 110.43047f, g_11 + 0.5f);
@@ -1187,7 +1187,7 @@ NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 110.43047f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 110.43047f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 110.43047f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 110.43047f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 110.43047f, g_11 + 0.5f);
@@ -1367,7 +1367,7 @@ NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 152.9872f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 152.9872f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 152.9872f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 152.9872f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 152.9872f, g_11 + 0.5f);
@@ -1378,7 +1378,7 @@ NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 152.9872f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 152.9872f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 152.9872f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 152.9872f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 152.9872f, g_11 + 0.5f);
@@ -1558,7 +1558,7 @@ NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 211.7969f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 211.7969f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 211.7969f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 211.7969f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 211.7969f, g_11 + 0.5f);
@@ -1569,7 +1569,7 @@ NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 211.7969f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 211.7969f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 211.7969f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 211.7969f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 211.7969f, g_11 + 0.5f);
@@ -1749,7 +1749,7 @@ NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 293.06677f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 293.06677f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 293.06677f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 293.06677f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 293.06677f, g_11 + 0.5f);
@@ -1760,7 +1760,7 @@ NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 293.06677f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 293.06677f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 293.06677f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 293.06677f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 293.06677f, g_11 + 0.5f);
@@ -2003,7 +2003,7 @@ NGP_FN void gridForward_pass10(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 405.37466f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 405.37466f, g_11 + 0.5f);
@@ -2014,7 +2014,7 @@ NGP_FN void gridForward_pass10(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 405.37466f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 405.37466f, g_11 + 0.5f);
@@ -2257,7 +2257,7 @@ NGP_FN void gridForward_pass11(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 560.5744f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 560.5744f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 560.5744f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 560.5744f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 560.5744f, g_11 + 0.5f);
@@ -2268,7 +2268,7 @@ NGP_FN void gridForward_pass11(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 560.5744f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 560.5744f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 560.5744f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 560.5744f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 560.5744f, g_11 + 0.5f);
@@ -2511,7 +2511,7 @@ NGP_FN void gridForward_pass12(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 775.0469f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 775.0469f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 775.0469f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 775.0469f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 775.0469f, g_11 + 0.5f);
@@ -2522,7 +2522,7 @@ NGP_FN void gridForward_pass12(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 775.0469f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 775.0469f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 775.0469f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 775.0469f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 775.0469f, g_11 + 0.5f);
@@ -2821,7 +2821,7 @@ NGP_FN void gridForward_pass13(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 1071.4292f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 1071.4292f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 1071.4292f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 1071.4292f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 1071.4292f, g_11 + 0.5f);
@@ -2832,7 +2832,7 @@ NGP_FN void gridForward_pass13(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 1071.4292f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 1071.4292f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 1071.4292f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 1071.4292f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 1071.4292f, g_11 + 0.5f);
@@ -3131,7 +3131,7 @@ NGP_FN void gridForward_pass14(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 1481.0037f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 1481.0037f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 1481.0037f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 1481.0037f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 1481.0037f, g_11 + 0.5f);
@@ -3142,7 +3142,7 @@ NGP_FN void gridForward_pass14(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 1481.0037f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 1481.0037f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 1481.0037f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 1481.0037f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 1481.0037f, g_11 + 0.5f);
@@ -3441,7 +3441,7 @@ NGP_FN void gridForward_pass15(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 2047.0f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 2047.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 2047.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 2047.0f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 2047.0f, g_11 + 0.5f);
@@ -3452,7 +3452,7 @@ NGP_FN void gridForward_pass15(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 2047.0f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 2047.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 2047.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 2047.0f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 2047.0f, g_11 + 0.5f);
@@ -3840,7 +3840,7 @@ NGP_FN void gridBackward_pass0(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 15.0f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 15.0f, g_5 + 0.5f);
@@ -3851,7 +3851,7 @@ NGP_FN void gridBackward_pass0(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 15.0f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 15.0f, g_5 + 0.5f);
@@ -4025,7 +4025,7 @@ NGP_FN void gridBackward_pass1(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 21.110605f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 21.110605f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 21.110605f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 21.110605f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 21.110605f, g_5 + 0.5f);
@@ -4036,7 +4036,7 @@ NGP_FN void gridBackward_pass1(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 21.110605f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 21.110605f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 21.110605f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 21.110605f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 21.110605f, g_5 + 0.5f);
@@ -4210,7 +4210,7 @@ NGP_FN void gridBackward_pass2(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 29.554932f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 29.554932f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 29.554932f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 29.554932f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 29.554932f, g_5 + 0.5f);
@@ -4221,7 +4221,7 @@ NGP_FN void gridBackward_pass2(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 29.554932f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 29.554932f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 29.554932f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 29.554932f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 29.554932f, g_5 + 0.5f);
@@ -4395,7 +4395,7 @@ NGP_FN void gridBackward_pass3(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 41.224255f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 41.224255f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 41.224255f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 41.224255f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 41.224255f, g_5 + 0.5f);
@@ -4406,7 +4406,7 @@ NGP_FN void gridBackward_pass3(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 41.224255f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 41.224255f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 41.224255f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 41.224255f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 41.224255f, g_5 + 0.5f);
@@ -4580,7 +4580,7 @@ NGP_FN void gridBackward_pass4(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 57.35024f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 57.35024f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 57.35024f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 57.35024f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 57.35024f, g_5 + 0.5f);
@@ -4591,7 +4591,7 @@ NGP_FN void gridBackward_pass4(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 57.35024f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 57.35024f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 57.35024f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 57.35024f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 57.35024f, g_5 + 0.5f);
@@ -4765,7 +4765,7 @@ NGP_FN void gridBackward_pass5(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 79.63495f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 79.63495f, g_5 + 0.5f);
@@ -4776,7 +4776,7 @@ NGP_FN void gridBackward_pass5(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 79.63495f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 79.63495f, g_5 + 0.5f);
@@ -4950,7 +4950,7 @@ NGP_FN void gridBackward_pass6(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 110.43047f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 110.43047f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 110.43047f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 110.43047f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 110.43047f, g_5 + 0.5f);
@@ -4961,7 +4961,7 @@ NGP_FN void gridBackward_pass6(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 110.43047f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 110.43047f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 110.43047f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 110.43047f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 110.43047f, g_5 + 0.5f);
@@ -5135,7 +5135,7 @@ NGP_FN void gridBackward_pass7(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 152.9872f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 152.9872f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 152.9872f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 152.9872f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 152.9872f, g_5 + 0.5f);
@@ -5146,7 +5146,7 @@ NGP_FN void gridBackward_pass7(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 152.9872f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 152.9872f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 152.9872f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 152.9872f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 152.9872f, g_5 + 0.5f);
@@ -5320,7 +5320,7 @@ NGP_FN void gridBackward_pass8(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 211.7969f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 211.7969f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 211.7969f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 211.7969f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 211.7969f, g_5 + 0.5f);
@@ -5331,7 +5331,7 @@ NGP_FN void gridBackward_pass8(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 211.7969f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 211.7969f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 211.7969f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 211.7969f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 211.7969f, g_5 + 0.5f);
@@ -5505,7 +5505,7 @@ NGP_FN void gridBackward_pass9(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 293.06677f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 293.06677f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 293.06677f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 293.06677f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 293.06677f, g_5 + 0.5f);
@@ -5516,7 +5516,7 @@ NGP_FN void gridBackward_pass9(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 293.06677f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 293.06677f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 293.06677f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 293.06677f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 293.06677f, g_5 + 0.5f);
@@ -5690,7 +5690,7 @@ NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 405.37466f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 405.37466f, g_5 + 0.5f);
@@ -5701,7 +5701,7 @@ NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 405.37466f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 405.37466f, g_5 + 0.5f);
@@ -5875,7 +5875,7 @@ NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 560.5744f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 560.5744f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 560.5744f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 560.5744f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 560.5744f, g_5 + 0.5f);
@@ -5886,7 +5886,7 @@ NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 560.5744f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 560.5744f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 560.5744f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 560.5744f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 560.5744f, g_5 + 0.5f);
@@ -6060,7 +6060,7 @@ NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 775.0469f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 775.0469f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 775.0469f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 775.0469f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 775.0469f, g_5 + 0.5f);
@@ -6071,7 +6071,7 @@ NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 775.0469f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 775.0469f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 775.0469f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 775.0469f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 775.0469f, g_5 + 0.5f);
@@ -6281,7 +6281,7 @@ NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 1071.4292f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 1071.4292f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 1071.4292f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 1071.4292f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 1071.4292f, g_5 + 0.5f);
@@ -6292,7 +6292,7 @@ NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 1071.4292f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 1071.4292f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 1071.4292f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 1071.4292f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 1071.4292f, g_5 + 0.5f);
@@ -6502,7 +6502,7 @@ NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 1481.0037f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 1481.0037f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 1481.0037f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 1481.0037f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 1481.0037f, g_5 + 0.5f);
@@ -6513,7 +6513,7 @@ NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 1481.0037f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 1481.0037f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 1481.0037f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 1481.0037f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 1481.0037f, g_5 + 0.5f);
@@ -6723,7 +6723,7 @@ NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 2047.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 2047.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 2047.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 2047.0f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 2047.0f, g_5 + 0.5f);
@@ -6734,7 +6734,7 @@ NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 2047.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 2047.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 2047.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 2047.0f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 2047.0f, g_5 + 0.5f);
@@ -7036,7 +7036,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 15.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 15.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 15.0f, g_12 + 0.5f);
@@ -7047,7 +7047,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 15.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 15.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 15.0f, g_12 + 0.5f);
@@ -7146,7 +7146,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 21.110605f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 21.110605f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 21.110605f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 21.110605f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 21.110605f, g_12 + 0.5f);
@@ -7157,7 +7157,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 21.110605f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 21.110605f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 21.110605f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 21.110605f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 21.110605f, g_12 + 0.5f);
@@ -7256,7 +7256,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 29.554932f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 29.554932f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 29.554932f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 29.554932f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 29.554932f, g_12 + 0.5f);
@@ -7267,7 +7267,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 29.554932f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 29.554932f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 29.554932f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 29.554932f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 29.554932f, g_12 + 0.5f);
@@ -7366,7 +7366,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 41.224255f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 41.224255f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 41.224255f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 41.224255f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 41.224255f, g_12 + 0.5f);
@@ -7377,7 +7377,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 41.224255f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 41.224255f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 41.224255f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 41.224255f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 41.224255f, g_12 + 0.5f);
@@ -7476,7 +7476,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 57.35024f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 57.35024f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 57.35024f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 57.35024f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 57.35024f, g_12 + 0.5f);
@@ -7487,7 +7487,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 57.35024f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 57.35024f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 57.35024f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 57.35024f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 57.35024f, g_12 + 0.5f);
@@ -7586,7 +7586,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 79.63495f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 79.63495f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 79.63495f, g_12 + 0.5f);
@@ -7597,7 +7597,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 79.63495f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 79.63495f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 79.63495f, g_12 + 0.5f);
@@ -7696,7 +7696,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 110.43047f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 110.43047f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 110.43047f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 110.43047f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 110.43047f, g_12 + 0.5f);
@@ -7707,7 +7707,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 110.43047f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 110.43047f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 110.43047f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 110.43047f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 110.43047f, g_12 + 0.5f);
@@ -7806,7 +7806,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 152.9872f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 152.9872f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 152.9872f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 152.9872f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 152.9872f, g_12 + 0.5f);
@@ -7817,7 +7817,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 152.9872f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 152.9872f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 152.9872f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 152.9872f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 152.9872f, g_12 + 0.5f);
@@ -7916,7 +7916,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 211.7969f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 211.7969f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 211.7969f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 211.7969f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 211.7969f, g_12 + 0.5f);
@@ -7927,7 +7927,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 211.7969f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 211.7969f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 211.7969f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 211.7969f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 211.7969f, g_12 + 0.5f);
@@ -8026,7 +8026,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 293.06677f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 293.06677f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 293.06677f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 293.06677f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 293.06677f, g_12 + 0.5f);
@@ -8037,7 +8037,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 293.06677f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 293.06677f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 293.06677f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 293.06677f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 293.06677f, g_12 + 0.5f);
@@ -8136,7 +8136,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 405.37466f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 405.37466f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 405.37466f, g_12 + 0.5f);
@@ -8147,7 +8147,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 405.37466f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 405.37466f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 405.37466f, g_12 + 0.5f);
@@ -8246,7 +8246,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 560.5744f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 560.5744f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 560.5744f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 560.5744f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 560.5744f, g_12 + 0.5f);
@@ -8257,7 +8257,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 560.5744f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 560.5744f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 560.5744f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 560.5744f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 560.5744f, g_12 + 0.5f);
@@ -8356,7 +8356,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 775.0469f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 775.0469f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 775.0469f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 775.0469f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 775.0469f, g_12 + 0.5f);
@@ -8367,7 +8367,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 775.0469f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 775.0469f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 775.0469f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 775.0469f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 775.0469f, g_12 + 0.5f);
@@ -8482,7 +8482,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 1071.4292f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 1071.4292f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 1071.4292f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 1071.4292f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 1071.4292f, g_12 + 0.5f);
@@ -8493,7 +8493,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 1071.4292f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 1071.4292f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 1071.4292f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 1071.4292f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 1071.4292f, g_12 + 0.5f);
@@ -8608,7 +8608,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 1481.0037f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 1481.0037f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 1481.0037f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 1481.0037f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 1481.0037f, g_12 + 0.5f);
@@ -8619,7 +8619,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 1481.0037f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 1481.0037f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 1481.0037f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 1481.0037f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 1481.0037f, g_12 + 0.5f);
@@ -8734,7 +8734,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 2047.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 2047.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 2047.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 2047.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 2047.0f, g_12 + 0.5f);
@@ -8745,7 +8745,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 2047.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 2047.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 2047.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 2047.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 2047.0f, g_12 + 0.5f);
@@ -8853,11 +8853,11 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
   }
   {
     const float xd_36 = x[i * 2u];
-    dx[i * 2u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[0]) : (0.0f));
+    dx[i * 2u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[0]) : 0.0f);
   }
   {
     const float xd_36 = x[i * 2u + 1u];
-    dx[i * 2u + 1u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[1]) : (0.0f));
+    dx[i * 2u + 1u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[1]) : 0.0f);
   }
 }
 

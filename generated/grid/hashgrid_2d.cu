@@ -26,7 +26,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 15.0f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 15.0f, g_11 + 0.5f);
@@ -37,7 +37,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 15.0f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 15.0f, g_11 + 0.5f);
@@ -107,7 +107,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 21.110605f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 21.110605f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 21.110605f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 21.110605f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 21.110605f, g_11 + 0.5f);
@@ -118,7 +118,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 21.110605f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 21.110605f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 21.110605f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 21.110605f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 21.110605f, g_11 + 0.5f);
@@ -188,7 +188,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 29.554932f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 29.554932f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 29.554932f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 29.554932f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 29.554932f, g_11 + 0.5f);
@@ -199,7 +199,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 29.554932f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 29.554932f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 29.554932f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 29.554932f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 29.554932f, g_11 + 0.5f);
@@ -269,7 +269,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 41.224255f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 41.224255f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 41.224255f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 41.224255f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 41.224255f, g_11 + 0.5f);
@@ -280,7 +280,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 41.224255f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 41.224255f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 41.224255f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 41.224255f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 41.224255f, g_11 + 0.5f);
@@ -350,7 +350,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 57.35024f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 57.35024f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 57.35024f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 57.35024f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 57.35024f, g_11 + 0.5f);
@@ -361,7 +361,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 57.35024f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 57.35024f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 57.35024f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 57.35024f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 57.35024f, g_11 + 0.5f);
@@ -431,7 +431,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 79.63495f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 79.63495f, g_11 + 0.5f);
@@ -442,7 +442,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 79.63495f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 79.63495f, g_11 + 0.5f);
@@ -512,7 +512,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 110.43047f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 110.43047f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 110.43047f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 110.43047f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 110.43047f, g_11 + 0.5f);
@@ -523,7 +523,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 110.43047f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 110.43047f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 110.43047f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 110.43047f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 110.43047f, g_11 + 0.5f);
@@ -593,7 +593,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 152.9872f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 152.9872f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 152.9872f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 152.9872f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 152.9872f, g_11 + 0.5f);
@@ -604,7 +604,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 152.9872f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 152.9872f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 152.9872f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 152.9872f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 152.9872f, g_11 + 0.5f);
@@ -674,7 +674,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 211.7969f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 211.7969f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 211.7969f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 211.7969f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 211.7969f, g_11 + 0.5f);
@@ -685,7 +685,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 211.7969f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 211.7969f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 211.7969f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 211.7969f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 211.7969f, g_11 + 0.5f);
@@ -755,7 +755,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 293.06677f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 293.06677f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 293.06677f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 293.06677f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 293.06677f, g_11 + 0.5f);
@@ -766,7 +766,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 293.06677f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 293.06677f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 293.06677f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 293.06677f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 293.06677f, g_11 + 0.5f);
@@ -836,7 +836,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 405.37466f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 405.37466f, g_11 + 0.5f);
@@ -847,7 +847,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 405.37466f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 405.37466f, g_11 + 0.5f);
@@ -917,7 +917,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 560.5744f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 560.5744f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 560.5744f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 560.5744f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 560.5744f, g_11 + 0.5f);
@@ -928,7 +928,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 560.5744f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 560.5744f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 560.5744f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 560.5744f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 560.5744f, g_11 + 0.5f);
@@ -998,7 +998,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 775.0469f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 775.0469f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 775.0469f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 775.0469f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 775.0469f, g_11 + 0.5f);
@@ -1009,7 +1009,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 775.0469f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 775.0469f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 775.0469f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 775.0469f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 775.0469f, g_11 + 0.5f);
@@ -1095,7 +1095,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 1071.4292f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 1071.4292f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 1071.4292f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 1071.4292f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 1071.4292f, g_11 + 0.5f);
@@ -1106,7 +1106,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 1071.4292f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 1071.4292f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 1071.4292f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 1071.4292f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 1071.4292f, g_11 + 0.5f);
@@ -1192,7 +1192,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 1481.0037f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 1481.0037f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 1481.0037f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 1481.0037f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 1481.0037f, g_11 + 0.5f);
@@ -1203,7 +1203,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 1481.0037f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 1481.0037f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 1481.0037f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 1481.0037f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 1481.0037f, g_11 + 0.5f);
@@ -1289,7 +1289,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 2047.0f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 2047.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 2047.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 2047.0f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 2047.0f, g_11 + 0.5f);
@@ -1300,7 +1300,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 2047.0f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 2047.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 2047.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 2047.0f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 2047.0f, g_11 + 0.5f);
@@ -1402,7 +1402,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 15.0f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 15.0f, g_5 + 0.5f);
@@ -1413,7 +1413,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 15.0f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 15.0f, g_5 + 0.5f);
@@ -1480,7 +1480,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 21.110605f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 21.110605f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 21.110605f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 21.110605f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 21.110605f, g_5 + 0.5f);
@@ -1491,7 +1491,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 21.110605f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 21.110605f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 21.110605f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 21.110605f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 21.110605f, g_5 + 0.5f);
@@ -1558,7 +1558,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 29.554932f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 29.554932f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 29.554932f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 29.554932f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 29.554932f, g_5 + 0.5f);
@@ -1569,7 +1569,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 29.554932f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 29.554932f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 29.554932f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 29.554932f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 29.554932f, g_5 + 0.5f);
@@ -1636,7 +1636,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 41.224255f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 41.224255f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 41.224255f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 41.224255f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 41.224255f, g_5 + 0.5f);
@@ -1647,7 +1647,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 41.224255f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 41.224255f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 41.224255f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 41.224255f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 41.224255f, g_5 + 0.5f);
@@ -1714,7 +1714,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 57.35024f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 57.35024f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 57.35024f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 57.35024f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 57.35024f, g_5 + 0.5f);
@@ -1725,7 +1725,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 57.35024f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 57.35024f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 57.35024f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 57.35024f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 57.35024f, g_5 + 0.5f);
@@ -1792,7 +1792,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 79.63495f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 79.63495f, g_5 + 0.5f);
@@ -1803,7 +1803,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 79.63495f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 79.63495f, g_5 + 0.5f);
@@ -1870,7 +1870,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 110.43047f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 110.43047f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 110.43047f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 110.43047f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 110.43047f, g_5 + 0.5f);
@@ -1881,7 +1881,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 110.43047f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 110.43047f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 110.43047f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 110.43047f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 110.43047f, g_5 + 0.5f);
@@ -1948,7 +1948,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 152.9872f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 152.9872f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 152.9872f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 152.9872f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 152.9872f, g_5 + 0.5f);
@@ -1959,7 +1959,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 152.9872f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 152.9872f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 152.9872f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 152.9872f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 152.9872f, g_5 + 0.5f);
@@ -2026,7 +2026,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 211.7969f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 211.7969f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 211.7969f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 211.7969f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 211.7969f, g_5 + 0.5f);
@@ -2037,7 +2037,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 211.7969f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 211.7969f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 211.7969f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 211.7969f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 211.7969f, g_5 + 0.5f);
@@ -2104,7 +2104,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 293.06677f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 293.06677f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 293.06677f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 293.06677f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 293.06677f, g_5 + 0.5f);
@@ -2115,7 +2115,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 293.06677f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 293.06677f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 293.06677f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 293.06677f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 293.06677f, g_5 + 0.5f);
@@ -2182,7 +2182,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 405.37466f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 405.37466f, g_5 + 0.5f);
@@ -2193,7 +2193,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 405.37466f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 405.37466f, g_5 + 0.5f);
@@ -2260,7 +2260,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 560.5744f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 560.5744f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 560.5744f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 560.5744f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 560.5744f, g_5 + 0.5f);
@@ -2271,7 +2271,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 560.5744f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 560.5744f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 560.5744f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 560.5744f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 560.5744f, g_5 + 0.5f);
@@ -2338,7 +2338,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 775.0469f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 775.0469f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 775.0469f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 775.0469f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 775.0469f, g_5 + 0.5f);
@@ -2349,7 +2349,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 775.0469f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 775.0469f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 775.0469f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 775.0469f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 775.0469f, g_5 + 0.5f);
@@ -2432,7 +2432,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 1071.4292f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 1071.4292f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 1071.4292f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 1071.4292f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 1071.4292f, g_5 + 0.5f);
@@ -2443,7 +2443,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 1071.4292f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 1071.4292f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 1071.4292f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 1071.4292f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 1071.4292f, g_5 + 0.5f);
@@ -2526,7 +2526,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 1481.0037f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 1481.0037f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 1481.0037f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 1481.0037f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 1481.0037f, g_5 + 0.5f);
@@ -2537,7 +2537,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 1481.0037f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 1481.0037f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 1481.0037f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 1481.0037f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 1481.0037f, g_5 + 0.5f);
@@ -2620,7 +2620,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 2047.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 2047.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 2047.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 2047.0f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 2047.0f, g_5 + 0.5f);
@@ -2631,7 +2631,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 2047.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 2047.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 2047.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 2047.0f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 2047.0f, g_5 + 0.5f);
@@ -2731,7 +2731,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 15.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 15.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 15.0f, g_12 + 0.5f);
@@ -2742,7 +2742,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 15.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 15.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 15.0f, g_12 + 0.5f);
@@ -2841,7 +2841,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 21.110605f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 21.110605f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 21.110605f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 21.110605f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 21.110605f, g_12 + 0.5f);
@@ -2852,7 +2852,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 21.110605f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 21.110605f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 21.110605f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 21.110605f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 21.110605f, g_12 + 0.5f);
@@ -2951,7 +2951,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 29.554932f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 29.554932f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 29.554932f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 29.554932f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 29.554932f, g_12 + 0.5f);
@@ -2962,7 +2962,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 29.554932f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 29.554932f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 29.554932f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 29.554932f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 29.554932f, g_12 + 0.5f);
@@ -3061,7 +3061,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 41.224255f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 41.224255f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 41.224255f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 41.224255f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 41.224255f, g_12 + 0.5f);
@@ -3072,7 +3072,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 41.224255f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 41.224255f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 41.224255f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 41.224255f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 41.224255f, g_12 + 0.5f);
@@ -3171,7 +3171,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 57.35024f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 57.35024f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 57.35024f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 57.35024f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 57.35024f, g_12 + 0.5f);
@@ -3182,7 +3182,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 57.35024f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 57.35024f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 57.35024f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 57.35024f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 57.35024f, g_12 + 0.5f);
@@ -3281,7 +3281,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 79.63495f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 79.63495f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 79.63495f, g_12 + 0.5f);
@@ -3292,7 +3292,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 79.63495f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 79.63495f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 79.63495f, g_12 + 0.5f);
@@ -3391,7 +3391,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 110.43047f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 110.43047f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 110.43047f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 110.43047f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 110.43047f, g_12 + 0.5f);
@@ -3402,7 +3402,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 110.43047f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 110.43047f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 110.43047f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 110.43047f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 110.43047f, g_12 + 0.5f);
@@ -3501,7 +3501,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 152.9872f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 152.9872f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 152.9872f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 152.9872f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 152.9872f, g_12 + 0.5f);
@@ -3512,7 +3512,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 152.9872f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 152.9872f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 152.9872f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 152.9872f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 152.9872f, g_12 + 0.5f);
@@ -3611,7 +3611,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 211.7969f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 211.7969f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 211.7969f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 211.7969f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 211.7969f, g_12 + 0.5f);
@@ -3622,7 +3622,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 211.7969f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 211.7969f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 211.7969f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 211.7969f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 211.7969f, g_12 + 0.5f);
@@ -3721,7 +3721,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 293.06677f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 293.06677f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 293.06677f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 293.06677f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 293.06677f, g_12 + 0.5f);
@@ -3732,7 +3732,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 293.06677f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 293.06677f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 293.06677f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 293.06677f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 293.06677f, g_12 + 0.5f);
@@ -3831,7 +3831,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 405.37466f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 405.37466f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 405.37466f, g_12 + 0.5f);
@@ -3842,7 +3842,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 405.37466f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 405.37466f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 405.37466f, g_12 + 0.5f);
@@ -3941,7 +3941,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 560.5744f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 560.5744f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 560.5744f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 560.5744f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 560.5744f, g_12 + 0.5f);
@@ -3952,7 +3952,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 560.5744f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 560.5744f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 560.5744f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 560.5744f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 560.5744f, g_12 + 0.5f);
@@ -4051,7 +4051,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 775.0469f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 775.0469f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 775.0469f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 775.0469f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 775.0469f, g_12 + 0.5f);
@@ -4062,7 +4062,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 775.0469f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 775.0469f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 775.0469f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 775.0469f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 775.0469f, g_12 + 0.5f);
@@ -4177,7 +4177,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 1071.4292f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 1071.4292f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 1071.4292f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 1071.4292f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 1071.4292f, g_12 + 0.5f);
@@ -4188,7 +4188,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 1071.4292f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 1071.4292f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 1071.4292f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 1071.4292f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 1071.4292f, g_12 + 0.5f);
@@ -4303,7 +4303,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 1481.0037f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 1481.0037f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 1481.0037f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 1481.0037f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 1481.0037f, g_12 + 0.5f);
@@ -4314,7 +4314,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 1481.0037f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 1481.0037f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 1481.0037f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 1481.0037f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 1481.0037f, g_12 + 0.5f);
@@ -4429,7 +4429,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 2047.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 2047.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 2047.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 2047.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 2047.0f, g_12 + 0.5f);
@@ -4440,7 +4440,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 2047.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 2047.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 2047.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 2047.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 2047.0f, g_12 + 0.5f);
@@ -4548,11 +4548,11 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
   }
   {
     const float xd_36 = x[i * 2u];
-    dx[i * 2u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[0]) : (0.0f));
+    dx[i * 2u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[0]) : 0.0f);
   }
   {
     const float xd_36 = x[i * 2u + 1u];
-    dx[i * 2u + 1u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[1]) : (0.0f));
+    dx[i * 2u + 1u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[1]) : 0.0f);
   }
 }
 

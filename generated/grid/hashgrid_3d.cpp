@@ -30,7 +30,7 @@ NGP_FN void gridForward_pass0(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 15.0f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 15.0f, g_11 + 0.5f);
@@ -41,7 +41,7 @@ NGP_FN void gridForward_pass0(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 15.0f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 15.0f, g_11 + 0.5f);
@@ -52,7 +52,7 @@ NGP_FN void gridForward_pass0(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 15.0f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 15.0f, g_11 + 0.5f);
@@ -408,7 +408,7 @@ NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 19.158737f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 19.158737f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 19.158737f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 19.158737f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 19.158737f, g_11 + 0.5f);
@@ -419,7 +419,7 @@ NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 19.158737f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 19.158737f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 19.158737f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 19.158737f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 19.158737f, g_11 + 0.5f);
@@ -430,7 +430,7 @@ NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 19.158737f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 19.158737f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 19.158737f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 19.158737f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 19.158737f, g_11 + 0.5f);
@@ -786,7 +786,7 @@ NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 24.398417f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 24.398417f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 24.398417f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 24.398417f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 24.398417f, g_11 + 0.5f);
@@ -797,7 +797,7 @@ NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 24.398417f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 24.398417f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 24.398417f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 24.398417f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 24.398417f, g_11 + 0.5f);
@@ -808,7 +808,7 @@ NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 24.398417f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 24.398417f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 24.398417f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 24.398417f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 24.398417f, g_11 + 0.5f);
@@ -1164,7 +1164,7 @@ NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 31.0f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 31.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 31.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 31.0f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 31.0f, g_11 + 0.5f);
@@ -1175,7 +1175,7 @@ NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 31.0f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 31.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 31.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 31.0f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 31.0f, g_11 + 0.5f);
@@ -1186,7 +1186,7 @@ NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 31.0f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 31.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 31.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 31.0f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 31.0f, g_11 + 0.5f);
@@ -1542,7 +1542,7 @@ NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 39.317474f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 39.317474f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 39.317474f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 39.317474f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 39.317474f, g_11 + 0.5f);
@@ -1553,7 +1553,7 @@ NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 39.317474f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 39.317474f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 39.317474f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 39.317474f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 39.317474f, g_11 + 0.5f);
@@ -1564,7 +1564,7 @@ NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 39.317474f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 39.317474f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 39.317474f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 39.317474f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 39.317474f, g_11 + 0.5f);
@@ -2048,7 +2048,7 @@ NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 49.796833f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 49.796833f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 49.796833f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 49.796833f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 49.796833f, g_11 + 0.5f);
@@ -2059,7 +2059,7 @@ NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 49.796833f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 49.796833f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 49.796833f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 49.796833f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 49.796833f, g_11 + 0.5f);
@@ -2070,7 +2070,7 @@ NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 49.796833f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 49.796833f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 49.796833f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 49.796833f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 49.796833f, g_11 + 0.5f);
@@ -2554,7 +2554,7 @@ NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 63.0f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 63.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 63.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 63.0f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 63.0f, g_11 + 0.5f);
@@ -2565,7 +2565,7 @@ NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 63.0f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 63.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 63.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 63.0f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 63.0f, g_11 + 0.5f);
@@ -2576,7 +2576,7 @@ NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 63.0f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 63.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 63.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 63.0f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 63.0f, g_11 + 0.5f);
@@ -3060,7 +3060,7 @@ NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 79.63495f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 79.63495f, g_11 + 0.5f);
@@ -3071,7 +3071,7 @@ NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 79.63495f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 79.63495f, g_11 + 0.5f);
@@ -3082,7 +3082,7 @@ NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 79.63495f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 79.63495f, g_11 + 0.5f);
@@ -3678,7 +3678,7 @@ NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 100.593666f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 100.593666f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 100.593666f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 100.593666f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 100.593666f, g_11 + 0.5f);
@@ -3689,7 +3689,7 @@ NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 100.593666f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 100.593666f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 100.593666f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 100.593666f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 100.593666f, g_11 + 0.5f);
@@ -3700,7 +3700,7 @@ NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 100.593666f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 100.593666f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 100.593666f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 100.593666f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 100.593666f, g_11 + 0.5f);
@@ -4296,7 +4296,7 @@ NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 127.0f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 127.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 127.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 127.0f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 127.0f, g_11 + 0.5f);
@@ -4307,7 +4307,7 @@ NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 127.0f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 127.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 127.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 127.0f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 127.0f, g_11 + 0.5f);
@@ -4318,7 +4318,7 @@ NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const flo
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 127.0f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 127.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 127.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 127.0f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 127.0f, g_11 + 0.5f);
@@ -4914,7 +4914,7 @@ NGP_FN void gridForward_pass10(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 160.2699f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 160.2699f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 160.2699f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 160.2699f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 160.2699f, g_11 + 0.5f);
@@ -4925,7 +4925,7 @@ NGP_FN void gridForward_pass10(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 160.2699f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 160.2699f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 160.2699f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 160.2699f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 160.2699f, g_11 + 0.5f);
@@ -4936,7 +4936,7 @@ NGP_FN void gridForward_pass10(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 160.2699f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 160.2699f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 160.2699f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 160.2699f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 160.2699f, g_11 + 0.5f);
@@ -5532,7 +5532,7 @@ NGP_FN void gridForward_pass11(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 202.18733f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 202.18733f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 202.18733f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 202.18733f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 202.18733f, g_11 + 0.5f);
@@ -5543,7 +5543,7 @@ NGP_FN void gridForward_pass11(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 202.18733f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 202.18733f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 202.18733f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 202.18733f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 202.18733f, g_11 + 0.5f);
@@ -5554,7 +5554,7 @@ NGP_FN void gridForward_pass11(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 202.18733f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 202.18733f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 202.18733f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 202.18733f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 202.18733f, g_11 + 0.5f);
@@ -6150,7 +6150,7 @@ NGP_FN void gridForward_pass12(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 255.0f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 255.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 255.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 255.0f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 255.0f, g_11 + 0.5f);
@@ -6161,7 +6161,7 @@ NGP_FN void gridForward_pass12(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 255.0f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 255.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 255.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 255.0f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 255.0f, g_11 + 0.5f);
@@ -6172,7 +6172,7 @@ NGP_FN void gridForward_pass12(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 255.0f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 255.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 255.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 255.0f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 255.0f, g_11 + 0.5f);
@@ -6768,7 +6768,7 @@ NGP_FN void gridForward_pass13(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 321.5398f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 321.5398f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 321.5398f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 321.5398f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 321.5398f, g_11 + 0.5f);
@@ -6779,7 +6779,7 @@ NGP_FN void gridForward_pass13(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 321.5398f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 321.5398f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 321.5398f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 321.5398f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 321.5398f, g_11 + 0.5f);
@@ -6790,7 +6790,7 @@ NGP_FN void gridForward_pass13(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 321.5398f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 321.5398f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 321.5398f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 321.5398f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 321.5398f, g_11 + 0.5f);
@@ -7386,7 +7386,7 @@ NGP_FN void gridForward_pass14(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 405.37466f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 405.37466f, g_11 + 0.5f);
@@ -7397,7 +7397,7 @@ NGP_FN void gridForward_pass14(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 405.37466f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 405.37466f, g_11 + 0.5f);
@@ -7408,7 +7408,7 @@ NGP_FN void gridForward_pass14(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 405.37466f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 405.37466f, g_11 + 0.5f);
@@ -8004,7 +8004,7 @@ NGP_FN void gridForward_pass15(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 511.0f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 511.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 511.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 511.0f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 511.0f, g_11 + 0.5f);
@@ -8015,7 +8015,7 @@ NGP_FN void gridForward_pass15(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 511.0f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 511.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 511.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 511.0f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 511.0f, g_11 + 0.5f);
@@ -8026,7 +8026,7 @@ NGP_FN void gridForward_pass15(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 511.0f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 511.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+    const float g_11 = ((fmaf(xd_8, 511.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
     const float f_12 = fmaf(xd_8, 511.0f, 0.5f - g_11);
     const float omf_13 = fmaf(-xd_8, 511.0f, g_11 + 0.5f);
@@ -8711,7 +8711,7 @@ NGP_FN void gridBackward_pass0(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 15.0f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 15.0f, g_5 + 0.5f);
@@ -8722,7 +8722,7 @@ NGP_FN void gridBackward_pass0(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 15.0f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 15.0f, g_5 + 0.5f);
@@ -8733,7 +8733,7 @@ NGP_FN void gridBackward_pass0(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 15.0f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 15.0f, g_5 + 0.5f);
@@ -9083,7 +9083,7 @@ NGP_FN void gridBackward_pass1(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 19.158737f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 19.158737f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 19.158737f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 19.158737f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 19.158737f, g_5 + 0.5f);
@@ -9094,7 +9094,7 @@ NGP_FN void gridBackward_pass1(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 19.158737f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 19.158737f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 19.158737f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 19.158737f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 19.158737f, g_5 + 0.5f);
@@ -9105,7 +9105,7 @@ NGP_FN void gridBackward_pass1(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 19.158737f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 19.158737f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 19.158737f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 19.158737f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 19.158737f, g_5 + 0.5f);
@@ -9455,7 +9455,7 @@ NGP_FN void gridBackward_pass2(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 24.398417f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 24.398417f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 24.398417f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 24.398417f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 24.398417f, g_5 + 0.5f);
@@ -9466,7 +9466,7 @@ NGP_FN void gridBackward_pass2(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 24.398417f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 24.398417f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 24.398417f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 24.398417f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 24.398417f, g_5 + 0.5f);
@@ -9477,7 +9477,7 @@ NGP_FN void gridBackward_pass2(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 24.398417f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 24.398417f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 24.398417f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 24.398417f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 24.398417f, g_5 + 0.5f);
@@ -9827,7 +9827,7 @@ NGP_FN void gridBackward_pass3(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 31.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 31.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 31.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 31.0f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 31.0f, g_5 + 0.5f);
@@ -9838,7 +9838,7 @@ NGP_FN void gridBackward_pass3(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 31.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 31.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 31.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 31.0f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 31.0f, g_5 + 0.5f);
@@ -9849,7 +9849,7 @@ NGP_FN void gridBackward_pass3(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 31.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 31.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 31.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 31.0f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 31.0f, g_5 + 0.5f);
@@ -10199,7 +10199,7 @@ NGP_FN void gridBackward_pass4(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 39.317474f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 39.317474f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 39.317474f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 39.317474f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 39.317474f, g_5 + 0.5f);
@@ -10210,7 +10210,7 @@ NGP_FN void gridBackward_pass4(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 39.317474f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 39.317474f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 39.317474f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 39.317474f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 39.317474f, g_5 + 0.5f);
@@ -10221,7 +10221,7 @@ NGP_FN void gridBackward_pass4(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 39.317474f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 39.317474f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 39.317474f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 39.317474f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 39.317474f, g_5 + 0.5f);
@@ -10571,7 +10571,7 @@ NGP_FN void gridBackward_pass5(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 49.796833f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 49.796833f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 49.796833f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 49.796833f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 49.796833f, g_5 + 0.5f);
@@ -10582,7 +10582,7 @@ NGP_FN void gridBackward_pass5(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 49.796833f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 49.796833f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 49.796833f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 49.796833f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 49.796833f, g_5 + 0.5f);
@@ -10593,7 +10593,7 @@ NGP_FN void gridBackward_pass5(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 49.796833f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 49.796833f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 49.796833f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 49.796833f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 49.796833f, g_5 + 0.5f);
@@ -10943,7 +10943,7 @@ NGP_FN void gridBackward_pass6(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 63.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 63.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 63.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 63.0f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 63.0f, g_5 + 0.5f);
@@ -10954,7 +10954,7 @@ NGP_FN void gridBackward_pass6(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 63.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 63.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 63.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 63.0f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 63.0f, g_5 + 0.5f);
@@ -10965,7 +10965,7 @@ NGP_FN void gridBackward_pass6(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 63.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 63.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 63.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 63.0f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 63.0f, g_5 + 0.5f);
@@ -11315,7 +11315,7 @@ NGP_FN void gridBackward_pass7(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 79.63495f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 79.63495f, g_5 + 0.5f);
@@ -11326,7 +11326,7 @@ NGP_FN void gridBackward_pass7(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 79.63495f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 79.63495f, g_5 + 0.5f);
@@ -11337,7 +11337,7 @@ NGP_FN void gridBackward_pass7(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 79.63495f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 79.63495f, g_5 + 0.5f);
@@ -11759,7 +11759,7 @@ NGP_FN void gridBackward_pass8(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 100.593666f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 100.593666f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 100.593666f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 100.593666f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 100.593666f, g_5 + 0.5f);
@@ -11770,7 +11770,7 @@ NGP_FN void gridBackward_pass8(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 100.593666f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 100.593666f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 100.593666f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 100.593666f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 100.593666f, g_5 + 0.5f);
@@ -11781,7 +11781,7 @@ NGP_FN void gridBackward_pass8(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 100.593666f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 100.593666f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 100.593666f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 100.593666f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 100.593666f, g_5 + 0.5f);
@@ -12203,7 +12203,7 @@ NGP_FN void gridBackward_pass9(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 127.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 127.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 127.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 127.0f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 127.0f, g_5 + 0.5f);
@@ -12214,7 +12214,7 @@ NGP_FN void gridBackward_pass9(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 127.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 127.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 127.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 127.0f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 127.0f, g_5 + 0.5f);
@@ -12225,7 +12225,7 @@ NGP_FN void gridBackward_pass9(uint32_t i, const float* __restrict__ x, const fl
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 127.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 127.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 127.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 127.0f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 127.0f, g_5 + 0.5f);
@@ -12647,7 +12647,7 @@ NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 160.2699f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 160.2699f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 160.2699f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 160.2699f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 160.2699f, g_5 + 0.5f);
@@ -12658,7 +12658,7 @@ NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 160.2699f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 160.2699f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 160.2699f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 160.2699f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 160.2699f, g_5 + 0.5f);
@@ -12669,7 +12669,7 @@ NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 160.2699f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 160.2699f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 160.2699f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 160.2699f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 160.2699f, g_5 + 0.5f);
@@ -13091,7 +13091,7 @@ NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 202.18733f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 202.18733f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 202.18733f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 202.18733f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 202.18733f, g_5 + 0.5f);
@@ -13102,7 +13102,7 @@ NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 202.18733f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 202.18733f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 202.18733f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 202.18733f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 202.18733f, g_5 + 0.5f);
@@ -13113,7 +13113,7 @@ NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 202.18733f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 202.18733f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 202.18733f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 202.18733f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 202.18733f, g_5 + 0.5f);
@@ -13535,7 +13535,7 @@ NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 255.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 255.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 255.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 255.0f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 255.0f, g_5 + 0.5f);
@@ -13546,7 +13546,7 @@ NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 255.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 255.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 255.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 255.0f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 255.0f, g_5 + 0.5f);
@@ -13557,7 +13557,7 @@ NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 255.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 255.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 255.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 255.0f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 255.0f, g_5 + 0.5f);
@@ -13979,7 +13979,7 @@ NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 321.5398f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 321.5398f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 321.5398f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 321.5398f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 321.5398f, g_5 + 0.5f);
@@ -13990,7 +13990,7 @@ NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 321.5398f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 321.5398f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 321.5398f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 321.5398f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 321.5398f, g_5 + 0.5f);
@@ -14001,7 +14001,7 @@ NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 321.5398f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 321.5398f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 321.5398f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 321.5398f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 321.5398f, g_5 + 0.5f);
@@ -14423,7 +14423,7 @@ NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 405.37466f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 405.37466f, g_5 + 0.5f);
@@ -14434,7 +14434,7 @@ NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 405.37466f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 405.37466f, g_5 + 0.5f);
@@ -14445,7 +14445,7 @@ NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 405.37466f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 405.37466f, g_5 + 0.5f);
@@ -14867,7 +14867,7 @@ NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 511.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 511.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 511.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 511.0f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 511.0f, g_5 + 0.5f);
@@ -14878,7 +14878,7 @@ NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 511.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 511.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 511.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 511.0f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 511.0f, g_5 + 0.5f);
@@ -14889,7 +14889,7 @@ NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const f
   {
     const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 511.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 511.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+    const float g_5 = ((fmaf(xd_2, 511.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
     const float f_6 = fmaf(xd_2, 511.0f, 0.5f - g_5);
     const float omf_7 = fmaf(-xd_2, 511.0f, g_5 + 0.5f);
@@ -15403,7 +15403,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 15.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 15.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 15.0f, g_12 + 0.5f);
@@ -15414,7 +15414,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 15.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 15.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 15.0f, g_12 + 0.5f);
@@ -15425,7 +15425,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 15.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 15.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 15.0f, g_12 + 0.5f);
@@ -15684,7 +15684,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 19.158737f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 19.158737f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 19.158737f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 19.158737f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 19.158737f, g_12 + 0.5f);
@@ -15695,7 +15695,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 19.158737f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 19.158737f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 19.158737f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 19.158737f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 19.158737f, g_12 + 0.5f);
@@ -15706,7 +15706,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 19.158737f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 19.158737f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 19.158737f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 19.158737f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 19.158737f, g_12 + 0.5f);
@@ -15965,7 +15965,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 24.398417f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 24.398417f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 24.398417f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 24.398417f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 24.398417f, g_12 + 0.5f);
@@ -15976,7 +15976,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 24.398417f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 24.398417f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 24.398417f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 24.398417f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 24.398417f, g_12 + 0.5f);
@@ -15987,7 +15987,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 24.398417f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 24.398417f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 24.398417f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 24.398417f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 24.398417f, g_12 + 0.5f);
@@ -16246,7 +16246,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 31.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 31.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 31.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 31.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 31.0f, g_12 + 0.5f);
@@ -16257,7 +16257,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 31.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 31.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 31.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 31.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 31.0f, g_12 + 0.5f);
@@ -16268,7 +16268,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 31.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 31.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 31.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 31.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 31.0f, g_12 + 0.5f);
@@ -16527,7 +16527,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 39.317474f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 39.317474f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 39.317474f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 39.317474f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 39.317474f, g_12 + 0.5f);
@@ -16538,7 +16538,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 39.317474f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 39.317474f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 39.317474f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 39.317474f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 39.317474f, g_12 + 0.5f);
@@ -16549,7 +16549,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 39.317474f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 39.317474f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 39.317474f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 39.317474f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 39.317474f, g_12 + 0.5f);
@@ -16808,7 +16808,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 49.796833f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 49.796833f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 49.796833f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 49.796833f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 49.796833f, g_12 + 0.5f);
@@ -16819,7 +16819,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 49.796833f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 49.796833f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 49.796833f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 49.796833f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 49.796833f, g_12 + 0.5f);
@@ -16830,7 +16830,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 49.796833f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 49.796833f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 49.796833f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 49.796833f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 49.796833f, g_12 + 0.5f);
@@ -17089,7 +17089,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 63.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 63.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 63.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 63.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 63.0f, g_12 + 0.5f);
@@ -17100,7 +17100,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 63.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 63.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 63.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 63.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 63.0f, g_12 + 0.5f);
@@ -17111,7 +17111,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 63.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 63.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 63.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 63.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 63.0f, g_12 + 0.5f);
@@ -17370,7 +17370,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 79.63495f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 79.63495f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 79.63495f, g_12 + 0.5f);
@@ -17381,7 +17381,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 79.63495f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 79.63495f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 79.63495f, g_12 + 0.5f);
@@ -17392,7 +17392,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 79.63495f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 79.63495f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 79.63495f, g_12 + 0.5f);
@@ -17683,7 +17683,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 100.593666f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 100.593666f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 100.593666f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 100.593666f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 100.593666f, g_12 + 0.5f);
@@ -17694,7 +17694,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 100.593666f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 100.593666f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 100.593666f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 100.593666f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 100.593666f, g_12 + 0.5f);
@@ -17705,7 +17705,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 100.593666f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 100.593666f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 100.593666f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 100.593666f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 100.593666f, g_12 + 0.5f);
@@ -17996,7 +17996,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 127.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 127.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 127.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 127.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 127.0f, g_12 + 0.5f);
@@ -18007,7 +18007,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 127.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 127.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 127.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 127.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 127.0f, g_12 + 0.5f);
@@ -18018,7 +18018,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 127.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 127.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 127.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 127.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 127.0f, g_12 + 0.5f);
@@ -18309,7 +18309,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 160.2699f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 160.2699f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 160.2699f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 160.2699f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 160.2699f, g_12 + 0.5f);
@@ -18320,7 +18320,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 160.2699f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 160.2699f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 160.2699f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 160.2699f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 160.2699f, g_12 + 0.5f);
@@ -18331,7 +18331,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 160.2699f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 160.2699f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 160.2699f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 160.2699f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 160.2699f, g_12 + 0.5f);
@@ -18622,7 +18622,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 202.18733f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 202.18733f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 202.18733f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 202.18733f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 202.18733f, g_12 + 0.5f);
@@ -18633,7 +18633,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 202.18733f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 202.18733f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 202.18733f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 202.18733f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 202.18733f, g_12 + 0.5f);
@@ -18644,7 +18644,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 202.18733f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 202.18733f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 202.18733f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 202.18733f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 202.18733f, g_12 + 0.5f);
@@ -18935,7 +18935,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 255.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 255.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 255.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 255.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 255.0f, g_12 + 0.5f);
@@ -18946,7 +18946,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 255.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 255.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 255.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 255.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 255.0f, g_12 + 0.5f);
@@ -18957,7 +18957,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 255.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 255.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 255.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 255.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 255.0f, g_12 + 0.5f);
@@ -19248,7 +19248,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 321.5398f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 321.5398f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 321.5398f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 321.5398f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 321.5398f, g_12 + 0.5f);
@@ -19259,7 +19259,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 321.5398f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 321.5398f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 321.5398f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 321.5398f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 321.5398f, g_12 + 0.5f);
@@ -19270,7 +19270,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 321.5398f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 321.5398f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 321.5398f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 321.5398f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 321.5398f, g_12 + 0.5f);
@@ -19561,7 +19561,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 405.37466f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 405.37466f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 405.37466f, g_12 + 0.5f);
@@ -19572,7 +19572,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 405.37466f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 405.37466f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 405.37466f, g_12 + 0.5f);
@@ -19583,7 +19583,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 405.37466f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 405.37466f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 405.37466f, g_12 + 0.5f);
@@ -19874,7 +19874,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 511.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 511.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 511.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 511.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 511.0f, g_12 + 0.5f);
@@ -19885,7 +19885,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 511.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 511.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 511.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 511.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 511.0f, g_12 + 0.5f);
@@ -19896,7 +19896,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 511.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 511.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 511.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 511.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 511.0f, g_12 + 0.5f);
@@ -20180,15 +20180,15 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
   }
   {
     const float xd_36 = x[i * 3u];
-    dx[i * 3u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[0]) : (0.0f));
+    dx[i * 3u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[0]) : 0.0f);
   }
   {
     const float xd_36 = x[i * 3u + 1u];
-    dx[i * 3u + 1u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[1]) : (0.0f));
+    dx[i * 3u + 1u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[1]) : 0.0f);
   }
   {
     const float xd_36 = x[i * 3u + 2u];
-    dx[i * 3u + 2u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[2]) : (0.0f));
+    dx[i * 3u + 2u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[2]) : 0.0f);
   }
 }
 

@@ -26,7 +26,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 15.0f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 15.0f, g_11 + 0.5f);
@@ -37,7 +37,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 15.0f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 15.0f, g_11 + 0.5f);
@@ -48,7 +48,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 15.0f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 15.0f, g_11 + 0.5f);
@@ -190,7 +190,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 19.158737f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 19.158737f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 19.158737f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 19.158737f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 19.158737f, g_11 + 0.5f);
@@ -201,7 +201,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 19.158737f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 19.158737f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 19.158737f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 19.158737f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 19.158737f, g_11 + 0.5f);
@@ -212,7 +212,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 19.158737f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 19.158737f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 19.158737f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 19.158737f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 19.158737f, g_11 + 0.5f);
@@ -354,7 +354,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 24.398417f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 24.398417f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 24.398417f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 24.398417f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 24.398417f, g_11 + 0.5f);
@@ -365,7 +365,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 24.398417f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 24.398417f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 24.398417f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 24.398417f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 24.398417f, g_11 + 0.5f);
@@ -376,7 +376,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 24.398417f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 24.398417f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 24.398417f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 24.398417f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 24.398417f, g_11 + 0.5f);
@@ -518,7 +518,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 31.0f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 31.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 31.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 31.0f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 31.0f, g_11 + 0.5f);
@@ -529,7 +529,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 31.0f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 31.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 31.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 31.0f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 31.0f, g_11 + 0.5f);
@@ -540,7 +540,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 31.0f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 31.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 31.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 31.0f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 31.0f, g_11 + 0.5f);
@@ -682,7 +682,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 39.317474f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 39.317474f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 39.317474f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 39.317474f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 39.317474f, g_11 + 0.5f);
@@ -693,7 +693,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 39.317474f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 39.317474f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 39.317474f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 39.317474f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 39.317474f, g_11 + 0.5f);
@@ -704,7 +704,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 39.317474f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 39.317474f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 39.317474f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 39.317474f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 39.317474f, g_11 + 0.5f);
@@ -846,7 +846,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 49.796833f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 49.796833f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 49.796833f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 49.796833f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 49.796833f, g_11 + 0.5f);
@@ -857,7 +857,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 49.796833f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 49.796833f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 49.796833f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 49.796833f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 49.796833f, g_11 + 0.5f);
@@ -868,7 +868,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 49.796833f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 49.796833f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 49.796833f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 49.796833f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 49.796833f, g_11 + 0.5f);
@@ -1010,7 +1010,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 63.0f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 63.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 63.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 63.0f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 63.0f, g_11 + 0.5f);
@@ -1021,7 +1021,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 63.0f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 63.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 63.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 63.0f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 63.0f, g_11 + 0.5f);
@@ -1032,7 +1032,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 63.0f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 63.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 63.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 63.0f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 63.0f, g_11 + 0.5f);
@@ -1174,7 +1174,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 79.63495f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 79.63495f, g_11 + 0.5f);
@@ -1185,7 +1185,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 79.63495f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 79.63495f, g_11 + 0.5f);
@@ -1196,7 +1196,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 79.63495f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 79.63495f, g_11 + 0.5f);
@@ -1370,7 +1370,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 100.593666f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 100.593666f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 100.593666f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 100.593666f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 100.593666f, g_11 + 0.5f);
@@ -1381,7 +1381,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 100.593666f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 100.593666f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 100.593666f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 100.593666f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 100.593666f, g_11 + 0.5f);
@@ -1392,7 +1392,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 100.593666f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 100.593666f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 100.593666f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 100.593666f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 100.593666f, g_11 + 0.5f);
@@ -1566,7 +1566,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 127.0f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 127.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 127.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 127.0f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 127.0f, g_11 + 0.5f);
@@ -1577,7 +1577,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 127.0f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 127.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 127.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 127.0f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 127.0f, g_11 + 0.5f);
@@ -1588,7 +1588,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 127.0f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 127.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 127.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 127.0f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 127.0f, g_11 + 0.5f);
@@ -1762,7 +1762,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 160.2699f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 160.2699f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 160.2699f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 160.2699f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 160.2699f, g_11 + 0.5f);
@@ -1773,7 +1773,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 160.2699f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 160.2699f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 160.2699f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 160.2699f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 160.2699f, g_11 + 0.5f);
@@ -1784,7 +1784,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 160.2699f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 160.2699f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 160.2699f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 160.2699f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 160.2699f, g_11 + 0.5f);
@@ -1958,7 +1958,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 202.18733f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 202.18733f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 202.18733f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 202.18733f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 202.18733f, g_11 + 0.5f);
@@ -1969,7 +1969,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 202.18733f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 202.18733f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 202.18733f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 202.18733f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 202.18733f, g_11 + 0.5f);
@@ -1980,7 +1980,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 202.18733f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 202.18733f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 202.18733f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 202.18733f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 202.18733f, g_11 + 0.5f);
@@ -2154,7 +2154,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 255.0f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 255.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 255.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 255.0f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 255.0f, g_11 + 0.5f);
@@ -2165,7 +2165,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 255.0f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 255.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 255.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 255.0f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 255.0f, g_11 + 0.5f);
@@ -2176,7 +2176,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 255.0f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 255.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 255.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 255.0f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 255.0f, g_11 + 0.5f);
@@ -2350,7 +2350,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 321.5398f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 321.5398f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 321.5398f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 321.5398f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 321.5398f, g_11 + 0.5f);
@@ -2361,7 +2361,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 321.5398f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 321.5398f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 321.5398f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 321.5398f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 321.5398f, g_11 + 0.5f);
@@ -2372,7 +2372,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 321.5398f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 321.5398f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 321.5398f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 321.5398f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 321.5398f, g_11 + 0.5f);
@@ -2546,7 +2546,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 405.37466f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 405.37466f, g_11 + 0.5f);
@@ -2557,7 +2557,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 405.37466f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 405.37466f, g_11 + 0.5f);
@@ -2568,7 +2568,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 405.37466f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 405.37466f, g_11 + 0.5f);
@@ -2742,7 +2742,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 511.0f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 511.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 511.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 511.0f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 511.0f, g_11 + 0.5f);
@@ -2753,7 +2753,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 511.0f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 511.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 511.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 511.0f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 511.0f, g_11 + 0.5f);
@@ -2764,7 +2764,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     {
       const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 511.0f, 0.5f));
-      const float g_11 = ((fmaf(xd_8, 511.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : (rounded_10));
+      const float g_11 = ((fmaf(xd_8, 511.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
       const float f_12 = fmaf(xd_8, 511.0f, 0.5f - g_11);
       const float omf_13 = fmaf(-xd_8, 511.0f, g_11 + 0.5f);
@@ -2954,7 +2954,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 15.0f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 15.0f, g_5 + 0.5f);
@@ -2965,7 +2965,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 15.0f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 15.0f, g_5 + 0.5f);
@@ -2976,7 +2976,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 15.0f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 15.0f, g_5 + 0.5f);
@@ -3115,7 +3115,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 19.158737f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 19.158737f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 19.158737f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 19.158737f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 19.158737f, g_5 + 0.5f);
@@ -3126,7 +3126,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 19.158737f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 19.158737f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 19.158737f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 19.158737f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 19.158737f, g_5 + 0.5f);
@@ -3137,7 +3137,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 19.158737f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 19.158737f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 19.158737f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 19.158737f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 19.158737f, g_5 + 0.5f);
@@ -3276,7 +3276,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 24.398417f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 24.398417f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 24.398417f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 24.398417f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 24.398417f, g_5 + 0.5f);
@@ -3287,7 +3287,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 24.398417f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 24.398417f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 24.398417f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 24.398417f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 24.398417f, g_5 + 0.5f);
@@ -3298,7 +3298,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 24.398417f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 24.398417f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 24.398417f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 24.398417f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 24.398417f, g_5 + 0.5f);
@@ -3437,7 +3437,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 31.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 31.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 31.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 31.0f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 31.0f, g_5 + 0.5f);
@@ -3448,7 +3448,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 31.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 31.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 31.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 31.0f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 31.0f, g_5 + 0.5f);
@@ -3459,7 +3459,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 31.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 31.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 31.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 31.0f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 31.0f, g_5 + 0.5f);
@@ -3598,7 +3598,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 39.317474f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 39.317474f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 39.317474f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 39.317474f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 39.317474f, g_5 + 0.5f);
@@ -3609,7 +3609,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 39.317474f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 39.317474f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 39.317474f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 39.317474f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 39.317474f, g_5 + 0.5f);
@@ -3620,7 +3620,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 39.317474f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 39.317474f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 39.317474f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 39.317474f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 39.317474f, g_5 + 0.5f);
@@ -3759,7 +3759,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 49.796833f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 49.796833f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 49.796833f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 49.796833f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 49.796833f, g_5 + 0.5f);
@@ -3770,7 +3770,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 49.796833f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 49.796833f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 49.796833f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 49.796833f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 49.796833f, g_5 + 0.5f);
@@ -3781,7 +3781,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 49.796833f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 49.796833f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 49.796833f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 49.796833f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 49.796833f, g_5 + 0.5f);
@@ -3920,7 +3920,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 63.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 63.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 63.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 63.0f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 63.0f, g_5 + 0.5f);
@@ -3931,7 +3931,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 63.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 63.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 63.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 63.0f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 63.0f, g_5 + 0.5f);
@@ -3942,7 +3942,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 63.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 63.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 63.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 63.0f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 63.0f, g_5 + 0.5f);
@@ -4081,7 +4081,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 79.63495f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 79.63495f, g_5 + 0.5f);
@@ -4092,7 +4092,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 79.63495f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 79.63495f, g_5 + 0.5f);
@@ -4103,7 +4103,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 79.63495f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 79.63495f, g_5 + 0.5f);
@@ -4274,7 +4274,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 100.593666f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 100.593666f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 100.593666f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 100.593666f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 100.593666f, g_5 + 0.5f);
@@ -4285,7 +4285,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 100.593666f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 100.593666f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 100.593666f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 100.593666f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 100.593666f, g_5 + 0.5f);
@@ -4296,7 +4296,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 100.593666f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 100.593666f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 100.593666f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 100.593666f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 100.593666f, g_5 + 0.5f);
@@ -4467,7 +4467,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 127.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 127.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 127.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 127.0f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 127.0f, g_5 + 0.5f);
@@ -4478,7 +4478,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 127.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 127.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 127.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 127.0f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 127.0f, g_5 + 0.5f);
@@ -4489,7 +4489,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 127.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 127.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 127.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 127.0f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 127.0f, g_5 + 0.5f);
@@ -4660,7 +4660,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 160.2699f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 160.2699f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 160.2699f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 160.2699f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 160.2699f, g_5 + 0.5f);
@@ -4671,7 +4671,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 160.2699f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 160.2699f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 160.2699f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 160.2699f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 160.2699f, g_5 + 0.5f);
@@ -4682,7 +4682,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 160.2699f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 160.2699f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 160.2699f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 160.2699f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 160.2699f, g_5 + 0.5f);
@@ -4853,7 +4853,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 202.18733f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 202.18733f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 202.18733f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 202.18733f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 202.18733f, g_5 + 0.5f);
@@ -4864,7 +4864,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 202.18733f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 202.18733f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 202.18733f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 202.18733f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 202.18733f, g_5 + 0.5f);
@@ -4875,7 +4875,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 202.18733f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 202.18733f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 202.18733f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 202.18733f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 202.18733f, g_5 + 0.5f);
@@ -5046,7 +5046,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 255.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 255.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 255.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 255.0f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 255.0f, g_5 + 0.5f);
@@ -5057,7 +5057,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 255.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 255.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 255.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 255.0f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 255.0f, g_5 + 0.5f);
@@ -5068,7 +5068,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 255.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 255.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 255.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 255.0f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 255.0f, g_5 + 0.5f);
@@ -5239,7 +5239,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 321.5398f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 321.5398f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 321.5398f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 321.5398f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 321.5398f, g_5 + 0.5f);
@@ -5250,7 +5250,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 321.5398f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 321.5398f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 321.5398f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 321.5398f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 321.5398f, g_5 + 0.5f);
@@ -5261,7 +5261,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 321.5398f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 321.5398f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 321.5398f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 321.5398f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 321.5398f, g_5 + 0.5f);
@@ -5432,7 +5432,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 405.37466f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 405.37466f, g_5 + 0.5f);
@@ -5443,7 +5443,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 405.37466f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 405.37466f, g_5 + 0.5f);
@@ -5454,7 +5454,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 405.37466f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 405.37466f, g_5 + 0.5f);
@@ -5625,7 +5625,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 511.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 511.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 511.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 511.0f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 511.0f, g_5 + 0.5f);
@@ -5636,7 +5636,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 511.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 511.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 511.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 511.0f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 511.0f, g_5 + 0.5f);
@@ -5647,7 +5647,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     {
       const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 511.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 511.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : (rounded_4));
+      const float g_5 = ((fmaf(xd_2, 511.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
       const float f_6 = fmaf(xd_2, 511.0f, 0.5f - g_5);
       const float omf_7 = fmaf(-xd_2, 511.0f, g_5 + 0.5f);
@@ -5835,7 +5835,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 15.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 15.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 15.0f, g_12 + 0.5f);
@@ -5846,7 +5846,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 15.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 15.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 15.0f, g_12 + 0.5f);
@@ -5857,7 +5857,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 15.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 15.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 15.0f, g_12 + 0.5f);
@@ -6116,7 +6116,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 19.158737f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 19.158737f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 19.158737f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 19.158737f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 19.158737f, g_12 + 0.5f);
@@ -6127,7 +6127,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 19.158737f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 19.158737f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 19.158737f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 19.158737f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 19.158737f, g_12 + 0.5f);
@@ -6138,7 +6138,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 19.158737f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 19.158737f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 19.158737f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 19.158737f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 19.158737f, g_12 + 0.5f);
@@ -6397,7 +6397,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 24.398417f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 24.398417f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 24.398417f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 24.398417f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 24.398417f, g_12 + 0.5f);
@@ -6408,7 +6408,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 24.398417f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 24.398417f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 24.398417f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 24.398417f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 24.398417f, g_12 + 0.5f);
@@ -6419,7 +6419,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 24.398417f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 24.398417f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 24.398417f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 24.398417f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 24.398417f, g_12 + 0.5f);
@@ -6678,7 +6678,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 31.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 31.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 31.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 31.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 31.0f, g_12 + 0.5f);
@@ -6689,7 +6689,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 31.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 31.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 31.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 31.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 31.0f, g_12 + 0.5f);
@@ -6700,7 +6700,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 31.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 31.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 31.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 31.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 31.0f, g_12 + 0.5f);
@@ -6959,7 +6959,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 39.317474f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 39.317474f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 39.317474f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 39.317474f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 39.317474f, g_12 + 0.5f);
@@ -6970,7 +6970,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 39.317474f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 39.317474f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 39.317474f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 39.317474f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 39.317474f, g_12 + 0.5f);
@@ -6981,7 +6981,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 39.317474f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 39.317474f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 39.317474f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 39.317474f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 39.317474f, g_12 + 0.5f);
@@ -7240,7 +7240,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 49.796833f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 49.796833f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 49.796833f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 49.796833f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 49.796833f, g_12 + 0.5f);
@@ -7251,7 +7251,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 49.796833f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 49.796833f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 49.796833f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 49.796833f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 49.796833f, g_12 + 0.5f);
@@ -7262,7 +7262,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 49.796833f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 49.796833f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 49.796833f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 49.796833f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 49.796833f, g_12 + 0.5f);
@@ -7521,7 +7521,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 63.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 63.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 63.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 63.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 63.0f, g_12 + 0.5f);
@@ -7532,7 +7532,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 63.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 63.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 63.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 63.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 63.0f, g_12 + 0.5f);
@@ -7543,7 +7543,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 63.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 63.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 63.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 63.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 63.0f, g_12 + 0.5f);
@@ -7802,7 +7802,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 79.63495f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 79.63495f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 79.63495f, g_12 + 0.5f);
@@ -7813,7 +7813,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 79.63495f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 79.63495f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 79.63495f, g_12 + 0.5f);
@@ -7824,7 +7824,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 79.63495f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 79.63495f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 79.63495f, g_12 + 0.5f);
@@ -8115,7 +8115,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 100.593666f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 100.593666f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 100.593666f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 100.593666f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 100.593666f, g_12 + 0.5f);
@@ -8126,7 +8126,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 100.593666f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 100.593666f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 100.593666f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 100.593666f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 100.593666f, g_12 + 0.5f);
@@ -8137,7 +8137,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 100.593666f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 100.593666f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 100.593666f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 100.593666f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 100.593666f, g_12 + 0.5f);
@@ -8428,7 +8428,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 127.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 127.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 127.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 127.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 127.0f, g_12 + 0.5f);
@@ -8439,7 +8439,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 127.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 127.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 127.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 127.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 127.0f, g_12 + 0.5f);
@@ -8450,7 +8450,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 127.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 127.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 127.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 127.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 127.0f, g_12 + 0.5f);
@@ -8741,7 +8741,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 160.2699f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 160.2699f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 160.2699f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 160.2699f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 160.2699f, g_12 + 0.5f);
@@ -8752,7 +8752,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 160.2699f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 160.2699f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 160.2699f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 160.2699f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 160.2699f, g_12 + 0.5f);
@@ -8763,7 +8763,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 160.2699f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 160.2699f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 160.2699f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 160.2699f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 160.2699f, g_12 + 0.5f);
@@ -9054,7 +9054,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 202.18733f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 202.18733f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 202.18733f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 202.18733f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 202.18733f, g_12 + 0.5f);
@@ -9065,7 +9065,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 202.18733f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 202.18733f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 202.18733f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 202.18733f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 202.18733f, g_12 + 0.5f);
@@ -9076,7 +9076,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 202.18733f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 202.18733f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 202.18733f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 202.18733f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 202.18733f, g_12 + 0.5f);
@@ -9367,7 +9367,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 255.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 255.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 255.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 255.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 255.0f, g_12 + 0.5f);
@@ -9378,7 +9378,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 255.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 255.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 255.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 255.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 255.0f, g_12 + 0.5f);
@@ -9389,7 +9389,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 255.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 255.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 255.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 255.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 255.0f, g_12 + 0.5f);
@@ -9680,7 +9680,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 321.5398f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 321.5398f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 321.5398f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 321.5398f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 321.5398f, g_12 + 0.5f);
@@ -9691,7 +9691,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 321.5398f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 321.5398f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 321.5398f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 321.5398f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 321.5398f, g_12 + 0.5f);
@@ -9702,7 +9702,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 321.5398f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 321.5398f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 321.5398f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 321.5398f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 321.5398f, g_12 + 0.5f);
@@ -9993,7 +9993,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 405.37466f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 405.37466f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 405.37466f, g_12 + 0.5f);
@@ -10004,7 +10004,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 405.37466f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 405.37466f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 405.37466f, g_12 + 0.5f);
@@ -10015,7 +10015,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 405.37466f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 405.37466f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 405.37466f, g_12 + 0.5f);
@@ -10306,7 +10306,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 511.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 511.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 511.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 511.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 511.0f, g_12 + 0.5f);
@@ -10317,7 +10317,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 511.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 511.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 511.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 511.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 511.0f, g_12 + 0.5f);
@@ -10328,7 +10328,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 511.0f, 0.5f));
-      const float g_12 = ((fmaf(xd_9, 511.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : (rounded_11));
+      const float g_12 = ((fmaf(xd_9, 511.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
       const float f_13 = fmaf(xd_9, 511.0f, 0.5f - g_12);
       const float omf_14 = fmaf(-xd_9, 511.0f, g_12 + 0.5f);
@@ -10612,15 +10612,15 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
   }
   {
     const float xd_36 = x[i * 3u];
-    dx[i * 3u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[0]) : (0.0f));
+    dx[i * 3u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[0]) : 0.0f);
   }
   {
     const float xd_36 = x[i * 3u + 1u];
-    dx[i * 3u + 1u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[1]) : (0.0f));
+    dx[i * 3u + 1u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[1]) : 0.0f);
   }
   {
     const float xd_36 = x[i * 3u + 2u];
-    dx[i * 3u + 2u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[2]) : (0.0f));
+    dx[i * 3u + 2u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[2]) : 0.0f);
   }
 }
 

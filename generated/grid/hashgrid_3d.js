@@ -39,7 +39,7 @@ function gridForward_body(i, x, params, out) {
       const xd_8 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
       const s_9 = tbl_cfg_scale[(Math.imul(l_1, 3) | 0)];
       const rounded_10 = Math.fround(Math.floor(__fma(xd_8, s_9, 0.5)));
-      const g_11 = ((__fma(xd_8, s_9, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      const g_11 = ((__fma(xd_8, s_9, Math.fround(0.5 - rounded_10)) < 0) ? Math.fround(rounded_10 - 1) : rounded_10);
       cell_2[0] = __f2u32(g_11);
       const f_12 = __fma(xd_8, s_9, Math.fround(0.5 - g_11));
       const omf_13 = __fma((-xd_8), s_9, Math.fround(g_11 + 0.5));
@@ -51,7 +51,7 @@ function gridForward_body(i, x, params, out) {
       const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
       const s_9 = tbl_cfg_scale[(((Math.imul(l_1, 3) | 0) + 1) | 0)];
       const rounded_10 = Math.fround(Math.floor(__fma(xd_8, s_9, 0.5)));
-      const g_11 = ((__fma(xd_8, s_9, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      const g_11 = ((__fma(xd_8, s_9, Math.fround(0.5 - rounded_10)) < 0) ? Math.fround(rounded_10 - 1) : rounded_10);
       cell_2[1] = __f2u32(g_11);
       const f_12 = __fma(xd_8, s_9, Math.fround(0.5 - g_11));
       const omf_13 = __fma((-xd_8), s_9, Math.fround(g_11 + 0.5));
@@ -63,7 +63,7 @@ function gridForward_body(i, x, params, out) {
       const xd_8 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
       const s_9 = tbl_cfg_scale[(((Math.imul(l_1, 3) | 0) + 2) | 0)];
       const rounded_10 = Math.fround(Math.floor(__fma(xd_8, s_9, 0.5)));
-      const g_11 = ((__fma(xd_8, s_9, Math.fround(0.5 - rounded_10)) < 0) ? (Math.fround(rounded_10 - 1)) : (rounded_10));
+      const g_11 = ((__fma(xd_8, s_9, Math.fround(0.5 - rounded_10)) < 0) ? Math.fround(rounded_10 - 1) : rounded_10);
       cell_2[2] = __f2u32(g_11);
       const f_12 = __fma(xd_8, s_9, Math.fround(0.5 - g_11));
       const omf_13 = __fma((-xd_8), s_9, Math.fround(g_11 + 0.5));
@@ -256,7 +256,7 @@ function gridForward_body(i, x, params, out) {
       acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
       acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
     }
-    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + ((l_1) >>> 0)) >>> 0), 2)) >>> 0);
+    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + (l_1 >>> 0)) >>> 0), 2)) >>> 0);
     out[o_41] = acc_20[0];
     out[((o_41 + 1) >>> 0)] = acc_20[1];
   }
@@ -276,7 +276,7 @@ function gridBackward_body(i, x, dy, grad) {
       const xd_2 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
       const s_3 = tbl_cfg_scale[(Math.imul(l, 3) | 0)];
       const rounded_4 = Math.fround(Math.floor(__fma(xd_2, s_3, 0.5)));
-      const g_5 = ((__fma(xd_2, s_3, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
+      const g_5 = ((__fma(xd_2, s_3, Math.fround(0.5 - rounded_4)) < 0) ? Math.fround(rounded_4 - 1) : rounded_4);
       cell[0] = __f2u32(g_5);
       const f_6 = __fma(xd_2, s_3, Math.fround(0.5 - g_5));
       const omf_7 = __fma((-xd_2), s_3, Math.fround(g_5 + 0.5));
@@ -288,7 +288,7 @@ function gridBackward_body(i, x, dy, grad) {
       const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
       const s_3 = tbl_cfg_scale[(((Math.imul(l, 3) | 0) + 1) | 0)];
       const rounded_4 = Math.fround(Math.floor(__fma(xd_2, s_3, 0.5)));
-      const g_5 = ((__fma(xd_2, s_3, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
+      const g_5 = ((__fma(xd_2, s_3, Math.fround(0.5 - rounded_4)) < 0) ? Math.fround(rounded_4 - 1) : rounded_4);
       cell[1] = __f2u32(g_5);
       const f_6 = __fma(xd_2, s_3, Math.fround(0.5 - g_5));
       const omf_7 = __fma((-xd_2), s_3, Math.fround(g_5 + 0.5));
@@ -300,7 +300,7 @@ function gridBackward_body(i, x, dy, grad) {
       const xd_2 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
       const s_3 = tbl_cfg_scale[(((Math.imul(l, 3) | 0) + 2) | 0)];
       const rounded_4 = Math.fround(Math.floor(__fma(xd_2, s_3, 0.5)));
-      const g_5 = ((__fma(xd_2, s_3, Math.fround(0.5 - rounded_4)) < 0) ? (Math.fround(rounded_4 - 1)) : (rounded_4));
+      const g_5 = ((__fma(xd_2, s_3, Math.fround(0.5 - rounded_4)) < 0) ? Math.fround(rounded_4 - 1) : rounded_4);
       cell[2] = __f2u32(g_5);
       const f_6 = __fma(xd_2, s_3, Math.fround(0.5 - g_5));
       const omf_7 = __fma((-xd_2), s_3, Math.fround(g_5 + 0.5));
@@ -308,7 +308,7 @@ function gridBackward_body(i, x, dy, grad) {
       w0[2] = omf_7;
       dw[2] = s_3;
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + ((l) >>> 0)) >>> 0), 2)) >>> 0);
+    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + (l >>> 0)) >>> 0), 2)) >>> 0);
     {
       let w_20 = w0[0];
       w_20 = Math.fround(w_20 * w0[1]);
@@ -511,7 +511,7 @@ function gridInputGrad_body(i, x, params, dy, dx) {
       const xd_9 = __min(__max(x[(Math.imul(i, 3) >>> 0)], 0), 1);
       const s_10 = tbl_cfg_scale[(Math.imul(l_2, 3) | 0)];
       const rounded_11 = Math.fround(Math.floor(__fma(xd_9, s_10, 0.5)));
-      const g_12 = ((__fma(xd_9, s_10, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      const g_12 = ((__fma(xd_9, s_10, Math.fround(0.5 - rounded_11)) < 0) ? Math.fround(rounded_11 - 1) : rounded_11);
       cell_3[0] = __f2u32(g_12);
       const f_13 = __fma(xd_9, s_10, Math.fround(0.5 - g_12));
       const omf_14 = __fma((-xd_9), s_10, Math.fround(g_12 + 0.5));
@@ -523,7 +523,7 @@ function gridInputGrad_body(i, x, params, dy, dx) {
       const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)], 0), 1);
       const s_10 = tbl_cfg_scale[(((Math.imul(l_2, 3) | 0) + 1) | 0)];
       const rounded_11 = Math.fround(Math.floor(__fma(xd_9, s_10, 0.5)));
-      const g_12 = ((__fma(xd_9, s_10, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      const g_12 = ((__fma(xd_9, s_10, Math.fround(0.5 - rounded_11)) < 0) ? Math.fround(rounded_11 - 1) : rounded_11);
       cell_3[1] = __f2u32(g_12);
       const f_13 = __fma(xd_9, s_10, Math.fround(0.5 - g_12));
       const omf_14 = __fma((-xd_9), s_10, Math.fround(g_12 + 0.5));
@@ -535,7 +535,7 @@ function gridInputGrad_body(i, x, params, dy, dx) {
       const xd_9 = __min(__max(x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)], 0), 1);
       const s_10 = tbl_cfg_scale[(((Math.imul(l_2, 3) | 0) + 2) | 0)];
       const rounded_11 = Math.fround(Math.floor(__fma(xd_9, s_10, 0.5)));
-      const g_12 = ((__fma(xd_9, s_10, Math.fround(0.5 - rounded_11)) < 0) ? (Math.fround(rounded_11 - 1)) : (rounded_11));
+      const g_12 = ((__fma(xd_9, s_10, Math.fround(0.5 - rounded_11)) < 0) ? Math.fround(rounded_11 - 1) : rounded_11);
       cell_3[2] = __f2u32(g_12);
       const f_13 = __fma(xd_9, s_10, Math.fround(0.5 - g_12));
       const omf_14 = __fma((-xd_9), s_10, Math.fround(g_12 + 0.5));
@@ -543,7 +543,7 @@ function gridInputGrad_body(i, x, params, dy, dx) {
       w0_5[2] = omf_14;
       dw_7[2] = s_10;
     }
-    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + ((l_2) >>> 0)) >>> 0), 2)) >>> 0);
+    const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + (l_2 >>> 0)) >>> 0), 2)) >>> 0);
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
@@ -851,15 +851,15 @@ function gridInputGrad_body(i, x, params, dy, dx) {
   }
   {
     const xd_36 = x[(Math.imul(i, 3) >>> 0)];
-    dx[(Math.imul(i, 3) >>> 0)] = ((xd_36 >= 0 && xd_36 <= 1) ? (acc_1[0]) : (0));
+    dx[(Math.imul(i, 3) >>> 0)] = ((xd_36 >= 0 && xd_36 <= 1) ? (acc_1[0]) : 0);
   }
   {
     const xd_36 = x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)];
-    dx[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)] = ((xd_36 >= 0 && xd_36 <= 1) ? (acc_1[1]) : (0));
+    dx[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)] = ((xd_36 >= 0 && xd_36 <= 1) ? (acc_1[1]) : 0);
   }
   {
     const xd_36 = x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)];
-    dx[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)] = ((xd_36 >= 0 && xd_36 <= 1) ? (acc_1[2]) : (0));
+    dx[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)] = ((xd_36 >= 0 && xd_36 <= 1) ? (acc_1[2]) : 0);
   }
 }
 export function gridInputGrad(ngp_n, x, params, dy, dx) {
