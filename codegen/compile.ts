@@ -24,11 +24,13 @@ const EMITTERS = { cpu: emitCpu, cuda: emitCuda, js: emitJs } as const;
 export function compileFile(file: string, target: Target, opts: CompileOptions = {}): EmittedModule {
   const program = parseProgram(file, { text: opts.text });
   checkProgram(program);
-  let kernels = program.kernels;
-  if (opts.kernels) {
-    kernels = opts.kernels.map((name) => program.kernels.find((k) => k.name === name) ?? fail("NGP1026", { file: program.file, start: 0, end: 1, line: 1, col: 1 }, `'${name}' (kernels in this file: ${program.kernels.map((k) => k.name).join(", ") || "none"})`));
-  }
-  if (kernels.length === 0) fail("NGP1026", { file: program.file, start: 0, end: 1, line: 1, col: 1 }, "the file declares no kernel");
+  // File-level diagnostics point at the top of the file.
+  const top = { file: program.file, start: 0, end: 1, line: 1, col: 1 };
+  const available = program.kernels.map((k) => k.name).join(", ") || "none";
+  const kernels = opts.kernels
+    ? opts.kernels.map((name) => program.kernels.find((k) => k.name === name) ?? fail("NGP1026", top, `'${name}' (kernels in this file: ${available})`))
+    : program.kernels;
+  if (kernels.length === 0) fail("NGP1026", top, "the file declares no kernel");
   // JS engines stop optimizing very large functions: unroll less there (the result is the same).
   const maxUnroll = opts.maxUnroll ?? (target === "js" ? 8 : 64);
   return EMITTERS[target](kernels.map((k) => specialize(program, k, opts.config, { ...opts, maxUnroll })), { boundsChecks: opts.boundsChecks });
