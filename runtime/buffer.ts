@@ -70,6 +70,14 @@ export function allocBuffer<E extends ElemType>(
   return CudaBuffer.alloc(memory, elem, length);
 }
 
+/** The TypedArray constructor for `elem`; a clear TypeError for anything that is not an ElemType. */
+function elemArray(elem: ElemType): (typeof ELEM_ARRAYS)[ElemType] {
+  // Callers in plain JS (or with casts) can pass any string; Object.hasOwn skips "toString" & co.
+  if (typeof elem === "string" && Object.hasOwn(ELEM_ARRAYS, elem)) return ELEM_ARRAYS[elem];
+  const allowed = Object.keys(ELEM_ARRAYS).join(", ");
+  throw new TypeError(`unknown buffer element type ${JSON.stringify(elem) ?? String(elem)}: buffers hold ${allowed}`);
+}
+
 function checkLength(length: number): void {
   if (!Number.isSafeInteger(length) || length < 0) {
     throw new RangeError(`buffer length must be a non-negative integer, got ${length}`);
@@ -77,8 +85,9 @@ function checkLength(length: number): void {
 }
 
 function newArray<E extends ElemType>(elem: E, length: number): ArrayOf<E> {
+  const ArrayType = elemArray(elem);
   checkLength(length);
-  return new ELEM_ARRAYS[elem](length) as ArrayOf<E>;
+  return new ArrayType(length) as ArrayOf<E>;
 }
 
 function checkUpload(buffer: DeviceBuffer, data: ArrayLike<number>): void {
@@ -169,8 +178,9 @@ export class CudaBuffer<E extends ElemType = ElemType> implements DeviceBuffer<E
   }
 
   static alloc<E extends ElemType>(memory: CudaMemory, elem: E, length: number): CudaBuffer<E> {
+    const bytesPerElement = elemArray(elem).BYTES_PER_ELEMENT;
     checkLength(length);
-    const bytes = BigInt(length * ELEM_ARRAYS[elem].BYTES_PER_ELEMENT);
+    const bytes = BigInt(length * bytesPerElement);
     const ptr = memory.malloc(bytes);
     try {
       memory.memset0(ptr, bytes); // same starting contents as a host buffer

@@ -4,22 +4,27 @@
 // key, because dlopen of a path that is already loaded returns the old library even if the file
 // was replaced. Libraries appear only by atomic rename of a complete, validated file, so readers
 // never see a half-written one and concurrent builders of one key never share a temporary name.
+// A library whose headers are intact can still hold corrupted code (which crashes the process
+// when loaded) or be another build's file: a hit is used only if its bytes match the digest
+// recorded when it was published; anything else is rebuilt, never loaded.
 //
 // Layout of <cacheDir>, per key, with <stem> = <name>-<key>:
 //   <stem>.so            the library
+//   <stem>.so.sha256     its sha256, in sha256sum's format
 //   <stem>.cpp | .cu     the source it was built from (for people to read)
 //   <stem>.log           the command line and compiler output
 //   <stem>.failed.json   present while the last build of this key failed
+// Temporaries are named <path>.<pid>-<hex>.tmp; those of dead processes are removed by later builds.
 
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { validateSharedLibrary } from "./elf.ts";
 import { cpuIdentity, type Tool } from "./toolchain.ts";
 
 /** Bump when the layout or the key material changes, so old entries are not misread. */
-const CACHE_FORMAT = "ngpk-cache-1";
+const CACHE_FORMAT = "ngpk-cache-2";
 
 export interface BuildRequest {
   source: string;
@@ -35,6 +40,8 @@ export interface BuildRequest {
   rebuild?: boolean;
   /** Called just before the compiler starts (a cache miss): builds take seconds, say so. */
   onCompile?: () => void;
+  /** Warnings: a cache directory replaced by a temporary one, a cached library rebuilt (default: stderr). */
+  log?: (message: string) => void;
 }
 
 export interface BuildResult {
@@ -94,27 +101,146 @@ export function cacheKey(req: BuildRequest): string {
 export async function buildCached(req: BuildRequest): Promise<BuildResult> {
   const start = performance.now();
   const key = cacheKey(req);
-  const files = entryFiles(req.cacheDir ?? defaultCacheDir(), req.name, key, req.lang);
-  mkdirSync(files.dir, { recursive: true });
-  const result = (hit: boolean): BuildResult => ({ path: files.library, key, hit, ms: performance.now() - start });
+  const log = req.log ?? warn;
+  const entry = (dir: string) => entryFiles(dir, req.name, key, req.lang);
+  const result = (files: EntryFiles, hit: boolean): BuildResult => ({ path: files.library, key, hit, ms: performance.now() - start });
 
-  if (!req.rebuild) {
-    const failure = readFailure(files.failure);
-    if (failure) throw new BuildError(failure, true);
-    if (existsSync(files.library)) {
-      if (validateSharedLibrary(files.library) === undefined) return result(true);
-      // Loading it could SIGBUS the process; it was never valid, so drop it and build again.
-      rmSync(files.library, { force: true });
-    }
+  // Look before asking for a writable directory: a read-only cache still serves what it holds.
+  let files = entry(req.cacheDir || defaultCacheDir());
+  if (!req.rebuild && cachedEntry(files, log)) return result(files, true);
+  const writable = writableCacheDir(files.dir, req.cacheDir, log);
+  if (writable !== files.dir) {
+    files = entry(writable);
+    if (!req.rebuild && cachedEntry(files, log)) return result(files, true);
   }
+  removeStaleTemporaries(files.dir);
   req.onCompile?.();
   await compile(req, files);
-  return result(false);
+  return result(files, false);
+}
+
+/** True when `files` holds a verified library; throws the recorded failure of an earlier build. */
+function cachedEntry(files: EntryFiles, log: (message: string) => void): boolean {
+  const failure = readFailure(files.failure);
+  if (failure) throw new BuildError(failure, true);
+  if (!existsSync(files.library)) return false;
+  // The ELF check first: it is cheaper than hashing and says more about a truncated file.
+  const problem = validateSharedLibrary(files.library) ?? digestProblem(files);
+  if (problem === undefined) return true;
+  log(`ngp-kernels: cached library ${files.library} failed verification (${problem}); rebuilding`);
+  return false; // compile() renames the new library over it
+}
+
+function digestProblem(files: EntryFiles): string | undefined {
+  let recorded: string;
+  try {
+    recorded = readFileSync(files.digest, "utf8").slice(0, 64);
+  } catch {
+    return `no recorded digest ${basename(files.digest)}`;
+  }
+  const actual = sha256File(files.library);
+  return actual === recorded ? undefined : `its sha256 ${actual.slice(0, 16)}… differs from the recorded ${recorded.slice(0, 16)}…`;
+}
+
+function sha256File(path: string): string {
+  return createHash("sha256").update(readFileSync(path)).digest("hex");
+}
+
+const warn = (message: string) => process.stderr.write(`${message}\n`);
+
+export class CacheDirError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "CacheDirError";
+  }
+}
+
+/** Unusable directory -> this process's temporary cache, so that the warning is given once. */
+const fallbacks = new Map<string, string>();
+
+/**
+ * `dir` if builds can be written there. Otherwise: when the user chose it (`explicit`, the cacheDir
+ * option, or $NGPK_CACHE_DIR) a CacheDirError saying what is wrong; when it is only the default,
+ * a private temporary directory for this process, with a warning through `log`.
+ */
+export function writableCacheDir(dir: string, explicit: string | undefined, log: (message: string) => void = warn): string {
+  const known = fallbacks.get(dir);
+  if (known) return known;
+  const problem = cacheDirProblem(dir);
+  if (problem === undefined) return dir;
+  const what = `ngp-kernels: cache directory ${dir} ${problem}`;
+  if (explicit) throw new CacheDirError(`${what}; it was passed as the cacheDir option: pass a writable directory, or omit cacheDir to use $NGPK_CACHE_DIR or the default`);
+  if (process.env.NGPK_CACHE_DIR) throw new CacheDirError(`${what}; it was chosen by NGPK_CACHE_DIR: set NGPK_CACHE_DIR to a writable directory, or unset it for the default`);
+  let temp: string;
+  try {
+    temp = mkdtempSync(join(tmpdir(), "ngpk-cache-"));
+  } catch (error) {
+    throw new CacheDirError(`${what}, and no temporary cache can be made (${(error as Error).message}): set NGPK_CACHE_DIR to a writable directory`);
+  }
+  process.once("exit", () => rmSync(temp, { recursive: true, force: true }));
+  fallbacks.set(dir, temp);
+  log(`${what}; using a temporary cache ${temp} for this process (set NGPK_CACHE_DIR to a writable directory to keep builds)`);
+  return temp;
+}
+
+/** What stops builds from being written into `dir` (created if absent), or undefined. */
+function cacheDirProblem(dir: string): string | undefined {
+  try {
+    mkdirSync(dir, { recursive: true });
+    // Writing is the only test that holds for every cause (permissions, ACLs, read-only mounts).
+    const probe = uniqueTemp(join(dir, ".write-probe"));
+    writeFileSync(probe, "");
+    rmSync(probe);
+    return undefined;
+  } catch (error) {
+    const { code, message } = error as NodeJS.ErrnoException;
+    if (code === "EEXIST") return "is not a directory (a file is in its place)";
+    if (code === "ENOTDIR") return "cannot be created (a part of its path is a file)";
+    if (code === "EACCES" || code === "EPERM") return "cannot be written (permission denied)";
+    if (code === "EROFS") return "cannot be written (read-only file system)";
+    if (code === "ENOSPC" || code === "EDQUOT") return "cannot be written (no space left)";
+    return `cannot be used (${message})`;
+  }
+}
+
+// A temporary's mtime must be this old too: a cache shared across machines or containers sees
+// other pid namespaces, where a live builder's pid can look dead. Temporaries are written just
+// before their rename, so a live one is never this old.
+const STALE_TEMP_MS = 60_000;
+
+/** Removes the `.tmp` files left in `dir` by processes that were killed mid-build. */
+export function removeStaleTemporaries(dir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = Number(/\.(\d+)-[0-9a-f]+\.tmp$/.exec(name)?.[1]);
+    if (!pid || processAlive(pid)) continue;
+    const path = join(dir, name);
+    try {
+      if (Date.now() - statSync(path).mtimeMs > STALE_TEMP_MS) rmSync(path, { force: true });
+    } catch {
+      // Gone already (another process cleaning up), or not ours to remove: leave it.
+    }
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== "ESRCH"; // EPERM: alive, another user's
+  }
 }
 
 interface EntryFiles {
   dir: string;
   library: string;
+  digest: string;
   source: string;
   log: string;
   failure: string;
@@ -122,7 +248,7 @@ interface EntryFiles {
 
 function entryFiles(dir: string, name: string | undefined, key: string, lang: BuildRequest["lang"]): EntryFiles {
   const stem = join(dir, `${(name ?? "module").replace(/[^\w.-]/g, "_").slice(0, 64)}-${key}`);
-  return { dir, library: `${stem}.so`, source: `${stem}.${lang}`, log: `${stem}.log`, failure: `${stem}.failed.json` };
+  return { dir, library: `${stem}.so`, digest: `${stem}.so.sha256`, source: `${stem}.${lang}`, log: `${stem}.log`, failure: `${stem}.failed.json` };
 }
 
 async function compile(req: BuildRequest, files: EntryFiles): Promise<void> {
@@ -148,6 +274,10 @@ async function compile(req: BuildRequest, files: EntryFiles): Promise<void> {
     }
     const problem = validateSharedLibrary(tmpLibrary);
     if (problem) throw new BuildError({ ...failure, output: `${output}\nthe compiler wrote an invalid library: ${problem}` });
+    // The digest first, so a reader never sees this library without it. Between the two renames a
+    // reader sees the new digest beside the old library (or a concurrent builder's different
+    // bytes): it rebuilds, which is slow but safe.
+    writeAtomic(files.digest, `${sha256File(tmpLibrary)}  ${basename(files.library)}\n`);
     renameSync(tmpLibrary, files.library);
     rmSync(files.failure, { force: true });
   } finally {
@@ -181,7 +311,7 @@ function readFailure(path: string): FailureRecord | undefined {
 }
 
 /** Writes through a process-unique temporary name and renames, so readers see all or nothing. */
-function writeAtomic(path: string, data: string): void {
+export function writeAtomic(path: string, data: string): void {
   const tmp = uniqueTemp(path);
   try {
     writeFileSync(tmp, data);

@@ -40,6 +40,11 @@ export class KernelError extends Error {
   }
 }
 
+/** What a kernel of a closed module throws (native and JS alike). */
+export function closedModuleError(kernel: string, path: string): Error {
+  return new Error(`kernel ${kernel} called after its module ${path} was closed`);
+}
+
 /** Validates, loads and wraps the module at `path`, which must export every kernel in `kernels`. */
 export function loadNativeModule(path: string, kernels: KernelSignature[], target: NativeTarget): NativeModule {
   const problem = validateSharedLibrary(path);
@@ -56,7 +61,7 @@ export function loadNativeModule(path: string, kernels: KernelSignature[], targe
   for (const k of kernels) {
     const call = lib.symbols[k.name] as unknown as (...args: unknown[]) => number;
     const checkOpen = () => {
-      if (closed) throw new Error(`kernel ${k.name} called after its module ${path} was closed`);
+      if (closed) throw closedModuleError(k.name, path);
     };
     wrapped[k.name] = wrapKernel(k, target, call, checkOpen, cuda);
   }

@@ -2,7 +2,7 @@
 // (JS) through the content-addressed cache, load, and wrap every kernel in a validating function.
 // Callers never see which backend runs: `mod.kernels.saxpy(n, a, x, y, out)` works on all three.
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { compileFile, type CompileOptions } from "../codegen/compile.ts";
 import { version as packageVersion } from "../package.json";
@@ -10,8 +10,8 @@ import { COMPILER_VERSION } from "../codegen/emit/common.ts";
 import type { ElemType, EmittedModule, KernelSignature } from "./abi.ts";
 import { chooseBackend, type Backend, type BackendRequest } from "./backend.ts";
 import { allocBuffer, type ArrayOf, type DeviceBuffer } from "./buffer.ts";
-import { buildCached, defaultCacheDir, type BuildResult } from "./cache.ts";
-import { loadNativeModule, wrapKernel, type Kernel, type NativeModule } from "./ffi.ts";
+import { buildCached, defaultCacheDir, removeStaleTemporaries, writableCacheDir, writeAtomic, type BuildResult } from "./cache.ts";
+import { closedModuleError, loadNativeModule, wrapKernel, type Kernel, type NativeModule } from "./ffi.ts";
 import { CPU_FLAGS, cudaFlags, findCxx, findNvcc } from "./toolchain.ts";
 
 export interface LoadOptions extends CompileOptions {
@@ -19,11 +19,17 @@ export interface LoadOptions extends CompileOptions {
   // as an error instead of corrupting memory or killing the process. Proven kernels turn it off.
   /** Backend: auto (default: $NGPK_BACKEND, else cuda > cpu > js), cuda, cpu or js. */
   backend?: BackendRequest;
-  /** Build cache directory (default $NGPK_CACHE_DIR or ~/.cache/ngp-kernels). */
+  /**
+   * Build cache directory (default $NGPK_CACHE_DIR, else ~/.cache/ngp-kernels; an unusable default
+   * is replaced by a temporary directory with a warning, a chosen one is an error).
+   */
   cacheDir?: string;
   /** CUDA architectures to build for (default: the present devices'). */
   cudaArchs?: string[];
-  /** Progress messages (a native build on first use takes seconds); default: stderr when it is a terminal. */
+  /**
+   * Progress messages (a native build on first use takes seconds; default: stderr when it is a
+   * terminal) and warnings (a temporary cache, a rebuilt library; default: stderr).
+   */
   log?: (message: string) => void;
 }
 
@@ -56,7 +62,7 @@ export async function loadKernels(file: string, opts: LoadOptions = {}): Promise
   // Always run the front end: diagnostics are raised even when a library is cached.
   const emitted = compileFile(file, backend, { ...opts, boundsChecks: opts.boundsChecks ?? true });
   const name = basename(file).replace(/\.ts$/, "");
-  if (backend === "js") return jsModule(emitted, name, reason, opts.cacheDir);
+  if (backend === "js") return jsModule(emitted, name, reason, opts);
   const build = await buildNative(emitted, name, opts);
   const native = loadNativeModule(build.path, emitted.kernels, backend);
   return nativeModule(native, emitted, backend, reason, build);
@@ -75,6 +81,7 @@ export async function buildNative(emitted: EmittedModule, name: string, opts: Pi
     compilerVersion: COMPILER_ID,
     cacheDir: opts.cacheDir,
     name,
+    log: opts.log,
     onCompile: () => (opts.log ?? defaultLog)(`ngp-kernels: compiling ${name} for ${emitted.target} with ${lookup.tool!.path} (first use; cached afterwards)`),
   });
 }
@@ -95,19 +102,35 @@ function nativeModule(native: NativeModule, emitted: EmittedModule, backend: Bac
   };
 }
 
-async function jsModule(emitted: EmittedModule, name: string, reason: string, cacheDir = defaultCacheDir()): Promise<KernelModule> {
-  // Content-addressed like native libraries: a module path is imported once per process.
-  const hash = createHash("sha256").update(emitted.source).digest("hex").slice(0, 24);
-  mkdirSync(cacheDir, { recursive: true });
-  const path = join(cacheDir, `${name}-${hash}.mjs`);
-  if (!existsSync(path)) {
-    const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-    writeFileSync(tmp, emitted.source);
-    renameSync(tmp, path);
+async function jsModule(emitted: EmittedModule, name: string, reason: string, opts: LoadOptions): Promise<KernelModule> {
+  // Content-addressed like native libraries: a module path is imported once per process. A file
+  // whose text differs from the source (corrupted) is rewritten; a read-only cache still serves
+  // what it holds.
+  const file = `${name}-${createHash("sha256").update(emitted.source).digest("hex").slice(0, 24)}.mjs`;
+  const holds = (path: string) => {
+    try {
+      return readFileSync(path, "utf8") === emitted.source;
+    } catch {
+      return false;
+    }
+  };
+  const chosen = opts.cacheDir || defaultCacheDir();
+  let path = join(chosen, file);
+  if (!holds(path)) {
+    const dir = writableCacheDir(chosen, opts.cacheDir, opts.log);
+    path = join(dir, file);
+    if (!holds(path)) {
+      removeStaleTemporaries(dir);
+      writeAtomic(path, emitted.source);
+    }
   }
   const functions = (await import(path)) as Record<string, (...args: unknown[]) => void>;
+  let closed = false;
+  const checkOpen = (kernel: string) => () => {
+    if (closed) throw closedModuleError(kernel, path);
+  };
   const kernels: Record<string, Kernel> = {};
-  for (const k of emitted.kernels) kernels[k.name] = jsKernel(k, functions[k.name]!);
+  for (const k of emitted.kernels) kernels[k.name] = jsKernel(k, functions[k.name]!, checkOpen(k.name));
   const alloc = <E extends ElemType>(elem: E, length: number) => allocBuffer("js", elem, length);
   return {
     backend: "js",
@@ -118,12 +141,14 @@ async function jsModule(emitted: EmittedModule, name: string, reason: string, ca
     alloc,
     upload: (elem, data) => uploaded(alloc(elem, data.length), data),
     synchronize: () => {},
-    close: () => {},
+    close: () => {
+      closed = true; // like a native module: its kernels throw afterwards
+    },
   };
 }
 
-function jsKernel(k: KernelSignature, fn: (...args: unknown[]) => void): Kernel {
-  return wrapKernel(k, "js", (...args) => (fn(...args), 0), () => {}, undefined);
+function jsKernel(k: KernelSignature, fn: (...args: unknown[]) => void, checkOpen: () => void): Kernel {
+  return wrapKernel(k, "js", (...args) => (fn(...args), 0), checkOpen, undefined);
 }
 
 function uploaded<E extends ElemType>(buf: DeviceBuffer<E>, data: ArrayLike<number>): DeviceBuffer<E> {

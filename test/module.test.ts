@@ -1,7 +1,7 @@
 // The path a user takes: a kernel file -> loadKernels -> callable kernels, on every backend that
 // exists here, through the build cache.
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { DiagnosticError } from "../codegen/diagnostics.ts";
@@ -68,6 +68,29 @@ test("the JS backend runs the same kernels with the same interface", async () =>
   mod.kernels.saxpy!(2, 0.5, mod.upload("f32", [2, 4]), mod.upload("f32", [1, 1]), out);
   expect([...out.download()]).toEqual([2, 3]);
   expect(() => mod.kernels.saxpy!(2, 0.5, new Float32Array(2), new Float32Array(2), "x" as never)).toThrow(/argument out/);
+});
+
+test("kernels of a closed module throw on every backend; alloc of an unknown type names the allowed ones", async () => {
+  for (const backend of NO_CXX ? (["js"] as const) : (["js", "cpu"] as const)) {
+    const mod = await loadKernels(SAXPY, { backend, cacheDir });
+    expect(() => mod.alloc("f64" as never, 2)).toThrow('unknown buffer element type "f64": buffers hold f32, i32, u32, f16');
+    const run = () => mod.kernels.saxpy!(1, 1, new Float32Array(1), new Float32Array(1), new Float32Array(1));
+    run();
+    mod.close();
+    mod.close();
+    expect(run).toThrow(/^kernel saxpy called after its module \S+\/saxpy-\w+\.(so|mjs) was closed$/);
+  }
+});
+
+test("the JS backend rewrites a module file whose text is not the source", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "ngpk-js-"));
+  await loadKernels(SAXPY, { backend: "js", cacheDir: dir });
+  const file = join(dir, readdirSync(dir).find((name) => name.endsWith(".mjs"))!);
+  const good = readFileSync(file, "utf8");
+  writeFileSync(file, "export function saxpy() { throw new Error('not ours'); }");
+  await loadKernels(SAXPY, { backend: "js", cacheDir: dir });
+  expect(readFileSync(file, "utf8")).toBe(good);
+  rmSync(dir, { recursive: true, force: true });
 });
 
 const cuda = detectCudaDevices();

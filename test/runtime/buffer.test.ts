@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { allocBuffer, elemTypeOf, HostBuffer } from "../../runtime/buffer.ts";
+import { allocBuffer, CudaBuffer, elemTypeOf, HostBuffer, type CudaMemory } from "../../runtime/buffer.ts";
 
 describe("HostBuffer", () => {
   test("allocates zeroed memory of the element type and exposes it as .data", () => {
@@ -61,6 +61,15 @@ describe("allocBuffer and elemTypeOf", () => {
   test("allocBuffer makes host buffers, and needs CudaMemory for cuda", () => {
     expect(allocBuffer("js", "f32", 2)).toBeInstanceOf(HostBuffer);
     expect(() => allocBuffer("cuda", "f32", 2)).toThrow("needs the CudaMemory");
+  });
+
+  test("an unknown element type is a TypeError naming it and the allowed ones, on every backend", () => {
+    const message = 'unknown buffer element type "f64": buffers hold f32, i32, u32, f16';
+    for (const backend of ["cpu", "js"] as const) expect(() => allocBuffer(backend, "f64" as never, 2)).toThrow(message);
+    const memory = { malloc: () => expect.unreachable("malloc of an unknown element type") } as unknown as CudaMemory;
+    expect(() => CudaBuffer.alloc(memory, "f64" as never, 2)).toThrow(message);
+    expect(() => HostBuffer.alloc("toString" as never, 2)).toThrow('unknown buffer element type "toString"');
+    expect(() => HostBuffer.alloc(undefined as never, 2)).toThrow(TypeError);
   });
 
   test("elemTypeOf tells the element type of a TypedArray", () => {

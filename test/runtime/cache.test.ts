@@ -1,10 +1,11 @@
 import { describe, expect, test } from "bun:test";
-import { existsSync, readdirSync, truncateSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, readdirSync, readFileSync, rmSync, truncateSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { BuildError, buildCached, cacheKey, defaultCacheDir, type BuildRequest } from "../../runtime/cache.ts";
-import { validateSharedLibrary } from "../../runtime/elf.ts";
-import { countingCompiler, cpuRequest, CXX, fixture, NO_CXX, runChild, tempDir, withEnv } from "./helpers.ts";
+import { BuildError, buildCached, cacheKey, CacheDirError, defaultCacheDir, type BuildRequest } from "../../runtime/cache.ts";
+import { definedDynamicSymbols, validateSharedLibrary } from "../../runtime/elf.ts";
+import { countingCompiler, cpuRequest, CXX, fixture, fixturePath, NO_CXX, runChild, sectionRange, tempDir, withEnv } from "./helpers.ts";
 
 const SOURCE = fixture("kernels.cpp");
 
@@ -85,13 +86,113 @@ describe.skipIf(!CXX)(`buildCached${NO_CXX}`, () => {
     const source = `${SOURCE}\n// truncated variant\n`;
     const { path } = await buildCached(request(source));
     truncateSync(path, Math.floor(statSync(path).size / 2));
-    expect(validateSharedLibrary(path)).toContain("truncated");
+    const problem = validateSharedLibrary(path);
+    expect(problem).toContain("truncated");
 
     const child = await runChild("build_and_run.ts", request(source));
-    expect(child.stderr).toBe("");
+    expect(child.stderr).toBe(`ngp-kernels: cached library ${path} failed verification (${problem}); rebuilding\n`);
     expect(child.exitCode).toBe(0);
     expect(JSON.parse(child.stdout)).toEqual({ hit: false, path, out: [2, 3, 4] });
     expect(validateSharedLibrary(path)).toBeUndefined();
+  });
+
+  test("a library with valid headers but corrupted code is rebuilt, not loaded (child processes)", async () => {
+    const source = `${SOURCE}\n// corrupted code variant\n`;
+    const { path } = await buildCached(request(source));
+    const digest = readFileSync(`${path}.sha256`, "utf8");
+    expect(digest).toBe(`${createHash("sha256").update(readFileSync(path)).digest("hex")}  ${path.split("/").pop()}\n`);
+    const bytes = new Uint8Array(readFileSync(path));
+    const text = sectionRange(bytes, ".text");
+    bytes.fill(0xcc, text.start, text.end); // int3: SIGTRAP as soon as any code runs
+    writeFileSync(path, bytes);
+    expect(validateSharedLibrary(path)).toBeUndefined(); // the headers cannot tell
+
+    // What loading it would do: kill the process (here a child).
+    const copy = `${dir}/corrupted-copy.so`;
+    copyFileSync(path, copy);
+    const loader = `const { loadNativeModule } = await import(${JSON.stringify(fixturePath("../../../runtime/ffi.ts"))});
+      loadNativeModule(${JSON.stringify(copy)}, [{ name: "add_one", params: [{ name: "x", kind: "buffer", elem: "f32" }] }], "cpu").kernels.add_one(1, new Float32Array(1));`;
+    const crash = Bun.spawn([process.execPath, "-e", loader], { stdout: "ignore", stderr: "ignore" });
+    expect(await crash.exited).not.toBe(0);
+
+    const child = await runChild("build_and_run.ts", request(source));
+    expect(child.stderr).toMatch(new RegExp(`cached library ${path} failed verification \\(its sha256 [0-9a-f]+… differs from the recorded [0-9a-f]+…\\); rebuilding\n$`));
+    expect(child.exitCode).toBe(0);
+    expect(JSON.parse(child.stdout)).toEqual({ hit: false, path, out: [2, 3, 4] });
+    expect((await buildCached(request(source))).hit).toBe(true);
+  });
+
+  test("a foreign library in a slot, or one without its digest, is rebuilt and said so", async () => {
+    const source = `${SOURCE}\n// foreign variant\n`;
+    const { path } = await buildCached(request(source));
+    const foreign = await buildCached(request("extern \"C\" int something_else() { return 1; }\n"));
+    copyFileSync(foreign.path, path);
+    const messages: string[] = [];
+    const log = (message: string) => messages.push(message);
+    const before = compiler.count();
+    expect((await buildCached(request(source, { log }))).hit).toBe(false);
+    expect(compiler.count()).toBe(before + 1);
+    expect(definedDynamicSymbols(path).has("add_one")).toBe(true);
+    expect(messages).toEqual([expect.stringMatching(/failed verification \(its sha256 .* differs from the recorded .*\); rebuilding$/)]);
+
+    rmSync(`${path}.sha256`);
+    expect((await buildCached(request(source, { log }))).hit).toBe(false);
+    expect(messages[1]).toContain(`failed verification (no recorded digest ${path.split("/").pop()}.sha256); rebuilding`);
+    expect((await buildCached(request(source, { log }))).hit).toBe(true);
+    expect(messages.length).toBe(2);
+  });
+
+  test("a build removes the temporaries of dead processes, and only those", async () => {
+    const cache = `${dir}/cache`;
+    const dead = Bun.spawn(["true"]);
+    await dead.exited;
+    const old = new Date(Date.now() - 5 * 60_000);
+    const names = {
+      deadOld: `x.so.${dead.pid}-0123abcd.tmp`,
+      deadFresh: `y.so.${dead.pid}-0123abcd.tmp`, // may be a live builder in another pid namespace
+      aliveOld: `z.so.${process.pid}-0123abcd.tmp`,
+      unrelated: "notes.tmp",
+    };
+    for (const name of Object.values(names)) {
+      writeFileSync(`${cache}/${name}`, "partial");
+      if (name !== names.deadFresh) utimesSync(`${cache}/${name}`, old, old);
+    }
+    await buildCached(request(`${SOURCE}\n// cleanup ${Date.now()}\n`));
+    const left = readdirSync(cache).filter((name) => name.endsWith(".tmp"));
+    expect(left.sort()).toEqual([names.deadFresh, names.aliveOld, names.unrelated].sort());
+    for (const name of left) rmSync(`${cache}/${name}`);
+  });
+
+  describe("an unusable cache directory", () => {
+    const file = `${dir}/a-file`;
+    writeFileSync(file, "");
+    const noCompile = (extra: Partial<BuildRequest>) => buildCached({ ...request(SOURCE), cacheDir: undefined, ...extra }).catch((e: unknown) => e);
+
+    test("chosen by the cacheDir option or NGPK_CACHE_DIR: one clear error naming it", async () => {
+      const before = compiler.count();
+      const option = (await noCompile({ cacheDir: file })) as Error;
+      expect(option).toBeInstanceOf(CacheDirError);
+      expect(option.message).toBe(`ngp-kernels: cache directory ${file} is not a directory (a file is in its place); it was passed as the cacheDir option: pass a writable directory, or omit cacheDir to use $NGPK_CACHE_DIR or the default`);
+
+      const env = (await withEnv({ NGPK_CACHE_DIR: `${file}/sub` }, () => noCompile({}))) as Error;
+      expect(env).toBeInstanceOf(CacheDirError);
+      expect(env.message).toBe(`ngp-kernels: cache directory ${file}/sub cannot be created (a part of its path is a file); it was chosen by NGPK_CACHE_DIR: set NGPK_CACHE_DIR to a writable directory, or unset it for the default`);
+      expect(compiler.count()).toBe(before);
+    });
+
+    test("the default: a temporary cache for this process, with one warning", async () => {
+      const messages: string[] = [];
+      const log = (message: string) => messages.push(message);
+      const env = { NGPK_CACHE_DIR: undefined, XDG_CACHE_HOME: file };
+      const first = await withEnv(env, () => noCompile({ log }));
+      const second = await withEnv(env, () => noCompile({ log }));
+      expect(first).toMatchObject({ hit: false });
+      expect(second).toMatchObject({ hit: true, path: (first as { path: string }).path });
+      const temp = (first as { path: string }).path.replace(/\/[^/]+$/, "");
+      expect(messages).toEqual([
+        `ngp-kernels: cache directory ${file}/ngp-kernels cannot be created (a part of its path is a file); using a temporary cache ${temp} for this process (set NGPK_CACHE_DIR to a writable directory to keep builds)`,
+      ]);
+    });
   });
 
   test("a corrupt library (not ELF) is rebuilt", async () => {
@@ -99,7 +200,9 @@ describe.skipIf(!CXX)(`buildCached${NO_CXX}`, () => {
     const { path } = await buildCached(request(source));
     writeFileSync(path, "garbage");
     const before = compiler.count();
-    expect((await buildCached(request(source))).hit).toBe(false);
+    const messages: string[] = [];
+    expect((await buildCached(request(source, { log: (m) => messages.push(m) }))).hit).toBe(false);
+    expect(messages).toEqual([`ngp-kernels: cached library ${path} failed verification (7 bytes is too short for an ELF header); rebuilding`]);
     expect(compiler.count()).toBe(before + 1);
     expect(validateSharedLibrary(path)).toBeUndefined();
   });

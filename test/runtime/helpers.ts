@@ -60,7 +60,7 @@ export async function runChild(script: string, input: unknown): Promise<{ exitCo
   return { exitCode, stdout, stderr };
 }
 
-/** Runs `body` with environment variables temporarily set (undefined = unset). */
+/** Runs `body` with environment variables temporarily set (undefined = unset), until its promise settles if it returns one. */
 export function withEnv<T>(vars: Record<string, string | undefined>, body: () => T): T {
   const saved = Object.fromEntries(Object.keys(vars).map((name) => [name, process.env[name]]));
   const apply = (values: Record<string, string | undefined>) => {
@@ -70,9 +70,29 @@ export function withEnv<T>(vars: Record<string, string | undefined>, body: () =>
     }
   };
   apply(vars);
+  let result: T;
   try {
-    return body();
-  } finally {
+    result = body();
+  } catch (error) {
     apply(saved);
+    throw error;
   }
+  if (result instanceof Promise) return result.finally(() => apply(saved)) as T;
+  apply(saved);
+  return result;
+}
+
+/** The file byte range of the ELF section called `name` (e.g. ".text") in a 64-bit library. */
+export function sectionRange(bytes: Uint8Array, name: string): { start: number; end: number } {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const shoff = Number(v.getBigUint64(40, true));
+  const [entsize, count, namesIndex] = [v.getUint16(58, true), v.getUint16(60, true), v.getUint16(62, true)];
+  const field = (i: number, at: number) => Number(v.getBigUint64(shoff + i * entsize + at, true));
+  const names = field(namesIndex, 24);
+  for (let i = 0; i < count; i++) {
+    const start = names + v.getUint32(shoff + i * entsize, true);
+    const end = bytes.indexOf(0, start);
+    if (new TextDecoder().decode(bytes.subarray(start, end)) === name) return { start: field(i, 24), end: field(i, 24) + field(i, 32) };
+  }
+  throw new Error(`no section ${name}`);
 }
