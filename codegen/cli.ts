@@ -1,9 +1,11 @@
 // `bun run compile <file.ts> --target cuda|cpu|js [--config <json or file>] [--kernel name]`
 // Prints the generated source, or the diagnostics and exit status 1.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { readInputFile, UsageError } from "../runtime/cli_input.ts";
 import { compileFile } from "./compile.ts";
 import { DiagnosticError, formatDiagnostic } from "./diagnostics.ts";
+import type { ConfigValue } from "./specialize.ts";
 
 const USAGE = `usage: bun run compile <file.ts> [--target cpu|cuda|js] [--config <json or file>] [--kernel <name>]...
 
@@ -13,6 +15,17 @@ Compiles the @kernel functions of a kernel-language file and prints the generate
   --kernel   compile only this kernel (repeatable)
   --bounds-checks  check every buffer index at run time (what loadKernels does by default)
   --signature  print the kernel signatures (JSON) instead of the source`;
+
+/** --config: JSON text, or the path of a JSON file when something exists at that path. */
+function parseConfig(arg: string): ConfigValue {
+  const isFile = existsSync(arg);
+  const json = isFile ? readInputFile(arg, "--config file") : arg;
+  try {
+    return JSON.parse(json);
+  } catch (e) {
+    throw new UsageError(`${isFile ? `--config file ${arg} is not valid JSON` : "--config is neither a JSON file nor valid JSON"}: ${(e as Error).message}`);
+  }
+}
 
 function main(argv: string[]): number {
   let args;
@@ -37,20 +50,18 @@ function main(argv: string[]): number {
   if (values.help) return console.log(USAGE), 0;
   if (positionals.length !== 1) return console.error(USAGE), 2;
   const file = positionals[0]!;
-  if (!existsSync(file)) return console.error(`error: no such file: ${file}`), 2;
   const target = values.target;
   if (target !== "cpu" && target !== "cuda" && target !== "js") return console.error(`error: --target must be cpu, cuda or js (got '${target}')`), 2;
-  let config;
-  if (values.config !== undefined) {
-    const text = existsSync(values.config) ? readFileSync(values.config, "utf8") : values.config;
-    try {
-      config = JSON.parse(text);
-    } catch (e) {
-      return console.error(`error: --config is neither a JSON file nor valid JSON: ${(e as Error).message}`), 2;
-    }
+  let text, config;
+  try {
+    text = readInputFile(file, "input file");
+    if (values.config !== undefined) config = parseConfig(values.config);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    return console.error(`error: ${e.message}`), 2;
   }
   try {
-    const mod = compileFile(file, target, { config, kernels: values.kernel, boundsChecks: values["bounds-checks"] });
+    const mod = compileFile(file, target, { text, config, kernels: values.kernel, boundsChecks: values["bounds-checks"] });
     process.stdout.write(values.signature ? JSON.stringify(mod.kernels, null, 2) + "\n" : mod.source);
     return 0;
   } catch (e) {

@@ -1,6 +1,6 @@
 // `bun run grid [options]`: what a hash-grid configuration amounts to, before training with it:
 // per level the resolution, table size and whether it is hashed, and the parameter count and
-// memory. Options are HashGrid's (runtime/hashgrid.ts); a bad one is reported by field name.
+// memory. Options are HashGrid's (runtime/hashgrid.ts); a bad one is reported by the flag given.
 import { parseArgs } from "node:util";
 import { ConfigError, gridLevels, hashGridParamCount, parseHashGridOptions, type HashGridOptionsInput } from "./hashgrid.ts";
 
@@ -12,12 +12,31 @@ Prints the levels of a multiresolution hash grid (tiny-cuda-nn's tables) and its
 Per-axis values are comma-separated, e.g. --base 16,16,4 --finest 2048,2048,64.
 Defaults: --dims 2 --levels 16 --features 2 --log2-table 19 --base 16 --scale 2 --type hash.`;
 
-const perAxis = (v: string | undefined): number | number[] | undefined => {
-  if (v === undefined) return undefined;
-  const parts = v.split(",").map(Number);
+/** Each flag's HashGrid field; errors name the flag again. */
+const FIELDS = {
+  dims: "dims",
+  levels: "levels",
+  features: "featuresPerLevel",
+  "log2-table": "log2HashmapSize",
+  base: "baseResolution",
+  scale: "perLevelScale",
+  finest: "finestResolution",
+  type: "gridType",
+  interpolation: "interpolation",
+  precision: "precision",
+} as const;
+const FLAGS = new Map(Object.entries(FIELDS).map(([flag, field]) => [field as string, `--${flag}`]));
+const toFlags = (message: string) => message.replace(/\b(?:hashGrid\.)?(\w+)\b/g, (m, word: string) => FLAGS.get(word) ?? m);
+
+// Text that is no number stays text, so that the error quotes what was typed.
+const num = (v: string): number | string => (v.trim() !== "" && !Number.isNaN(Number(v)) ? Number(v) : v);
+const NUMERIC = new Set(["dims", "levels", "features", "log2-table"]);
+const PER_AXIS = new Set(["base", "scale", "finest"]);
+function parse(flag: string, v: string): unknown {
+  if (!PER_AXIS.has(flag)) return NUMERIC.has(flag) ? num(v) : v;
+  const parts = v.split(",").map(num);
   return parts.length === 1 ? parts[0] : parts;
-};
-const num = (v: string | undefined): number | undefined => (v === undefined ? undefined : Number(v));
+}
 
 function main(argv: string[]): number {
   let values;
@@ -44,20 +63,12 @@ function main(argv: string[]): number {
     return 2;
   }
   if (values.help) return console.log(USAGE), 0;
-  // Undefined fields take HashGrid's defaults; the option names map onto HashGrid's fields.
+  // Fields not given take HashGrid's defaults.
   const input = Object.fromEntries(
-    Object.entries({
-      dims: num(values.dims),
-      levels: num(values.levels),
-      featuresPerLevel: num(values.features),
-      log2HashmapSize: num(values["log2-table"]),
-      baseResolution: perAxis(values.base),
-      perLevelScale: perAxis(values.scale),
-      finestResolution: perAxis(values.finest),
-      gridType: values.type,
-      interpolation: values.interpolation,
-      precision: values.precision,
-    }).filter(([, v]) => v !== undefined),
+    Object.entries(FIELDS).flatMap(([flag, field]) => {
+      const v = values[flag as keyof typeof FIELDS];
+      return v === undefined ? [] : [[field, parse(flag, v)]];
+    }),
   ) as HashGridOptionsInput;
   try {
     const settings = parseHashGridOptions(input);
@@ -73,7 +84,7 @@ function main(argv: string[]): number {
     return 0;
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
-    console.error(`error: ${e.message.replaceAll("\n", "\nerror: ")}`);
+    console.error(`error: ${toFlags(e.message).replaceAll("\n", "\nerror: ")}`);
     return 2;
   }
 }

@@ -10,21 +10,22 @@ import { loadKernels, type KernelModule } from "./module.ts";
 
 export const GRID_KERNELS = resolve(import.meta.dir, "../dsl/kernels/grid.ts");
 
-const perAxis = z.union([z.number().positive().finite(), z.array(z.number().positive().finite()).min(1).max(8)]);
+/** A number, or one per axis (their count is checked against dims below). */
+const perAxis = (n: z.ZodNumber) => z.union([n, z.array(n).min(1).max(8)]);
 
 export const HashGridOptions = z
   .object({
     /** Input dimension, 1 to 8. */
     dims: z.number().int().min(1).max(8),
     levels: z.number().int().min(1).max(64).default(16),
-    featuresPerLevel: z.union([z.literal(1), z.literal(2), z.literal(4), z.literal(8)]).default(2),
+    featuresPerLevel: z.literal([1, 2, 4, 8]).default(2),
     log2HashmapSize: z.number().int().min(8).max(24).default(19),
     /** Coarsest resolution N_min, or one per axis. */
-    baseResolution: perAxis.default(16),
+    baseResolution: perAxis(z.number().positive()).default(16),
     /** Growth factor b between levels, or one per axis (give this or finestResolution). */
-    perLevelScale: perAxis.optional(),
+    perLevelScale: perAxis(z.number().min(1)).optional(),
     /** Resolution of the finest level, or one per axis; b = (finest / base)^(1 / (levels - 1)). */
-    finestResolution: perAxis.optional(),
+    finestResolution: perAxis(z.number().positive()).optional(),
     gridType: z.enum(["hash", "dense", "tiled"]).default("hash"),
     interpolation: z.enum(["nearest", "linear", "smoothstep"]).default("linear"),
     /** Parameter storage: f32, or f16 (half the memory; computed and accumulated in f32). */
@@ -40,8 +41,43 @@ export const HashGridOptions = z
     }
     if (o.perLevelScale !== undefined && o.finestResolution !== undefined)
       ctx.addIssue({ code: "custom", path: ["perLevelScale"], message: "give perLevelScale or finestResolution, not both" });
-    for (const b of [o.perLevelScale ?? []].flat()) if (b < 1) ctx.addIssue({ code: "custom", path: ["perLevelScale"], message: `must be >= 1 (got ${b})` });
   });
+
+/** What each option allows, as its error messages say (zod's own say only "Invalid input"). */
+const ALLOWED: Record<string, string> = {
+  dims: "an integer from 1 to 8",
+  levels: "an integer from 1 to 64",
+  featuresPerLevel: "1, 2, 4, 8",
+  log2HashmapSize: "an integer from 8 to 24",
+  baseResolution: "a number > 0, or one per axis",
+  perLevelScale: "a number >= 1, or one per axis",
+  finestResolution: "a number > 0, or one per axis",
+  gridType: "hash, dense, tiled",
+  interpolation: "nearest, linear, smoothstep",
+  precision: "f32, f16",
+  seed: "an integer of at most 2^53 in magnitude",
+};
+
+const show = (v: unknown): string =>
+  typeof v === "string" ? JSON.stringify(v) : Array.isArray(v) ? `[${v.map(show).join(", ")}]` : v !== null && typeof v === "object" ? JSON.stringify(v) : String(v);
+
+/** A zod issue as "<where>.<field>: <value> <problem> (allowed: ...)". */
+function describeIssue(i: z.core.$ZodIssue, input: unknown, where: string, within: PropertyKey[] = []): string {
+  const path = [...within, ...i.path];
+  const value = path.reduce<unknown>((o, k) => (o as Record<PropertyKey, unknown> | undefined)?.[k], input);
+  // A per-axis value (a number or an array): explain the branch the value's kind selects.
+  if (i.code === "invalid_union") return describeIssue(i.errors[Array.isArray(value) ? 1 : 0]![0]!, input, where, path);
+  const at = where + path.map((k) => (typeof k === "number" ? `[${k}]` : `.${String(k)}`)).join("");
+  if (i.code === "unrecognized_keys") return `${where}: unknown option${i.keys.length > 1 ? "s" : ""} ${i.keys.map(show).join(", ")} (options: ${Object.keys(ALLOWED).join(", ")})`;
+  if (path.length === 0) return `${where}: the options must be an object (got ${show(input)})`;
+  if (i.code === "custom") return `${at}: ${i.message}`;
+  let problem;
+  if (value === undefined) problem = "is required";
+  else if (i.code === "invalid_type") problem = typeof value !== "number" ? "is not a number" : Number.isFinite(value) ? "is not an integer" : "is not a finite number";
+  else if (Array.isArray(value)) problem = `has ${value.length} values`;
+  else problem = i.code === "invalid_value" ? "is not allowed" : "is out of range";
+  return `${at}: ${value === undefined ? "" : `${show(value)} `}${problem} (allowed: ${ALLOWED[String(path[0])]})`;
+}
 
 export type HashGridOptionsInput = z.input<typeof HashGridOptions>;
 export type HashGridSettings = z.output<typeof HashGridOptions>;
@@ -82,11 +118,15 @@ export class ConfigError extends Error {
   }
 }
 
-/** Validate user settings; every problem names its field and the allowed range. */
+/** Validate user settings; every problem names its field, the value given and what is allowed. */
 export function parseHashGridOptions(input: unknown, where = "hashGrid"): HashGridSettings {
   const r = HashGridOptions.safeParse(input);
   if (r.success) return r.data;
-  throw new ConfigError(r.error.issues.map((i) => `${[where, ...i.path].join(".")}: ${i.message}`).join("\n"));
+  // One message per field: the first problem (a wrong-length array also fails the dims check).
+  const seen = new Set<string>();
+  const issues = r.error.issues.filter((i) => !seen.has(String(i.path[0])) && seen.add(String(i.path[0])));
+  const messages = issues.map((i) => describeIssue(i, input, where));
+  throw new ConfigError(messages.join("\n"));
 }
 
 /** The most parameters a grid may have: u32 entry indices times features must not overflow. */

@@ -1,11 +1,19 @@
 // The command-line tools, run as a user runs them: exit status, what they print.
-import { expect, test } from "bun:test";
-import { resolve } from "node:path";
+import { afterAll, expect, test } from "bun:test";
+import { execFileSync } from "node:child_process";
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { readInputFile, UsageError } from "../runtime/cli_input.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 
+/** Runs a command (bun with `args`, or `prefix` then bun); killed after 60 s, so a hang fails. */
 async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const proc = Bun.spawn(["bun", ...args], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+  return runIn(ROOT, [], ...args);
+}
+async function runIn(cwd: string, prefix: string[], ...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const proc = Bun.spawn([...prefix, "bun", ...args], { cwd, stdout: "pipe", stderr: "pipe", timeout: 60_000 });
   const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   return { code, out, err };
 }
@@ -41,8 +49,107 @@ test("bun run grid prints the levels and the parameter count", async () => {
   expect(r.out).toMatch(/15 {2}2048 x 2048 +524288 {2}hashed/);
 });
 
-test("bun run grid names the field of a bad setting", async () => {
-  const r = await run("runtime/grid_cli.ts", "--levels", "100");
+test("bun run grid names the flag of a bad setting, the value given and what is allowed", async () => {
+  const cases: [string[], string][] = [
+    [["--levels", "100"], "error: --levels: 100 is out of range (allowed: an integer from 1 to 64)"],
+    [["--log2-table", "30"], "error: --log2-table: 30 is out of range (allowed: an integer from 8 to 24)"],
+    [["--features", "3"], "error: --features: 3 is not allowed (allowed: 1, 2, 4, 8)"],
+    [["--base", "nan"], 'error: --base: "nan" is not a number (allowed: a number > 0, or one per axis)'],
+    [["--base", "16,Infinity"], "error: --base[1]: Infinity is not a finite number"],
+    [["--levels", ""], 'error: --levels: "" is not a number'],
+    [["--type", "octree"], 'error: --type: "octree" is not allowed (allowed: hash, dense, tiled)'],
+    [["--base", "16,16,4"], "error: --base: has 3 values but --dims is 2"],
+    [["--scale", "2", "--finest", "512"], "error: --scale: give --scale or --finest, not both"],
+    [["--finest", "1e9"], "lower --finest or --levels"],
+  ];
+  for (const [args, message] of cases) {
+    const r = await run("runtime/grid_cli.ts", ...args);
+    expect(r.code, args.join(" ")).toBe(2);
+    expect(r.err).toContain(message);
+    expect(r.err).not.toMatch(/hashGrid\.|log2HashmapSize|baseResolution|finestResolution|perLevelScale|featuresPerLevel|gridType/);
+  }
+});
+
+// Bad file arguments: a directory, a FIFO (opening it would block), a device, an unreadable file.
+const tmp = mkdtempSync(join(tmpdir(), "ngpk-cli-"));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const fifo = join(tmp, "fifo");
+execFileSync("mkfifo", [fifo]);
+const unreadable = join(tmp, "unreadable.ts");
+writeFileSync(unreadable, "{}");
+chmodSync(unreadable, 0o000);
+// Root reads a mode-000 file anyway: drop the capabilities that let it (setpriv, util-linux).
+const asUser = process.getuid?.() === 0 ? ["setpriv", "--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search"] : [];
+const canDeny = asUser.length === 0 || Bun.which("setpriv") !== null;
+
+test("readInputFile names the file and the problem", () => {
+  const problem = (path: string) => {
+    try {
+      readInputFile(path, "input file");
+    } catch (e) {
+      expect(e).toBeInstanceOf(UsageError);
+      return (e as Error).message;
+    }
+    return "read";
+  };
+  expect(problem(join(ROOT, "dsl/examples/saxpy.ts"))).toBe("read");
+  expect(problem(tmp)).toBe(`input file ${tmp} is a directory`);
+  expect(problem(fifo)).toBe(`input file ${fifo} is not a regular file (a FIFO)`);
+  expect(problem("/dev/null")).toBe("input file /dev/null is not a regular file (a character device)");
+  expect(problem(join(tmp, "nope.ts"))).toBe(`input file ${join(tmp, "nope.ts")} does not exist`);
+  expect(problem(join(fifo, "x.ts"))).toBe(`input file ${join(fifo, "x.ts")} does not exist`);
+});
+
+test("bun run compile refuses a directory, a FIFO, a device or a missing file with status 2", async () => {
+  for (const [path, problem] of [
+    ["dsl", "is a directory"],
+    [fifo, "is not a regular file (a FIFO)"],
+    ["/dev/null", "is not a regular file (a character device)"],
+    ["dsl/examples/nope.ts", "does not exist"],
+  ]) {
+    const r = await run("codegen/cli.ts", path!);
+    expect(r.code, path).toBe(2);
+    expect(r.err.trim()).toBe(`error: input file ${path} ${problem}`);
+  }
+});
+
+test("bun run compile --config refuses a directory, a FIFO and a file that is not JSON", async () => {
+  const notJson = join(tmp, "config.json");
+  writeFileSync(notJson, "{degree: 3");
+  for (const [path, problem] of [
+    ["dsl", "is a directory"],
+    [fifo, "is not a regular file (a FIFO)"],
+    [notJson, "is not valid JSON"],
+  ]) {
+    const r = await run("codegen/cli.ts", "dsl/examples/polynomial.ts", "--config", path!);
+    expect(r.code, path).toBe(2);
+    expect(r.err).toStartWith(`error: --config file ${path} ${problem}`);
+  }
+  const text = await run("codegen/cli.ts", "dsl/examples/polynomial.ts", "--config", "{degree: 3");
+  expect(text.code).toBe(2);
+  expect(text.err).toStartWith("error: --config is neither a JSON file nor valid JSON");
+});
+
+test.if(canDeny)("bun run compile refuses an unreadable file (input and --config) with status 2", async () => {
+  const input = await runIn(ROOT, asUser, "codegen/cli.ts", unreadable);
+  expect(input.code).toBe(2);
+  expect(input.err.trim()).toBe(`error: input file ${unreadable} cannot be read: EACCES`);
+  const config = await runIn(ROOT, asUser, "codegen/cli.ts", "dsl/examples/saxpy.ts", "--config", unreadable);
+  expect(config.code).toBe(2);
+  expect(config.err.trim()).toBe(`error: --config file ${unreadable} cannot be read: EACCES`);
+});
+
+test("bun run codegen refuses unknown flags and a directory in place of a generated file", async () => {
+  const flag = await run("codegen/generate.ts", "--chek");
+  expect(flag.code).toBe(2);
+  expect(flag.err).toContain("Unknown option '--chek'");
+  // A copy of the compiler whose generated/examples/saxpy.cpp is a directory.
+  const copy = join(tmp, "repo");
+  for (const dir of ["codegen", "runtime", "dsl"]) cpSync(join(ROOT, dir), join(copy, dir), { recursive: true });
+  cpSync(join(ROOT, "package.json"), join(copy, "package.json"));
+  symlinkSync(join(ROOT, "node_modules"), join(copy, "node_modules"));
+  mkdirSync(join(copy, "generated/examples/saxpy.cpp"), { recursive: true });
+  const r = await runIn(copy, [], "codegen/generate.ts", "--check");
   expect(r.code).toBe(2);
-  expect(r.err).toContain("hashGrid.levels");
+  expect(r.err.trim()).toBe(`error: generated file ${join(copy, "generated/examples/saxpy.cpp")} is a directory`);
 });
