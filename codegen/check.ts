@@ -2,10 +2,15 @@
 // and enforces the rules of the subset that need types or scopes (implicit numeric mixes,
 // assignments to constants, kernel signatures, returns). Integer literals are "abstract" until
 // context makes them i32 or u32; decimals are f32; nothing else converts implicitly.
+//
+// Mistakes are reported per statement. What the parser already rejected (stand-ins, UNKNOWN types)
+// and names bound to it have an error type: a check that meets one gives up silently (POISON), so
+// a mistake is reported once, not again by every check its value flows into.
 import { lookupIntrinsic, type Intrinsic } from "../dsl/intrinsics.ts";
-import { DiagnosticSink, fail } from "./diagnostics.ts";
+import { type DiagnosticSink, fail } from "./diagnostics.ts";
 import type { BinOp, Expr, Func, Program, Scalar, Span, Stmt, Type } from "./ir.ts";
 import { isInt } from "./ir.ts";
+import { STAND_IN, UNKNOWN } from "./parse.ts";
 
 interface Binding {
   ty: Type;
@@ -14,8 +19,13 @@ interface Binding {
   what: string;
 }
 
+/** Thrown by a check that meets a value of the error type; its statement is skipped silently. */
+const POISON = Symbol("poison");
+/** The binding of a name whose type is unknown because its declaration was rejected. */
+const POISONED: Binding = { ty: UNKNOWN, mutable: true, what: "rejected declaration" };
+
 class Env {
-  private readonly frames: Map<string, Binding>[] = [new Map()];
+  private readonly frames: Map<string, Binding>[] = [new Map([[STAND_IN, POISONED]])];
   push(): void {
     this.frames.push(new Map());
   }
@@ -39,10 +49,9 @@ const BITWISE = new Set<BinOp>(["&", "|", "^"]);
 const SHIFT = new Set<BinOp>(["<<", ">>", ">>>"]);
 const COMPARE = new Set<BinOp>(["<", "<=", ">", ">=", "===", "!=="]);
 
-export function checkProgram(program: Program): void {
-  const sink = new DiagnosticSink();
+/** Check every function of `program`, reporting mistakes into `sink`. */
+export function checkProgram(program: Program, sink: DiagnosticSink): void {
   for (const fn of program.funcs.values()) sink.guard(() => new FuncChecker(program, fn, sink).run());
-  sink.throwIfAny();
 }
 
 class FuncChecker {
@@ -56,21 +65,40 @@ class FuncChecker {
 
   run(): void {
     const { fn } = this;
-    if (fn.kernel) this.kernelSignature();
-    else if (fn.ret.k !== "void" && fn.ret.k !== "scalar") fail("NGP1017", fn.span, "a helper returns a scalar or nothing");
-    for (const p of fn.params) this.env.declare(p.name, { ty: p.ty, mutable: p.ty.k === "scalar", what: "parameter" });
-    if (!fn.kernel) {
+    // A bad signature is reported, and the body is still checked.
+    this.attempt(() => {
+      if (fn.kernel) return this.kernelSignature();
+      if (fn.ret.k !== "void" && fn.ret.k !== "scalar") fail("NGP1017", fn.span, "a helper returns a scalar or nothing");
       checkTailReturns(fn.body, true);
       if (fn.ret.k === "scalar" && !endsWithReturn(fn.body)) fail("NGP1020", fn.span, `'${fn.name}' does not end with a return`);
-    }
+    });
+    for (const p of fn.params) this.env.declare(p.name, p.ty === UNKNOWN ? POISONED : { ty: p.ty, mutable: p.ty.k === "scalar", what: "parameter" });
     this.stmts(fn.body);
+  }
+
+  /** Run a check, reporting its diagnostic; one that meets the error type ends silently. */
+  private attempt(check: () => void): void {
+    this.sink.guard(() => {
+      try {
+        check();
+      } catch (e) {
+        if (e !== POISON) throw e;
+      }
+    });
+  }
+
+  /** The binding of `name`; a check that reads a name whose declaration was rejected gives up. */
+  private binding(name: string): Binding | undefined {
+    const b = this.env.lookup(name);
+    if (b === POISONED) throw POISON;
+    return b;
   }
 
   private kernelSignature(): void {
     const { fn } = this;
     if (fn.ret.k !== "void") fail("NGP1008", fn.span, `'${fn.name}' is declared to return a value`);
     const index = fn.params[0];
-    if (!index || index.ty.k !== "scalar" || !isInt(index.ty.s))
+    if (!index || (index.ty !== UNKNOWN && (index.ty.k !== "scalar" || !isInt(index.ty.s))))
       fail("NGP1025", index?.span ?? fn.span, "the first parameter must be the thread index, typed i32 or u32");
     const configs = fn.params.filter((p) => p.ty.k === "config");
     if (configs.length > 1) fail("NGP1025", configs[1]!.span, "a kernel takes at most one Const<> configuration");
@@ -81,39 +109,43 @@ class FuncChecker {
 
   private stmts(list: Stmt[]): void {
     this.env.push();
-    for (const s of list) this.sink.guard(() => this.stmt(s));
+    for (const s of list) this.attempt(() => this.stmt(s));
     this.env.pop();
   }
 
   private stmt(s: Stmt): void {
     switch (s.k) {
       case "let": {
-        if (s.ty) this.coerce(s.init, s.ty);
-        else s.ty = this.settle(s.init);
-        this.env.declare(s.name, { ty: { k: "scalar", s: s.ty }, mutable: s.mutable, what: s.mutable ? "variable" : "constant" });
+        // A bad initializer is reported; the name keeps its declared type, or else has the error type.
+        this.attempt(() => (s.ty ? this.coerce(s.init, s.ty) : void (s.ty = this.settle(s.init))));
+        this.env.declare(s.name, s.ty ? { ty: { k: "scalar", s: s.ty }, mutable: s.mutable, what: s.mutable ? "variable" : "constant" } : POISONED);
         return;
       }
       case "array":
-        this.index(s.size);
+        this.attempt(() => this.index(s.size));
         this.env.declare(s.name, { ty: { k: "array", elem: s.elem }, mutable: false, what: "local array" });
         return;
       case "assign":
         return this.assign(s);
       case "if":
-        this.condition(s.cond);
+        this.attempt(() => this.condition(s.cond));
         this.stmts(s.then);
         this.stmts(s.else);
         return;
       case "for": {
-        if (s.vty) this.coerce(s.start, s.vty);
-        else s.vty = this.settle(s.start);
-        if (!isInt(s.vty) && s.vty !== "f32") fail("NGP1019", s.start.span, "a loop variable is numeric");
-        this.coerce(s.end, s.vty);
-        const negLit = s.step.k === "lit" && s.step.abstract && typeof s.step.v === "number" && s.step.v < 0;
-        if (negLit && s.vty === "u32") (s.step as { ty: Scalar }).ty = "i32"; // `i--` on u32: emitted as `i -= 1`
-        else this.coerce(s.step, s.vty);
+        // A bad header is reported; the body is still checked (the loop variable as for `let`).
+        this.attempt(() => {
+          if (s.vty) this.coerce(s.start, s.vty);
+          else s.vty = this.settle(s.start);
+          const vty = s.vty;
+          if (!isInt(vty) && vty !== "f32") fail("NGP1019", s.start.span, "a loop variable is numeric");
+          this.coerce(s.end, vty);
+          const negLit = s.step.k === "lit" && s.step.abstract && typeof s.step.v === "number" && s.step.v < 0;
+          if (negLit && vty === "u32") (s.step as { ty: Scalar }).ty = "i32"; // `i--` on u32: emitted as `i -= 1`
+          else this.coerce(s.step, vty);
+        });
         this.env.push();
-        this.env.declare(s.v, { ty: { k: "scalar", s: s.vty }, mutable: false, what: "loop variable" });
+        this.env.declare(s.v, s.vty ? { ty: { k: "scalar", s: s.vty }, mutable: false, what: "loop variable" } : POISONED);
         this.loopDepth++;
         this.stmts(s.body);
         this.loopDepth--;
@@ -127,9 +159,10 @@ class FuncChecker {
       }
       case "return": {
         if (this.fn.kernel) {
-          if (s.value) fail("NGP1008", s.span, `'${this.fn.name}' returns a value`);
+          if (s.value && this.fn.ret.k === "void") fail("NGP1008", s.span, `'${this.fn.name}' returns a value`); // else the signature was reported
           return;
         }
+        if (this.fn.ret === UNKNOWN) return void (s.value && this.settle(s.value));
         if (this.fn.ret.k === "void") {
           if (s.value) fail("NGP1019", s.span, `'${this.fn.name}' returns a value but declares no return type`, `annotate it: function ${this.fn.name}(...): f32`);
           return;
@@ -151,14 +184,14 @@ class FuncChecker {
     const t = s.target;
     let target: Scalar;
     if (t.k === "var") {
-      const b = this.env.lookup(t.name);
+      const b = this.binding(t.name);
       if (!b) fail("NGP1018", t.span, `'${t.name}'`);
       if (b.ty.k !== "scalar") fail("NGP1019", t.span, `cannot assign a whole ${b.what}`, "assign its elements");
       if (!b.mutable) fail("NGP1014", t.span, `'${t.name}' is a ${b.what}`, b.what === "loop variable" ? "loop variables change only in the for header" : undefined);
       target = t.ty = b.ty.s;
     } else {
       if (t.k !== "index" || t.base.k !== "var") fail("NGP1014", t.span);
-      const b = this.env.lookup(t.base.name);
+      const b = this.binding(t.base.name);
       if (b?.ty.k === "config") fail("NGP1014", t.span, "config fields are compile-time constants");
       target = this.expr(t);
     }
@@ -208,7 +241,7 @@ class FuncChecker {
       case "lit":
         return e.ty;
       case "var": {
-        const b = this.env.lookup(e.name);
+        const b = this.binding(e.name);
         if (!b) fail("NGP1018", e.span, `'${e.name}'`);
         if (b.ty.k !== "scalar") fail("NGP1019", e.span, `the ${b.what} '${e.name}' is not a value`, "index it, or pass it to a function");
         return (e.ty = b.ty.s);
@@ -231,7 +264,7 @@ class FuncChecker {
         if (base.k === "table") return (e.ty = base.elem);
         if (base.k === "field") return (e.ty = this.configField(base, true));
         if (base.k !== "var") fail("NGP1024", base.span, "only buffers, local arrays and config lists can be indexed");
-        const b = this.env.lookup(base.name);
+        const b = this.binding(base.name);
         if (!b) fail("NGP1018", base.span, `'${base.name}'`);
         if (b.ty.k === "buf") return (e.ty = b.ty.elem === "f16" || b.ty.elem === "Float" ? "f32" : b.ty.elem);
         if (b.ty.k === "array") return (e.ty = b.ty.elem);
@@ -246,7 +279,7 @@ class FuncChecker {
 
   private configField(e: Extract<Expr, { k: "field" }>, indexed: boolean): Scalar {
     const base = e.base;
-    const b = base.k === "var" ? this.env.lookup(base.name) : undefined;
+    const b = base.k === "var" ? this.binding(base.name) : undefined;
     if (!b || b.ty.k !== "config") fail("NGP1033", e.span, "property access", "only Const<> configuration fields can be read with `.`");
     const f = b.ty.cfg.fields.get(e.name);
     if (!f) fail("NGP1018", e.span, `'${b.ty.cfg.name}' has no field '${e.name}'`);
@@ -302,10 +335,12 @@ class FuncChecker {
       fail("NGP1021", e.span, `'${callee.name}' takes ${callee.params.length} argument(s), got ${e.args.length}`);
     callee.params.forEach((p, i) => {
       const arg = e.args[i]!;
+      if (p.ty === UNKNOWN) return; // the parameter's type was rejected
       if (p.ty.k === "scalar") return this.coerce(arg, p.ty.s);
-      const b = arg.k === "var" ? this.env.lookup(arg.name) : undefined;
+      const b = arg.k === "var" ? this.binding(arg.name) : undefined;
       if (!b || !sameRefType(b.ty, p.ty)) fail("NGP1021", arg.span, `argument ${i + 1} of '${callee.name}' must be ${describe(p.ty)}`);
     });
+    if (callee.ret === UNKNOWN) throw POISON;
     if (callee.ret.k === "void") {
       if (!statement) fail("NGP1019", e.span, `'${callee.name}' returns nothing`);
       return "bool"; // unused: a void call is only a statement
@@ -321,7 +356,7 @@ class FuncChecker {
       const arg = e.args[i]!;
       if (T || (p !== "T" && p !== "Buf<T>")) return;
       if (p === "Buf<T>") {
-        const b = arg.k === "var" ? this.env.lookup(arg.name) : undefined;
+        const b = arg.k === "var" ? this.binding(arg.name) : undefined;
         if (!b || b.ty.k !== "buf") fail("NGP1021", arg.span, `the first argument of ${e.fn}() is a buffer`);
         if (b.ty.elem === "f16" || b.ty.elem === "Float") fail("NGP1021", arg.span, `${e.fn}() on an f16 buffer`, "accumulate into an f32 buffer");
         T = b.ty.elem;

@@ -1,7 +1,7 @@
 // The pipeline: parse -> check -> specialize -> emit. One call per (file, config, target).
 import type { EmittedModule, Target } from "../runtime/abi.ts";
 import { checkProgram } from "./check.ts";
-import { fail } from "./diagnostics.ts";
+import { DiagnosticSink, fail } from "./diagnostics.ts";
 import { emitCpu } from "./emit/cpu.ts";
 import { emitCuda } from "./emit/cuda.ts";
 import { emitJs } from "./emit/js.ts";
@@ -22,8 +22,11 @@ export interface CompileOptions extends SpecializeOptions {
 const EMITTERS = { cpu: emitCpu, cuda: emitCuda, js: emitJs } as const;
 
 export function compileFile(file: string, target: Target, opts: CompileOptions = {}): EmittedModule {
-  const program = parseProgram(file, { text: opts.text });
-  checkProgram(program);
+  // The front end reports every independent mistake at once; specializing needs a correct program.
+  const sink = new DiagnosticSink();
+  const program = parseProgram(file, sink, { text: opts.text });
+  checkProgram(program, sink);
+  sink.throwIfAny();
   // File-level diagnostics point at the top of the file.
   const top = { file: program.file, start: 0, end: 1, line: 1, col: 1 };
   const available = program.kernels.map((k) => k.name).join(", ") || "none";

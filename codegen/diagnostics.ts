@@ -66,11 +66,22 @@ export function diag(code: Code, span: Span, detail?: string, hint?: string): Di
   return { code, span, message: detail ? `${title}: ${detail}` : title, hint: hint ?? CODES[code].hint };
 }
 
-/** Thrown by every compiler phase; carries one or more diagnostics. */
+/**
+ * Thrown by every compiler phase; carries one or more diagnostics, in source order (by file, in the
+ * order files were first reported, then by position). `fatal` ones (syntax errors) end the compile
+ * at once: the rest of the tree is TypeScript's guess, so anything reported about it would be noise.
+ */
 export class DiagnosticError extends Error {
-  constructor(readonly diagnostics: Diagnostic[]) {
-    super(diagnostics.map((d) => formatDiagnostic(d)).join("\n\n"));
+  readonly diagnostics: Diagnostic[];
+  constructor(diagnostics: Diagnostic[], readonly fatal = false) {
+    // The same diagnostic twice (a config type read by two kernels, say) is shown once.
+    const unique = [...new Map(diagnostics.map((d) => [`${d.span.file}:${d.span.start}:${d.code}:${d.message}`, d])).values()];
+    const files = [...new Set(unique.map((d) => d.span.file))];
+    const sorted = unique.sort((a, b) => files.indexOf(a.span.file) - files.indexOf(b.span.file) || a.span.start - b.span.start);
+    const n = sorted.length;
+    super(`${sorted.map((d) => formatDiagnostic(d)).join("\n\n")}\n\n${n} error${n === 1 ? "" : "s"}`);
     this.name = "DiagnosticError";
+    this.diagnostics = sorted;
   }
 }
 
@@ -84,13 +95,14 @@ export class DiagnosticSink {
   report(code: Code, span: Span, detail?: string, hint?: string): void {
     this.list.push(diag(code, span, detail, hint));
   }
-  /** Run `fn`, turning a thrown DiagnosticError into reported diagnostics. */
-  guard(fn: () => void): void {
+  /** Run `fn`, turning a thrown (non-fatal) DiagnosticError into reported diagnostics; undefined if it threw. */
+  guard<T>(fn: () => T): T | undefined {
     try {
-      fn();
+      return fn();
     } catch (e) {
-      if (e instanceof DiagnosticError) this.list.push(...e.diagnostics);
-      else throw e;
+      if (!(e instanceof DiagnosticError) || e.fatal) throw e;
+      this.list.push(...e.diagnostics);
+      return undefined;
     }
   }
   throwIfAny(): void {

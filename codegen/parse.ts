@@ -3,11 +3,15 @@
 // It accepts exactly the kernel-language subset and reports everything else with a coded
 // diagnostic. It resolves names (locals, module constants, the dsl's intrinsics and casts,
 // helpers in this or other kernel files) but infers no types: that is the checker's job.
+//
+// It reports every independent mistake, not only the first: a rejected expression is replaced by a
+// stand-in, a rejected declaration still declares its name, a rejected parameter or return type
+// becomes UNKNOWN. The checker accepts these silently, so one mistake gives one diagnostic.
 import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { Node, Project, SyntaxKind, ts, type SourceFile, type FunctionDeclaration, type TypeNode } from "ts-morph";
 import { lookupIntrinsic } from "../dsl/intrinsics.ts";
-import { DiagnosticSink, fail, registerSource, type Span } from "./diagnostics.ts";
+import { DiagnosticError, DiagnosticSink, diag, fail, registerSource, type Span } from "./diagnostics.ts";
 import type { AssignOp, BinOp, ConfigType, Elem, Expr, Func, Param, Program, Scalar, Schedule, Stmt, Type } from "./ir.ts";
 
 const DSL_DIR = resolve(import.meta.dir, "../dsl");
@@ -59,8 +63,19 @@ const REFUSED_OPS: Partial<Record<SyntaxKind, string>> = {
   [SyntaxKind.CommaToken]: "write separate statements",
 };
 
-/** A module-level constant: a scalar literal or a table. */
-type ModuleConst = { kind: "scalar"; v: number | boolean; ty: Scalar; abstract: boolean } | { kind: "table"; elem: Scalar; values: number[] };
+/** A module-level constant: a scalar literal, a table, or one whose declaration was rejected. */
+type ModuleConst = { kind: "scalar"; v: number | boolean; ty: Scalar; abstract: boolean } | { kind: "table"; elem: Scalar; values: number[] } | { kind: "rejected" };
+const REJECTED: ModuleConst = { kind: "rejected" };
+
+/**
+ * What the parser puts in place of an expression it rejected (and reported): a variable with the
+ * empty name, which no author can write; the checker binds that name to an unknown type.
+ */
+export const STAND_IN = "";
+const standIn = (sp: Span): Expr => ({ k: "var", name: STAND_IN, span: sp });
+const isStandIn = (e: Expr): boolean => e.k === "var" && e.name === STAND_IN;
+/** The type of a parameter or return whose declaration was rejected (compared by identity). */
+export const UNKNOWN: Type = { k: "void" };
 
 /** Names visible at the top level of one kernel file. */
 class FileScope {
@@ -87,13 +102,16 @@ function project(): Project {
   return sharedProject;
 }
 
-/** Parse the kernel file `file` and every kernel file it imports into a Program. */
-export function parseProgram(file: string, opts: ParseOptions = {}): Program {
-  return new Parser().program(resolve(file), opts.text);
+/**
+ * Parse the kernel file `file` and every kernel file it imports into a Program, reporting mistakes
+ * into `sink`. Only syntax errors are thrown (fatal): TypeScript's recovered tree is not worth checking.
+ */
+export function parseProgram(file: string, sink: DiagnosticSink, opts: ParseOptions = {}): Program {
+  return new Parser(sink).program(resolve(file), opts.text);
 }
 
 class Parser {
-  private readonly sink = new DiagnosticSink();
+  constructor(private readonly sink: DiagnosticSink) {}
   private readonly scopes = new Map<string, FileScope>();
   private readonly funcs = new Map<string, Func>();
   /** Functions being lowered, outermost first: a call to one of them is recursion. */
@@ -106,7 +124,6 @@ class Parser {
       if (!isKernel(decl)) continue;
       this.sink.guard(() => kernels.push(this.func(scope, name)));
     }
-    this.sink.throwIfAny();
     return { file, kernels, funcs: this.funcs };
   }
 
@@ -124,12 +141,13 @@ class Parser {
     this.scopes.set(file, scope);
     // The parser recovers from syntax errors; report them rather than compile the recovered tree.
     const syntax = (sf.compilerNode as unknown as { parseDiagnostics?: ts.DiagnosticWithLocation[] }).parseDiagnostics ?? [];
-    for (const d of syntax) {
-      const { line, character } = sf.compilerNode.getLineAndCharacterOfPosition(d.start);
-      const at = { file, start: d.start, end: d.start + Math.max(1, d.length), line: line + 1, col: character + 1 };
-      this.sink.report("NGP1000", at, ts.flattenDiagnosticMessageText(d.messageText, " "));
+    if (syntax.length) {
+      throw new DiagnosticError(syntax.map((d) => {
+        const { line, character } = sf.compilerNode.getLineAndCharacterOfPosition(d.start);
+        const at = { file, start: d.start, end: d.start + Math.max(1, d.length), line: line + 1, col: character + 1 };
+        return diag("NGP1000", at, ts.flattenDiagnosticMessageText(d.messageText, " "));
+      }), true);
     }
-    if (syntax.length) this.sink.throwIfAny();
     for (const st of sf.getStatements()) this.sink.guard(() => this.topLevel(scope, st));
     return scope;
   }
@@ -139,7 +157,8 @@ class Parser {
     if (Node.isFunctionDeclaration(st)) {
       const name = st.getName();
       if (!name) fail("NGP1025", span(st), "a function needs a name");
-      scope.functions.set(declared(name, st.getNameNode()!), st);
+      this.sink.guard(() => declared(name, st.getNameNode()!)); // still declared, so its calls do not cascade
+      scope.functions.set(name, st);
       return;
     }
     if (Node.isInterfaceDeclaration(st) || Node.isTypeAliasDeclaration(st)) {
@@ -148,8 +167,13 @@ class Parser {
     }
     if (Node.isClassDeclaration(st)) fail("NGP1005", span(st));
     if (Node.isVariableStatement(st)) {
-      if (st.getDeclarationKind() !== "const") fail("NGP1027", span(st), `\`${st.getDeclarationKind()}\` at module level`);
-      for (const d of st.getDeclarations()) scope.consts.set(d.getName(), this.moduleConst(scope, d));
+      // A rejected constant is still declared, so that its uses do not cascade into unknown names.
+      const kind = st.getDeclarationKind();
+      if (kind !== "const") this.sink.report("NGP1027", span(st), `\`${kind}\` at module level`);
+      for (const d of st.getDeclarations()) {
+        const value = kind === "const" ? this.sink.guard(() => this.moduleConst(scope, d)) : undefined;
+        scope.consts.set(d.getName(), value ?? REJECTED);
+      }
       return;
     }
     if (Node.isExportDeclaration(st) || Node.isEmptyStatement(st)) return;
@@ -176,15 +200,18 @@ class Parser {
     const declared = d.getTypeNode();
     if (Node.isArrayLiteralExpression(init)) {
       const elem = declared && Node.isArrayTypeNode(declared) ? this.scalarName(scope, declared.getElementTypeNode()) : undefined;
-      const values = init.getElements().map((e) => {
-        const lit = this.expr(scope, e, new Set());
-        if (lit.k !== "lit" || typeof lit.v !== "number") fail("NGP1011", span(e), "table entries must be numeric literals");
+      const elements = init.getElements();
+      const entries = elements.map((e) => this.expr(scope, e, new Set()));
+      if (entries.some(isStandIn)) return REJECTED; // already reported
+      const values = entries.map((lit, i) => {
+        if (lit.k !== "lit" || typeof lit.v !== "number") fail("NGP1011", span(elements[i]!), "table entries must be numeric literals");
         return lit.v;
       });
       const inferred: Scalar = elem ?? (values.some((v) => !Number.isInteger(v)) ? "f32" : values.some((v) => v > 0x7fffffff) ? "u32" : "i32");
       return { kind: "table", elem: inferred, values: inferred === "f32" ? values.map(Math.fround) : values };
     }
     const e = this.expr(scope, init, new Set());
+    if (isStandIn(e)) return REJECTED;
     if (e.k !== "lit") fail("NGP1011", span(init), "module constants are literals");
     const ty = declared ? this.scalarName(scope, declared) : e.ty;
     const fits = ty === e.ty || (e.abstract && (ty === "u32" ? (e.v as number) >= 0 : ty === "i32" && (e.v as number) <= 0x7fffffff));
@@ -194,27 +221,34 @@ class Parser {
 
   // ---- functions ------------------------------------------------------------------------------
 
-  /** Lower function `name` of `scope` (once), returning its IR. */
+  /**
+   * Lower function `name` of `scope` (once), returning its IR. A rejected parameter or return type
+   * becomes UNKNOWN and the body is still lowered, so its own mistakes are reported too.
+   */
   private func(scope: FileScope, name: string): Func {
     const key = `${scope.sf.getFilePath()}#${name}`;
     const done = this.funcs.get(key);
     if (done) return done;
     const decl = scope.functions.get(name)!;
-    this.lowering.push(key);
     const kernel = isKernel(decl);
     const params: Param[] = decl.getParameters().map((p) => {
-      const tn = p.getTypeNode();
-      if (!Node.isIdentifier(p.getNameNode())) fail("NGP1016", span(p), "destructuring", "take the value as a plain parameter");
-      if (!tn) fail("NGP1017", span(p), `parameter '${p.getName()}' needs a type annotation`);
-      if (p.hasQuestionToken() || p.getInitializer()) fail("NGP1017", span(p), "optional and default parameters");
-      return { name: declared(p.getName(), p.getNameNode()), ty: this.type(scope, tn), span: span(p) };
+      const ty = this.sink.guard(() => {
+        const tn = p.getTypeNode();
+        if (!Node.isIdentifier(p.getNameNode())) fail("NGP1016", span(p), "destructuring", "take the value as a plain parameter");
+        if (!tn) fail("NGP1017", span(p), `parameter '${p.getName()}' needs a type annotation`);
+        if (p.hasQuestionToken() || p.getInitializer()) fail("NGP1017", span(p), "optional and default parameters");
+        declared(p.getName(), p.getNameNode());
+        return this.type(scope, tn);
+      });
+      return { name: p.getName(), ty: ty ?? UNKNOWN, span: span(p) };
     });
     const retNode = decl.getReturnTypeNode();
-    const ret: Type = retNode ? this.type(scope, retNode) : { k: "void" };
+    const ret: Type = retNode ? (this.sink.guard(() => this.type(scope, retNode)) ?? UNKNOWN) : { k: "void" };
     const body = decl.getBody();
-    if (!body || !Node.isBlock(body)) fail("NGP1016", span(decl), "a function needs a body");
-    const fn: Func = { key, name, params, ret, kernel, schedule: scheduleOf(decl), span: span(decl.getNameNode() ?? decl), body: [] };
-    fn.body = this.block(scope, body.getStatements(), new Set(params.map((p) => p.name)));
+    if (!body || !Node.isBlock(body)) this.sink.report("NGP1016", span(decl), "a function needs a body");
+    const fn: Func = { key, name, params, ret, kernel, schedule: this.sink.guard(() => scheduleOf(decl)), span: span(decl.getNameNode() ?? decl), body: [] };
+    this.lowering.push(key);
+    if (body && Node.isBlock(body)) fn.body = this.block(scope, body.getStatements(), new Set(params.map((p) => p.name)));
     this.lowering.pop();
     this.funcs.set(key, fn);
     return fn;
@@ -299,18 +333,15 @@ class Parser {
     const sp = span(st);
     if (Node.isVariableStatement(st)) {
       const kind = st.getDeclarationKind();
-      if (kind === "var") fail("NGP1016", sp, "`var`", "use let or const");
-      return st.getDeclarations().map((d) => {
-        const init = d.getInitializer();
-        if (!Node.isIdentifier(d.getNameNode())) fail("NGP1016", span(d), "destructuring");
-        if (!init) fail("NGP1029", span(d));
-        const name = declared(d.getName(), d.getNameNode());
-        const arr = this.localArrayDecl(scope, d.getTypeNode(), init, locals);
-        locals.add(name);
-        if (arr) return { k: "array", name, elem: arr.elem, size: arr.size, span: span(d) };
-        const tn = d.getTypeNode();
-        const ty = tn ? this.scalarName(scope, tn) : undefined;
-        return { k: "let", name, mutable: kind === "let", ty, init: this.expr(scope, init, locals), span: span(d) };
+      if (kind === "var") this.sink.report("NGP1016", sp, "`var`", "use let or const"); // then read as `let`
+      // A rejected declaration still declares its name, bound to a stand-in, so its uses do not cascade.
+      return st.getDeclarations().flatMap((d): Stmt[] => {
+        const mutable = kind !== "const";
+        const ok = this.sink.guard(() => this.localDecl(scope, d, mutable, locals));
+        if (ok) return [ok];
+        const n = d.getNameNode();
+        const names = Node.isIdentifier(n) ? [n.getText()] : n.getDescendantsOfKind(SyntaxKind.BindingElement).map((b) => b.getName());
+        return names.map((name) => (locals.add(name), { k: "let", name, mutable, init: standIn(span(d)), span: span(d) }));
       });
     }
     if (Node.isExpressionStatement(st)) return [this.exprStmt(scope, st.getExpression(), locals)];
@@ -347,6 +378,19 @@ class Parser {
     fail("NGP1016", sp, `'${st.getKindName()}'`, hints[st.getKind()]);
   }
 
+  private localDecl(scope: FileScope, d: import("ts-morph").VariableDeclaration, mutable: boolean, locals: Set<string>): Stmt {
+    const init = d.getInitializer();
+    if (!Node.isIdentifier(d.getNameNode())) fail("NGP1016", span(d), "destructuring");
+    if (!init) fail("NGP1029", span(d));
+    const name = declared(d.getName(), d.getNameNode());
+    const arr = this.localArrayDecl(scope, d.getTypeNode(), init, locals);
+    locals.add(name);
+    if (arr) return { k: "array", name, elem: arr.elem, size: arr.size, span: span(d) };
+    const tn = d.getTypeNode();
+    const ty = tn ? this.scalarName(scope, tn) : undefined;
+    return { k: "let", name, mutable, ty, init: this.expr(scope, init, locals), span: span(d) };
+  }
+
   /** Bodies of if/for: a block or a single statement, in a nested scope. */
   private body(scope: FileScope, st: Node, locals: Set<string>): Stmt[] {
     return Node.isBlock(st) ? this.block(scope, st.getStatements(), locals) : this.block(scope, [st], locals);
@@ -375,9 +419,9 @@ class Parser {
         return { k: "assign", target: this.lvalue(scope, e.getOperand(), locals), op: tok === SyntaxKind.PlusPlusToken ? "+=" : "-=", value: one, span: sp };
       }
     }
-    if (Node.isCallExpression(e)) return { k: "expr", e: this.expr(scope, e, locals), span: sp };
+    if (Node.isCallExpression(e)) return { k: "expr", e: this.lowerExpr(scope, e, locals), span: sp }; // rejected: no statement
     if (Node.isParenthesizedExpression(e)) return this.exprStmt(scope, e.getExpression(), locals);
-    this.expr(scope, e, locals); // report what is unsupported inside it first
+    this.lowerExpr(scope, e, locals); // report what is unsupported in it first
     fail("NGP1016", sp, "an expression statement without effect", "statements are assignments, ++/--, or calls");
   }
 
@@ -388,25 +432,36 @@ class Parser {
     fail("NGP1016", span(e), "assignment target", "assign to a variable or an element of a buffer/local array");
   }
 
+  /** A rejected loop header is reported and the body still lowered, with the loop variable's type unknown. */
   private forStmt(scope: FileScope, st: import("ts-morph").ForStatement, outer: Set<string>): Stmt {
     const sp = span(st);
-    const bad = (n: Node | undefined) => fail("NGP1031", n ? span(n) : sp);
+    const locals = new Set(outer);
+    const loop: Extract<Stmt, { k: "for" }> = { k: "for", v: STAND_IN, start: standIn(sp), cmp: "<", end: standIn(sp), step: standIn(sp), body: [], span: sp };
+    this.sink.guard(() => this.forHeader(scope, st, outer, locals, loop));
+    loop.body = this.body(scope, st.getStatement(), locals);
+    return loop;
+  }
+
+  /** Fill in `loop` from the header, part by part (what is left is a stand-in if a part is rejected). */
+  private forHeader(scope: FileScope, st: import("ts-morph").ForStatement, outer: Set<string>, locals: Set<string>, loop: Extract<Stmt, { k: "for" }>): void {
+    const bad = (n: Node | undefined) => fail("NGP1031", n ? span(n) : loop.span);
     const init = st.getInitializer();
     if (!init || !Node.isVariableDeclarationList(init) || init.getDeclarations().length !== 1) return bad(init);
-    if (init.getDeclarationKind() !== "let") return bad(init);
     const decl = init.getDeclarations()[0]!;
-    const v = declared(decl.getName(), decl.getNameNode());
+    const v = (loop.v = decl.getName());
+    locals.add(v);
+    if (init.getDeclarationKind() !== "let") return bad(init);
+    declared(v, decl.getNameNode());
     const startNode = decl.getInitializer();
     if (!startNode) return bad(decl);
-    const vtn = decl.getTypeNode();
-    const locals = new Set(outer).add(v);
-    const start = this.expr(scope, startNode, outer);
+    loop.start = this.expr(scope, startNode, outer);
 
     const cond = st.getCondition();
     if (!cond || !Node.isBinaryExpression(cond) || cond.getLeft().getText() !== v) return bad(cond);
     const cmp = BIN_OPS[cond.getOperatorToken().getKind()];
     if (cmp !== "<" && cmp !== "<=" && cmp !== ">" && cmp !== ">=") return bad(cond);
-    const end = this.expr(scope, cond.getRight(), locals);
+    loop.cmp = cmp;
+    loop.end = this.expr(scope, cond.getRight(), locals);
 
     const inc = st.getIncrementor();
     let step: Expr | undefined;
@@ -421,13 +476,19 @@ class Parser {
       else if (op === SyntaxKind.MinusEqualsToken) step = { k: "un", op: "-", a: amount, span: span(inc) };
     }
     if (!step) return bad(inc);
-    const body = this.body(scope, st.getStatement(), locals);
-    return { k: "for", v, vty: vtn ? this.scalarName(scope, vtn) : undefined, start, cmp, end, step, body, span: sp };
+    loop.step = step;
+    const vtn = decl.getTypeNode();
+    if (vtn) loop.vty = this.scalarName(scope, vtn);
   }
 
   // ---- expressions ----------------------------------------------------------------------------
 
+  /** Lower `e`; a rejected expression is reported and replaced by a stand-in, so the rest is still checked. */
   private expr(scope: FileScope, e: Node, locals: Set<string>): Expr {
+    return this.sink.guard(() => this.lowerExpr(scope, e, locals)) ?? standIn(span(e));
+  }
+
+  private lowerExpr(scope: FileScope, e: Node, locals: Set<string>): Expr {
     const sp = span(e);
     const sub = (n: Node) => this.expr(scope, n, locals);
     if (Node.isParenthesizedExpression(e) || Node.isNonNullExpression(e)) return sub(e.getExpression());
@@ -482,6 +543,7 @@ class Parser {
     const c = this.moduleConstant(scope, name);
     if (c?.kind === "scalar") return { k: "lit", v: c.v, ty: c.ty, abstract: c.abstract, span: sp };
     if (c?.kind === "table") return { k: "table", id: name, elem: c.elem, values: c.values, span: sp };
+    if (c?.kind === "rejected") return standIn(sp); // its declaration was reported
     if (name === "undefined") fail("NGP1002", sp);
     if (name === "Infinity" || name === "NaN") fail("NGP1018", sp, `'${name}'`, "write it as a computation, e.g. 1.0 / 0.0");
     fail("NGP1018", sp, `'${name}'`);
