@@ -68,9 +68,9 @@ class FuncChecker {
     // A bad signature is reported, and the body is still checked.
     this.attempt(() => {
       if (fn.kernel) return this.kernelSignature();
-      if (fn.ret.k !== "void" && fn.ret.k !== "scalar") fail("NGP1017", fn.span, "a helper returns a scalar or nothing");
+      if (fn.ret.k !== "void" && fn.ret.k !== "scalar" && fn.ret.k !== "tile") fail("NGP1017", fn.span, "a helper returns a scalar, a tile or nothing");
       checkTailReturns(fn.body, true);
-      if (fn.ret.k === "scalar" && !endsWithReturn(fn.body)) fail("NGP1020", fn.span, `'${fn.name}' does not end with a return`);
+      if ((fn.ret.k === "scalar" || fn.ret.k === "tile") && !endsWithReturn(fn.body)) fail("NGP1020", fn.span, `'${fn.name}' does not end with a return`);
     });
     for (const p of fn.params) this.env.declare(p.name, p.ty === UNKNOWN ? POISONED : { ty: p.ty, mutable: p.ty.k === "scalar", what: "parameter" });
     this.stmts(fn.body);
@@ -105,6 +105,8 @@ class FuncChecker {
     for (const p of fn.params.slice(1))
       if (p.ty.k === "array") fail("NGP1025", p.span, "kernel parameters are scalars, buffers or a Const<> configuration", "declare local arrays inside the kernel with localArray<T>(n)");
     for (const p of fn.params) if (p.ty.k === "buf" && p.ty.elem === "Float") fail("NGP1025", p.span, "a kernel's buffers have a concrete element type", "use Buf<f32> or Buf<f16>; Buf<Float> is for helpers");
+    for (const p of fn.params) if (p.ty.k === "tile" || p.ty.k === "tiles") fail("NGP1044", p.span, "a kernel parameter", "tiles are made inside a block kernel, from buffers (loadRows, loadTile)");
+    if (fn.block !== undefined && fn.schedule) fail("NGP1034", fn.span, "a block kernel has no @schedule", "remove @schedule: a block kernel runs its blocks in parallel");
   }
 
   private stmts(list: Stmt[]): void {
@@ -116,6 +118,7 @@ class FuncChecker {
   private stmt(s: Stmt): void {
     switch (s.k) {
       case "let": {
+        if (s.tile || this.isTileValued(s.init)) return this.tileLet(s);
         // A bad initializer is reported; the name keeps its declared type, or else has the error type.
         this.attempt(() => (s.ty ? this.coerce(s.init, s.ty) : void (s.ty = this.settle(s.init))));
         this.env.declare(s.name, s.ty ? { ty: { k: "scalar", s: s.ty }, mutable: s.mutable, what: s.mutable ? "variable" : "constant" } : POISONED);
@@ -168,6 +171,7 @@ class FuncChecker {
           return;
         }
         if (!s.value) fail("NGP1019", s.span, `'${this.fn.name}' must return a ${this.fn.ret.k === "scalar" ? this.fn.ret.s : "value"}`);
+        if (this.fn.ret.k === "tile") return this.tile(s.value);
         this.coerce(s.value, (this.fn.ret as { s: Scalar }).s);
         return;
       }
@@ -183,6 +187,15 @@ class FuncChecker {
   private assign(s: Extract<Stmt, { k: "assign" }>): void {
     const t = s.target;
     let target: Scalar;
+    const tileTarget = t.k === "var" ? this.binding(t.name) : t.k === "index" && t.base.k === "var" ? this.binding(t.base.name) : undefined;
+    if (tileTarget?.ty.k === "tile" || tileTarget?.ty.k === "tiles") {
+      if (s.op !== "=") fail("NGP1044", s.span, `'${s.op}' on a tile`, "use tileMap for elementwise arithmetic");
+      if (tileTarget.ty.k === "tile" && t.k !== "var") fail("NGP1024", t.span, "a tile is not indexed", "tiles() lists are indexed; a tile is used whole");
+      if (tileTarget.ty.k === "tiles" && t.k === "var") fail("NGP1044", t.span, "a whole tile list cannot be assigned", "assign its elements");
+      if (t.k === "index") this.index(t.index);
+      if (t.k === "var" && !tileTarget.mutable) fail("NGP1014", t.span, `'${t.name}' is a ${tileTarget.what}`);
+      return this.tile(s.value);
+    }
     if (t.k === "var") {
       const b = this.binding(t.name);
       if (!b) fail("NGP1018", t.span, `'${t.name}'`);
@@ -274,6 +287,8 @@ class FuncChecker {
         return (e.ty = this.configField(e, false));
       case "table":
         fail("NGP1019", e.span, `the table '${e.id}' is not a value`, "index it");
+      case "fnref":
+        fail("NGP1019", e.span, "a function is not a value", "call it, or map it over tiles with tileMap(fn, ...)");
     }
   }
 
@@ -337,10 +352,15 @@ class FuncChecker {
       const arg = e.args[i]!;
       if (p.ty === UNKNOWN) return; // the parameter's type was rejected
       if (p.ty.k === "scalar") return this.coerce(arg, p.ty.s);
+      if (p.ty.k === "tile") return this.tile(arg);
       const b = arg.k === "var" ? this.binding(arg.name) : undefined;
       if (!b || !sameRefType(b.ty, p.ty)) fail("NGP1021", arg.span, `argument ${i + 1} of '${callee.name}' must be ${describe(p.ty)}`);
     });
     if (callee.ret === UNKNOWN) throw POISON;
+    if (callee.ret.k === "tile") {
+      if (!statement) fail("NGP1044", e.span, `'${callee.name}' returns a tile, not a scalar`, "bind it: const t = ...");
+      return "bool"; // unused
+    }
     if (callee.ret.k === "void") {
       if (!statement) fail("NGP1019", e.span, `'${callee.name}' returns nothing`);
       return "bool"; // unused: a void call is only a statement
@@ -348,7 +368,98 @@ class FuncChecker {
     return (e.ty = (callee.ret as { s: Scalar }).s);
   }
 
+  // ---- tiles ----------------------------------------------------------------------------------
+
+  /** Does `e` denote a tile or tile list (so that a `let` of it declares one)? */
+  private isTileValued(e: Expr): boolean {
+    if (e.k === "call") {
+      if (e.kind === "intrinsic") return lookupIntrinsic(e.fn)?.ret === "Tile" || lookupIntrinsic(e.fn)?.ret === "Tiles";
+      const ret = this.program.funcs.get(e.fn)?.ret;
+      return ret?.k === "tile";
+    }
+    const name = e.k === "var" ? e.name : e.k === "index" && e.base.k === "var" ? e.base.name : undefined;
+    const b = name === undefined ? undefined : this.env.lookup(name);
+    return b !== undefined && b !== POISONED && (b.ty.k === "tile" || (b.ty.k === "tiles" && e.k === "index"));
+  }
+
+  private tileLet(s: Extract<Stmt, { k: "let" }>): void {
+    const list = s.init.k === "call" && s.init.kind === "intrinsic" && s.init.fn === "tiles";
+    if (s.tile === "tiles" && !list) fail("NGP1044", s.init.span, "a Tiles list is made with tiles(count)");
+    s.tile = list ? "tiles" : "tile";
+    this.env.declare(s.name, POISONED); // until the initializer checks
+    if (list) this.tileArgs(s.init as Extract<Expr, { k: "call" }>, lookupIntrinsic("tiles")!);
+    else this.tile(s.init);
+    this.env.declare(s.name, { ty: { k: s.tile }, mutable: s.mutable, what: list ? "tile list" : s.mutable ? "tile variable" : "tile" });
+  }
+
+  /** Check that `e` is a tile: a tile name, an element of a tile list, or a call making a tile. */
+  private tile(e: Expr): void {
+    if (e.k === "call") {
+      if (e.kind === "intrinsic") {
+        const intr = lookupIntrinsic(e.fn)!;
+        if (intr.ret !== "Tile") fail("NGP1044", e.span, `${e.fn}() is not a tile`);
+        return this.tileArgs(e, intr);
+      }
+      const callee = this.program.funcs.get(e.fn)!;
+      if (callee.ret.k !== "tile") fail("NGP1044", e.span, `'${callee.name}' does not return a tile`);
+      return void this.call(e, true); // its result (a tile) is used: checking the arguments is all
+    }
+    const name = e.k === "var" ? e.name : e.k === "index" && e.base.k === "var" ? e.base.name : undefined;
+    const b = name === undefined ? undefined : this.binding(name);
+    if (name !== undefined && !b) fail("NGP1018", e.span, `'${name}'`);
+    if (e.k === "var" && b?.ty.k === "tile") return;
+    if (e.k === "index" && b?.ty.k === "tiles") return this.index(e.index);
+    fail("NGP1044", e.span, "a tile is expected here");
+  }
+
+  /** The arguments of a tile operation, by their parameter specs. */
+  private tileArgs(e: Extract<Expr, { k: "call" }>, intr: Intrinsic): void {
+    const variadic = intr.params.at(-1) === "...";
+    const fixed = variadic ? intr.params.length - 1 : intr.params.length;
+    if (variadic ? e.args.length < fixed + 1 : e.args.length !== fixed)
+      fail("NGP1021", e.span, `${e.fn}() takes ${variadic ? "at least " : ""}${variadic ? fixed + 1 : fixed} argument(s), got ${e.args.length}`);
+    intr.params.slice(0, fixed).forEach((p, i) => {
+      const arg = e.args[i]!;
+      if (p === "Tile") return this.tile(arg);
+      if (p === "int") return this.index(arg);
+      if (p === "Buf<f32>") {
+        const b = arg.k === "var" ? this.binding(arg.name) : undefined;
+        if (!b || b.ty.k !== "buf" || b.ty.elem !== "f32") fail("NGP1021", arg.span, `argument ${i + 1} of ${e.fn}() is a Buf<f32>`);
+        return;
+      }
+      if (p !== "fn") return this.coerce(arg, p as Scalar);
+    });
+    if (e.fn === "tileMap") this.tileMapArgs(e);
+  }
+
+  /** tileMap(fn, args...): fn returns f32; a tile argument fills an f32 parameter, a scalar any. */
+  private tileMapArgs(e: Extract<Expr, { k: "call" }>): void {
+    const [fnArg, ...args] = e.args;
+    const fn = this.program.funcs.get((fnArg as Extract<Expr, { k: "fnref" }>).fn)!;
+    if (fn.ret.k !== "scalar" || fn.ret.s !== "f32") fail("NGP1021", fnArg!.span, `'${fn.name}' must return an f32 to be mapped over tiles`);
+    if (fn.params.length !== args.length) fail("NGP1021", e.span, `'${fn.name}' takes ${fn.params.length} argument(s), tileMap passes it ${args.length}`);
+    let tiles = 0;
+    args.forEach((arg, i) => {
+      const p = fn.params[i]!;
+      if (p.ty === UNKNOWN) return;
+      if (p.ty.k !== "scalar") fail("NGP1021", arg.span, `'${fn.name}' is mapped over tiles: its parameters are scalars`);
+      if (this.isTileValued(arg)) {
+        if (p.ty.s !== "f32") fail("NGP1021", arg.span, `a tile fills '${p.name}', which is ${p.ty.s}`, "tile elements are f32");
+        tiles++;
+        return this.tile(arg);
+      }
+      this.coerce(arg, p.ty.s);
+    });
+    if (tiles === 0) fail("NGP1021", e.span, "tileMap needs at least one tile argument");
+  }
+
   private intrinsicCall(e: Extract<Expr, { k: "call" }>, intr: Intrinsic, statement: boolean, expected?: Scalar): Scalar {
+    if (intr.tile) {
+      if (intr.ret !== "void") fail("NGP1044", e.span, `${e.fn}() makes a tile`, `bind it: const t = ${e.fn}(...)`);
+      this.tileArgs(e, intr);
+      if (!statement) fail("NGP1019", e.span, `${e.fn}() returns nothing`);
+      return "bool";
+    }
     if (e.args.length !== intr.params.length) fail("NGP1021", e.span, `${e.fn}() takes ${intr.params.length} argument(s), got ${e.args.length}`);
     // Instantiate T from the first argument whose type is known.
     let T: Scalar | undefined;
@@ -374,23 +485,24 @@ class FuncChecker {
       if (p === "Buf<T>") return;
       if (p === "int") return this.index(arg);
       if (p === "num") return void this.settle(arg);
-      this.coerce(arg, p === "T" ? T! : p);
+      this.coerce(arg, p === "T" ? T! : (p as Scalar)); // (tile specs: tile operations are checked by tileArgs)
     });
     e.T = T;
     if (intr.ret === "void") {
       if (!statement) fail("NGP1019", e.span, `${e.fn}() returns nothing`);
       return "bool";
     }
-    return (e.ty = intr.ret === "T" ? T! : intr.ret);
+    return (e.ty = intr.ret === "T" ? T! : (intr.ret as Scalar));
   }
 }
 
 /** Can an argument of type `a` be passed for a parameter of type `b`? */
+// (tiles: see FuncChecker.tile; tile lists are passed by name)
 function sameRefType(a: Type, b: Type): boolean {
   if (a.k === "buf" && b.k === "buf") return a.elem === b.elem || (b.elem === "Float" && (a.elem === "f32" || a.elem === "f16" || a.elem === "Float"));
   if (a.k === "array" && b.k === "array") return a.elem === b.elem;
   if (a.k === "config" && b.k === "config") return a.cfg.name === b.cfg.name;
-  return false;
+  return a.k === "tiles" && b.k === "tiles";
 }
 
 function describe(t: Type): string {
@@ -403,6 +515,10 @@ function describe(t: Type): string {
       return `a Const<${t.cfg.name}>`;
     case "scalar":
       return `an ${t.s}`;
+    case "tile":
+      return "a Tile";
+    case "tiles":
+      return "a Tiles list";
     case "void":
       return "nothing";
   }

@@ -15,7 +15,7 @@ export function generatedFiles(): { path: string; text: string }[] {
   return SHIPPED.flatMap((s) => {
     const file = resolve(ROOT, s.file);
     const text = readInputFile(file, "kernel file");
-    return (Object.keys(EXTENSIONS) as Target[]).map((target) => ({
+    return (s.targets ?? (Object.keys(EXTENSIONS) as Target[])).map((target) => ({
       path: `generated/${s.name}.${EXTENSIONS[target]}`,
       text: compileFile(file, target, { text, config: s.config, kernels: s.kernels }).source,
     }));

@@ -26,6 +26,9 @@ export type Type =
   | { k: "buf"; elem: ParamElem }
   | { k: "array"; elem: Scalar }
   | { k: "config"; cfg: ConfigType }
+  /** A cooperative tile of a block kernel (dsl/tiles.ts), or a list of them; shapes come later. */
+  | { k: "tile" }
+  | { k: "tiles" }
   | { k: "void" };
 
 export type BinOp =
@@ -49,16 +52,31 @@ export type Expr =
   /** A configuration field, `cfg.levels`; bound to a literal or a table by the specializer. */
   | { k: "field"; base: Expr; name: string; ty?: Scalar; span: Span }
   /** A constant table (module `const` array or a bound config list), indexed with `index`. */
-  | { k: "table"; id: string; elem: Scalar; values: number[]; span: Span };
+  | { k: "table"; id: string; elem: Scalar; values: number[]; span: Span }
+  /** A helper named as a value: only as tileMap's elementwise function. */
+  | { k: "fnref"; fn: string; span: Span };
 
 export type Stmt =
-  /** `ty` is the declared type, or set by the checker from the initializer. */
-  | { k: "let"; name: string; mutable: boolean; ty?: Scalar; init: Expr; span: Span }
-  | { k: "array"; name: string; elem: Scalar; size: Expr; span: Span }
+  /**
+   * `ty` is the declared type, or set by the checker from the initializer; `tile` marks a tile
+   * (or tile list) declaration, whose initializer is a tile operation (set by the checker).
+   */
+  | { k: "let"; name: string; mutable: boolean; ty?: Scalar; tile?: "tile" | "tiles"; init: Expr; span: Span }
+  /** `tile`: the storage of a tile (aligned on the CPU, shared memory on CUDA), made by the tiles phase. */
+  | { k: "array"; name: string; elem: Scalar; size: Expr; tile?: boolean; span: Span }
   | { k: "assign"; target: Expr; op: AssignOp; value: Expr; span: Span }
   | { k: "if"; cond: Expr; then: Stmt[]; else: Stmt[]; span: Span }
-  /** `for (let v: vty = start; v cmp end; v += step)`; a decrementing loop has a negative step. */
-  | { k: "for"; v: string; vty?: Scalar; start: Expr; cmp: "<" | "<=" | ">" | ">="; end: Expr; step: Expr; body: Stmt[]; span: Span }
+  /**
+   * `for (let v: vty = start; v cmp end; v += step)`; a decrementing loop has a negative step.
+   * `coop` (made by the tiles phase): the block's threads share the iterations, then synchronize.
+   */
+  | { k: "for"; v: string; vty?: Scalar; start: Expr; cmp: "<" | "<=" | ">" | ">="; end: Expr; step: Expr; body: Stmt[]; coop?: boolean; span: Span }
+  /**
+   * `target = tileMap(fn, inputs...)` after inlining (`declare`: `const target = ...`): `body`
+   * computes the variable `result` from one element of each input tile, named `elems` (scalar
+   * arguments are already substituted into the body).
+   */
+  | { k: "tilemap"; target: Expr; declare: boolean; inputs: Expr[]; elems: string[]; body: Stmt[]; result: string; span: Span }
   | { k: "expr"; e: Expr; span: Span }
   | { k: "return"; value?: Expr; span: Span }
   | { k: "break"; span: Span }
@@ -90,6 +108,11 @@ export interface Func {
   body: Stmt[];
   kernel: boolean;
   schedule?: Schedule;
+  /**
+   * A block kernel (`@block <rows>`): it runs once per tile of `rows` consecutive items, a literal
+   * or the name of a configuration field, and may use the tile operations (dsl/tiles.ts).
+   */
+  block?: number | string;
   span: Span;
 }
 
@@ -105,7 +128,7 @@ export const scalar = (s: Scalar): Type => ({ k: "scalar", s });
 
 /** The checked type of a scalar-valued expression (a table is not a value). */
 export function typeOf(e: Expr): Scalar | undefined {
-  return e.k === "table" ? undefined : e.ty;
+  return e.k === "table" || e.k === "fnref" ? undefined : e.ty;
 }
 export const isInt = (s: Scalar | undefined): s is "i32" | "u32" => s === "i32" || s === "u32";
 
@@ -144,6 +167,8 @@ export function mapStmtExprs(s: Stmt, f: (e: Expr) => Expr): Stmt {
       return { ...s, e: f(s.e) };
     case "return":
       return s.value ? { ...s, value: f(s.value) } : s;
+    case "tilemap":
+      return { ...s, target: f(s.target), inputs: s.inputs.map(f) };
     default:
       return s;
   }
@@ -184,6 +209,7 @@ export function childBodies(s: Stmt): Stmt[][] {
       return [s.then, s.else];
     case "for":
     case "block":
+    case "tilemap":
       return [s.body];
     default:
       return [];
@@ -198,6 +224,7 @@ export function mapBody(body: Stmt[], f: (s: Stmt) => Stmt): Stmt[] {
         return f({ ...s, then: mapBody(s.then, f), else: mapBody(s.else, f) });
       case "for":
       case "block":
+      case "tilemap":
         return f({ ...s, body: mapBody(s.body, f) });
       default:
         return f(s);

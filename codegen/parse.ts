@@ -16,7 +16,7 @@ import type { AssignOp, BinOp, ConfigType, Elem, Expr, Func, Param, Program, Sca
 
 const DSL_DIR = resolve(import.meta.dir, "../dsl");
 /** The language's own modules; everything else a kernel file imports is another kernel file. */
-const LANGUAGE_FILES = new Set(["index.ts", "types.ts", "intrinsics.ts"].map((f) => resolve(DSL_DIR, f)));
+const LANGUAGE_FILES = new Set(["index.ts", "types.ts", "intrinsics.ts", "tiles.ts"].map((f) => resolve(DSL_DIR, f)));
 const SCALAR_NAMES = new Set(["f32", "i32", "u32", "bool", "f16"]);
 /** Names that would collide with generated code or be invalid in C++ or CUDA. */
 const RESERVED_WORDS = new Set(
@@ -246,7 +246,11 @@ class Parser {
     const ret: Type = retNode ? (this.sink.guard(() => this.type(scope, retNode)) ?? UNKNOWN) : { k: "void" };
     const body = decl.getBody();
     if (!body || !Node.isBlock(body)) this.sink.report("NGP1016", span(decl), "a function needs a body");
-    const fn: Func = { key, name, params, ret, kernel, schedule: this.sink.guard(() => scheduleOf(decl)), span: span(decl.getNameNode() ?? decl), body: [] };
+    const fn: Func = {
+      key, name, params, ret, kernel, span: span(decl.getNameNode() ?? decl), body: [],
+      schedule: this.sink.guard(() => scheduleOf(decl)),
+      block: this.sink.guard(() => blockOf(decl)),
+    };
     this.lowering.push(key);
     if (body && Node.isBlock(body)) fn.body = this.block(scope, body.getStatements(), new Set(params.map((p) => p.name)));
     this.lowering.pop();
@@ -270,6 +274,7 @@ class Parser {
         return { k: "buf", elem };
       }
       if (name === "Const" && args.length === 1) return { k: "config", cfg: this.configType(scope, args[0]!) };
+      if (name === "Tile" || name === "Tiles") return { k: name === "Tile" ? "tile" : "tiles" };
     }
     return { k: "scalar", s: this.scalarName(scope, tn) };
   }
@@ -387,6 +392,8 @@ class Parser {
     locals.add(name);
     if (arr) return { k: "array", name, elem: arr.elem, size: arr.size, span: span(d) };
     const tn = d.getTypeNode();
+    const tile = tn ? this.type(scope, tn) : undefined;
+    if (tile?.k === "tile" || tile?.k === "tiles") return { k: "let", name, mutable, tile: tile.k, init: this.expr(scope, init, locals), span: span(d) };
     const ty = tn ? this.scalarName(scope, tn) : undefined;
     return { k: "let", name, mutable, ty, init: this.expr(scope, init, locals), span: span(d) };
   }
@@ -568,6 +575,7 @@ class Parser {
     const name = callee.getText();
     if (!locals.has(name)) {
       const dslName = scope.dsl.get(name);
+      if (dslName === "tileMap") return { k: "call", fn: dslName, kind: "intrinsic", args: this.tileMapArgs(scope, e, locals), span: sp };
       if (dslName && lookupIntrinsic(dslName)) return { k: "call", fn: dslName, kind: "intrinsic", args: args(), span: sp };
       if (dslName === "localArray") fail("NGP1004", sp, "localArray() outside a declaration", "write `const a = localArray<f32>(n);`");
       const helper = this.resolveFunction(scope, name, sp);
@@ -577,6 +585,16 @@ class Parser {
       }
     }
     fail("NGP1010", span(callee), `'${name}'`);
+  }
+
+  /** tileMap(fn, ...): the first argument names a helper (the elementwise function). */
+  private tileMapArgs(scope: FileScope, e: import("ts-morph").CallExpression, locals: Set<string>): Expr[] {
+    const [first, ...rest] = e.getArguments();
+    if (!first) fail("NGP1021", span(e), "tileMap needs a helper function and its arguments", "write tileMap(fn, tile, ...)");
+    const name = first.getText();
+    const helper = Node.isIdentifier(first) && !locals.has(name) ? this.resolveFunction(scope, name, span(first)) : undefined;
+    if (!helper || helper.kernel) fail("NGP1021", span(first), `tileMap's first argument must name a helper function, got '${name}'`, "pass a function declared in a kernel file: tileMap(relu, h)");
+    return [{ k: "fnref", fn: helper.key, span: span(first) }, ...rest.map((a) => this.expr(scope, a, locals))];
   }
 
   private resolveFunction(scope: FileScope, name: string, sp: Span): Func | undefined {
@@ -600,6 +618,19 @@ function scheduleOf(decl: FunctionDeclaration): Schedule | undefined {
       const value = tag.getCommentText()?.trim();
       if (value !== "split" && value !== "owner") fail("NGP1034", span(tag), `@schedule ${value ?? ""}`, "write @schedule split or @schedule owner");
       return value;
+    }
+  return undefined;
+}
+
+/** `@block <rows>`: rows per block, a literal or the name of a configuration field. */
+function blockOf(decl: FunctionDeclaration): number | string | undefined {
+  for (const doc of decl.getJsDocs())
+    for (const tag of doc.getTags()) {
+      if (tag.getTagName() !== "block") continue;
+      const value = tag.getCommentText()?.trim() ?? "";
+      if (/^[0-9]+$/.test(value)) return Number(value);
+      if (/^[A-Za-z_]\w*$/.test(value)) return value;
+      fail("NGP1040", span(tag), `@block ${value}`, "write @block 64 or @block <field> (a field of the kernel's Const<> configuration)");
     }
   return undefined;
 }

@@ -3,6 +3,8 @@
 // when generated/ is out of date with the compiler.
 import { resolve } from "node:path";
 import { gridConfig, parseHashGridOptions } from "../runtime/hashgrid.ts";
+import { mlpConfig, mlpLayout, parseMlpOptions } from "../modules/mlp.ts";
+import type { Target } from "../runtime/abi.ts";
 import type { ConfigValue } from "./specialize.ts";
 
 export interface Shipped {
@@ -13,6 +15,8 @@ export interface Shipped {
   config?: ConfigValue;
   /** Only these kernels (default: all of the file's). */
   kernels?: string[];
+  /** Only these targets (default: all). */
+  targets?: Target[];
 }
 
 /** The default configurations of the benchmark: L=16, F=2, T=2^19, N_min=16, finest 2048 (2D) / 512 (3D). */
@@ -21,6 +25,12 @@ export const DEFAULT_GRID_3D = { ...DEFAULT_GRID_2D, dims: 3, finestResolution: 
 const GRID_KERNELS = ["gridForward", "gridBackward", "gridInputGrad"];
 
 export const ROOT = resolve(import.meta.dir, "..");
+
+/** The default network: 32 inputs (the 2D grid's encoding), two hidden layers of 64, ReLU, 3 outputs. */
+export const DEFAULT_MLP = { inputs: 32, outputs: 3, width: 64, hiddenLayers: 2 } as const;
+const mlp = parseMlpOptions(DEFAULT_MLP);
+/** Items per block as the Mlp module chooses them: 64 on the CPU, 16 on CUDA (tiles in shared memory). */
+const mlpShipped = (rows: number) => mlpConfig(mlp, mlpLayout(mlp), rows);
 
 export const SHIPPED: Shipped[] = [
   { name: "examples/saxpy", file: "dsl/examples/saxpy.ts" },
@@ -31,4 +41,8 @@ export const SHIPPED: Shipped[] = [
   { name: "examples/local_arrays", file: "dsl/examples/local_arrays.ts", config: { width: 5, weights: [0.1, 0.2, 0.4, 0.2, 0.1] } },
   { name: "grid/hashgrid_2d", file: "dsl/kernels/grid.ts", config: gridConfig(parseHashGridOptions(DEFAULT_GRID_2D)), kernels: GRID_KERNELS },
   { name: "grid/hashgrid_3d", file: "dsl/kernels/grid.ts", config: gridConfig(parseHashGridOptions(DEFAULT_GRID_3D)), kernels: GRID_KERNELS },
+  { name: "network/mlp", file: "dsl/kernels/mlp.ts", config: mlpShipped(64), targets: ["cpu", "js"] },
+  { name: "network/mlp_cuda", file: "dsl/kernels/mlp.ts", config: mlpShipped(16), targets: ["cuda"] },
+  { name: "network/optimizer", file: "dsl/kernels/optimizer.ts" },
+  { name: "network/loss", file: "dsl/kernels/loss.ts", config: { rows: 256, width: 3, kind: 1, huberDelta: 1 } },
 ];

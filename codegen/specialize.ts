@@ -11,6 +11,7 @@ import { lookupIntrinsic } from "../dsl/intrinsics.ts";
 import { fail } from "./diagnostics.ts";
 import { assignedNames, childBodies, exprsOf, mapBody, mapExpr, mapStmtExprs } from "./ir.ts";
 import type { ConfigType, Expr, Func, Param, Program, Scalar, Schedule, Span, Stmt } from "./ir.ts";
+import { lowerTiles } from "./tiles.ts";
 import { tidy } from "./tidy.ts";
 
 export interface SpecializeOptions {
@@ -21,6 +22,11 @@ export interface SpecializeOptions {
 export interface SpecializedKernel {
   name: string;
   schedule?: Schedule;
+  /**
+   * A block kernel: the index is a block of `rows` items and the body reads the batch size
+   * `ngp_n`; `accumulates` lists the buffers its blocks sum into (see codegen/tiles.ts).
+   */
+  block?: { rows: number; accumulates: string[] };
   index: { name: string; ty: "i32" | "u32" };
   /** Runtime parameters (buffers and scalars), in order. */
   params: Param[];
@@ -43,10 +49,14 @@ export function specialize(program: Program, kernel: Func, config: ConfigValue |
   if (cfgParam && bound) body = bindConfig(body, cfgParam.name, bound);
   body = new Simplifier(opts.maxUnroll ?? 64).run(body);
   const params = rest.filter((p) => p.ty.k !== "config");
-  body = tidy(body, [index!.name, ...params.map((p) => p.name)]);
+  const rows = blockRows(kernel, bound);
+  const buffers = new Set(params.filter((p) => p.ty.k === "buf").map((p) => p.name));
+  const tiles = lowerTiles({ name: kernel.name, index: index!.name, rows, body, buffers, span: kernel.span });
+  body = tidy(tiles.body, [index!.name, ...params.map((p) => p.name)]);
   return {
     name: kernel.name,
     schedule: kernel.schedule,
+    block: rows === undefined ? undefined : { rows, accumulates: tiles.accumulates },
     index: { name: index!.name, ty: (index!.ty as { s: "i32" | "u32" }).s },
     params,
     body,
@@ -83,6 +93,15 @@ function checkScalarValue(v: unknown, s: Scalar, where: string, at: Span): numbe
   if (s === "i32" && (v < -0x80000000 || v > 0x7fffffff)) return bad("an i32 in [-2147483648, 2147483647]");
   if (s === "u32" && (v < 0 || v > 0xffffffff)) return bad("a u32 in [0, 4294967295]");
   return v;
+}
+
+/** The rows per block of a block kernel: its `@block` literal or configuration field. */
+function blockRows(kernel: Func, bound: Map<string, number | boolean | number[]> | undefined): number | undefined {
+  if (kernel.block === undefined) return undefined;
+  const rows = typeof kernel.block === "number" ? kernel.block : bound?.get(kernel.block);
+  if (typeof rows !== "number" || !Number.isInteger(rows) || rows < 1 || rows > 4096)
+    fail("NGP1022", kernel.span, `@block ${kernel.block} must give an integer number of rows in [1, 4096], got ${JSON.stringify(rows)}`);
+  return rows;
 }
 
 function bindConfig(body: Stmt[], cfgName: string, bound: Map<string, number | boolean | number[]>): Stmt[] {
@@ -228,9 +247,10 @@ class Inliner {
           });
           return tv;
         }
+        if (e.kind === "intrinsic" && e.fn === "tileMap") return this.tileMap(e, pre);
         const args = e.args.map((a) => this.expr(a, pre));
         if (e.kind !== "helper") return { ...e, args };
-        const result = this.inlineCall({ ...e, args }, pre, e.ty);
+        const result = this.inlineCall({ ...e, args }, pre, this.program.funcs.get(e.fn)!.ret.k === "tile" ? "tile" : e.ty);
         return result!;
       }
       case "bin": {
@@ -256,6 +276,31 @@ class Inliner {
     }
   }
 
+  /**
+   * `tileMap(fn, args...)` becomes a `tilemap` statement declaring a fresh tile: the helper is
+   * inlined once, over one element of each tile argument (the tiles phase makes it a loop).
+   */
+  private tileMap(e: Extract<Expr, { k: "call" }>, pre: Stmt[]): Expr {
+    const [fn, ...rest] = e.args;
+    const inputs: Expr[] = [];
+    const elems: string[] = [];
+    const args = rest.map((a) => {
+      const arg = this.expr(a, pre);
+      if (!isTileValued(arg)) return arg;
+      const name = this.names.fresh("el");
+      inputs.push(arg);
+      elems.push(name);
+      return { k: "var", name, ty: "f32", span: a.span } as Expr;
+    });
+    const body: Stmt[] = [];
+    const value = this.inlineCall({ k: "call", fn: (fn as { fn: string }).fn, kind: "helper", args, ty: "f32", span: e.span }, body, "f32")!;
+    const result = this.names.fresh("mapped");
+    body.push({ k: "let", name: result, mutable: true, ty: "f32", init: value, span: e.span });
+    const target = this.names.fresh("tile");
+    pre.push({ k: "tilemap", target: { k: "var", name: target, span: e.span }, declare: true, inputs, elems, body, result, span: e.span });
+    return { k: "var", name: target, span: e.span };
+  }
+
   private temp(ty: Scalar, pre: Stmt[], init: Expr, base: string): string {
     const name = this.names.fresh(base);
     pre.push({ k: "let", name, mutable: true, ty, init, span: init.span });
@@ -269,7 +314,7 @@ class Inliner {
   }
 
   /** Append the body of helper call `call` (arguments already hoisted) to `pre`; return its value. */
-  private inlineCall(call: Extract<Expr, { k: "call" }>, pre: Stmt[], ty: Scalar | undefined): Expr | undefined {
+  private inlineCall(call: Extract<Expr, { k: "call" }>, pre: Stmt[], ty: Scalar | "tile" | undefined): Expr | undefined {
     const fn = this.program.funcs.get(call.fn)!;
     const scope = new Scope(new Map(), true);
     const renames = scope.renames;
@@ -277,7 +322,12 @@ class Inliner {
     fn.params.forEach((p, i) => {
       const arg = call.args[i]!;
       const simple = arg.k === "lit" || arg.k === "var";
-      if (p.ty.k !== "scalar" || (simple && !assigned.has(p.name))) renames.set(p.name, arg);
+      if (p.ty.k === "tile" && !simple) {
+        // A tile operation as an argument runs once, not at every use of the parameter.
+        const name = this.names.fresh(p.name);
+        pre.push({ k: "let", name, mutable: false, tile: "tile", init: arg, span: arg.span });
+        renames.set(p.name, { k: "var", name, span: arg.span });
+      } else if (p.ty.k !== "scalar" || (simple && !assigned.has(p.name))) renames.set(p.name, arg);
       else {
         const name = this.names.fresh(p.name);
         pre.push({ k: "let", name, mutable: assigned.has(p.name), ty: p.ty.s, init: arg, span: arg.span });
@@ -294,12 +344,19 @@ class Inliner {
       pre.push(...body.slice(0, -1));
       return last.value!;
     }
+    if (ty === "tile") fail("NGP1020", fn.span, `'${fn.name}' returns a tile: it must return once, at its end`);
     const result = this.names.fresh(`${fn.name}_result`);
     const rv: Expr = { k: "var", name: result, ty, span: call.span };
     pre.push({ k: "let", name: result, mutable: true, ty, init: zero(ty, call.span), span: call.span });
     pre.push(...stripReturns(body, rv));
     return rv;
   }
+}
+
+/** A tile operation or a reference to a tile (tiles carry no scalar type). */
+function isTileValued(e: Expr): boolean {
+  if (e.k === "call") return e.kind === "intrinsic" && lookupIntrinsic(e.fn)?.ret === "Tile";
+  return (e.k === "var" || e.k === "index") && e.ty === undefined;
 }
 
 function zero(ty: Scalar, span: Span): Expr {
@@ -394,6 +451,8 @@ class Simplifier {
         const body = this.body(s.body, consts);
         return body.length ? [{ ...s, body }] : [];
       }
+      case "tilemap":
+        return [{ ...s, inputs: s.inputs.map(ex), body: this.body(s.body, consts) }];
       default:
         return [s];
     }
@@ -500,7 +559,7 @@ function foldNode(e: Expr): number | boolean | undefined {
       const args = e.args.map(litValue);
       if (args.some((a) => a === undefined)) return undefined;
       const intr = e.kind === "intrinsic" ? lookupIntrinsic(e.fn) : undefined;
-      if (!intr?.exact || !intr.pure) return undefined;
+      if (!intr?.exact || !intr.pure || intr.tile) return undefined;
       return normalize((intr.impl as (...a: unknown[]) => number)(...args, e.T), e.ty!);
     }
     default:
@@ -544,7 +603,11 @@ export function writtenBuffers(body: Stmt[]): Set<string> {
   const out = new Set<string>();
   const visit = (b: Stmt[]) => b.forEach((s) => {
     if (s.k === "assign" && s.target.k === "index" && s.target.base.k === "var") out.add(s.target.base.name);
-    for (const e of exprsOf(s)) if (e.k === "call" && e.fn === "atomicAdd" && e.args[0]!.k === "var") out.add(e.args[0]!.name);
+    for (const e of exprsOf(s)) {
+      const w = e.k === "call" && e.kind === "intrinsic" ? lookupIntrinsic(e.fn)?.writes : undefined;
+      const buf = w === undefined ? undefined : (e as Extract<Expr, { k: "call" }>).args[w];
+      if (buf?.k === "var") out.add(buf.name);
+    }
     childBodies(s).forEach(visit);
   });
   visit(body);

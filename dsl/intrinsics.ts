@@ -7,19 +7,23 @@
 //   - `impl`, the JS twin that lets a kernel file also run as plain TypeScript,
 //   - `exact`: the backends agree bit for bit, so the specializer may fold it at compile time.
 // Adding an intrinsic means adding one entry; no emitter changes are needed.
+import { TILE_INTRINSICS, type TileOp } from "./tiles.ts";
 import type { Buf, f32, i32, u32 } from "./types.ts";
 
 /** Scalar value types. `f16` is storage-only (buffer elements), never a value type. */
 export type ValueType = "f32" | "i32" | "u32" | "bool";
-/** A parameter: a fixed type, the generic `T`, a buffer of `T`, or any integer index. */
-export type ParamSpec = ValueType | "T" | "Buf<T>" | "int" | "num";
+/**
+ * A parameter: a fixed type, the generic `T`, a buffer of `T` or of f32, any integer index, any
+ * number, a tile, a helper function (tileMap), or `...`: any further tiles and scalars.
+ */
+export type ParamSpec = ValueType | "T" | "Buf<T>" | "Buf<f32>" | "int" | "num" | "Tile" | "fn" | "...";
 /** A spelling: one template, or one per instantiation of `T`. */
 export type Spelling = string | Partial<Record<ValueType, string>>;
 
 export interface Intrinsic {
   doc: string;
-  params: ParamSpec[];
-  ret: ValueType | "T" | "void";
+  params: readonly ParamSpec[];
+  ret: ValueType | "T" | "void" | "Tile" | "Tiles";
   /** Allowed instantiations of `T` (when the signature mentions it). */
   T?: ValueType[];
   c: Spelling;
@@ -32,6 +36,11 @@ export interface Intrinsic {
   exact: boolean;
   /** The JS twin. When folding, the compiler passes the instantiation of `T` after the arguments. */
   impl: (...args: never[]) => unknown;
+  /** The index, among the spelling's arguments, of the buffer this intrinsic writes. */
+  writes?: number;
+  /** A tile operation (dsl/tiles.ts): only in block kernels; its shape rule and lowering. */
+  tile?: TileOp;
+  block?: boolean;
 }
 
 const F = Math.fround;
@@ -155,7 +164,7 @@ export const INTRINSICS = {
   },
   atomicAdd: {
     doc: "buf[index] += value, atomically across threads (f32 or u32)", params: ["Buf<T>", "int", "T"], ret: "void", T: ["f32", "u32"],
-    c: "ngp_atomic_add(&$0[$1], $2)", cuda: "atomicAdd(&$0[$1], $2)", js: "$0[$1] += $2", pure: false, exact: true,
+    c: "ngp_atomic_add(&$0[$1], $2)", cuda: "atomicAdd(&$0[$1], $2)", js: "$0[$1] += $2", pure: false, exact: true, writes: 0,
     impl: <T extends number>(buf: Buf<T>, index: number, value: T): void => {
       buf[index] = (buf[index]! + value) as T;
     },
@@ -165,6 +174,7 @@ export const INTRINSICS = {
     c: "__builtin_prefetch(&$0[$1])", cuda: "((void)0)", js: "void 0", pure: false, exact: true,
     impl: <T extends number>(_buf: Buf<T>, _index: number): void => {},
   },
+  ...TILE_INTRINSICS,
 } satisfies Record<string, Intrinsic>;
 
 export type IntrinsicName = keyof typeof INTRINSICS;

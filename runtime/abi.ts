@@ -7,8 +7,14 @@
 // arguments, `T* <p>, int64_t <p>_len` (element count), each scalar one argument
 // (f32 -> float, i32 -> int32_t, u32 -> uint32_t, bool -> int32_t). The return value is 0 on
 // success, else an error code: NGP_ERR_OUT_OF_BOUNDS (a bounds-checked kernel indexed outside a
-// buffer), or on CUDA the cudaError_t of the launch.
-// JS modules export `function <name>(n, ...args)` with TypedArrays for buffers (no lengths).
+// buffer), or on CUDA the cudaError_t of the launch. A bounds-checked module also exports
+//     void ngp_bounds_fault(uint64_t out[2])
+// the fault record of its last launch: the first out-of-range access of the lowest thread that
+// made one, as out[0] = thread << 32 | parameter position << 1 | (index < 0) and
+// out[1] = thread << 32 | (uint32_t)index.
+// JS modules export `function <name>(n, ...args)` with TypedArrays for buffers (no lengths); a
+// bounds-checked one throws at the first out-of-range access (threads run in order) an error
+// whose `ngpFault` is { buffer, index, length, thread }.
 
 /** Element types a buffer may hold (f16 is storage-only). */
 export type ElemType = "f32" | "i32" | "u32" | "f16";
@@ -35,3 +41,6 @@ export interface EmittedModule {
 
 /** Returned by a bounds-checked native kernel that indexed outside a buffer (above cudaError_t's range). */
 export const NGP_ERR_OUT_OF_BOUNDS = 1000001;
+
+/** Returned by a block kernel whose launch could not allocate its partial sums (CPU). */
+export const NGP_ERR_NO_MEMORY = 1000002;

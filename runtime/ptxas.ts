@@ -11,6 +11,8 @@ export interface PtxasEntry {
   /** The kernel's name as written (the mangled `<name>_kernel` is demangled to it). */
   kernel: string;
   registers: number;
+  /** Static shared memory (block kernels keep their tiles there). */
+  sharedBytes: number;
   stackBytes: number;
   spillStoreBytes: number;
   spillLoadBytes: number;
@@ -44,7 +46,7 @@ export function parsePtxas(text: string): PtxasEntry[] {
     if (start) {
       const mangled = start[1]!;
       const name = /^_Z\d+(\w+?)_kernel/.exec(mangled)?.[1] ?? mangled;
-      current = { arch: start[2]!, kernel: name, registers: 0, stackBytes: 0, spillStoreBytes: 0, spillLoadBytes: 0 };
+      current = { arch: start[2]!, kernel: name, registers: 0, sharedBytes: 0, stackBytes: 0, spillStoreBytes: 0, spillLoadBytes: 0 };
       entries.push(current);
       continue;
     }
@@ -53,6 +55,8 @@ export function parsePtxas(text: string): PtxasEntry[] {
     if (spill) Object.assign(current, { stackBytes: +spill[1]!, spillStoreBytes: +spill[2]!, spillLoadBytes: +spill[3]! });
     const regs = /Used (\d+) registers/.exec(line);
     if (regs) current.registers = +regs[1]!;
+    const smem = /(\d+) bytes smem/.exec(line);
+    if (smem) current.sharedBytes = +smem[1]!;
   }
   return entries;
 }

@@ -145,7 +145,7 @@ test("bun run codegen refuses unknown flags and a directory in place of a genera
   expect(flag.err).toContain("Unknown option '--chek'");
   // A copy of the compiler whose generated/examples/saxpy.cpp is a directory.
   const copy = join(tmp, "repo");
-  for (const dir of ["codegen", "runtime", "dsl"]) cpSync(join(ROOT, dir), join(copy, dir), { recursive: true });
+  for (const dir of ["codegen", "runtime", "dsl", "modules"]) cpSync(join(ROOT, dir), join(copy, dir), { recursive: true });
   cpSync(join(ROOT, "package.json"), join(copy, "package.json"));
   symlinkSync(join(ROOT, "node_modules"), join(copy, "node_modules"));
   mkdirSync(join(copy, "generated/examples/saxpy.cpp"), { recursive: true });

@@ -5,20 +5,31 @@
 import { lookupIntrinsic, spell } from "../../dsl/intrinsics.ts";
 import { typeOf, type Expr, type ParamElem, type Scalar, type Stmt } from "../ir.ts";
 import { writtenBuffers, type SpecializedKernel } from "../specialize.ts";
+import { BATCH_VAR } from "../tiles.ts";
 import { BIN_PRECEDENCE, StatementPrinter, banner, collectTables, f32Literal, fillSpelling, kernelSignature } from "./common.ts";
-import type { EmittedModule, Target } from "../../runtime/abi.ts";
+import { NGP_ERR_OUT_OF_BOUNDS, type EmittedModule, type Target } from "../../runtime/abi.ts";
 
 export interface CTarget {
   name: Exclude<Target, "js">;
   /**
-   * Bounds-checked mode: the error flag and its setter `ngp_flag_out_of_bounds()`, and
-   * `ngp_dummy`, 16 bytes that an out-of-bounds access reads or writes instead.
+   * Bounds-checked mode: the fault record `uint64_t ngp_fault_rec[2]` (see CHECKED_PRELUDE) and
+   * its atomics `ngp_load_u64` and `ngp_min_u64`, `ngp_dummy` (16 bytes that an out-of-bounds
+   * access reads or writes instead), and the NGP_COLD qualifier of the out-of-line fault path.
    */
   checkedState: string;
-  /** Entry-point code in bounds-checked mode: clear the flag before the launch; return it after. */
+  /**
+   * Entry-point code in bounds-checked mode: set the record to all ones before the launch; after
+   * it, copy the record into the host's `ngp_fault_host` (or return a launch error).
+   */
   checkedLaunch: { before: string; after: string };
   /** Includes and the definition of the NGP_FN qualifier used by prelude helpers and bodies. */
   head: string;
+  /**
+   * The tile operations (codegen/emit/tile_prelude.ts), in modules with a block kernel, with the
+   * macros of the shared body: NGP_TILE (a tile's storage), NGP_TID and NGP_NTHREADS (this
+   * thread among the block's), NGP_SYNC() (the block's barrier).
+   */
+  tiles: string;
   /** Qualifier of constant tables. */
   tableQualifier: string;
   /** The storage type of f16 buffer elements. */
@@ -83,15 +94,34 @@ export interface EmitOptions {
   boundsChecks?: boolean;
 }
 
-/** Bounds-checked access: the element's address, or the dummy (and the error flag) when outside. */
-const CHECKED_PRELUDE = `template <class T> NGP_FN T* ngp_at(T* p, int64_t i, int64_t len) {
-  if ((uint64_t)i >= (uint64_t)len) { ngp_flag_out_of_bounds(); return (T*)ngp_dummy; }
+/**
+ * Bounds-checked access: the element's address, or, outside the buffer, the dummy and a record of
+ * the fault. The record is the same on CPU and CUDA, and names what the JS backend (threads in
+ * order, stopping at the first bad access) reports: the first bad access of the lowest thread.
+ */
+const CHECKED_PRELUDE = `// ngp_fault_rec holds two minima over keys that both start with the thread index, so that both
+// describe one access however the threads interleave (all ones: no fault):
+//   [0] = thread << 32 | parameter << 1 | (index < 0),  [1] = thread << 32 | (uint32_t)index.
+// A thread records only its first bad access: at a later one it finds its own index there (or a
+// lower one, which wins anyway).
+NGP_COLD void ngp_fault(int64_t thread, uint32_t param, int64_t i) {
+  if ((ngp_load_u64(&ngp_fault_rec[0]) >> 32) <= (uint64_t)thread) return;
+  const uint64_t t = (uint64_t)thread << 32;
+  ngp_min_u64(&ngp_fault_rec[0], t | param << 1 | (uint64_t)(i < 0));
+  ngp_min_u64(&ngp_fault_rec[1], t | (uint32_t)i);
+}
+template <class T> NGP_FN T* ngp_at(T* p, int64_t i, int64_t len, uint32_t param, int64_t thread) {
+  if ((uint64_t)i >= (uint64_t)len) { ngp_fault(thread, param, i); return (T*)ngp_dummy; }
   return p + i;
-}`;
+}
+// The record of the last launch, read by the runtime after a launch returns NGP_ERR_OUT_OF_BOUNDS.
+static uint64_t ngp_fault_host[2];
+extern "C" void ngp_bounds_fault(uint64_t* out) { out[0] = ngp_fault_host[0]; out[1] = ngp_fault_host[1]; }`;
 
 export function emitC(kernels: SpecializedKernel[], target: CTarget, opts: EmitOptions = {}): EmittedModule {
   const checked = opts.boundsChecks ?? false;
-  const out: string[] = [banner("//", target.name), target.head, PRELUDE, ...(checked ? [target.checkedState, CHECKED_PRELUDE] : []), ""];
+  const tiles = kernels.some((k) => k.block) ? [target.tiles] : [];
+  const out: string[] = [banner("//", target.name), target.head, PRELUDE, ...tiles, ...(checked ? [target.checkedState, CHECKED_PRELUDE] : []), ""];
   for (const t of collectTables(kernels)) {
     const vals = t.values.map((v) => literal(v, t.elem)).join(", ");
     out.push(`${target.tableQualifier} ${C_SCALAR[t.elem]} tbl_${t.id}[${t.values.length}] = {${vals}};`);
@@ -112,12 +142,19 @@ export function emitC(kernels: SpecializedKernel[], target: CTarget, opts: EmitO
     const body: BodyRenderer = (name, stmts, bodyOpts = {}) => {
       const printer = new CPrinter(target, k, bodyOpts.plainAtomics ?? false, checked, bodyOpts.lanes);
       const index = bodyOpts.lanes ? "int64_t ngp_i0" : `${C_SCALAR[k.index.ty]} ${k.index.name}`;
-      const sig = [index, ...params.flatMap((p) => p.body)].join(", ");
-      return [`NGP_FN void ${name}(${sig}) {`, ...printer.block(stmts, 1), "}"].join("\n");
+      const sig = [index, ...(k.block ? [`int64_t ${BATCH_VAR}`] : []), ...params.flatMap((p) => p.body)].join(", ");
+      // The fault record needs the thread index, which the kernel may assign to: keep a copy.
+      const thread = checked ? [`  const int64_t ngp_thread = (int64_t)${k.index.name};`] : [];
+      return [`NGP_FN void ${name}(${sig}) {`, ...thread, ...printer.block(stmts, 1), "}"].join("\n");
     };
-    const { code, launch, status } = target.kernel(k, params, body);
+    // Checked kernels run unscheduled, one body per thread as on CUDA: the owner schedule runs one
+    // point's passes concurrently and prefetch variants run a pass's loads early, so a point's
+    // first bad access would not be the one recorded.
+    const { code, launch, status } = target.kernel(checked ? { ...k, schedule: undefined } : k, params, body);
     const launchStatus = status === "0" ? "" : `  const int32_t ngp_status = ${status};\n  if (ngp_status != 0) return ngp_status;\n`;
-    const finish = checked ? `${launchStatus}  ${target.checkedLaunch.after}` : `  return ${status};`;
+    const finish = checked
+      ? `${launchStatus}  ${target.checkedLaunch.after}\n  return ngp_fault_host[0] == ~(uint64_t)0 ? 0 : ${NGP_ERR_OUT_OF_BOUNDS};`
+      : `  return ${status};`;
     out.push("", code, "", `extern "C" int32_t ${k.name}(${entryParams(params)}) {`, ...(checked ? [`  ${target.checkedLaunch.before}`] : []), launch, finish, "}");
   }
   if (target.tail) out.push("", target.tail);
@@ -145,6 +182,8 @@ export function literal(v: number | boolean, ty: Scalar): string {
 
 class CPrinter extends StatementPrinter {
   private readonly bufElem = new Map<string, ParamElem>();
+  /** Position of each parameter: how the fault record names a buffer. */
+  private readonly paramIndex = new Map<string, number>();
   /** In lane form: the per-thread names (locals and local arrays), stored as arrays over lanes. */
   private readonly laneNames = new Set<string>();
   private readonly index: { name: string; ty: string };
@@ -159,7 +198,10 @@ class CPrinter extends StatementPrinter {
     private readonly lanes?: number,
   ) {
     super();
-    for (const p of kernel.params) if (p.ty.k === "buf") this.bufElem.set(p.name, p.ty.elem);
+    kernel.params.forEach((p, n) => {
+      this.paramIndex.set(p.name, n);
+      if (p.ty.k === "buf") this.bufElem.set(p.name, p.ty.elem);
+    });
     this.index = { name: kernel.index.name, ty: C_SCALAR[kernel.index.ty] };
   }
 
@@ -200,10 +242,18 @@ class CPrinter extends StatementPrinter {
   }
 
   protected declareArray(s: Extract<Stmt, { k: "array" }>): string {
+    // A tile is written whole before it is read: no initialization (and none is allowed in shared memory).
+    if (s.tile) return `NGP_TILE ${C_SCALAR[s.elem]} ${s.name}[${(s.size as { v: number }).v}]`;
     return `${C_SCALAR[s.elem]} ${s.name}[${(s.size as { v: number }).v}] = {}`;
   }
 
+  /** A loop the block's threads share (tileMap) ends at a barrier (none on the CPU: one thread). */
+  protected override afterLoop(s: Extract<Stmt, { k: "for" }>): string[] {
+    return s.coop ? ["NGP_SYNC();"] : [];
+  }
+
   protected forHeader(s: Extract<Stmt, { k: "for" }>): string {
+    if (s.coop) return `for (int32_t ${s.v} = NGP_TID; ${s.v} < ${this.expr(s.end)}; ${s.v} += NGP_NTHREADS)`;
     const step = s.step.k === "lit" && typeof s.step.v === "number" && s.step.v < 0
       ? (s.step.v === -1 ? `--${s.v}` : `${s.v} -= ${literal(-s.step.v, s.vty!)}`)
       : s.step.k === "lit" && s.step.v === 1 ? `++${s.v}` : `${s.v} += ${this.expr(s.step)}`;
@@ -256,6 +306,8 @@ class CPrinter extends StatementPrinter {
       }
       case "field":
         throw new Error("internal: unbound configuration field reached the emitter");
+      case "fnref":
+        throw new Error("internal: a function reference reached the emitter");
     }
   }
 
@@ -271,7 +323,7 @@ class CPrinter extends StatementPrinter {
   }
 
   private checkedPointer(base: Extract<Expr, { k: "var" }>, index: Expr): string {
-    return `ngp_at(${base.name}, (int64_t)(${this.expr(index)}), ngp_len_${base.name})`;
+    return `ngp_at(${base.name}, (int64_t)(${this.expr(index)}), ngp_len_${base.name}, ${this.paramIndex.get(base.name)}u, ngp_thread)`;
   }
 
   /**

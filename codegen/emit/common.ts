@@ -97,6 +97,11 @@ export abstract class StatementPrinter {
   /** The `for (...)` header. */
   protected abstract forHeader(s: S<"for">): string;
 
+  /** Lines after a loop (C targets: the barrier after a loop the block's threads share). */
+  protected afterLoop(_s: S<"for">): string[] {
+    return [];
+  }
+
   block(body: Stmt[], depth: number): string[] {
     return body.flatMap((s) => this.stmt(s, depth));
   }
@@ -120,7 +125,7 @@ export abstract class StatementPrinter {
         return [...out, `${pad}}`];
       }
       case "for":
-        return [`${pad}${this.forHeader(s)} {`, ...this.block(s.body, depth + 1), `${pad}}`];
+        return [`${pad}${this.forHeader(s)} {`, ...this.block(s.body, depth + 1), `${pad}}`, ...this.afterLoop(s).map((l) => `${pad}${l}`)];
       case "expr":
         return [`${pad}${this.expr(s.e)};`];
       case "return":
@@ -130,6 +135,8 @@ export abstract class StatementPrinter {
         return [`${pad}${s.k};`];
       case "block":
         return [`${pad}{`, ...this.block(s.body, depth + 1), `${pad}}`];
+      case "tilemap":
+        throw new Error("internal: tileMap reached the emitter (the tiles phase lowers it)");
     }
   }
 }

@@ -8,10 +8,11 @@
 //          only writer of its memory, so its atomics are plain read-modify-writes.
 // A straight-line pass runs in lane form (16 points per call, vectorized by the C++ compiler),
 // with its prefetch variant a few groups ahead.
-import { NGP_ERR_OUT_OF_BOUNDS, type EmittedModule } from "../../runtime/abi.ts";
+import { NGP_ERR_NO_MEMORY, type EmittedModule } from "../../runtime/abi.ts";
 import { prefetchVariant, splitPasses } from "../schedule.ts";
 import type { SpecializedKernel } from "../specialize.ts";
 import { emitC, lanesSupported, type BodyRenderer, type CParam, type CTarget, type EmitOptions } from "./c_base.ts";
+import { CPU_TILES, SLOTS } from "./tile_prelude.ts";
 
 /** Launches below this many items run serially. */
 export const OMP_MIN_ITEMS = 4096;
@@ -33,15 +34,23 @@ template <class T> NGP_FN void ngp_atomic_add(T* p, T v) { std::atomic_ref<T>(*p
 NGP_FN uint32_t ngp_f32_bits(float x) { uint32_t u; std::memcpy(&u, &x, 4); return u; }
 NGP_FN float ngp_bits_f32(uint32_t u) { float x; std::memcpy(&x, &u, 4); return x; }
 NGP_FN uint32_t ngp_clz(uint32_t x) { return x == 0 ? 32u : (uint32_t)__builtin_clz(x); }`,
-  checkedState: `static std::atomic<int32_t> ngp_error{0};
+  checkedState: `static uint64_t ngp_fault_rec[2];
 alignas(16) static char ngp_dummy[16];
-NGP_FN void ngp_flag_out_of_bounds() { ngp_error.store(${NGP_ERR_OUT_OF_BOUNDS}, std::memory_order_relaxed); }`,
-  checkedLaunch: { before: "ngp_error.store(0);", after: "return ngp_error.load();" },
+#define NGP_COLD static __attribute__((noinline, cold))
+NGP_FN uint64_t ngp_load_u64(uint64_t* p) { return std::atomic_ref<uint64_t>(*p).load(std::memory_order_relaxed); }
+NGP_FN void ngp_min_u64(uint64_t* p, uint64_t v) {
+  std::atomic_ref<uint64_t> a(*p);
+  for (uint64_t old = a.load(std::memory_order_relaxed); v < old && !a.compare_exchange_weak(old, v, std::memory_order_relaxed);) {}
+}`,
+  // The parallel region's barriers order these plain accesses with the threads' atomics.
+  checkedLaunch: { before: "ngp_fault_rec[0] = ngp_fault_rec[1] = ~(uint64_t)0;", after: "std::memcpy(ngp_fault_host, ngp_fault_rec, sizeof ngp_fault_host);" },
   tableQualifier: "static const",
   f16Type: "_Float16",
   loadF16: (x) => `(float)${x}`,
   storeF16: (x) => `(_Float16)(${x})`,
+  tiles: CPU_TILES,
   kernel(k, params, body) {
+    if (k.block) return blocks(k, k.block, params, body);
     if (k.schedule) return scheduled(k, params, body);
     const launch = `${unusedLengths(params)}  #pragma omp parallel for schedule(static) if (ngp_n >= ${OMP_MIN_ITEMS})
   for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) ${call(k, `${k.name}_body`, params)};`;
@@ -56,6 +65,28 @@ function call(k: SpecializedKernel, fn: string, params: CParam[]): string {
 function unusedLengths(params: CParam[]): string {
   const unused = params.filter((p) => p.buffer && p.args.length === 1).map((p) => `(void)ngp_len_${p.name};`);
   return unused.length ? `  ${unused.join(" ")}\n` : "";
+}
+
+/**
+ * A block kernel: slots of consecutive blocks in parallel, each slot with its own zeroed partial
+ * sums of the accumulated buffers (passed to the body in their place), then the slots reduced in
+ * order (see tile_prelude.ts).
+ */
+function blocks(k: SpecializedKernel, block: NonNullable<SpecializedKernel["block"]>, params: CParam[], body: BodyRenderer): ReturnType<CTarget["kernel"]> {
+  const acc = new Set(block.accumulates);
+  const part = (p: string) => `ngp_part_${p}`;
+  const args = ["(uint32_t)ngp_b", "ngp_n", ...params.flatMap((p) => (acc.has(p.name) ? p.args.map((a) => (a === p.name ? `${part(p.name)} + ngp_s * ngp_len_${p.name}` : a)) : p.args))];
+  const alloc = [...acc].map((p) => `  float* ${part(p)} = (float*)calloc((size_t)(ngp_slots * ngp_len_${p}) + 1, sizeof(float));`);
+  const freeAll = [...acc].map((p) => `free(${part(p)});`).join(" ");
+  const launch = `${unusedLengths(params)}  const int64_t ngp_blocks = (ngp_n + ${block.rows - 1}) / ${block.rows};
+  const int64_t ngp_slots = ngp_blocks < ${SLOTS} ? ngp_blocks : ${SLOTS};
+${alloc.join("\n")}${acc.size ? `\n  if (${[...acc].map((p) => `!${part(p)}`).join(" || ")}) { ${freeAll} return ${NGP_ERR_NO_MEMORY}; }` : ""}
+  #pragma omp parallel for schedule(dynamic, 1) if (ngp_blocks > 1)
+  for (int64_t ngp_s = 0; ngp_s < ngp_slots; ++ngp_s)
+    for (int64_t ngp_b = ngp_s * ngp_blocks / ngp_slots; ngp_b < (ngp_s + 1) * ngp_blocks / ngp_slots; ++ngp_b)
+      ${k.name}_body(${args.join(", ")});
+${[...acc].map((p) => `  ngp_reduce_slots(${p}, ${part(p)}, ngp_slots, ngp_len_${p});`).join("\n")}${acc.size ? `\n  ${freeAll}` : ""}`;
+  return { code: body(`${k.name}_body`, k.body), launch, status: "0" };
 }
 
 function scheduled(k: SpecializedKernel, params: CParam[], body: BodyRenderer): ReturnType<CTarget["kernel"]> {

@@ -1,12 +1,15 @@
 // CUDA delta of the C emitter: the same kernel bodies as __device__ functions, a __global__
 // wrapper with a grid-stride loop, and `extern "C"` host entry points for launching, device memory
 // and error names, so the runtime needs nothing but this library and libcudart.
-import { NGP_ERR_OUT_OF_BOUNDS, type EmittedModule } from "../../runtime/abi.ts";
+import type { EmittedModule } from "../../runtime/abi.ts";
 import type { SpecializedKernel } from "../specialize.ts";
-import { emitC, type CTarget, type EmitOptions } from "./c_base.ts";
+import { emitC, type BodyRenderer, type CParam, type CTarget, type EmitOptions } from "./c_base.ts";
+import { CUDA_TILES } from "./tile_prelude.ts";
 
 export const CUDA_BLOCK_SIZE = 128;
 const MAX_BLOCKS = 65535 * 32;
+/** Threads per thread block of a block kernel. */
+export const BLOCK_THREADS = 128;
 
 /** Host entry points for memory and errors; every CUDA module carries them (see runtime/abi.ts). */
 const HOST_API = `extern "C" int32_t ngp_cuda_device_count(int32_t* out) { int n = 0; cudaError_t e = cudaGetDeviceCount(&n); *out = n; return (int32_t)e; }
@@ -24,19 +27,23 @@ const cuda: CTarget = {
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #define NGP_FN static __device__ __forceinline__`,
-  checkedState: `__device__ int32_t ngp_error;
+  checkedState: `__device__ uint64_t ngp_fault_rec[2];
 __device__ __align__(16) char ngp_dummy[16];
-NGP_FN void ngp_flag_out_of_bounds() { ngp_error = ${NGP_ERR_OUT_OF_BOUNDS}; }`,
-  // The flag lives on the device: clear it, wait for the launch, read it back.
+#define NGP_COLD static __device__ __noinline__
+NGP_FN uint64_t ngp_load_u64(uint64_t* p) { return *(volatile uint64_t*)p; }
+NGP_FN void ngp_min_u64(uint64_t* p, uint64_t v) { atomicMin((unsigned long long*)p, (unsigned long long)v); }`,
+  // The record lives on the device: reset it, wait for the launch, read it back.
   checkedLaunch: {
-    before: "{ const int32_t ngp_zero = 0; cudaMemcpyToSymbol(ngp_error, &ngp_zero, sizeof ngp_zero); }",
-    after: "{ int32_t ngp_flag = 0; cudaError_t ngp_e = cudaDeviceSynchronize(); if (ngp_e == cudaSuccess) ngp_e = cudaMemcpyFromSymbol(&ngp_flag, ngp_error, sizeof ngp_flag); return ngp_e != cudaSuccess ? (int32_t)ngp_e : ngp_flag; }",
+    before: `{ const uint64_t ngp_none[2] = {~(uint64_t)0, ~(uint64_t)0}; const cudaError_t ngp_e = cudaMemcpyToSymbol(ngp_fault_rec, ngp_none, sizeof ngp_none); if (ngp_e != cudaSuccess) return (int32_t)ngp_e; }`,
+    after: `{ cudaError_t ngp_e = cudaDeviceSynchronize(); if (ngp_e == cudaSuccess) ngp_e = cudaMemcpyFromSymbol(ngp_fault_host, ngp_fault_rec, sizeof ngp_fault_host); if (ngp_e != cudaSuccess) return (int32_t)ngp_e; }`,
   },
   tableQualifier: "static __device__ const",
   f16Type: "__half",
   loadF16: (x) => `__half2float(${x})`,
   storeF16: (x) => `__float2half_rn(${x})`,
+  tiles: CUDA_TILES,
   kernel(k, params, body) {
+    if (k.block) return blocks(k, k.block.rows, params, body);
     const idx = k.index.ty === "u32" ? "uint32_t" : "int32_t";
     const decls = ["int64_t ngp_n", ...params.flatMap((p) => p.body)].join(", ");
     const args = params.flatMap((p) => p.args);
@@ -55,6 +62,26 @@ __global__ void ${k.name}_kernel(${decls}) {
   },
   tail: HOST_API,
 };
+
+/**
+ * A block kernel: one thread block of BLOCK_THREADS per batch tile (grid-stride over the tiles),
+ * its tiles in shared memory, every tile operation shared by the block's threads.
+ */
+function blocks(k: SpecializedKernel, rows: number, params: CParam[], body: BodyRenderer): ReturnType<CTarget["kernel"]> {
+  const decls = ["int64_t ngp_n", ...params.flatMap((p) => p.body)].join(", ");
+  const args = params.flatMap((p) => p.args);
+  const code = `${body(`${k.name}_body`, k.body)}
+
+__global__ void ${k.name}_kernel(${decls}) {
+  const int64_t ngp_blocks = (ngp_n + ${rows - 1}) / ${rows};
+  for (int64_t ngp_b = blockIdx.x; ngp_b < ngp_blocks; ngp_b += gridDim.x)
+    ${k.name}_body(${["(uint32_t)ngp_b", "ngp_n", ...args].join(", ")});
+}`;
+  const launch = `  if (ngp_n <= 0) return 0;
+  const int64_t ngp_blocks = (ngp_n + ${rows - 1}) / ${rows};
+  ${k.name}_kernel<<<(unsigned)(ngp_blocks < ${MAX_BLOCKS} ? ngp_blocks : ${MAX_BLOCKS}), ${BLOCK_THREADS}>>>(${["ngp_n", ...args].join(", ")});`;
+  return { code, launch, status: "(int32_t)cudaGetLastError()" };
+}
 
 export function emitCuda(kernels: SpecializedKernel[], opts: EmitOptions = {}): EmittedModule {
   return emitC(kernels, cuda, opts);

@@ -6,6 +6,8 @@ import { INTRINSICS, lookupIntrinsic, spell } from "../../dsl/intrinsics.ts";
 import type { EmittedModule } from "../../runtime/abi.ts";
 import { typeOf, type Expr, type Scalar, type Stmt } from "../ir.ts";
 import type { SpecializedKernel } from "../specialize.ts";
+import { BATCH_VAR } from "../tiles.ts";
+import { JS_TILES, SLOTS } from "./tile_prelude.ts";
 import type { EmitOptions } from "./c_base.ts";
 import { BIN_PRECEDENCE, StatementPrinter, banner, collectTables, fillSpelling, kernelSignature } from "./common.ts";
 
@@ -27,13 +29,21 @@ const __f2u32 = (x) => (x !== x || x <= 0 ? 0 : x >= 4294967296 ? 4294967295 : M
 const ARRAY_CTOR: Record<Scalar, string> = { f32: "Float32Array", i32: "Int32Array", u32: "Uint32Array", bool: "Array" };
 
 export function emitJs(kernels: SpecializedKernel[], opts: EmitOptions = {}): EmittedModule {
-  const out: string[] = [banner("//", "js"), PRELUDE, ...(opts.boundsChecks ? [CHECKED_PRELUDE] : []), ""];
+  const tiles = kernels.some((k) => k.block) ? [JS_TILES] : [];
+  const out: string[] = [banner("//", "js"), PRELUDE, ...tiles, ...(opts.boundsChecks ? [CHECKED_PRELUDE] : []), ""];
   for (const t of collectTables(kernels)) out.push(`const tbl_${t.id} = ${t.elem === "bool" ? "" : `new ${ARRAY_CTOR[t.elem]}`}([${t.values.join(", ")}]);`);
   for (const k of kernels) {
     const p = new JsPrinter(opts.boundsChecks ? new Set(k.params.filter((x) => x.ty.k === "buf").map((x) => x.name)) : new Set());
     const params = k.params.map((x) => x.name);
-    out.push("", `function ${k.name}_body(${[k.index.name, ...params].join(", ")}) {`, ...p.block(k.body, 1), "}");
-    out.push(`export function ${k.name}(${["ngp_n", ...params].join(", ")}) {`, `  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) ${k.name}_body(${["ngp_i", ...params].join(", ")});`, "}");
+    const batch = k.block ? [BATCH_VAR] : [];
+    out.push("", `function ${k.name}_body(${[k.index.name, ...batch, ...params].join(", ")}) {`, ...p.block(k.body, 1), "}");
+    if (k.block) {
+      out.push(`export function ${k.name}(${["ngp_n", ...params].join(", ")}) {`, ...blockLoop(k, k.block), "}");
+      continue;
+    }
+    const call = `${k.name}_body(${["ngp_i", ...params].join(", ")});`;
+    const loop = opts.boundsChecks ? checkedLoop(call) : [`  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) ${call}`];
+    out.push(`export function ${k.name}(${["ngp_n", ...params].join(", ")}) {`, ...loop, "}");
   }
   return { target: "js", source: out.join("\n") + "\n", kernels: kernels.map(kernelSignature) };
 }
@@ -48,11 +58,37 @@ function wrap(s: string, ty: Scalar): string {
   return `(${s})`;
 }
 
-/** Bounds-checked mode: an index outside the buffer throws (the wrapper passes the error on). */
+/**
+ * Bounds-checked mode: an index outside the buffer throws, which stops the kernel at the first bad
+ * access of the lowest thread that makes one (threads run in order). The error carries `ngpFault`
+ * (buffer, index, thread), from which the runtime reports it as the native backends do.
+ */
 const CHECKED_PRELUDE = `const __chk = (i, buf, name) => {
   if (i >= 0 && i < buf.length) return i;
-  throw new RangeError(\`index \${i} is outside the buffer \${name} of \${buf.length} elements\`);
+  const e = new RangeError(\`index \${i} is outside the buffer \${name} of \${buf.length} elements\`);
+  e.ngpFault = { buffer: name, index: i, length: buf.length };
+  throw e;
 };`;
+
+/** A block kernel's launch, as the CPU's (tile_prelude.ts): slots of blocks with partial sums. */
+function blockLoop(k: SpecializedKernel, block: NonNullable<SpecializedKernel["block"]>): string[] {
+  const acc = new Set(block.accumulates);
+  const args = ["ngp_b", BATCH_VAR, ...k.params.map((p) => (acc.has(p.name) ? `ngp_part_${p.name}.subarray(ngp_s * ${p.name}.length, (ngp_s + 1) * ${p.name}.length)` : p.name))];
+  return [
+    `  const ngp_blocks = Math.ceil(ngp_n / ${block.rows});`,
+    `  const ngp_slots = Math.min(ngp_blocks, ${SLOTS});`,
+    ...[...acc].map((p) => `  const ngp_part_${p} = new Float32Array(ngp_slots * ${p}.length);`),
+    "  for (let ngp_s = 0; ngp_s < ngp_slots; ngp_s++)",
+    "    for (let ngp_b = Math.floor((ngp_s * ngp_blocks) / ngp_slots); ngp_b < Math.floor(((ngp_s + 1) * ngp_blocks) / ngp_slots); ngp_b++)",
+    `      ${k.name}_body(${args.join(", ")});`,
+    ...[...acc].map((p) => `  __reduce_slots(${p}, ngp_part_${p}, ngp_slots);`),
+  ];
+}
+
+/** The loop over the threads, noting in a bounds fault which thread made it. */
+function checkedLoop(call: string): string[] {
+  return ["  let ngp_i = 0;", "  try {", `    for (; ngp_i < ngp_n; ngp_i++) ${call}`, "  } catch (e) {", "    if (e?.ngpFault) e.ngpFault.thread = ngp_i;", "    throw e;", "  }"];
+}
 
 class JsPrinter extends StatementPrinter {
   /** `checked`: the buffer parameters whose indices are checked. */
@@ -118,6 +154,8 @@ class JsPrinter extends StatementPrinter {
       }
       case "field":
         throw new Error("internal: unbound configuration field reached the emitter");
+      case "fnref":
+        throw new Error("internal: a function reference reached the emitter");
     }
   }
 

@@ -1,0 +1,29 @@
+// Optimizers, one parameter group per launch (index i runs over the group's elements). The
+// gradient is read, used and zeroed in the same pass, so that the next step's backward passes can
+// accumulate into it without a separate clearing pass.
+import { type Buf, type f32, type u32, sqrt } from "../index.ts";
+
+/**
+ * Adam as tiny-cuda-nn's: g = grad + weightDecay * param (L2), m and v the moving averages, and
+ * param -= stepSize * m / (sqrt(v) + eps), where the caller folds the bias corrections into
+ * stepSize = lr * sqrt(1 - beta2^t) / (1 - beta1^t).
+ * @kernel
+ */
+export function adamStep(i: u32, params: Buf<f32>, grads: Buf<f32>, m: Buf<f32>, v: Buf<f32>, stepSize: f32, beta1: f32, beta2: f32, eps: f32, weightDecay: f32): void {
+  const g = grads[i] + weightDecay * params[i];
+  const mi = beta1 * m[i] + (1.0 - beta1) * g;
+  const vi = beta2 * v[i] + (1.0 - beta2) * g * g;
+  m[i] = mi;
+  v[i] = vi;
+  params[i] = params[i] - stepSize * mi / (sqrt(vi) + eps);
+  grads[i] = 0.0;
+}
+
+/**
+ * Plain gradient descent with L2 weight decay: param -= lr * (grad + weightDecay * param).
+ * @kernel
+ */
+export function sgdStep(i: u32, params: Buf<f32>, grads: Buf<f32>, lr: f32, weightDecay: f32): void {
+  params[i] = params[i] - lr * (grads[i] + weightDecay * params[i]);
+  grads[i] = 0.0;
+}

@@ -1,0 +1,203 @@
+// The fully fused MLP as a module: validates the options, lays out and initializes the parameters
+// (tiny-cuda-nn's scheme), compiles dsl/kernels/mlp.ts for the configuration, and runs inference,
+// the fused training step (forward + loss + backward) and the backward pass from a given gradient.
+import { resolve } from "node:path";
+import { z } from "zod";
+import type { BackendRequest } from "../runtime/backend.ts";
+import type { DeviceBuffer } from "../runtime/buffer.ts";
+import { loadKernels, type KernelModule } from "../runtime/module.ts";
+import { ACTIVATIONS, LOSSES, seededUniform, type Input, hostOrDevice } from "./common.ts";
+import { parseOptions } from "./options.ts";
+
+export const MLP_KERNELS = resolve(import.meta.dir, "../dsl/kernels/mlp.ts");
+
+const activation = z.enum(Object.keys(ACTIVATIONS) as [keyof typeof ACTIVATIONS, ...(keyof typeof ACTIVATIONS)[]]);
+
+export const MlpOptions = z
+  .object({
+    inputs: z.number().int().min(1).max(1024),
+    outputs: z.number().int().min(1).max(16),
+    width: z.literal([16, 32, 64, 128]).default(64),
+    hiddenLayers: z.number().int().min(1).max(8).default(2),
+    activation: activation.default("relu"),
+    outputActivation: activation.default("none"),
+    /** Slope of the leaky ReLU for negative inputs. */
+    leak: z.number().min(0).max(1).default(0.01),
+    biases: z.boolean().default(false),
+    loss: z.enum(Object.keys(LOSSES) as [keyof typeof LOSSES, ...(keyof typeof LOSSES)[]]).default("l2"),
+    huberDelta: z.number().positive().max(1e30).default(1),
+    /** Also compute dL/d input in the training step and backward (to train an encoding below). */
+    inputGrad: z.boolean().default(false),
+    /** Seed of the weight initialization. */
+    seed: z.number().int().default(1337),
+    /** Items per block of the fused kernel (default: 64, or 16 on CUDA where tiles live in shared memory). */
+    rows: z.number().int().min(1).max(1024).optional(),
+  })
+  .strict();
+
+const ALLOWED: Record<string, string> = {
+  inputs: "an integer from 1 to 1024",
+  outputs: "an integer from 1 to 16",
+  width: "16, 32, 64, 128",
+  hiddenLayers: "an integer from 1 to 8",
+  activation: Object.keys(ACTIVATIONS).join(", "),
+  outputActivation: Object.keys(ACTIVATIONS).join(", "),
+  leak: "a number in [0, 1]",
+  biases: "true or false",
+  loss: Object.keys(LOSSES).join(", "),
+  huberDelta: "a number > 0",
+  inputGrad: "true or false",
+  seed: "an integer",
+  rows: "an integer from 1 to 1024",
+};
+
+export type MlpOptionsInput = z.input<typeof MlpOptions>;
+export type MlpSettings = z.output<typeof MlpOptions>;
+
+export function parseMlpOptions(input: unknown, where = "mlp"): MlpSettings {
+  return parseOptions(MlpOptions, input, where, ALLOWED);
+}
+
+/** Where each layer's parameters live: W_l is [fanOut][fanIn] at weightOffset[l]; biases after all weights. */
+export interface MlpLayout {
+  fanIn: number[];
+  fanOut: number[];
+  weightOffset: number[];
+  biasOffset: number[];
+  paramCount: number;
+}
+
+export function mlpLayout(s: Pick<MlpSettings, "inputs" | "outputs" | "width" | "hiddenLayers" | "biases">): MlpLayout {
+  const layers = s.hiddenLayers + 1;
+  const fanIn = Array.from({ length: layers }, (_, l) => (l === 0 ? s.inputs : s.width));
+  const fanOut = Array.from({ length: layers }, (_, l) => (l === s.hiddenLayers ? s.outputs : s.width));
+  const weightOffset: number[] = [];
+  let n = 0;
+  for (let l = 0; l < layers; l++) (weightOffset.push(n), (n += fanIn[l]! * fanOut[l]!));
+  const biasOffset = fanOut.map((o) => (s.biases ? ((n += o), n - o) : 0));
+  return { fanIn, fanOut, weightOffset, biasOffset, paramCount: n };
+}
+
+export function mlpParamCount(input: MlpOptionsInput): number {
+  return mlpLayout(parseMlpOptions(input)).paramCount;
+}
+
+/** tiny-cuda-nn's initialization: W_l uniform in ±sqrt(6 / (fanIn + fanOut)) (Xavier), biases 0. */
+export function initMlpParams(layout: MlpLayout, seed: number): Float32Array {
+  const out = new Float32Array(layout.paramCount);
+  const next = seededUniform(seed);
+  layout.weightOffset.forEach((off, l) => {
+    const scale = Math.sqrt(6 / (layout.fanIn[l]! + layout.fanOut[l]!));
+    for (let i = 0; i < layout.fanIn[l]! * layout.fanOut[l]!; i++) out[off + i] = (next() * 2 - 1) * scale;
+  });
+  return out;
+}
+
+export interface LoadSettings {
+  backend?: BackendRequest;
+  cacheDir?: string;
+}
+
+export class Mlp {
+  readonly params: DeviceBuffer<"f32">;
+  /** Gradient of the loss with respect to params: the training step and backward add into it. */
+  readonly grad: DeviceBuffer<"f32">;
+  readonly paramCount: number;
+  readonly #loss: DeviceBuffer<"f32">;
+  readonly #noInputGrad: DeviceBuffer<"f32">;
+
+  private constructor(
+    readonly settings: MlpSettings,
+    readonly layout: MlpLayout,
+    readonly rows: number,
+    private readonly mod: KernelModule,
+  ) {
+    this.paramCount = layout.paramCount;
+    this.params = mod.upload("f32", initMlpParams(layout, settings.seed));
+    this.grad = mod.alloc("f32", this.paramCount);
+    this.#loss = mod.alloc("f32", 1);
+    this.#noInputGrad = mod.alloc("f32", 1);
+  }
+
+  static async create(options: MlpOptionsInput, load: LoadSettings = {}): Promise<Mlp> {
+    const s = parseMlpOptions(options);
+    const layout = mlpLayout(s);
+    const { chooseBackend } = await import("../runtime/backend.ts");
+    const rows = s.rows ?? (chooseBackend({ backend: load.backend }).backend === "cuda" ? 16 : 64);
+    // Unchecked: the kernels index only within the layout and the rows the launch covers.
+    const mod = await loadKernels(MLP_KERNELS, { config: mlpConfig(s, layout, rows), backend: load.backend, cacheDir: load.cacheDir, boundsChecks: false });
+    return new Mlp(s, layout, rows, mod);
+  }
+
+  get backend() {
+    return this.mod.backend;
+  }
+  get backendReason(): string {
+    return this.mod.reason;
+  }
+
+  private items(x: Input, what: string): { n: number; buf: DeviceBuffer<"f32"> } {
+    const w = this.settings.inputs;
+    if (x.length % w !== 0) throw new RangeError(`Mlp.${what}: ${x.length} input values are not a whole number of items of ${w}`);
+    return { n: x.length / w, buf: hostOrDevice(this.mod, x) };
+  }
+
+  private check(buf: Input, n: number, width: number, what: string): DeviceBuffer<"f32"> {
+    if (buf.length !== n * width) throw new RangeError(`Mlp: ${what} has ${buf.length} values, expected ${n * width} (${n} items of ${width})`);
+    return hostOrDevice(this.mod, buf);
+  }
+
+  /** Inference: [n][outputs] for inputs x ([n][inputs]). */
+  forward(x: Input, out?: DeviceBuffer<"f32">): DeviceBuffer<"f32"> {
+    const { n, buf } = this.items(x, "forward");
+    const o = out ?? this.mod.alloc("f32", n * this.settings.outputs);
+    this.check(o, n, this.settings.outputs, "out");
+    this.mod.kernels.mlpForward!(n, buf, this.params, o);
+    return o;
+  }
+
+  /**
+   * The fused training step: forward, the loss against target ([n][outputs]), backward. Adds the
+   * gradient of (loss * scale) to grad (and writes dL/d x into `inputGrad` when the module was
+   * created with inputGrad); returns the mean loss over the n * outputs values.
+   */
+  trainStep(x: Input, target: Input, opts: { scale?: number; inputGrad?: DeviceBuffer<"f32"> } = {}): number {
+    const { n, buf } = this.items(x, "trainStep");
+    const t = this.check(target, n, this.settings.outputs, "target");
+    const dx = this.inputGradBuffer(n, opts.inputGrad);
+    const mean = 1 / Math.max(1, n * this.settings.outputs);
+    this.#loss.upload([0]);
+    this.mod.kernels.mlpTrain!(n, buf, t, this.params, this.grad, dx, this.#loss, (opts.scale ?? 1) * mean);
+    return this.#loss.download()[0]! / (opts.scale ?? 1);
+  }
+
+  /** Backward from dL/dy ([n][outputs]): adds the parameter gradient to grad (and dL/dx, with inputGrad). */
+  backward(x: Input, dy: Input, opts: { inputGrad?: DeviceBuffer<"f32"> } = {}): void {
+    const { n, buf } = this.items(x, "backward");
+    const d = this.check(dy, n, this.settings.outputs, "dy");
+    this.mod.kernels.mlpBackward!(n, buf, d, this.params, this.grad, this.inputGradBuffer(n, opts.inputGrad));
+  }
+
+  private inputGradBuffer(n: number, given: DeviceBuffer<"f32"> | undefined): DeviceBuffer<"f32"> {
+    if (!this.settings.inputGrad) {
+      if (given) throw new Error("Mlp: an input gradient needs the option inputGrad: true (it is compiled in)");
+      return this.#noInputGrad;
+    }
+    if (!given) throw new Error("Mlp: created with inputGrad: true, so pass opts.inputGrad ([n][inputs])");
+    return this.check(given, n, this.settings.inputs, "inputGrad");
+  }
+
+  close(): void {
+    this.mod.close();
+  }
+}
+
+/** The compile-time configuration of dsl/kernels/mlp.ts. */
+export function mlpConfig(s: MlpSettings, layout: MlpLayout, rows: number) {
+  return {
+    rows, inputs: s.inputs, width: s.width, outputs: s.outputs, hiddenLayers: s.hiddenLayers,
+    hidden: ACTIVATIONS[s.activation], output: ACTIVATIONS[s.outputActivation], leak: s.leak, biases: s.biases,
+    weightOffset: layout.weightOffset, biasOffset: layout.biasOffset,
+    loss: LOSSES[s.loss], huberDelta: s.huberDelta, inputGrad: s.inputGrad,
+  };
+}

@@ -1,0 +1,138 @@
+// Optimizers over parameter groups (the encoding, the network, later the probing logits), each
+// with its own learning rate and L2 weight decay. One launch per group per step; the gradient is
+// zeroed in the same pass (dsl/kernels/optimizer.ts), ready for the next step's backward passes.
+import { resolve } from "node:path";
+import { z } from "zod";
+import type { DeviceBuffer } from "../runtime/buffer.ts";
+import { loadKernels, type KernelModule } from "../runtime/module.ts";
+import type { LoadSettings } from "./mlp.ts";
+import { ConfigError, parseOptions } from "./options.ts";
+
+export const OPTIMIZER_KERNELS = resolve(import.meta.dir, "../dsl/kernels/optimizer.ts");
+
+export const OptimizerOptions = z
+  .object({
+    kind: z.enum(["adam", "sgd"]).default("adam"),
+    /** Defaults as tiny-cuda-nn's image sample. */
+    lr: z.number().positive().max(1e6).default(1e-2),
+    beta1: z.number().min(0).lt(1).default(0.9),
+    beta2: z.number().min(0).lt(1).default(0.99),
+    eps: z.number().positive().max(1).default(1e-15),
+    weightDecay: z.number().min(0).max(1e6).default(0),
+  })
+  .strict();
+
+const ALLOWED: Record<string, string> = {
+  kind: "adam, sgd",
+  lr: "a number > 0",
+  beta1: "a number in [0, 1)",
+  beta2: "a number in [0, 1)",
+  eps: "a number in (0, 1]",
+  weightDecay: "a number >= 0",
+};
+
+export type OptimizerOptionsInput = z.input<typeof OptimizerOptions>;
+export type OptimizerSettings = z.output<typeof OptimizerOptions>;
+
+/** A group of parameters with its gradient; lr and weightDecay default to the optimizer's. */
+export interface ParamGroup {
+  name: string;
+  params: DeviceBuffer<"f32">;
+  grad: DeviceBuffer<"f32">;
+  lr?: number;
+  weightDecay?: number;
+}
+
+/** Everything a checkpoint needs to continue the optimizer exactly. */
+export interface OptimizerState {
+  step: number;
+  groups: { name: string; lr: number; m?: Float32Array; v?: Float32Array }[];
+}
+
+interface Group extends Required<ParamGroup> {
+  m?: DeviceBuffer<"f32">;
+  v?: DeviceBuffer<"f32">;
+}
+
+export class Optimizer {
+  #step = 0;
+  private constructor(
+    readonly settings: OptimizerSettings,
+    private readonly groups: Group[],
+    private readonly mod: KernelModule,
+  ) {}
+
+  static async create(groups: ParamGroup[], options: OptimizerOptionsInput = {}, load: LoadSettings = {}): Promise<Optimizer> {
+    const s = parseOptions(OptimizerOptions, options, "optimizer", ALLOWED);
+    const names = new Set<string>();
+    for (const g of groups) {
+      if (names.has(g.name)) throw new ConfigError(`optimizer: two parameter groups are named ${JSON.stringify(g.name)}`);
+      names.add(g.name);
+      if (g.params.length !== g.grad.length) throw new ConfigError(`optimizer: group ${g.name} has ${g.params.length} parameters but ${g.grad.length} gradient values`);
+      for (const [k, v] of [["lr", g.lr], ["weightDecay", g.weightDecay]] as const)
+        if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new ConfigError(`optimizer: group ${g.name}: ${k} ${v} is not allowed (allowed: a finite number >= 0)`);
+    }
+    const mod = await loadKernels(OPTIMIZER_KERNELS, { kernels: [s.kind === "adam" ? "adamStep" : "sgdStep"], backend: load.backend, cacheDir: load.cacheDir, boundsChecks: false });
+    const full = groups.map((g): Group => ({
+      ...g, lr: g.lr ?? s.lr, weightDecay: g.weightDecay ?? s.weightDecay,
+      ...(s.kind === "adam" ? { m: mod.alloc("f32", g.params.length), v: mod.alloc("f32", g.params.length) } : {}),
+    }));
+    return new Optimizer(s, full, mod);
+  }
+
+  /** Steps taken so far. */
+  get step(): number {
+    return this.#step;
+  }
+
+  learningRate(group: string): number {
+    return this.group(group).lr;
+  }
+
+  /** Set a group's learning rate (schedules call this before each step). */
+  setLearningRate(group: string, lr: number): void {
+    if (!(Number.isFinite(lr) && lr >= 0)) throw new RangeError(`optimizer: learning rate ${lr} for group ${group} is not a finite number >= 0`);
+    this.group(group).lr = lr;
+  }
+
+  private group(name: string): Group {
+    const g = this.groups.find((x) => x.name === name);
+    if (!g) throw new Error(`optimizer: no parameter group ${JSON.stringify(name)} (groups: ${this.groups.map((x) => x.name).join(", ")})`);
+    return g;
+  }
+
+  /** One step of every group; zeroes the gradients. */
+  update(): void {
+    this.#step++;
+    const { beta1, beta2, eps } = this.settings;
+    // tiny-cuda-nn folds both bias corrections into the step size (in double here, then f32).
+    const correction = Math.sqrt(1 - beta2 ** this.#step) / (1 - beta1 ** this.#step);
+    for (const g of this.groups) {
+      if (this.settings.kind === "adam") this.mod.kernels.adamStep!(g.params.length, g.params, g.grad, g.m!, g.v!, g.lr * correction, beta1, beta2, eps, g.weightDecay);
+      else this.mod.kernels.sgdStep!(g.params.length, g.params, g.grad, g.lr, g.weightDecay);
+    }
+  }
+
+  state(): OptimizerState {
+    return { step: this.#step, groups: this.groups.map((g) => ({ name: g.name, lr: g.lr, m: g.m?.download(), v: g.v?.download() })) };
+  }
+
+  /** Continue from a saved state (same groups, same sizes). */
+  restore(state: OptimizerState): void {
+    for (const saved of state.groups) {
+      const g = this.group(saved.name);
+      for (const [k, buf] of [["m", g.m], ["v", g.v]] as const) {
+        const data = saved[k];
+        if (!buf) continue;
+        if (!data || data.length !== buf.length) throw new Error(`optimizer state: group ${saved.name} has ${data?.length ?? 0} values of ${k}, expected ${buf.length}`);
+        buf.upload(data);
+      }
+      g.lr = saved.lr;
+    }
+    this.#step = state.step;
+  }
+
+  close(): void {
+    this.mod.close();
+  }
+}
