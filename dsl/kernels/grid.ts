@@ -4,8 +4,9 @@
 // the coherent-prime hash where it does not. runtime/hashgrid.ts computes the configuration
 // (scales, strides, sizes, offsets) from the user's settings; everything here is baked in.
 //
-// Inputs are clamped to [0, 1] (the gradient with respect to a clamped coordinate is 0).
-import { type Buf, type Const, type Float, type bool, type f16, type f32, type i32, atomicAdd, clamp, floor, fma, localArray, select, u32 } from "../index.ts";
+// Inputs are clamped to [0, 1] (the gradient with respect to a clamped coordinate is 0), and a NaN
+// coordinate counts as 0, so that it encodes like any point and keeps NaN out of the gradient.
+import { type Buf, type Const, type Float, type bool, type f16, type f32, type i32, atomicAdd, floor, fma, localArray, max, min, select, u32 } from "../index.ts";
 import { coherentHash } from "./hash.ts";
 import { NEAREST, weight, weightDerivative } from "./interpolate.ts";
 
@@ -37,7 +38,8 @@ export interface GridConfig {
  */
 function locate(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u32, cell: u32[], w0: f32[], w1: f32[], dw: f32[]): void {
   for (let d = 0; d < cfg.dims; d++) {
-    const xd = clamp(x[i * u32(cfg.dims) + u32(d)], 0.0, 1.0);
+    // max(a, b) returns a when either is NaN: max(0, NaN) is 0 at no extra cost (clamp(NaN) is NaN).
+    const xd = min(max(0.0, x[i * u32(cfg.dims) + u32(d)]), 1.0);
     const s = cfg.scale[l * cfg.dims + d];
     const rounded = floor(fma(xd, s, 0.5));
     const g = select(fma(xd, s, 0.5 - rounded) < 0.0, rounded - 1.0, rounded);
@@ -139,7 +141,7 @@ export function gridBackward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, dy: Bu
   }
 }
 
-/** dx[i][d] = d loss / d x[i][d] (0 where x was clamped; 0 everywhere for NEAREST). */
+/** dx[i][d] = d loss / d x[i][d] (0 where x was clamped or NaN; 0 everywhere for NEAREST). */
 function inputGrad(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Float>, dy: Buf<f32>, dx: Buf<f32>): void {
   const acc = localArray<f32>(cfg.dims);
   if (cfg.interpolation !== NEAREST) {

@@ -28,7 +28,7 @@ NGP_FN void gridForward_pass0(uint32_t i, const float* __restrict__ x, const flo
   float w1_5[2] = {};
   float dw_6[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -39,7 +39,7 @@ NGP_FN void gridForward_pass0(uint32_t i, const float* __restrict__ x, const flo
     dw_6[0] = 15.0f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -111,7 +111,7 @@ NGP_FN void gridForward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x,
   float dw_6[2][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 15.0f, 0.5f));
     float g_11[16];
@@ -127,7 +127,7 @@ NGP_FN void gridForward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 15.0f, 0.5f));
     float g_11[16];
@@ -219,7 +219,7 @@ NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const flo
   float w1_5[2] = {};
   float dw_6[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 21.110605f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 21.110605f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -230,7 +230,7 @@ NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const flo
     dw_6[0] = 21.110605f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 21.110605f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 21.110605f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -302,7 +302,7 @@ NGP_FN void gridForward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x,
   float dw_6[2][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 21.110605f, 0.5f));
     float g_11[16];
@@ -318,7 +318,7 @@ NGP_FN void gridForward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 21.110605f, 0.5f));
     float g_11[16];
@@ -410,7 +410,7 @@ NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const flo
   float w1_5[2] = {};
   float dw_6[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 29.554932f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 29.554932f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -421,7 +421,7 @@ NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const flo
     dw_6[0] = 29.554932f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 29.554932f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 29.554932f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -493,7 +493,7 @@ NGP_FN void gridForward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x,
   float dw_6[2][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 29.554932f, 0.5f));
     float g_11[16];
@@ -509,7 +509,7 @@ NGP_FN void gridForward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 29.554932f, 0.5f));
     float g_11[16];
@@ -601,7 +601,7 @@ NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const flo
   float w1_5[2] = {};
   float dw_6[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 41.224255f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 41.224255f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -612,7 +612,7 @@ NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const flo
     dw_6[0] = 41.224255f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 41.224255f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 41.224255f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -684,7 +684,7 @@ NGP_FN void gridForward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x,
   float dw_6[2][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 41.224255f, 0.5f));
     float g_11[16];
@@ -700,7 +700,7 @@ NGP_FN void gridForward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 41.224255f, 0.5f));
     float g_11[16];
@@ -792,7 +792,7 @@ NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const flo
   float w1_5[2] = {};
   float dw_6[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 57.35024f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 57.35024f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -803,7 +803,7 @@ NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const flo
     dw_6[0] = 57.35024f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 57.35024f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 57.35024f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -875,7 +875,7 @@ NGP_FN void gridForward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x,
   float dw_6[2][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 57.35024f, 0.5f));
     float g_11[16];
@@ -891,7 +891,7 @@ NGP_FN void gridForward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 57.35024f, 0.5f));
     float g_11[16];
@@ -983,7 +983,7 @@ NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const flo
   float w1_5[2] = {};
   float dw_6[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -994,7 +994,7 @@ NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const flo
     dw_6[0] = 79.63495f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -1066,7 +1066,7 @@ NGP_FN void gridForward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x,
   float dw_6[2][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 79.63495f, 0.5f));
     float g_11[16];
@@ -1082,7 +1082,7 @@ NGP_FN void gridForward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 79.63495f, 0.5f));
     float g_11[16];
@@ -1174,7 +1174,7 @@ NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const flo
   float w1_5[2] = {};
   float dw_6[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 110.43047f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 110.43047f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -1185,7 +1185,7 @@ NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const flo
     dw_6[0] = 110.43047f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 110.43047f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 110.43047f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -1257,7 +1257,7 @@ NGP_FN void gridForward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x,
   float dw_6[2][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 110.43047f, 0.5f));
     float g_11[16];
@@ -1273,7 +1273,7 @@ NGP_FN void gridForward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 110.43047f, 0.5f));
     float g_11[16];
@@ -1365,7 +1365,7 @@ NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const flo
   float w1_5[2] = {};
   float dw_6[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 152.9872f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 152.9872f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -1376,7 +1376,7 @@ NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const flo
     dw_6[0] = 152.9872f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 152.9872f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 152.9872f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -1448,7 +1448,7 @@ NGP_FN void gridForward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x,
   float dw_6[2][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 152.9872f, 0.5f));
     float g_11[16];
@@ -1464,7 +1464,7 @@ NGP_FN void gridForward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 152.9872f, 0.5f));
     float g_11[16];
@@ -1556,7 +1556,7 @@ NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const flo
   float w1_5[2] = {};
   float dw_6[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 211.7969f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 211.7969f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -1567,7 +1567,7 @@ NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const flo
     dw_6[0] = 211.7969f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 211.7969f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 211.7969f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -1639,7 +1639,7 @@ NGP_FN void gridForward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x,
   float dw_6[2][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 211.7969f, 0.5f));
     float g_11[16];
@@ -1655,7 +1655,7 @@ NGP_FN void gridForward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 211.7969f, 0.5f));
     float g_11[16];
@@ -1747,7 +1747,7 @@ NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const flo
   float w1_5[2] = {};
   float dw_6[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 293.06677f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 293.06677f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -1758,7 +1758,7 @@ NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const flo
     dw_6[0] = 293.06677f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 293.06677f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 293.06677f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -1830,7 +1830,7 @@ NGP_FN void gridForward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x,
   float dw_6[2][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 293.06677f, 0.5f));
     float g_11[16];
@@ -1846,7 +1846,7 @@ NGP_FN void gridForward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 293.06677f, 0.5f));
     float g_11[16];
@@ -1936,7 +1936,7 @@ NGP_FN void gridForward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__
   uint32_t coords_3[2][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 293.06677f, 0.5f));
     float g_11[16];
@@ -1945,7 +1945,7 @@ NGP_FN void gridForward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 293.06677f, 0.5f));
     float g_11[16];
@@ -2001,7 +2001,7 @@ NGP_FN void gridForward_pass10(uint32_t i, const float* __restrict__ x, const fl
   float w1_5[2] = {};
   float dw_6[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -2012,7 +2012,7 @@ NGP_FN void gridForward_pass10(uint32_t i, const float* __restrict__ x, const fl
     dw_6[0] = 405.37466f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -2084,7 +2084,7 @@ NGP_FN void gridForward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw_6[2][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 405.37466f, 0.5f));
     float g_11[16];
@@ -2100,7 +2100,7 @@ NGP_FN void gridForward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 405.37466f, 0.5f));
     float g_11[16];
@@ -2190,7 +2190,7 @@ NGP_FN void gridForward_pass10_prefetch(int64_t ngp_i0, const float* __restrict_
   uint32_t coords_3[2][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 405.37466f, 0.5f));
     float g_11[16];
@@ -2199,7 +2199,7 @@ NGP_FN void gridForward_pass10_prefetch(int64_t ngp_i0, const float* __restrict_
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 405.37466f, 0.5f));
     float g_11[16];
@@ -2255,7 +2255,7 @@ NGP_FN void gridForward_pass11(uint32_t i, const float* __restrict__ x, const fl
   float w1_5[2] = {};
   float dw_6[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 560.5744f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 560.5744f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -2266,7 +2266,7 @@ NGP_FN void gridForward_pass11(uint32_t i, const float* __restrict__ x, const fl
     dw_6[0] = 560.5744f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 560.5744f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 560.5744f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -2338,7 +2338,7 @@ NGP_FN void gridForward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw_6[2][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 560.5744f, 0.5f));
     float g_11[16];
@@ -2354,7 +2354,7 @@ NGP_FN void gridForward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 560.5744f, 0.5f));
     float g_11[16];
@@ -2444,7 +2444,7 @@ NGP_FN void gridForward_pass11_prefetch(int64_t ngp_i0, const float* __restrict_
   uint32_t coords_3[2][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 560.5744f, 0.5f));
     float g_11[16];
@@ -2453,7 +2453,7 @@ NGP_FN void gridForward_pass11_prefetch(int64_t ngp_i0, const float* __restrict_
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 560.5744f, 0.5f));
     float g_11[16];
@@ -2509,7 +2509,7 @@ NGP_FN void gridForward_pass12(uint32_t i, const float* __restrict__ x, const fl
   float w1_5[2] = {};
   float dw_6[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 775.0469f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 775.0469f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -2520,7 +2520,7 @@ NGP_FN void gridForward_pass12(uint32_t i, const float* __restrict__ x, const fl
     dw_6[0] = 775.0469f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 775.0469f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 775.0469f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -2608,7 +2608,7 @@ NGP_FN void gridForward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw_6[2][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 775.0469f, 0.5f));
     float g_11[16];
@@ -2624,7 +2624,7 @@ NGP_FN void gridForward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 775.0469f, 0.5f));
     float g_11[16];
@@ -2734,7 +2734,7 @@ NGP_FN void gridForward_pass12_prefetch(int64_t ngp_i0, const float* __restrict_
   uint32_t coords_3[2][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 775.0469f, 0.5f));
     float g_11[16];
@@ -2743,7 +2743,7 @@ NGP_FN void gridForward_pass12_prefetch(int64_t ngp_i0, const float* __restrict_
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 775.0469f, 0.5f));
     float g_11[16];
@@ -2819,7 +2819,7 @@ NGP_FN void gridForward_pass13(uint32_t i, const float* __restrict__ x, const fl
   float w1_5[2] = {};
   float dw_6[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 1071.4292f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 1071.4292f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -2830,7 +2830,7 @@ NGP_FN void gridForward_pass13(uint32_t i, const float* __restrict__ x, const fl
     dw_6[0] = 1071.4292f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 1071.4292f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 1071.4292f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -2918,7 +2918,7 @@ NGP_FN void gridForward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw_6[2][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1071.4292f, 0.5f));
     float g_11[16];
@@ -2934,7 +2934,7 @@ NGP_FN void gridForward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1071.4292f, 0.5f));
     float g_11[16];
@@ -3044,7 +3044,7 @@ NGP_FN void gridForward_pass13_prefetch(int64_t ngp_i0, const float* __restrict_
   uint32_t coords_3[2][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1071.4292f, 0.5f));
     float g_11[16];
@@ -3053,7 +3053,7 @@ NGP_FN void gridForward_pass13_prefetch(int64_t ngp_i0, const float* __restrict_
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1071.4292f, 0.5f));
     float g_11[16];
@@ -3129,7 +3129,7 @@ NGP_FN void gridForward_pass14(uint32_t i, const float* __restrict__ x, const fl
   float w1_5[2] = {};
   float dw_6[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 1481.0037f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 1481.0037f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -3140,7 +3140,7 @@ NGP_FN void gridForward_pass14(uint32_t i, const float* __restrict__ x, const fl
     dw_6[0] = 1481.0037f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 1481.0037f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 1481.0037f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -3228,7 +3228,7 @@ NGP_FN void gridForward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw_6[2][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1481.0037f, 0.5f));
     float g_11[16];
@@ -3244,7 +3244,7 @@ NGP_FN void gridForward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1481.0037f, 0.5f));
     float g_11[16];
@@ -3354,7 +3354,7 @@ NGP_FN void gridForward_pass14_prefetch(int64_t ngp_i0, const float* __restrict_
   uint32_t coords_3[2][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1481.0037f, 0.5f));
     float g_11[16];
@@ -3363,7 +3363,7 @@ NGP_FN void gridForward_pass14_prefetch(int64_t ngp_i0, const float* __restrict_
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1481.0037f, 0.5f));
     float g_11[16];
@@ -3439,7 +3439,7 @@ NGP_FN void gridForward_pass15(uint32_t i, const float* __restrict__ x, const fl
   float w1_5[2] = {};
   float dw_6[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 2047.0f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 2047.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -3450,7 +3450,7 @@ NGP_FN void gridForward_pass15(uint32_t i, const float* __restrict__ x, const fl
     dw_6[0] = 2047.0f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 2047.0f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 2047.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -3538,7 +3538,7 @@ NGP_FN void gridForward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw_6[2][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 2047.0f, 0.5f));
     float g_11[16];
@@ -3554,7 +3554,7 @@ NGP_FN void gridForward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 2047.0f, 0.5f));
     float g_11[16];
@@ -3664,7 +3664,7 @@ NGP_FN void gridForward_pass15_prefetch(int64_t ngp_i0, const float* __restrict_
   uint32_t coords_3[2][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 2047.0f, 0.5f));
     float g_11[16];
@@ -3673,7 +3673,7 @@ NGP_FN void gridForward_pass15_prefetch(int64_t ngp_i0, const float* __restrict_
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 2047.0f, 0.5f));
     float g_11[16];
@@ -3838,7 +3838,7 @@ NGP_FN void gridBackward_pass0(uint32_t i, const float* __restrict__ x, const fl
   float w1[2] = {};
   float dw[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -3849,7 +3849,7 @@ NGP_FN void gridBackward_pass0(uint32_t i, const float* __restrict__ x, const fl
     dw[0] = 15.0f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -3918,7 +3918,7 @@ NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw[2][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 15.0f, 0.5f));
     float g_5[16];
@@ -3934,7 +3934,7 @@ NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 15.0f, 0.5f));
     float g_5[16];
@@ -4023,7 +4023,7 @@ NGP_FN void gridBackward_pass1(uint32_t i, const float* __restrict__ x, const fl
   float w1[2] = {};
   float dw[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 21.110605f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 21.110605f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -4034,7 +4034,7 @@ NGP_FN void gridBackward_pass1(uint32_t i, const float* __restrict__ x, const fl
     dw[0] = 21.110605f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 21.110605f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 21.110605f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -4103,7 +4103,7 @@ NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw[2][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 21.110605f, 0.5f));
     float g_5[16];
@@ -4119,7 +4119,7 @@ NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 21.110605f, 0.5f));
     float g_5[16];
@@ -4208,7 +4208,7 @@ NGP_FN void gridBackward_pass2(uint32_t i, const float* __restrict__ x, const fl
   float w1[2] = {};
   float dw[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 29.554932f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 29.554932f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -4219,7 +4219,7 @@ NGP_FN void gridBackward_pass2(uint32_t i, const float* __restrict__ x, const fl
     dw[0] = 29.554932f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 29.554932f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 29.554932f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -4288,7 +4288,7 @@ NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw[2][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 29.554932f, 0.5f));
     float g_5[16];
@@ -4304,7 +4304,7 @@ NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 29.554932f, 0.5f));
     float g_5[16];
@@ -4393,7 +4393,7 @@ NGP_FN void gridBackward_pass3(uint32_t i, const float* __restrict__ x, const fl
   float w1[2] = {};
   float dw[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 41.224255f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 41.224255f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -4404,7 +4404,7 @@ NGP_FN void gridBackward_pass3(uint32_t i, const float* __restrict__ x, const fl
     dw[0] = 41.224255f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 41.224255f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 41.224255f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -4473,7 +4473,7 @@ NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw[2][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 41.224255f, 0.5f));
     float g_5[16];
@@ -4489,7 +4489,7 @@ NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 41.224255f, 0.5f));
     float g_5[16];
@@ -4578,7 +4578,7 @@ NGP_FN void gridBackward_pass4(uint32_t i, const float* __restrict__ x, const fl
   float w1[2] = {};
   float dw[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 57.35024f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 57.35024f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -4589,7 +4589,7 @@ NGP_FN void gridBackward_pass4(uint32_t i, const float* __restrict__ x, const fl
     dw[0] = 57.35024f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 57.35024f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 57.35024f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -4658,7 +4658,7 @@ NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw[2][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 57.35024f, 0.5f));
     float g_5[16];
@@ -4674,7 +4674,7 @@ NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 57.35024f, 0.5f));
     float g_5[16];
@@ -4763,7 +4763,7 @@ NGP_FN void gridBackward_pass5(uint32_t i, const float* __restrict__ x, const fl
   float w1[2] = {};
   float dw[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -4774,7 +4774,7 @@ NGP_FN void gridBackward_pass5(uint32_t i, const float* __restrict__ x, const fl
     dw[0] = 79.63495f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -4843,7 +4843,7 @@ NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw[2][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 79.63495f, 0.5f));
     float g_5[16];
@@ -4859,7 +4859,7 @@ NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 79.63495f, 0.5f));
     float g_5[16];
@@ -4948,7 +4948,7 @@ NGP_FN void gridBackward_pass6(uint32_t i, const float* __restrict__ x, const fl
   float w1[2] = {};
   float dw[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 110.43047f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 110.43047f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -4959,7 +4959,7 @@ NGP_FN void gridBackward_pass6(uint32_t i, const float* __restrict__ x, const fl
     dw[0] = 110.43047f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 110.43047f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 110.43047f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -5028,7 +5028,7 @@ NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw[2][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 110.43047f, 0.5f));
     float g_5[16];
@@ -5044,7 +5044,7 @@ NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 110.43047f, 0.5f));
     float g_5[16];
@@ -5133,7 +5133,7 @@ NGP_FN void gridBackward_pass7(uint32_t i, const float* __restrict__ x, const fl
   float w1[2] = {};
   float dw[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 152.9872f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 152.9872f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -5144,7 +5144,7 @@ NGP_FN void gridBackward_pass7(uint32_t i, const float* __restrict__ x, const fl
     dw[0] = 152.9872f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 152.9872f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 152.9872f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -5213,7 +5213,7 @@ NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw[2][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 152.9872f, 0.5f));
     float g_5[16];
@@ -5229,7 +5229,7 @@ NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 152.9872f, 0.5f));
     float g_5[16];
@@ -5318,7 +5318,7 @@ NGP_FN void gridBackward_pass8(uint32_t i, const float* __restrict__ x, const fl
   float w1[2] = {};
   float dw[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 211.7969f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 211.7969f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -5329,7 +5329,7 @@ NGP_FN void gridBackward_pass8(uint32_t i, const float* __restrict__ x, const fl
     dw[0] = 211.7969f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 211.7969f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 211.7969f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -5398,7 +5398,7 @@ NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw[2][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 211.7969f, 0.5f));
     float g_5[16];
@@ -5414,7 +5414,7 @@ NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 211.7969f, 0.5f));
     float g_5[16];
@@ -5503,7 +5503,7 @@ NGP_FN void gridBackward_pass9(uint32_t i, const float* __restrict__ x, const fl
   float w1[2] = {};
   float dw[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 293.06677f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 293.06677f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -5514,7 +5514,7 @@ NGP_FN void gridBackward_pass9(uint32_t i, const float* __restrict__ x, const fl
     dw[0] = 293.06677f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 293.06677f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 293.06677f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -5583,7 +5583,7 @@ NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw[2][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 293.06677f, 0.5f));
     float g_5[16];
@@ -5599,7 +5599,7 @@ NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 293.06677f, 0.5f));
     float g_5[16];
@@ -5688,7 +5688,7 @@ NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const f
   float w1[2] = {};
   float dw[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -5699,7 +5699,7 @@ NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const f
     dw[0] = 405.37466f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -5768,7 +5768,7 @@ NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ 
   float dw[2][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 405.37466f, 0.5f));
     float g_5[16];
@@ -5784,7 +5784,7 @@ NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ 
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 405.37466f, 0.5f));
     float g_5[16];
@@ -5873,7 +5873,7 @@ NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const f
   float w1[2] = {};
   float dw[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 560.5744f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 560.5744f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -5884,7 +5884,7 @@ NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const f
     dw[0] = 560.5744f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 560.5744f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 560.5744f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -5953,7 +5953,7 @@ NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ 
   float dw[2][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 560.5744f, 0.5f));
     float g_5[16];
@@ -5969,7 +5969,7 @@ NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ 
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 560.5744f, 0.5f));
     float g_5[16];
@@ -6058,7 +6058,7 @@ NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const f
   float w1[2] = {};
   float dw[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 775.0469f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 775.0469f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -6069,7 +6069,7 @@ NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const f
     dw[0] = 775.0469f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 775.0469f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 775.0469f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -6154,7 +6154,7 @@ NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ 
   float dw[2][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 775.0469f, 0.5f));
     float g_5[16];
@@ -6170,7 +6170,7 @@ NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ 
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 775.0469f, 0.5f));
     float g_5[16];
@@ -6279,7 +6279,7 @@ NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const f
   float w1[2] = {};
   float dw[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 1071.4292f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 1071.4292f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -6290,7 +6290,7 @@ NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const f
     dw[0] = 1071.4292f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 1071.4292f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 1071.4292f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -6375,7 +6375,7 @@ NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ 
   float dw[2][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 1071.4292f, 0.5f));
     float g_5[16];
@@ -6391,7 +6391,7 @@ NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ 
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 1071.4292f, 0.5f));
     float g_5[16];
@@ -6500,7 +6500,7 @@ NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const f
   float w1[2] = {};
   float dw[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 1481.0037f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 1481.0037f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -6511,7 +6511,7 @@ NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const f
     dw[0] = 1481.0037f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 1481.0037f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 1481.0037f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -6596,7 +6596,7 @@ NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ 
   float dw[2][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 1481.0037f, 0.5f));
     float g_5[16];
@@ -6612,7 +6612,7 @@ NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ 
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 1481.0037f, 0.5f));
     float g_5[16];
@@ -6721,7 +6721,7 @@ NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const f
   float w1[2] = {};
   float dw[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 2047.0f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 2047.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -6732,7 +6732,7 @@ NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const f
     dw[0] = 2047.0f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 2047.0f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 2047.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -6817,7 +6817,7 @@ NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ 
   float dw[2][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 2047.0f, 0.5f));
     float g_5[16];
@@ -6833,7 +6833,7 @@ NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ 
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 2047.0f, 0.5f));
     float g_5[16];
@@ -7034,7 +7034,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 15.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -7045,7 +7045,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 15.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 15.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -7144,7 +7144,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 21.110605f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 21.110605f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -7155,7 +7155,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 21.110605f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 21.110605f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 21.110605f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -7254,7 +7254,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 29.554932f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 29.554932f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -7265,7 +7265,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 29.554932f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 29.554932f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 29.554932f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -7364,7 +7364,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 41.224255f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 41.224255f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -7375,7 +7375,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 41.224255f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 41.224255f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 41.224255f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -7474,7 +7474,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 57.35024f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 57.35024f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -7485,7 +7485,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 57.35024f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 57.35024f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 57.35024f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -7584,7 +7584,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 79.63495f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -7595,7 +7595,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 79.63495f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 79.63495f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -7694,7 +7694,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 110.43047f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 110.43047f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -7705,7 +7705,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 110.43047f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 110.43047f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 110.43047f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -7804,7 +7804,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 152.9872f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 152.9872f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -7815,7 +7815,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 152.9872f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 152.9872f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 152.9872f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -7914,7 +7914,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 211.7969f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 211.7969f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -7925,7 +7925,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 211.7969f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 211.7969f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 211.7969f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -8024,7 +8024,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 293.06677f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 293.06677f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -8035,7 +8035,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 293.06677f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 293.06677f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 293.06677f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -8134,7 +8134,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 405.37466f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -8145,7 +8145,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 405.37466f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 405.37466f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -8244,7 +8244,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 560.5744f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 560.5744f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -8255,7 +8255,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 560.5744f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 560.5744f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 560.5744f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -8354,7 +8354,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 775.0469f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 775.0469f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -8365,7 +8365,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 775.0469f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 775.0469f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 775.0469f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -8480,7 +8480,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 1071.4292f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 1071.4292f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -8491,7 +8491,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 1071.4292f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 1071.4292f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 1071.4292f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -8606,7 +8606,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 1481.0037f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 1481.0037f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -8617,7 +8617,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 1481.0037f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 1481.0037f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 1481.0037f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -8732,7 +8732,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 2047.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 2047.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -8743,7 +8743,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 2047.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 2047.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 2047.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);

@@ -24,7 +24,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[2] = {};
     float dw_6[2] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -35,7 +35,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 15.0f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -105,7 +105,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[2] = {};
     float dw_6[2] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 21.110605f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 21.110605f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -116,7 +116,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 21.110605f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 21.110605f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 21.110605f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -186,7 +186,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[2] = {};
     float dw_6[2] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 29.554932f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 29.554932f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -197,7 +197,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 29.554932f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 29.554932f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 29.554932f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -267,7 +267,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[2] = {};
     float dw_6[2] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 41.224255f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 41.224255f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -278,7 +278,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 41.224255f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 41.224255f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 41.224255f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -348,7 +348,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[2] = {};
     float dw_6[2] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 57.35024f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 57.35024f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -359,7 +359,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 57.35024f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 57.35024f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 57.35024f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -429,7 +429,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[2] = {};
     float dw_6[2] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -440,7 +440,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 79.63495f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -510,7 +510,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[2] = {};
     float dw_6[2] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 110.43047f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 110.43047f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -521,7 +521,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 110.43047f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 110.43047f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 110.43047f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -591,7 +591,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[2] = {};
     float dw_6[2] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 152.9872f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 152.9872f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -602,7 +602,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 152.9872f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 152.9872f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 152.9872f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -672,7 +672,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[2] = {};
     float dw_6[2] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 211.7969f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 211.7969f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -683,7 +683,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 211.7969f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 211.7969f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 211.7969f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -753,7 +753,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[2] = {};
     float dw_6[2] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 293.06677f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 293.06677f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -764,7 +764,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 293.06677f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 293.06677f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 293.06677f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -834,7 +834,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[2] = {};
     float dw_6[2] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -845,7 +845,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 405.37466f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -915,7 +915,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[2] = {};
     float dw_6[2] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 560.5744f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 560.5744f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -926,7 +926,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 560.5744f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 560.5744f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 560.5744f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -996,7 +996,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[2] = {};
     float dw_6[2] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 775.0469f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 775.0469f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -1007,7 +1007,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 775.0469f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 775.0469f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 775.0469f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -1093,7 +1093,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[2] = {};
     float dw_6[2] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 1071.4292f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 1071.4292f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -1104,7 +1104,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 1071.4292f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 1071.4292f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 1071.4292f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -1190,7 +1190,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[2] = {};
     float dw_6[2] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 1481.0037f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 1481.0037f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -1201,7 +1201,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 1481.0037f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 1481.0037f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 1481.0037f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -1287,7 +1287,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[2] = {};
     float dw_6[2] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 2047.0f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 2047.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -1298,7 +1298,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 2047.0f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 2047.0f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 2047.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -1400,7 +1400,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[2] = {};
     float dw[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -1411,7 +1411,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 15.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -1478,7 +1478,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[2] = {};
     float dw[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 21.110605f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 21.110605f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -1489,7 +1489,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 21.110605f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 21.110605f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 21.110605f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -1556,7 +1556,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[2] = {};
     float dw[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 29.554932f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 29.554932f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -1567,7 +1567,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 29.554932f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 29.554932f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 29.554932f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -1634,7 +1634,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[2] = {};
     float dw[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 41.224255f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 41.224255f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -1645,7 +1645,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 41.224255f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 41.224255f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 41.224255f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -1712,7 +1712,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[2] = {};
     float dw[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 57.35024f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 57.35024f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -1723,7 +1723,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 57.35024f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 57.35024f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 57.35024f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -1790,7 +1790,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[2] = {};
     float dw[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -1801,7 +1801,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 79.63495f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -1868,7 +1868,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[2] = {};
     float dw[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 110.43047f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 110.43047f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -1879,7 +1879,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 110.43047f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 110.43047f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 110.43047f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -1946,7 +1946,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[2] = {};
     float dw[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 152.9872f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 152.9872f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -1957,7 +1957,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 152.9872f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 152.9872f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 152.9872f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -2024,7 +2024,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[2] = {};
     float dw[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 211.7969f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 211.7969f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -2035,7 +2035,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 211.7969f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 211.7969f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 211.7969f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -2102,7 +2102,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[2] = {};
     float dw[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 293.06677f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 293.06677f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -2113,7 +2113,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 293.06677f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 293.06677f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 293.06677f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -2180,7 +2180,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[2] = {};
     float dw[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -2191,7 +2191,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 405.37466f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -2258,7 +2258,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[2] = {};
     float dw[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 560.5744f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 560.5744f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -2269,7 +2269,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 560.5744f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 560.5744f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 560.5744f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -2336,7 +2336,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[2] = {};
     float dw[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 775.0469f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 775.0469f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -2347,7 +2347,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 775.0469f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 775.0469f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 775.0469f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -2430,7 +2430,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[2] = {};
     float dw[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 1071.4292f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 1071.4292f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -2441,7 +2441,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 1071.4292f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 1071.4292f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 1071.4292f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -2524,7 +2524,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[2] = {};
     float dw[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 1481.0037f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 1481.0037f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -2535,7 +2535,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 1481.0037f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 1481.0037f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 1481.0037f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -2618,7 +2618,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[2] = {};
     float dw[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 2047.0f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 2047.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -2629,7 +2629,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 2047.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 2047.0f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 2047.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -2729,7 +2729,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 15.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -2740,7 +2740,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 15.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 15.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -2839,7 +2839,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 21.110605f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 21.110605f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -2850,7 +2850,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 21.110605f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 21.110605f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 21.110605f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -2949,7 +2949,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 29.554932f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 29.554932f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -2960,7 +2960,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 29.554932f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 29.554932f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 29.554932f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -3059,7 +3059,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 41.224255f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 41.224255f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -3070,7 +3070,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 41.224255f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 41.224255f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 41.224255f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -3169,7 +3169,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 57.35024f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 57.35024f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -3180,7 +3180,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 57.35024f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 57.35024f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 57.35024f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -3279,7 +3279,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 79.63495f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -3290,7 +3290,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 79.63495f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 79.63495f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -3389,7 +3389,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 110.43047f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 110.43047f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -3400,7 +3400,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 110.43047f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 110.43047f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 110.43047f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -3499,7 +3499,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 152.9872f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 152.9872f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -3510,7 +3510,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 152.9872f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 152.9872f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 152.9872f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -3609,7 +3609,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 211.7969f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 211.7969f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -3620,7 +3620,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 211.7969f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 211.7969f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 211.7969f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -3719,7 +3719,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 293.06677f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 293.06677f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -3730,7 +3730,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 293.06677f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 293.06677f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 293.06677f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -3829,7 +3829,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 405.37466f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -3840,7 +3840,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 405.37466f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 405.37466f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -3939,7 +3939,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 560.5744f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 560.5744f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -3950,7 +3950,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 560.5744f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 560.5744f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 560.5744f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -4049,7 +4049,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 775.0469f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 775.0469f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -4060,7 +4060,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 775.0469f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 775.0469f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 775.0469f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -4175,7 +4175,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 1071.4292f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 1071.4292f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -4186,7 +4186,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 1071.4292f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 1071.4292f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 1071.4292f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -4301,7 +4301,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 1481.0037f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 1481.0037f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -4312,7 +4312,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 1481.0037f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 1481.0037f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 1481.0037f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -4427,7 +4427,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[2] = {};
     float dw_7[2] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 2047.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 2047.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -4438,7 +4438,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 2047.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 2u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 2047.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 2047.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);

@@ -36,7 +36,7 @@ function gridForward_body(i, x, params, out) {
     const w1_5 = new Float32Array(2);
     const dw_6 = new Float32Array(2);
     {
-      const xd_8 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const xd_8 = __min(__max(0, x[(Math.imul(i, 2) >>> 0)]), 1);
       const s_9 = tbl_cfg_scale[(Math.imul(l_1, 2) | 0)];
       const rounded_10 = Math.fround(Math.floor(__fma(xd_8, s_9, 0.5)));
       const g_11 = ((__fma(xd_8, s_9, Math.fround(0.5 - rounded_10)) < 0) ? Math.fround(rounded_10 - 1) : rounded_10);
@@ -48,7 +48,7 @@ function gridForward_body(i, x, params, out) {
       dw_6[0] = s_9;
     }
     {
-      const xd_8 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const xd_8 = __min(__max(0, x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)]), 1);
       const s_9 = tbl_cfg_scale[(((Math.imul(l_1, 2) | 0) + 1) | 0)];
       const rounded_10 = Math.fround(Math.floor(__fma(xd_8, s_9, 0.5)));
       const g_11 = ((__fma(xd_8, s_9, Math.fround(0.5 - rounded_10)) < 0) ? Math.fround(rounded_10 - 1) : rounded_10);
@@ -153,7 +153,7 @@ function gridBackward_body(i, x, dy, grad) {
     const w1 = new Float32Array(2);
     const dw = new Float32Array(2);
     {
-      const xd_2 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const xd_2 = __min(__max(0, x[(Math.imul(i, 2) >>> 0)]), 1);
       const s_3 = tbl_cfg_scale[(Math.imul(l, 2) | 0)];
       const rounded_4 = Math.fround(Math.floor(__fma(xd_2, s_3, 0.5)));
       const g_5 = ((__fma(xd_2, s_3, Math.fround(0.5 - rounded_4)) < 0) ? Math.fround(rounded_4 - 1) : rounded_4);
@@ -165,7 +165,7 @@ function gridBackward_body(i, x, dy, grad) {
       dw[0] = s_3;
     }
     {
-      const xd_2 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const xd_2 = __min(__max(0, x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)]), 1);
       const s_3 = tbl_cfg_scale[(((Math.imul(l, 2) | 0) + 1) | 0)];
       const rounded_4 = Math.fround(Math.floor(__fma(xd_2, s_3, 0.5)));
       const g_5 = ((__fma(xd_2, s_3, Math.fround(0.5 - rounded_4)) < 0) ? Math.fround(rounded_4 - 1) : rounded_4);
@@ -268,7 +268,7 @@ function gridInputGrad_body(i, x, params, dy, dx) {
     const w1_6 = new Float32Array(2);
     const dw_7 = new Float32Array(2);
     {
-      const xd_9 = __min(__max(x[(Math.imul(i, 2) >>> 0)], 0), 1);
+      const xd_9 = __min(__max(0, x[(Math.imul(i, 2) >>> 0)]), 1);
       const s_10 = tbl_cfg_scale[(Math.imul(l_2, 2) | 0)];
       const rounded_11 = Math.fround(Math.floor(__fma(xd_9, s_10, 0.5)));
       const g_12 = ((__fma(xd_9, s_10, Math.fround(0.5 - rounded_11)) < 0) ? Math.fround(rounded_11 - 1) : rounded_11);
@@ -280,7 +280,7 @@ function gridInputGrad_body(i, x, params, dy, dx) {
       dw_7[0] = s_10;
     }
     {
-      const xd_9 = __min(__max(x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)], 0), 1);
+      const xd_9 = __min(__max(0, x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)]), 1);
       const s_10 = tbl_cfg_scale[(((Math.imul(l_2, 2) | 0) + 1) | 0)];
       const rounded_11 = Math.fround(Math.floor(__fma(xd_9, s_10, 0.5)));
       const g_12 = ((__fma(xd_9, s_10, Math.fround(0.5 - rounded_11)) < 0) ? Math.fround(rounded_11 - 1) : rounded_11);

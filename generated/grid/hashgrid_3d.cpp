@@ -28,7 +28,7 @@ NGP_FN void gridForward_pass0(uint32_t i, const float* __restrict__ x, const flo
   float w1_5[3] = {};
   float dw_6[3] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -39,7 +39,7 @@ NGP_FN void gridForward_pass0(uint32_t i, const float* __restrict__ x, const flo
     dw_6[0] = 15.0f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -50,7 +50,7 @@ NGP_FN void gridForward_pass0(uint32_t i, const float* __restrict__ x, const flo
     dw_6[1] = 15.0f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
@@ -194,7 +194,7 @@ NGP_FN void gridForward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x,
   float dw_6[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 15.0f, 0.5f));
     float g_11[16];
@@ -210,7 +210,7 @@ NGP_FN void gridForward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 15.0f, 0.5f));
     float g_11[16];
@@ -226,7 +226,7 @@ NGP_FN void gridForward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 15.0f, 0.5f));
     float g_11[16];
@@ -406,7 +406,7 @@ NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const flo
   float w1_5[3] = {};
   float dw_6[3] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 19.158737f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 19.158737f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -417,7 +417,7 @@ NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const flo
     dw_6[0] = 19.158737f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 19.158737f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 19.158737f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -428,7 +428,7 @@ NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const flo
     dw_6[1] = 19.158737f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 19.158737f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 19.158737f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
@@ -572,7 +572,7 @@ NGP_FN void gridForward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x,
   float dw_6[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 19.158737f, 0.5f));
     float g_11[16];
@@ -588,7 +588,7 @@ NGP_FN void gridForward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 19.158737f, 0.5f));
     float g_11[16];
@@ -604,7 +604,7 @@ NGP_FN void gridForward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 19.158737f, 0.5f));
     float g_11[16];
@@ -784,7 +784,7 @@ NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const flo
   float w1_5[3] = {};
   float dw_6[3] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 24.398417f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 24.398417f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -795,7 +795,7 @@ NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const flo
     dw_6[0] = 24.398417f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 24.398417f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 24.398417f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -806,7 +806,7 @@ NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const flo
     dw_6[1] = 24.398417f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 24.398417f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 24.398417f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
@@ -950,7 +950,7 @@ NGP_FN void gridForward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x,
   float dw_6[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 24.398417f, 0.5f));
     float g_11[16];
@@ -966,7 +966,7 @@ NGP_FN void gridForward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 24.398417f, 0.5f));
     float g_11[16];
@@ -982,7 +982,7 @@ NGP_FN void gridForward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 24.398417f, 0.5f));
     float g_11[16];
@@ -1162,7 +1162,7 @@ NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const flo
   float w1_5[3] = {};
   float dw_6[3] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 31.0f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 31.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -1173,7 +1173,7 @@ NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const flo
     dw_6[0] = 31.0f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 31.0f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 31.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -1184,7 +1184,7 @@ NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const flo
     dw_6[1] = 31.0f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 31.0f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 31.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
@@ -1328,7 +1328,7 @@ NGP_FN void gridForward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x,
   float dw_6[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 31.0f, 0.5f));
     float g_11[16];
@@ -1344,7 +1344,7 @@ NGP_FN void gridForward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 31.0f, 0.5f));
     float g_11[16];
@@ -1360,7 +1360,7 @@ NGP_FN void gridForward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 31.0f, 0.5f));
     float g_11[16];
@@ -1540,7 +1540,7 @@ NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const flo
   float w1_5[3] = {};
   float dw_6[3] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 39.317474f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 39.317474f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -1551,7 +1551,7 @@ NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const flo
     dw_6[0] = 39.317474f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 39.317474f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 39.317474f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -1562,7 +1562,7 @@ NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const flo
     dw_6[1] = 39.317474f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 39.317474f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 39.317474f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
@@ -1706,7 +1706,7 @@ NGP_FN void gridForward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x,
   float dw_6[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 39.317474f, 0.5f));
     float g_11[16];
@@ -1722,7 +1722,7 @@ NGP_FN void gridForward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 39.317474f, 0.5f));
     float g_11[16];
@@ -1738,7 +1738,7 @@ NGP_FN void gridForward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 39.317474f, 0.5f));
     float g_11[16];
@@ -1916,7 +1916,7 @@ NGP_FN void gridForward_pass4_prefetch(int64_t ngp_i0, const float* __restrict__
   uint32_t coords_3[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 39.317474f, 0.5f));
     float g_11[16];
@@ -1925,7 +1925,7 @@ NGP_FN void gridForward_pass4_prefetch(int64_t ngp_i0, const float* __restrict__
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 39.317474f, 0.5f));
     float g_11[16];
@@ -1934,7 +1934,7 @@ NGP_FN void gridForward_pass4_prefetch(int64_t ngp_i0, const float* __restrict__
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 39.317474f, 0.5f));
     float g_11[16];
@@ -2046,7 +2046,7 @@ NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const flo
   float w1_5[3] = {};
   float dw_6[3] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 49.796833f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 49.796833f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -2057,7 +2057,7 @@ NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const flo
     dw_6[0] = 49.796833f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 49.796833f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 49.796833f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -2068,7 +2068,7 @@ NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const flo
     dw_6[1] = 49.796833f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 49.796833f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 49.796833f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
@@ -2212,7 +2212,7 @@ NGP_FN void gridForward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x,
   float dw_6[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 49.796833f, 0.5f));
     float g_11[16];
@@ -2228,7 +2228,7 @@ NGP_FN void gridForward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 49.796833f, 0.5f));
     float g_11[16];
@@ -2244,7 +2244,7 @@ NGP_FN void gridForward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 49.796833f, 0.5f));
     float g_11[16];
@@ -2422,7 +2422,7 @@ NGP_FN void gridForward_pass5_prefetch(int64_t ngp_i0, const float* __restrict__
   uint32_t coords_3[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 49.796833f, 0.5f));
     float g_11[16];
@@ -2431,7 +2431,7 @@ NGP_FN void gridForward_pass5_prefetch(int64_t ngp_i0, const float* __restrict__
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 49.796833f, 0.5f));
     float g_11[16];
@@ -2440,7 +2440,7 @@ NGP_FN void gridForward_pass5_prefetch(int64_t ngp_i0, const float* __restrict__
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 49.796833f, 0.5f));
     float g_11[16];
@@ -2552,7 +2552,7 @@ NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const flo
   float w1_5[3] = {};
   float dw_6[3] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 63.0f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 63.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -2563,7 +2563,7 @@ NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const flo
     dw_6[0] = 63.0f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 63.0f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 63.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -2574,7 +2574,7 @@ NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const flo
     dw_6[1] = 63.0f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 63.0f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 63.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
@@ -2718,7 +2718,7 @@ NGP_FN void gridForward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x,
   float dw_6[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 63.0f, 0.5f));
     float g_11[16];
@@ -2734,7 +2734,7 @@ NGP_FN void gridForward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 63.0f, 0.5f));
     float g_11[16];
@@ -2750,7 +2750,7 @@ NGP_FN void gridForward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 63.0f, 0.5f));
     float g_11[16];
@@ -2928,7 +2928,7 @@ NGP_FN void gridForward_pass6_prefetch(int64_t ngp_i0, const float* __restrict__
   uint32_t coords_3[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 63.0f, 0.5f));
     float g_11[16];
@@ -2937,7 +2937,7 @@ NGP_FN void gridForward_pass6_prefetch(int64_t ngp_i0, const float* __restrict__
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 63.0f, 0.5f));
     float g_11[16];
@@ -2946,7 +2946,7 @@ NGP_FN void gridForward_pass6_prefetch(int64_t ngp_i0, const float* __restrict__
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 63.0f, 0.5f));
     float g_11[16];
@@ -3058,7 +3058,7 @@ NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const flo
   float w1_5[3] = {};
   float dw_6[3] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -3069,7 +3069,7 @@ NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const flo
     dw_6[0] = 79.63495f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -3080,7 +3080,7 @@ NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const flo
     dw_6[1] = 79.63495f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
@@ -3256,7 +3256,7 @@ NGP_FN void gridForward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x,
   float dw_6[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 79.63495f, 0.5f));
     float g_11[16];
@@ -3272,7 +3272,7 @@ NGP_FN void gridForward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 79.63495f, 0.5f));
     float g_11[16];
@@ -3288,7 +3288,7 @@ NGP_FN void gridForward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 79.63495f, 0.5f));
     float g_11[16];
@@ -3506,7 +3506,7 @@ NGP_FN void gridForward_pass7_prefetch(int64_t ngp_i0, const float* __restrict__
   uint32_t coords_3[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 79.63495f, 0.5f));
     float g_11[16];
@@ -3515,7 +3515,7 @@ NGP_FN void gridForward_pass7_prefetch(int64_t ngp_i0, const float* __restrict__
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 79.63495f, 0.5f));
     float g_11[16];
@@ -3524,7 +3524,7 @@ NGP_FN void gridForward_pass7_prefetch(int64_t ngp_i0, const float* __restrict__
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 79.63495f, 0.5f));
     float g_11[16];
@@ -3676,7 +3676,7 @@ NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const flo
   float w1_5[3] = {};
   float dw_6[3] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 100.593666f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 100.593666f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -3687,7 +3687,7 @@ NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const flo
     dw_6[0] = 100.593666f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 100.593666f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 100.593666f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -3698,7 +3698,7 @@ NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const flo
     dw_6[1] = 100.593666f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 100.593666f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 100.593666f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
@@ -3874,7 +3874,7 @@ NGP_FN void gridForward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x,
   float dw_6[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 100.593666f, 0.5f));
     float g_11[16];
@@ -3890,7 +3890,7 @@ NGP_FN void gridForward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 100.593666f, 0.5f));
     float g_11[16];
@@ -3906,7 +3906,7 @@ NGP_FN void gridForward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 100.593666f, 0.5f));
     float g_11[16];
@@ -4124,7 +4124,7 @@ NGP_FN void gridForward_pass8_prefetch(int64_t ngp_i0, const float* __restrict__
   uint32_t coords_3[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 100.593666f, 0.5f));
     float g_11[16];
@@ -4133,7 +4133,7 @@ NGP_FN void gridForward_pass8_prefetch(int64_t ngp_i0, const float* __restrict__
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 100.593666f, 0.5f));
     float g_11[16];
@@ -4142,7 +4142,7 @@ NGP_FN void gridForward_pass8_prefetch(int64_t ngp_i0, const float* __restrict__
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 100.593666f, 0.5f));
     float g_11[16];
@@ -4294,7 +4294,7 @@ NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const flo
   float w1_5[3] = {};
   float dw_6[3] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 127.0f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 127.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -4305,7 +4305,7 @@ NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const flo
     dw_6[0] = 127.0f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 127.0f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 127.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -4316,7 +4316,7 @@ NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const flo
     dw_6[1] = 127.0f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 127.0f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 127.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
@@ -4492,7 +4492,7 @@ NGP_FN void gridForward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x,
   float dw_6[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 127.0f, 0.5f));
     float g_11[16];
@@ -4508,7 +4508,7 @@ NGP_FN void gridForward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 127.0f, 0.5f));
     float g_11[16];
@@ -4524,7 +4524,7 @@ NGP_FN void gridForward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 127.0f, 0.5f));
     float g_11[16];
@@ -4742,7 +4742,7 @@ NGP_FN void gridForward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__
   uint32_t coords_3[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 127.0f, 0.5f));
     float g_11[16];
@@ -4751,7 +4751,7 @@ NGP_FN void gridForward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 127.0f, 0.5f));
     float g_11[16];
@@ -4760,7 +4760,7 @@ NGP_FN void gridForward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 127.0f, 0.5f));
     float g_11[16];
@@ -4912,7 +4912,7 @@ NGP_FN void gridForward_pass10(uint32_t i, const float* __restrict__ x, const fl
   float w1_5[3] = {};
   float dw_6[3] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 160.2699f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 160.2699f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -4923,7 +4923,7 @@ NGP_FN void gridForward_pass10(uint32_t i, const float* __restrict__ x, const fl
     dw_6[0] = 160.2699f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 160.2699f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 160.2699f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -4934,7 +4934,7 @@ NGP_FN void gridForward_pass10(uint32_t i, const float* __restrict__ x, const fl
     dw_6[1] = 160.2699f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 160.2699f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 160.2699f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
@@ -5110,7 +5110,7 @@ NGP_FN void gridForward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw_6[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 160.2699f, 0.5f));
     float g_11[16];
@@ -5126,7 +5126,7 @@ NGP_FN void gridForward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 160.2699f, 0.5f));
     float g_11[16];
@@ -5142,7 +5142,7 @@ NGP_FN void gridForward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 160.2699f, 0.5f));
     float g_11[16];
@@ -5360,7 +5360,7 @@ NGP_FN void gridForward_pass10_prefetch(int64_t ngp_i0, const float* __restrict_
   uint32_t coords_3[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 160.2699f, 0.5f));
     float g_11[16];
@@ -5369,7 +5369,7 @@ NGP_FN void gridForward_pass10_prefetch(int64_t ngp_i0, const float* __restrict_
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 160.2699f, 0.5f));
     float g_11[16];
@@ -5378,7 +5378,7 @@ NGP_FN void gridForward_pass10_prefetch(int64_t ngp_i0, const float* __restrict_
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 160.2699f, 0.5f));
     float g_11[16];
@@ -5530,7 +5530,7 @@ NGP_FN void gridForward_pass11(uint32_t i, const float* __restrict__ x, const fl
   float w1_5[3] = {};
   float dw_6[3] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 202.18733f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 202.18733f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -5541,7 +5541,7 @@ NGP_FN void gridForward_pass11(uint32_t i, const float* __restrict__ x, const fl
     dw_6[0] = 202.18733f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 202.18733f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 202.18733f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -5552,7 +5552,7 @@ NGP_FN void gridForward_pass11(uint32_t i, const float* __restrict__ x, const fl
     dw_6[1] = 202.18733f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 202.18733f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 202.18733f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
@@ -5728,7 +5728,7 @@ NGP_FN void gridForward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw_6[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 202.18733f, 0.5f));
     float g_11[16];
@@ -5744,7 +5744,7 @@ NGP_FN void gridForward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 202.18733f, 0.5f));
     float g_11[16];
@@ -5760,7 +5760,7 @@ NGP_FN void gridForward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 202.18733f, 0.5f));
     float g_11[16];
@@ -5978,7 +5978,7 @@ NGP_FN void gridForward_pass11_prefetch(int64_t ngp_i0, const float* __restrict_
   uint32_t coords_3[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 202.18733f, 0.5f));
     float g_11[16];
@@ -5987,7 +5987,7 @@ NGP_FN void gridForward_pass11_prefetch(int64_t ngp_i0, const float* __restrict_
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 202.18733f, 0.5f));
     float g_11[16];
@@ -5996,7 +5996,7 @@ NGP_FN void gridForward_pass11_prefetch(int64_t ngp_i0, const float* __restrict_
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 202.18733f, 0.5f));
     float g_11[16];
@@ -6148,7 +6148,7 @@ NGP_FN void gridForward_pass12(uint32_t i, const float* __restrict__ x, const fl
   float w1_5[3] = {};
   float dw_6[3] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 255.0f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 255.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -6159,7 +6159,7 @@ NGP_FN void gridForward_pass12(uint32_t i, const float* __restrict__ x, const fl
     dw_6[0] = 255.0f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 255.0f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 255.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -6170,7 +6170,7 @@ NGP_FN void gridForward_pass12(uint32_t i, const float* __restrict__ x, const fl
     dw_6[1] = 255.0f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 255.0f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 255.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
@@ -6346,7 +6346,7 @@ NGP_FN void gridForward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw_6[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 255.0f, 0.5f));
     float g_11[16];
@@ -6362,7 +6362,7 @@ NGP_FN void gridForward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 255.0f, 0.5f));
     float g_11[16];
@@ -6378,7 +6378,7 @@ NGP_FN void gridForward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 255.0f, 0.5f));
     float g_11[16];
@@ -6596,7 +6596,7 @@ NGP_FN void gridForward_pass12_prefetch(int64_t ngp_i0, const float* __restrict_
   uint32_t coords_3[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 255.0f, 0.5f));
     float g_11[16];
@@ -6605,7 +6605,7 @@ NGP_FN void gridForward_pass12_prefetch(int64_t ngp_i0, const float* __restrict_
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 255.0f, 0.5f));
     float g_11[16];
@@ -6614,7 +6614,7 @@ NGP_FN void gridForward_pass12_prefetch(int64_t ngp_i0, const float* __restrict_
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 255.0f, 0.5f));
     float g_11[16];
@@ -6766,7 +6766,7 @@ NGP_FN void gridForward_pass13(uint32_t i, const float* __restrict__ x, const fl
   float w1_5[3] = {};
   float dw_6[3] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 321.5398f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 321.5398f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -6777,7 +6777,7 @@ NGP_FN void gridForward_pass13(uint32_t i, const float* __restrict__ x, const fl
     dw_6[0] = 321.5398f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 321.5398f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 321.5398f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -6788,7 +6788,7 @@ NGP_FN void gridForward_pass13(uint32_t i, const float* __restrict__ x, const fl
     dw_6[1] = 321.5398f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 321.5398f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 321.5398f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
@@ -6964,7 +6964,7 @@ NGP_FN void gridForward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw_6[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 321.5398f, 0.5f));
     float g_11[16];
@@ -6980,7 +6980,7 @@ NGP_FN void gridForward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 321.5398f, 0.5f));
     float g_11[16];
@@ -6996,7 +6996,7 @@ NGP_FN void gridForward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 321.5398f, 0.5f));
     float g_11[16];
@@ -7214,7 +7214,7 @@ NGP_FN void gridForward_pass13_prefetch(int64_t ngp_i0, const float* __restrict_
   uint32_t coords_3[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 321.5398f, 0.5f));
     float g_11[16];
@@ -7223,7 +7223,7 @@ NGP_FN void gridForward_pass13_prefetch(int64_t ngp_i0, const float* __restrict_
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 321.5398f, 0.5f));
     float g_11[16];
@@ -7232,7 +7232,7 @@ NGP_FN void gridForward_pass13_prefetch(int64_t ngp_i0, const float* __restrict_
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 321.5398f, 0.5f));
     float g_11[16];
@@ -7384,7 +7384,7 @@ NGP_FN void gridForward_pass14(uint32_t i, const float* __restrict__ x, const fl
   float w1_5[3] = {};
   float dw_6[3] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -7395,7 +7395,7 @@ NGP_FN void gridForward_pass14(uint32_t i, const float* __restrict__ x, const fl
     dw_6[0] = 405.37466f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -7406,7 +7406,7 @@ NGP_FN void gridForward_pass14(uint32_t i, const float* __restrict__ x, const fl
     dw_6[1] = 405.37466f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
@@ -7582,7 +7582,7 @@ NGP_FN void gridForward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw_6[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 405.37466f, 0.5f));
     float g_11[16];
@@ -7598,7 +7598,7 @@ NGP_FN void gridForward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 405.37466f, 0.5f));
     float g_11[16];
@@ -7614,7 +7614,7 @@ NGP_FN void gridForward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 405.37466f, 0.5f));
     float g_11[16];
@@ -7832,7 +7832,7 @@ NGP_FN void gridForward_pass14_prefetch(int64_t ngp_i0, const float* __restrict_
   uint32_t coords_3[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 405.37466f, 0.5f));
     float g_11[16];
@@ -7841,7 +7841,7 @@ NGP_FN void gridForward_pass14_prefetch(int64_t ngp_i0, const float* __restrict_
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 405.37466f, 0.5f));
     float g_11[16];
@@ -7850,7 +7850,7 @@ NGP_FN void gridForward_pass14_prefetch(int64_t ngp_i0, const float* __restrict_
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 405.37466f, 0.5f));
     float g_11[16];
@@ -8002,7 +8002,7 @@ NGP_FN void gridForward_pass15(uint32_t i, const float* __restrict__ x, const fl
   float w1_5[3] = {};
   float dw_6[3] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 511.0f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 511.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[0] = ngp_f2uint_rz(g_11);
@@ -8013,7 +8013,7 @@ NGP_FN void gridForward_pass15(uint32_t i, const float* __restrict__ x, const fl
     dw_6[0] = 511.0f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 511.0f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 511.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[1] = ngp_f2uint_rz(g_11);
@@ -8024,7 +8024,7 @@ NGP_FN void gridForward_pass15(uint32_t i, const float* __restrict__ x, const fl
     dw_6[1] = 511.0f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_10 = floorf(fmaf(xd_8, 511.0f, 0.5f));
     const float g_11 = ((fmaf(xd_8, 511.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
     cell_2[2] = ngp_f2uint_rz(g_11);
@@ -8200,7 +8200,7 @@ NGP_FN void gridForward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw_6[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 511.0f, 0.5f));
     float g_11[16];
@@ -8216,7 +8216,7 @@ NGP_FN void gridForward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 511.0f, 0.5f));
     float g_11[16];
@@ -8232,7 +8232,7 @@ NGP_FN void gridForward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 511.0f, 0.5f));
     float g_11[16];
@@ -8450,7 +8450,7 @@ NGP_FN void gridForward_pass15_prefetch(int64_t ngp_i0, const float* __restrict_
   uint32_t coords_3[3][16] = {};
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 511.0f, 0.5f));
     float g_11[16];
@@ -8459,7 +8459,7 @@ NGP_FN void gridForward_pass15_prefetch(int64_t ngp_i0, const float* __restrict_
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 511.0f, 0.5f));
     float g_11[16];
@@ -8468,7 +8468,7 @@ NGP_FN void gridForward_pass15_prefetch(int64_t ngp_i0, const float* __restrict_
   }
   {
     float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_10[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 511.0f, 0.5f));
     float g_11[16];
@@ -8709,7 +8709,7 @@ NGP_FN void gridBackward_pass0(uint32_t i, const float* __restrict__ x, const fl
   float w1[3] = {};
   float dw[3] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -8720,7 +8720,7 @@ NGP_FN void gridBackward_pass0(uint32_t i, const float* __restrict__ x, const fl
     dw[0] = 15.0f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -8731,7 +8731,7 @@ NGP_FN void gridBackward_pass0(uint32_t i, const float* __restrict__ x, const fl
     dw[1] = 15.0f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
@@ -8872,7 +8872,7 @@ NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw[3][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 15.0f, 0.5f));
     float g_5[16];
@@ -8888,7 +8888,7 @@ NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 15.0f, 0.5f));
     float g_5[16];
@@ -8904,7 +8904,7 @@ NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 15.0f, 0.5f));
     float g_5[16];
@@ -9081,7 +9081,7 @@ NGP_FN void gridBackward_pass1(uint32_t i, const float* __restrict__ x, const fl
   float w1[3] = {};
   float dw[3] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 19.158737f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 19.158737f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -9092,7 +9092,7 @@ NGP_FN void gridBackward_pass1(uint32_t i, const float* __restrict__ x, const fl
     dw[0] = 19.158737f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 19.158737f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 19.158737f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -9103,7 +9103,7 @@ NGP_FN void gridBackward_pass1(uint32_t i, const float* __restrict__ x, const fl
     dw[1] = 19.158737f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 19.158737f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 19.158737f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
@@ -9244,7 +9244,7 @@ NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw[3][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 19.158737f, 0.5f));
     float g_5[16];
@@ -9260,7 +9260,7 @@ NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 19.158737f, 0.5f));
     float g_5[16];
@@ -9276,7 +9276,7 @@ NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 19.158737f, 0.5f));
     float g_5[16];
@@ -9453,7 +9453,7 @@ NGP_FN void gridBackward_pass2(uint32_t i, const float* __restrict__ x, const fl
   float w1[3] = {};
   float dw[3] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 24.398417f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 24.398417f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -9464,7 +9464,7 @@ NGP_FN void gridBackward_pass2(uint32_t i, const float* __restrict__ x, const fl
     dw[0] = 24.398417f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 24.398417f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 24.398417f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -9475,7 +9475,7 @@ NGP_FN void gridBackward_pass2(uint32_t i, const float* __restrict__ x, const fl
     dw[1] = 24.398417f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 24.398417f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 24.398417f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
@@ -9616,7 +9616,7 @@ NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw[3][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 24.398417f, 0.5f));
     float g_5[16];
@@ -9632,7 +9632,7 @@ NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 24.398417f, 0.5f));
     float g_5[16];
@@ -9648,7 +9648,7 @@ NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 24.398417f, 0.5f));
     float g_5[16];
@@ -9825,7 +9825,7 @@ NGP_FN void gridBackward_pass3(uint32_t i, const float* __restrict__ x, const fl
   float w1[3] = {};
   float dw[3] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 31.0f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 31.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -9836,7 +9836,7 @@ NGP_FN void gridBackward_pass3(uint32_t i, const float* __restrict__ x, const fl
     dw[0] = 31.0f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 31.0f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 31.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -9847,7 +9847,7 @@ NGP_FN void gridBackward_pass3(uint32_t i, const float* __restrict__ x, const fl
     dw[1] = 31.0f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 31.0f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 31.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
@@ -9988,7 +9988,7 @@ NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw[3][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 31.0f, 0.5f));
     float g_5[16];
@@ -10004,7 +10004,7 @@ NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 31.0f, 0.5f));
     float g_5[16];
@@ -10020,7 +10020,7 @@ NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 31.0f, 0.5f));
     float g_5[16];
@@ -10197,7 +10197,7 @@ NGP_FN void gridBackward_pass4(uint32_t i, const float* __restrict__ x, const fl
   float w1[3] = {};
   float dw[3] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 39.317474f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 39.317474f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -10208,7 +10208,7 @@ NGP_FN void gridBackward_pass4(uint32_t i, const float* __restrict__ x, const fl
     dw[0] = 39.317474f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 39.317474f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 39.317474f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -10219,7 +10219,7 @@ NGP_FN void gridBackward_pass4(uint32_t i, const float* __restrict__ x, const fl
     dw[1] = 39.317474f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 39.317474f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 39.317474f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
@@ -10360,7 +10360,7 @@ NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw[3][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 39.317474f, 0.5f));
     float g_5[16];
@@ -10376,7 +10376,7 @@ NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 39.317474f, 0.5f));
     float g_5[16];
@@ -10392,7 +10392,7 @@ NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 39.317474f, 0.5f));
     float g_5[16];
@@ -10569,7 +10569,7 @@ NGP_FN void gridBackward_pass5(uint32_t i, const float* __restrict__ x, const fl
   float w1[3] = {};
   float dw[3] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 49.796833f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 49.796833f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -10580,7 +10580,7 @@ NGP_FN void gridBackward_pass5(uint32_t i, const float* __restrict__ x, const fl
     dw[0] = 49.796833f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 49.796833f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 49.796833f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -10591,7 +10591,7 @@ NGP_FN void gridBackward_pass5(uint32_t i, const float* __restrict__ x, const fl
     dw[1] = 49.796833f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 49.796833f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 49.796833f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
@@ -10732,7 +10732,7 @@ NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw[3][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 49.796833f, 0.5f));
     float g_5[16];
@@ -10748,7 +10748,7 @@ NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 49.796833f, 0.5f));
     float g_5[16];
@@ -10764,7 +10764,7 @@ NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 49.796833f, 0.5f));
     float g_5[16];
@@ -10941,7 +10941,7 @@ NGP_FN void gridBackward_pass6(uint32_t i, const float* __restrict__ x, const fl
   float w1[3] = {};
   float dw[3] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 63.0f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 63.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -10952,7 +10952,7 @@ NGP_FN void gridBackward_pass6(uint32_t i, const float* __restrict__ x, const fl
     dw[0] = 63.0f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 63.0f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 63.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -10963,7 +10963,7 @@ NGP_FN void gridBackward_pass6(uint32_t i, const float* __restrict__ x, const fl
     dw[1] = 63.0f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 63.0f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 63.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
@@ -11104,7 +11104,7 @@ NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw[3][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 63.0f, 0.5f));
     float g_5[16];
@@ -11120,7 +11120,7 @@ NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 63.0f, 0.5f));
     float g_5[16];
@@ -11136,7 +11136,7 @@ NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 63.0f, 0.5f));
     float g_5[16];
@@ -11313,7 +11313,7 @@ NGP_FN void gridBackward_pass7(uint32_t i, const float* __restrict__ x, const fl
   float w1[3] = {};
   float dw[3] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -11324,7 +11324,7 @@ NGP_FN void gridBackward_pass7(uint32_t i, const float* __restrict__ x, const fl
     dw[0] = 79.63495f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -11335,7 +11335,7 @@ NGP_FN void gridBackward_pass7(uint32_t i, const float* __restrict__ x, const fl
     dw[1] = 79.63495f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
@@ -11508,7 +11508,7 @@ NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw[3][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 79.63495f, 0.5f));
     float g_5[16];
@@ -11524,7 +11524,7 @@ NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 79.63495f, 0.5f));
     float g_5[16];
@@ -11540,7 +11540,7 @@ NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 79.63495f, 0.5f));
     float g_5[16];
@@ -11757,7 +11757,7 @@ NGP_FN void gridBackward_pass8(uint32_t i, const float* __restrict__ x, const fl
   float w1[3] = {};
   float dw[3] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 100.593666f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 100.593666f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -11768,7 +11768,7 @@ NGP_FN void gridBackward_pass8(uint32_t i, const float* __restrict__ x, const fl
     dw[0] = 100.593666f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 100.593666f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 100.593666f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -11779,7 +11779,7 @@ NGP_FN void gridBackward_pass8(uint32_t i, const float* __restrict__ x, const fl
     dw[1] = 100.593666f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 100.593666f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 100.593666f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
@@ -11952,7 +11952,7 @@ NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw[3][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 100.593666f, 0.5f));
     float g_5[16];
@@ -11968,7 +11968,7 @@ NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 100.593666f, 0.5f));
     float g_5[16];
@@ -11984,7 +11984,7 @@ NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 100.593666f, 0.5f));
     float g_5[16];
@@ -12201,7 +12201,7 @@ NGP_FN void gridBackward_pass9(uint32_t i, const float* __restrict__ x, const fl
   float w1[3] = {};
   float dw[3] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 127.0f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 127.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -12212,7 +12212,7 @@ NGP_FN void gridBackward_pass9(uint32_t i, const float* __restrict__ x, const fl
     dw[0] = 127.0f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 127.0f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 127.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -12223,7 +12223,7 @@ NGP_FN void gridBackward_pass9(uint32_t i, const float* __restrict__ x, const fl
     dw[1] = 127.0f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 127.0f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 127.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
@@ -12396,7 +12396,7 @@ NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x
   float dw[3][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 127.0f, 0.5f));
     float g_5[16];
@@ -12412,7 +12412,7 @@ NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 127.0f, 0.5f));
     float g_5[16];
@@ -12428,7 +12428,7 @@ NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 127.0f, 0.5f));
     float g_5[16];
@@ -12645,7 +12645,7 @@ NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const f
   float w1[3] = {};
   float dw[3] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 160.2699f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 160.2699f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -12656,7 +12656,7 @@ NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const f
     dw[0] = 160.2699f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 160.2699f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 160.2699f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -12667,7 +12667,7 @@ NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const f
     dw[1] = 160.2699f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 160.2699f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 160.2699f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
@@ -12840,7 +12840,7 @@ NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ 
   float dw[3][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 160.2699f, 0.5f));
     float g_5[16];
@@ -12856,7 +12856,7 @@ NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ 
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 160.2699f, 0.5f));
     float g_5[16];
@@ -12872,7 +12872,7 @@ NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ 
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 160.2699f, 0.5f));
     float g_5[16];
@@ -13089,7 +13089,7 @@ NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const f
   float w1[3] = {};
   float dw[3] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 202.18733f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 202.18733f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -13100,7 +13100,7 @@ NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const f
     dw[0] = 202.18733f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 202.18733f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 202.18733f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -13111,7 +13111,7 @@ NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const f
     dw[1] = 202.18733f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 202.18733f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 202.18733f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
@@ -13284,7 +13284,7 @@ NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ 
   float dw[3][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 202.18733f, 0.5f));
     float g_5[16];
@@ -13300,7 +13300,7 @@ NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ 
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 202.18733f, 0.5f));
     float g_5[16];
@@ -13316,7 +13316,7 @@ NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ 
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 202.18733f, 0.5f));
     float g_5[16];
@@ -13533,7 +13533,7 @@ NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const f
   float w1[3] = {};
   float dw[3] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 255.0f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 255.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -13544,7 +13544,7 @@ NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const f
     dw[0] = 255.0f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 255.0f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 255.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -13555,7 +13555,7 @@ NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const f
     dw[1] = 255.0f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 255.0f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 255.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
@@ -13728,7 +13728,7 @@ NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ 
   float dw[3][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 255.0f, 0.5f));
     float g_5[16];
@@ -13744,7 +13744,7 @@ NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ 
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 255.0f, 0.5f));
     float g_5[16];
@@ -13760,7 +13760,7 @@ NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ 
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 255.0f, 0.5f));
     float g_5[16];
@@ -13977,7 +13977,7 @@ NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const f
   float w1[3] = {};
   float dw[3] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 321.5398f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 321.5398f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -13988,7 +13988,7 @@ NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const f
     dw[0] = 321.5398f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 321.5398f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 321.5398f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -13999,7 +13999,7 @@ NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const f
     dw[1] = 321.5398f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 321.5398f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 321.5398f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
@@ -14172,7 +14172,7 @@ NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ 
   float dw[3][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 321.5398f, 0.5f));
     float g_5[16];
@@ -14188,7 +14188,7 @@ NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ 
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 321.5398f, 0.5f));
     float g_5[16];
@@ -14204,7 +14204,7 @@ NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ 
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 321.5398f, 0.5f));
     float g_5[16];
@@ -14421,7 +14421,7 @@ NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const f
   float w1[3] = {};
   float dw[3] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -14432,7 +14432,7 @@ NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const f
     dw[0] = 405.37466f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -14443,7 +14443,7 @@ NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const f
     dw[1] = 405.37466f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
@@ -14616,7 +14616,7 @@ NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ 
   float dw[3][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 405.37466f, 0.5f));
     float g_5[16];
@@ -14632,7 +14632,7 @@ NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ 
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 405.37466f, 0.5f));
     float g_5[16];
@@ -14648,7 +14648,7 @@ NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ 
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 405.37466f, 0.5f));
     float g_5[16];
@@ -14865,7 +14865,7 @@ NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const f
   float w1[3] = {};
   float dw[3] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 511.0f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 511.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[0] = ngp_f2uint_rz(g_5);
@@ -14876,7 +14876,7 @@ NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const f
     dw[0] = 511.0f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 511.0f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 511.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[1] = ngp_f2uint_rz(g_5);
@@ -14887,7 +14887,7 @@ NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const f
     dw[1] = 511.0f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
     const float rounded_4 = floorf(fmaf(xd_2, 511.0f, 0.5f));
     const float g_5 = ((fmaf(xd_2, 511.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
     cell[2] = ngp_f2uint_rz(g_5);
@@ -15060,7 +15060,7 @@ NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ 
   float dw[3][16] = {};
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 511.0f, 0.5f));
     float g_5[16];
@@ -15076,7 +15076,7 @@ NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ 
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 511.0f, 0.5f));
     float g_5[16];
@@ -15092,7 +15092,7 @@ NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ 
   }
   {
     float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u], 0.0f), 1.0f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
     float rounded_4[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 511.0f, 0.5f));
     float g_5[16];
@@ -15401,7 +15401,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 15.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -15412,7 +15412,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 15.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 15.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -15423,7 +15423,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 15.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 15.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
@@ -15682,7 +15682,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 19.158737f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 19.158737f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -15693,7 +15693,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 19.158737f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 19.158737f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 19.158737f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -15704,7 +15704,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 19.158737f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 19.158737f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 19.158737f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
@@ -15963,7 +15963,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 24.398417f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 24.398417f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -15974,7 +15974,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 24.398417f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 24.398417f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 24.398417f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -15985,7 +15985,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 24.398417f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 24.398417f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 24.398417f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
@@ -16244,7 +16244,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 31.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 31.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -16255,7 +16255,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 31.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 31.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 31.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -16266,7 +16266,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 31.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 31.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 31.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
@@ -16525,7 +16525,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 39.317474f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 39.317474f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -16536,7 +16536,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 39.317474f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 39.317474f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 39.317474f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -16547,7 +16547,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 39.317474f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 39.317474f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 39.317474f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
@@ -16806,7 +16806,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 49.796833f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 49.796833f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -16817,7 +16817,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 49.796833f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 49.796833f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 49.796833f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -16828,7 +16828,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 49.796833f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 49.796833f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 49.796833f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
@@ -17087,7 +17087,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 63.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 63.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -17098,7 +17098,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 63.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 63.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 63.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -17109,7 +17109,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 63.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 63.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 63.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
@@ -17368,7 +17368,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 79.63495f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -17379,7 +17379,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 79.63495f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 79.63495f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -17390,7 +17390,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 79.63495f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 79.63495f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
@@ -17681,7 +17681,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 100.593666f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 100.593666f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -17692,7 +17692,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 100.593666f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 100.593666f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 100.593666f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -17703,7 +17703,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 100.593666f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 100.593666f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 100.593666f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
@@ -17994,7 +17994,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 127.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 127.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -18005,7 +18005,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 127.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 127.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 127.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -18016,7 +18016,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 127.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 127.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 127.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
@@ -18307,7 +18307,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 160.2699f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 160.2699f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -18318,7 +18318,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 160.2699f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 160.2699f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 160.2699f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -18329,7 +18329,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 160.2699f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 160.2699f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 160.2699f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
@@ -18620,7 +18620,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 202.18733f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 202.18733f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -18631,7 +18631,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 202.18733f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 202.18733f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 202.18733f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -18642,7 +18642,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 202.18733f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 202.18733f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 202.18733f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
@@ -18933,7 +18933,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 255.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 255.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -18944,7 +18944,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 255.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 255.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 255.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -18955,7 +18955,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 255.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 255.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 255.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
@@ -19246,7 +19246,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 321.5398f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 321.5398f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -19257,7 +19257,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 321.5398f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 321.5398f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 321.5398f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -19268,7 +19268,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 321.5398f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 321.5398f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 321.5398f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
@@ -19559,7 +19559,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 405.37466f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -19570,7 +19570,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 405.37466f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 405.37466f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -19581,7 +19581,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 405.37466f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 405.37466f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);
@@ -19872,7 +19872,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 511.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 511.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = ngp_f2uint_rz(g_12);
@@ -19883,7 +19883,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 511.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 511.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 511.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = ngp_f2uint_rz(g_12);
@@ -19894,7 +19894,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 511.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 511.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 511.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = ngp_f2uint_rz(g_12);

@@ -24,7 +24,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[3] = {};
     float dw_6[3] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -35,7 +35,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 15.0f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -46,7 +46,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[1] = 15.0f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
@@ -188,7 +188,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[3] = {};
     float dw_6[3] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 19.158737f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 19.158737f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -199,7 +199,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 19.158737f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 19.158737f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 19.158737f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -210,7 +210,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[1] = 19.158737f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 19.158737f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 19.158737f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
@@ -352,7 +352,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[3] = {};
     float dw_6[3] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 24.398417f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 24.398417f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -363,7 +363,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 24.398417f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 24.398417f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 24.398417f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -374,7 +374,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[1] = 24.398417f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 24.398417f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 24.398417f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
@@ -516,7 +516,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[3] = {};
     float dw_6[3] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 31.0f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 31.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -527,7 +527,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 31.0f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 31.0f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 31.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -538,7 +538,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[1] = 31.0f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 31.0f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 31.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
@@ -680,7 +680,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[3] = {};
     float dw_6[3] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 39.317474f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 39.317474f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -691,7 +691,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 39.317474f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 39.317474f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 39.317474f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -702,7 +702,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[1] = 39.317474f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 39.317474f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 39.317474f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
@@ -844,7 +844,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[3] = {};
     float dw_6[3] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 49.796833f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 49.796833f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -855,7 +855,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 49.796833f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 49.796833f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 49.796833f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -866,7 +866,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[1] = 49.796833f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 49.796833f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 49.796833f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
@@ -1008,7 +1008,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[3] = {};
     float dw_6[3] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 63.0f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 63.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -1019,7 +1019,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 63.0f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 63.0f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 63.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -1030,7 +1030,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[1] = 63.0f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 63.0f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 63.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
@@ -1172,7 +1172,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[3] = {};
     float dw_6[3] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -1183,7 +1183,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 79.63495f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -1194,7 +1194,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[1] = 79.63495f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
@@ -1368,7 +1368,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[3] = {};
     float dw_6[3] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 100.593666f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 100.593666f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -1379,7 +1379,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 100.593666f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 100.593666f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 100.593666f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -1390,7 +1390,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[1] = 100.593666f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 100.593666f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 100.593666f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
@@ -1564,7 +1564,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[3] = {};
     float dw_6[3] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 127.0f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 127.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -1575,7 +1575,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 127.0f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 127.0f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 127.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -1586,7 +1586,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[1] = 127.0f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 127.0f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 127.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
@@ -1760,7 +1760,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[3] = {};
     float dw_6[3] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 160.2699f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 160.2699f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -1771,7 +1771,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 160.2699f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 160.2699f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 160.2699f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -1782,7 +1782,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[1] = 160.2699f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 160.2699f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 160.2699f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
@@ -1956,7 +1956,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[3] = {};
     float dw_6[3] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 202.18733f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 202.18733f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -1967,7 +1967,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 202.18733f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 202.18733f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 202.18733f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -1978,7 +1978,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[1] = 202.18733f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 202.18733f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 202.18733f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
@@ -2152,7 +2152,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[3] = {};
     float dw_6[3] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 255.0f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 255.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -2163,7 +2163,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 255.0f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 255.0f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 255.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -2174,7 +2174,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[1] = 255.0f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 255.0f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 255.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
@@ -2348,7 +2348,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[3] = {};
     float dw_6[3] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 321.5398f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 321.5398f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -2359,7 +2359,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 321.5398f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 321.5398f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 321.5398f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -2370,7 +2370,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[1] = 321.5398f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 321.5398f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 321.5398f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
@@ -2544,7 +2544,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[3] = {};
     float dw_6[3] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -2555,7 +2555,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 405.37466f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -2566,7 +2566,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[1] = 405.37466f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
@@ -2740,7 +2740,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     float w1_5[3] = {};
     float dw_6[3] = {};
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 511.0f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 511.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[0] = __float2uint_rz(g_11);
@@ -2751,7 +2751,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[0] = 511.0f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 511.0f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 511.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[1] = __float2uint_rz(g_11);
@@ -2762,7 +2762,7 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_6[1] = 511.0f;
     }
     {
-      const float xd_8 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_10 = floorf(fmaf(xd_8, 511.0f, 0.5f));
       const float g_11 = ((fmaf(xd_8, 511.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
       cell_2[2] = __float2uint_rz(g_11);
@@ -2952,7 +2952,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[3] = {};
     float dw[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -2963,7 +2963,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 15.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -2974,7 +2974,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[1] = 15.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
@@ -3113,7 +3113,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[3] = {};
     float dw[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 19.158737f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 19.158737f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -3124,7 +3124,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 19.158737f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 19.158737f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 19.158737f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -3135,7 +3135,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[1] = 19.158737f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 19.158737f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 19.158737f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
@@ -3274,7 +3274,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[3] = {};
     float dw[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 24.398417f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 24.398417f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -3285,7 +3285,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 24.398417f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 24.398417f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 24.398417f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -3296,7 +3296,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[1] = 24.398417f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 24.398417f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 24.398417f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
@@ -3435,7 +3435,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[3] = {};
     float dw[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 31.0f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 31.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -3446,7 +3446,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 31.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 31.0f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 31.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -3457,7 +3457,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[1] = 31.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 31.0f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 31.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
@@ -3596,7 +3596,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[3] = {};
     float dw[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 39.317474f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 39.317474f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -3607,7 +3607,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 39.317474f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 39.317474f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 39.317474f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -3618,7 +3618,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[1] = 39.317474f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 39.317474f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 39.317474f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
@@ -3757,7 +3757,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[3] = {};
     float dw[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 49.796833f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 49.796833f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -3768,7 +3768,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 49.796833f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 49.796833f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 49.796833f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -3779,7 +3779,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[1] = 49.796833f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 49.796833f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 49.796833f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
@@ -3918,7 +3918,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[3] = {};
     float dw[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 63.0f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 63.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -3929,7 +3929,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 63.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 63.0f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 63.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -3940,7 +3940,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[1] = 63.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 63.0f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 63.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
@@ -4079,7 +4079,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[3] = {};
     float dw[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -4090,7 +4090,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 79.63495f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -4101,7 +4101,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[1] = 79.63495f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
@@ -4272,7 +4272,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[3] = {};
     float dw[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 100.593666f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 100.593666f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -4283,7 +4283,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 100.593666f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 100.593666f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 100.593666f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -4294,7 +4294,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[1] = 100.593666f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 100.593666f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 100.593666f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
@@ -4465,7 +4465,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[3] = {};
     float dw[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 127.0f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 127.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -4476,7 +4476,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 127.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 127.0f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 127.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -4487,7 +4487,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[1] = 127.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 127.0f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 127.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
@@ -4658,7 +4658,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[3] = {};
     float dw[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 160.2699f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 160.2699f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -4669,7 +4669,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 160.2699f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 160.2699f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 160.2699f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -4680,7 +4680,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[1] = 160.2699f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 160.2699f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 160.2699f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
@@ -4851,7 +4851,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[3] = {};
     float dw[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 202.18733f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 202.18733f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -4862,7 +4862,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 202.18733f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 202.18733f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 202.18733f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -4873,7 +4873,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[1] = 202.18733f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 202.18733f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 202.18733f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
@@ -5044,7 +5044,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[3] = {};
     float dw[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 255.0f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 255.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -5055,7 +5055,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 255.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 255.0f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 255.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -5066,7 +5066,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[1] = 255.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 255.0f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 255.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
@@ -5237,7 +5237,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[3] = {};
     float dw[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 321.5398f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 321.5398f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -5248,7 +5248,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 321.5398f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 321.5398f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 321.5398f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -5259,7 +5259,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[1] = 321.5398f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 321.5398f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 321.5398f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
@@ -5430,7 +5430,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[3] = {};
     float dw[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -5441,7 +5441,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 405.37466f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -5452,7 +5452,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[1] = 405.37466f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
@@ -5623,7 +5623,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     float w1[3] = {};
     float dw[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 511.0f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 511.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[0] = __float2uint_rz(g_5);
@@ -5634,7 +5634,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[0] = 511.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 511.0f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 511.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[1] = __float2uint_rz(g_5);
@@ -5645,7 +5645,7 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
       dw[1] = 511.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_4 = floorf(fmaf(xd_2, 511.0f, 0.5f));
       const float g_5 = ((fmaf(xd_2, 511.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
       cell[2] = __float2uint_rz(g_5);
@@ -5833,7 +5833,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 15.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -5844,7 +5844,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 15.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 15.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -5855,7 +5855,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 15.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 15.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
@@ -6114,7 +6114,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 19.158737f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 19.158737f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -6125,7 +6125,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 19.158737f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 19.158737f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 19.158737f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -6136,7 +6136,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 19.158737f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 19.158737f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 19.158737f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
@@ -6395,7 +6395,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 24.398417f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 24.398417f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -6406,7 +6406,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 24.398417f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 24.398417f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 24.398417f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -6417,7 +6417,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 24.398417f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 24.398417f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 24.398417f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
@@ -6676,7 +6676,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 31.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 31.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -6687,7 +6687,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 31.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 31.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 31.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -6698,7 +6698,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 31.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 31.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 31.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
@@ -6957,7 +6957,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 39.317474f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 39.317474f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -6968,7 +6968,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 39.317474f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 39.317474f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 39.317474f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -6979,7 +6979,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 39.317474f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 39.317474f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 39.317474f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
@@ -7238,7 +7238,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 49.796833f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 49.796833f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -7249,7 +7249,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 49.796833f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 49.796833f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 49.796833f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -7260,7 +7260,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 49.796833f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 49.796833f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 49.796833f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
@@ -7519,7 +7519,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 63.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 63.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -7530,7 +7530,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 63.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 63.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 63.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -7541,7 +7541,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 63.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 63.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 63.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
@@ -7800,7 +7800,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 79.63495f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -7811,7 +7811,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 79.63495f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 79.63495f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -7822,7 +7822,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 79.63495f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 79.63495f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
@@ -8113,7 +8113,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 100.593666f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 100.593666f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -8124,7 +8124,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 100.593666f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 100.593666f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 100.593666f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -8135,7 +8135,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 100.593666f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 100.593666f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 100.593666f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
@@ -8426,7 +8426,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 127.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 127.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -8437,7 +8437,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 127.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 127.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 127.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -8448,7 +8448,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 127.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 127.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 127.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
@@ -8739,7 +8739,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 160.2699f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 160.2699f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -8750,7 +8750,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 160.2699f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 160.2699f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 160.2699f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -8761,7 +8761,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 160.2699f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 160.2699f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 160.2699f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
@@ -9052,7 +9052,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 202.18733f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 202.18733f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -9063,7 +9063,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 202.18733f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 202.18733f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 202.18733f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -9074,7 +9074,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 202.18733f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 202.18733f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 202.18733f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
@@ -9365,7 +9365,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 255.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 255.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -9376,7 +9376,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 255.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 255.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 255.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -9387,7 +9387,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 255.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 255.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 255.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
@@ -9678,7 +9678,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 321.5398f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 321.5398f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -9689,7 +9689,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 321.5398f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 321.5398f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 321.5398f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -9700,7 +9700,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 321.5398f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 321.5398f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 321.5398f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
@@ -9991,7 +9991,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 405.37466f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -10002,7 +10002,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 405.37466f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 405.37466f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -10013,7 +10013,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 405.37466f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 405.37466f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
@@ -10304,7 +10304,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     float w1_6[3] = {};
     float dw_7[3] = {};
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 511.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 511.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[0] = __float2uint_rz(g_12);
@@ -10315,7 +10315,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[0] = 511.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 1u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 511.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 511.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[1] = __float2uint_rz(g_12);
@@ -10326,7 +10326,7 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       dw_7[1] = 511.0f;
     }
     {
-      const float xd_9 = ngp_min(ngp_max(x[i * 3u + 2u], 0.0f), 1.0f);
+      const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
       const float rounded_11 = floorf(fmaf(xd_9, 511.0f, 0.5f));
       const float g_12 = ((fmaf(xd_9, 511.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
       cell_3[2] = __float2uint_rz(g_12);
