@@ -7,6 +7,9 @@ import { z } from "zod";
 import type { Backend, BackendRequest } from "./backend.ts";
 import type { DeviceBuffer } from "./buffer.ts";
 import { loadKernels, type KernelModule } from "./module.ts";
+import { ConfigError, parseOptions } from "../modules/options.ts";
+
+export { ConfigError };
 
 export const GRID_KERNELS = resolve(import.meta.dir, "../dsl/kernels/grid.ts");
 
@@ -58,27 +61,6 @@ const ALLOWED: Record<string, string> = {
   seed: "an integer of at most 2^53 in magnitude",
 };
 
-const show = (v: unknown): string =>
-  typeof v === "string" ? JSON.stringify(v) : Array.isArray(v) ? `[${v.map(show).join(", ")}]` : v !== null && typeof v === "object" ? JSON.stringify(v) : String(v);
-
-/** A zod issue as "<where>.<field>: <value> <problem> (allowed: ...)". */
-function describeIssue(i: z.core.$ZodIssue, input: unknown, where: string, within: PropertyKey[] = []): string {
-  const path = [...within, ...i.path];
-  const value = path.reduce<unknown>((o, k) => (o as Record<PropertyKey, unknown> | undefined)?.[k], input);
-  // A per-axis value (a number or an array): explain the branch the value's kind selects.
-  if (i.code === "invalid_union") return describeIssue(i.errors[Array.isArray(value) ? 1 : 0]![0]!, input, where, path);
-  const at = where + path.map((k) => (typeof k === "number" ? `[${k}]` : `.${String(k)}`)).join("");
-  if (i.code === "unrecognized_keys") return `${where}: unknown option${i.keys.length > 1 ? "s" : ""} ${i.keys.map(show).join(", ")} (options: ${Object.keys(ALLOWED).join(", ")})`;
-  if (path.length === 0) return `${where}: the options must be an object (got ${show(input)})`;
-  if (i.code === "custom") return `${at}: ${i.message}`;
-  let problem;
-  if (value === undefined) problem = "is required";
-  else if (i.code === "invalid_type") problem = typeof value !== "number" ? "is not a number" : Number.isFinite(value) ? "is not an integer" : "is not a finite number";
-  else if (Array.isArray(value)) problem = `has ${value.length} values`;
-  else problem = i.code === "invalid_value" ? "is not allowed" : "is out of range";
-  return `${at}: ${value === undefined ? "" : `${show(value)} `}${problem} (allowed: ${ALLOWED[String(path[0])]})`;
-}
-
 export type HashGridOptionsInput = z.input<typeof HashGridOptions>;
 export type HashGridSettings = z.output<typeof HashGridOptions>;
 
@@ -110,23 +92,9 @@ export interface GridConfigValue {
   hashed: boolean[];
 }
 
-/** A bad setting: names the field and says what is allowed. */
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "ConfigError";
-  }
-}
-
 /** Validate user settings; every problem names its field, the value given and what is allowed. */
 export function parseHashGridOptions(input: unknown, where = "hashGrid"): HashGridSettings {
-  const r = HashGridOptions.safeParse(input);
-  if (r.success) return r.data;
-  // One message per field: the first problem (a wrong-length array also fails the dims check).
-  const seen = new Set<string>();
-  const issues = r.error.issues.filter((i) => !seen.has(String(i.path[0])) && seen.add(String(i.path[0])));
-  const messages = issues.map((i) => describeIssue(i, input, where));
-  throw new ConfigError(messages.join("\n"));
+  return parseOptions(HashGridOptions, input, where, ALLOWED);
 }
 
 /** The most parameters a grid may have: u32 entry indices times features must not overflow. */
