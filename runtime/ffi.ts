@@ -29,16 +29,34 @@ export interface NativeModule {
   close(): void;
 }
 
+/**
+ * What a bounds-checked kernel reports, identically on every backend: the first out-of-range
+ * access of the lowest thread that made one (no such access is performed).
+ */
+export interface BoundsFault {
+  thread: number;
+  buffer: string;
+  index: number;
+  length: number;
+}
+
 export class KernelError extends Error {
   constructor(
     readonly kernel: string,
     readonly code: number,
     readonly codeName: string | undefined,
+    readonly fault?: BoundsFault,
   ) {
-    super(`kernel ${kernel} failed with ${codeName ? `${codeName} (${code})` : `error code ${code}`}`);
+    super(
+      fault
+        ? `kernel ${kernel} failed: index ${fault.index} is outside the buffer ${fault.buffer} of ${fault.length} elements (thread ${fault.thread}; bounds check)`
+        : `kernel ${kernel} failed with ${codeName ? `${codeName} (${code})` : `error code ${code}`}`,
+    );
     this.name = "KernelError";
   }
 }
+
+const OUT_OF_BOUNDS = "an index outside a buffer (bounds check)";
 
 /** What a kernel of a closed module throws (native and JS alike). */
 export function closedModuleError(kernel: string, path: string): Error {
@@ -49,12 +67,23 @@ export function closedModuleError(kernel: string, path: string): Error {
 export function loadNativeModule(path: string, kernels: KernelSignature[], target: NativeTarget): NativeModule {
   const problem = validateSharedLibrary(path);
   if (problem) throw new Error(`refusing to load ${path}: ${problem}`);
-  checkSymbols(path, kernels, target);
+  const defined = definedDynamicSymbols(path);
+  checkSymbols(path, kernels, target, defined);
 
   const symbols: Record<string, FFIFunction> = {};
   for (const k of kernels) symbols[k.name] = { args: nativeArgs(k, target), returns: "i32" };
+  // A bounds-checked module exports the fault record of its last launch.
+  const checked = defined.has("ngp_bounds_fault");
+  if (checked) symbols.ngp_bounds_fault = { args: ["ptr"], returns: "void" };
   const lib = dlopen(path, symbols);
   const cuda = target === "cuda" ? openCudaRuntime(path) : undefined;
+  const faultRecord = checked
+    ? () => {
+        const record = new BigUint64Array(2);
+        (lib.symbols.ngp_bounds_fault as unknown as (out: BigUint64Array) => void)(record);
+        return record;
+      }
+    : undefined;
 
   let closed = false;
   const wrapped: Record<string, Kernel> = {};
@@ -63,7 +92,7 @@ export function loadNativeModule(path: string, kernels: KernelSignature[], targe
     const checkOpen = () => {
       if (closed) throw closedModuleError(k.name, path);
     };
-    wrapped[k.name] = wrapKernel(k, target, call, checkOpen, cuda);
+    wrapped[k.name] = wrapKernel(k, target, call, checkOpen, cuda, faultRecord);
   }
   return {
     path,
@@ -80,8 +109,7 @@ export function loadNativeModule(path: string, kernels: KernelSignature[], targe
 }
 
 // bun:ffi reports only the first missing symbol; reading the dynamic symbol table lists them all.
-function checkSymbols(path: string, kernels: KernelSignature[], target: NativeTarget): void {
-  const defined = definedDynamicSymbols(path);
+function checkSymbols(path: string, kernels: KernelSignature[], target: NativeTarget, defined: Set<string>): void {
   const required = kernels.map((k) => k.name);
   if (target === "cuda") required.push(...Object.keys(CUDA_RUNTIME_SYMBOLS));
   const missing = required.filter((name) => !defined.has(name));
@@ -104,6 +132,9 @@ type Converter = (value: unknown, out: unknown[]) => void;
 /**
  * Wraps `call` (a native symbol, or a JS backend function) in the validating signature of `k`.
  * Native calls get `n, [ptr, len | scalar]...`; JS calls get `n, [TypedArray | scalar]...`.
+ * A bounds fault becomes a KernelError with its BoundsFault: a native kernel returns
+ * NGP_ERR_OUT_OF_BOUNDS and `faultRecord` reads what it recorded; a JS kernel throws an error
+ * carrying `ngpFault`.
  */
 export function wrapKernel(
   k: KernelSignature,
@@ -111,6 +142,7 @@ export function wrapKernel(
   call: (...args: unknown[]) => number,
   checkOpen: () => void,
   cuda: CudaRuntime | undefined,
+  faultRecord?: () => BigUint64Array,
 ): Kernel {
   const converters = k.params.map((p) => converter(k.name, p, target));
   const usage = `${k.name}(${["n", ...k.params.map((p) => p.name)].join(", ")})`;
@@ -125,9 +157,24 @@ export function wrapKernel(
     const native: unknown[] = [n];
     for (let i = 0; i < args.length; i++) converters[i]!(args[i], native);
     checkAliasing(k, args);
-    const status = call(...native);
-    if (status !== 0) throw new KernelError(k.name, status, status === NGP_ERR_OUT_OF_BOUNDS ? "an index outside a buffer (bounds check)" : cuda?.errorName(status));
+    let status: number;
+    try {
+      status = call(...native);
+    } catch (e) {
+      const fault = target === "js" ? (e as { ngpFault?: BoundsFault } | undefined)?.ngpFault : undefined;
+      if (fault) throw new KernelError(k.name, NGP_ERR_OUT_OF_BOUNDS, OUT_OF_BOUNDS, { ...fault });
+      throw e;
+    }
+    if (status === NGP_ERR_OUT_OF_BOUNDS) throw new KernelError(k.name, status, OUT_OF_BOUNDS, faultRecord && decodeFault(k, args, faultRecord()));
+    if (status !== 0) throw new KernelError(k.name, status, cuda?.errorName(status));
   };
+}
+
+/** The BoundsFault of a native fault record (codegen/emit/c_base.ts: thread, parameter, index). */
+function decodeFault(k: KernelSignature, args: unknown[], [key, index]: BigUint64Array): BoundsFault {
+  const param = Number((key! & 0xffffffffn) >> 1n);
+  const low = Number(index! & 0xffffffffn);
+  return { thread: Number(key! >> 32n), buffer: k.params[param]!.name, index: key! & 1n ? low - 2 ** 32 : low, length: (args[param] as { length: number }).length };
 }
 
 /** The memory a buffer argument occupies: an identity for its allocation and a byte range in it. */
