@@ -190,13 +190,26 @@ function close(got: ArrayLike<number>, want: Float64Array, mag: Float64Array, re
 
 // ---- tests ------------------------------------------------------------------------------------
 
+/**
+ * Every case runs on the JS backend (the exact reference of the emitted arithmetic); the CPU
+ * backend runs two per dimension, chosen so that every grid type and every interpolation is also
+ * built natively, and is compared bit for bit with JS there. A native build costs seconds (most of
+ * this file's time on a slow machine); the kernels it compiles are the same text for every case.
+ */
+function nativeCase(c: (typeof CASES)[number]): boolean {
+  const d = [1, 2, 3, 4, 7].indexOf(c.dims);
+  const interp = ["nearest", "linear", "smoothstep"].indexOf(c.interpolation);
+  const grid = ["hash", "dense", "tiled"].indexOf(c.gridType);
+  return (interp === d % 3 && grid === d % 3) || (interp === (d + 1) % 3 && grid === (d + 2) % 3);
+}
+
 describe("hash grid vs the float64 reference", () => {
   for (const c of CASES) {
     const label = `D=${c.dims} ${c.gridType} ${c.interpolation} (L=${c.levels}, F=${c.features}, T=2^${c.log2T}, ${c.base}..${c.finest})`;
     test(label, async () => {
       const opts = options(c);
       const levels = refLevels({ dims: c.dims, levels: c.levels, log2HashmapSize: c.log2T, gridType: c.gridType, base: c.base, finest: c.finest });
-      const backends = (["js", CPU].filter(Boolean) as ("js" | "cpu")[]);
+      const backends = (["js", nativeCase(c) ? CPU : undefined].filter(Boolean) as ("js" | "cpu")[]);
       const grids = await Promise.all(backends.map((backend) => HashGrid.create(opts, { backend, cacheDir })));
       // The module derived the same tables as the reference.
       expect(grids[0]!.levels.map((lv) => [lv.size, lv.offset, lv.hashed])).toEqual(levels.map((lv) => [Number(lv.size), Number(lv.offset), lv.hashed]));
