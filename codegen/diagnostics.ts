@@ -53,7 +53,7 @@ export const CODES = {
   NGP1040: { title: "tile operations need a block kernel", hint: "mark the kernel `/** @kernel @block <rows> */` (rows: a literal or a Const<> field)" },
   NGP1041: { title: "tile shapes do not match", hint: "check the operands' shapes: matmul(a, b) needs a's columns = b's rows; matmulNT and matmulTN transpose b or a" },
   NGP1042: { title: "tile operation in a loop or branch that remains at run time", hint: "tile operations run in straight-line code: loop over Const fields (the loop unrolls) and branch on constants" },
-  NGP1043: { title: "tile used before it is assigned", hint: "assign every tile (and every element of a tiles() list, with a constant index) before reading it" },
+  NGP1043: { title: "tile not assigned, or a tile list indexed at run time", hint: "assign every tile (and every element of a tiles() list, with a constant index) before reading it" },
   NGP1044: { title: "a tile cannot be used here", hint: "tiles live inside a block kernel: pass them to tile operations and helpers, never as kernel parameters, buffer elements or scalar values" },
   NGP1045: { title: "a buffer accumulated into is also used otherwise", hint: "accumulate() adds per-block partial sums at the end of the launch: give the gradient a buffer of its own" },
   NGP1046: { title: "a block kernel writes a buffer outside the tile operations", hint: "write outputs with storeRows() or accumulate(): on CUDA every thread of a block runs the scalar statements" },

@@ -121,8 +121,7 @@ class Lowerer {
 
   private stmt(s: Stmt, straight: boolean): Stmt[] {
     const tileStmt = s.k === "tilemap" || (s.k === "let" && s.tile) || [...exprsOf(s)].some(isTileOp) || (s.k === "assign" && this.isTileTarget(s.target));
-    if (tileStmt && !straight)
-      fail("NGP1042", s.span, "a tile operation inside a loop or branch that remains at run time");
+    if (tileStmt && !straight) fail("NGP1042", s.span, undefined);
     switch (s.k) {
       case "let":
         if (s.tile === "tiles") return (this.scopes.at(-1)!.set(s.name, "list"), []);

@@ -223,16 +223,20 @@ for (const { name, cfg, ns } of CONFIGS) {
   });
 }
 
-// Known bugs, kept as runnable checks (`bun test --todo test/tiles.test.ts`) on the JS backend,
-// where they cannot corrupt memory; the CPU backend has the same defects as out-of-bounds accesses.
-describe("known bugs", () => {
+test("an empty batch (n = 0) leaves a buffer that blocks accumulate into unchanged", async () => {
   const cfg = CONFIGS[0]!.cfg;
-  test.todo("an empty batch (n = 0) leaves a buffer that blocks accumulate into unchanged (JS: it becomes NaN; CPU: the slot reduction reads past its partial sums)", async () => {
-    const js = await loadKernels(FILE, { backend: "js", config: { ...cfg }, cacheDir });
-    const grad = js.upload("f32", new Float32Array(cfg.accOffset + cfg.k * cfg.c + 2).fill(1));
-    js.kernels.accTN!(0, js.alloc("f32", cfg.k), js.alloc("f32", cfg.c), grad);
+  for (const backend of ["js", ...(CPU ? ["cpu" as const] : [])] as const) {
+    const mod = await loadKernels(FILE, { backend, config: { ...cfg }, cacheDir });
+    const grad = mod.upload("f32", new Float32Array(cfg.accOffset + cfg.k * cfg.c + 2).fill(1));
+    mod.kernels.accTN!(0, mod.alloc("f32", cfg.k), mod.alloc("f32", cfg.c), grad);
     expect(Array.from(grad.download()).every((v) => v === 1)).toBe(true);
-  });
+  }
+});
+
+// Known gap, kept as a runnable check (`bun test --todo test/tiles.test.ts`) on the JS backend,
+// where it cannot corrupt memory: tile operations do not check their buffer ranges yet.
+describe("known gaps", () => {
+  const cfg = CONFIGS[0]!.cfg;
   test.todo("tile loads and stores are bounds-checked like element accesses (loadKernels checks bounds by default)", async () => {
     const js = await loadKernels(FILE, { backend: "js", config: { ...cfg }, cacheDir });
     const n = 30;

@@ -78,7 +78,8 @@ function blocks(k: SpecializedKernel, block: NonNullable<SpecializedKernel["bloc
   const args = ["(uint32_t)ngp_b", "ngp_n", ...params.flatMap((p) => (acc.has(p.name) ? p.args.map((a) => (a === p.name ? `${part(p.name)} + ngp_s * ngp_len_${p.name}` : a)) : p.args))];
   const alloc = [...acc].map((p) => `  float* ${part(p)} = (float*)calloc((size_t)(ngp_slots * ngp_len_${p}) + 1, sizeof(float));`);
   const freeAll = [...acc].map((p) => `free(${part(p)});`).join(" ");
-  const launch = `${unusedLengths(params)}  const int64_t ngp_blocks = (ngp_n + ${block.rows - 1}) / ${block.rows};
+  const launch = `${unusedLengths(params)}  if (ngp_n <= 0) return 0;
+  const int64_t ngp_blocks = (ngp_n + ${block.rows - 1}) / ${block.rows};
   const int64_t ngp_slots = ngp_blocks < ${SLOTS} ? ngp_blocks : ${SLOTS};
 ${alloc.join("\n")}${acc.size ? `\n  if (${[...acc].map((p) => `!${part(p)}`).join(" || ")}) { ${freeAll} return ${NGP_ERR_NO_MEMORY}; }` : ""}
   #pragma omp parallel for schedule(dynamic, 1) if (ngp_blocks > 1)

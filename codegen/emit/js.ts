@@ -75,6 +75,7 @@ function blockLoop(k: SpecializedKernel, block: NonNullable<SpecializedKernel["b
   const acc = new Set(block.accumulates);
   const args = ["ngp_b", BATCH_VAR, ...k.params.map((p) => (acc.has(p.name) ? `ngp_part_${p.name}.subarray(ngp_s * ${p.name}.length, (ngp_s + 1) * ${p.name}.length)` : p.name))];
   return [
+    "  if (!(ngp_n > 0)) return;",
     `  const ngp_blocks = Math.ceil(ngp_n / ${block.rows});`,
     `  const ngp_slots = Math.min(ngp_blocks, ${SLOTS});`,
     ...[...acc].map((p) => `  const ngp_part_${p} = new Float32Array(ngp_slots * ${p}.length);`),

@@ -241,6 +241,7 @@ NGP_FN void lossAndGrad_body(uint32_t block, int64_t ngp_n, const float* __restr
 
 extern "C" int32_t lossAndGrad(int64_t ngp_n, const float* __restrict__ pred, int64_t ngp_len_pred, const float* __restrict__ target, int64_t ngp_len_target, float* __restrict__ grad, int64_t ngp_len_grad, float* __restrict__ loss, int64_t ngp_len_loss, float scale) {
   (void)ngp_len_pred; (void)ngp_len_target; (void)ngp_len_grad; (void)ngp_len_loss;
+  if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 255) / 256;
   const int64_t ngp_slots = ngp_blocks < 16 ? ngp_blocks : 16;
   float* ngp_part_loss = (float*)calloc((size_t)(ngp_slots * ngp_len_loss) + 1, sizeof(float));

@@ -109,6 +109,7 @@ function lossAndGrad_body(block, ngp_n, pred, target, grad, loss, scale) {
   __tile_accumulate(1, 1, loss, 0, ngp_tile0);
 }
 export function lossAndGrad(ngp_n, pred, target, grad, loss, scale) {
+  if (!(ngp_n > 0)) return;
   const ngp_blocks = Math.ceil(ngp_n / 256);
   const ngp_slots = Math.min(ngp_blocks, 16);
   const ngp_part_loss = new Float32Array(ngp_slots * loss.length);

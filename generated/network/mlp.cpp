@@ -233,6 +233,7 @@ NGP_FN void mlpForward_body(uint32_t block, int64_t ngp_n, const float* __restri
 
 extern "C" int32_t mlpForward(int64_t ngp_n, const float* __restrict__ input, int64_t ngp_len_input, const float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ output, int64_t ngp_len_output) {
   (void)ngp_len_input; (void)ngp_len_params; (void)ngp_len_output;
+  if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 63) / 64;
   const int64_t ngp_slots = ngp_blocks < 16 ? ngp_blocks : 16;
 
@@ -368,6 +369,7 @@ NGP_FN void mlpTrain_body(uint32_t block, int64_t ngp_n, const float* __restrict
 
 extern "C" int32_t mlpTrain(int64_t ngp_n, const float* __restrict__ input, int64_t ngp_len_input, const float* __restrict__ target, int64_t ngp_len_target, const float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, const float* __restrict__ dinput, int64_t ngp_len_dinput, float* __restrict__ loss, int64_t ngp_len_loss, float scale) {
   (void)ngp_len_input; (void)ngp_len_target; (void)ngp_len_params; (void)ngp_len_grads; (void)ngp_len_dinput; (void)ngp_len_loss;
+  if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 63) / 64;
   const int64_t ngp_slots = ngp_blocks < 16 ? ngp_blocks : 16;
   float* ngp_part_loss = (float*)calloc((size_t)(ngp_slots * ngp_len_loss) + 1, sizeof(float));
@@ -469,6 +471,7 @@ NGP_FN void mlpBackward_body(uint32_t block, int64_t ngp_n, const float* __restr
 
 extern "C" int32_t mlpBackward(int64_t ngp_n, const float* __restrict__ input, int64_t ngp_len_input, const float* __restrict__ dy, int64_t ngp_len_dy, const float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, const float* __restrict__ dinput, int64_t ngp_len_dinput) {
   (void)ngp_len_input; (void)ngp_len_dy; (void)ngp_len_params; (void)ngp_len_grads; (void)ngp_len_dinput;
+  if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 63) / 64;
   const int64_t ngp_slots = ngp_blocks < 16 ? ngp_blocks : 16;
   float* ngp_part_grads = (float*)calloc((size_t)(ngp_slots * ngp_len_grads) + 1, sizeof(float));

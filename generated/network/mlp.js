@@ -100,6 +100,7 @@ function mlpForward_body(block, ngp_n, input, params, output) {
   __tile_store_rows(64, 3, output, 3, 0, ngp_tile1, block, ngp_n);
 }
 export function mlpForward(ngp_n, input, params, output) {
+  if (!(ngp_n > 0)) return;
   const ngp_blocks = Math.ceil(ngp_n / 64);
   const ngp_slots = Math.min(ngp_blocks, 16);
   for (let ngp_s = 0; ngp_s < ngp_slots; ngp_s++)
@@ -221,6 +222,7 @@ function mlpTrain_body(block, ngp_n, input, target, params, grads, dinput, loss,
   }
 }
 export function mlpTrain(ngp_n, input, target, params, grads, dinput, loss, scale) {
+  if (!(ngp_n > 0)) return;
   const ngp_blocks = Math.ceil(ngp_n / 64);
   const ngp_slots = Math.min(ngp_blocks, 16);
   const ngp_part_loss = new Float32Array(ngp_slots * loss.length);
@@ -310,6 +312,7 @@ function mlpBackward_body(block, ngp_n, input, dy, params, grads, dinput) {
   }
 }
 export function mlpBackward(ngp_n, input, dy, params, grads, dinput) {
+  if (!(ngp_n > 0)) return;
   const ngp_blocks = Math.ceil(ngp_n / 64);
   const ngp_slots = Math.min(ngp_blocks, 16);
   const ngp_part_grads = new Float32Array(ngp_slots * grads.length);
