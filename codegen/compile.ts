@@ -15,8 +15,6 @@ export interface CompileOptions extends SpecializeOptions {
   config?: ConfigValue;
   /** Source text to compile instead of reading the file. */
   text?: string;
-  /** Check every buffer index at run time; an out-of-bounds access is reported, not performed. */
-  boundsChecks?: boolean;
 }
 
 const EMITTERS = { cpu: emitCpu, cuda: emitCuda, js: emitJs } as const;

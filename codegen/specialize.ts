@@ -17,6 +17,8 @@ import { tidy } from "./tidy.ts";
 export interface SpecializeOptions {
   /** Loops with constant bounds and at most this many iterations are unrolled. */
   maxUnroll?: number;
+  /** Check every buffer index at run time; an out-of-bounds access is reported, not performed. */
+  boundsChecks?: boolean;
 }
 
 export interface SpecializedKernel {
@@ -51,7 +53,7 @@ export function specialize(program: Program, kernel: Func, config: ConfigValue |
   const params = rest.filter((p) => p.ty.k !== "config");
   const rows = blockRows(kernel, bound);
   const buffers = new Set(params.filter((p) => p.ty.k === "buf").map((p) => p.name));
-  const tiles = lowerTiles({ name: kernel.name, index: index!.name, rows, body, buffers, span: kernel.span });
+  const tiles = lowerTiles({ name: kernel.name, index: index!.name, rows, body, buffers, checked: opts.boundsChecks, span: kernel.span });
   body = tidy(tiles.body, [index!.name, ...params.map((p) => p.name)]);
   return {
     name: kernel.name,

@@ -28,6 +28,8 @@ export interface TileKernel {
   body: Stmt[];
   /** Buffer parameter names. */
   buffers: Set<string>;
+  /** Bounds-checked mode: loadTile copies (its range is checked) instead of reading in place. */
+  checked?: boolean;
   span: Span;
 }
 
@@ -230,7 +232,7 @@ class Lowerer {
     }
     const out = intr.ret === "Tile" ? this.define(shape) : undefined;
     const [buf, offset] = e.args;
-    if (e.fn === "loadTile" && buf?.k === "var" && !this.written.has(buf.name)) {
+    if (e.fn === "loadTile" && buf?.k === "var" && !this.written.has(buf.name) && !this.k.checked) {
       // A read-only matrix needs no copy: its consumers read the buffer (on CUDA: global memory,
       // cached, instead of shared memory that large weight matrices would not fit).
       this.versions[out!]!.view = { k: "call", fn: "tileView", kind: "intrinsic", args: [buf, offset!], span: e.span };

@@ -58,6 +58,12 @@ export interface TileOp {
   extra: (a: ShapeArgs, out: Shape) => (number | boolean)[];
   /** The written buffer (the intrinsic's `writes`) is accumulated into by every block. */
   accumulates?: boolean;
+  /**
+   * Bounds-checked mode: the buffer range the operation touches, as indices of the lowered call's
+   * arguments: `rows` [buf, R, C, stride, col, block, n] (this block's rows), `span` [buf, R, C,
+   * offset] (R * C consecutive elements). The targets check every index, in the operation's order.
+   */
+  check?: { kind: "rows" | "span"; args: number[] };
 }
 
 const unsupported = (): never => {
@@ -95,6 +101,7 @@ export const TILE_INTRINSICS = {
       constArgs: [3],
       shape: ({ consts: [, , , cols], rows }) => positive(cols, "the column count") ?? [rows, cols!],
       extra: (_, out) => [out[0], out[1]],
+      check: { kind: "rows", args: [1, 5, 6, 2, 3, 7, 8] },
     } satisfies TileOp,
     c: "ngp_tile_load_rows<$5, $6>($0, $1, $2, $3, $7, $8)", js: "__tile_load_rows($5, $6, $0, $1, $2, $3, $7, $8)",
     pure: true, exact: true, block: true, impl: unsupported,
@@ -105,6 +112,7 @@ export const TILE_INTRINSICS = {
     tile: {
       shape: ({ tiles: [, , , t], rows }) => (t![0] === rows ? t! : `storeRows needs a tile of ${rows} rows (one per item of the block), got ${fmt(t)}`),
       extra: (a) => [a.tiles[3]![0], a.tiles[3]![1]],
+      check: { kind: "rows", args: [1, 5, 6, 2, 3, 7, 8] },
     } satisfies TileOp,
     c: "ngp_tile_store_rows<$5, $6>($1, $2, $3, $4, $7, $8)", js: "__tile_store_rows($5, $6, $1, $2, $3, $4, $7, $8)",
     pure: false, exact: true, block: true, impl: unsupported,
@@ -116,6 +124,7 @@ export const TILE_INTRINSICS = {
       constArgs: [2, 3],
       shape: ({ consts: [, , r, c] }) => positive(r, "the row count") ?? positive(c, "the column count") ?? [r!, c!],
       extra: (_, out) => [out[0], out[1]],
+      check: { kind: "span", args: [1, 5, 6, 2] },
     } satisfies TileOp,
     c: "ngp_tile_load<$5, $6>($0, $1, $2)", js: "__tile_load($5, $6, $0, $1, $2)",
     pure: true, exact: true, block: true, impl: unsupported,
@@ -147,6 +156,7 @@ export const TILE_INTRINSICS = {
       shape: ({ tiles: [, , t] }) => t!,
       extra: ({ tiles: [, , t] }) => [t![0], t![1]],
       accumulates: true,
+      check: { kind: "span", args: [1, 4, 5, 2] },
     } satisfies TileOp,
     c: "ngp_tile_accumulate<$4, $5>($1, $2, $3)", js: "__tile_accumulate($4, $5, $1, $2, $3)",
     pure: false, exact: true, block: true, impl: unsupported,

@@ -6,6 +6,7 @@ import { lookupIntrinsic, spell } from "../../dsl/intrinsics.ts";
 import { typeOf, type Expr, type ParamElem, type Scalar, type Stmt } from "../ir.ts";
 import { writtenBuffers, type SpecializedKernel } from "../specialize.ts";
 import { BATCH_VAR } from "../tiles.ts";
+import { C_TILE_CHECKS } from "./tile_prelude.ts";
 import { BIN_PRECEDENCE, StatementPrinter, banner, collectTables, f32Literal, fillSpelling, kernelSignature } from "./common.ts";
 import { NGP_ERR_OUT_OF_BOUNDS, type EmittedModule, type Target } from "../../runtime/abi.ts";
 
@@ -121,7 +122,8 @@ extern "C" void ngp_bounds_fault(uint64_t* out) { out[0] = ngp_fault_host[0]; ou
 export function emitC(kernels: SpecializedKernel[], target: CTarget, opts: EmitOptions = {}): EmittedModule {
   const checked = opts.boundsChecks ?? false;
   const tiles = kernels.some((k) => k.block) ? [target.tiles] : [];
-  const out: string[] = [banner("//", target.name), target.head, PRELUDE, ...tiles, ...(checked ? [target.checkedState, CHECKED_PRELUDE] : []), ""];
+  const checks = checked ? [target.checkedState, CHECKED_PRELUDE, ...(tiles.length ? [C_TILE_CHECKS] : [])] : [];
+  const out: string[] = [banner("//", target.name), target.head, PRELUDE, ...tiles, ...checks, ""];
   for (const t of collectTables(kernels)) {
     const vals = t.values.map((v) => literal(v, t.elem)).join(", ");
     out.push(`${target.tableQualifier} ${C_SCALAR[t.elem]} tbl_${t.id}[${t.values.length}] = {${vals}};`);
@@ -302,6 +304,14 @@ class CPrinter extends StatementPrinter {
         // A checked atomic addresses the element through ngp_at (`$0[$1]` becomes `ngp_at(...)[0]`).
         const [buf, index] = e.args;
         if (e.fn === "atomicAdd" && this.isCheckedBuffer(buf!)) [args[0], args[1]] = [this.checkedPointer(buf, index!), "0"];
+        const check = this.checked ? intr.tile?.check : undefined;
+        if (check) {
+          // The operation runs only when its whole range is inside the buffer (every thread of a
+          // CUDA block computes the same answer, so the barriers inside stay uniform).
+          const [b, R, C, ...rest] = check.args.map((i) => args[i]!);
+          const ok = `ngp_tile_${check.kind}_ok<${R}, ${C}>(${[`ngp_len_${b}`, ...rest, `${this.paramIndex.get(b!)}u`, "ngp_thread"].join(", ")})`;
+          return `(${ok} ? ${fillSpelling(spelling, args)} : (void)0)`;
+        }
         return fillSpelling(spelling, args);
       }
       case "field":

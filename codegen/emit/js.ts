@@ -7,7 +7,7 @@ import type { EmittedModule } from "../../runtime/abi.ts";
 import { typeOf, type Expr, type Scalar, type Stmt } from "../ir.ts";
 import type { SpecializedKernel } from "../specialize.ts";
 import { BATCH_VAR } from "../tiles.ts";
-import { JS_TILES, SLOTS } from "./tile_prelude.ts";
+import { JS_TILE_CHECKS, JS_TILES, SLOTS } from "./tile_prelude.ts";
 import type { EmitOptions } from "./c_base.ts";
 import { BIN_PRECEDENCE, StatementPrinter, banner, collectTables, fillSpelling, kernelSignature } from "./common.ts";
 
@@ -30,7 +30,8 @@ const ARRAY_CTOR: Record<Scalar, string> = { f32: "Float32Array", i32: "Int32Arr
 
 export function emitJs(kernels: SpecializedKernel[], opts: EmitOptions = {}): EmittedModule {
   const tiles = kernels.some((k) => k.block) ? [JS_TILES] : [];
-  const out: string[] = [banner("//", "js"), PRELUDE, ...tiles, ...(opts.boundsChecks ? [CHECKED_PRELUDE] : []), ""];
+  const checks = opts.boundsChecks ? [CHECKED_PRELUDE, ...(tiles.length ? [JS_TILE_CHECKS] : [])] : [];
+  const out: string[] = [banner("//", "js"), PRELUDE, ...tiles, ...checks, ""];
   for (const t of collectTables(kernels)) out.push(`const tbl_${t.id} = ${t.elem === "bool" ? "" : `new ${ARRAY_CTOR[t.elem]}`}([${t.values.join(", ")}]);`);
   for (const k of kernels) {
     const p = new JsPrinter(opts.boundsChecks ? new Set(k.params.filter((x) => x.ty.k === "buf").map((x) => x.name)) : new Set());
@@ -79,9 +80,16 @@ function blockLoop(k: SpecializedKernel, block: NonNullable<SpecializedKernel["b
     `  const ngp_blocks = Math.ceil(ngp_n / ${block.rows});`,
     `  const ngp_slots = Math.min(ngp_blocks, ${SLOTS});`,
     ...[...acc].map((p) => `  const ngp_part_${p} = new Float32Array(ngp_slots * ${p}.length);`),
-    "  for (let ngp_s = 0; ngp_s < ngp_slots; ngp_s++)",
-    "    for (let ngp_b = Math.floor((ngp_s * ngp_blocks) / ngp_slots); ngp_b < Math.floor(((ngp_s + 1) * ngp_blocks) / ngp_slots); ngp_b++)",
-    `      ${k.name}_body(${args.join(", ")});`,
+    // Blocks run in order, so a bounds fault is the first of the lowest block, as on the CPU.
+    "  let ngp_b = 0;",
+    "  try {",
+    "    for (let ngp_s = 0; ngp_s < ngp_slots; ngp_s++)",
+    "      for (ngp_b = Math.floor((ngp_s * ngp_blocks) / ngp_slots); ngp_b < Math.floor(((ngp_s + 1) * ngp_blocks) / ngp_slots); ngp_b++)",
+    `        ${k.name}_body(${args.join(", ")});`,
+    "  } catch (e) {",
+    "    if (e?.ngpFault) e.ngpFault.thread = ngp_b;",
+    "    throw e;",
+    "  }",
     ...[...acc].map((p) => `  __reduce_slots(${p}, ngp_part_${p}, ngp_slots);`),
   ];
 }
@@ -149,6 +157,11 @@ class JsPrinter extends StatementPrinter {
         const intr = lookupIntrinsic(e.fn)!;
         const [buf, index] = e.args;
         if (e.fn === "atomicAdd" && buf?.k === "var" && this.checked.has(buf.name)) args[1] = `__chk(${args[1]}, ${buf.name}, "${buf.name}")`;
+        const check = intr.tile?.check;
+        if (check && buf && this.checked.size) {
+          const [b, R, C, ...rest] = check.args.map((i) => args[i]!);
+          return `(__tile_${check.kind}_ok(${[R, C, b, ...rest, `"${b}"`].join(", ")}), ${fillSpelling(spell(intr, "js", e.T), args)})`;
+        }
         const text = fillSpelling(spell(intr, "js", e.T), args);
         // Intrinsics that compute in double round once to f32, like their C counterparts.
         return e.ty === "f32" && !/^(Math\.fround|__bitsf32|__fma|__min|__max|\(\()/.test(text) ? `Math.fround(${text})` : text;

@@ -295,3 +295,35 @@ const __reduce_slots = (buf, parts, slots) => {
     buf[i] = Math.fround(buf[i] + acc);
   }
 };`;
+
+
+/**
+ * Bounds-checked mode (CPU and CUDA): whether a tile operation's buffer range is inside the
+ * buffer, checking its indices in the operation's order and recording the first bad one as an
+ * element access would (ngp_fault); the operation runs only when all are inside.
+ */
+export const C_TILE_CHECKS = `template <int R, int C>
+NGP_FN bool ngp_tile_rows_ok(int64_t len, int64_t stride, int64_t col, int64_t block, int64_t n, uint32_t param, int64_t thread) {
+  const int64_t row0 = block * R, valid = n - row0 < R ? n - row0 : R;
+  for (int64_t r = 0; r < valid; ++r)
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t i = (row0 + r) * stride + col + c;
+      if ((uint64_t)i >= (uint64_t)len) return ngp_fault(thread, param, i), false;
+    }
+  return true;
+}
+template <int R, int C>
+NGP_FN bool ngp_tile_span_ok(int64_t len, int64_t offset, uint32_t param, int64_t thread) {
+  for (int64_t e = 0; e < (int64_t)R * C; ++e)
+    if ((uint64_t)(offset + e) >= (uint64_t)len) return ngp_fault(thread, param, offset + e), false;
+  return true;
+}`;
+
+/** Bounds-checked mode (JS): the same checks through __chk, which throws at the first bad index. */
+export const JS_TILE_CHECKS = `const __tile_rows_ok = (R, C, buf, stride, col, block, n, name) => {
+  const row0 = block * R;
+  for (let r = 0; r < R && row0 + r < n; r++) for (let c = 0; c < C; c++) __chk((row0 + r) * stride + col + c, buf, name);
+};
+const __tile_span_ok = (R, C, buf, offset, name) => {
+  for (let e = 0; e < R * C; e++) __chk(offset + e, buf, name);
+};`;

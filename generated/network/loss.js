@@ -113,8 +113,14 @@ export function lossAndGrad(ngp_n, pred, target, grad, loss, scale) {
   const ngp_blocks = Math.ceil(ngp_n / 256);
   const ngp_slots = Math.min(ngp_blocks, 16);
   const ngp_part_loss = new Float32Array(ngp_slots * loss.length);
-  for (let ngp_s = 0; ngp_s < ngp_slots; ngp_s++)
-    for (let ngp_b = Math.floor((ngp_s * ngp_blocks) / ngp_slots); ngp_b < Math.floor(((ngp_s + 1) * ngp_blocks) / ngp_slots); ngp_b++)
-      lossAndGrad_body(ngp_b, ngp_n, pred, target, grad, ngp_part_loss.subarray(ngp_s * loss.length, (ngp_s + 1) * loss.length), scale);
+  let ngp_b = 0;
+  try {
+    for (let ngp_s = 0; ngp_s < ngp_slots; ngp_s++)
+      for (ngp_b = Math.floor((ngp_s * ngp_blocks) / ngp_slots); ngp_b < Math.floor(((ngp_s + 1) * ngp_blocks) / ngp_slots); ngp_b++)
+        lossAndGrad_body(ngp_b, ngp_n, pred, target, grad, ngp_part_loss.subarray(ngp_s * loss.length, (ngp_s + 1) * loss.length), scale);
+  } catch (e) {
+    if (e?.ngpFault) e.ngpFault.thread = ngp_b;
+    throw e;
+  }
   __reduce_slots(loss, ngp_part_loss, ngp_slots);
 }

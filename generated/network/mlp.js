@@ -103,9 +103,15 @@ export function mlpForward(ngp_n, input, params, output) {
   if (!(ngp_n > 0)) return;
   const ngp_blocks = Math.ceil(ngp_n / 64);
   const ngp_slots = Math.min(ngp_blocks, 16);
-  for (let ngp_s = 0; ngp_s < ngp_slots; ngp_s++)
-    for (let ngp_b = Math.floor((ngp_s * ngp_blocks) / ngp_slots); ngp_b < Math.floor(((ngp_s + 1) * ngp_blocks) / ngp_slots); ngp_b++)
-      mlpForward_body(ngp_b, ngp_n, input, params, output);
+  let ngp_b = 0;
+  try {
+    for (let ngp_s = 0; ngp_s < ngp_slots; ngp_s++)
+      for (ngp_b = Math.floor((ngp_s * ngp_blocks) / ngp_slots); ngp_b < Math.floor(((ngp_s + 1) * ngp_blocks) / ngp_slots); ngp_b++)
+        mlpForward_body(ngp_b, ngp_n, input, params, output);
+  } catch (e) {
+    if (e?.ngpFault) e.ngpFault.thread = ngp_b;
+    throw e;
+  }
 }
 
 function mlpTrain_body(block, ngp_n, input, target, params, grads, dinput, loss, scale) {
@@ -227,9 +233,15 @@ export function mlpTrain(ngp_n, input, target, params, grads, dinput, loss, scal
   const ngp_slots = Math.min(ngp_blocks, 16);
   const ngp_part_loss = new Float32Array(ngp_slots * loss.length);
   const ngp_part_grads = new Float32Array(ngp_slots * grads.length);
-  for (let ngp_s = 0; ngp_s < ngp_slots; ngp_s++)
-    for (let ngp_b = Math.floor((ngp_s * ngp_blocks) / ngp_slots); ngp_b < Math.floor(((ngp_s + 1) * ngp_blocks) / ngp_slots); ngp_b++)
-      mlpTrain_body(ngp_b, ngp_n, input, target, params, ngp_part_grads.subarray(ngp_s * grads.length, (ngp_s + 1) * grads.length), dinput, ngp_part_loss.subarray(ngp_s * loss.length, (ngp_s + 1) * loss.length), scale);
+  let ngp_b = 0;
+  try {
+    for (let ngp_s = 0; ngp_s < ngp_slots; ngp_s++)
+      for (ngp_b = Math.floor((ngp_s * ngp_blocks) / ngp_slots); ngp_b < Math.floor(((ngp_s + 1) * ngp_blocks) / ngp_slots); ngp_b++)
+        mlpTrain_body(ngp_b, ngp_n, input, target, params, ngp_part_grads.subarray(ngp_s * grads.length, (ngp_s + 1) * grads.length), dinput, ngp_part_loss.subarray(ngp_s * loss.length, (ngp_s + 1) * loss.length), scale);
+  } catch (e) {
+    if (e?.ngpFault) e.ngpFault.thread = ngp_b;
+    throw e;
+  }
   __reduce_slots(loss, ngp_part_loss, ngp_slots);
   __reduce_slots(grads, ngp_part_grads, ngp_slots);
 }
@@ -316,8 +328,14 @@ export function mlpBackward(ngp_n, input, dy, params, grads, dinput) {
   const ngp_blocks = Math.ceil(ngp_n / 64);
   const ngp_slots = Math.min(ngp_blocks, 16);
   const ngp_part_grads = new Float32Array(ngp_slots * grads.length);
-  for (let ngp_s = 0; ngp_s < ngp_slots; ngp_s++)
-    for (let ngp_b = Math.floor((ngp_s * ngp_blocks) / ngp_slots); ngp_b < Math.floor(((ngp_s + 1) * ngp_blocks) / ngp_slots); ngp_b++)
-      mlpBackward_body(ngp_b, ngp_n, input, dy, params, ngp_part_grads.subarray(ngp_s * grads.length, (ngp_s + 1) * grads.length), dinput);
+  let ngp_b = 0;
+  try {
+    for (let ngp_s = 0; ngp_s < ngp_slots; ngp_s++)
+      for (ngp_b = Math.floor((ngp_s * ngp_blocks) / ngp_slots); ngp_b < Math.floor(((ngp_s + 1) * ngp_blocks) / ngp_slots); ngp_b++)
+        mlpBackward_body(ngp_b, ngp_n, input, dy, params, ngp_part_grads.subarray(ngp_s * grads.length, (ngp_s + 1) * grads.length), dinput);
+  } catch (e) {
+    if (e?.ngpFault) e.ngpFault.thread = ngp_b;
+    throw e;
+  }
   __reduce_slots(grads, ngp_part_grads, ngp_slots);
 }
