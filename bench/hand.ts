@@ -2,6 +2,7 @@
 // through the build cache and loaded with bun:ffi, plus the tiny-cuda-nn level tables.
 //
 //   await loadHand();                       // builds (or finds in the cache) and loads the library
+//   await loadHand({ isa: "avx2" });        // the same source built with -mno-avx512f (the AVX2 path)
 //   const cfg = gridTables(2, 16, 2, 19, 16, Math.exp(Math.log(2048 / 16) / 15));
 //   handForward(cfg, n, x, params, out);    // out: [n][levels * features]
 //   handBackward(cfg, n, x, dy, grad);      // grad += ...; the caller zeroes grad
@@ -83,52 +84,82 @@ type Native = (
   n: number, x: Float32Array, a: Float32Array, b: Float32Array,
 ) => number;
 
+/**
+ * Which build of the hand-written code: "native" (the project's CPU_FLAGS, -march=native: AVX-512
+ * where the CPU has it, else AVX2), "avx2" (CPU_FLAGS plus -mno-avx512f: the AVX2 path even on an
+ * AVX-512 machine), "scalar" (CPU_FLAGS plus -mno-avx2 -mno-avx512f: no vector path).
+ */
+export type HandIsa = "native" | "avx2" | "scalar";
+export const HAND_ISAS: readonly HandIsa[] = ["native", "avx2", "scalar"];
+
+/** The C++ flags of a build of the hand-written code. */
+export function handFlags(isa: HandIsa): string[] {
+  const extra = { native: [], avx2: ["-mno-avx512f"], scalar: ["-mno-avx512f", "-mno-avx2"] }[isa];
+  if (!extra) throw new RangeError(`hand-written grid: isa must be one of ${HAND_ISAS.join(", ")}, got ${JSON.stringify(isa)}`);
+  return [...CPU_FLAGS, ...extra];
+}
+
 export interface HandLib {
   path: string;
   build: BuildResult;
-  /** True when the library uses its AVX-512 kernels (false: the fast functions run the scalar code). */
+  /** The build asked for. */
+  isa: HandIsa;
+  /** True when the library uses vector kernels (false: the fast functions run the scalar code). */
   vectorized: boolean;
+  /** Bits per vector of the fast functions: 512 (AVX-512), 256 (AVX2 + FMA) or 0 (scalar code). */
+  vectorBits: 512 | 256 | 0;
+  /** The vector path in words: "AVX-512 (16 lanes)", "AVX2+FMA (8 lanes)" or "scalar". */
+  vectorPath: string;
   /** The raw native entry points: nothing is checked (a short array is overrun); prefer handForward etc. */
   forward: Native;
   backward: Native;
   forwardScalar: Native;
   backwardScalar: Native;
-  /** Ablation knobs: pipeline depth (items of 16 points, 0..7) and the smallest prefetched table (bytes); -1 keeps a value. */
+  /** Ablation knobs: pipeline depth (items of 16 points with AVX-512 (0..7), of 8 with AVX2 (0..15)) and the smallest prefetched table (bytes); -1 keeps a value. */
   setTuning(pipeline: number, prefetchMinBytes: number): void;
   close(): void;
 }
 
-let loaded: Promise<HandLib> | undefined;
-let lib: HandLib | undefined;
+/** One memoized library per build; "native" is the one handForward etc. use by default. */
+const loaded = new Map<HandIsa, Promise<HandLib>>();
+const libs = new Map<HandIsa, HandLib>();
 
 export interface LoadOptions {
   cacheDir?: string;
   rebuild?: boolean;
+  /** Which build (default "native"). */
+  isa?: HandIsa;
 }
 
-/** Builds (or takes from the cache) and loads hashgrid_hand.cpp; memoized (the first call's options win). Throws if it cannot be built. */
+/** Builds (or takes from the cache) and loads hashgrid_hand.cpp; memoized per isa (the first call's options win). Throws if it cannot be built. */
 export function loadHand(options: LoadOptions = {}): Promise<HandLib> {
-  loaded ??= load(options).then(
-    (l) => (lib = l),
-    (error) => {
-      loaded = undefined;
-      throw error;
-    },
-  );
-  return loaded;
+  const isa = options.isa ?? "native";
+  handFlags(isa); // rejects an unknown isa before anything is memoized
+  let p = loaded.get(isa);
+  if (!p) {
+    p = load(options, isa).then(
+      (l) => (libs.set(isa, l), l),
+      (error) => {
+        loaded.delete(isa);
+        throw error;
+      },
+    );
+    loaded.set(isa, p);
+  }
+  return p;
 }
 
-async function load(options: LoadOptions): Promise<HandLib> {
+async function load(options: LoadOptions, isa: HandIsa): Promise<HandLib> {
   const { tool, reason } = findCxx();
   if (!tool) throw new Error(`cannot build ${HAND_SOURCE_PATH}: no C++ compiler (${reason})`);
   const build = await buildCached({
     source: readFileSync(HAND_SOURCE_PATH, "utf8"),
     lang: "cpp",
     tool,
-    flags: CPU_FLAGS,
+    flags: handFlags(isa),
     compilerVersion: HAND_COMPILER_VERSION,
     cacheDir: options.cacheDir,
-    name: "hashgrid_hand",
+    name: isa === "native" ? "hashgrid_hand" : `hashgrid_hand_${isa}`,
     rebuild: options.rebuild,
   });
   const problem = validateSharedLibrary(build.path);
@@ -141,15 +172,21 @@ async function load(options: LoadOptions): Promise<HandLib> {
     hand_grid_forward_scalar: kernel,
     hand_grid_backward_scalar: kernel,
     hand_grid_vectorized: { args: [], returns: "i32" },
+    hand_grid_vector_bits: { args: [], returns: "i32" },
     hand_grid_set_tuning: { args: ["i32", "i64"], returns: "i32" },
   });
   const s = handle.symbols;
   const native = (f: unknown) => f as Native;
   let closed = false;
-  return {
+  const bits = s.hand_grid_vector_bits();
+  if (bits !== 512 && bits !== 256 && bits !== 0) throw new Error(`${build.path}: hand_grid_vector_bits() returned ${bits}`);
+  const lib: HandLib = {
     path: build.path,
     build,
+    isa,
     vectorized: s.hand_grid_vectorized() === 1,
+    vectorBits: bits,
+    vectorPath: bits === 512 ? "AVX-512 (16 lanes)" : bits === 256 ? "AVX2+FMA (8 lanes)" : "scalar",
     forward: native(s.hand_grid_forward),
     backward: native(s.hand_grid_backward),
     forwardScalar: native(s.hand_grid_forward_scalar),
@@ -162,18 +199,22 @@ async function load(options: LoadOptions): Promise<HandLib> {
     close() {
       if (closed) return;
       closed = true;
-      if (lib?.path === build.path) {
-        lib = undefined;
-        loaded = undefined;
+      if (libs.get(isa) === lib) {
+        libs.delete(isa);
+        loaded.delete(isa);
       }
       handle.close();
     },
   };
+  return lib;
 }
 
-function requireLib(): HandLib {
-  if (!lib) throw new Error("the hand-written grid is not loaded: await loadHand() first");
-  return lib;
+/** `lib` if given (a library from loadHand, any isa), else the loaded native build. */
+function requireLib(lib?: HandLib): HandLib {
+  if (lib) return lib;
+  const native = libs.get("native");
+  if (!native) throw new Error("the hand-written grid is not loaded: await loadHand() first");
+  return native;
 }
 
 /** Checks cfg and the buffers against each other (the table is params or grad; rows is out or dy). */
@@ -222,26 +263,26 @@ function call(what: string, fn: Native, cfg: HandGridConfig, n: number, x: Float
   if (status !== 0) throw new Error(`${what} failed with status ${status}`);
 }
 
-/** out[(i*L + l)*F + f] = the encoding of x[i] (AVX-512 kernels where available). */
-export function handForward(cfg: HandGridConfig, n: number, x: Float32Array, params: Float32Array, out: Float32Array): void {
+/** out[(i*L + l)*F + f] = the encoding of x[i] (vector kernels where available); `lib` picks a build (default: the native one). */
+export function handForward(cfg: HandGridConfig, n: number, x: Float32Array, params: Float32Array, out: Float32Array, lib?: HandLib): void {
   check("handForward", cfg, n, x, ["params", params], ["out", out]);
-  call("hand_grid_forward", requireLib().forward, cfg, n, x, params, out);
+  call("hand_grid_forward", requireLib(lib).forward, cfg, n, x, params, out);
 }
 
 /** grad += d(sum(out * dy))/d params; the caller zeroes grad. */
-export function handBackward(cfg: HandGridConfig, n: number, x: Float32Array, dy: Float32Array, grad: Float32Array): void {
+export function handBackward(cfg: HandGridConfig, n: number, x: Float32Array, dy: Float32Array, grad: Float32Array, lib?: HandLib): void {
   check("handBackward", cfg, n, x, ["grad", grad], ["dy", dy]);
-  call("hand_grid_backward", requireLib().backward, cfg, n, x, dy, grad);
+  call("hand_grid_backward", requireLib(lib).backward, cfg, n, x, dy, grad);
 }
 
 /** handForward computed by the plain scalar code (the definition; bit-identical results). */
-export function handForwardScalar(cfg: HandGridConfig, n: number, x: Float32Array, params: Float32Array, out: Float32Array): void {
+export function handForwardScalar(cfg: HandGridConfig, n: number, x: Float32Array, params: Float32Array, out: Float32Array, lib?: HandLib): void {
   check("handForwardScalar", cfg, n, x, ["params", params], ["out", out]);
-  call("hand_grid_forward_scalar", requireLib().forwardScalar, cfg, n, x, params, out);
+  call("hand_grid_forward_scalar", requireLib(lib).forwardScalar, cfg, n, x, params, out);
 }
 
 /** handBackward computed by the plain scalar code. */
-export function handBackwardScalar(cfg: HandGridConfig, n: number, x: Float32Array, dy: Float32Array, grad: Float32Array): void {
+export function handBackwardScalar(cfg: HandGridConfig, n: number, x: Float32Array, dy: Float32Array, grad: Float32Array, lib?: HandLib): void {
   check("handBackwardScalar", cfg, n, x, ["grad", grad], ["dy", dy]);
-  call("hand_grid_backward_scalar", requireLib().backwardScalar, cfg, n, x, dy, grad);
+  call("hand_grid_backward_scalar", requireLib(lib).backwardScalar, cfg, n, x, dy, grad);
 }

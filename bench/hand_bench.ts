@@ -1,7 +1,10 @@
-// Times the hand-written hash grid (bench/hashgrid_hand.cpp), AVX-512 vs scalar, on the DESIGN's
-// configurations, and optionally the shared reference in the same process.
+// Times the hand-written hash grid (bench/hashgrid_hand.cpp) on the DESIGN's configurations: its
+// vector kernels in each requested build (default: the native one, AVX-512 here, and the AVX2 one
+// built with -mno-avx512f) against its scalar code, and optionally the shared reference, all in
+// the same process.
 //
-//   bun bench/hand_bench.ts [--quick] [--reps R] [--reference] [--pipeline K] [--prefetch-min BYTES]
+//   bun bench/hand_bench.ts [--quick] [--reps R] [--isa native,avx2,scalar] [--reference]
+//                           [--pipeline K] [--prefetch-min BYTES] [--json]
 //
 // D=2: L=16, F=2, log2T=19, Nmin=16, finest 2048. D=3: the same with finest 512.
 // Figures are M points/s, medians of R runs after 2 warm-up runs, each variant timed in its own
@@ -9,7 +12,7 @@
 // "bwd" excludes zeroing the gradient (the kernel adds into it); "fwd+bwd" is one forward then
 // one backward, timed together.
 
-import { gridTables, handBackward, handBackwardScalar, handForward, handForwardScalar, loadHand, type GridTables } from "./hand.ts";
+import { gridTables, HAND_ISAS, handBackward, handBackwardScalar, handForward, handForwardScalar, loadHand, type GridTables, type HandIsa, type HandLib } from "./hand.ts";
 import { runReference } from "./reference.ts";
 
 export interface HandFigures {
@@ -44,8 +47,9 @@ const median = (v: number[]) => {
   return s.length % 2 ? s[(s.length - 1) >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
-export async function benchHand(dims: number, finest: number, n: number, reps: number, withScalar = true): Promise<HandFigures> {
-  await loadHand();
+/** Times one build (`lib`, default the native one) on one configuration. */
+export async function benchHand(dims: number, finest: number, n: number, reps: number, withScalar = true, lib?: HandLib): Promise<HandFigures> {
+  lib ??= await loadHand();
   const t = benchTables(dims, finest);
   const x = uniform(n * dims, 0, 1, 1 + dims);
   const params = uniform(t.paramCount, -1e-4, 1e-4, 7 + dims);
@@ -53,15 +57,15 @@ export async function benchHand(dims: number, finest: number, n: number, reps: n
   const out = new Float32Array(n * 16 * 2);
   const grad = new Float32Array(t.paramCount);
   const variants: [string, () => void][] = [
-    ["fast.fwd", () => handForward(t, n, x, params, out)],
-    ["fast.bwd", () => handBackward(t, n, x, dy, grad)],
-    ["fast.fwdBwd", () => (handForward(t, n, x, params, out), handBackward(t, n, x, dy, grad))],
+    ["fast.fwd", () => handForward(t, n, x, params, out, lib)],
+    ["fast.bwd", () => handBackward(t, n, x, dy, grad, lib)],
+    ["fast.fwdBwd", () => (handForward(t, n, x, params, out, lib), handBackward(t, n, x, dy, grad, lib))],
   ];
   if (withScalar) {
     variants.push(
-      ["scalar.fwd", () => handForwardScalar(t, n, x, params, out)],
-      ["scalar.bwd", () => handBackwardScalar(t, n, x, dy, grad)],
-      ["scalar.fwdBwd", () => (handForwardScalar(t, n, x, params, out), handBackwardScalar(t, n, x, dy, grad))],
+      ["scalar.fwd", () => handForwardScalar(t, n, x, params, out, lib)],
+      ["scalar.bwd", () => handBackwardScalar(t, n, x, dy, grad, lib)],
+      ["scalar.fwdBwd", () => (handForwardScalar(t, n, x, params, out, lib), handBackwardScalar(t, n, x, dy, grad, lib))],
     );
   }
   // Each variant in its own group of consecutive runs, as the shared reference times them: a
@@ -97,20 +101,43 @@ if (import.meta.main) {
   };
   const quick = argv.includes("--quick");
   const reps = Number(opt("--reps") ?? 9);
-  const lib = await loadHand();
-  if (opt("--pipeline") !== undefined || opt("--prefetch-min") !== undefined) {
-    lib.setTuning(Number(opt("--pipeline") ?? -1), Number(opt("--prefetch-min") ?? -1));
+  const isas = (opt("--isa") ?? "native,avx2").split(",") as HandIsa[];
+  for (const isa of isas) {
+    if (!HAND_ISAS.includes(isa)) {
+      console.error(`--isa: ${JSON.stringify(isa)} is not one of ${HAND_ISAS.join(", ")}`);
+      process.exit(2);
+    }
   }
-  console.log(`hand-written hash grid: ${lib.vectorized ? "AVX-512" : "scalar fallback"} (${lib.path})`);
+  const libs: HandLib[] = [];
+  for (const isa of isas) {
+    const lib = await loadHand({ isa });
+    if (opt("--pipeline") !== undefined || opt("--prefetch-min") !== undefined) {
+      lib.setTuning(Number(opt("--pipeline") ?? -1), Number(opt("--prefetch-min") ?? -1));
+    }
+    console.log(`hand-written hash grid, ${isa} build: vector path ${lib.vectorPath} (${lib.path})`);
+    libs.push(lib);
+  }
   const f = (v: number) => v.toFixed(2).padStart(7);
-  console.log("   D        N |  fast: fwd     bwd  fwd+bwd | scalar: fwd    bwd  fwd+bwd | speed-up fwd  bwd");
+  const json: (HandFigures & { isa: HandIsa; vectorPath: string })[] = [];
+  console.log("M points/s; scalar = the same build's scalar code, timed with the first build");
+  console.log("   D        N  build              |  fast: fwd     bwd  fwd+bwd | speed-up vs scalar fwd  bwd | vs first build fwd  bwd");
   for (const { dims, finest } of HAND_CONFIGS) {
     for (const n of quick ? [65536] : [65536, 1 << 20]) {
-      const r = await benchHand(dims, finest, n, n > 65536 ? Math.max(3, Math.ceil(reps / 2)) : reps);
-      console.log(
-        `   ${dims} ${String(n).padStart(8)} | ${f(r.fast.fwd)} ${f(r.fast.bwd)} ${f(r.fast.fwdBwd)} | ${f(r.scalar.fwd)} ${f(r.scalar.bwd)} ${f(r.scalar.fwdBwd)} |` +
-          ` ${(r.fast.fwd / r.scalar.fwd).toFixed(1).padStart(6)}x ${(r.fast.bwd / r.scalar.bwd).toFixed(1).padStart(4)}x`,
-      );
+      const r = n > 65536 ? Math.max(3, Math.ceil(reps / 2)) : reps;
+      let first: HandFigures | undefined;
+      let scalar: HandFigures["scalar"] | undefined;
+      for (const lib of libs) {
+        const fig = await benchHand(dims, finest, n, r, first === undefined, lib);
+        first ??= fig;
+        scalar ??= fig.scalar;
+        json.push({ ...fig, scalar, isa: lib.isa, vectorPath: lib.vectorPath });
+        console.log(
+          `   ${dims} ${String(n).padStart(8)}  ${lib.vectorPath.padEnd(18)} | ${f(fig.fast.fwd)} ${f(fig.fast.bwd)} ${f(fig.fast.fwdBwd)} |` +
+            ` ${(fig.fast.fwd / scalar.fwd).toFixed(1).padStart(19)}x ${(fig.fast.bwd / scalar.bwd).toFixed(1).padStart(4)}x |` +
+            ` ${(fig.fast.fwd / first.fast.fwd).toFixed(2).padStart(17)} ${(fig.fast.bwd / first.fast.bwd).toFixed(2).padStart(4)}`,
+        );
+      }
+      if (scalar) console.log(`   ${dims} ${String(n).padStart(8)}  ${"scalar code".padEnd(18)} | ${f(scalar.fwd)} ${f(scalar.bwd)} ${f(scalar.fwdBwd)} |`);
     }
   }
   if (argv.includes("--reference")) {
@@ -126,4 +153,5 @@ if (import.meta.main) {
       }
     }
   }
+  if (argv.includes("--json")) console.log(JSON.stringify({ unit: "M points/s", reps, figures: json }));
 }

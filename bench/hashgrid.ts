@@ -1,8 +1,12 @@
-// `bun run bench [--quick] [--reps R] [--reference] [--json]`
+// `bun run bench [--quick] [--reps R] [--reference] [--hand-isa native|avx2|scalar] [--json]`
+// `bun run bench --backend cuda [--quick] [--reps R] [--json]`
 //
 // Hash-grid encoding throughput, measured in one process: the generated CPU kernels (compiled
 // from dsl/kernels/grid.ts), the hand-written C++ of the same kernels (bench/hashgrid_hand.cpp,
-// AVX-512, same flags), and the generated JS backend; with the ratios. D = 2 (finest 2048) and
+// AVX-512 or AVX2 as the CPU allows, same flags; the path it was built with is printed), and the
+// generated JS backend; with the ratios. With --backend the generated kernels run on that backend
+// (cuda: a GPU) with inputs and outputs resident there, timed to completion (synchronized), next
+// to the generated CPU kernels on the same inputs. D = 2 (finest 2048) and
 // D = 3 (finest 512), L = 16, F = 2, T = 2^19, N_min = 16, batches of 2^16 and 2^20 points.
 // Figures are M points/s, medians of R rounds after warm-up; each round runs the variants one
 // after the other, so the machine's noise (large here) hits them alike. "bwd" excludes zeroing
@@ -12,14 +16,21 @@ import { parseArgs } from "node:util";
 import { DEFAULT_GRID_2D, DEFAULT_GRID_3D } from "../codegen/shipped.ts";
 import { HostBuffer } from "../runtime/buffer.ts";
 import { HashGrid } from "../runtime/hashgrid.ts";
-import type { Kernel } from "../runtime/module.ts";
-import { gridTables, handBackward, handForward, loadHand } from "./hand.ts";
+import type { Backend } from "../runtime/backend.ts";
+import type { Kernel, KernelModule } from "../runtime/module.ts";
+import { gridTables, HAND_ISAS, handBackward, handForward, loadHand, type HandIsa, type HandLib } from "./hand.ts";
 import { runReference } from "./reference.ts";
 
-const USAGE = `usage: bun run bench [--quick] [--reps R] [--reference] [--json]
-  --quick      2^16 points only, fewer rounds
+const USAGE = `usage: bun run bench [--quick] [--reps R] [--reference] [--hand-isa ISA] [--json]
+       bun run bench --backend cuda|cpu|js [--quick] [--reps R] [--json]
+  --quick      2^16 points only, fewer rounds (--backend: 2^16 and 2^20)
   --reps R     timed rounds per native figure (default 7; JS: 3 rounds at 2^16, 1 at 2^20)
   --reference  also run the shared hand-vectorized reference program (../shared/reference)
+  --hand-isa   which build of the hand-written C++: native (default: AVX-512 where the CPU has
+               it, else AVX2), avx2 (-mno-avx512f: the hand side an AVX2-only machine runs;
+               the generated kernels keep -march=native), scalar
+  --backend    time the generated kernels on this backend (cuda: the GPU) against the generated
+               CPU kernels, inputs resident on the device (2^16, 2^20, 2^22 points)
   --json       print the results as one JSON line last`;
 
 interface Timing {
@@ -57,7 +68,7 @@ function uniform(n: number, seed: number, lo = 0, hi = 1): Float32Array {
   });
 }
 
-async function benchConfig(dims: 2 | 3, sizes: number[], reps: number, log: (s: string) => void): Promise<Row[]> {
+async function benchConfig(dims: 2 | 3, sizes: number[], reps: number, log: (s: string) => void, hand: HandLib): Promise<Row[]> {
   const opts = dims === 2 ? DEFAULT_GRID_2D : DEFAULT_GRID_3D;
   const [cpu, js] = await Promise.all([HashGrid.create(opts, { backend: "cpu" }), HashGrid.create(opts, { backend: "js" })]);
   const tables = gridTables(dims, opts.levels, opts.featuresPerLevel, opts.log2HashmapSize, opts.baseResolution, Math.exp(Math.log(opts.finestResolution / opts.baseResolution) / (opts.levels - 1)));
@@ -75,7 +86,7 @@ async function benchConfig(dims: 2 | 3, sizes: number[], reps: number, log: (s: 
     const handOut = new Float32Array(n * cpu.outputDim);
     const variants = {
       generated: { fwd: () => kernels.gridForward!(n, x, params, out), bwd: () => kernels.gridBackward!(n, x, dy, grad) },
-      hand: { fwd: () => handForward(tables, n, x, params, handOut), bwd: () => handBackward(tables, n, x, dy, grad) },
+      hand: { fwd: () => handForward(tables, n, x, params, handOut, hand), bwd: () => handBackward(tables, n, x, dy, grad, hand) },
       js: { fwd: () => jsKernels.gridForward!(n, x, params, out), bwd: () => jsKernels.gridBackward!(n, x, dy, grad) },
     };
     // Same inputs, same outputs: the comparison is of the same work.
@@ -118,10 +129,103 @@ function table(rows: Row[]): string {
   return lines.join("\n");
 }
 
+interface DeviceRow {
+  dims: number;
+  n: number;
+  backend: Backend;
+  /** The generated kernels on `backend`, inputs resident there, synchronized. */
+  device: Timing;
+  /** The generated CPU kernels, same inputs. */
+  cpu: Timing;
+  /** Forward outputs of the two: largest |difference|, and whether every value is bit-identical. */
+  fwdMaxAbsDiff: number;
+  fwdBitIdentical: boolean;
+}
+
+/** The generated kernels on `backend` (buffers on the device) vs the generated CPU kernels. */
+async function benchDevice(backend: Backend, dims: 2 | 3, sizes: number[], reps: number, log: (s: string) => void): Promise<DeviceRow[]> {
+  const opts = dims === 2 ? DEFAULT_GRID_2D : DEFAULT_GRID_3D;
+  const [dev, cpu] = await Promise.all([HashGrid.create(opts, { backend }), HashGrid.create(opts, { backend: "cpu" })]);
+  if (dev.backend !== backend) throw new Error(`asked for backend ${backend}, got ${dev.backend} (${dev.backendReason})`);
+  const mod = (dev as unknown as { mod: KernelModule }).mod;
+  const cmod = (cpu as unknown as { mod: KernelModule }).mod;
+  // The same parameters on both (random, so that the outputs are not all tiny).
+  const params = uniform(dev.paramCount, 3, -1, 1);
+  dev.params.upload(params);
+  cpu.params.upload(params);
+  const rows: DeviceRow[] = [];
+  for (const n of sizes) {
+    const x = uniform(n * dims, 1);
+    const dy = uniform(n * dev.outputDim, 2, -1, 1);
+    const xd = mod.upload("f32", x);
+    const dyd = mod.upload("f32", dy);
+    const outd = mod.alloc("f32", n * dev.outputDim);
+    const xc = cmod.upload("f32", x);
+    const dyc = cmod.upload("f32", dy);
+    const outc = cmod.alloc("f32", n * dev.outputDim);
+    const k = mod.kernels;
+    const kc = cmod.kernels;
+    const variants = {
+      device: {
+        fwd: () => (k.gridForward!(n, xd, dev.params, outd), mod.synchronize()),
+        bwd: () => (k.gridBackward!(n, xd, dyd, dev.grad), mod.synchronize()),
+      },
+      cpu: { fwd: () => kc.gridForward!(n, xc, cpu.params, outc), bwd: () => kc.gridBackward!(n, xc, dyc, cpu.grad) },
+    };
+    variants.device.fwd();
+    variants.cpu.fwd();
+    const a = outd.download();
+    const b = outc.download();
+    let maxDiff = 0;
+    let same = true;
+    for (let i = 0; i < a.length; i++) {
+      const d = Math.abs(a[i]! - b[i]!);
+      if (!(d <= maxDiff)) maxDiff = Number.isNaN(d) ? Infinity : d;
+      if (!Object.is(a[i], b[i])) same = false;
+    }
+    log(`D=${dims} n=${n}: ${backend} and cpu forward outputs ${same ? "are bit-identical" : `differ by at most ${maxDiff.toExponential(2)}`}`);
+    const samples: Record<string, Record<keyof Timing, number[]>> = {};
+    for (let r = 0; r < 2 + reps; r++) {
+      for (const v of ["device", "cpu"] as const) {
+        const f = variants[v];
+        const t = { fwd: timeMs(f.fwd), bwd: timeMs(f.bwd), fwdBwd: timeMs(() => (f.fwd(), f.bwd())) };
+        if (r < 2) continue;
+        samples[v] ??= { fwd: [], bwd: [], fwdBwd: [] };
+        for (const key of ["fwd", "bwd", "fwdBwd"] as const) samples[v]![key].push(t[key]);
+      }
+    }
+    const rate = (ms: number[]) => n / median(ms) / 1e3;
+    const fig = (v: string): Timing => ({ fwd: rate(samples[v]!.fwd), bwd: rate(samples[v]!.bwd), fwdBwd: rate(samples[v]!.fwdBwd) });
+    rows.push({ dims, n, backend, device: fig("device"), cpu: fig("cpu"), fwdMaxAbsDiff: maxDiff, fwdBitIdentical: same });
+    for (const buf of [xd, dyd, outd, xc, dyc, outc]) buf.dispose();
+  }
+  return rows;
+}
+
+function deviceTable(rows: DeviceRow[]): string {
+  const f = (v: number) => (v >= 10 ? v.toFixed(1) : v.toPrecision(2));
+  const backend = rows[0]?.backend ?? "device";
+  const lines = [
+    `M points/s (generated kernels; ${backend}: inputs on the device, synchronized)`,
+    `D  n        | ${backend.padEnd(4)} fwd    bwd    f+b  | cpu  fwd    bwd    f+b  | ${backend}/cpu fwd  bwd  f+b`,
+  ];
+  for (const r of rows) {
+    const t = (x: Timing) => [x.fwd, x.bwd, x.fwdBwd].map((v) => f(v).padStart(6)).join(" ");
+    const ratio = (k: keyof Timing) => (r.device[k] / r.cpu[k]).toFixed(1).padStart(5);
+    lines.push(`${r.dims}  ${String(r.n).padEnd(8)} | ${t(r.device)}    | ${t(r.cpu)}    | ${ratio("fwd")} ${ratio("bwd")} ${ratio("fwdBwd")}`);
+  }
+  return lines.join("\n");
+}
+
 async function main(): Promise<number> {
   let values;
   try {
-    values = parseArgs({ options: { quick: { type: "boolean" }, reps: { type: "string" }, reference: { type: "boolean" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } } }).values;
+    values = parseArgs({
+      options: {
+        quick: { type: "boolean" }, reps: { type: "string" }, reference: { type: "boolean" }, json: { type: "boolean" },
+        "hand-isa": { type: "string" }, backend: { type: "string" }, help: { type: "boolean", short: "h" },
+      },
+    }).values;
   } catch (e) {
     console.error(`${(e as Error).message}\n${USAGE}`);
     return 2;
@@ -129,12 +233,28 @@ async function main(): Promise<number> {
   if (values.help) return console.log(USAGE), 0;
   const reps = values.reps === undefined ? (values.quick ? 3 : 7) : Number(values.reps);
   if (!Number.isInteger(reps) || reps < 1 || reps > 100) return console.error(`--reps must be an integer in [1, 100], got ${values.reps}`), 2;
-  const sizes = values.quick ? [1 << 16] : [1 << 16, 1 << 20];
   const log = (s: string) => console.log(s);
-  const hand = await loadHand();
-  log(`hand-written kernels: ${hand.vectorized ? "AVX-512" : "scalar (no AVX-512 on this CPU)"}; ${reps} timed rounds per native figure`);
+  if (values.backend !== undefined) {
+    const backend = values.backend as Backend;
+    if (!["cuda", "cpu", "js"].includes(backend)) return console.error(`--backend must be cuda, cpu or js, got ${values.backend}\n${USAGE}`), 2;
+    if (values.reference || values["hand-isa"] !== undefined) return console.error(`--backend times the generated kernels only: drop --reference and --hand-isa\n${USAGE}`), 2;
+    const sizes = values.quick ? [1 << 16, 1 << 20] : [1 << 16, 1 << 20, 1 << 22];
+    log(`generated kernels on ${backend} vs cpu; ${reps} timed rounds per figure`);
+    const rows: DeviceRow[] = [];
+    for (const dims of [2, 3] as const) rows.push(...(await benchDevice(backend, dims, sizes, reps, log)));
+    log("");
+    log(deviceTable(rows));
+    if (values.json) console.log(JSON.stringify({ unit: "M points/s", backend, reps, rows }));
+    return 0;
+  }
+  const isa = (values["hand-isa"] ?? "native") as HandIsa;
+  if (!HAND_ISAS.includes(isa)) return console.error(`--hand-isa must be one of ${HAND_ISAS.join(", ")}, got ${values["hand-isa"]}\n${USAGE}`), 2;
+  const sizes = values.quick ? [1 << 16] : [1 << 16, 1 << 20];
+  const hand = await loadHand({ isa });
+  const why = hand.vectorBits === 0 ? " (no AVX2/AVX-512 in this build: the ratio compares against scalar code)" : "";
+  log(`hand-written kernels: ${isa} build, vector path ${hand.vectorPath}${why}; ${reps} timed rounds per native figure`);
   const rows: Row[] = [];
-  for (const dims of [2, 3] as const) rows.push(...(await benchConfig(dims, sizes, reps, log)));
+  for (const dims of [2, 3] as const) rows.push(...(await benchConfig(dims, sizes, reps, log, hand)));
   log("");
   log(table(rows));
   let reference;
@@ -145,7 +265,7 @@ async function main(): Promise<number> {
     if (!run.figures) log(`reference not run: ${run.reason}`);
     else for (const fgr of run.figures.figures) log(`reference D=${fgr.dims} n=${fgr.n} threads=${fgr.threads}: fwd ${fgr.fwd.toFixed(1)} bwd ${fgr.bwdNoZero.toFixed(1)} (no zeroing) fwd+bwd ${fgr.fwdBwd.toFixed(1)} M points/s`);
   }
-  if (values.json) console.log(JSON.stringify({ unit: "M points/s", reps, rows, reference: reference?.figures }));
+  if (values.json) console.log(JSON.stringify({ unit: "M points/s", reps, hand: { isa, vectorPath: hand.vectorPath, vectorBits: hand.vectorBits }, rows, reference: reference?.figures }));
   return 0;
 }
 
