@@ -1,5 +1,5 @@
 // `bun run bench [--quick] [--reps R] [--reference] [--hand-isa native|avx2|scalar] [--json]`
-// `bun run bench --backend cuda [--quick] [--reps R] [--json]`
+// `bun run bench --backend cuda [--quick] [--reps R] [--n N,N...] [--json]`
 //
 // Hash-grid encoding throughput, measured in one process: the generated CPU kernels (compiled
 // from dsl/kernels/grid.ts), the hand-written C++ of the same kernels (bench/hashgrid_hand.cpp,
@@ -22,7 +22,7 @@ import { gridTables, HAND_ISAS, handBackward, handForward, loadHand, type HandIs
 import { runReference } from "./reference.ts";
 
 const USAGE = `usage: bun run bench [--quick] [--reps R] [--reference] [--hand-isa ISA] [--json]
-       bun run bench --backend cuda|cpu|js [--quick] [--reps R] [--json]
+       bun run bench --backend cuda|cpu|js [--quick] [--reps R] [--n N,N...] [--json]
   --quick      2^16 points only, fewer rounds (--backend: 2^16 and 2^20)
   --reps R     timed rounds per native figure (default 7; JS: 3 rounds at 2^16, 1 at 2^20)
   --reference  also run the shared hand-vectorized reference program (../shared/reference)
@@ -30,7 +30,7 @@ const USAGE = `usage: bun run bench [--quick] [--reps R] [--reference] [--hand-i
                it, else AVX2), avx2 (-mno-avx512f: the hand side an AVX2-only machine runs;
                the generated kernels keep -march=native), scalar
   --backend    time the generated kernels on this backend (cuda: the GPU) against the generated
-               CPU kernels, inputs resident on the device (2^16, 2^20, 2^22 points)
+               CPU kernels, inputs resident on the device (2^16, 2^20, 2^22 points, or --n)
   --json       print the results as one JSON line last`;
 
 interface Timing {
@@ -223,7 +223,7 @@ async function main(): Promise<number> {
     values = parseArgs({
       options: {
         quick: { type: "boolean" }, reps: { type: "string" }, reference: { type: "boolean" }, json: { type: "boolean" },
-        "hand-isa": { type: "string" }, backend: { type: "string" }, help: { type: "boolean", short: "h" },
+        "hand-isa": { type: "string" }, backend: { type: "string" }, n: { type: "string" }, help: { type: "boolean", short: "h" },
       },
     }).values;
   } catch (e) {
@@ -238,7 +238,8 @@ async function main(): Promise<number> {
     const backend = values.backend as Backend;
     if (!["cuda", "cpu", "js"].includes(backend)) return console.error(`--backend must be cuda, cpu or js, got ${values.backend}\n${USAGE}`), 2;
     if (values.reference || values["hand-isa"] !== undefined) return console.error(`--backend times the generated kernels only: drop --reference and --hand-isa\n${USAGE}`), 2;
-    const sizes = values.quick ? [1 << 16, 1 << 20] : [1 << 16, 1 << 20, 1 << 22];
+    const sizes = values.n !== undefined ? values.n.split(",").map(Number) : values.quick ? [1 << 16, 1 << 20] : [1 << 16, 1 << 20, 1 << 22];
+    if (!sizes.every((n) => Number.isInteger(n) && n >= 1 && n <= 1 << 26)) return console.error(`--n takes batch sizes from 1 to 2^26, got ${values.n}`), 2;
     log(`generated kernels on ${backend} vs cpu; ${reps} timed rounds per figure`);
     const rows: DeviceRow[] = [];
     for (const dims of [2, 3] as const) rows.push(...(await benchDevice(backend, dims, sizes, reps, log)));
@@ -249,6 +250,7 @@ async function main(): Promise<number> {
   }
   const isa = (values["hand-isa"] ?? "native") as HandIsa;
   if (!HAND_ISAS.includes(isa)) return console.error(`--hand-isa must be one of ${HAND_ISAS.join(", ")}, got ${values["hand-isa"]}\n${USAGE}`), 2;
+  if (values.n !== undefined) return console.error(`--n applies with --backend only\n${USAGE}`), 2;
   const sizes = values.quick ? [1 << 16] : [1 << 16, 1 << 20];
   const hand = await loadHand({ isa });
   const why = hand.vectorBits === 0 ? " (no AVX2/AVX-512 in this build: the ratio compares against scalar code)" : "";

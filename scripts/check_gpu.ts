@@ -136,7 +136,8 @@ function showTail(r: Run, lines = 25) {
   for (const l of tail) say(`    > ${l.length > 300 ? `${l.slice(0, 300)}...` : l}`);
 }
 
-const fmt = (v: unknown, digits = 1) => (typeof v === "number" && Number.isFinite(v) ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(digits)) : String(v));
+const fmt = (v: unknown, digits = 1) =>
+  typeof v === "number" && Number.isFinite(v) ? (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 || v === 0 ? v.toFixed(digits) : v.toPrecision(2)) : String(v);
 
 // ---------------------------------------------------------------------------------------------
 // Steps
@@ -257,7 +258,8 @@ const gridBenchStep: StepDef = {
   title: (ctx) => `grid bench (bench/hashgrid.ts --backend ${ctx.backend})`,
   timeoutS: 90,
   async run(ctx, t) {
-    const cmd = ["bun", "bench/hashgrid.ts", "--backend", ctx.backend, "--quick", "--reps", ctx.standIn ? "1" : "5", "--json"];
+    // A stand-in (js especially) is far slower than a GPU: small batches there.
+    const cmd = ["bun", "bench/hashgrid.ts", "--backend", ctx.backend, "--quick", "--reps", ctx.standIn ? "1" : "5", ...(ctx.standIn ? ["--n", "4096,16384"] : []), "--json"];
     const r = await spawnStep("grid-bench", cmd, t, true);
     const j = r.json as { rows?: { dims: number; n: number; device: Record<string, number>; cpu: Record<string, number>; fwdBitIdentical: boolean; fwdMaxAbsDiff: number }[] } | undefined;
     if (!j?.rows || r.code !== 0) {
