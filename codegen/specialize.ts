@@ -464,7 +464,10 @@ class Simplifier {
     const inner = new Map(consts);
     inner.delete(s.v);
     const trips = tripCount(s);
-    if (trips === undefined || trips > this.maxUnroll) return [{ ...s, body: this.body(s.body, inner) }];
+    // A loop of tile operations cannot stay a loop (they run in straight-line code): it unrolls up
+    // to the C targets' limit even where a target prefers less (JS).
+    const limit = hasTileOps(s.body) ? Math.max(this.maxUnroll, 64) : this.maxUnroll;
+    if (trips === undefined || trips > limit) return [{ ...s, body: this.body(s.body, inner) }];
     const jump = findJump(s.body);
     if (jump) fail("NGP1013", jump.span, `this loop runs a constant ${trips} times and is unrolled`);
     const out: Stmt[] = [];
@@ -479,6 +482,10 @@ class Simplifier {
     }
     return out;
   }
+}
+
+function hasTileOps(body: Stmt[]): boolean {
+  return body.some((s) => s.k === "tilemap" || (s.k === "let" && s.tile !== undefined) || [...exprsOf(s)].some((e) => e.k === "call" && e.kind === "intrinsic" && lookupIntrinsic(e.fn)?.tile !== undefined) || childBodies(s).some(hasTileOps));
 }
 
 function tripCount(s: Extract<Stmt, { k: "for" }>): number | undefined {
