@@ -52,8 +52,11 @@ NGP_FN void ngp_min_u64(uint64_t* p, uint64_t v) {
   kernel(k, params, body) {
     if (k.block) return blocks(k, k.block, params, body);
     if (k.schedule) return scheduled(k, params, body);
+    // The loop counter has the index's type (the runtime keeps n below 2^31): with a 64-bit counter
+    // narrowed at each call, GCC does not vectorize the loop.
+    const idx = k.index.ty === "u32" ? "uint32_t" : "int32_t";
     const launch = `${unusedLengths(params)}  #pragma omp parallel for schedule(static) if (ngp_n >= ${OMP_MIN_ITEMS})
-  for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) ${call(k, `${k.name}_body`, params)};`;
+  for (${idx} ngp_i = 0; ngp_i < (${idx})ngp_n; ++ngp_i) ${call(k, `${k.name}_body`, params)};`;
     return { code: body(`${k.name}_body`, k.body), launch, status: "0" };
   },
 };

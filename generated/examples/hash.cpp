@@ -49,6 +49,6 @@ NGP_FN void spatialHash_body(uint32_t i, const uint32_t* __restrict__ coords, in
 extern "C" int32_t spatialHash(int64_t ngp_n, const uint32_t* __restrict__ coords, int64_t ngp_len_coords, int32_t dims, uint32_t tableSize, uint32_t* __restrict__ out, int64_t ngp_len_out) {
   (void)ngp_len_coords; (void)ngp_len_out;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
-  for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) spatialHash_body((uint32_t)ngp_i, coords, dims, tableSize, out);
+  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) spatialHash_body((uint32_t)ngp_i, coords, dims, tableSize, out);
   return 0;
 }

@@ -102,6 +102,6 @@ NGP_FN void window_body(uint32_t i, int32_t n, const float* __restrict__ x, floa
 extern "C" int32_t window(int64_t ngp_n, int32_t n, const float* __restrict__ x, int64_t ngp_len_x, float* __restrict__ sum, int64_t ngp_len_sum, float* __restrict__ peak, int64_t ngp_len_peak) {
   (void)ngp_len_x; (void)ngp_len_sum; (void)ngp_len_peak;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
-  for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) window_body((uint32_t)ngp_i, n, x, sum, peak);
+  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) window_body((uint32_t)ngp_i, n, x, sum, peak);
   return 0;
 }

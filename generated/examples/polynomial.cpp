@@ -40,6 +40,6 @@ NGP_FN void polynomial_body(uint32_t i, const float* __restrict__ x, float* __re
 extern "C" int32_t polynomial(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, float* __restrict__ out, int64_t ngp_len_out) {
   (void)ngp_len_x; (void)ngp_len_out;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
-  for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) polynomial_body((uint32_t)ngp_i, x, out);
+  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) polynomial_body((uint32_t)ngp_i, x, out);
   return 0;
 }

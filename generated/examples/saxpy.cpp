@@ -28,6 +28,6 @@ NGP_FN void saxpy_body(uint32_t i, float a, const float* __restrict__ x, const f
 extern "C" int32_t saxpy(int64_t ngp_n, float a, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ y, int64_t ngp_len_y, float* __restrict__ out, int64_t ngp_len_out) {
   (void)ngp_len_x; (void)ngp_len_y; (void)ngp_len_out;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
-  for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) saxpy_body((uint32_t)ngp_i, a, x, y, out);
+  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) saxpy_body((uint32_t)ngp_i, a, x, y, out);
   return 0;
 }

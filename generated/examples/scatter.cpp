@@ -30,6 +30,6 @@ NGP_FN void histogram_body(uint32_t i, const float* __restrict__ x, const float*
 extern "C" int32_t histogram(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ w, int64_t ngp_len_w, int32_t bins, float* __restrict__ hist, int64_t ngp_len_hist, uint32_t* __restrict__ counts, int64_t ngp_len_counts) {
   (void)ngp_len_x; (void)ngp_len_w; (void)ngp_len_hist; (void)ngp_len_counts;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
-  for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) histogram_body((uint32_t)ngp_i, x, w, bins, hist, counts);
+  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) histogram_body((uint32_t)ngp_i, x, w, bins, hist, counts);
   return 0;
 }

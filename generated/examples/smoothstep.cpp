@@ -32,6 +32,6 @@ NGP_FN void blend_body(uint32_t i, const float* __restrict__ t, const float* __r
 extern "C" int32_t blend(int64_t ngp_n, const float* __restrict__ t, int64_t ngp_len_t, const float* __restrict__ a, int64_t ngp_len_a, const float* __restrict__ b, int64_t ngp_len_b, float* __restrict__ out, int64_t ngp_len_out) {
   (void)ngp_len_t; (void)ngp_len_a; (void)ngp_len_b; (void)ngp_len_out;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
-  for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) blend_body((uint32_t)ngp_i, t, a, b, out);
+  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) blend_body((uint32_t)ngp_i, t, a, b, out);
   return 0;
 }

@@ -8864,6 +8864,6 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
 extern "C" int32_t gridInputGrad(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ dx, int64_t ngp_len_dx) {
   (void)ngp_len_x; (void)ngp_len_params; (void)ngp_len_dy; (void)ngp_len_dx;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
-  for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) gridInputGrad_body((uint32_t)ngp_i, x, params, dy, dx);
+  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) gridInputGrad_body((uint32_t)ngp_i, x, params, dy, dx);
   return 0;
 }

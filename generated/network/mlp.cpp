@@ -27,9 +27,10 @@ NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 
 #define NGP_SYNC() ((void)0)
 #if defined(__AVX512F__)
 #include <immintrin.h>
-// 16 lanes; a micro-tile of 4 rows x 4 vectors keeps 16 accumulators in 32 zmm registers.
+// 16 lanes; micro-tiles of up to 24 accumulators (6 rows x 4 vectors, 8 x 3, 12 x 2, 24 x 1) keep
+// the accumulators, a row of B and a broadcast in the 32 zmm registers.
 #define NGP_VL 16
-#define NGP_RB 4
+#define NGP_ACC 24
 #define NGP_NV 4
 typedef __m512 ngp_v;
 #define ngp_vload _mm512_loadu_ps
@@ -39,9 +40,10 @@ typedef __m512 ngp_v;
 #define ngp_vzero _mm512_setzero_ps
 #elif defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
-// 8 lanes; 4 rows x 3 vectors: 12 accumulators, 3 loads and a broadcast in 16 ymm registers.
+// 8 lanes; up to 12 accumulators (4 rows x 3 vectors, 6 x 2, 12 x 1), a row of B and a broadcast
+// in the 16 ymm registers.
 #define NGP_VL 8
-#define NGP_RB 4
+#define NGP_ACC 12
 #define NGP_NV 3
 typedef __m256 ngp_v;
 #define ngp_vload _mm256_loadu_ps
@@ -96,10 +98,12 @@ NGP_FN void ngp_mm_rows(float* __restrict__ out, const float* __restrict__ A, co
 }
 
 // Rows in bands of RB (the rest in one smaller band): out (R x C) = a · B, a(r, k) = A[r * SR + k * SK].
+// The band height fills the accumulators: narrow outputs (few vectors) get more rows per band.
 template <int R, int K, int C, int SR, int SK>
 NGP_FN void ngp_mm_bands(float* __restrict__ out, const float* __restrict__ A, const float* __restrict__ B) {
 #ifdef NGP_VL
-  constexpr int RB = NGP_RB;
+  constexpr int VECS = C / NGP_VL < NGP_NV ? C / NGP_VL : NGP_NV;
+  constexpr int RB = VECS > 0 ? NGP_ACC / VECS : 1;
 #else
   constexpr int RB = 1;
 #endif

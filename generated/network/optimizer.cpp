@@ -34,7 +34,7 @@ NGP_FN void adamStep_body(uint32_t i, float* __restrict__ params, float* __restr
 extern "C" int32_t adamStep(int64_t ngp_n, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, float* __restrict__ m, int64_t ngp_len_m, float* __restrict__ v, int64_t ngp_len_v, float stepSize, float beta1, float beta2, float eps, float weightDecay) {
   (void)ngp_len_params; (void)ngp_len_grads; (void)ngp_len_m; (void)ngp_len_v;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
-  for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) adamStep_body((uint32_t)ngp_i, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay);
+  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) adamStep_body((uint32_t)ngp_i, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay);
   return 0;
 }
 
@@ -46,6 +46,6 @@ NGP_FN void sgdStep_body(uint32_t i, float* __restrict__ params, float* __restri
 extern "C" int32_t sgdStep(int64_t ngp_n, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, float lr, float weightDecay) {
   (void)ngp_len_params; (void)ngp_len_grads;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
-  for (int64_t ngp_i = 0; ngp_i < ngp_n; ++ngp_i) sgdStep_body((uint32_t)ngp_i, params, grads, lr, weightDecay);
+  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) sgdStep_body((uint32_t)ngp_i, params, grads, lr, weightDecay);
   return 0;
 }
