@@ -21,13 +21,35 @@ ptxas info    : Used 22 registers, used 0 barriers, 392 bytes cmem[0]`;
   expect(parsePtxas(`${text.split("\n")[0]}\nptxas info    : Used 40 registers, used 1 barriers, 16384 bytes smem, 400 bytes cmem[0]`)[0]!.sharedBytes).toBe(16384);
 });
 
+/** Runs at most `n` of the started jobs at once (nvcc is single-threaded: two run side by side). */
+function limiter(n: number): <T>(job: () => Promise<T>) => Promise<T> {
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  return async (job) => {
+    if (running >= n) await new Promise<void>((go) => waiting.push(go));
+    running++;
+    try {
+      return await job();
+    } finally {
+      running--;
+      waiting.shift()?.();
+    }
+  };
+}
+
 describe.skipIf(!nvcc.tool)(`nvcc compiles the generated CUDA${nvcc.tool ? "" : ` (skipped: ${nvcc.reason})`}`, () => {
-  for (const s of SHIPPED.filter((x) => !x.targets || x.targets.includes("cuda"))) {
+  const shipped = SHIPPED.filter((x) => !x.targets || x.targets.includes("cuda"));
+  // Every module's compile starts now, two at a time; each test awaits its own.
+  const run = limiter(2);
+  const modules = shipped.map((s) => compileFile(resolve(ROOT, s.file), "cuda", { config: s.config, kernels: s.kernels }));
+  const reports = nvcc.tool ? modules.map((mod) => run(() => ptxasReport(mod.source, [...ARCHS, "compute_90"]))) : [];
+  reports.forEach((r) => r.catch(() => {})); // a failure is reported by its test
+  shipped.forEach((s, i) => {
     test(`${s.name}: ${ARCHS.join(", ")} + PTX, no spills`, async () => {
-      const mod = compileFile(resolve(ROOT, s.file), "cuda", { config: s.config, kernels: s.kernels });
+      const mod = modules[i]!;
       // The committed snapshot is what we compile (the snapshot test keeps it current).
       expect(readFileSync(resolve(ROOT, `generated/${s.name}.cu`), "utf8")).toBe(mod.source);
-      const report = await ptxasReport(mod.source, [...ARCHS, "compute_90"]);
+      const report = await reports[i]!;
       for (const k of mod.kernels) {
         for (const arch of ARCHS) {
           const e = report.find((r) => r.kernel === k.name && r.arch === arch);
@@ -39,5 +61,5 @@ describe.skipIf(!nvcc.tool)(`nvcc compiles the generated CUDA${nvcc.tool ? "" : 
         }
       }
     }, 300_000);
-  }
+  });
 });
