@@ -103,3 +103,13 @@ test("the batch need not be a multiple of the rows: one item, one partial block"
   expect(Array.from(grad)).toEqual([2, 0, -4, 7, 7, 7]);
   expect(loss[0]).toBe(0.5 + 1 + 0 + 4);
 });
+
+test("the Loss module: mean loss and gradient of the mean, sizes checked", async () => {
+  const { Loss } = await import("../modules/loss.ts");
+  const loss = await Loss.create({ kind: "l1", width: 3 }, { backend: "js" });
+  const r = loss.evaluate(Float32Array.from([1, 2, 3, 4, 5, 6]), Float32Array.from([0, 2, 5, 4, 4, 6]));
+  expect(r.loss).toBeCloseTo(4 / 6, 6);
+  expect(Array.from(r.grad.download())).toEqual([1, 0, -1, 0, 1, 0].map((s) => Math.fround(s / 6)));
+  expect(() => loss.evaluate(new Float32Array(4), new Float32Array(4))).toThrow(/whole number of items of 3/);
+  await expect(Loss.create({ kind: "l3" as "l1", width: 3 })).rejects.toThrow(/loss.kind: "l3" is not allowed \(allowed: l2, relative_l2, l1, huber\)/);
+});
