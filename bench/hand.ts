@@ -10,7 +10,7 @@
 // Every wrapper checks its arguments before the native call: bun:ffi itself checks nothing, and a
 // short array would be read or written past its end.
 
-import { gridConfig, gridLevels, parseHashGridOptions } from "../runtime/hashgrid.ts";
+import { gridConfig, gridLevels, parseHashGridOptions } from "../modules/hashgrid.ts";
 import { dlopen } from "bun:ffi";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -50,7 +50,7 @@ export interface GridTables extends HandGridConfig {
 }
 
 /**
- * The per-level tables of a hash grid (tiny-cuda-nn's, as runtime/hashgrid.ts derives them for
+ * The per-level tables of a hash grid (tiny-cuda-nn's, as modules/hashgrid.ts derives them for
  * the generated kernels), in the typed arrays the hand-written kernels take.
  */
 export function gridTables(

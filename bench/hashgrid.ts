@@ -15,7 +15,7 @@
 import { parseArgs } from "node:util";
 import { DEFAULT_GRID_2D, DEFAULT_GRID_3D } from "../codegen/shipped.ts";
 import { HostBuffer } from "../runtime/buffer.ts";
-import { HashGrid } from "../runtime/hashgrid.ts";
+import { HashGrid } from "../modules/hashgrid.ts";
 import type { Backend } from "../runtime/backend.ts";
 import type { Kernel, KernelModule } from "../runtime/module.ts";
 import { gridTables, HAND_ISAS, handBackward, handForward, loadHand, type HandIsa, type HandLib } from "./hand.ts";

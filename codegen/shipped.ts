@@ -2,7 +2,7 @@
 // into generated/ (committed, so reviewers see what the compiler writes); the snapshot test fails
 // when generated/ is out of date with the compiler.
 import { resolve } from "node:path";
-import { gridConfig, parseHashGridOptions } from "../runtime/hashgrid.ts";
+import { gridConfig, parseHashGridOptions } from "../modules/hashgrid.ts";
 import { mlpConfig, mlpLayout, parseMlpOptions } from "../modules/mlp.ts";
 import type { Target } from "../runtime/abi.ts";
 import type { ConfigValue } from "./specialize.ts";

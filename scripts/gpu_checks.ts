@@ -19,7 +19,7 @@ import { parseArgs } from "node:util";
 import { DEFAULT_GRID_2D, DEFAULT_GRID_3D, DEFAULT_MLP } from "../codegen/shipped.ts";
 import type { Backend } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
-import { HashGrid, type HashGridOptionsInput } from "../runtime/hashgrid.ts";
+import { HashGrid, type HashGridOptionsInput } from "../modules/hashgrid.ts";
 import type { KernelModule } from "../runtime/module.ts";
 
 type Figures = Record<string, unknown>;

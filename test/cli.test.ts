@@ -43,7 +43,7 @@ test("bun run compile refuses a bad --target and a missing config, saying why", 
 });
 
 test("bun run grid prints the levels and the parameter count", async () => {
-  const r = await run("runtime/grid_cli.ts", "--finest", "2048");
+  const r = await run("cli/grid.ts", "--finest", "2048");
   expect(r.code).toBe(0);
   expect(r.out).toContain("5522000 parameters");
   expect(r.out).toMatch(/15 {2}2048 x 2048 +524288 {2}hashed/);
@@ -63,7 +63,7 @@ test("bun run grid names the flag of a bad setting, the value given and what is 
     [["--finest", "1e9"], "lower --finest or --levels"],
   ];
   for (const [args, message] of cases) {
-    const r = await run("runtime/grid_cli.ts", ...args);
+    const r = await run("cli/grid.ts", ...args);
     expect(r.code, args.join(" ")).toBe(2);
     expect(r.err).toContain(message);
     expect(r.err).not.toMatch(/hashGrid\.|log2HashmapSize|baseResolution|finestResolution|perLevelScale|featuresPerLevel|gridType/);

@@ -5,7 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConfigError, HashGrid, hashGridParamCount, parseHashGridOptions, type HashGridOptionsInput } from "../runtime/hashgrid.ts";
+import { ConfigError, HashGrid, hashGridParamCount, parseHashGridOptions, type HashGridOptionsInput } from "../modules/hashgrid.ts";
 import { findCxx } from "../runtime/toolchain.ts";
 import { freshSeed, maxUlp, rng } from "./util.ts";
 
@@ -25,7 +25,7 @@ interface RefLevel {
   hashed: boolean;
 }
 
-/** tiny-cuda-nn's level tables, derived independently of runtime/hashgrid.ts. */
+/** tiny-cuda-nn's level tables, derived independently of modules/hashgrid.ts. */
 function refLevels(o: Required<Pick<HashGridOptionsInput, "dims" | "levels" | "log2HashmapSize" | "gridType">> & { base: number; finest: number }): RefLevel[] {
   const b = o.levels > 1 ? Math.exp(Math.log(o.finest / o.base) / (o.levels - 1)) : 2;
   const out: RefLevel[] = [];

@@ -3,7 +3,7 @@
 import { expect, test } from "bun:test";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { HashGrid } from "../runtime/hashgrid.ts";
+import { HashGrid } from "../modules/hashgrid.ts";
 import { findCxx } from "../runtime/toolchain.ts";
 
 const cacheDir = process.env.NGPK_CACHE_DIR ?? join(tmpdir(), "ngpk-test-cache");

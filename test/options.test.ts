@@ -1,7 +1,7 @@
 // HashGrid option errors: each names the field, the value given and what is allowed, for every
 // field and every kind of bad value (NaN, Infinity, wrong type, non-integer, out of range).
 import { expect, test } from "bun:test";
-import { ConfigError, parseHashGridOptions } from "../runtime/hashgrid.ts";
+import { ConfigError, parseHashGridOptions } from "../modules/hashgrid.ts";
 
 function message(input: unknown): string {
   try {

@@ -1,7 +1,7 @@
 // The multiresolution hash-grid encoding (Instant-NGP), per point and per level, with
 // tiny-cuda-nn's indexing: per level l a scale, a table of size[l] entries of `features` values at
 // params[(offset[l] + slot) * features], dense indexing where the level's grid fits its table,
-// the coherent-prime hash where it does not. runtime/hashgrid.ts computes the configuration
+// the coherent-prime hash where it does not. modules/hashgrid.ts computes the configuration
 // (scales, strides, sizes, offsets) from the user's settings; everything here is baked in.
 //
 // Inputs are clamped to [0, 1] (the gradient with respect to a clamped coordinate is 0), and a NaN

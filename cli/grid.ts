@@ -1,8 +1,8 @@
 // `bun run grid [options]`: what a hash-grid configuration amounts to, before training with it:
 // per level the resolution, table size and whether it is hashed, and the parameter count and
-// memory. Options are HashGrid's (runtime/hashgrid.ts); a bad one is reported by the flag given.
+// memory. Options are HashGrid's (modules/hashgrid.ts); a bad one is reported by the flag given.
 import { parseArgs } from "node:util";
-import { ConfigError, gridLevels, hashGridParamCount, parseHashGridOptions, type HashGridOptionsInput } from "./hashgrid.ts";
+import { ConfigError, gridLevels, hashGridParamCount, parseHashGridOptions, type HashGridOptionsInput } from "../modules/hashgrid.ts";
 
 const USAGE = `usage: bun run grid [--dims D] [--levels L] [--features F] [--log2-table T] [--base N]
                     [--scale B | --finest R] [--type hash|dense|tiled] [--interpolation I]

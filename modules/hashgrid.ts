@@ -4,10 +4,10 @@
 import { totalmem } from "node:os";
 import { resolve } from "node:path";
 import { z } from "zod";
-import type { Backend, BackendRequest } from "./backend.ts";
-import type { DeviceBuffer } from "./buffer.ts";
-import { loadKernels, type KernelModule } from "./module.ts";
-import { ConfigError, parseOptions } from "../modules/options.ts";
+import type { Backend, BackendRequest } from "../runtime/backend.ts";
+import type { DeviceBuffer } from "../runtime/buffer.ts";
+import { loadKernels, type KernelModule } from "../runtime/module.ts";
+import { ConfigError, parseOptions } from "./options.ts";
 
 export { ConfigError };
 
