@@ -253,6 +253,10 @@ export class HashGrid {
   get backend(): Backend {
     return this.mod.backend;
   }
+
+  close(): void {
+    this.mod.close();
+  }
   /** Why this backend was chosen. */
   get backendReason(): string {
     return this.mod.reason;

@@ -101,15 +101,20 @@ export class Optimizer {
     return g;
   }
 
-  /** One step of every group; zeroes the gradients. */
-  update(): void {
+  /**
+   * One step of every group; zeroes the gradients. `gradScale` multiplies the gradients (e.g.
+   * K / j for a last group of j accumulated micro-batches whose losses were scaled by 1 / K).
+   */
+  update(opts: { gradScale?: number } = {}): void {
+    const gradScale = opts.gradScale ?? 1;
+    if (!(Number.isFinite(gradScale) && gradScale > 0)) throw new RangeError(`optimizer: gradScale ${gradScale} is not a finite number > 0`);
     this.#step++;
     const { beta1, beta2, eps } = this.settings;
     // tiny-cuda-nn folds both bias corrections into the step size (in double here, then f32).
     const correction = Math.sqrt(1 - beta2 ** this.#step) / (1 - beta1 ** this.#step);
     for (const g of this.groups) {
-      if (this.settings.kind === "adam") this.mod.kernels.adamStep!(g.params.length, g.params, g.grad, g.m!, g.v!, g.lr * correction, beta1, beta2, eps, g.weightDecay);
-      else this.mod.kernels.sgdStep!(g.params.length, g.params, g.grad, g.lr, g.weightDecay);
+      if (this.settings.kind === "adam") this.mod.kernels.adamStep!(g.params.length, g.params, g.grad, g.m!, g.v!, g.lr * correction, beta1, beta2, eps, g.weightDecay, gradScale);
+      else this.mod.kernels.sgdStep!(g.params.length, g.params, g.grad, g.lr, g.weightDecay, gradScale);
     }
   }
 

@@ -4,13 +4,14 @@
 import { type Buf, type f32, type u32, sqrt } from "../index.ts";
 
 /**
- * Adam as tiny-cuda-nn's: g = grad + weightDecay * param (L2), m and v the moving averages, and
- * param -= stepSize * m / (sqrt(v) + eps), where the caller folds the bias corrections into
- * stepSize = lr * sqrt(1 - beta2^t) / (1 - beta1^t).
+ * Adam as tiny-cuda-nn's: g = gradScale * grad + weightDecay * param (L2), m and v the moving
+ * averages, and param -= stepSize * m / (sqrt(v) + eps), where the caller folds the bias
+ * corrections into stepSize = lr * sqrt(1 - beta2^t) / (1 - beta1^t). gradScale is 1 but for a
+ * partial group of accumulated micro-batches.
  * @kernel
  */
-export function adamStep(i: u32, params: Buf<f32>, grads: Buf<f32>, m: Buf<f32>, v: Buf<f32>, stepSize: f32, beta1: f32, beta2: f32, eps: f32, weightDecay: f32): void {
-  const g = grads[i] + weightDecay * params[i];
+export function adamStep(i: u32, params: Buf<f32>, grads: Buf<f32>, m: Buf<f32>, v: Buf<f32>, stepSize: f32, beta1: f32, beta2: f32, eps: f32, weightDecay: f32, gradScale: f32): void {
+  const g = gradScale * grads[i] + weightDecay * params[i];
   const mi = beta1 * m[i] + (1.0 - beta1) * g;
   const vi = beta2 * v[i] + (1.0 - beta2) * g * g;
   m[i] = mi;
@@ -20,10 +21,10 @@ export function adamStep(i: u32, params: Buf<f32>, grads: Buf<f32>, m: Buf<f32>,
 }
 
 /**
- * Plain gradient descent with L2 weight decay: param -= lr * (grad + weightDecay * param).
+ * Plain gradient descent with L2 weight decay: param -= lr * (gradScale * grad + weightDecay * param).
  * @kernel
  */
-export function sgdStep(i: u32, params: Buf<f32>, grads: Buf<f32>, lr: f32, weightDecay: f32): void {
-  params[i] = params[i] - lr * (grads[i] + weightDecay * params[i]);
+export function sgdStep(i: u32, params: Buf<f32>, grads: Buf<f32>, lr: f32, weightDecay: f32, gradScale: f32): void {
+  params[i] = params[i] - lr * (gradScale * grads[i] + weightDecay * params[i]);
   grads[i] = 0.0;
 }

@@ -16,8 +16,8 @@ NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 
 NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }
 
 
-NGP_FN void adamStep_body(uint32_t i, float* __restrict__ params, float* __restrict__ grads, float* __restrict__ m, float* __restrict__ v, float stepSize, float beta1, float beta2, float eps, float weightDecay) {
-  const float g = grads[i] + weightDecay * params[i];
+NGP_FN void adamStep_body(uint32_t i, float* __restrict__ params, float* __restrict__ grads, float* __restrict__ m, float* __restrict__ v, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
+  const float g = gradScale * grads[i] + weightDecay * params[i];
   const float mi = beta1 * m[i] + (1.0f - beta1) * g;
   const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
   m[i] = mi;
@@ -26,34 +26,34 @@ NGP_FN void adamStep_body(uint32_t i, float* __restrict__ params, float* __restr
   grads[i] = 0.0f;
 }
 
-__global__ void adamStep_kernel(int64_t ngp_n, float* __restrict__ params, float* __restrict__ grads, float* __restrict__ m, float* __restrict__ v, float stepSize, float beta1, float beta2, float eps, float weightDecay) {
+__global__ void adamStep_kernel(int64_t ngp_n, float* __restrict__ params, float* __restrict__ grads, float* __restrict__ m, float* __restrict__ v, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
   const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
-    adamStep_body((uint32_t)ngp_i, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay);
+    adamStep_body((uint32_t)ngp_i, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale);
 }
 
-extern "C" int32_t adamStep(int64_t ngp_n, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, float* __restrict__ m, int64_t ngp_len_m, float* __restrict__ v, int64_t ngp_len_v, float stepSize, float beta1, float beta2, float eps, float weightDecay) {
+extern "C" int32_t adamStep(int64_t ngp_n, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, float* __restrict__ m, int64_t ngp_len_m, float* __restrict__ v, int64_t ngp_len_v, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
-  adamStep_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay);
+  adamStep_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale);
   return (int32_t)cudaGetLastError();
 }
 
-NGP_FN void sgdStep_body(uint32_t i, float* __restrict__ params, float* __restrict__ grads, float lr, float weightDecay) {
-  params[i] = params[i] - lr * (grads[i] + weightDecay * params[i]);
+NGP_FN void sgdStep_body(uint32_t i, float* __restrict__ params, float* __restrict__ grads, float lr, float weightDecay, float gradScale) {
+  params[i] = params[i] - lr * (gradScale * grads[i] + weightDecay * params[i]);
   grads[i] = 0.0f;
 }
 
-__global__ void sgdStep_kernel(int64_t ngp_n, float* __restrict__ params, float* __restrict__ grads, float lr, float weightDecay) {
+__global__ void sgdStep_kernel(int64_t ngp_n, float* __restrict__ params, float* __restrict__ grads, float lr, float weightDecay, float gradScale) {
   const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
-    sgdStep_body((uint32_t)ngp_i, params, grads, lr, weightDecay);
+    sgdStep_body((uint32_t)ngp_i, params, grads, lr, weightDecay, gradScale);
 }
 
-extern "C" int32_t sgdStep(int64_t ngp_n, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, float lr, float weightDecay) {
+extern "C" int32_t sgdStep(int64_t ngp_n, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, float lr, float weightDecay, float gradScale) {
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
-  sgdStep_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, params, grads, lr, weightDecay);
+  sgdStep_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, params, grads, lr, weightDecay, gradScale);
   return (int32_t)cudaGetLastError();
 }
 

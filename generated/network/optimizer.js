@@ -23,8 +23,8 @@ const __f2i32 = (x) => (x !== x ? 0 : x >= 2147483648 ? 2147483647 : x <= -21474
 const __f2u32 = (x) => (x !== x || x <= 0 ? 0 : x >= 4294967296 ? 4294967295 : Math.trunc(x));
 
 
-function adamStep_body(i, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay) {
-  const g = Math.fround(grads[i] + Math.fround(weightDecay * params[i]));
+function adamStep_body(i, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale) {
+  const g = Math.fround(Math.fround(gradScale * grads[i]) + Math.fround(weightDecay * params[i]));
   const mi = Math.fround(Math.fround(beta1 * m[i]) + Math.fround(Math.fround(1 - beta1) * g));
   const vi = Math.fround(Math.fround(beta2 * v[i]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g) * g));
   m[i] = mi;
@@ -32,14 +32,14 @@ function adamStep_body(i, params, grads, m, v, stepSize, beta1, beta2, eps, weig
   params[i] = Math.fround(params[i] - Math.fround(Math.fround(stepSize * mi) / Math.fround(Math.fround(Math.sqrt(vi)) + eps)));
   grads[i] = 0;
 }
-export function adamStep(ngp_n, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay) {
-  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) adamStep_body(ngp_i, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay);
+export function adamStep(ngp_n, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) adamStep_body(ngp_i, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale);
 }
 
-function sgdStep_body(i, params, grads, lr, weightDecay) {
-  params[i] = Math.fround(params[i] - Math.fround(lr * Math.fround(grads[i] + Math.fround(weightDecay * params[i]))));
+function sgdStep_body(i, params, grads, lr, weightDecay, gradScale) {
+  params[i] = Math.fround(params[i] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i]) + Math.fround(weightDecay * params[i]))));
   grads[i] = 0;
 }
-export function sgdStep(ngp_n, params, grads, lr, weightDecay) {
-  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) sgdStep_body(ngp_i, params, grads, lr, weightDecay);
+export function sgdStep(ngp_n, params, grads, lr, weightDecay, gradScale) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) sgdStep_body(ngp_i, params, grads, lr, weightDecay, gradScale);
 }
