@@ -1,0 +1,306 @@
+// Training checkpoints: one binary file holding the configuration, the step, the RNG state, free
+// JSON (schedule, optimizer step, metrics) and named f32 arrays (parameters, optimizer moments,
+// EMA), written atomically and refused, with a message naming the file and the problem, when it is
+// missing, foreign, from a newer format, truncated or corrupt.
+//
+// Layout (little-endian):
+//   0   8 bytes  magic "NGPKCKPT"
+//   8   u32      format version (FORMAT_VERSION)
+//   12  u64      header length H in bytes
+//   20  H bytes  the header, UTF-8 JSON:
+//                {"headerSha256":"<hex>","config":...,"step":...,"rng":...,"meta":...,
+//                 "arrays":[{"name","offset","length"}...],"payload":{"bytes":P,"sha256":"<hex>"}}
+//   then zeros up to D = the next multiple of 64, and the payload: P bytes from D, each array's
+//   raw f32 data at D + offset (offsets multiples of 64, zeros between), nothing after it.
+// headerSha256 is the SHA-256 of the header's bytes with its own 64 hex digits written as "0"s; the
+// payload's sha256 covers its P bytes (padding included). A flipped byte anywhere is detected.
+import { createHash, randomBytes } from "node:crypto";
+import { constants, type Stats } from "node:fs";
+import { type FileHandle, open, rename, stat, unlink } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+
+export const MAGIC = "NGPKCKPT";
+/** The format this code writes; it reads versions 1..FORMAT_VERSION. */
+export const FORMAT_VERSION = 1;
+const PREFIX = 20;
+const ALIGN = 64;
+const DIGEST_FIELD = '{"headerSha256":"';
+const ZERO_DIGEST = "0".repeat(64);
+
+export interface Checkpoint {
+  /** The file's format version. */
+  version: number;
+  /** The training configuration (JSON). */
+  config: unknown;
+  step: number;
+  /** The random generator's state (JSON). */
+  rng: unknown;
+  /** Free JSON: schedule state, optimizer step, metrics... */
+  meta: Record<string, unknown>;
+  /** Parameters, optimizer moments, EMA... (read back as views of one buffer: no copies). */
+  arrays: Record<string, Float32Array>;
+  /** The file it was read from (set by readCheckpoint; not written). */
+  path?: string;
+}
+
+export type CheckpointProblem =
+  | "missing" | "directory" | "empty" | "foreign" | "version" | "truncated" | "corrupt" // reading
+  | "unwritable" | "invalid" // writing
+  | "incompatible"; // checkCompatible
+
+/** A checkpoint that cannot be written, read or used; the message names the file and the problem. */
+export class CheckpointError extends Error {
+  constructor(
+    readonly file: string,
+    readonly problem: CheckpointProblem,
+    message: string,
+  ) {
+    super(message);
+    this.name = "CheckpointError";
+  }
+}
+
+const align = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
+const sha256 = (...chunks: Uint8Array[]) => {
+  const h = createHash("sha256");
+  for (const c of chunks) h.update(c);
+  return h.digest("hex");
+};
+const bytesOf = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+
+/** The first path inside `value` that JSON cannot hold faithfully, with why (undefined when fine). */
+function notJson(value: unknown, at: string): string | undefined {
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return undefined;
+    case "number":
+      return Number.isFinite(value) ? undefined : `${at} is ${value}, which JSON cannot hold`;
+    case "object": {
+      if (value === null) return undefined;
+      if (ArrayBuffer.isView(value)) return `${at} is a ${value.constructor.name} (put arrays in \`arrays\`)`;
+      if (Array.isArray(value)) {
+        for (let k = 0; k < value.length; k++) {
+          const bad = notJson(value[k], `${at}[${k}]`);
+          if (bad) return bad;
+        }
+        return undefined;
+      }
+      const proto = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) return `${at} is a ${value.constructor?.name ?? "non-plain object"}, which JSON cannot hold`;
+      for (const [k, v] of Object.entries(value)) {
+        if (v === undefined) continue; // an absent optional field: dropped, read back as absent
+        const bad = notJson(v, `${at}.${k}`);
+        if (bad) return bad;
+      }
+      return undefined;
+    }
+    default:
+      return `${at} is ${typeof value === "bigint" ? "a bigint" : typeof value}, which JSON cannot hold`;
+  }
+}
+
+async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> {
+  let done = 0;
+  while (done < data.length) {
+    const { bytesWritten } = await fh.write(data, done, data.length - done);
+    if (bytesWritten <= 0) throw new Error("write made no progress");
+    done += bytesWritten;
+  }
+}
+
+/**
+ * Writes `ck` to `path` atomically: a temporary file in the same directory, fsync, rename (and an
+ * fsync of the directory). Nothing is left behind and an existing file is untouched on failure.
+ * The arrays are written from their own memory (no copies).
+ */
+export async function writeCheckpoint(path: string, ck: Omit<Checkpoint, "version">): Promise<void> {
+  const invalid = (why: string) => new CheckpointError(path, "invalid", `checkpoint ${path}: cannot write it: ${why}`);
+  if (!Number.isSafeInteger(ck.step) || ck.step < 0) throw invalid(`step ${ck.step} is not an integer >= 0`);
+  for (const [k, v] of [["config", ck.config], ["rng", ck.rng], ["meta", ck.meta]] as const) {
+    const bad = v === undefined ? undefined : notJson(v, k); // config and rng undefined: written as null
+    if (bad) throw invalid(bad);
+  }
+  if (ck.meta === null || typeof ck.meta !== "object" || Array.isArray(ck.meta)) throw invalid("meta is not an object");
+
+  // The layout: each array at a 64-byte aligned offset of the payload.
+  const entries: { name: string; offset: number; length: number; data: Float32Array }[] = [];
+  let bytes = 0;
+  for (const [name, data] of Object.entries(ck.arrays ?? {})) {
+    if (!(data instanceof Float32Array)) throw invalid(`array ${JSON.stringify(name)} is not a Float32Array`);
+    bytes = align(bytes);
+    entries.push({ name, offset: bytes, length: data.length, data });
+    bytes += data.byteLength;
+  }
+  if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw invalid("this machine is big-endian; the format is little-endian");
+
+  const digest = createHash("sha256");
+  const padding = new Uint8Array(ALIGN);
+  let at = 0;
+  for (const e of entries) {
+    if (e.offset > at) digest.update(padding.subarray(0, e.offset - at));
+    digest.update(bytesOf(e.data));
+    at = e.offset + e.data.byteLength;
+  }
+  const header = {
+    headerSha256: ZERO_DIGEST,
+    config: ck.config ?? null,
+    step: ck.step,
+    rng: ck.rng ?? null,
+    meta: ck.meta,
+    arrays: entries.map(({ name, offset, length }) => ({ name, offset, length })),
+    payload: { bytes, sha256: digest.digest("hex") },
+  };
+  const text = JSON.stringify(header);
+  const unsigned = new TextEncoder().encode(text);
+  const signed = new TextEncoder().encode(DIGEST_FIELD + sha256(unsigned) + text.slice(DIGEST_FIELD.length + 64));
+  const start = align(PREFIX + signed.length);
+  const head = new Uint8Array(start);
+  head.set(new TextEncoder().encode(MAGIC), 0);
+  const view = new DataView(head.buffer);
+  view.setUint32(8, FORMAT_VERSION, true);
+  view.setBigUint64(12, BigInt(signed.length), true);
+  head.set(signed, PREFIX);
+
+  const dir = dirname(path);
+  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
+  let fh;
+  try {
+    fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === "ENOENT" ? "does not exist" : code === "ENOTDIR" ? "is not a directory" : code === "EACCES" || code === "EPERM" || code === "EROFS" ? "is not writable" : `cannot be written (${(e as Error).message})`;
+    throw new CheckpointError(path, "unwritable", `checkpoint ${path}: cannot write it: directory ${dir} ${why}${code ? ` (${code})` : ""}`);
+  }
+  try {
+    try {
+      await writeAll(fh, head);
+      at = 0;
+      for (const e of entries) {
+        if (e.offset > at) await writeAll(fh, padding.subarray(0, e.offset - at));
+        await writeAll(fh, bytesOf(e.data));
+        at = e.offset + e.data.byteLength;
+      }
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+  } catch (e) {
+    await unlink(tmp).catch(() => {});
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new CheckpointError(path, "unwritable", `checkpoint ${path}: writing it failed (${code ?? (e as Error).message}${code === "ENOSPC" ? ": no space left" : ""}); ${dir} is unchanged`);
+  }
+  // Make the rename durable (best effort: not every file system lets a directory be opened).
+  try {
+    const d = await open(dir, constants.O_RDONLY);
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
+  } catch {}
+}
+
+/** Reads and checks a checkpoint; the arrays are Float32Array views of the file's one buffer. */
+export async function readCheckpoint(path: string): Promise<Checkpoint> {
+  const fail = (problem: CheckpointProblem, what: string) => new CheckpointError(path, problem, `checkpoint ${path}: ${what}`);
+  let st: Stats;
+  try {
+    st = await stat(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") throw fail("missing", "no such file");
+    throw fail("missing", `cannot be read (${code ?? (e as Error).message})`);
+  }
+  if (st.isDirectory()) throw fail("directory", "is a directory, not a checkpoint file");
+  if (st.size === 0) throw fail("empty", "is empty (0 bytes): not a checkpoint, or its writing was interrupted");
+  let buf: ArrayBuffer;
+  try {
+    buf = await Bun.file(path).arrayBuffer();
+  } catch (e) {
+    throw fail("missing", `cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  const u8 = new Uint8Array(buf);
+  const magic = new TextEncoder().encode(MAGIC);
+  const n = Math.min(u8.length, magic.length);
+  if (!magic.subarray(0, n).every((b, k) => u8[k] === b)) {
+    throw fail("foreign", `is not a checkpoint (it starts with ${describeStart(u8)}, a checkpoint with "${MAGIC}")`);
+  }
+  if (u8.length < PREFIX) throw fail("truncated", `is truncated: ${u8.length} bytes, shorter than the ${PREFIX}-byte start of a checkpoint`);
+  const view = new DataView(buf);
+  const version = view.getUint32(8, true);
+  if (version > FORMAT_VERSION) throw fail("version", `has format version ${version}, newer than this program reads (up to ${FORMAT_VERSION}): update ngp-kernels to read it`);
+  if (version < 1) throw fail("version", `has an unknown format version ${version} (this program reads 1 to ${FORMAT_VERSION})`);
+  const headerLength = view.getBigUint64(12, true);
+  if (headerLength > BigInt(u8.length - PREFIX)) throw fail("truncated", `is truncated: ${u8.length} bytes, but its header alone needs ${PREFIX + Number(headerLength)}`);
+  const headerBytes = u8.subarray(PREFIX, PREFIX + Number(headerLength));
+  let text: string;
+  let header: Record<string, unknown>;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(headerBytes);
+    header = JSON.parse(text);
+  } catch {
+    throw fail("corrupt", "is corrupt: its header is not valid JSON");
+  }
+  const digest = text.startsWith(DIGEST_FIELD) ? text.slice(DIGEST_FIELD.length, DIGEST_FIELD.length + 64) : undefined;
+  if (!digest || digest !== header?.headerSha256 || sha256(new TextEncoder().encode(DIGEST_FIELD + ZERO_DIGEST + text.slice(DIGEST_FIELD.length + 64))) !== digest)
+    throw fail("corrupt", "is corrupt: its header does not match its checksum");
+  const arrays = header.arrays as { name: string; offset: number; length: number }[];
+  const payload = header.payload as { bytes: number; sha256: string };
+  const int = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0;
+  if (!int(header.step) || !Array.isArray(arrays) || !payload || !int(payload.bytes) || typeof payload.sha256 !== "string" || header.meta === null || typeof header.meta !== "object")
+    throw fail("corrupt", "is corrupt: its header lacks the fields of a checkpoint");
+  const start = align(PREFIX + Number(headerLength));
+  if (!u8.subarray(PREFIX + Number(headerLength), Math.min(start, u8.length)).every((b) => b === 0)) throw fail("corrupt", "is corrupt: the padding after its header is not zeros");
+  const end = start + payload.bytes;
+  if (end > u8.length) throw fail("truncated", `is truncated: ${u8.length} bytes, its header says ${end}`);
+  if (end < u8.length) throw fail("corrupt", `is corrupt: ${u8.length} bytes, ${u8.length - end} more than its header says (${end})`);
+  if (sha256(u8.subarray(start, end)) !== payload.sha256) throw fail("corrupt", "is corrupt: its data does not match its checksum (sha256)");
+  const out: Record<string, Float32Array> = {};
+  for (const a of arrays) {
+    if (typeof a?.name !== "string" || !int(a.offset) || a.offset % ALIGN !== 0 || !int(a.length) || a.offset + 4 * a.length > payload.bytes || Object.hasOwn(out, a.name))
+      throw fail("corrupt", `is corrupt: array entry ${JSON.stringify(a)} is not within its data`);
+    out[a.name] = new Float32Array(buf, start + a.offset, a.length);
+  }
+  return { version, config: header.config, step: header.step as number, rng: header.rng, meta: header.meta as Record<string, unknown>, arrays: out, path };
+}
+
+/** The first bytes of a foreign file, for the message: its type when known, else printable text or hex. */
+function describeStart(u8: Uint8Array): string {
+  const starts = (sig: number[]) => sig.every((b, k) => u8[k] === b);
+  if (starts([0x89, 0x50, 0x4e, 0x47])) return "a PNG signature";
+  if (starts([0xff, 0xd8, 0xff])) return "a JPEG signature";
+  if (starts([0x50, 0x4b, 0x03, 0x04])) return "a ZIP signature";
+  const head = u8.subarray(0, 8);
+  if (head.every((b) => b >= 0x20 && b < 0x7f)) return JSON.stringify(new TextDecoder().decode(head));
+  return `bytes ${Array.from(head, (b) => b.toString(16).padStart(2, "0")).join(" ")}`;
+}
+
+/** The value at a dotted path ("model.grid.levels"; array indices as numbers). */
+function at(value: unknown, path: string): unknown {
+  return path.split(".").reduce<unknown>((o, k) => (o !== null && typeof o === "object" ? (o as Record<string, unknown>)[k] : undefined), value);
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null || Array.isArray(a) !== Array.isArray(b)) return false;
+  const ka = Object.keys(a).filter((k) => (a as Record<string, unknown>)[k] !== undefined);
+  const kb = Object.keys(b).filter((k) => (b as Record<string, unknown>)[k] !== undefined);
+  return ka.length === kb.length && ka.every((k) => Object.hasOwn(b, k) && sameJson((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
+}
+
+/**
+ * Throws a CheckpointError naming the first of `fields` (dotted paths into the configuration, e.g.
+ * "model.grid.levels") whose value differs between the checkpoint's configuration and `config`.
+ */
+export function checkCompatible(ck: Checkpoint, config: unknown, fields: string[]): void {
+  const file = ck.path ?? "(checkpoint)";
+  const show = (v: unknown) => (v === undefined ? "absent" : JSON.stringify(v));
+  for (const f of fields) {
+    const saved = at(ck.config, f);
+    const now = at(config, f);
+    if (!sameJson(saved, now))
+      throw new CheckpointError(file, "incompatible", `checkpoint ${file}: does not fit this configuration: ${f} is ${show(saved)} in the checkpoint but ${show(now)} here`);
+  }
+}
