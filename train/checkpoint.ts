@@ -50,13 +50,14 @@ export type CheckpointProblem =
 
 /** A checkpoint that cannot be written, read or used; the message names the file and the problem. */
 export class CheckpointError extends Error {
-  constructor(
-    readonly file: string,
-    readonly problem: CheckpointProblem,
-    message: string,
-  ) {
+  /** The checkpoint file ("" when not given). */
+  readonly file: string;
+  readonly problem: CheckpointProblem;
+  constructor(message: string, opts: { file?: string; problem?: CheckpointProblem } = {}) {
     super(message);
     this.name = "CheckpointError";
+    this.file = opts.file ?? "";
+    this.problem = opts.problem ?? "incompatible";
   }
 }
 
@@ -115,7 +116,7 @@ async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> {
  * The arrays are written from their own memory (no copies).
  */
 export async function writeCheckpoint(path: string, ck: Omit<Checkpoint, "version">): Promise<void> {
-  const invalid = (why: string) => new CheckpointError(path, "invalid", `checkpoint ${path}: cannot write it: ${why}`);
+  const invalid = (why: string) => new CheckpointError(`checkpoint ${path}: cannot write it: ${why}`, { file: path, problem: "invalid" });
   if (!Number.isSafeInteger(ck.step) || ck.step < 0) throw invalid(`step ${ck.step} is not an integer >= 0`);
   for (const [k, v] of [["config", ck.config], ["rng", ck.rng], ["meta", ck.meta]] as const) {
     const bad = v === undefined ? undefined : notJson(v, k); // config and rng undefined: written as null
@@ -170,7 +171,7 @@ export async function writeCheckpoint(path: string, ck: Omit<Checkpoint, "versio
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     const why = code === "ENOENT" ? "does not exist" : code === "ENOTDIR" ? "is not a directory" : code === "EACCES" || code === "EPERM" || code === "EROFS" ? "is not writable" : `cannot be written (${(e as Error).message})`;
-    throw new CheckpointError(path, "unwritable", `checkpoint ${path}: cannot write it: directory ${dir} ${why}${code ? ` (${code})` : ""}`);
+    throw new CheckpointError(`checkpoint ${path}: cannot write it: directory ${dir} ${why}${code ? ` (${code})` : ""}`, { file: path, problem: "unwritable" });
   }
   try {
     try {
@@ -189,7 +190,7 @@ export async function writeCheckpoint(path: string, ck: Omit<Checkpoint, "versio
   } catch (e) {
     await unlink(tmp).catch(() => {});
     const code = (e as NodeJS.ErrnoException).code;
-    throw new CheckpointError(path, "unwritable", `checkpoint ${path}: writing it failed (${code ?? (e as Error).message}${code === "ENOSPC" ? ": no space left" : ""}); ${dir} is unchanged`);
+    throw new CheckpointError(`checkpoint ${path}: writing it failed (${code ?? (e as Error).message}${code === "ENOSPC" ? ": no space left" : ""}); ${dir} is unchanged`, { file: path, problem: "unwritable" });
   }
   // Make the rename durable (best effort: not every file system lets a directory be opened).
   try {
@@ -204,7 +205,7 @@ export async function writeCheckpoint(path: string, ck: Omit<Checkpoint, "versio
 
 /** Reads and checks a checkpoint; the arrays are Float32Array views of the file's one buffer. */
 export async function readCheckpoint(path: string): Promise<Checkpoint> {
-  const fail = (problem: CheckpointProblem, what: string) => new CheckpointError(path, problem, `checkpoint ${path}: ${what}`);
+  const fail = (problem: CheckpointProblem, what: string) => new CheckpointError(`checkpoint ${path}: ${what}`, { file: path, problem });
   let st: Stats;
   try {
     st = await stat(path);
@@ -301,6 +302,6 @@ export function checkCompatible(ck: Checkpoint, config: unknown, fields: string[
     const saved = at(ck.config, f);
     const now = at(config, f);
     if (!sameJson(saved, now))
-      throw new CheckpointError(file, "incompatible", `checkpoint ${file}: does not fit this configuration: ${f} is ${show(saved)} in the checkpoint but ${show(now)} here`);
+      throw new CheckpointError(`checkpoint ${file}: does not fit this configuration: ${f} is ${show(saved)} in the checkpoint but ${show(now)} here`, { file, problem: "incompatible" });
   }
 }
