@@ -1,0 +1,129 @@
+// Training data for a neural field fitting an image (tiny-cuda-nn's image sample): random
+// continuous coordinates and the image bilinearly interpolated there, and the pixel centres of rows
+// of the image for evaluation.
+//
+// The image stays at its native depth (train/image.ts): `pixels` holds samples in row-major order
+// (y, x, channel), 8-bit samples four to a u32 (sample s in byte s & 3 of word s >> 2, little
+// endian), 16-bit samples two to a u32 (halfword s & 1 of word s >> 1). Sample indices are u32:
+// an image may hold up to 2^32 - 1 samples (56718 x 21450 x 3 is 3.6e9), so every index is formed
+// in u32 and never passes through i32 or f32.
+import { type Buf, type Const, type bool, f32, i32, floor, fma, max, min, pow, select, u32 } from "../index.ts";
+
+export interface ImageConfig {
+  width: i32;
+  height: i32;
+  /** Samples per pixel, 1 to 4. */
+  channels: i32;
+  /** 16-bit samples (two per u32) rather than 8-bit (four per u32). */
+  bits16: bool;
+  /** Convert each color sample from sRGB to linear before interpolating (alpha stays as it is). */
+  linear: bool;
+}
+
+/** Channels holding color (1 of grayscale+alpha, 3 of RGBA): alpha is not an sRGB value. */
+function colorChannels(channels: i32): i32 {
+  return select(channels === 2 || channels === 4, channels - 1, channels);
+}
+
+/** MurmurHash3's 32-bit finalizer: a bijection of u32 with full avalanche. */
+export function fmix32(key: u32): u32 {
+  let x: u32 = key;
+  x ^= x >> 16;
+  x *= 0x85ebca6b;
+  x ^= x >> 13;
+  x *= 0xc2b2ae35;
+  x ^= x >> 16;
+  return x;
+}
+
+/**
+ * A counter-based hash of (seed, index, stream) from key = fmix32(index): for a fixed seed and
+ * stream a bijection of the index (no two points of a batch share a value), and for different
+ * seeds or streams unrelated sets.
+ */
+export function hashKey(key: u32, seed: u32, stream: u32): u32 {
+  return fmix32(key ^ fmix32(seed ^ stream));
+}
+
+/** The top 24 bits of a hash as an f32 in [0, 1) (exact: 24-bit mantissa, a power-of-two scale). */
+export function unitFloat(h: u32): f32 {
+  return f32(h >> 8) / 16777216.0;
+}
+
+/** The exact sRGB transfer function, encoded value c in [0, 1] to linear. */
+export function srgbToLinear(c: f32): f32 {
+  return select(c <= 0.04045, c / 12.92, pow((c + 0.055) / 1.055, 2.4));
+}
+
+/** Sample s (of channel c) of the image, scaled to [0, 1] (and made linear with cfg.linear, unless alpha). */
+function sampleAt(cfg: Const<ImageConfig>, pixels: Buf<u32>, s: u32, c: i32): f32 {
+  let v: f32 = 0.0;
+  if (cfg.bits16) {
+    v = f32((pixels[s >> 1] >> ((s & 1) * 16)) & 65535) / 65535.0;
+  } else {
+    v = f32((pixels[s >> 2] >> ((s & 3) * 8)) & 255) / 255.0;
+  }
+  if (cfg.linear && c < colorChannels(cfg.channels)) {
+    v = srgbToLinear(v);
+  }
+  return v;
+}
+
+/** Index of the first sample of pixel (x, y); x and y inside the image. */
+function pixelIndex(cfg: Const<ImageConfig>, x: u32, y: u32): u32 {
+  return (y * u32(cfg.width) + x) * u32(cfg.channels);
+}
+
+/**
+ * Thread i: a point (u, v) uniform in [0, 1)^2 from a hash of (seed, i), written to coords[2i],
+ * coords[2i + 1], and targets[i * channels + c] = the image at pixel position (u * width - 0.5,
+ * v * height - 0.5) (pixel x covers [x, x + 1) in units of pixels, its centre at x + 0.5),
+ * bilinearly interpolated with clamp-to-edge (each corner decoded, and made linear with cfg.linear,
+ * before interpolating).
+ * @kernel
+ */
+export function sampleImage(i: u32, cfg: Const<ImageConfig>, pixels: Buf<u32>, seed: u32, coords: Buf<f32>, targets: Buf<f32>): void {
+  const key = fmix32(i);
+  const u = unitFloat(hashKey(key, seed, 0x2545f491));
+  const v = unitFloat(hashKey(key, seed, 0x9e3779b9));
+  coords[i * 2] = u;
+  coords[i * 2 + 1] = v;
+  // One rounding of the exact u * width - 0.5; the fraction px - floor(px) is then exact.
+  const px = fma(u, f32(cfg.width), -0.5);
+  const py = fma(v, f32(cfg.height), -0.5);
+  const fx0 = floor(px);
+  const fy0 = floor(py);
+  const fx = px - fx0;
+  const fy = py - fy0;
+  // px is in [-0.5, width - 0.5): the lower corner is -1 to width - 1, the upper 0 to width.
+  const x0 = u32(max(i32(fx0), 0));
+  const x1 = u32(min(i32(fx0) + 1, cfg.width - 1));
+  const y0 = u32(max(i32(fy0), 0));
+  const y1 = u32(min(i32(fy0) + 1, cfg.height - 1));
+  const s00 = pixelIndex(cfg, x0, y0);
+  const s10 = pixelIndex(cfg, x1, y0);
+  const s01 = pixelIndex(cfg, x0, y1);
+  const s11 = pixelIndex(cfg, x1, y1);
+  for (let c = 0; c < cfg.channels; c++) {
+    const a = sampleAt(cfg, pixels, s00 + u32(c), c);
+    const b = sampleAt(cfg, pixels, s10 + u32(c), c);
+    const d = sampleAt(cfg, pixels, s01 + u32(c), c);
+    const e = sampleAt(cfg, pixels, s11 + u32(c), c);
+    const top = fma(fx, b - a, a);
+    const bottom = fma(fx, e - d, d);
+    targets[i * u32(cfg.channels) + u32(c)] = fma(fy, bottom - top, top);
+  }
+}
+
+/**
+ * Thread i: the centre ((x + 0.5) / width, (y + 0.5) / height) of pixel i of the rows starting at
+ * row0 (x = i % width, y = row0 + i / width), written to coords[2i], coords[2i + 1].
+ * @kernel
+ */
+export function pixelCenters(i: u32, cfg: Const<ImageConfig>, row0: u32, coords: Buf<f32>): void {
+  const w = u32(cfg.width);
+  const x = i % w;
+  const y = row0 + i / w;
+  coords[i * 2] = (f32(x) + 0.5) / f32(cfg.width);
+  coords[i * 2 + 1] = (f32(y) + 0.5) / f32(cfg.height);
+}

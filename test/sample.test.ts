@@ -1,0 +1,354 @@
+// Training data from an image (dsl/kernels/sample.ts through train/sampler.ts): random coordinates
+// (in [0, 1), 24-bit, deterministic per seed, spread uniformly) and their targets against a
+// float64 bilinear reference of the decoded samples, for 8 and 16 bits, 1 to 4 channels, sRGB and
+// linear; CPU and JS bit for bit; pixel centres. Then full-image evaluation (train/eval.ts) and the
+// run's outputs (train/outputs.ts): metrics CSV, plot, JSON.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import sharp from "sharp";
+import type { DeviceBuffer } from "../runtime/buffer.ts";
+import { findCxx } from "../runtime/toolchain.ts";
+import { evaluate, type Field } from "../train/eval.ts";
+import type { ImageData } from "../train/image.ts";
+import { MetricsLog, METRICS_HEADER, plotSpec, readMetrics, writeJsonAtomic, writePlot } from "../train/outputs.ts";
+import { ImageSampler } from "../train/sampler.ts";
+import { freshSeed, rng } from "./util.ts";
+
+const CPU = findCxx().tool !== undefined;
+const cacheDir = process.env.NGPK_CACHE_DIR ?? join(tmpdir(), "ngpk-test-cache");
+const r = rng(freshSeed("sample"));
+
+/** An image of random samples, packed as train/image.ts packs them. */
+function makeImage(width: number, height: number, channels: 1 | 2 | 3 | 4, bits: 8 | 16): { image: ImageData; samples: number[] } {
+  const samples = Array.from({ length: width * height * channels }, () => Math.floor(r() * (bits === 16 ? 65536 : 256)));
+  const per = 32 / bits;
+  const packed = new Uint32Array(Math.ceil(samples.length / per));
+  samples.forEach((v, s) => (packed[Math.floor(s / per)] = (packed[Math.floor(s / per)]! + v * 2 ** ((s % per) * bits)) >>> 0));
+  return { image: { path: `random-${width}x${height}x${channels}-${bits}.png`, width, height, channels, bits, packed }, samples };
+}
+
+const colorChannels = (channels: number) => (channels === 2 || channels === 4 ? channels - 1 : channels);
+const srgbToLinear = (c: number) => (c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4);
+
+/** The value of sample (x, y, c) in float64: stored / max, made linear for color channels. */
+function decoded(img: ImageData, samples: number[], linear: boolean, x: number, y: number, c: number): number {
+  const v = samples[(y * img.width + x) * img.channels + c]! / (img.bits === 16 ? 65535 : 255);
+  return linear && c < colorChannels(img.channels) ? srgbToLinear(v) : v;
+}
+
+/**
+ * The image at (u, v) in float64, bilinear with clamp-to-edge at pixel position (u * width - 0.5,
+ * v * height - 0.5); that position is rounded to f32 once, as the kernel's fma rounds it.
+ */
+function bilinear(img: ImageData, samples: number[], linear: boolean, u: number, v: number, c: number): number {
+  const px = Math.fround(u * img.width - 0.5);
+  const py = Math.fround(v * img.height - 0.5);
+  const x0 = Math.floor(px);
+  const y0 = Math.floor(py);
+  const fx = px - x0;
+  const fy = py - y0;
+  const cx = (x: number) => Math.min(Math.max(x, 0), img.width - 1);
+  const cy = (y: number) => Math.min(Math.max(y, 0), img.height - 1);
+  const at = (x: number, y: number) => decoded(img, samples, linear, cx(x), cy(y), c);
+  return (1 - fy) * ((1 - fx) * at(x0, y0) + fx * at(x0 + 1, y0)) + fy * ((1 - fx) * at(x0, y0 + 1) + fx * at(x0 + 1, y0 + 1));
+}
+
+const host = (b: DeviceBuffer<"f32">) => b.download() as Float32Array;
+const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
+
+function expectTargets(img: ImageData, samples: number[], linear: boolean, coords: Float32Array, targets: Float32Array): void {
+  const n = coords.length / 2;
+  expect(targets.length).toBe(n * img.channels);
+  let worst = 0;
+  for (let i = 0; i < n; i++) {
+    for (let c = 0; c < img.channels; c++) {
+      const want = bilinear(img, samples, linear, coords[2 * i]!, coords[2 * i + 1]!, c);
+      const err = Math.abs(targets[i * img.channels + c]! - want);
+      worst = Math.max(worst, err);
+      if (!(err <= 1e-6)) throw new Error(`point ${i} (${coords[2 * i]}, ${coords[2 * i + 1]}) channel ${c}: ${targets[i * img.channels + c]}, want ${want}`);
+    }
+  }
+  expect(worst).toBeLessThanOrEqual(1e-6);
+}
+
+function expectCoords(coords: Float32Array): void {
+  for (const u of coords) {
+    if (!(u >= 0 && u < 1 && Number.isInteger(u * 2 ** 24))) throw new Error(`coordinate ${u} is not a 24-bit value in [0, 1)`);
+  }
+}
+
+describe("sampleImage on the JS backend: targets against a float64 bilinear reference", () => {
+  for (const depth of [8, 16] as const) {
+    for (const channels of [1, 2, 3, 4] as const) {
+      for (const colorspace of ["srgb", "linear"] as const) {
+        test(`${channels} channel(s), ${depth}-bit, ${colorspace}`, async () => {
+          const { image, samples } = makeImage(7, 5, channels, depth);
+          const s = await ImageSampler.create(image, { backend: "js", cacheDir, colorspace });
+          try {
+            const { coords, targets } = s.sample(600, 12345 + channels);
+            const c = host(coords);
+            expectCoords(c);
+            expectTargets(image, samples, colorspace === "linear", c, host(targets));
+          } finally {
+            s.close();
+          }
+        });
+      }
+    }
+  }
+});
+
+describe("coordinates", () => {
+  let s: ImageSampler;
+  beforeAll(async () => {
+    s = await ImageSampler.create(makeImage(7, 5, 3, 8).image, { backend: "js", cacheDir });
+  });
+  afterAll(() => s.close());
+
+  test("deterministic for a seed, different for another; buffers reused while n stays the same", () => {
+    const a = s.sample(1000, 7);
+    const first = { coords: host(a.coords), targets: host(a.targets) };
+    const b = s.sample(1000, 7);
+    expect(b.coords).toBe(a.coords); // the same buffers
+    expect(b.targets).toBe(a.targets);
+    expect(s.coords).toBe(a.coords);
+    expect(bits(host(b.coords))).toEqual(bits(first.coords));
+    expect(bits(host(b.targets))).toEqual(bits(first.targets));
+    const c = host(s.sample(1000, 8).coords);
+    let same = 0;
+    for (let k = 0; k < c.length; k++) same += c[k] === first.coords[k] ? 1 : 0;
+    expect(same).toBeLessThan(10);
+    const d = s.sample(10, 7);
+    expect(d.coords).not.toBe(a.coords);
+    expect(d.coords.length).toBe(20);
+    // A batch's first points do not depend on its size.
+    expect(bits(host(d.coords))).toEqual(bits(first.coords.slice(0, 20)));
+    // Seeds are taken modulo 2^32.
+    expect(bits(host(s.sample(10, 7 + 2 ** 32).coords))).toEqual(bits(first.coords.slice(0, 20)));
+  });
+
+  test("uniform over [0, 1)^2: means, 16 x 16 cell counts (chi-square), no repeated point", () => {
+    const n = 2 ** 16;
+    const c = host(s.sample(n, 99).coords);
+    expectCoords(c);
+    let mu = 0;
+    let mv = 0;
+    const cells = new Array(256).fill(0);
+    const seen = new Set<number>();
+    for (let i = 0; i < n; i++) {
+      const u = c[2 * i]!;
+      const v = c[2 * i + 1]!;
+      mu += u / n;
+      mv += v / n;
+      cells[Math.floor(u * 16) * 16 + Math.floor(v * 16)]++;
+      seen.add(u * 2 ** 24 * 2 ** 24 + v * 2 ** 24);
+    }
+    expect(Math.abs(mu - 0.5)).toBeLessThan(0.01); // sd of the mean: 0.29 / 256 = 0.0011
+    expect(Math.abs(mv - 0.5)).toBeLessThan(0.01);
+    const expected = n / 256;
+    const chi2 = cells.reduce((sum, k) => sum + (k - expected) ** 2 / expected, 0);
+    expect(chi2).toBeLessThan(350); // 255 degrees of freedom: mean 255, sd 22.6
+    expect(seen.size).toBe(n);
+  });
+
+  test("bad arguments are refused; a closed sampler throws", async () => {
+    expect(() => s.sample(0, 1)).toThrow("ImageSampler.sample: 0 is not an integer from 1 to");
+    expect(() => s.sample(1.5, 1)).toThrow(RangeError);
+    expect(() => s.sample(4, 0.5)).toThrow("seed 0.5 is not an integer");
+    expect(() => s.pixelCenters(5, 1)).toThrow("row 5 is outside the image's 5 rows");
+    expect(() => s.pixelCenters(3, 3)).toThrow(RangeError);
+    await expect(ImageSampler.create(makeImage(2, 2, 1, 8).image, { backend: "js", cacheDir, colorspace: "rgb" as "srgb" })).rejects.toThrow("colorspace");
+    const closed = await ImageSampler.create(makeImage(2, 2, 1, 8).image, { backend: "js", cacheDir });
+    closed.close();
+    expect(() => closed.sample(4, 1)).toThrow("closed");
+  });
+});
+
+describe("pixelCenters", () => {
+  test("((x + 0.5) / width, (y + 0.5) / height) of the rows from row0, row by row", async () => {
+    const { image } = makeImage(7, 5, 1, 8);
+    const s = await ImageSampler.create(image, { backend: "js", cacheDir });
+    try {
+      for (const [row0, rows] of [[0, 5], [2, 2], [4, 1]] as const) {
+        const c = host(s.pixelCenters(row0, rows));
+        expect(c.length).toBe(2 * rows * 7);
+        for (let i = 0; i < rows * 7; i++) {
+          expect(c[2 * i]).toBe(Math.fround(((i % 7) + 0.5) / 7));
+          expect(c[2 * i + 1]).toBe(Math.fround((row0 + Math.floor(i / 7) + 0.5) / 5));
+        }
+      }
+    } finally {
+      s.close();
+    }
+  });
+});
+
+describe("CPU native backend", () => {
+  // Two native builds: 8-bit RGB sRGB (everything exact), 16-bit RGBA linear (pow is the platform's).
+  for (const c of [
+    { channels: 3, depth: 8, colorspace: "srgb", exact: true },
+    { channels: 4, depth: 16, colorspace: "linear", exact: false },
+  ] as const) {
+    test.skipIf(!CPU)(
+      `${c.channels} channels, ${c.depth}-bit, ${c.colorspace}: CPU == JS ${c.exact ? "bit for bit" : "for coordinates and pixel centres, targets within 2 ulp (powf vs Math.pow)"}, both against the reference`,
+      async () => {
+        const { image, samples } = makeImage(13, 11, c.channels, c.depth);
+        const cpu = await ImageSampler.create(image, { backend: "cpu", cacheDir, colorspace: c.colorspace });
+        const js = await ImageSampler.create(image, { backend: "js", cacheDir, colorspace: c.colorspace });
+        try {
+          expect(cpu.backend).toBe("cpu");
+          const n = 5000; // over the CPU's parallel threshold
+          const a = cpu.sample(n, 2024);
+          const b = js.sample(n, 2024);
+          const ca = host(a.coords);
+          expect(bits(ca)).toEqual(bits(host(b.coords)));
+          const ta = host(a.targets);
+          const tb = host(b.targets);
+          if (c.exact) expect(bits(ta)).toEqual(bits(tb));
+          else for (let k = 0; k < ta.length; k++) expect(Math.abs(ta[k]! - tb[k]!)).toBeLessThanOrEqual(2 * 2 ** -24 * Math.max(Math.abs(tb[k]!), 2 ** -10));
+          expectTargets(image, samples, c.colorspace === "linear", ca, ta);
+          expect(bits(host(cpu.pixelCenters(3, 8)))).toEqual(bits(host(js.pixelCenters(3, 8))));
+        } finally {
+          cpu.close();
+          js.close();
+        }
+      },
+    );
+  }
+});
+
+describe("evaluate", () => {
+  /** A field that knows the image: the value of the pixel under each coordinate, in float64 (then f32). */
+  function exactField(img: ImageData, samples: number[], linear: boolean): Field {
+    return (coords, n) => {
+      const c = host(coords);
+      const out = new Float32Array(n * img.channels);
+      for (let i = 0; i < n; i++) {
+        const x = Math.floor(c[2 * i]! * img.width);
+        const y = Math.floor(c[2 * i + 1]! * img.height);
+        for (let ch = 0; ch < img.channels; ch++) out[i * img.channels + ch] = decoded(img, samples, linear, x, y, ch);
+      }
+      return out;
+    };
+  }
+
+  for (const c of [
+    { channels: 3, depth: 8, colorspace: "srgb" },
+    { channels: 4, depth: 8, colorspace: "linear" },
+    { channels: 1, depth: 16, colorspace: "srgb" },
+    { channels: 2, depth: 16, colorspace: "linear" },
+  ] as const) {
+    test(`${c.channels} channel(s), ${c.depth}-bit, ${c.colorspace}: exact field, constant field, render`, async () => {
+      const { image, samples } = makeImage(11, 7, c.channels, c.depth);
+      const s = await ImageSampler.create(image, { backend: "js", cacheDir, colorspace: c.colorspace });
+      const linear = c.colorspace === "linear";
+      try {
+        let calls = 0;
+        const field = exactField(image, samples, linear);
+        const counted: Field = (coords, n) => (calls++, field(coords, n));
+        // Tiles of 3 rows: 3 + 3 + 1.
+        const exact = evaluate(image, s, counted, { colorspace: c.colorspace, tileRows: 3, render: true });
+        expect(calls).toBe(3);
+        expect(exact.psnr === Infinity || exact.psnr > 100).toBe(true);
+        expect(exact.mse).toBeLessThan(1e-10);
+        // Rendered back to the image's samples exactly (through linear -> sRGB when trained linear).
+        expect(exact.pixels).toBeInstanceOf(c.depth === 16 ? Uint16Array : Uint8Array);
+        expect(Array.from(exact.pixels!)).toEqual(samples);
+
+        const constant: Field = (_coords, n) => new Float32Array(n * image.channels).fill(0.25);
+        let sum = 0;
+        for (let p = 0; p < image.width * image.height; p++) {
+          for (let ch = 0; ch < image.channels; ch++) sum += (0.25 - decoded(image, samples, linear, p % image.width, Math.floor(p / image.width), ch)) ** 2;
+        }
+        const mse = sum / samples.length;
+        const res = evaluate(image, s, constant, { colorspace: c.colorspace });
+        expect(res.pixels).toBeUndefined();
+        expect(res.mse).toBeCloseTo(mse, 6);
+        expect(res.psnr).toBeCloseTo(10 * Math.log10(1 / mse), 4);
+      } finally {
+        s.close();
+      }
+    });
+  }
+
+  test("render clamps to [0, 1] and maps NaN to 0; a field of the wrong size is refused", async () => {
+    const { image } = makeImage(4, 2, 1, 8);
+    const s = await ImageSampler.create(image, { backend: "js", cacheDir });
+    try {
+      const values = [-1, 0, 0.5, 1, 2, NaN, 0.2, 0.8];
+      const res = evaluate(image, s, () => Float32Array.from(values), { colorspace: "srgb", render: true });
+      expect(Array.from(res.pixels!)).toEqual([0, 0, 128, 255, 255, 0, 51, 204]);
+      expect(res.psnr).toBeNaN();
+      expect(() => evaluate(image, s, () => new Float32Array(3), { colorspace: "srgb" })).toThrow("the field returned 3 values for 8 points of 1 channels");
+    } finally {
+      s.close();
+    }
+  });
+});
+
+describe("outputs", () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "ngpk-outputs-"));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test("MetricsLog: a header, one row per log(), psnr empty when not evaluated, flushed in batches and on close", () => {
+    const path = join(dir, "metrics.csv");
+    const log = new MetricsLog(path, { flushRows: 2, flushSeconds: 3600 });
+    expect(readFileSync(path, "utf8")).toBe(`${METRICS_HEADER}\n`);
+    log.log({ step: 1, loss: 0.5, lr: 0.01, seconds: 0.1234 });
+    expect(readFileSync(path, "utf8")).toBe(`${METRICS_HEADER}\n`); // buffered
+    log.log({ step: 2, loss: 0.25, lr: 0.01, psnr: 12.5, seconds: 0.2 });
+    expect(readFileSync(path, "utf8")).toBe(`${METRICS_HEADER}\n1,0.5,0.01,,0.123\n2,0.25,0.01,12.5,0.200\n`);
+    log.log({ step: 3, loss: NaN, lr: 0.005, psnr: Infinity, seconds: 1 });
+    log.close();
+    expect(readFileSync(path, "utf8").split("\n").slice(3)).toEqual(["3,nan,0.005,inf,1.000", ""]);
+    expect(log.rows.length).toBe(3);
+    expect(readMetrics(path)).toEqual([
+      { step: 1, loss: 0.5, lr: 0.01, seconds: 0.123 },
+      { step: 2, loss: 0.25, lr: 0.01, psnr: 12.5, seconds: 0.2 },
+      { step: 3, loss: NaN, lr: 0.005, psnr: Infinity, seconds: 1 },
+    ]);
+    expect(() => log.log({ step: 4, loss: 1, lr: 1, seconds: 1 })).toThrow("closed");
+  });
+
+  test("MetricsLog append: continues a CSV, dropping rows after the resume step and a partial last line", () => {
+    const path = join(dir, "resumed.csv");
+    writeFileSync(path, `${METRICS_HEADER}\n1,0.5,0.01,,0.100\n2,0.4,0.01,10,0.200\n3,0.3,0.01,,0.300\n4,0.2`);
+    const log = new MetricsLog(path, { append: true, resumeStep: 2 });
+    expect(log.rows.map((row) => row.step)).toEqual([1, 2]);
+    log.log({ step: 3, loss: 0.35, lr: 0.01, seconds: 0.31 });
+    log.close();
+    expect(readFileSync(path, "utf8")).toBe(`${METRICS_HEADER}\n1,0.5,0.01,,0.100\n2,0.4,0.01,10,0.200\n3,0.35,0.01,,0.310\n`);
+    expect(() => new MetricsLog(join(dir, "missing-dir", "m.csv"))).toThrow(`cannot write the metrics ${join(dir, "missing-dir", "m.csv")}`);
+  });
+
+  test("writePlot: a PNG of loss (log scale) and PSNR against step, written atomically", async () => {
+    const rows = Array.from({ length: 3000 }, (_, k) => ({ step: k + 1, loss: Math.exp(-k / 500) * (1.1 + Math.sin(k)), psnr: k % 500 === 0 ? 12 + k / 100 : undefined }));
+    rows[5]!.loss = NaN; // skipped on the log axis
+    const spec = plotSpec(rows) as { vconcat: { data: { values: unknown[] } }[] };
+    expect(spec.vconcat[0]!.data.values.length).toBe(2000); // downsampled
+    expect(spec.vconcat[1]!.data.values.length).toBe(6);
+    const plotDir = join(dir, "plot");
+    await Bun.write(join(plotDir, ".keep"), "");
+    const path = join(plotDir, "plot.png");
+    await writePlot(path, rows);
+    const meta = await sharp(path).metadata();
+    expect(meta.format).toBe("png");
+    expect(meta.width!).toBeGreaterThan(600);
+    expect(meta.height!).toBeGreaterThan(400);
+    expect(readdirSync(plotDir).sort()).toEqual([".keep", "plot.png"]);
+    await writePlot(join(dir, "empty.png"), []); // no rows yet: empty axes
+    expect((await sharp(join(dir, "empty.png")).metadata()).format).toBe("png");
+  });
+
+  test("writeJsonAtomic", () => {
+    const path = join(dir, "summary.json");
+    writeJsonAtomic(path, { psnr: 31.5, steps: 100, inf: Infinity });
+    expect(readFileSync(path, "utf8")).toBe('{\n  "psnr": 31.5,\n  "steps": 100,\n  "inf": null\n}\n');
+    expect(() => writeJsonAtomic(join(dir, "nope", "s.json"), {})).toThrow(`cannot write ${join(dir, "nope", "s.json")}: cannot create a file in directory ${join(dir, "nope")}`);
+  });
+});

@@ -1,0 +1,162 @@
+// Training batches from an image on the chosen backend: the packed samples go to the device once,
+// and dsl/kernels/sample.ts draws random coordinates with their bilinearly interpolated targets
+// (tiny-cuda-nn's image sample) and the pixel centres of rows for evaluation.
+import { resolve } from "node:path";
+import type { BackendRequest } from "../runtime/backend.ts";
+import type { DeviceBuffer } from "../runtime/buffer.ts";
+import { loadKernels, type KernelModule } from "../runtime/module.ts";
+import { ImageError, describeImage, type ImageData } from "./image.ts";
+
+export const SAMPLE_KERNELS = resolve(import.meta.dir, "../dsl/kernels/sample.ts");
+
+/** Most points per sample() or pixelCenters() call (their coordinates, 2 per point, must fit one buffer). */
+export const MAX_POINTS = 2 ** 28;
+
+export type Colorspace = "srgb" | "linear";
+
+export interface SamplerOptions {
+  /** Backend: auto (default), cuda, cpu or js. */
+  backend?: BackendRequest;
+  /** Build cache directory (see loadKernels). */
+  cacheDir?: string;
+  /** Targets as stored (srgb, the default) or converted from sRGB to linear (color channels; alpha stays). */
+  colorspace?: Colorspace;
+  /** Build progress and warnings (see loadKernels). */
+  log?: (message: string) => void;
+}
+
+/** The compile-time configuration of dsl/kernels/sample.ts for an image. */
+export function imageConfig(image: Pick<ImageData, "width" | "height" | "channels" | "bits">, colorspace: Colorspace) {
+  return { width: image.width, height: image.height, channels: image.channels, bits16: image.bits === 16, linear: colorspace === "linear" };
+}
+
+function checkCount(what: string, n: number, max: number): void {
+  if (!Number.isSafeInteger(n) || n < 1 || n > max) throw new RangeError(`ImageSampler.${what}: ${n} is not an integer from 1 to ${max}`);
+}
+
+export class ImageSampler {
+  /** The packed samples on the module's backend (on host backends, image.packed itself: no copy). */
+  readonly #pixels: DeviceBuffer<"u32"> | Uint32Array;
+  #coords: DeviceBuffer<"f32"> | undefined;
+  #targets: DeviceBuffer<"f32"> | undefined;
+  /** Pixel-centre buffers by length (evaluation uses a full tile's and the last tile's). */
+  #centers = new Map<number, DeviceBuffer<"f32">>();
+  #closed = false;
+
+  private constructor(
+    readonly image: ImageData,
+    readonly colorspace: Colorspace,
+    private readonly mod: KernelModule,
+  ) {
+    // CUDA needs a copy on the device; host backends read the TypedArray in place, so a large
+    // image is held once, not twice.
+    this.#pixels = mod.backend === "cuda" ? mod.upload("u32", image.packed) : image.packed;
+  }
+
+  static async create(image: ImageData, opts: SamplerOptions = {}): Promise<ImageSampler> {
+    const colorspace = opts.colorspace ?? "srgb";
+    if (colorspace !== "srgb" && colorspace !== "linear") throw new RangeError(`ImageSampler: colorspace ${JSON.stringify(colorspace)} is not allowed (allowed: srgb, linear)`);
+    const samples = image.width * image.height * image.channels;
+    // Sample indices are u32 in the kernel.
+    if (samples > 2 ** 32 - 1) {
+      throw new ImageError(`${image.path}: a ${describeImage(image)} image has ${samples} samples, more than the 2^32 - 1 the sampler indexes`);
+    }
+    const words = Math.ceil((samples * image.bits) / 32);
+    if (image.packed.length < words) throw new RangeError(`ImageSampler: ${image.path} has ${image.packed.length} packed words, ${words} expected`);
+    // Unchecked: every index is inside the image (clamped corners) or the launch's own points.
+    const mod = await loadKernels(SAMPLE_KERNELS, {
+      config: imageConfig(image, colorspace),
+      backend: opts.backend,
+      cacheDir: opts.cacheDir,
+      log: opts.log,
+      boundsChecks: false,
+    });
+    return new ImageSampler(image, colorspace, mod);
+  }
+
+  get backend() {
+    return this.mod.backend;
+  }
+  get backendReason(): string {
+    return this.mod.reason;
+  }
+  get channels(): number {
+    return this.image.channels;
+  }
+
+  /** Coordinates of the last sample() call: [n][2] (u, v) in [0, 1). */
+  get coords(): DeviceBuffer<"f32"> {
+    if (!this.#coords) throw new Error("ImageSampler.coords: call sample() first");
+    return this.#coords;
+  }
+
+  /** Targets of the last sample() call: [n][channels]. */
+  get targets(): DeviceBuffer<"f32"> {
+    if (!this.#targets) throw new Error("ImageSampler.targets: call sample() first");
+    return this.#targets;
+  }
+
+  private checkOpen(what: string): void {
+    if (this.#closed) throw new Error(`ImageSampler.${what}: the sampler is closed`);
+  }
+
+  /**
+   * n random points, uniform over [0, 1)^2, from a counter-based hash of (seed, point index): the
+   * same seed gives the same batch on every backend. Targets are the image bilinearly interpolated
+   * at the points (pixel x covers [x, x + 1) / width). The buffers are reused by the next call with
+   * the same n: use them before sampling again. Seeds are taken modulo 2^32.
+   */
+  sample(n: number, seed: number): { coords: DeviceBuffer<"f32">; targets: DeviceBuffer<"f32"> } {
+    this.checkOpen("sample");
+    checkCount("sample", n, MAX_POINTS);
+    if (!Number.isSafeInteger(seed)) throw new RangeError(`ImageSampler.sample: seed ${seed} is not an integer`);
+    if (this.#coords?.length !== 2 * n) {
+      this.#coords?.dispose();
+      this.#targets?.dispose();
+      this.#coords = this.mod.alloc("f32", 2 * n);
+      this.#targets = this.mod.alloc("f32", n * this.image.channels);
+    }
+    this.mod.kernels.sampleImage!(n, this.#pixels, ((seed % 2 ** 32) + 2 ** 32) % 2 ** 32, this.#coords, this.#targets!);
+    return { coords: this.#coords, targets: this.#targets! };
+  }
+
+  /**
+   * The centres ((x + 0.5) / width, (y + 0.5) / height) of the pixels of rows [row0, row0 + rows),
+   * row by row: [rows * width][2]. The buffer is reused by the next call of the same size.
+   */
+  pixelCenters(row0: number, rows: number): DeviceBuffer<"f32"> {
+    this.checkOpen("pixelCenters");
+    const { width, height } = this.image;
+    if (!Number.isSafeInteger(row0) || row0 < 0 || row0 >= height) throw new RangeError(`ImageSampler.pixelCenters: row ${row0} is outside the image's ${height} rows`);
+    checkCount("pixelCenters", rows, height - row0);
+    const n = rows * width;
+    checkCount("pixelCenters (rows * width)", n, MAX_POINTS);
+    let out = this.#centers.get(n);
+    if (!out) {
+      if (this.#centers.size >= 2) {
+        for (const b of this.#centers.values()) b.dispose();
+        this.#centers.clear();
+      }
+      out = this.mod.alloc("f32", 2 * n);
+      this.#centers.set(n, out);
+    }
+    this.mod.kernels.pixelCenters!(n, row0, out);
+    return out;
+  }
+
+  /** Waits for queued device work (CUDA); a no-op on host backends. */
+  synchronize(): void {
+    this.mod.synchronize();
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#coords?.dispose();
+    this.#targets?.dispose();
+    for (const b of this.#centers.values()) b.dispose();
+    this.#centers.clear();
+    if (!(this.#pixels instanceof Uint32Array)) this.#pixels.dispose();
+    this.mod.close();
+  }
+}
