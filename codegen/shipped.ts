@@ -44,5 +44,6 @@ export const SHIPPED: Shipped[] = [
   { name: "network/mlp", file: "dsl/kernels/mlp.ts", config: mlpShipped(64), targets: ["cpu", "js"] },
   { name: "network/mlp_cuda", file: "dsl/kernels/mlp.ts", config: mlpShipped(16), targets: ["cuda"] },
   { name: "network/optimizer", file: "dsl/kernels/optimizer.ts" },
+  { name: "network/ema", file: "dsl/kernels/ema.ts" },
   { name: "network/loss", file: "dsl/kernels/loss.ts", config: { rows: 256, width: 3, kind: 1, huberDelta: 1 } },
 ];

@@ -102,7 +102,17 @@ export class Ema {
   update(): void {
     if (this.#swapped) throw new Error("ema: update() while the averages are swapped in (call swap() again first)");
     this.#steps++;
-    for (const g of this.groups) if (g.params.length > 0) this.mod.kernels.emaUpdate!(g.params.length, g.params, g.ema, this.#decay);
+    const decay = this.effectiveDecay(this.#steps);
+    for (const g of this.groups) if (g.params.length > 0) this.mod.kernels.emaUpdate!(g.params.length, g.params, g.ema, decay);
+  }
+
+  /**
+   * The decay at update `t` (1-based): min(decay, (1 + t) / (10 + t)), as TensorFlow's moving
+   * average with num_updates, so that early in a run the average follows the parameters instead of
+   * staying near their initial values (a 0.999 average needs thousands of steps to forget them).
+   */
+  effectiveDecay(t: number): number {
+    return Math.min(this.#decay, (1 + t) / (10 + t));
   }
 
   /** Exchanges the parameters and the averages of every group; call again to swap back. */

@@ -254,6 +254,11 @@ export class HashGrid {
     return this.mod.backend;
   }
 
+  /** A zeroed f32 buffer on this module's backend (e.g. for forward outputs reused across calls). */
+  alloc(length: number): DeviceBuffer<"f32"> {
+    return this.mod.alloc("f32", length);
+  }
+
   close(): void {
     this.mod.close();
   }

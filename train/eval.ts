@@ -61,6 +61,23 @@ export function targetTables(bits: 8 | 16, colorspace: Colorspace): [Float32Arra
 }
 
 /**
+ * A predicted sample as an image stores it: clamped to [0, 1] (NaN -> 0), converted back to sRGB
+ * when trained in linear light (`toSrgb`: color channels only), rounded to the depth (`max`).
+ */
+export function storedSample(p: number, toSrgb: boolean, max: number): number {
+  let q = p > 0 ? (p < 1 ? p : 1) : 0; // NaN -> 0
+  if (toSrgb) q = Math.min(1, Math.max(0, linearToSrgb(q)));
+  return Math.round(q * max);
+}
+
+/** Predictions ([n][channels]) quantized into `out` from sample `offset` on (see storedSample). */
+export function quantize(pred: Float32Array, out: Uint8Array | Uint16Array, offset: number, opts: { channels: number; bits: 8 | 16; colorspace: Colorspace }): void {
+  const max = opts.bits === 16 ? 65535 : 255;
+  const colors = opts.colorspace === "linear" ? colorChannels(opts.channels) : 0;
+  for (let k = 0; k < pred.length; k++) out[offset + k] = storedSample(pred[k]!, k % opts.channels < colors, max);
+}
+
+/**
  * Renders the field over the whole image in tiles of rows and compares it with the image: MSE over
  * all samples and PSNR = 10 log10(1 / MSE) on [0, 1]. With `render`, the reconstruction clamped to
  * [0, 1], converted back to sRGB when trained linear (color channels), rounded to the image's depth.
@@ -97,11 +114,7 @@ export function evaluate(image: ImageData, sampler: ImageSampler, field: Field, 
       const p = pred[k]!;
       const d = p - tables[c]![stored]!;
       tileSum += d * d;
-      if (out) {
-        let q = p > 0 ? (p < 1 ? p : 1) : 0; // NaN -> 0
-        if (linear && c < colorChannels(channels)) q = Math.min(1, Math.max(0, linearToSrgb(q)));
-        out[s] = Math.round(q * max);
-      }
+      if (out) out[s] = storedSample(p, linear && c < colorChannels(channels), max);
     }
     sum += tileSum;
   }

@@ -1,0 +1,12 @@
+// The public entry point: `import { HashGrid, Mlp, train } from "ngp-kernels"`. The kernel language
+// itself is `ngp-kernels/dsl`.
+export { HashGrid, hashGridParamCount, type HashGridOptionsInput } from "./modules/hashgrid.ts";
+export { Mlp, mlpParamCount, type MlpOptionsInput } from "./modules/mlp.ts";
+export { Loss } from "./modules/loss.ts";
+export { Optimizer, type ParamGroup, type OptimizerOptionsInput } from "./modules/optimizer.ts";
+export { Ema } from "./modules/ema.ts";
+export { ConfigError } from "./modules/options.ts";
+export { train, TrainError, type TrainHooks, type TrainResult } from "./train/trainer.ts";
+export { parseTrainConfig, type TrainConfigInput } from "./train/config.ts";
+export { loadKernels, type KernelModule } from "./runtime/module.ts";
+export { compileFile } from "./codegen/compile.ts";

@@ -1,0 +1,152 @@
+// The training configuration: one zod schema for everything `train()` takes, from a YAML file,
+// command-line flags or code. Defaults follow tiny-cuda-nn's image sample where it has one. Every
+// error names the field (dotted path), the value given and what is allowed.
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { ACTIVATIONS, LOSSES } from "../modules/common.ts";
+import { ConfigError } from "../modules/options.ts";
+import { ScheduleSpecSchema } from "./schedule.ts";
+
+/** The photograph `bun run train` fits when given none (NASA, public domain; see data/README.md). */
+export const DEFAULT_IMAGE = resolve(import.meta.dir, "../data/astronaut.png");
+
+const activation = z.enum(Object.keys(ACTIVATIONS) as [string, ...string[]]);
+const positiveInt = (max: number) => z.number().int().min(1).max(max);
+
+export const TrainConfigSchema = z
+  .object({
+    /** The image to fit (default: the bundled photograph). */
+    image: z.string().min(1).default(DEFAULT_IMAGE),
+    /** Train on the stored (sRGB) values, or convert them to linear light first. */
+    colorspace: z.enum(["srgb", "linear"]).default("srgb"),
+    encoding: z
+      .object({
+        levels: z.number().int().min(1).max(64).default(16),
+        featuresPerLevel: z.literal([1, 2, 4, 8]).default(2),
+        log2HashmapSize: z.number().int().min(8).max(24).default(19),
+        baseResolution: z.number().positive().default(16),
+        finestResolution: z.number().positive().default(2048),
+        gridType: z.enum(["hash", "dense", "tiled"]).default("hash"),
+        interpolation: z.enum(["nearest", "linear", "smoothstep"]).default("linear"),
+        /** Learning rate of the encoding (default: optimizer.lr). */
+        lr: z.number().positive().optional(),
+      })
+      .strict()
+      .prefault({}),
+    network: z
+      .object({
+        width: z.literal([16, 32, 64, 128]).default(64),
+        hiddenLayers: z.number().int().min(1).max(8).default(2),
+        activation: activation.default("relu"),
+        outputActivation: activation.default("none"),
+        biases: z.boolean().default(false),
+        /** Learning rate of the network (default: optimizer.lr). */
+        lr: z.number().positive().optional(),
+        /** L2 weight decay of the network (the encoding has none, as in tiny-cuda-nn). */
+        weightDecay: z.number().min(0).default(0),
+      })
+      .strict()
+      .prefault({}),
+    loss: z.enum(Object.keys(LOSSES) as [string, ...string[]]).default("relative_l2"),
+    huberDelta: z.number().positive().default(1),
+    optimizer: z
+      .object({
+        kind: z.enum(["adam", "sgd"]).default("adam"),
+        lr: z.number().positive().max(1e3).default(1e-2),
+        beta1: z.number().min(0).lt(1).default(0.9),
+        beta2: z.number().min(0).lt(1).default(0.99),
+        eps: z.number().positive().max(1).default(1e-15),
+      })
+      .strict()
+      .prefault({}),
+    schedule: ScheduleSpecSchema.default({ kind: "none" }),
+    /** Exponential moving average of the parameters, used for evaluation and outputs. */
+    ema: z.object({ enabled: z.boolean().default(true), decay: z.number().min(0).lt(1).default(0.999) }).strict().prefault({}),
+    /** Samples per micro-batch. */
+    batch: positiveInt(1 << 24).default(1 << 16),
+    /** Micro-batches per optimizer step (their gradients add; the loss is scaled by 1 / accumulate). */
+    accumulate: positiveInt(1024).default(1),
+    /** Optimizer steps; with `seconds`, whichever ends first. */
+    steps: positiveInt(1e9).default(1000),
+    /** Wall-clock budget in seconds (checked before each micro-batch). */
+    seconds: z.number().positive().optional(),
+    /** Full-image PSNR every this many steps (0: only at the end). */
+    evalEvery: z.number().int().min(0).default(250),
+    /** A checkpoint every this many steps (0: only at the end and on interruption). */
+    checkpointEvery: z.number().int().min(0).default(0),
+    seed: z.number().int().min(0).max(2 ** 32 - 1).default(1337),
+    backend: z.enum(["auto", "cuda", "cpu", "js"]).default("auto"),
+    /** Where the outputs go. */
+    out: z.string().min(1).default("out"),
+  })
+  .strict();
+
+export type TrainConfigInput = z.input<typeof TrainConfigSchema>;
+export type TrainConfig = z.output<typeof TrainConfigSchema>;
+
+/** Fields whose change makes a checkpoint unusable (the model's shape and the data). */
+export const MODEL_FIELDS = [
+  "encoding.levels", "encoding.featuresPerLevel", "encoding.log2HashmapSize", "encoding.baseResolution",
+  "encoding.finestResolution", "encoding.gridType", "encoding.interpolation",
+  "network.width", "network.hiddenLayers", "network.activation", "network.outputActivation", "network.biases",
+  "optimizer.kind", "ema.enabled", "colorspace",
+];
+
+const show = (v: unknown) => (typeof v === "string" ? JSON.stringify(v) : v === undefined ? "nothing" : JSON.stringify(v) ?? String(v));
+
+/** A zod issue as "<field>: <value> <problem>". */
+function describe(i: z.core.$ZodIssue, input: unknown): string {
+  const path = i.path.map(String);
+  const value = i.path.reduce<unknown>((o, k) => (o as Record<PropertyKey, unknown> | undefined)?.[k], input);
+  const at = path.join(".") || "config";
+  if (i.code === "unrecognized_keys") return `${at}: unknown field${i.keys.length > 1 ? "s" : ""} ${i.keys.map(show).join(", ")}`;
+  if (i.code === "invalid_value") return `${at}: ${show(value)} is not allowed (allowed: ${i.values.map(show).join(", ")})`;
+  if (i.code === "invalid_union") return `${at}: ${show(value)} is not a valid schedule (kind: none, cosine, onecycle, plateau)`;
+  if (i.code === "too_small" || i.code === "too_big") {
+    const bound = i.code === "too_small" ? `${i.inclusive ? ">=" : ">"} ${i.minimum}` : `${i.inclusive ? "<=" : "<"} ${i.maximum}`;
+    return `${at}: ${show(value)} is out of range (allowed: ${bound})`;
+  }
+  if (i.code === "invalid_type") return `${at}: ${show(value)} is not ${i.expected === "number" ? "a finite number" : `a ${i.expected}`}`;
+  return `${at}: ${show(value)}: ${i.message}`;
+}
+
+/** Validate a configuration; every problem names its field. */
+export function parseTrainConfig(input: unknown): TrainConfig {
+  const r = TrainConfigSchema.safeParse(input);
+  if (r.success) return r.data;
+  throw new ConfigError(r.error.issues.map((i) => describe(i, input)).join("\n"));
+}
+
+/** A YAML file's configuration (an object), naming the file when it cannot be read or parsed. */
+export function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    throw new ConfigError(`config file ${path} cannot be read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  let value: unknown;
+  try {
+    value = parseYaml(text);
+  } catch (e) {
+    throw new ConfigError(`config file ${path} is not valid YAML: ${(e as Error).message.split("\n")[0]}`);
+  }
+  if (value === null || value === undefined) return {};
+  if (typeof value !== "object" || Array.isArray(value)) throw new ConfigError(`config file ${path} must hold a mapping of settings, got ${show(value)}`);
+  return value as Record<string, unknown>;
+}
+
+/** `over` merged into `base`, nested objects field by field (flags override the YAML). */
+export function mergeConfig(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    if (v === undefined) continue;
+    const b = out[k];
+    out[k] = isPlainObject(v) && isPlainObject(b) ? mergeConfig(b, v) : v;
+  }
+  return out;
+}
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);

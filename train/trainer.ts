@@ -1,0 +1,389 @@
+// The trainer: fits a neural field (hash grid -> MLP -> the image's channels) to a photograph, as
+// tiny-cuda-nn's image sample does, with schedules, an EMA of the parameters, gradient accumulation,
+// periodic full-image PSNR, checkpoints and resume. A library function first; the command
+// (cli/train.ts) is a thin layer over it. It never knows which backend runs the kernels.
+//
+// Determinism: every micro-batch's samples come from a counter-based hash of (seed, micro-batch
+// number), the CPU kernels sum in fixed orders (owner schedule, slot reduction), and a checkpoint
+// holds every piece of state, so the same configuration gives the same parameters, bit for bit,
+// run straight through or interrupted and resumed (CPU and JS backends).
+import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Backend, BackendRequest } from "../runtime/backend.ts";
+import type { DeviceBuffer } from "../runtime/buffer.ts";
+import { Ema } from "../modules/ema.ts";
+import { HashGrid } from "../modules/hashgrid.ts";
+import { Loss } from "../modules/loss.ts";
+import { Mlp } from "../modules/mlp.ts";
+import { Optimizer, type OptimizerState } from "../modules/optimizer.ts";
+import { CheckpointError, checkCompatible, readCheckpoint, writeCheckpoint, type Checkpoint } from "./checkpoint.ts";
+import { MODEL_FIELDS, parseTrainConfig, type TrainConfig, type TrainConfigInput } from "./config.ts";
+import { evaluate, type Field } from "./eval.ts";
+import { loadImage, writeImage, type ImageData } from "./image.ts";
+import { MetricsLog, writeJsonAtomic, writePlot } from "./outputs.ts";
+import { ImageSampler } from "./sampler.ts";
+import { makeSchedule, type Schedule } from "./schedule.ts";
+
+/** Progress after each optimizer step. */
+export interface StepInfo {
+  step: number;
+  steps: number;
+  /** Mean training loss of the step's micro-batches. */
+  loss: number;
+  lr: number;
+  /** The last full-image PSNR (undefined before the first evaluation). */
+  psnr: number | undefined;
+  seconds: number;
+  stepsPerSecond: number;
+}
+
+export interface EvalInfo {
+  step: number;
+  psnr: number;
+  /** Loss of a fixed held-out batch (what the plateau schedule watches). */
+  heldOutLoss: number;
+}
+
+export interface TrainHooks {
+  onStep?(info: StepInfo): void;
+  onEval?(info: EvalInfo): void;
+  /** Messages (backend choice, first-use builds, checkpoints). */
+  log?(message: string): void;
+  /** When aborted, the run stops before the next micro-batch, writes a checkpoint and returns. */
+  signal?: AbortSignal;
+  /** Continue from this checkpoint (same model; steps and schedule continue). */
+  resume?: string;
+}
+
+export type StopReason = "steps" | "seconds" | "interrupted" | "non-finite loss";
+
+export interface TrainResult {
+  psnr: number;
+  steps: number;
+  seconds: number;
+  stepsPerSecond: number;
+  stoppedBy: StopReason;
+  backend: Backend;
+  backendReason: string;
+  paramsEncoding: number;
+  paramsNetwork: number;
+  /** Bytes of parameters, and of everything training holds per parameter (gradient, Adam, EMA). */
+  bytesParams: number;
+  bytesTraining: number;
+  image: { path: string; width: number; height: number; channels: number; bits: number };
+  files: { reconstruction: string; metrics: string; plot: string; summary: string; checkpoint: string };
+}
+
+/** A run that cannot start or continue, with a message for people (no stack trace needed). */
+export class TrainError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "TrainError";
+  }
+}
+
+/** Samples per evaluation tile (bounded memory for any image size). */
+const EVAL_TILE = 1 << 16;
+const HELD_OUT = 1 << 14;
+
+/** The sampling seed of micro-batch `k`: a counter-based mix, so any micro-batch can be redrawn. */
+export function microSeed(seed: number, k: number): number {
+  let h = (seed ^ Math.imul(k + 1, 0x9e3779b1)) >>> 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b) >>> 0;
+  return (h ^ (h >>> 13)) >>> 0;
+}
+
+export async function train(input: TrainConfigInput, hooks: TrainHooks = {}): Promise<TrainResult> {
+  const cfg = parseTrainConfig(input);
+  const log = hooks.log ?? (() => {});
+  const out = prepareOutDir(cfg.out);
+  const image = await loadImage(cfg.image);
+  const resume = hooks.resume ? await readCheckpoint(hooks.resume) : undefined;
+  if (resume) checkResume(resume, cfg, image, hooks.resume!);
+
+  const m = await buildModel(cfg, image, log);
+  try {
+    return await run(cfg, image, m, out, resume, hooks);
+  } finally {
+    m.close();
+  }
+}
+
+interface Model {
+  grid: HashGrid;
+  mlp: Mlp;
+  opt: Optimizer;
+  ema: Ema | undefined;
+  sampler: ImageSampler;
+  heldOutLoss: Loss;
+  encLr: number;
+  netLr: number;
+  close(): void;
+}
+
+/** The field a configuration describes: the hash grid and the MLP on top, freshly initialized. */
+export async function createField(cfg: TrainConfig, channels: number, load: { backend?: BackendRequest; log?: (m: string) => void }): Promise<{ grid: HashGrid; mlp: Mlp }> {
+  const { lr: _encLr, ...encoding } = cfg.encoding;
+  const { lr: _netLr, weightDecay: _wd, ...network } = cfg.network;
+  const grid = await HashGrid.create({ dims: 2, ...encoding, seed: cfg.seed }, load);
+  const mlp = await Mlp.create(
+    { inputs: grid.outputDim, outputs: channels, ...network, loss: cfg.loss, huberDelta: cfg.huberDelta, inputGrad: true, seed: cfg.seed + 1 } as never,
+    load,
+  );
+  return { grid, mlp };
+}
+
+async function buildModel(cfg: TrainConfig, image: ImageData, log: (m: string) => void): Promise<Model> {
+  const load = { backend: cfg.backend as BackendRequest, log };
+  const encLr = cfg.encoding.lr ?? cfg.optimizer.lr;
+  const netLr = cfg.network.lr ?? cfg.optimizer.lr;
+  const weightDecay = cfg.network.weightDecay;
+  const { grid, mlp } = await createField(cfg, image.channels, load);
+  const gridParams = grid.params as DeviceBuffer<"f32">;
+  const opt = await Optimizer.create(
+    [
+      { name: "encoding", params: gridParams, grad: grid.grad, lr: encLr, weightDecay: 0 },
+      { name: "network", params: mlp.params, grad: mlp.grad, lr: netLr, weightDecay },
+    ],
+    cfg.optimizer,
+    load,
+  );
+  const groups = [{ name: "encoding", params: gridParams }, { name: "network", params: mlp.params }];
+  const ema = cfg.ema.enabled ? await Ema.create(groups, { decay: cfg.ema.decay }, load) : undefined;
+  const sampler = await ImageSampler.create(image, { backend: load.backend, colorspace: cfg.colorspace });
+  const heldOutLoss = await Loss.create({ kind: cfg.loss as never, width: image.channels, huberDelta: cfg.huberDelta }, load);
+  log(`backend ${grid.backend}: ${grid.backendReason}`);
+  return {
+    grid, mlp, opt, ema, sampler, heldOutLoss, encLr, netLr,
+    close: () => [grid, mlp, opt, ema, sampler, heldOutLoss].forEach((x) => x?.close()),
+  };
+}
+
+function prepareOutDir(dir: string): string {
+  try {
+    mkdirSync(dir, { recursive: true });
+    if (!statSync(dir).isDirectory()) throw new Error("not a directory");
+    // Probe: a run that cannot write its outputs should fail now, not after an hour of training.
+    const probe = join(dir, `.write-test-${process.pid}`);
+    writeFileSync(probe, "");
+    rmSync(probe, { force: true });
+  } catch (e) {
+    throw new TrainError(`the out directory ${dir} cannot be written: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  return dir;
+}
+
+function checkResume(ck: Checkpoint, cfg: TrainConfig, image: ImageData, path: string): void {
+  checkCompatible(ck, cfg, MODEL_FIELDS);
+  const was = ck.meta.image as { width: number; height: number; channels: number } | undefined;
+  if (!was || was.width !== image.width || was.height !== image.height || was.channels !== image.channels)
+    throw new CheckpointError(`${path}: the checkpoint was trained on a ${was?.width}x${was?.height} image with ${was?.channels} channels, not ${image.width}x${image.height} with ${image.channels}`);
+  if (ck.step > cfg.steps) throw new CheckpointError(`${path}: the checkpoint is at step ${ck.step}, past the ${cfg.steps} steps asked for`);
+}
+
+async function run(cfg: TrainConfig, image: ImageData, m: Model, out: string, resume: Checkpoint | undefined, hooks: TrainHooks): Promise<TrainResult> {
+  const { grid, mlp, opt, ema, sampler } = m;
+  const files = {
+    reconstruction: join(out, "reconstruction.png"),
+    metrics: join(out, "metrics.csv"),
+    plot: join(out, "plot.png"),
+    summary: join(out, "summary.json"),
+    checkpoint: join(out, "checkpoint.ngpk"),
+  };
+  let step = 0;
+  let micro = 0;
+  let elapsedBefore = 0;
+  let schedule: Schedule = makeSchedule(cfg.schedule, cfg.steps);
+  const rows: { step: number; loss: number; psnr?: number }[] = [];
+  if (resume) {
+    restore(m, resume);
+    step = resume.step;
+    micro = (resume.rng as { micro: number }).micro;
+    elapsedBefore = (resume.meta.seconds as number | undefined) ?? 0;
+    schedule = makeSchedule(cfg.schedule, cfg.steps, resume.meta.schedule as never);
+    rows.push(...((resume.meta.rows as typeof rows | undefined) ?? []));
+  }
+  const metrics = new MetricsLog(files.metrics, resume ? { append: true, resumeStep: resume.step } : {});
+
+  const K = cfg.accumulate;
+  const enc = grid.alloc(cfg.batch * grid.outputDim);
+  const dEnc = grid.alloc(cfg.batch * grid.outputDim);
+  const field = fieldOf(m);
+  let lastPsnr: number | undefined = resume?.meta.psnr as number | undefined;
+  let stoppedBy: StopReason = "steps";
+  let pending: Parameters<MetricsLog["log"]>[0] | undefined;
+  const started = performance.now();
+  const seconds = () => elapsedBefore + (performance.now() - started) / 1000;
+  const stepsAtStart = step;
+
+  const save = async () => {
+    await writeCheckpoint(files.checkpoint, {
+      config: cfg,
+      step,
+      rng: { micro },
+      meta: {
+        schedule: schedule.state(), seconds: seconds(), psnr: lastPsnr, rows: rows.slice(-10_000),
+        image: { width: image.width, height: image.height, channels: image.channels, bits: image.bits },
+        optimizer: { step: opt.step, groups: opt.state().groups.map((g) => ({ name: g.name, lr: g.lr })) },
+        ema: ema ? { decay: ema.state().decay, steps: ema.state().steps } : undefined,
+      },
+      arrays: stateArrays(m),
+    });
+    hooks.log?.(`checkpoint: ${files.checkpoint} (step ${step})`);
+  };
+
+  const evaluation = () => {
+    ema?.swap();
+    try {
+      const r = evaluate(image, sampler, field, { colorspace: cfg.colorspace, tileRows: Math.max(1, Math.floor(EVAL_TILE / image.width)) });
+      const h = sampler.sample(Math.min(HELD_OUT, cfg.batch), microSeed(cfg.seed ^ 0x5eed, 0xffffffff));
+      const pred = mlp.forward(grid.forward(h.coords));
+      return { psnr: r.psnr, heldOutLoss: m.heldOutLoss.evaluate(pred, h.targets).loss };
+    } finally {
+      ema?.swap();
+    }
+  };
+
+  while (step < cfg.steps) {
+    const factor = schedule.factor(step);
+    opt.setLearningRate("encoding", m.encLr * factor);
+    opt.setLearningRate("network", m.netLr * factor);
+    let done = 0;
+    let lossSum = 0;
+    for (; done < K; done++) {
+      if (hooks.signal?.aborted) stoppedBy = "interrupted";
+      else if (cfg.seconds !== undefined && seconds() >= cfg.seconds) stoppedBy = "seconds";
+      if (stoppedBy !== "steps") break;
+      const { coords, targets } = sampler.sample(cfg.batch, microSeed(cfg.seed, micro));
+      grid.forward(coords, enc);
+      const loss = mlp.trainStep(enc, targets, { scale: 1 / K, inputGrad: dEnc });
+      if (!Number.isFinite(loss)) {
+        stoppedBy = "non-finite loss";
+        break;
+      }
+      grid.backward(dEnc, { accumulate: true });
+      micro++;
+      lossSum += loss;
+    }
+    if (stoppedBy === "non-finite loss") break; // no update: the parameters stay the last good ones
+    if (stoppedBy === "interrupted") {
+      // The group is redone on resume (its gradient is not kept), so that a resumed run equals
+      // an uninterrupted one.
+      micro -= done;
+      break;
+    }
+    if (done === 0) break;
+    // A last partial group (the time budget ran out) counts as the mean of what it holds.
+    opt.update({ gradScale: K / done });
+    ema?.update();
+    step++;
+    const loss = lossSum / done;
+    const t = seconds();
+    const rate = (step - stepsAtStart) / Math.max(1e-9, t - elapsedBefore);
+    let psnr: number | undefined;
+    if (cfg.evalEvery > 0 && step % cfg.evalEvery === 0 && step < cfg.steps) {
+      const e = evaluation();
+      psnr = lastPsnr = e.psnr;
+      schedule.observe(e.heldOutLoss);
+      hooks.onEval?.({ step, ...e });
+    }
+    rows.push({ step, loss, ...(psnr !== undefined ? { psnr } : {}) });
+    // A step's row is written when the next one ends, so that the last one gets the final PSNR.
+    if (pending) metrics.log(pending);
+    pending = { step, loss, lr: m.netLr * factor, psnr, seconds: t };
+    hooks.onStep?.({ step, steps: cfg.steps, loss, lr: m.netLr * factor, psnr: lastPsnr, seconds: t, stepsPerSecond: rate });
+    if (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0) await save();
+    if (done < K) break;
+  }
+
+  const trainedSeconds = seconds();
+  if (stoppedBy === "non-finite loss") {
+    if (pending) metrics.log(pending);
+    metrics.close();
+    throw new TrainError(
+      `the training loss became non-finite at step ${step + 1}; stopped without applying it` +
+        (cfg.checkpointEvery > 0 || resume ? ` (the last good checkpoint, ${files.checkpoint}, is kept)` : "") +
+        ": lower the learning rate, or check the image and the loss",
+    );
+  }
+  // Final evaluation and outputs (on the EMA weights when enabled).
+  ema?.swap();
+  let final;
+  try {
+    final = evaluate(image, sampler, field, { colorspace: cfg.colorspace, tileRows: Math.max(1, Math.floor(EVAL_TILE / image.width)), render: true });
+  } finally {
+    ema?.swap();
+  }
+  lastPsnr = final.psnr;
+  hooks.onEval?.({ step, psnr: final.psnr, heldOutLoss: NaN });
+  if (rows.length) rows[rows.length - 1]!.psnr = final.psnr;
+  if (pending) metrics.log({ ...pending, psnr: final.psnr });
+  metrics.close();
+  await save();
+  await writeImage(files.reconstruction, image, final.pixels!);
+  await writePlot(files.plot, rows);
+  const paramsEncoding = grid.paramCount;
+  const paramsNetwork = mlp.paramCount;
+  const result: TrainResult = {
+    psnr: final.psnr,
+    steps: step,
+    seconds: trainedSeconds,
+    stepsPerSecond: (step - stepsAtStart) / Math.max(1e-9, trainedSeconds - elapsedBefore),
+    stoppedBy,
+    backend: grid.backend,
+    backendReason: grid.backendReason,
+    paramsEncoding,
+    paramsNetwork,
+    bytesParams: 4 * (paramsEncoding + paramsNetwork),
+    // params, gradient, Adam's m and v (SGD: none), EMA
+    bytesTraining: 4 * (paramsEncoding + paramsNetwork) * (2 + (cfg.optimizer.kind === "adam" ? 2 : 0) + (cfg.ema.enabled ? 1 : 0)),
+    image: { path: image.path, width: image.width, height: image.height, channels: image.channels, bits: image.bits },
+    files,
+  };
+  writeJsonAtomic(files.summary, { ...result, config: cfg });
+  return result;
+}
+
+/** The model's prediction at coordinates: grid -> MLP, downloaded. */
+function fieldOf(m: Model): Field {
+  return (coords, n) => {
+    void n;
+    return m.mlp.forward(m.grid.forward(coords)).download() as Float32Array;
+  };
+}
+
+/** Every array a checkpoint holds, by name. */
+function stateArrays(m: Model): Record<string, Float32Array> {
+  const arrays: Record<string, Float32Array> = {
+    "encoding.params": m.grid.params.download() as Float32Array,
+    "network.params": m.mlp.params.download(),
+  };
+  for (const g of m.opt.state().groups) {
+    if (g.m) arrays[`optimizer.${g.name}.m`] = g.m;
+    if (g.v) arrays[`optimizer.${g.name}.v`] = g.v;
+  }
+  for (const g of m.ema?.state().groups ?? []) arrays[`ema.${g.name}`] = g.ema;
+  return arrays;
+}
+
+function restore(m: Model, ck: Checkpoint): void {
+  const a = ck.arrays;
+  const need = (name: string, length: number): Float32Array => {
+    const v = a[name];
+    if (!v || v.length !== length) throw new CheckpointError(`the checkpoint's ${name} has ${v?.length ?? 0} values, the model needs ${length}`);
+    return v;
+  };
+  m.grid.params.upload(need("encoding.params", m.grid.paramCount));
+  m.mlp.params.upload(need("network.params", m.mlp.paramCount));
+  const saved = ck.meta.optimizer as { step: number; groups: { name: string; lr: number }[] };
+  const state: OptimizerState = {
+    step: saved.step,
+    groups: saved.groups.map((g) => ({ ...g, m: a[`optimizer.${g.name}.m`], v: a[`optimizer.${g.name}.v`] })),
+  };
+  m.opt.restore(state);
+  if (m.ema) {
+    const e = ck.meta.ema as { decay: number; steps: number } | undefined;
+    if (!e) throw new CheckpointError("the checkpoint holds no EMA state (trained with ema.enabled: false)");
+    m.ema.restore({ ...e, groups: ["encoding", "network"].map((name) => ({ name, ema: a[`ema.${name}`]! })) });
+  }
+}
