@@ -1,0 +1,431 @@
+// `bun run bench:train [--json] [--seconds S] [--image path] [--reps R] [--batch-sweep] [--no-torch]`
+//
+// The whole training step of the default 2D configuration (L=16, F=2, log2T=19, N_min=16, finest
+// 2048, MLP 64x2, batch 2^16: the trainer's defaults) on the CPU backend, against this machine's
+// own limits, all measured in one process run:
+//   - the CPU, its f32 FMA peak and its stream triad (bench/machine.ts);
+//   - the step's time split: the same pipeline as train/trainer.ts built from the modules
+//     (ImageSampler, HashGrid, Mlp, Optimizer, Ema) and each phase timed on its own over many
+//     steps (medians after warm-up): sampling, encoding forward, the MLP's fused forward + loss +
+//     backward, encoding backward, Adam over both groups, EMA;
+//   - the step's limit: the MLP's FLOPs at the FMA peak, Adam's 8 streams and EMA's 3 streams of
+//     4 bytes per parameter at the triad, and the encoding's forward and backward at the rate of
+//     the hand-written C++ kernels (bench/hand.ts) on the same configuration and batch, timed
+//     round by round next to ours; sampling has no reference and is left out of the limit;
+//   - train() itself (evalEvery 0) for `--seconds` (default 60) on a Kodak photograph: its steps/s
+//     and the full-image PSNR reached (on the EMA weights, as the trainer reports it);
+//   - with --batch-sweep, the PSNR after the same budget for batches 2^14 .. 2^17;
+//   - a pure-PyTorch CPU implementation of the same model (bench/torch_train.py) when `import
+//     torch` works, for a fixed number of steps.
+// With --json the last line printed is one JSON object with every figure.
+import { parseArgs } from "node:util";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { Ema } from "../modules/ema.ts";
+import { HostBuffer, type DeviceBuffer } from "../runtime/buffer.ts";
+import { Optimizer } from "../modules/optimizer.ts";
+import { findCxx } from "../runtime/toolchain.ts";
+import { DEFAULT_IMAGE, parseTrainConfig, type TrainConfig } from "../train/config.ts";
+import { loadImage, type ImageData } from "../train/image.ts";
+import { ImageSampler } from "../train/sampler.ts";
+import { createField, microSeed, train, type TrainResult } from "../train/trainer.ts";
+import { gridTables, handBackward, handForward, loadHand } from "./hand.ts";
+import { cpuInfo, cpuSnapshot, loadMachine, median, type CpuSnapshot } from "./machine.ts";
+import { mlpStepFlops } from "./mlp.ts";
+
+const USAGE = `usage: bun run bench:train [--json] [--seconds S] [--image path] [--reps R] [--batch-sweep] [--no-torch]
+  --seconds S    training budget of the PSNR run (and of each --batch-sweep run), default 60
+  --image path   the photograph (default: ../shared/data/kodak/kodim05.png if present, else data/astronaut.png)
+  --reps R       timed steps of the phase split (default 30, after 3 warm-up steps)
+  --batch-sweep  also train batches 2^14, 2^15 (and 2^17 when fast enough) for the same budget
+  --no-torch     skip the PyTorch comparison
+  --json         print the results as one JSON line last`;
+
+const KODAK = resolve(import.meta.dir, "../../shared/data/kodak/kodim05.png");
+const TORCH_SCRIPT = join(import.meta.dir, "torch_train.py");
+const TORCH_STEPS = 8;
+
+function timeMs(f: () => void): number {
+  const t0 = performance.now();
+  f();
+  return performance.now() - t0;
+}
+
+/** CPU time of other processes, summed over the segments of the run that count (the PyTorch child's segment does not). */
+class BusyMeter {
+  #others = 0;
+  #total = 0;
+  #from: CpuSnapshot | undefined;
+  start(): void {
+    this.#from = cpuSnapshot();
+  }
+  stop(): void {
+    const a = this.#from;
+    const b = cpuSnapshot();
+    this.#from = undefined;
+    if (!a || !b || b.total <= a.total) return;
+    this.#others += Math.max(0, b.busy - a.busy - (b.self - a.self));
+    this.#total += b.total - a.total;
+  }
+  get share(): number | undefined {
+    return this.#total > 0 ? this.#others / this.#total : undefined;
+  }
+}
+
+const PHASES = ["sample", "encodeForward", "mlp", "encodeBackward", "optimizer", "ema"] as const;
+type Phase = (typeof PHASES)[number];
+const PHASE_NAMES: Record<Phase, string> = {
+  sample: "sampling (ImageSampler)",
+  encodeForward: "encoding forward",
+  mlp: "MLP fwd + loss + bwd (fused)",
+  encodeBackward: "encoding backward",
+  optimizer: "Adam (both groups)",
+  ema: "EMA",
+};
+
+interface Split {
+  /** Median milliseconds of each phase. */
+  ms: Record<Phase, number>;
+  /** Median of the whole step (the phases back to back). */
+  stepMs: number;
+  /** The hand-written encoding, timed in the same rounds on the same points. */
+  hand: { forwardMs: number; backwardMs: number; forwardIdentical: boolean; vectorPath: string };
+  paramsEncoding: number;
+  paramsNetwork: number;
+  mlpFlops: number;
+}
+
+/** The trainer's step built from the modules, each phase timed on its own. */
+async function measureSplit(cfg: TrainConfig, image: ImageData, reps: number, log: (s: string) => void): Promise<Split> {
+  const load = { backend: "cpu" as const };
+  const { grid, mlp } = await createField(cfg, image.channels, load);
+  const gridParams = grid.params as DeviceBuffer<"f32">;
+  const opt = await Optimizer.create(
+    [
+      { name: "encoding", params: gridParams, grad: grid.grad, lr: cfg.encoding.lr ?? cfg.optimizer.lr, weightDecay: 0 },
+      { name: "network", params: mlp.params, grad: mlp.grad, lr: cfg.network.lr ?? cfg.optimizer.lr, weightDecay: cfg.network.weightDecay },
+    ],
+    cfg.optimizer,
+    load,
+  );
+  const ema = await Ema.create([{ name: "encoding", params: gridParams }, { name: "network", params: mlp.params }], { decay: cfg.ema.decay }, load);
+  const sampler = await ImageSampler.create(image, { backend: "cpu", colorspace: cfg.colorspace });
+  try {
+    for (const [what, b] of [["grid", grid.backend], ["mlp", mlp.backend], ["sampler", sampler.backend]] as const) {
+      if (b !== "cpu") throw new Error(`the ${what} runs on ${b}, not the CPU backend`);
+    }
+    const n = cfg.batch;
+    const enc = grid.alloc(n * grid.outputDim);
+    const dEnc = grid.alloc(n * grid.outputDim);
+    if (!(gridParams instanceof HostBuffer) || !(enc instanceof HostBuffer) || !(dEnc instanceof HostBuffer)) throw new Error("CPU buffers are host memory");
+
+    const { encoding: e } = cfg;
+    const tables = gridTables(2, e.levels, e.featuresPerLevel, e.log2HashmapSize, e.baseResolution, Math.exp(Math.log(e.finestResolution / e.baseResolution) / (e.levels - 1)));
+    if (tables.paramCount !== grid.paramCount) throw new Error(`hand-written tables have ${tables.paramCount} parameters, the grid ${grid.paramCount}`);
+    const hand = await loadHand();
+    const handOut = new Float32Array(n * grid.outputDim);
+    const handGrad = new Float32Array(grid.paramCount);
+
+    let micro = 0;
+    const samples: Record<Phase | "step" | "handForward" | "handBackward", number[]> = {
+      sample: [], encodeForward: [], mlp: [], encodeBackward: [], optimizer: [], ema: [], step: [], handForward: [], handBackward: [],
+    };
+    let identical = true;
+    let coords: DeviceBuffer<"f32"> | undefined;
+    let targets: DeviceBuffer<"f32"> | undefined;
+    const phase: Record<Phase, () => void> = {
+      sample: () => void ({ coords, targets } = sampler.sample(n, microSeed(cfg.seed, micro++))),
+      encodeForward: () => void grid.forward(coords!, enc),
+      mlp: () => {
+        const loss = mlp.trainStep(enc, targets!, { scale: 1, inputGrad: dEnc });
+        if (!Number.isFinite(loss)) throw new Error(`non-finite loss at step ${micro}`);
+      },
+      encodeBackward: () => void grid.backward(dEnc, { accumulate: true }),
+      optimizer: () => opt.update(),
+      ema: () => ema.update(),
+    };
+    const warmup = 3;
+    Bun.gc(true);
+    for (let r = 0; r < warmup + reps; r++) {
+      const t: Partial<Record<Phase, number>> = {};
+      for (const p of PHASES) t[p] = timeMs(phase[p]);
+      // The hand-written encoding on the same points and the same upstream gradient, in the same
+      // round, so that the machine's noise hits both alike. It writes its own buffers only.
+      const x = (coords as HostBuffer<"f32">).data;
+      const hf = timeMs(() => handForward(tables, n, x, gridParams.data, handOut, hand));
+      const hb = timeMs(() => handBackward(tables, n, x, dEnc.data, handGrad, hand));
+      if (r === 0) {
+        // Same points, parameters of the step before the update: recompute ours to compare.
+        const ours = grid.forward(coords!).download();
+        handForward(tables, n, x, gridParams.data, handOut, hand);
+        identical = ours.every((v, k) => v === handOut[k]);
+        log(`encoding forward: generated and hand-written outputs ${identical ? "are bit-identical" : "DIFFER"} on the step's points`);
+        handGrad.fill(0);
+      }
+      if (r < warmup) continue;
+      for (const p of PHASES) samples[p].push(t[p]!);
+      samples.step.push(PHASES.reduce((s, p) => s + t[p]!, 0));
+      samples.handForward.push(hf);
+      samples.handBackward.push(hb);
+    }
+    const ms = Object.fromEntries(PHASES.map((p) => [p, median(samples[p])])) as Record<Phase, number>;
+    const { fanIn, fanOut } = mlp.layout;
+    // With the input gradient (the encoding needs it) the first layer's dX is computed too.
+    const mlpFlops = mlpStepFlops(n, fanIn, fanOut) + (mlp.settings.inputGrad ? 2 * n * fanIn[0]! * fanOut[0]! : 0);
+    return {
+      ms,
+      stepMs: median(samples.step),
+      hand: { forwardMs: median(samples.handForward), backwardMs: median(samples.handBackward), forwardIdentical: identical, vectorPath: hand.vectorPath },
+      paramsEncoding: grid.paramCount,
+      paramsNetwork: mlp.paramCount,
+      mlpFlops,
+    };
+  } finally {
+    for (const m of [sampler, ema, opt, mlp, grid]) m.close();
+  }
+}
+
+async function trainFor(image: string, seconds: number, batch: number | undefined, out: string): Promise<TrainResult> {
+  // steps: far beyond the budget, so that the time budget ends the run (the default is 1000 steps).
+  return train({ image, backend: "cpu", seconds, steps: 1e9, evalEvery: 0, out, ...(batch ? { batch } : {}) });
+}
+
+interface TorchResult {
+  steps: number;
+  median_s: number;
+  steps_per_s: number;
+  loss: number;
+  torch: string;
+  threads: number;
+  params: number;
+}
+
+/**
+ * A python3 that imports torch: the one on PATH, else Debian's (python3-torch installs into
+ * /usr/bin/python3's packages, which a python3 from pyenv or a venv earlier on PATH does not see).
+ */
+function findTorchPython(): { python?: string; why: string } {
+  let why = "";
+  for (const python of ["python3", "/usr/bin/python3"]) {
+    try {
+      const r = Bun.spawnSync([python, "-c", "import torch"], { stdout: "pipe", stderr: "pipe", timeout: 60_000 });
+      if (r.exitCode === 0) return { python, why: "" };
+      why ||= `${python}: ${r.stderr.toString().trim().split("\n").pop() || `exit ${r.exitCode}`}`;
+    } catch (e) {
+      why ||= `${python}: ${(e as Error).message}`;
+    }
+  }
+  return { why };
+}
+
+async function runTorch(python: string, cfg: TrainConfig, image: ImageData, threads: number, dir: string): Promise<TorchResult> {
+  const { encoding: e } = cfg;
+  const tables = gridTables(2, e.levels, e.featuresPerLevel, e.log2HashmapSize, e.baseResolution, Math.exp(Math.log(e.finestResolution / e.baseResolution) / (e.levels - 1)));
+  const samples = image.width * image.height * image.channels;
+  // The packed words hold the samples in order, little endian: their bytes are the raw samples.
+  const raw = new Uint8Array(image.packed.buffer, image.packed.byteOffset, (samples * image.bits) / 8);
+  const rawPath = join(dir, "image.raw");
+  writeFileSync(rawPath, raw);
+  const config = {
+    image: rawPath, width: image.width, height: image.height, channels: image.channels, bits: image.bits,
+    dims: 2, levels: e.levels, features: e.featuresPerLevel,
+    scale: [...tables.scale], stride: [...tables.stride], size: [...tables.size], offset: [...tables.offset], hashed: [...tables.hashed].map(Boolean),
+    width_mlp: cfg.network.width, hidden_layers: cfg.network.hiddenLayers, batch: cfg.batch,
+    steps: TORCH_STEPS, warmup: 2, lr: cfg.optimizer.lr, beta1: cfg.optimizer.beta1, beta2: cfg.optimizer.beta2, eps: cfg.optimizer.eps,
+    ema_decay: cfg.ema.decay, threads, seed: cfg.seed,
+  };
+  const configPath = join(dir, "torch.json");
+  writeFileSync(configPath, JSON.stringify(config));
+  const proc = Bun.spawn([python, TORCH_SCRIPT, configPath], { stdout: "pipe", stderr: "pipe", env: { ...process.env, OMP_NUM_THREADS: String(threads) } });
+  const timer = setTimeout(() => proc.kill(), 300_000);
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  clearTimeout(timer);
+  if (code !== 0) throw new Error(`bench/torch_train.py exited with ${code}: ${stderr.trim().split("\n").slice(-3).join(" | ")}`);
+  return JSON.parse(stdout.trim().split("\n").pop()!) as TorchResult;
+}
+
+async function main(): Promise<number> {
+  let values;
+  try {
+    values = parseArgs({
+      options: {
+        json: { type: "boolean" }, seconds: { type: "string" }, image: { type: "string" }, reps: { type: "string" },
+        "batch-sweep": { type: "boolean" }, "no-torch": { type: "boolean" }, help: { type: "boolean", short: "h" },
+      },
+    }).values;
+  } catch (e) {
+    console.error(`${(e as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) return console.log(USAGE), 0;
+  const seconds = values.seconds === undefined ? 60 : Number(values.seconds);
+  if (!(seconds > 0 && seconds <= 3600)) return console.error(`--seconds must be a number in (0, 3600], got ${values.seconds}`), 2;
+  const reps = values.reps === undefined ? 30 : Number(values.reps);
+  if (!Number.isInteger(reps) || reps < 1 || reps > 1000) return console.error(`--reps must be an integer in [1, 1000], got ${values.reps}`), 2;
+  const imagePath = values.image ?? (existsSync(KODAK) ? KODAK : DEFAULT_IMAGE);
+  const log = (s: string) => console.log(s);
+  const started = performance.now();
+  const busy = new BusyMeter();
+  busy.start();
+
+  const cfg = parseTrainConfig({ image: imagePath, backend: "cpu", evalEvery: 0 });
+  let image: ImageData;
+  try {
+    image = await loadImage(imagePath);
+  } catch (e) {
+    console.error(`bench:train: ${(e as Error).message}`);
+    return 1;
+  }
+
+  // The machine.
+  const cxx = findCxx().tool;
+  const cpu = cpuInfo(cxx?.path);
+  const machine = await loadMachine();
+  const isa = (bits: number) => (bits === 512 ? "AVX-512" : bits === 256 ? "AVX2+FMA" : "scalar");
+  log(`CPU: ${cpu.model} (${cpu.family}), ${cpu.cpus} logical CPUs, ${machine.threads} OpenMP threads; -march=native = ${cpu.march}, vector width ${isa(machine.vectorBits)} (${machine.vectorBits} bits)`);
+  const peak = machine.fmaPeak();
+  log(`f32 FMA peak: ${peak.gflops.toFixed(1)} GFLOP/s (median; best ${peak.max.toFixed(1)})`);
+  const triad = machine.triad();
+  log(`stream triad: ${triad.gbs.toFixed(1)} GB/s (3 streams; ${triad.gbsWriteAllocate.toFixed(1)} GB/s counting the write-allocate read)`);
+
+  const e = cfg.encoding;
+  const n = cfg.batch;
+  log(`configuration: 2D, L=${e.levels}, F=${e.featuresPerLevel}, log2T=${e.log2HashmapSize}, N_min=${e.baseResolution}, finest ${e.finestResolution}, ` +
+    `MLP ${cfg.network.width}x${cfg.network.hiddenLayers} (${cfg.network.activation}, no biases), loss ${cfg.loss}, batch ${n}, Adam, EMA ${cfg.ema.decay}, CPU backend`);
+  log(`image: ${imagePath} (${image.width}x${image.height}, ${image.channels} channels, ${image.bits}-bit)`);
+
+  // The phase split and the hand-written encoding.
+  const split = await measureSplit(cfg, image, reps, log);
+  const P = split.paramsEncoding + split.paramsNetwork;
+  const limitMs = {
+    encodeForward: split.hand.forwardMs,
+    mlp: split.mlpFlops / peak.gflops / 1e6,
+    encodeBackward: split.hand.backwardMs,
+    optimizer: (8 * 4 * P) / triad.gbs / 1e6,
+    ema: (3 * 4 * P) / triad.gbs / 1e6,
+  };
+  const limitStepMs = Object.values(limitMs).reduce((a, b) => a + b, 0);
+  const limitStepsPerS = 1000 / limitStepMs;
+
+  // train() itself: overall steps/s and the PSNR after the budget.
+  const outRoot = mkdtempSync(join(tmpdir(), "bench-train-"));
+  let result!: TrainResult;
+  const sweep: { batch: number; psnr: number; steps: number; steps_per_s: number; samples_per_s: number }[] = [];
+  let torch: TorchResult | undefined;
+  let torchNote = "";
+  try {
+    Bun.gc(true);
+    log(`training ${seconds} s with train() (CPU backend, the trainer's defaults, evalEvery 0) ...`);
+    result = await trainFor(imagePath, seconds, undefined, join(outRoot, "main"));
+    log(`  ${result.steps} steps in ${result.seconds.toFixed(1)} s: ${result.stepsPerSecond.toFixed(2)} steps/s, full-image PSNR ${result.psnr.toFixed(2)} dB (EMA weights)`);
+    sweep.push({ batch: n, psnr: result.psnr, steps: result.steps, steps_per_s: result.stepsPerSecond, samples_per_s: result.stepsPerSecond * n });
+
+    if (values["batch-sweep"]) {
+      const batches = [1 << 14, 1 << 15];
+      // 2^17 when it would still take at least 100 steps in the budget (about half of 2^16's rate).
+      if ((result.stepsPerSecond / 2) * seconds >= 100) batches.push(1 << 17);
+      for (const b of batches) {
+        Bun.gc(true);
+        log(`training ${seconds} s with batch ${b} ...`);
+        const r = await trainFor(imagePath, seconds, b, join(outRoot, `b${b}`));
+        log(`  ${r.steps} steps, ${r.stepsPerSecond.toFixed(2)} steps/s, PSNR ${r.psnr.toFixed(2)} dB`);
+        sweep.push({ batch: b, psnr: r.psnr, steps: r.steps, steps_per_s: r.stepsPerSecond, samples_per_s: r.stepsPerSecond * b });
+      }
+      sweep.sort((a, b) => a.batch - b.batch);
+    }
+
+    if (values["no-torch"]) torchNote = "skipped (--no-torch)";
+    else {
+      const avail = findTorchPython();
+      if (!avail.python) torchNote = `python3-torch not installed (${avail.why}): apt-get install python3-torch libopenblas0-pthread to compare`;
+      else {
+        // The child's CPU time is not "other processes": leave its segment out of the busy check.
+        busy.stop();
+        log(`PyTorch: ${TORCH_STEPS} steps (after 2 warm-up) of the same model, batch ${n}, ${machine.threads} threads ...`);
+        try {
+          torch = await runTorch(avail.python, cfg, image, machine.threads, outRoot);
+        } catch (err) {
+          torchNote = `failed: ${(err as Error).message}`;
+        }
+        busy.start();
+      }
+    }
+  } finally {
+    rmSync(outRoot, { recursive: true, force: true });
+  }
+  // The peak once more at the end: a drift (another process, the clock) shows up here.
+  const peakEnd = machine.fmaPeak(5);
+  busy.stop();
+  const others = busy.share;
+
+  // Report.
+  const stepsPerS = result.stepsPerSecond;
+  const share = stepsPerS / limitStepsPerS;
+  log("");
+  log(`phase split: median of ${reps} steps (after 3 warm-up), each phase timed alone; limit = this machine's rate for that phase`);
+  log("phase                          |   ms     share |  limit ms  basis                                   | ms / limit");
+  const basis: Record<Exclude<Phase, "sample">, string> = {
+    encodeForward: `hand-written C++ ${split.hand.vectorPath}: ${(n / split.hand.forwardMs / 1e3).toFixed(1)} M pts/s`,
+    mlp: `${(split.mlpFlops / 1e9).toFixed(2)} GFLOP at ${peak.gflops.toFixed(0)} GFLOP/s`,
+    encodeBackward: `hand-written C++: ${(n / split.hand.backwardMs / 1e3).toFixed(1)} M pts/s`,
+    optimizer: `8 x 4 B x ${(P / 1e6).toFixed(2)} M at ${triad.gbs.toFixed(1)} GB/s`,
+    ema: `3 x 4 B x ${(P / 1e6).toFixed(2)} M at ${triad.gbs.toFixed(1)} GB/s`,
+  };
+  const sumMs = PHASES.reduce((s, p) => s + split.ms[p], 0);
+  for (const p of PHASES) {
+    const ms = split.ms[p];
+    const lim = p === "sample" ? undefined : limitMs[p];
+    log(
+      `${PHASE_NAMES[p].padEnd(30)} | ${ms.toFixed(2).padStart(6)} ${((100 * ms) / sumMs).toFixed(1).padStart(6)}% | ` +
+        `${lim === undefined ? "     -" : lim.toFixed(2).padStart(8)}  ${(p === "sample" ? "(no reference: not in the limit)" : basis[p]).padEnd(40)}| ${lim === undefined ? "-" : `${(ms / lim).toFixed(2)}x`}`,
+    );
+  }
+  log(`${"step (phases back to back)".padEnd(30)} | ${split.stepMs.toFixed(2).padStart(6)}         | ${limitStepMs.toFixed(2).padStart(8)}  = ${limitStepsPerS.toFixed(1)} steps/s limit`);
+  const gaps = (Object.keys(limitMs) as (keyof typeof limitMs)[])
+    .map((p) => ({ p, gap: split.ms[p] - limitMs[p] }))
+    .concat([{ p: "sample" as never, gap: split.ms.sample }])
+    .sort((a, b) => b.gap - a.gap);
+  log(`biggest gaps to the limit (ms per step): ${gaps.slice(0, 3).map((g) => `${PHASE_NAMES[g.p as Phase]} +${g.gap.toFixed(2)}`).join(", ")}`);
+  log("");
+  log(`params: encoding ${split.paramsEncoding}, network ${split.paramsNetwork}; encoding forward ${split.hand.forwardIdentical ? "bit-identical to" : "DIFFERENT from"} the hand-written kernel`);
+  log(`train(): ${stepsPerS.toFixed(2)} steps/s (${result.steps} steps in ${result.seconds.toFixed(1)} s; the split's phases give ${(1000 / split.stepMs).toFixed(2)})`);
+  log(`limit: ${limitStepsPerS.toFixed(2)} steps/s; train() reaches ${(100 * share).toFixed(1)}% of it (target >= 60%: ${share >= 0.6 ? "MET" : "NOT MET"})`);
+  log(`PSNR after ${seconds} s on ${imagePath.split("/").pop()}: ${result.psnr.toFixed(2)} dB`);
+  if (sweep.length > 1) {
+    log(`batch sweep (${seconds} s each, same image, train() defaults otherwise):`);
+    for (const s of sweep) log(`  batch ${String(s.batch).padStart(6)}: ${s.psnr.toFixed(2)} dB, ${s.steps} steps, ${s.steps_per_s.toFixed(2)} steps/s, ${(s.samples_per_s / 1e6).toFixed(2)} M samples/s`);
+    const best = sweep.reduce((a, b) => (b.psnr > a.psnr ? b : a));
+    log(`  highest PSNR: batch ${best.batch} (${best.psnr.toFixed(2)} dB)${best.batch === n ? " = the default" : ` (the default ${n} reaches ${result.psnr.toFixed(2)} dB)`}`);
+  }
+  if (torch) {
+    const ratio = stepsPerS / torch.steps_per_s;
+    log(`PyTorch ${torch.torch} (CPU, ${torch.threads} threads, same model, ${torch.params} params): ${torch.steps_per_s.toFixed(2)} steps/s (median of ${torch.steps}); ours ${ratio.toFixed(1)}x (target >= 10x: ${ratio >= 10 ? "MET" : "NOT MET"})`);
+  } else log(`PyTorch: ${torchNote}`);
+  log(`FMA peak at the end of the run: ${peakEnd.gflops.toFixed(1)} GFLOP/s (start ${peak.gflops.toFixed(1)})`);
+  const busyText = others === undefined ? "unknown (no /proc/stat)" : `${(100 * others).toFixed(0)}%`;
+  log(`(${((performance.now() - started) / 1000).toFixed(0)} s; other processes used ${busyText} of the machine's CPU time meanwhile${torch ? ", the PyTorch child's part left out" : ""})`);
+  if (others !== undefined && others > 0.05) {
+    log(`WARNING: other processes were running (${busyText} of all CPU time). An OpenMP kernel whose threads share a core with another process waits for it at every barrier: these figures understate the machine; run again when it is idle.`);
+  }
+
+  if (values.json) {
+    console.log(JSON.stringify({
+      cpu: cpu.model, cpu_family: cpu.family, threads: machine.threads, vector_bits: machine.vectorBits, march: cpu.march,
+      fma_peak_gflops: peak.gflops, fma_peak_end_gflops: peakEnd.gflops, triad_gbs: triad.gbs, triad_gbs_write_allocate: triad.gbsWriteAllocate,
+      batch: n, params_encoding: split.paramsEncoding, params_network: split.paramsNetwork, mlp_flops: split.mlpFlops,
+      steps_per_s: stepsPerS, train_steps: result.steps, train_seconds: result.seconds,
+      split_ms: { sample: split.ms.sample, encode_forward: split.ms.encodeForward, mlp: split.ms.mlp, encode_backward: split.ms.encodeBackward, optimizer: split.ms.optimizer, ema: split.ms.ema, step: split.stepMs },
+      limit_ms: { encode_forward: limitMs.encodeForward, mlp: limitMs.mlp, encode_backward: limitMs.encodeBackward, optimizer: limitMs.optimizer, ema: limitMs.ema, step: limitStepMs },
+      limit_steps_per_s: limitStepsPerS, limit_share: share,
+      hand_forward_mpts: n / split.hand.forwardMs / 1e3, hand_backward_mpts: n / split.hand.backwardMs / 1e3, hand_vector_path: split.hand.vectorPath,
+      psnr_60s: result.psnr, psnr_seconds: seconds, image: imagePath,
+      batch_sweep: sweep.length > 1 ? sweep : null,
+      torch_steps_per_s: torch?.steps_per_s ?? null, torch_ratio: torch ? stepsPerS / torch.steps_per_s : null, torch_note: torch ? null : torchNote,
+      reps, others_cpu_share: others ?? null,
+    }));
+  }
+  return 0;
+}
+
+if (import.meta.main) process.exit(await main());
