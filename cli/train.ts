@@ -160,11 +160,14 @@ function progress(json: boolean): { step(i: StepInfo): void; stop(): void } {
 
 function report(r: TrainResult): string {
   const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+  const head = r.stoppedBy === "interrupted"
+    ? `interrupted after ${r.steps} steps in ${r.seconds.toFixed(1)} s (${r.stepsPerSecond.toFixed(1)} steps/s)${Number.isFinite(r.psnr) ? `; last PSNR ${r.psnr.toFixed(2)} dB` : ""}`
+    : `PSNR ${r.psnr.toFixed(2)} dB on the full ${r.image.width}x${r.image.height} image after ${r.steps} steps in ${r.seconds.toFixed(1)} s (${r.stepsPerSecond.toFixed(1)} steps/s; stopped by ${r.stoppedBy})`;
   return [
-    `PSNR ${r.psnr.toFixed(2)} dB on the full ${r.image.width}x${r.image.height} image after ${r.steps} steps in ${r.seconds.toFixed(1)} s (${r.stepsPerSecond.toFixed(1)} steps/s; stopped by ${r.stoppedBy})`,
+    head,
     `parameters: encoding ${r.paramsEncoding.toLocaleString("en")}, network ${r.paramsNetwork.toLocaleString("en")} (${mib(r.bytesParams)}; ${mib(r.bytesTraining)} with gradients, optimizer and EMA state)`,
     `backend ${r.backendReason}`,
-    `outputs: ${r.files.reconstruction}, ${r.files.metrics}, ${r.files.plot}, ${r.files.summary}, ${r.files.checkpoint}`,
+    `outputs: ${r.stoppedBy === "interrupted" ? "" : `${r.files.reconstruction}, `}${r.files.metrics}, ${r.files.plot}, ${r.files.summary}, ${r.files.checkpoint}`,
   ].join("\n");
 }
 

@@ -58,6 +58,7 @@ export interface TrainHooks {
 export type StopReason = "steps" | "seconds" | "interrupted" | "non-finite loss";
 
 export interface TrainResult {
+  /** Full-image PSNR at the end (an interrupted run: the last evaluation's, NaN if none). */
   psnr: number;
   steps: number;
   seconds: number;
@@ -244,7 +245,13 @@ async function run(cfg: TrainConfig, image: ImageData, m: Model, out: string, re
     }
   };
 
+  let yielded = performance.now();
   while (step < cfg.steps) {
+    // Let the event loop run now and then: signal handlers (Ctrl-C) and timers are JS callbacks.
+    if (performance.now() - yielded > 50) {
+      await new Promise((go) => setImmediate(go));
+      yielded = performance.now();
+    }
     const factor = schedule.factor(step);
     opt.setLearningRate("encoding", m.encLr * factor);
     opt.setLearningRate("network", m.netLr * factor);
@@ -306,26 +313,31 @@ async function run(cfg: TrainConfig, image: ImageData, m: Model, out: string, re
         ": lower the learning rate, or check the image and the loss",
     );
   }
-  // Final evaluation and outputs (on the EMA weights when enabled).
-  ema?.swap();
-  let final;
-  try {
-    final = evaluate(image, sampler, field, { colorspace: cfg.colorspace, tileRows: Math.max(1, Math.floor(EVAL_TILE / image.width)), render: true });
-  } finally {
+  // Final evaluation and outputs (on the EMA weights when enabled). An interrupted run writes its
+  // checkpoint and the cheap outputs at once: the full-image rendering can take long.
+  let psnr = lastPsnr ?? NaN;
+  let pixels: Uint8Array | Uint16Array | undefined;
+  if (stoppedBy !== "interrupted") {
     ema?.swap();
+    try {
+      const final = evaluate(image, sampler, field, { colorspace: cfg.colorspace, tileRows: Math.max(1, Math.floor(EVAL_TILE / image.width)), render: true });
+      psnr = lastPsnr = final.psnr;
+      pixels = final.pixels;
+    } finally {
+      ema?.swap();
+    }
+    hooks.onEval?.({ step, psnr, heldOutLoss: NaN });
+    if (rows.length) rows[rows.length - 1]!.psnr = psnr;
   }
-  lastPsnr = final.psnr;
-  hooks.onEval?.({ step, psnr: final.psnr, heldOutLoss: NaN });
-  if (rows.length) rows[rows.length - 1]!.psnr = final.psnr;
-  if (pending) metrics.log({ ...pending, psnr: final.psnr });
+  if (pending) metrics.log({ ...pending, psnr: pixels ? psnr : pending.psnr });
   metrics.close();
   await save();
-  await writeImage(files.reconstruction, image, final.pixels!);
+  if (pixels) await writeImage(files.reconstruction, image, pixels);
   await writePlot(files.plot, rows);
   const paramsEncoding = grid.paramCount;
   const paramsNetwork = mlp.paramCount;
   const result: TrainResult = {
-    psnr: final.psnr,
+    psnr,
     steps: step,
     seconds: trainedSeconds,
     stepsPerSecond: (step - stepsAtStart) / Math.max(1e-9, trainedSeconds - elapsedBefore),
