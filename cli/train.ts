@@ -49,11 +49,11 @@ export const FLAGS: Flag[] = [
   { flag: "beta2", path: "optimizer.beta2", kind: "number", help: "Adam's beta2" },
   { flag: "eps", path: "optimizer.eps", kind: "number", help: "Adam's epsilon" },
   { flag: "schedule", path: "schedule.kind", kind: "string", help: "none, cosine, onecycle or plateau" },
-  { flag: "warmup", path: "schedule.warmupSteps", kind: "int", help: "cosine: linear warmup steps" },
-  { flag: "min-factor", path: "schedule.minFactor", kind: "number", help: "cosine/plateau: the lowest lr, as a factor of --lr" },
-  { flag: "pct-start", path: "schedule.pctStart", kind: "number", help: "onecycle: share of the steps rising to the maximum" },
-  { flag: "patience", path: "schedule.patience", kind: "int", help: "plateau: evaluations without improvement before reducing" },
-  { flag: "factor", path: "schedule.factor", kind: "number", help: "plateau: the reduction factor" },
+  { flag: "warmup", path: "schedule.warmupSteps", kind: "int", help: "cosine: linear warmup steps [0]" },
+  { flag: "min-factor", path: "schedule.minFactor", kind: "number", help: "cosine/plateau: the lowest lr, as a factor of --lr [0.01 / 0.001]" },
+  { flag: "pct-start", path: "schedule.pctStart", kind: "number", help: "onecycle: share of the steps rising to the maximum [0.3]" },
+  { flag: "patience", path: "schedule.patience", kind: "int", help: "plateau: evaluations without improvement before reducing [3]" },
+  { flag: "factor", path: "schedule.factor", kind: "number", help: "plateau: the reduction factor [0.5]" },
   { flag: "ema", path: "ema.decay", kind: "number", help: "decay of the parameters' moving average (used for outputs)" },
   { flag: "no-ema", path: "ema.enabled", kind: "bool", help: "evaluate the raw parameters, keep no moving average" },
   { flag: "eval-every", path: "evalEvery", kind: "int", help: "full-image PSNR every N steps (0: at the end only)" },
@@ -95,7 +95,6 @@ function flagConfig(values: Record<string, string | boolean | undefined>): Recor
       setPath(cfg, f.path, n);
     }
   }
-  // A schedule flag without --schedule applies to the configured schedule; its kind must be given.
   return cfg;
 }
 
@@ -104,6 +103,11 @@ function byFlag(message: string, set: Set<string>): string {
   return message
     .split("\n")
     .map((line) => {
+      const unknown = /^schedule: unknown fields? (.*)$/.exec(line);
+      if (unknown) {
+        const flags = FLAGS.filter((x) => set.has(x.flag) && unknown[1]!.includes(`"${x.path.slice("schedule.".length)}"`)).map((x) => `--${x.flag}`);
+        if (flags.length) return `${flags.join(", ")}: not a setting of this schedule (see --help for which schedule each belongs to)`;
+      }
       const f = FLAGS.find((x) => set.has(x.flag) && line.startsWith(`${x.path}:`));
       return f ? `--${f.flag}${line.slice(f.path.length)}` : line;
     })
@@ -200,9 +204,15 @@ export async function main(argv: string[]): Promise<number> {
     const file = typeof values.config === "string" ? readConfigFile(values.config) : {};
     const flags = flagConfig(values);
     if (positionals[0]) flags.image = positionals[0];
+    const merged = mergeConfig(file, flags);
+    const schedule = merged.schedule as Record<string, unknown> | undefined;
+    if (schedule && schedule.kind === undefined) {
+      const given = FLAGS.filter((f) => f.path.startsWith("schedule.") && set.has(f.flag)).map((f) => `--${f.flag}`);
+      throw new UsageError(`${given.join(", ") || "schedule settings"} ${given.length === 1 ? "needs" : "need"} a schedule: give --schedule cosine, onecycle or plateau`);
+    }
     let cfg;
     try {
-      cfg = parseTrainConfig(mergeConfig(file, flags));
+      cfg = parseTrainConfig(merged);
     } catch (e) {
       if (e instanceof ConfigError) throw new ConfigError(byFlag(e.message, set));
       throw e;
