@@ -34,25 +34,33 @@ const ALLOWED: Record<string, string> = {
 export type OptimizerOptionsInput = z.input<typeof OptimizerOptions>;
 export type OptimizerSettings = z.output<typeof OptimizerOptions>;
 
-/** A group of parameters with its gradient; lr and weightDecay default to the optimizer's. */
+/**
+ * A group of parameters with its gradient; lr and weightDecay default to the optimizer's. f16
+ * parameters (mixed precision) are updated through f32 master weights that the optimizer keeps:
+ * the step runs on the master, then rounds it into the parameters.
+ */
 export interface ParamGroup {
   name: string;
-  params: DeviceBuffer<"f32">;
+  params: DeviceBuffer<"f32"> | DeviceBuffer<"f16">;
   grad: DeviceBuffer<"f32">;
   lr?: number;
   weightDecay?: number;
 }
 
-/** Everything a checkpoint needs to continue the optimizer exactly. */
+/** Everything a checkpoint needs to continue the optimizer exactly (`master`: of f16 groups). */
 export interface OptimizerState {
   step: number;
-  groups: { name: string; lr: number; m?: Float32Array; v?: Float32Array }[];
+  groups: { name: string; lr: number; m?: Float32Array; v?: Float32Array; master?: Float32Array }[];
 }
 
 interface Group extends Required<ParamGroup> {
+  /** The f32 weights the step updates: the parameters themselves, or an f16 group's master copy. */
+  master: DeviceBuffer<"f32">;
   m?: DeviceBuffer<"f32">;
   v?: DeviceBuffer<"f32">;
 }
+
+const isHalf = (g: ParamGroup): boolean => g.params.elem === "f16";
 
 export class Optimizer {
   #step = 0;
@@ -72,9 +80,11 @@ export class Optimizer {
       for (const [k, v] of [["lr", g.lr], ["weightDecay", g.weightDecay]] as const)
         if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new ConfigError(`optimizer: group ${g.name}: ${k} ${v} is not allowed (allowed: a finite number >= 0)`);
     }
-    const mod = await loadKernels(OPTIMIZER_KERNELS, { kernels: [s.kind === "adam" ? "adamStep" : "sgdStep"], backend: load.backend, cacheDir: load.cacheDir, boundsChecks: false });
+    const kernels = [s.kind === "adam" ? "adamStep" : "sgdStep", ...(groups.some(isHalf) ? ["storeHalf"] : [])];
+    const mod = await loadKernels(OPTIMIZER_KERNELS, { kernels, backend: load.backend, cacheDir: load.cacheDir, boundsChecks: false });
     const full = groups.map((g): Group => ({
       ...g, lr: g.lr ?? s.lr, weightDecay: g.weightDecay ?? s.weightDecay,
+      master: isHalf(g) ? mod.upload("f32", g.params.download()) : (g.params as DeviceBuffer<"f32">),
       ...(s.kind === "adam" ? { m: mod.alloc("f32", g.params.length), v: mod.alloc("f32", g.params.length) } : {}),
     }));
     return new Optimizer(s, full, mod);
@@ -113,13 +123,27 @@ export class Optimizer {
     // tiny-cuda-nn folds both bias corrections into the step size (in double here, then f32).
     const correction = Math.sqrt(1 - beta2 ** this.#step) / (1 - beta1 ** this.#step);
     for (const g of this.groups) {
-      if (this.settings.kind === "adam") this.mod.kernels.adamStep!(g.params.length, g.params, g.grad, g.m!, g.v!, g.lr * correction, beta1, beta2, eps, g.weightDecay, gradScale);
-      else this.mod.kernels.sgdStep!(g.params.length, g.params, g.grad, g.lr, g.weightDecay, gradScale);
+      if (this.settings.kind === "adam") this.mod.kernels.adamStep!(g.master.length, g.master, g.grad, g.m!, g.v!, g.lr * correction, beta1, beta2, eps, g.weightDecay, gradScale);
+      else this.mod.kernels.sgdStep!(g.master.length, g.master, g.grad, g.lr, g.weightDecay, gradScale);
     }
+    this.sync();
+  }
+
+  /** The f32 weights of a group: its parameters, or an f16 group's master copy. */
+  master(group: string): DeviceBuffer<"f32"> {
+    return this.group(group).master;
+  }
+
+  /** Rounds f16 groups' master weights into their parameters (after the master changed, e.g. an EMA swap). */
+  sync(): void {
+    for (const g of this.groups) if (g.master !== g.params) this.mod.kernels.storeHalf!(g.master.length, g.master, g.params);
   }
 
   state(): OptimizerState {
-    return { step: this.#step, groups: this.groups.map((g) => ({ name: g.name, lr: g.lr, m: g.m?.download(), v: g.v?.download() })) };
+    return {
+      step: this.#step,
+      groups: this.groups.map((g) => ({ name: g.name, lr: g.lr, m: g.m?.download(), v: g.v?.download(), ...(g.master !== g.params ? { master: g.master.download() } : {}) })),
+    };
   }
 
   /** Continue from a saved state (same groups, same sizes). */
@@ -132,9 +156,14 @@ export class Optimizer {
         if (!data || data.length !== buf.length) throw new Error(`optimizer state: group ${saved.name} has ${data?.length ?? 0} values of ${k}, expected ${buf.length}`);
         buf.upload(data);
       }
+      if (g.master !== g.params) {
+        if (saved.master?.length !== g.master.length) throw new Error(`optimizer state: f16 group ${saved.name} has ${saved.master?.length ?? 0} master weights, expected ${g.master.length}`);
+        g.master.upload(saved.master);
+      }
       g.lr = saved.lr;
     }
     this.#step = state.step;
+    this.sync();
   }
 
   close(): void {

@@ -30,6 +30,8 @@ export const TrainConfigSchema = z
         finestResolution: z.number().positive().default(2048),
         gridType: z.enum(["hash", "dense", "tiled"]).default("hash"),
         interpolation: z.enum(["nearest", "linear", "smoothstep"]).default("linear"),
+        /** Storage of the encoding's parameters: f16 trains them through f32 master weights (mixed precision). */
+        precision: z.enum(["f32", "f16"]).default("f32"),
         /** Learning rate of the encoding (default: optimizer.lr). */
         lr: z.number().positive().optional(),
       })
@@ -89,7 +91,7 @@ export type TrainConfig = z.output<typeof TrainConfigSchema>;
 /** Fields whose change makes a checkpoint unusable (the model's shape and the data). */
 export const MODEL_FIELDS = [
   "encoding.levels", "encoding.featuresPerLevel", "encoding.log2HashmapSize", "encoding.baseResolution",
-  "encoding.finestResolution", "encoding.gridType", "encoding.interpolation",
+  "encoding.finestResolution", "encoding.gridType", "encoding.interpolation", "encoding.precision",
   "network.width", "network.hiddenLayers", "network.activation", "network.outputActivation", "network.biases",
   "optimizer.kind", "ema.enabled", "colorspace",
 ];

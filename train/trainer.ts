@@ -140,16 +140,16 @@ async function buildModel(cfg: TrainConfig, image: ImageData, log: (m: string) =
   const netLr = cfg.network.lr ?? cfg.optimizer.lr;
   const weightDecay = cfg.network.weightDecay;
   const { grid, mlp } = await createField(cfg, image.channels, load);
-  const gridParams = grid.params as DeviceBuffer<"f32">;
   const opt = await Optimizer.create(
     [
-      { name: "encoding", params: gridParams, grad: grid.grad, lr: encLr, weightDecay: 0 },
+      { name: "encoding", params: grid.params as DeviceBuffer<"f32"> | DeviceBuffer<"f16">, grad: grid.grad, lr: encLr, weightDecay: 0 },
       { name: "network", params: mlp.params, grad: mlp.grad, lr: netLr, weightDecay },
     ],
     cfg.optimizer,
     load,
   );
-  const groups = [{ name: "encoding", params: gridParams }, { name: "network", params: mlp.params }];
+  // The average is of the f32 weights (an f16 encoding's master copy); see withAverage.
+  const groups = [{ name: "encoding", params: opt.master("encoding") }, { name: "network", params: opt.master("network") }];
   const ema = cfg.ema.enabled ? await Ema.create(groups, { decay: cfg.ema.decay }, load) : undefined;
   const sampler = await ImageSampler.create(image, { backend: load.backend, colorspace: cfg.colorspace });
   const heldOutLoss = await Loss.create({ kind: cfg.loss as never, width: image.channels, huberDelta: cfg.huberDelta }, load);
@@ -234,14 +234,14 @@ async function run(cfg: TrainConfig, image: ImageData, m: Model, out: string, re
   };
 
   const evaluation = () => {
-    ema?.swap();
+    swapAverage(m);
     try {
       const r = evaluate(image, sampler, field, { colorspace: cfg.colorspace, tileRows: Math.max(1, Math.floor(EVAL_TILE / image.width)) });
       const h = sampler.sample(Math.min(HELD_OUT, cfg.batch), microSeed(cfg.seed ^ 0x5eed, 0xffffffff));
       const pred = mlp.forward(grid.forward(h.coords));
       return { psnr: r.psnr, heldOutLoss: m.heldOutLoss.evaluate(pred, h.targets).loss };
     } finally {
-      ema?.swap();
+      swapAverage(m);
     }
   };
 
@@ -318,13 +318,13 @@ async function run(cfg: TrainConfig, image: ImageData, m: Model, out: string, re
   let psnr = lastPsnr ?? NaN;
   let pixels: Uint8Array | Uint16Array | undefined;
   if (stoppedBy !== "interrupted") {
-    ema?.swap();
+    swapAverage(m);
     try {
       const final = evaluate(image, sampler, field, { colorspace: cfg.colorspace, tileRows: Math.max(1, Math.floor(EVAL_TILE / image.width)), render: true });
       psnr = lastPsnr = final.psnr;
       pixels = final.pixels;
     } finally {
-      ema?.swap();
+      swapAverage(m);
     }
     hooks.onEval?.({ step, psnr, heldOutLoss: NaN });
     if (rows.length) rows[rows.length - 1]!.psnr = psnr;
@@ -356,6 +356,13 @@ async function run(cfg: TrainConfig, image: ImageData, m: Model, out: string, re
   return result;
 }
 
+/** Exchanges the weights and their average (if kept); f16 parameters follow their master. */
+function swapAverage(m: Model): void {
+  if (!m.ema) return;
+  m.ema.swap();
+  m.opt.sync();
+}
+
 /** The model's prediction at coordinates: grid -> MLP, downloaded. */
 function fieldOf(m: Model): Field {
   return (coords, n) => {
@@ -366,8 +373,9 @@ function fieldOf(m: Model): Field {
 
 /** Every array a checkpoint holds, by name. */
 function stateArrays(m: Model): Record<string, Float32Array> {
+  // The f32 weights (an f16 encoding's master copy, not its rounded parameters).
   const arrays: Record<string, Float32Array> = {
-    "encoding.params": m.grid.params.download() as Float32Array,
+    "encoding.params": m.opt.master("encoding").download(),
     "network.params": m.mlp.params.download(),
   };
   for (const g of m.opt.state().groups) {
@@ -385,12 +393,12 @@ function restore(m: Model, ck: Checkpoint): void {
     if (!v || v.length !== length) throw new CheckpointError(`the checkpoint's ${name} has ${v?.length ?? 0} values, the model needs ${length}`);
     return v;
   };
-  m.grid.params.upload(need("encoding.params", m.grid.paramCount));
+  m.opt.master("encoding").upload(need("encoding.params", m.grid.paramCount));
   m.mlp.params.upload(need("network.params", m.mlp.paramCount));
   const saved = ck.meta.optimizer as { step: number; groups: { name: string; lr: number }[] };
   const state: OptimizerState = {
     step: saved.step,
-    groups: saved.groups.map((g) => ({ ...g, m: a[`optimizer.${g.name}.m`], v: a[`optimizer.${g.name}.v`] })),
+    groups: saved.groups.map((g) => ({ ...g, m: a[`optimizer.${g.name}.m`], v: a[`optimizer.${g.name}.v`], master: a[`${g.name}.params`] })),
   };
   m.opt.restore(state);
   if (m.ema) {

@@ -1,7 +1,7 @@
 // Optimizers, one parameter group per launch (index i runs over the group's elements). The
 // gradient is read, used and zeroed in the same pass, so that the next step's backward passes can
 // accumulate into it without a separate clearing pass.
-import { type Buf, type f32, type u32, sqrt } from "../index.ts";
+import { type Buf, type f16, type f32, type u32, sqrt } from "../index.ts";
 
 /**
  * Adam as tiny-cuda-nn's: g = gradScale * grad + weightDecay * param (L2), m and v the moving
@@ -27,4 +27,12 @@ export function adamStep(i: u32, params: Buf<f32>, grads: Buf<f32>, m: Buf<f32>,
 export function sgdStep(i: u32, params: Buf<f32>, grads: Buf<f32>, lr: f32, weightDecay: f32, gradScale: f32): void {
   params[i] = params[i] - lr * (gradScale * grads[i] + weightDecay * params[i]);
   grads[i] = 0.0;
+}
+
+/**
+ * Mixed precision: an f16 parameter is its f32 master weight rounded to nearest.
+ * @kernel
+ */
+export function storeHalf(i: u32, master: Buf<f32>, params: Buf<f16>): void {
+  params[i] = master[i];
 }

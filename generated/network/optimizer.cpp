@@ -49,3 +49,14 @@ extern "C" int32_t sgdStep(int64_t ngp_n, float* __restrict__ params, int64_t ng
   for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) sgdStep_body((uint32_t)ngp_i, params, grads, lr, weightDecay, gradScale);
   return 0;
 }
+
+NGP_FN void storeHalf_body(uint32_t i, const float* __restrict__ master, _Float16* __restrict__ params) {
+  params[i] = (_Float16)(master[i]);
+}
+
+extern "C" int32_t storeHalf(int64_t ngp_n, const float* __restrict__ master, int64_t ngp_len_master, _Float16* __restrict__ params, int64_t ngp_len_params) {
+  (void)ngp_len_master; (void)ngp_len_params;
+  #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
+  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) storeHalf_body((uint32_t)ngp_i, master, params);
+  return 0;
+}

@@ -57,6 +57,23 @@ extern "C" int32_t sgdStep(int64_t ngp_n, float* __restrict__ params, int64_t ng
   return (int32_t)cudaGetLastError();
 }
 
+NGP_FN void storeHalf_body(uint32_t i, const float* __restrict__ master, __half* __restrict__ params) {
+  params[i] = __float2half_rn(master[i]);
+}
+
+__global__ void storeHalf_kernel(int64_t ngp_n, const float* __restrict__ master, __half* __restrict__ params) {
+  const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
+  for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
+    storeHalf_body((uint32_t)ngp_i, master, params);
+}
+
+extern "C" int32_t storeHalf(int64_t ngp_n, const float* __restrict__ master, int64_t ngp_len_master, __half* __restrict__ params, int64_t ngp_len_params) {
+  if (ngp_n <= 0) return 0;
+  const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
+  storeHalf_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, master, params);
+  return (int32_t)cudaGetLastError();
+}
+
 extern "C" int32_t ngp_cuda_device_count(int32_t* out) { int n = 0; cudaError_t e = cudaGetDeviceCount(&n); *out = n; return (int32_t)e; }
 extern "C" int32_t ngp_cuda_malloc(uint64_t bytes, uint64_t* out) { void* p = nullptr; cudaError_t e = cudaMalloc(&p, bytes); *out = (uint64_t)p; return (int32_t)e; }
 extern "C" int32_t ngp_cuda_free(uint64_t ptr) { return (int32_t)cudaFree((void*)ptr); }

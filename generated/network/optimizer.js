@@ -43,3 +43,10 @@ function sgdStep_body(i, params, grads, lr, weightDecay, gradScale) {
 export function sgdStep(ngp_n, params, grads, lr, weightDecay, gradScale) {
   for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) sgdStep_body(ngp_i, params, grads, lr, weightDecay, gradScale);
 }
+
+function storeHalf_body(i, master, params) {
+  params[i] = master[i];
+}
+export function storeHalf(ngp_n, master, params) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) storeHalf_body(ngp_i, master, params);
+}
