@@ -73,10 +73,10 @@ function expectNearRef(what: string, got: Float32Array, r: RefGroup, steps: numb
   }
 }
 
-function groupOf(name: string, p0: Float32Array, backend: "cpu" | "js", extra: Partial<ParamGroup> = {}): ParamGroup & { params: DeviceBuffer<"f32">; grad: DeviceBuffer<"f32"> } {
+function groupOf(name: string, p0: Float32Array, backend: "cpu" | "js", extra: Partial<Omit<ParamGroup, "params">> = {}): ParamGroup & { params: DeviceBuffer<"f32">; grad: DeviceBuffer<"f32"> } {
   const params = allocBuffer(backend, "f32", p0.length);
   params.upload(p0);
-  return { name, params, grad: allocBuffer(backend, "f32", p0.length), ...extra };
+  return { name, grad: allocBuffer(backend, "f32", p0.length), ...extra, params };
 }
 
 async function adam(groups: ParamGroup[], options: OptimizerOptionsInput = {}, backend: "cpu" | "js" = BACKEND) {
