@@ -150,7 +150,7 @@ function progress(json: boolean): { step(i: StepInfo): void; stop(): void } {
       stop: () => started && bar.stop(),
     };
   }
-  let last = 0;
+  let last = -Infinity; // the first step prints at once
   return {
     step(i) {
       const now = performance.now();
