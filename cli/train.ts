@@ -9,7 +9,7 @@ import { ConfigError } from "../modules/options.ts";
 import { CheckpointError } from "../train/checkpoint.ts";
 import { DEFAULT_IMAGE, TrainConfigSchema, mergeConfig, parseTrainConfig, readConfigFile } from "../train/config.ts";
 import { ImageError } from "../train/image.ts";
-import { TrainError, train, type StepInfo, type TrainResult } from "../train/trainer.ts";
+import { OutDirError, TrainError, train, type StepInfo, type TrainResult } from "../train/trainer.ts";
 
 type Kind = "int" | "number" | "string" | "bool";
 interface Flag {
@@ -33,6 +33,7 @@ export const FLAGS: Flag[] = [
   { flag: "finest", path: "encoding.finestResolution", kind: "number", help: "finest resolution" },
   { flag: "grid-type", path: "encoding.gridType", kind: "string", help: "hash, dense or tiled" },
   { flag: "interpolation", path: "encoding.interpolation", kind: "string", help: "nearest, linear or smoothstep" },
+  { flag: "precision", path: "encoding.precision", kind: "string", help: "the encoding's storage: f32, or f16 trained through f32 master weights" },
   { flag: "encoding-lr", path: "encoding.lr", kind: "number", help: "learning rate of the encoding (default: --lr)" },
   { flag: "width", path: "network.width", kind: "int", help: "hidden width (16, 32, 64, 128)" },
   { flag: "layers", path: "network.hiddenLayers", kind: "int", help: "hidden layers (1 to 8)" },
@@ -236,7 +237,7 @@ export async function main(argv: string[]): Promise<number> {
     return result.stoppedBy === "interrupted" ? 130 : 0;
   } catch (e) {
     bar.stop();
-    const expected = e instanceof UsageError || e instanceof ConfigError || e instanceof ImageError || e instanceof CheckpointError || e instanceof CacheDirError;
+    const expected = e instanceof UsageError || e instanceof ConfigError || e instanceof ImageError || e instanceof CheckpointError || e instanceof CacheDirError || e instanceof OutDirError;
     if (expected) return console.error(`error: ${(e as Error).message}`), 2;
     if (e instanceof TrainError) return console.error(`error: ${e.message}`), 1;
     throw e;

@@ -64,9 +64,25 @@ export function closedModuleError(kernel: string, path: string): Error {
 }
 
 /** Validates, loads and wraps the module at `path`, which must export every kernel in `kernels`. */
+/**
+ * OpenMP's runtime, opened once and never closed. After a parallel region libgomp's worker threads
+ * wait (spinning) inside libgomp; if closing the last CPU module unloaded it under them, the
+ * process would crash. Holding our own reference keeps it loaded for the life of the process.
+ */
+let openmp: unknown;
+function keepOpenMP(): void {
+  if (openmp !== undefined) return;
+  try {
+    openmp = dlopen("libgomp.so.1", { omp_get_max_threads: { args: [], returns: "i32" } });
+  } catch {
+    openmp = null; // another OpenMP runtime (or none): nothing to hold
+  }
+}
+
 export function loadNativeModule(path: string, kernels: KernelSignature[], target: NativeTarget): NativeModule {
   const problem = validateSharedLibrary(path);
   if (problem) throw new Error(`refusing to load ${path}: ${problem}`);
+  if (target === "cpu") keepOpenMP();
   const defined = definedDynamicSymbols(path);
   checkSymbols(path, kernels, target, defined);
 

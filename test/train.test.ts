@@ -34,7 +34,6 @@ let dir: string;
 let image: string;
 let tall: string;
 let savedCacheEnv: string | undefined;
-let keeper: HashGrid | undefined;
 let runs = 0;
 const outDir = (name: string) => join(dir, `${name}-${runs++}`);
 
@@ -47,14 +46,8 @@ beforeAll(async () => {
   // The trainer loads its kernels through $NGPK_CACHE_DIR (it takes no cacheDir option).
   savedCacheEnv = process.env.NGPK_CACHE_DIR;
   process.env.NGPK_CACHE_DIR = cacheDir;
-  // Held open for the whole file, never closed: keeps libgomp loaded. A run that throws (the
-  // non-finite test) closes every module right after a multi-threaded kernel, and dlclose of the
-  // last module unloads libgomp while its worker threads still spin in it: a segmentation fault
-  // (see the todo test in test/train_cli.test.ts). Remove once the runtime keeps libgomp loaded.
-  if (CPU) keeper = await HashGrid.create({ dims: 2, levels: 4, log2HashmapSize: 12, finestResolution: 256, seed: 1 }, { backend: "cpu", cacheDir });
 });
 afterAll(() => {
-  void keeper;
   if (savedCacheEnv === undefined) delete process.env.NGPK_CACHE_DIR;
   else process.env.NGPK_CACHE_DIR = savedCacheEnv;
   rmSync(dir, { recursive: true, force: true });

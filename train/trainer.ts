@@ -153,23 +153,37 @@ async function buildModel(cfg: TrainConfig, image: ImageData, log: (m: string) =
   const ema = cfg.ema.enabled ? await Ema.create(groups, { decay: cfg.ema.decay }, load) : undefined;
   const sampler = await ImageSampler.create(image, { backend: load.backend, colorspace: cfg.colorspace });
   const heldOutLoss = await Loss.create({ kind: cfg.loss as never, width: image.channels, huberDelta: cfg.huberDelta }, load);
-  log(`backend ${grid.backend}: ${grid.backendReason}`);
+  log(`backend ${grid.backendReason}`);
   return {
     grid, mlp, opt, ema, sampler, heldOutLoss, encLr, netLr,
     close: () => [grid, mlp, opt, ema, sampler, heldOutLoss].forEach((x) => x?.close()),
   };
 }
 
+/** The out directory cannot be used: bad input (the CLI's exit status 2), found before training. */
+export class OutDirError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "OutDirError";
+  }
+}
+
+const WHY: Record<string, string> = {
+  EEXIST: "a file of that name exists", ENOTDIR: "a part of the path is a file", EACCES: "permission denied",
+  EPERM: "permission denied", EROFS: "the file system is read-only", ENOSPC: "no space left on the device",
+};
+
 function prepareOutDir(dir: string): string {
   try {
     mkdirSync(dir, { recursive: true });
-    if (!statSync(dir).isDirectory()) throw new Error("not a directory");
+    if (!statSync(dir).isDirectory()) throw Object.assign(new Error("not a directory"), { code: "EEXIST" });
     // Probe: a run that cannot write its outputs should fail now, not after an hour of training.
     const probe = join(dir, `.write-test-${process.pid}`);
     writeFileSync(probe, "");
     rmSync(probe, { force: true });
   } catch (e) {
-    throw new TrainError(`the out directory ${dir} cannot be written: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new OutDirError(`the out directory ${dir} cannot be written: ${(code && WHY[code]) ?? code ?? (e as Error).message}`);
   }
   return dir;
 }
@@ -223,7 +237,9 @@ async function run(cfg: TrainConfig, image: ImageData, m: Model, out: string, re
       step,
       rng: { micro },
       meta: {
-        schedule: schedule.state(), seconds: seconds(), psnr: lastPsnr, rows: rows.slice(-10_000),
+        // JSON holds no Infinity or NaN: a non-finite figure is stored as absent.
+        schedule: schedule.state(), seconds: seconds(), psnr: finite(lastPsnr),
+        rows: rows.slice(-10_000).map((r) => ({ step: r.step, loss: finite(r.loss), psnr: finite(r.psnr) })),
         image: { width: image.width, height: image.height, channels: image.channels, bits: image.bits },
         optimizer: { step: opt.step, groups: opt.state().groups.map((g) => ({ name: g.name, lr: g.lr })) },
         ema: ema ? { decay: ema.state().decay, steps: ema.state().steps } : undefined,
@@ -356,6 +372,8 @@ async function run(cfg: TrainConfig, image: ImageData, m: Model, out: string, re
   return result;
 }
 
+const finite = (v: number | undefined): number | undefined => (v !== undefined && Number.isFinite(v) ? v : undefined);
+
 /** Exchanges the weights and their average (if kept); f16 parameters follow their master. */
 function swapAverage(m: Model): void {
   if (!m.ema) return;
@@ -365,9 +383,17 @@ function swapAverage(m: Model): void {
 
 /** The model's prediction at coordinates: grid -> MLP, downloaded. */
 function fieldOf(m: Model): Field {
+  // Output buffers per tile size (a full tile and the last one), reused: evaluating a large image
+  // allocates nothing per tile but the downloaded values.
+  const buffers = new Map<number, { enc: DeviceBuffer<"f32">; out: DeviceBuffer<"f32"> }>();
   return (coords, n) => {
-    void n;
-    return m.mlp.forward(m.grid.forward(coords)).download() as Float32Array;
+    let b = buffers.get(n);
+    if (!b) {
+      if (buffers.size >= 2) buffers.clear();
+      b = { enc: m.grid.alloc(n * m.grid.outputDim), out: m.grid.alloc(n * m.mlp.settings.outputs) };
+      buffers.set(n, b);
+    }
+    return m.mlp.forward(m.grid.forward(coords, b.enc), b.out).download() as Float32Array;
   };
 }
 
@@ -404,6 +430,7 @@ function restore(m: Model, ck: Checkpoint): void {
   if (m.ema) {
     const e = ck.meta.ema as { decay: number; steps: number } | undefined;
     if (!e) throw new CheckpointError("the checkpoint holds no EMA state (trained with ema.enabled: false)");
-    m.ema.restore({ ...e, groups: ["encoding", "network"].map((name) => ({ name, ema: a[`ema.${name}`]! })) });
+    // The decay is this run's (a changed --ema applies from here on); the averages are the checkpoint's.
+    m.ema.restore({ ...e, decay: m.ema.decay, groups: ["encoding", "network"].map((name) => ({ name, ema: a[`ema.${name}`]! })) });
   }
 }
