@@ -102,7 +102,7 @@ interface Split {
 }
 
 /** The trainer's step built from the modules, each phase timed on its own. */
-async function measureSplit(cfg: TrainConfig, image: ImageData, reps: number, log: (s: string) => void): Promise<Split> {
+export async function measureSplit(cfg: TrainConfig, image: ImageData, reps: number, log: (s: string) => void): Promise<Split> {
   const load = { backend: "cpu" as const };
   const { grid, mlp } = await createField(cfg, image.channels, load);
   const gridParams = grid.params as DeviceBuffer<"f32">;
