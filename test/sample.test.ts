@@ -14,7 +14,7 @@ import { evaluate, type Field } from "../train/eval.ts";
 import type { ImageData } from "../train/image.ts";
 import { MetricsLog, METRICS_HEADER, plotSpec, readMetrics, writeJsonAtomic, writePlot } from "../train/outputs.ts";
 import { ImageSampler } from "../train/sampler.ts";
-import { freshSeed, rng, ulpDistance } from "./util.ts";
+import { freshSeed, rng } from "./util.ts";
 
 const CPU = findCxx().tool !== undefined;
 const cacheDir = process.env.NGPK_CACHE_DIR ?? join(tmpdir(), "ngpk-test-cache");
@@ -192,7 +192,7 @@ describe("CPU native backend", () => {
     { channels: 4, depth: 16, colorspace: "linear", exact: false },
   ] as const) {
     test.skipIf(!CPU)(
-      `${c.channels} channels, ${c.depth}-bit, ${c.colorspace}: CPU == JS ${c.exact ? "bit for bit" : "for coordinates and pixel centres, targets within 2 ulp (powf vs Math.pow)"}, both against the reference`,
+      `${c.channels} channels, ${c.depth}-bit, ${c.colorspace}: CPU == JS ${c.exact ? "bit for bit" : "for coordinates and pixel centres, targets within 4 roundings (powf vs Math.pow)"}, both against the reference`,
       async () => {
         const { image, samples } = makeImage(13, 11, c.channels, c.depth);
         const cpu = await ImageSampler.create(image, { backend: "cpu", cacheDir, colorspace: c.colorspace });
@@ -207,8 +207,9 @@ describe("CPU native backend", () => {
           const ta = host(a.targets);
           const tb = host(b.targets);
           if (c.exact) expect(bits(ta)).toEqual(bits(tb));
-          // 2 ulp of f32 (counted in representable steps, so a pair straddling a power of two is fine).
-          else for (let k = 0; k < ta.length; k++) if (Math.abs(ta[k]! - tb[k]!) > 2 ** -34) expect(ulpDistance(ta[k]!, tb[k]!)).toBeLessThanOrEqual(2);
+          // A few f32 roundings of the value (powf and Math.pow may differ in the last place of each
+          // corner; near 0 the corners' scale, 2^-8, bounds it).
+          else for (let k = 0; k < ta.length; k++) expect(Math.abs(ta[k]! - tb[k]!)).toBeLessThanOrEqual(4 * 2 ** -24 * Math.max(Math.abs(tb[k]!), 2 ** -8));
           expectTargets(image, samples, c.colorspace === "linear", ca, ta);
           expect(bits(host(cpu.pixelCenters(3, 8)))).toEqual(bits(host(js.pixelCenters(3, 8))));
         } finally {
