@@ -247,14 +247,13 @@ describe("bun run train: runs", () => {
 
   // Closing the last CPU module right after a multi-threaded kernel (the trainer on a non-finite
   // loss, render after writing its image) once unloaded libgomp while its worker threads spun in
-  // it: a segmentation fault about 4 runs in 5. The runtime now holds libgomp open.
-  test("no crash from unloading libgomp: a diverging run exits 1 and render exits 0, twice each", async () => {
+  // it: a segmentation fault about 4 runs in 5 (render: 1 in 6). The runtime now holds it open.
+  // (The diverging run above is one such case; render, right after writing its image, another.)
+  test("no crash from unloading libgomp: render exits 0, three times", async () => {
     const { out } = await smallJsonRun();
-    for (let k = 0; k < 2; k++) {
-      const r = await trainCli([image, ...SMALL, "--steps", "50", "--loss", "l2", "--activation", "none", "--optimizer", "sgd", "--lr", "10", "--out", outDir("diverge")]);
-      expect(r.err).not.toContain("Segmentation fault");
-      expect(r.code, r.err).toBe(1);
-      const p = await bun("cli/render.ts", ["--checkpoint", join(out, "checkpoint.ngpk"), "--out", join(dir, "twice.png"), "--backend", BACKEND]);
+    for (let k = 0; k < 3; k++) {
+      const p = await bun("cli/render.ts", ["--checkpoint", join(out, "checkpoint.ngpk"), "--out", join(dir, "again.png"), "--backend", BACKEND]);
+      expect(p.err).not.toContain("Segmentation fault");
       expect(p.code, p.err).toBe(0);
     }
   });
