@@ -7,6 +7,7 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { ACTIVATIONS, LOSSES } from "../modules/common.ts";
 import { ConfigError } from "../modules/options.ts";
+import { OptimizerOptions } from "../modules/optimizer.ts";
 import { ScheduleSpecSchema } from "./schedule.ts";
 
 /** The photograph `bun run train` fits when given none (NASA, public domain; see data/README.md). */
@@ -53,16 +54,8 @@ export const TrainConfigSchema = z
       .prefault({}),
     loss: z.enum(Object.keys(LOSSES) as [string, ...string[]]).default("relative_l2"),
     huberDelta: z.number().positive().default(1),
-    optimizer: z
-      .object({
-        kind: z.enum(["adam", "sgd"]).default("adam"),
-        lr: z.number().positive().max(1e3).default(1e-2),
-        beta1: z.number().min(0).lt(1).default(0.9),
-        beta2: z.number().min(0).lt(1).default(0.99),
-        eps: z.number().positive().max(1).default(1e-15),
-      })
-      .strict()
-      .prefault({}),
+    /** The Optimizer module's options (weight decay is per group: network.weightDecay). */
+    optimizer: OptimizerOptions.omit({ weightDecay: true }).prefault({}),
     schedule: ScheduleSpecSchema.default({ kind: "none" }),
     /** Exponential moving average of the parameters, used for evaluation and outputs. */
     ema: z.object({ enabled: z.boolean().default(true), decay: z.number().min(0).lt(1).default(0.999) }).strict().prefault({}),
