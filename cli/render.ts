@@ -2,20 +2,19 @@
 // a trained field at any resolution, in tiles of rows (bounded memory), on the EMA weights when the
 // checkpoint has them (--raw: the trained parameters themselves).
 import { parseArgs } from "node:util";
-import type { BackendRequest } from "../runtime/backend.ts";
 import { CacheDirError } from "../runtime/cache.ts";
+import { UsageError } from "../runtime/cli_input.ts";
 import { ConfigError } from "../modules/options.ts";
-import { CheckpointError, readCheckpoint, type Checkpoint } from "../train/checkpoint.ts";
+import { CheckpointError, readCheckpoint } from "../train/checkpoint.ts";
 import { parseTrainConfig } from "../train/config.ts";
 import { quantize } from "../train/eval.ts";
 import { ImageError, writeImage } from "../train/image.ts";
-import { createField } from "../train/trainer.ts";
+import { checkpointWeights, createField, fieldOf } from "../train/trainer.ts";
 
 const USAGE = "usage: bun run render --checkpoint FILE [--width W --height H | --scale S] --out IMAGE.png [--raw] [--backend auto|cuda|cpu|js]";
 /** Pixels per tile. */
 const TILE = 1 << 16;
 
-class UsageError extends Error {}
 
 function size(values: Record<string, string | boolean | undefined>, trained: { width: number; height: number }): { width: number; height: number } {
   const num = (flag: string): number | undefined => {
@@ -54,26 +53,34 @@ export async function main(argv: string[]): Promise<number> {
     const cfg = parseTrainConfig(ck.config);
     const trained = ck.meta.image as { width: number; height: number; channels: number; bits: 8 | 16 };
     const { width, height } = size(values, trained);
-    const backend = (values.backend ?? cfg.backend) as BackendRequest;
-    if (!["auto", "cuda", "cpu", "js"].includes(backend)) throw new UsageError(`--backend: ${JSON.stringify(backend)} is not allowed (allowed: auto, cuda, cpu, js)`);
+    let backend = cfg.backend;
+    if (values.backend !== undefined) {
+      try {
+        backend = parseTrainConfig({ ...cfg, backend: values.backend }).backend;
+      } catch (e) {
+        throw new UsageError(`--${(e as Error).message}`); // "backend: ... (allowed: ...)"
+      }
+    }
     const { grid, mlp } = await createField(cfg, trained.channels, { backend });
     try {
-      const weights = (name: string) => weightsOf(ck, name, values.raw === true);
-      grid.params.upload(weights("encoding"));
-      mlp.params.upload(weights("network"));
+      grid.params.upload(checkpointWeights(ck, "encoding", values.raw === true));
+      mlp.params.upload(checkpointWeights(ck, "network", values.raw === true));
+      const field = fieldOf({ grid, mlp });
       const C = trained.channels;
       const pixels = trained.bits === 16 ? new Uint16Array(width * height * C) : new Uint8Array(width * height * C);
       const rows = Math.max(1, Math.floor(TILE / width));
+      const coords = new Float32Array(2 * width * rows);
+      let buf = grid.alloc(coords.length);
       for (let y0 = 0; y0 < height; y0 += rows) {
         const h = Math.min(rows, height - y0);
-        const coords = new Float32Array(2 * width * h);
         for (let y = 0; y < h; y++)
           for (let x = 0; x < width; x++) {
             coords[2 * (y * width + x)] = (x + 0.5) / width;
             coords[2 * (y * width + x) + 1] = (y0 + y + 0.5) / height;
           }
-        const values = mlp.forward(grid.forward(coords)).download() as Float32Array;
-        quantize(values, pixels, y0 * width * C, { channels: C, bits: trained.bits, colorspace: cfg.colorspace });
+        if (h < rows) buf = grid.alloc(2 * width * h); // the last, shorter tile
+        buf.upload(coords.subarray(0, 2 * width * h));
+        quantize(field(buf, width * h), pixels, y0 * width * C, { channels: C, bits: trained.bits, colorspace: cfg.colorspace });
       }
       await writeImage(values.out as string, { width, height, channels: C, bits: trained.bits }, pixels);
       console.log(`${values.out}: ${width}x${height}, ${C} channel${C > 1 ? "s" : ""}, ${trained.bits}-bit, from ${values.checkpoint} (step ${ck.step}${values.raw ? "" : ck.arrays["ema.encoding"] ? ", EMA weights" : ""}; backend ${grid.backend})`);
@@ -87,13 +94,6 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof ConfigError || e instanceof CheckpointError || e instanceof ImageError || e instanceof CacheDirError) return console.error(`error: ${(e as Error).message}`), 2;
     throw e;
   }
-}
-
-/** The parameters to render with: the EMA's when the checkpoint has them (unless raw). */
-function weightsOf(ck: Checkpoint, group: string, raw: boolean): Float32Array {
-  const a = (!raw && ck.arrays[`ema.${group}`]) || ck.arrays[`${group}.params`];
-  if (!a) throw new CheckpointError(`${ck.path ?? "the checkpoint"} holds no ${group} parameters`);
-  return a;
 }
 
 if (import.meta.main) process.exit(await main(process.argv.slice(2)));

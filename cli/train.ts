@@ -5,6 +5,7 @@
 import { parseArgs } from "node:util";
 import cliProgress from "cli-progress";
 import { CacheDirError } from "../runtime/cache.ts";
+import { UsageError } from "../runtime/cli_input.ts";
 import { ConfigError } from "../modules/options.ts";
 import { CheckpointError } from "../train/checkpoint.ts";
 import { DEFAULT_IMAGE, TrainConfigSchema, mergeConfig, parseTrainConfig, readConfigFile } from "../train/config.ts";
@@ -67,8 +68,6 @@ export const FLAGS: Flag[] = [
 
 const USAGE = "usage: bun run train [image] [--config file.yaml] [flags] [--resume checkpoint] [--json]";
 
-/** A mistake on the command line: exit status 2. */
-class UsageError extends Error {}
 
 function setPath(obj: Record<string, unknown>, path: string, value: unknown): void {
   const keys = path.split(".");

@@ -1,5 +1,6 @@
 // Pieces the modules share: the codes of activations and losses (as dsl/kernels/ numbers them),
 // seeded initialization, and accepting host arrays where a device buffer is expected.
+import type { BackendRequest } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import type { KernelModule } from "../runtime/module.ts";
 import * as act from "../dsl/kernels/activation.ts";
@@ -26,4 +27,11 @@ export type Input = Float32Array | DeviceBuffer<"f32">;
 
 export function hostOrDevice(mod: KernelModule, x: Input): DeviceBuffer<"f32"> {
   return x instanceof Float32Array ? mod.upload("f32", x) : x;
+}
+
+/** Where a module's kernels run and are cached, and where first-use build messages go. */
+export interface LoadSettings {
+  backend?: BackendRequest;
+  cacheDir?: string;
+  log?: (message: string) => void;
 }

@@ -7,7 +7,7 @@ import { resolve } from "node:path";
 import { z } from "zod";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { loadKernels, type KernelModule } from "../runtime/module.ts";
-import type { LoadSettings } from "./mlp.ts";
+import type { LoadSettings } from "./common.ts";
 import { ConfigError, parseOptions } from "./options.ts";
 
 export const EMA_KERNELS = resolve(import.meta.dir, "../dsl/kernels/ema.ts");
@@ -70,7 +70,7 @@ export class Ema {
     }
     const backend = load.backend ?? groups[0]?.params.backend;
     // Unchecked: every launch covers exactly the group's elements, and the EMA has the same length.
-    const mod = await loadKernels(EMA_KERNELS, { kernels: ["emaUpdate", "swapBuffers", "copyBuffer"], backend, cacheDir: load.cacheDir, boundsChecks: false });
+    const mod = await loadKernels(EMA_KERNELS, { kernels: ["emaUpdate", "swapBuffers", "copyBuffer"], backend, cacheDir: load.cacheDir, log: load.log, boundsChecks: false });
     const full = groups.map((g): Group => {
       const ema = mod.alloc("f32", g.params.length);
       if (g.params.length > 0) mod.kernels.copyBuffer!(g.params.length, g.params, ema);

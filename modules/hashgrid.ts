@@ -4,9 +4,10 @@
 import { totalmem } from "node:os";
 import { resolve } from "node:path";
 import { z } from "zod";
-import type { Backend, BackendRequest } from "../runtime/backend.ts";
+import type { Backend } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { loadKernels, type KernelModule } from "../runtime/module.ts";
+import { hostOrDevice, seededUniform, type LoadSettings } from "./common.ts";
 import { ConfigError, parseOptions } from "./options.ts";
 
 export { ConfigError };
@@ -194,20 +195,11 @@ export interface LevelCollisions {
   collidingFraction: number;
 }
 
-export interface LoadSettings {
-  backend?: BackendRequest;
-  cacheDir?: string;
-}
 
 /** Uniform(-1e-4, 1e-4) values from a seeded generator (mulberry32), so runs are reproducible. */
 export function initParams(out: Float32Array, seed: number): void {
-  let a = seed >>> 0;
-  for (let i = 0; i < out.length; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1) * 1e-4;
-  }
+  const next = seededUniform(seed);
+  for (let i = 0; i < out.length; i++) out[i] = (next() * 2 - 1) * 1e-4;
 }
 
 export class HashGrid {
@@ -246,7 +238,7 @@ export class HashGrid {
     const kernels = [half ? "gridForwardHalf" : "gridForward", "gridBackward", half ? "gridInputGradHalf" : "gridInputGrad", "gridSlots"];
     // Unchecked: every index is in range by construction (table offsets and sizes come from the
     // levels; forward and backward check the lengths of x, dy and out before each launch).
-    const mod = await loadKernels(GRID_KERNELS, { config, kernels, backend: load.backend, cacheDir: load.cacheDir, boundsChecks: false });
+    const mod = await loadKernels(GRID_KERNELS, { config, kernels, backend: load.backend, cacheDir: load.cacheDir, log: load.log, boundsChecks: false });
     return new HashGrid(settings, levels, config, mod);
   }
 
@@ -270,8 +262,7 @@ export class HashGrid {
   private points(x: Float32Array | DeviceBuffer<"f32">): { n: number; buf: DeviceBuffer<"f32"> } {
     const d = this.settings.dims;
     if (x.length % d !== 0) throw new RangeError(`HashGrid.forward: ${x.length} input values are not a whole number of ${d}-D points`);
-    const buf = x instanceof Float32Array ? this.mod.upload("f32", x) : x;
-    return { n: x.length / d, buf };
+    return { n: x.length / d, buf: hostOrDevice(this.mod, x) };
   }
 
   /** Encode points x ([n][dims], clamped to [0, 1], NaN as 0); returns [n][outputDim]. */

@@ -5,7 +5,7 @@ import { z } from "zod";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { loadKernels, type KernelModule } from "../runtime/module.ts";
 import { LOSSES, hostOrDevice, type Input } from "./common.ts";
-import type { LoadSettings } from "./mlp.ts";
+import type { LoadSettings } from "./common.ts";
 import { parseOptions } from "./options.ts";
 
 export const LOSS_KERNELS = resolve(import.meta.dir, "../dsl/kernels/loss.ts");
@@ -33,7 +33,7 @@ export class Loss {
   static async create(options: z.input<typeof LossOptions>, load: LoadSettings = {}): Promise<Loss> {
     const s = parseOptions(LossOptions, options, "loss", ALLOWED);
     const config = { rows: 256, width: s.width, kind: LOSSES[s.kind], huberDelta: s.huberDelta };
-    return new Loss(s, await loadKernels(LOSS_KERNELS, { config, backend: load.backend, cacheDir: load.cacheDir, boundsChecks: false }));
+    return new Loss(s, await loadKernels(LOSS_KERNELS, { config, backend: load.backend, cacheDir: load.cacheDir, log: load.log, boundsChecks: false }));
   }
 
   /**

@@ -3,10 +3,10 @@
 // the fused training step (forward + loss + backward) and the backward pass from a given gradient.
 import { resolve } from "node:path";
 import { z } from "zod";
-import type { BackendRequest } from "../runtime/backend.ts";
+import { chooseBackend } from "../runtime/backend.ts";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { loadKernels, type KernelModule } from "../runtime/module.ts";
-import { ACTIVATIONS, LOSSES, seededUniform, type Input, hostOrDevice } from "./common.ts";
+import { ACTIVATIONS, LOSSES, seededUniform, type Input, type LoadSettings, hostOrDevice } from "./common.ts";
 import { parseOptions } from "./options.ts";
 
 export const MLP_KERNELS = resolve(import.meta.dir, "../dsl/kernels/mlp.ts");
@@ -93,10 +93,6 @@ export function initMlpParams(layout: MlpLayout, seed: number): Float32Array {
   return out;
 }
 
-export interface LoadSettings {
-  backend?: BackendRequest;
-  cacheDir?: string;
-}
 
 export class Mlp {
   readonly params: DeviceBuffer<"f32">;
@@ -122,10 +118,9 @@ export class Mlp {
   static async create(options: MlpOptionsInput, load: LoadSettings = {}): Promise<Mlp> {
     const s = parseMlpOptions(options);
     const layout = mlpLayout(s);
-    const { chooseBackend } = await import("../runtime/backend.ts");
     const rows = s.rows ?? (chooseBackend({ backend: load.backend }).backend === "cuda" ? 16 : 64);
     // Unchecked: the kernels index only within the layout and the rows the launch covers.
-    const mod = await loadKernels(MLP_KERNELS, { config: mlpConfig(s, layout, rows), backend: load.backend, cacheDir: load.cacheDir, boundsChecks: false });
+    const mod = await loadKernels(MLP_KERNELS, { config: mlpConfig(s, layout, rows), backend: load.backend, cacheDir: load.cacheDir, log: load.log, boundsChecks: false });
     return new Mlp(s, layout, rows, mod);
   }
 

@@ -5,7 +5,7 @@ import { resolve } from "node:path";
 import { z } from "zod";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
 import { loadKernels, type KernelModule } from "../runtime/module.ts";
-import type { LoadSettings } from "./mlp.ts";
+import type { LoadSettings } from "./common.ts";
 import { ConfigError, parseOptions } from "./options.ts";
 
 export const OPTIMIZER_KERNELS = resolve(import.meta.dir, "../dsl/kernels/optimizer.ts");
@@ -81,7 +81,7 @@ export class Optimizer {
         if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new ConfigError(`optimizer: group ${g.name}: ${k} ${v} is not allowed (allowed: a finite number >= 0)`);
     }
     const kernels = [s.kind === "adam" ? "adamStep" : "sgdStep", ...(groups.some(isHalf) ? ["storeHalf"] : [])];
-    const mod = await loadKernels(OPTIMIZER_KERNELS, { kernels, backend: load.backend, cacheDir: load.cacheDir, boundsChecks: false });
+    const mod = await loadKernels(OPTIMIZER_KERNELS, { kernels, backend: load.backend, cacheDir: load.cacheDir, log: load.log, boundsChecks: false });
     const full = groups.map((g): Group => ({
       ...g, lr: g.lr ?? s.lr, weightDecay: g.weightDecay ?? s.weightDecay,
       master: isHalf(g) ? mod.upload("f32", g.params.download()) : (g.params as DeviceBuffer<"f32">),

@@ -63,7 +63,6 @@ export function closedModuleError(kernel: string, path: string): Error {
   return new Error(`kernel ${kernel} called after its module ${path} was closed`);
 }
 
-/** Validates, loads and wraps the module at `path`, which must export every kernel in `kernels`. */
 /**
  * OpenMP's runtime, opened once and never closed. After a parallel region libgomp's worker threads
  * wait (spinning) inside libgomp; if closing the last CPU module unloaded it under them, the
@@ -79,6 +78,7 @@ function keepOpenMP(): void {
   }
 }
 
+/** Validates, loads and wraps the module at `path`, which must export every kernel in `kernels`. */
 export function loadNativeModule(path: string, kernels: KernelSignature[], target: NativeTarget): NativeModule {
   const problem = validateSharedLibrary(path);
   if (problem) throw new Error(`refusing to load ${path}: ${problem}`);

@@ -1,9 +1,9 @@
 // The training configuration: one zod schema for everything `train()` takes, from a YAML file,
 // command-line flags or code. Defaults follow tiny-cuda-nn's image sample where it has one. Every
 // error names the field (dotted path), the value given and what is allowed.
-import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
+import { readInputFile } from "../runtime/cli_input.ts";
 import { z } from "zod";
 import { ACTIVATIONS, LOSSES } from "../modules/common.ts";
 import { ConfigError } from "../modules/options.ts";
@@ -118,9 +118,9 @@ export function parseTrainConfig(input: unknown): TrainConfig {
 export function readConfigFile(path: string): Record<string, unknown> {
   let text: string;
   try {
-    text = readFileSync(path, "utf8");
+    text = readInputFile(path, "config file"); // a directory or a FIFO is refused, not read
   } catch (e) {
-    throw new ConfigError(`config file ${path} cannot be read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new ConfigError((e as Error).message);
   }
   let value: unknown;
   try {

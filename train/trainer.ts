@@ -83,8 +83,6 @@ export class TrainError extends Error {
   }
 }
 
-/** Samples per evaluation tile (bounded memory for any image size). */
-const EVAL_TILE = 1 << 16;
 const HELD_OUT = 1 << 14;
 
 /** The sampling seed of micro-batch `k`: a counter-based mix, so any micro-batch can be redrawn. */
@@ -209,15 +207,14 @@ async function run(cfg: TrainConfig, image: ImageData, m: Model, out: string, re
   let micro = 0;
   let elapsedBefore = 0;
   let schedule: Schedule = makeSchedule(cfg.schedule, cfg.steps);
-  const rows: { step: number; loss: number; psnr?: number }[] = [];
   if (resume) {
     restore(m, resume);
     step = resume.step;
     micro = (resume.rng as { micro: number }).micro;
     elapsedBefore = (resume.meta.seconds as number | undefined) ?? 0;
     schedule = makeSchedule(cfg.schedule, cfg.steps, resume.meta.schedule as never);
-    rows.push(...((resume.meta.rows as typeof rows | undefined) ?? []));
   }
+  // Every step's row, kept by the log (a resumed run reads the earlier ones back from the CSV).
   const metrics = new MetricsLog(files.metrics, resume ? { append: true, resumeStep: resume.step } : {});
 
   const K = cfg.accumulate;
@@ -232,6 +229,7 @@ async function run(cfg: TrainConfig, image: ImageData, m: Model, out: string, re
   const stepsAtStart = step;
 
   const save = async () => {
+    const optState = opt.state();
     await writeCheckpoint(files.checkpoint, {
       config: cfg,
       step,
@@ -239,23 +237,34 @@ async function run(cfg: TrainConfig, image: ImageData, m: Model, out: string, re
       meta: {
         // JSON holds no Infinity or NaN: a non-finite figure is stored as absent.
         schedule: schedule.state(), seconds: seconds(), psnr: finite(lastPsnr),
-        rows: rows.slice(-10_000).map((r) => ({ step: r.step, loss: finite(r.loss), psnr: finite(r.psnr) })),
         image: { width: image.width, height: image.height, channels: image.channels, bits: image.bits },
-        optimizer: { step: opt.step, groups: opt.state().groups.map((g) => ({ name: g.name, lr: g.lr })) },
-        ema: ema ? { decay: ema.state().decay, steps: ema.state().steps } : undefined,
+        optimizer: { step: optState.step, groups: optState.groups.map((g) => ({ name: g.name, lr: g.lr })) },
+        ema: ema ? { decay: ema.decay, steps: ema.steps } : undefined,
       },
-      arrays: stateArrays(m),
+      arrays: stateArrays(m, optState),
     });
     hooks.log?.(`checkpoint: ${files.checkpoint} (step ${step})`);
   };
 
+  // The held-out loss (a fixed batch, drawn once) is what the plateau schedule watches; it is
+  // computed only when something reads it.
+  const wantHeldOut = cfg.schedule.kind === "plateau" || hooks.onEval !== undefined;
+  let heldOut: { coords: DeviceBuffer<"f32">; targets: DeviceBuffer<"f32">; n: number } | undefined;
+  const heldOutLoss = (): number => {
+    if (!heldOut) {
+      const n = Math.min(HELD_OUT, cfg.batch);
+      const h = sampler.sample(n, microSeed(cfg.seed ^ 0x5eed, 0xffffffff));
+      heldOut = { coords: grid.alloc(2 * n), targets: grid.alloc(n * image.channels), n };
+      heldOut.coords.upload(h.coords.download());
+      heldOut.targets.upload(h.targets.download());
+    }
+    return m.heldOutLoss.evaluate(field(heldOut.coords, heldOut.n), heldOut.targets).loss;
+  };
   const evaluation = () => {
     swapAverage(m);
     try {
-      const r = evaluate(image, sampler, field, { colorspace: cfg.colorspace, tileRows: Math.max(1, Math.floor(EVAL_TILE / image.width)) });
-      const h = sampler.sample(Math.min(HELD_OUT, cfg.batch), microSeed(cfg.seed ^ 0x5eed, 0xffffffff));
-      const pred = mlp.forward(grid.forward(h.coords));
-      return { psnr: r.psnr, heldOutLoss: m.heldOutLoss.evaluate(pred, h.targets).loss };
+      const r = evaluate(image, sampler, field, { colorspace: cfg.colorspace });
+      return { psnr: r.psnr, heldOutLoss: wantHeldOut ? heldOutLoss() : NaN };
     } finally {
       swapAverage(m);
     }
@@ -310,7 +319,6 @@ async function run(cfg: TrainConfig, image: ImageData, m: Model, out: string, re
       schedule.observe(e.heldOutLoss);
       hooks.onEval?.({ step, ...e });
     }
-    rows.push({ step, loss, ...(psnr !== undefined ? { psnr } : {}) });
     // A step's row is written when the next one ends, so that the last one gets the final PSNR.
     if (pending) metrics.log(pending);
     pending = { step, loss, lr: m.netLr * factor, psnr, seconds: t };
@@ -336,22 +344,22 @@ async function run(cfg: TrainConfig, image: ImageData, m: Model, out: string, re
   if (stoppedBy !== "interrupted") {
     swapAverage(m);
     try {
-      const final = evaluate(image, sampler, field, { colorspace: cfg.colorspace, tileRows: Math.max(1, Math.floor(EVAL_TILE / image.width)), render: true });
+      const final = evaluate(image, sampler, field, { colorspace: cfg.colorspace, render: true });
       psnr = lastPsnr = final.psnr;
       pixels = final.pixels;
     } finally {
       swapAverage(m);
     }
     hooks.onEval?.({ step, psnr, heldOutLoss: NaN });
-    if (rows.length) rows[rows.length - 1]!.psnr = psnr;
   }
   if (pending) metrics.log({ ...pending, psnr: pixels ? psnr : pending.psnr });
   metrics.close();
   await save();
   if (pixels) await writeImage(files.reconstruction, image, pixels);
-  await writePlot(files.plot, rows);
+  await writePlot(files.plot, metrics.rows);
   const paramsEncoding = grid.paramCount;
   const paramsNetwork = mlp.paramCount;
+  const encodingBytes = cfg.encoding.precision === "f16" ? 2 : 4;
   const result: TrainResult = {
     psnr,
     steps: step,
@@ -362,9 +370,12 @@ async function run(cfg: TrainConfig, image: ImageData, m: Model, out: string, re
     backendReason: grid.backendReason,
     paramsEncoding,
     paramsNetwork,
-    bytesParams: 4 * (paramsEncoding + paramsNetwork),
-    // params, gradient, Adam's m and v (SGD: none), EMA
-    bytesTraining: 4 * (paramsEncoding + paramsNetwork) * (2 + (cfg.optimizer.kind === "adam" ? 2 : 0) + (cfg.ema.enabled ? 1 : 0)),
+    bytesParams: encodingBytes * paramsEncoding + 4 * paramsNetwork,
+    // params, and per parameter in f32: gradient, Adam's m and v (SGD: none), EMA, an f16 encoding's master
+    bytesTraining:
+      encodingBytes * paramsEncoding + 4 * paramsNetwork +
+      4 * (paramsEncoding + paramsNetwork) * (1 + (cfg.optimizer.kind === "adam" ? 2 : 0) + (cfg.ema.enabled ? 1 : 0)) +
+      (encodingBytes === 2 ? 4 * paramsEncoding : 0),
     image: { path: image.path, width: image.width, height: image.height, channels: image.channels, bits: image.bits },
     files,
   };
@@ -382,14 +393,17 @@ function swapAverage(m: Model): void {
 }
 
 /** The model's prediction at coordinates: grid -> MLP, downloaded. */
-function fieldOf(m: Model): Field {
+export function fieldOf(m: { grid: HashGrid; mlp: Mlp }): Field {
   // Output buffers per tile size (a full tile and the last one), reused: evaluating a large image
   // allocates nothing per tile but the downloaded values.
   const buffers = new Map<number, { enc: DeviceBuffer<"f32">; out: DeviceBuffer<"f32"> }>();
   return (coords, n) => {
     let b = buffers.get(n);
     if (!b) {
-      if (buffers.size >= 2) buffers.clear();
+      if (buffers.size >= 2) {
+        for (const old of buffers.values()) (old.enc.dispose(), old.out.dispose());
+        buffers.clear();
+      }
       b = { enc: m.grid.alloc(n * m.grid.outputDim), out: m.grid.alloc(n * m.mlp.settings.outputs) };
       buffers.set(n, b);
     }
@@ -397,14 +411,21 @@ function fieldOf(m: Model): Field {
   };
 }
 
-/** Every array a checkpoint holds, by name. */
-function stateArrays(m: Model): Record<string, Float32Array> {
+/** The weights of a group to render with: the average's when the checkpoint has one (unless raw). */
+export function checkpointWeights(ck: Checkpoint, group: "encoding" | "network", raw = false): Float32Array {
+  const a = (!raw && ck.arrays[`ema.${group}`]) || ck.arrays[`${group}.params`];
+  if (!a) throw new CheckpointError(`${ck.path ?? "the checkpoint"} holds no ${group} parameters`);
+  return a;
+}
+
+/** Every array a checkpoint holds, by name (`optState`: the optimizer's state, downloaded once). */
+function stateArrays(m: Model, optState: OptimizerState): Record<string, Float32Array> {
   // The f32 weights (an f16 encoding's master copy, not its rounded parameters).
   const arrays: Record<string, Float32Array> = {
     "encoding.params": m.opt.master("encoding").download(),
     "network.params": m.mlp.params.download(),
   };
-  for (const g of m.opt.state().groups) {
+  for (const g of optState.groups) {
     if (g.m) arrays[`optimizer.${g.name}.m`] = g.m;
     if (g.v) arrays[`optimizer.${g.name}.v`] = g.v;
   }
@@ -419,7 +440,9 @@ function restore(m: Model, ck: Checkpoint): void {
     if (!v || v.length !== length) throw new CheckpointError(`the checkpoint's ${name} has ${v?.length ?? 0} values, the model needs ${length}`);
     return v;
   };
-  m.opt.master("encoding").upload(need("encoding.params", m.grid.paramCount));
+  // (An f16 encoding's master is restored with the optimizer's state, below.)
+  if (m.opt.master("encoding") === m.grid.params) m.grid.params.upload(need("encoding.params", m.grid.paramCount));
+  else need("encoding.params", m.grid.paramCount);
   m.mlp.params.upload(need("network.params", m.mlp.paramCount));
   const saved = ck.meta.optimizer as { step: number; groups: { name: string; lr: number }[] };
   const state: OptimizerState = {
