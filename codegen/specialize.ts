@@ -568,7 +568,7 @@ function foldNode(e: Expr): number | boolean | undefined {
       const args = e.args.map(litValue);
       if (args.some((a) => a === undefined)) return undefined;
       const intr = e.kind === "intrinsic" ? lookupIntrinsic(e.fn) : undefined;
-      if (!intr?.exact || !intr.pure || intr.tile) return undefined;
+      if (!intr?.exact || !intr.pure) return undefined;
       return normalize((intr.impl as (...a: unknown[]) => number)(...args, e.T), e.ty!);
     }
     default:

@@ -44,7 +44,6 @@ export const BATCH_VAR = "ngp_n";
 
 interface Version {
   shape: Shape;
-  def: number;
   lastUse: number;
   slot?: Slot;
   /** A tile read in place from a buffer the kernel does not write (loadTile): no storage, no copy. */
@@ -163,8 +162,7 @@ class Lowerer {
   }
 
   private lookup(name: string): number | "list" | undefined {
-    for (let i = this.scopes.length - 1; i >= 0; i--) if (this.scopes[i]!.has(name)) return this.scopes[i]!.get(name);
-    return undefined;
+    return this.scopes.findLast((m) => m.has(name))?.get(name);
   }
 
   /** The key a tile reference binds: a name, or `list[index]` with a constant index. */
@@ -199,7 +197,7 @@ class Lowerer {
   }
 
   private define(shape: Shape): number {
-    this.versions.push({ shape, def: this.ops.length, lastUse: -1 });
+    this.versions.push({ shape, lastUse: -1 });
     return this.versions.length - 1;
   }
 

@@ -40,7 +40,6 @@ export interface Intrinsic {
   writes?: number;
   /** A tile operation (dsl/tiles.ts): only in block kernels; its shape rule and lowering. */
   tile?: TileOp;
-  block?: boolean;
 }
 
 const F = Math.fround;

@@ -89,7 +89,7 @@ function matmulOp(ta: boolean, tb: boolean, doc: string) {
   return {
     doc, params: ["Tile", "Tile"], ret: "Tile", tile,
     c: "ngp_tile_mm<$3, $4, $5, $6, $7>($0, $1, $2)", js: "__tile_mm($3, $4, $5, $6, $7, $0, $1, $2)",
-    pure: true, exact: true, block: true, impl: unsupported,
+    pure: true, exact: false, impl: unsupported,
   } as const;
 }
 
@@ -104,7 +104,7 @@ export const TILE_INTRINSICS = {
       check: { kind: "rows", args: [1, 5, 6, 2, 3, 7, 8] },
     } satisfies TileOp,
     c: "ngp_tile_load_rows<$5, $6>($0, $1, $2, $3, $7, $8)", js: "__tile_load_rows($5, $6, $0, $1, $2, $3, $7, $8)",
-    pure: true, exact: true, block: true, impl: unsupported,
+    pure: true, exact: false, impl: unsupported,
   },
   storeRows: {
     doc: "store a tile into this block's rows of a row-major buffer (rows past the batch are skipped)",
@@ -115,7 +115,7 @@ export const TILE_INTRINSICS = {
       check: { kind: "rows", args: [1, 5, 6, 2, 3, 7, 8] },
     } satisfies TileOp,
     c: "ngp_tile_store_rows<$5, $6>($1, $2, $3, $4, $7, $8)", js: "__tile_store_rows($5, $6, $1, $2, $3, $4, $7, $8)",
-    pure: false, exact: true, block: true, impl: unsupported,
+    pure: false, exact: false, impl: unsupported,
   },
   loadTile: {
     doc: "a rows×cols row-major matrix from buf[offset ..] (weights)",
@@ -127,7 +127,7 @@ export const TILE_INTRINSICS = {
       check: { kind: "span", args: [1, 5, 6, 2] },
     } satisfies TileOp,
     c: "ngp_tile_load<$5, $6>($0, $1, $2)", js: "__tile_load($5, $6, $0, $1, $2)",
-    pure: true, exact: true, block: true, impl: unsupported,
+    pure: true, exact: false, impl: unsupported,
   },
   matmul: matmulOp(false, false, "a · b"),
   matmulNT: matmulOp(false, true, "a · bᵀ"),
@@ -136,7 +136,7 @@ export const TILE_INTRINSICS = {
     doc: "elementwise: out[r][c] = fn(args at [r][c]); tile arguments of the first's shape, 1×C or R×1 (broadcast), or scalars",
     params: ["fn", "..."], ret: "Tile",
     tile: { shape: () => "lowered by the tiles phase", extra: () => [] } satisfies TileOp, // a loop, not a call: see codegen/tiles.ts
-    c: "", js: "", pure: true, exact: true, block: true, impl: unsupported,
+    c: "", js: "", pure: true, exact: false, impl: unsupported,
   },
   tileSum: {
     doc: "sum along an axis, in index order: axis 0 (over rows) gives 1×C, axis 1 (over columns) R×1",
@@ -147,7 +147,7 @@ export const TILE_INTRINSICS = {
       extra: ({ tiles: [t], consts: [, axis] }) => [t![0], t![1], axis!],
     } satisfies TileOp,
     c: "ngp_tile_sum<$3, $4, $5>($0, $1)", js: "__tile_sum($3, $4, $5, $0, $1)",
-    pure: true, exact: true, block: true, impl: unsupported,
+    pure: true, exact: false, impl: unsupported,
   },
   accumulate: {
     doc: "buf[offset + r * cols + c] += t[r][c], summed over every block (CPU: per-slot partial sums reduced in a fixed order; CUDA: one atomic per element and block)",
@@ -159,25 +159,25 @@ export const TILE_INTRINSICS = {
       check: { kind: "span", args: [1, 4, 5, 2] },
     } satisfies TileOp,
     c: "ngp_tile_accumulate<$4, $5>($1, $2, $3)", js: "__tile_accumulate($4, $5, $1, $2, $3)",
-    pure: false, exact: true, block: true, impl: unsupported,
+    pure: false, exact: false, impl: unsupported,
   },
   rowMask: {
     doc: "an R×1 tile: 1 for the block's rows inside the batch, 0 for rows past its end",
     params: [], ret: "Tile",
     tile: { shape: ({ rows }) => [rows, 1], extra: (_, out) => [out[0]] } satisfies TileOp,
     c: "ngp_tile_row_mask<$1>($0, $2, $3)", js: "__tile_row_mask($1, $0, $2, $3)",
-    pure: true, exact: true, block: true, impl: unsupported,
+    pure: true, exact: false, impl: unsupported,
   },
   tileView: {
     doc: "(made by the tiles phase) a read-only tile in place: the elements of buf from offset on",
     params: ["Buf<f32>", "int"], ret: "void",
-    c: "($0 + $1)", js: "$0.subarray($1)", pure: true, exact: true, block: true, impl: unsupported,
+    c: "($0 + $1)", js: "$0.subarray($1)", pure: true, exact: false, impl: unsupported,
   },
   tiles: {
     doc: "a list of `count` tiles, each element assigned once per index (the index must be constant after unrolling)",
     params: ["int"], ret: "Tiles",
     tile: { constArgs: [0], shape: () => "a list, not a tile", extra: () => [] } satisfies TileOp,
-    c: "", js: "", pure: true, exact: true, block: true, impl: unsupported,
+    c: "", js: "", pure: true, exact: false, impl: unsupported,
   },
 } as const;
 

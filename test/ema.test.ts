@@ -42,15 +42,19 @@ for (const backend of BACKENDS) {
         expect(ema.backend).toBe(backend);
         const ref = groups.map((g) => g.params.download());
         expect(ema.state().groups.map((g) => bits(g.ema))).toEqual(ref.map(bits));
+        // Past the decay's warm-up ((1 + t) / (10 + t) > 0.999 from t = 8991 on), so that the
+        // configured decay is the one in effect.
+        const start = 100_000;
+        ema.restore({ ...ema.state(), steps: start });
         for (let step = 1; step <= 7; step++) {
           // An optimizer step: new parameters, of varying scale.
           groups.forEach((g, k) => {
             const p = uniformF32(r, g.params.length, -1, 1).map((x) => x * 10 ** ((step % 4) - 2));
             g.params.upload(p);
-            emulate(ref[k]!, p, Math.min(decay, (1 + step) / (10 + step))); // the warm-up of the decay
+            emulate(ref[k]!, p, Math.min(decay, (1 + start + step) / (10 + start + step)));
           });
           ema.update();
-          expect(ema.steps).toBe(step);
+          expect(ema.steps).toBe(start + step);
           const st = ema.state();
           expect(st.groups.map((g) => g.name)).toEqual(["encoding", "network"]);
           expect(st.groups.map((g) => bits(g.ema))).toEqual(ref.map(bits));
@@ -61,8 +65,8 @@ for (const backend of BACKENDS) {
           const before = ema.state().groups[1]!.ema;
           ema.update();
           const got = ema.state().groups[1]!.ema;
-          const d = ema.effectiveDecay(8); // the 8th update: min(0.9, 9 / 18) = 0.5
-          expect(d).toBe(0.5);
+          const d = ema.effectiveDecay(start + 8);
+          expect(d).toBe(0.9);
           for (let i = 0; i < p.length; i++) expect(Math.abs(got[i]! - (d * before[i]! + (1 - d) * p[i]!))).toBeLessThanOrEqual(1e-6 * (Math.abs(before[i]!) + Math.abs(p[i]!)));
         }
         ema.close();
@@ -141,4 +145,12 @@ describe("Ema settings", () => {
     expect(ok.decay).toBe(0);
     ok.close();
   });
+});
+
+test("the decay warms up as min(decay, (1 + t) / (10 + t))", async () => {
+  const ema = await Ema.create([{ name: "net", params: buffer("js", new Float32Array(4)) }], { decay: 0.999 }, { backend: "js", cacheDir });
+  expect(ema.effectiveDecay(1)).toBe(2 / 11);
+  expect(ema.effectiveDecay(100)).toBe(101 / 110);
+  expect(ema.effectiveDecay(1e6)).toBe(0.999);
+  ema.close();
 });

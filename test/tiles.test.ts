@@ -255,6 +255,8 @@ test("tile loads, stores and accumulations are bounds-checked: the same report o
       got.push(message);
     }
     expect(got[0]).toBe("kernel copyRows failed: index 10 is outside the buffer src of 10 elements (thread 0; bounds check)");
+    expect(got[1]).toBe("kernel copyRows failed: index 5 is outside the buffer dst of 5 elements (thread 0; bounds check)");
+    expect(got[2]).toBe("kernel accTN failed: index 3 is outside the buffer grad of 2 elements (thread 0; bounds check)");
     expect(Array.from(dst.download())).toEqual([0, 0, 0, 0, 0]); // the store of block 0 was not performed
     reports.push(got);
   }

@@ -71,26 +71,38 @@ function unusedLengths(params: CParam[]): string {
 }
 
 /**
- * A block kernel: slots of consecutive blocks in parallel, each slot with its own zeroed partial
- * sums of the accumulated buffers (passed to the body in their place), then the slots reduced in
- * order (see tile_prelude.ts).
+ * A block kernel: the blocks in parallel. One that accumulates runs slots of consecutive blocks in
+ * parallel instead, each slot with its own zeroed partial sums of the accumulated buffers (passed
+ * to the body in their place), then reduces the slots in order (see tile_prelude.ts).
  */
 function blocks(k: SpecializedKernel, block: NonNullable<SpecializedKernel["block"]>, params: CParam[], body: BodyRenderer): ReturnType<CTarget["kernel"]> {
-  const acc = new Set(block.accumulates);
+  const acc = [...block.accumulates];
   const part = (p: string) => `ngp_part_${p}`;
-  const args = ["(uint32_t)ngp_b", "ngp_n", ...params.flatMap((p) => (acc.has(p.name) ? p.args.map((a) => (a === p.name ? `${part(p.name)} + ngp_s * ngp_len_${p.name}` : a)) : p.args))];
-  const alloc = [...acc].map((p) => `  float* ${part(p)} = (float*)calloc((size_t)(ngp_slots * ngp_len_${p}) + 1, sizeof(float));`);
-  const freeAll = [...acc].map((p) => `free(${part(p)});`).join(" ");
-  const launch = `${unusedLengths(params)}  if (ngp_n <= 0) return 0;
-  const int64_t ngp_blocks = (ngp_n + ${block.rows - 1}) / ${block.rows};
+  const args = ["(uint32_t)ngp_b", "ngp_n", ...params.flatMap((p) => (acc.includes(p.name) ? p.args.map((a) => (a === p.name ? `${part(p.name)} + ngp_s * ngp_len_${p.name}` : a)) : p.args))];
+  const head = `${unusedLengths(params)}  if (ngp_n <= 0) return 0;
+  const int64_t ngp_blocks = (ngp_n + ${block.rows - 1}) / ${block.rows};`;
+  const code = body(`${k.name}_body`, k.body);
+  if (acc.length === 0) {
+    const launch = `${head}
+  #pragma omp parallel for schedule(static) if (ngp_blocks > 1)
+  for (int64_t ngp_b = 0; ngp_b < ngp_blocks; ++ngp_b) ${k.name}_body(${args.join(", ")});`;
+    return { code, launch, status: "0" };
+  }
+  // The partial sums' storage grows as needed and is kept across launches (a training step
+  // launches every few milliseconds: no allocation or page faults each time).
+  const alloc = acc.map((p) => `  static float* ngp_store_${p} = nullptr;
+  static size_t ngp_cap_${p} = 0;
+  float* ${part(p)} = ngp_partials(&ngp_store_${p}, &ngp_cap_${p}, (size_t)(ngp_slots * ngp_len_${p}));
+  if (!${part(p)}) return ${NGP_ERR_NO_MEMORY};`);
+  const launch = `${head}
   const int64_t ngp_slots = ngp_blocks < ${SLOTS} ? ngp_blocks : ${SLOTS};
-${alloc.join("\n")}${acc.size ? `\n  if (${[...acc].map((p) => `!${part(p)}`).join(" || ")}) { ${freeAll} return ${NGP_ERR_NO_MEMORY}; }` : ""}
+${alloc.join("\n")}
   #pragma omp parallel for schedule(dynamic, 1) if (ngp_blocks > 1)
   for (int64_t ngp_s = 0; ngp_s < ngp_slots; ++ngp_s)
     for (int64_t ngp_b = ngp_s * ngp_blocks / ngp_slots; ngp_b < (ngp_s + 1) * ngp_blocks / ngp_slots; ++ngp_b)
       ${k.name}_body(${args.join(", ")});
-${[...acc].map((p) => `  ngp_reduce_slots(${p}, ${part(p)}, ngp_slots, ngp_len_${p});`).join("\n")}${acc.size ? `\n  ${freeAll}` : ""}`;
-  return { code: body(`${k.name}_body`, k.body), launch, status: "0" };
+${acc.map((p) => `  ngp_reduce_slots(${p}, ${part(p)}, ngp_slots, ngp_len_${p});`).join("\n")}`;
+  return { code, launch, status: "0" };
 }
 
 function scheduled(k: SpecializedKernel, params: CParam[], body: BodyRenderer): ReturnType<CTarget["kernel"]> {

@@ -8,8 +8,6 @@ import { CUDA_TILES } from "./tile_prelude.ts";
 
 export const CUDA_BLOCK_SIZE = 128;
 const MAX_BLOCKS = 65535 * 32;
-/** Threads per thread block of a block kernel. */
-export const BLOCK_THREADS = 128;
 
 /** Host entry points for memory and errors; every CUDA module carries them (see runtime/abi.ts). */
 const HOST_API = `extern "C" int32_t ngp_cuda_device_count(int32_t* out) { int n = 0; cudaError_t e = cudaGetDeviceCount(&n); *out = n; return (int32_t)e; }
@@ -64,7 +62,7 @@ __global__ void ${k.name}_kernel(${decls}) {
 };
 
 /**
- * A block kernel: one thread block of BLOCK_THREADS per batch tile (grid-stride over the tiles),
+ * A block kernel: one thread block of CUDA_BLOCK_SIZE threads per batch tile (grid-stride over the tiles),
  * its tiles in shared memory, every tile operation shared by the block's threads.
  */
 function blocks(k: SpecializedKernel, rows: number, params: CParam[], body: BodyRenderer): ReturnType<CTarget["kernel"]> {
@@ -79,7 +77,7 @@ __global__ void ${k.name}_kernel(${decls}) {
 }`;
   const launch = `  if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + ${rows - 1}) / ${rows};
-  ${k.name}_kernel<<<(unsigned)(ngp_blocks < ${MAX_BLOCKS} ? ngp_blocks : ${MAX_BLOCKS}), ${BLOCK_THREADS}>>>(${["ngp_n", ...args].join(", ")});`;
+  ${k.name}_kernel<<<(unsigned)(ngp_blocks < ${MAX_BLOCKS} ? ngp_blocks : ${MAX_BLOCKS}), ${CUDA_BLOCK_SIZE}>>>(${["ngp_n", ...args].join(", ")});`;
   return { code, launch, status: "(int32_t)cudaGetLastError()" };
 }
 

@@ -181,6 +181,18 @@ NGP_FN void ngp_tile_row_mask(float* __restrict__ out, int64_t block, int64_t n)
   for (int r = 0; r < R; ++r) out[r] = block * R + r < n ? 1.0f : 0.0f;
 }
 
+// A launch's zeroed partial sums (n floats), in storage that grows as needed and is kept.
+static float* ngp_partials(float** store, size_t* cap, size_t n) {
+  if (n > *cap) {
+    free(*store);
+    *store = (float*)malloc(n * sizeof(float));
+    *cap = *store ? n : 0;
+    if (!*store) return nullptr;
+  }
+  memset(*store, 0, n * sizeof(float));
+  return *store;
+}
+
 // After a launch: buf[i] += the slots' partial sums, added in slot order (the result does not
 // depend on the number of threads).
 static void ngp_reduce_slots(float* __restrict__ buf, const float* __restrict__ parts, int64_t slots, int64_t len) {

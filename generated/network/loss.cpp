@@ -183,6 +183,18 @@ NGP_FN void ngp_tile_row_mask(float* __restrict__ out, int64_t block, int64_t n)
   for (int r = 0; r < R; ++r) out[r] = block * R + r < n ? 1.0f : 0.0f;
 }
 
+// A launch's zeroed partial sums (n floats), in storage that grows as needed and is kept.
+static float* ngp_partials(float** store, size_t* cap, size_t n) {
+  if (n > *cap) {
+    free(*store);
+    *store = (float*)malloc(n * sizeof(float));
+    *cap = *store ? n : 0;
+    if (!*store) return nullptr;
+  }
+  memset(*store, 0, n * sizeof(float));
+  return *store;
+}
+
 // After a launch: buf[i] += the slots' partial sums, added in slot order (the result does not
 // depend on the number of threads).
 static void ngp_reduce_slots(float* __restrict__ buf, const float* __restrict__ parts, int64_t slots, int64_t len) {
@@ -248,13 +260,14 @@ extern "C" int32_t lossAndGrad(int64_t ngp_n, const float* __restrict__ pred, in
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 255) / 256;
   const int64_t ngp_slots = ngp_blocks < 16 ? ngp_blocks : 16;
-  float* ngp_part_loss = (float*)calloc((size_t)(ngp_slots * ngp_len_loss) + 1, sizeof(float));
-  if (!ngp_part_loss) { free(ngp_part_loss); return 1000002; }
+  static float* ngp_store_loss = nullptr;
+  static size_t ngp_cap_loss = 0;
+  float* ngp_part_loss = ngp_partials(&ngp_store_loss, &ngp_cap_loss, (size_t)(ngp_slots * ngp_len_loss));
+  if (!ngp_part_loss) return 1000002;
   #pragma omp parallel for schedule(dynamic, 1) if (ngp_blocks > 1)
   for (int64_t ngp_s = 0; ngp_s < ngp_slots; ++ngp_s)
     for (int64_t ngp_b = ngp_s * ngp_blocks / ngp_slots; ngp_b < (ngp_s + 1) * ngp_blocks / ngp_slots; ++ngp_b)
       lossAndGrad_body((uint32_t)ngp_b, ngp_n, pred, target, grad, ngp_part_loss + ngp_s * ngp_len_loss, scale);
   ngp_reduce_slots(loss, ngp_part_loss, ngp_slots, ngp_len_loss);
-  free(ngp_part_loss);
   return 0;
 }

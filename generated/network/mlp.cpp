@@ -183,6 +183,18 @@ NGP_FN void ngp_tile_row_mask(float* __restrict__ out, int64_t block, int64_t n)
   for (int r = 0; r < R; ++r) out[r] = block * R + r < n ? 1.0f : 0.0f;
 }
 
+// A launch's zeroed partial sums (n floats), in storage that grows as needed and is kept.
+static float* ngp_partials(float** store, size_t* cap, size_t n) {
+  if (n > *cap) {
+    free(*store);
+    *store = (float*)malloc(n * sizeof(float));
+    *cap = *store ? n : 0;
+    if (!*store) return nullptr;
+  }
+  memset(*store, 0, n * sizeof(float));
+  return *store;
+}
+
 // After a launch: buf[i] += the slots' partial sums, added in slot order (the result does not
 // depend on the number of threads).
 static void ngp_reduce_slots(float* __restrict__ buf, const float* __restrict__ parts, int64_t slots, int64_t len) {
@@ -239,13 +251,8 @@ extern "C" int32_t mlpForward(int64_t ngp_n, const float* __restrict__ input, in
   (void)ngp_len_input; (void)ngp_len_params; (void)ngp_len_output;
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 63) / 64;
-  const int64_t ngp_slots = ngp_blocks < 16 ? ngp_blocks : 16;
-
-  #pragma omp parallel for schedule(dynamic, 1) if (ngp_blocks > 1)
-  for (int64_t ngp_s = 0; ngp_s < ngp_slots; ++ngp_s)
-    for (int64_t ngp_b = ngp_s * ngp_blocks / ngp_slots; ngp_b < (ngp_s + 1) * ngp_blocks / ngp_slots; ++ngp_b)
-      mlpForward_body((uint32_t)ngp_b, ngp_n, input, params, output);
-
+  #pragma omp parallel for schedule(static) if (ngp_blocks > 1)
+  for (int64_t ngp_b = 0; ngp_b < ngp_blocks; ++ngp_b) mlpForward_body((uint32_t)ngp_b, ngp_n, input, params, output);
   return 0;
 }
 
@@ -376,16 +383,20 @@ extern "C" int32_t mlpTrain(int64_t ngp_n, const float* __restrict__ input, int6
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 63) / 64;
   const int64_t ngp_slots = ngp_blocks < 16 ? ngp_blocks : 16;
-  float* ngp_part_loss = (float*)calloc((size_t)(ngp_slots * ngp_len_loss) + 1, sizeof(float));
-  float* ngp_part_grads = (float*)calloc((size_t)(ngp_slots * ngp_len_grads) + 1, sizeof(float));
-  if (!ngp_part_loss || !ngp_part_grads) { free(ngp_part_loss); free(ngp_part_grads); return 1000002; }
+  static float* ngp_store_loss = nullptr;
+  static size_t ngp_cap_loss = 0;
+  float* ngp_part_loss = ngp_partials(&ngp_store_loss, &ngp_cap_loss, (size_t)(ngp_slots * ngp_len_loss));
+  if (!ngp_part_loss) return 1000002;
+  static float* ngp_store_grads = nullptr;
+  static size_t ngp_cap_grads = 0;
+  float* ngp_part_grads = ngp_partials(&ngp_store_grads, &ngp_cap_grads, (size_t)(ngp_slots * ngp_len_grads));
+  if (!ngp_part_grads) return 1000002;
   #pragma omp parallel for schedule(dynamic, 1) if (ngp_blocks > 1)
   for (int64_t ngp_s = 0; ngp_s < ngp_slots; ++ngp_s)
     for (int64_t ngp_b = ngp_s * ngp_blocks / ngp_slots; ngp_b < (ngp_s + 1) * ngp_blocks / ngp_slots; ++ngp_b)
       mlpTrain_body((uint32_t)ngp_b, ngp_n, input, target, params, ngp_part_grads + ngp_s * ngp_len_grads, dinput, ngp_part_loss + ngp_s * ngp_len_loss, scale);
   ngp_reduce_slots(loss, ngp_part_loss, ngp_slots, ngp_len_loss);
   ngp_reduce_slots(grads, ngp_part_grads, ngp_slots, ngp_len_grads);
-  free(ngp_part_loss); free(ngp_part_grads);
   return 0;
 }
 
@@ -478,13 +489,14 @@ extern "C" int32_t mlpBackward(int64_t ngp_n, const float* __restrict__ input, i
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 63) / 64;
   const int64_t ngp_slots = ngp_blocks < 16 ? ngp_blocks : 16;
-  float* ngp_part_grads = (float*)calloc((size_t)(ngp_slots * ngp_len_grads) + 1, sizeof(float));
-  if (!ngp_part_grads) { free(ngp_part_grads); return 1000002; }
+  static float* ngp_store_grads = nullptr;
+  static size_t ngp_cap_grads = 0;
+  float* ngp_part_grads = ngp_partials(&ngp_store_grads, &ngp_cap_grads, (size_t)(ngp_slots * ngp_len_grads));
+  if (!ngp_part_grads) return 1000002;
   #pragma omp parallel for schedule(dynamic, 1) if (ngp_blocks > 1)
   for (int64_t ngp_s = 0; ngp_s < ngp_slots; ++ngp_s)
     for (int64_t ngp_b = ngp_s * ngp_blocks / ngp_slots; ngp_b < (ngp_s + 1) * ngp_blocks / ngp_slots; ++ngp_b)
       mlpBackward_body((uint32_t)ngp_b, ngp_n, input, dy, params, ngp_part_grads + ngp_s * ngp_len_grads, dinput);
   ngp_reduce_slots(grads, ngp_part_grads, ngp_slots, ngp_len_grads);
-  free(ngp_part_grads);
   return 0;
 }
