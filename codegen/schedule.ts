@@ -42,10 +42,11 @@ export function splitPasses(k: SpecializedKernel): Passes {
 
 /**
  * The prefetch variant of a pass (lane form, straight-line): the statements that compute the
- * addresses of its data-dependent loads (gathers, such as a table read at a hashed index),
- * ending in a prefetch of each, with everything else removed. Run a few groups ahead of the pass
+ * addresses of its data-dependent accesses (gathers such as a table read at a hashed index, and
+ * scatters such as a gradient added at one), ending in a prefetch of each, with everything else
+ * removed. Run a few groups ahead of the pass
  * itself, it brings the table lines into cache before they are needed. Undefined if the pass
- * has no data-dependent load.
+ * has no data-dependent access.
  */
 export function prefetchVariant(stmts: Stmt[], buffers: Set<string>): Stmt[] | undefined {
   let sites = 0;
@@ -56,15 +57,15 @@ export function prefetchVariant(stmts: Stmt[], buffers: Set<string>): Stmt[] | u
     return body.flatMap((s): Stmt[] => {
       if (s.k === "block") return [{ ...s, body: withPrefetches(s.body) }];
       const out: Stmt[] = [];
-      for (const e of exprsOf(s)) {
-        if (e.k !== "index" || e.base.k !== "var" || !buffers.has(e.base.name) || !refs(e.index).some((n) => dependent.has(n))) continue;
-        if (smallTable(e.index, definitions)) continue;
+      for (const [base, index] of accesses(s)) {
+        if (base.k !== "var" || !buffers.has(base.name) || !refs(index).some((n) => dependent.has(n))) continue;
+        if (smallTable(index, definitions)) continue;
         // One prefetch per cache line: params[b] and params[b + 1u] share one.
-        const key = e.base.name + JSON.stringify(stripOffset(e.index), (k, v) => (k === "span" || k === "ty" ? undefined : v));
+        const key = base.name + JSON.stringify(stripOffset(index), (k, v) => (k === "span" || k === "ty" ? undefined : v));
         if (seen.has(key)) continue;
         seen.add(key);
         sites++;
-        out.push({ k: "expr", e: { k: "call", fn: "prefetch", kind: "intrinsic", args: [e.base, e.index], span: e.span }, span: s.span });
+        out.push({ k: "expr", e: { k: "call", fn: "prefetch", kind: "intrinsic", args: [base, index], span: index.span }, span: s.span });
       }
       if (s.k === "let") definitions.set(s.name, s.init);
       if ((s.k === "let" || s.k === "assign") && [...exprsOf(s)].some((e) => (e.k === "index" && e.base.k === "var" && buffers.has(e.base.name)) || (e.k === "var" && dependent.has(e.name)))) {
@@ -94,6 +95,21 @@ function smallTable(index: Expr, definitions: Map<string, Expr>, depth = 0): boo
     return x;
   });
   return small;
+}
+
+/**
+ * The buffer elements a statement touches, as [buffer, index]: its reads (gathers), the element
+ * it assigns and the element of an atomicAdd (scatters: the read-modify-write waits on the line
+ * as a gather does).
+ */
+function accesses(s: Stmt): [Expr, Expr][] {
+  const out: [Expr, Expr][] = [];
+  for (const e of exprsOf(s)) {
+    if (e.k === "index") out.push([e.base, e.index]);
+    if (e.k === "call" && e.fn === "atomicAdd") out.push([e.args[0]!, e.args[1]!]);
+  }
+  if (s.k === "assign" && s.target.k === "index") out.push([s.target.base, s.target.index]);
+  return out;
 }
 
 function stripOffset(e: Expr): Expr {

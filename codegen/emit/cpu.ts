@@ -123,7 +123,9 @@ function scheduled(k: SpecializedKernel, params: CParam[], body: BodyRenderer): 
     const args = (g: string) => [g, ...params.flatMap((q) => q.args)].join(", ");
     const ahead = prefetchVariant(stmts, new Set(params.filter((q) => q.buffer).map((q) => q.name)));
     if (ahead) fns.push(body(`${name}_prefetch`, ahead, { lanes: LANES }));
-    const pf = ahead ? `if (ngp_g + ${(PREFETCH_GROUPS + 1) * LANES} <= ${to}) ${name}_prefetch(${args(`ngp_g + ${PREFETCH_GROUPS * LANES}`)}); ` : "";
+    // Across the end of a split chunk too: the next chunk (the same thread's, with a static
+    // schedule) then starts with its lines in cache.
+    const pf = ahead ? `if (ngp_g + ${(PREFETCH_GROUPS + 1) * LANES} <= ngp_n) ${name}_prefetch(${args(`ngp_g + ${PREFETCH_GROUPS * LANES}`)}); ` : "";
     runs.push(`{
       int64_t ngp_g = ${from};
       for (; ngp_g + ${LANES} <= ${to}; ngp_g += ${LANES}) { ${pf}${name}_lanes(${args("ngp_g")}); }

@@ -3794,37 +3794,37 @@ extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass9_prefetch(ngp_g + 64, x, params, out); gridForward_pass9_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass9_prefetch(ngp_g + 64, x, params, out); gridForward_pass9_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass9((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass10_prefetch(ngp_g + 64, x, params, out); gridForward_pass10_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass10_prefetch(ngp_g + 64, x, params, out); gridForward_pass10_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass10((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass11_prefetch(ngp_g + 64, x, params, out); gridForward_pass11_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass11_prefetch(ngp_g + 64, x, params, out); gridForward_pass11_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass11((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass12_prefetch(ngp_g + 64, x, params, out); gridForward_pass12_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass12_prefetch(ngp_g + 64, x, params, out); gridForward_pass12_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass12((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass13_prefetch(ngp_g + 64, x, params, out); gridForward_pass13_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass13_prefetch(ngp_g + 64, x, params, out); gridForward_pass13_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass13((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass14_prefetch(ngp_g + 64, x, params, out); gridForward_pass14_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass14_prefetch(ngp_g + 64, x, params, out); gridForward_pass14_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass14((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass15_prefetch(ngp_g + 64, x, params, out); gridForward_pass15_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass15_prefetch(ngp_g + 64, x, params, out); gridForward_pass15_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass15((uint32_t)ngp_i, x, params, out);
     }
   }
@@ -5681,6 +5681,69 @@ NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
 }
 
+NGP_FN void gridBackward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
+  uint32_t cell[2][16] = {};
+  uint32_t coords[2][16] = {};
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 293.06677f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 293.06677f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 293.06677f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 293.06677f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 295u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (95312u + index_23[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 295u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (95312u + index_23[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 295u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (95312u + index_23[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 295u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (95312u + index_23[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+}
+
 NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
   uint32_t cell[2] = {};
   uint32_t coords[2] = {};
@@ -5866,6 +5929,69 @@ NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ 
   }
 }
 
+NGP_FN void gridBackward_pass10_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
+  uint32_t cell[2][16] = {};
+  uint32_t coords[2][16] = {};
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 405.37466f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 405.37466f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 405.37466f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 405.37466f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 407u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (182344u + index_23[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 407u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (182344u + index_23[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 407u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (182344u + index_23[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 407u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (182344u + index_23[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+}
+
 NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
   uint32_t cell[2] = {};
   uint32_t coords[2] = {};
@@ -6048,6 +6174,69 @@ NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ 
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (348000u + index_23[ngp_l] % 315848u) * 2u;
     for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
     for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+  }
+}
+
+NGP_FN void gridBackward_pass11_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
+  uint32_t cell[2][16] = {};
+  uint32_t coords[2][16] = {};
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 560.5744f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 560.5744f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 560.5744f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 560.5744f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 562u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (348000u + index_23[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 562u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (348000u + index_23[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 562u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (348000u + index_23[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 562u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (348000u + index_23[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
   }
 }
 
@@ -6272,6 +6461,89 @@ NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ 
   }
 }
 
+NGP_FN void gridBackward_pass12_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
+  uint32_t cell[2][16] = {};
+  uint32_t coords[2][16] = {};
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 775.0469f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 775.0469f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 775.0469f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 775.0469f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (663848u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (663848u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (663848u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (663848u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+}
+
 NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
   uint32_t cell[2] = {};
   uint32_t coords[2] = {};
@@ -6490,6 +6762,89 @@ NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ 
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1188136u + index_23[ngp_l] % 524288u) * 2u;
     for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
     for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+  }
+}
+
+NGP_FN void gridBackward_pass13_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
+  uint32_t cell[2][16] = {};
+  uint32_t coords[2][16] = {};
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 1071.4292f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 1071.4292f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 1071.4292f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 1071.4292f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1188136u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1188136u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1188136u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1188136u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
   }
 }
 
@@ -6714,6 +7069,89 @@ NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ 
   }
 }
 
+NGP_FN void gridBackward_pass14_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
+  uint32_t cell[2][16] = {};
+  uint32_t coords[2][16] = {};
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 1481.0037f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 1481.0037f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 1481.0037f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 1481.0037f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1712424u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1712424u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1712424u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1712424u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+}
+
 NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
   uint32_t cell[2] = {};
   uint32_t coords[2] = {};
@@ -6935,6 +7373,89 @@ NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ 
   }
 }
 
+NGP_FN void gridBackward_pass15_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
+  uint32_t cell[2][16] = {};
+  uint32_t coords[2][16] = {};
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 2047.0f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 2047.0f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 2047.0f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 2047.0f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2236712u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2236712u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2236712u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2236712u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+}
+
 extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ grad, int64_t ngp_len_grad) {
   (void)ngp_len_x; (void)ngp_len_dy; (void)ngp_len_grad;
   #pragma omp parallel for schedule(dynamic, 1) if (ngp_n >= 4096)
@@ -6942,37 +7463,37 @@ extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int6
     switch (ngp_p) {
       case 0: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass15_lanes(ngp_g, x, dy, grad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass15_prefetch(ngp_g + 64, x, dy, grad); gridBackward_pass15_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass15((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 1: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass14_lanes(ngp_g, x, dy, grad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass14_prefetch(ngp_g + 64, x, dy, grad); gridBackward_pass14_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass14((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 2: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass13_lanes(ngp_g, x, dy, grad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass13_prefetch(ngp_g + 64, x, dy, grad); gridBackward_pass13_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass13((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 3: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass12_lanes(ngp_g, x, dy, grad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass12_prefetch(ngp_g + 64, x, dy, grad); gridBackward_pass12_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass12((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 4: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass11_lanes(ngp_g, x, dy, grad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass11_prefetch(ngp_g + 64, x, dy, grad); gridBackward_pass11_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass11((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 5: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass10_lanes(ngp_g, x, dy, grad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass10_prefetch(ngp_g + 64, x, dy, grad); gridBackward_pass10_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass10((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 6: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass9_lanes(ngp_g, x, dy, grad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass9_prefetch(ngp_g + 64, x, dy, grad); gridBackward_pass9_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass9((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 7: {

@@ -8640,62 +8640,62 @@ extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass4_prefetch(ngp_g + 64, x, params, out); gridForward_pass4_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass4_prefetch(ngp_g + 64, x, params, out); gridForward_pass4_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass4((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass5_prefetch(ngp_g + 64, x, params, out); gridForward_pass5_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass5_prefetch(ngp_g + 64, x, params, out); gridForward_pass5_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass5((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass6_prefetch(ngp_g + 64, x, params, out); gridForward_pass6_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass6_prefetch(ngp_g + 64, x, params, out); gridForward_pass6_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass6((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass7_prefetch(ngp_g + 64, x, params, out); gridForward_pass7_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass7_prefetch(ngp_g + 64, x, params, out); gridForward_pass7_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass7((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass8_prefetch(ngp_g + 64, x, params, out); gridForward_pass8_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass8_prefetch(ngp_g + 64, x, params, out); gridForward_pass8_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass8((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass9_prefetch(ngp_g + 64, x, params, out); gridForward_pass9_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass9_prefetch(ngp_g + 64, x, params, out); gridForward_pass9_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass9((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass10_prefetch(ngp_g + 64, x, params, out); gridForward_pass10_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass10_prefetch(ngp_g + 64, x, params, out); gridForward_pass10_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass10((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass11_prefetch(ngp_g + 64, x, params, out); gridForward_pass11_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass11_prefetch(ngp_g + 64, x, params, out); gridForward_pass11_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass11((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass12_prefetch(ngp_g + 64, x, params, out); gridForward_pass12_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass12_prefetch(ngp_g + 64, x, params, out); gridForward_pass12_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass12((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass13_prefetch(ngp_g + 64, x, params, out); gridForward_pass13_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass13_prefetch(ngp_g + 64, x, params, out); gridForward_pass13_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass13((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass14_prefetch(ngp_g + 64, x, params, out); gridForward_pass14_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass14_prefetch(ngp_g + 64, x, params, out); gridForward_pass14_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass14((uint32_t)ngp_i, x, params, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_e) gridForward_pass15_prefetch(ngp_g + 64, x, params, out); gridForward_pass15_lanes(ngp_g, x, params, out); }
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass15_prefetch(ngp_g + 64, x, params, out); gridForward_pass15_lanes(ngp_g, x, params, out); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass15((uint32_t)ngp_i, x, params, out);
     }
   }
@@ -10562,6 +10562,134 @@ NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
 }
 
+NGP_FN void gridBackward_pass4_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
+  uint32_t cell[3][16] = {};
+  uint32_t coords[3][16] = {};
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 39.317474f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 39.317474f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 39.317474f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 39.317474f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 39.317474f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 39.317474f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[2][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 1681u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (63704u + index_23[ngp_l] % 68928u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 1681u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (63704u + index_23[ngp_l] % 68928u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 1681u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (63704u + index_23[ngp_l] % 68928u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 1681u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (63704u + index_23[ngp_l] % 68928u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 1681u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (63704u + index_23[ngp_l] % 68928u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 1681u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (63704u + index_23[ngp_l] % 68928u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 1681u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (63704u + index_23[ngp_l] % 68928u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 1681u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (63704u + index_23[ngp_l] % 68928u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+}
+
 NGP_FN void gridBackward_pass5(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
   uint32_t cell[3] = {};
   uint32_t coords[3] = {};
@@ -10934,6 +11062,134 @@ NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
 }
 
+NGP_FN void gridBackward_pass5_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
+  uint32_t cell[3][16] = {};
+  uint32_t coords[3][16] = {};
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 49.796833f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 49.796833f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 49.796833f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 49.796833f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 49.796833f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 49.796833f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[2][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 2601u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (132632u + index_23[ngp_l] % 132656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 2601u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (132632u + index_23[ngp_l] % 132656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 2601u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (132632u + index_23[ngp_l] % 132656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 2601u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (132632u + index_23[ngp_l] % 132656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 2601u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (132632u + index_23[ngp_l] % 132656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 2601u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (132632u + index_23[ngp_l] % 132656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 2601u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (132632u + index_23[ngp_l] % 132656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 2601u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (132632u + index_23[ngp_l] % 132656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+}
+
 NGP_FN void gridBackward_pass6(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
   uint32_t cell[3] = {};
   uint32_t coords[3] = {};
@@ -11303,6 +11559,134 @@ NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (265288u + index_23[ngp_l] % 262144u) * 2u;
     for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
     for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+  }
+}
+
+NGP_FN void gridBackward_pass6_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
+  uint32_t cell[3][16] = {};
+  uint32_t coords[3][16] = {};
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 63.0f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 63.0f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 63.0f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 63.0f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 63.0f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 63.0f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[2][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 4096u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (265288u + index_23[ngp_l] % 262144u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 4096u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (265288u + index_23[ngp_l] % 262144u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 4096u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (265288u + index_23[ngp_l] % 262144u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 4096u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (265288u + index_23[ngp_l] % 262144u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 4096u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (265288u + index_23[ngp_l] % 262144u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 4096u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (265288u + index_23[ngp_l] % 262144u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 4096u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (265288u + index_23[ngp_l] % 262144u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[2][ngp_l] * 4096u;
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (265288u + index_23[ngp_l] % 262144u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
   }
 }
 
@@ -11750,6 +12134,174 @@ NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
 }
 
+NGP_FN void gridBackward_pass7_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
+  uint32_t cell[3][16] = {};
+  uint32_t coords[3][16] = {};
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 79.63495f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 79.63495f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 79.63495f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 79.63495f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 79.63495f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 79.63495f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[2][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (527432u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (527432u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (527432u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (527432u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (527432u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (527432u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (527432u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (527432u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+}
+
 NGP_FN void gridBackward_pass8(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
   uint32_t cell[3] = {};
   uint32_t coords[3] = {};
@@ -12191,6 +12743,174 @@ NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1051720u + index_23[ngp_l] % 524288u) * 2u;
     for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
     for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+  }
+}
+
+NGP_FN void gridBackward_pass8_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
+  uint32_t cell[3][16] = {};
+  uint32_t coords[3][16] = {};
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 100.593666f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 100.593666f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 100.593666f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 100.593666f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 100.593666f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 100.593666f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[2][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1051720u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1051720u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1051720u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1051720u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1051720u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1051720u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1051720u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1051720u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
   }
 }
 
@@ -12638,6 +13358,174 @@ NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
 }
 
+NGP_FN void gridBackward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
+  uint32_t cell[3][16] = {};
+  uint32_t coords[3][16] = {};
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 127.0f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 127.0f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 127.0f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 127.0f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 127.0f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 127.0f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[2][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1576008u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1576008u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1576008u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1576008u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1576008u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1576008u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1576008u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1576008u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+}
+
 NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
   uint32_t cell[3] = {};
   uint32_t coords[3] = {};
@@ -13079,6 +13967,174 @@ NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ 
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2100296u + index_23[ngp_l] % 524288u) * 2u;
     for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
     for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+  }
+}
+
+NGP_FN void gridBackward_pass10_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
+  uint32_t cell[3][16] = {};
+  uint32_t coords[3][16] = {};
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 160.2699f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 160.2699f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 160.2699f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 160.2699f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 160.2699f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 160.2699f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[2][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2100296u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2100296u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2100296u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2100296u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2100296u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2100296u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2100296u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2100296u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
   }
 }
 
@@ -13526,6 +14582,174 @@ NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ 
   }
 }
 
+NGP_FN void gridBackward_pass11_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
+  uint32_t cell[3][16] = {};
+  uint32_t coords[3][16] = {};
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 202.18733f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 202.18733f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 202.18733f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 202.18733f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 202.18733f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 202.18733f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[2][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2624584u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2624584u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2624584u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2624584u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2624584u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2624584u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2624584u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2624584u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+}
+
 NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
   uint32_t cell[3] = {};
   uint32_t coords[3] = {};
@@ -13967,6 +15191,174 @@ NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ 
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3148872u + index_23[ngp_l] % 524288u) * 2u;
     for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
     for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+  }
+}
+
+NGP_FN void gridBackward_pass12_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
+  uint32_t cell[3][16] = {};
+  uint32_t coords[3][16] = {};
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 255.0f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 255.0f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 255.0f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 255.0f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 255.0f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 255.0f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[2][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3148872u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3148872u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3148872u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3148872u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3148872u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3148872u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3148872u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3148872u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
   }
 }
 
@@ -14414,6 +15806,174 @@ NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ 
   }
 }
 
+NGP_FN void gridBackward_pass13_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
+  uint32_t cell[3][16] = {};
+  uint32_t coords[3][16] = {};
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 321.5398f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 321.5398f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 321.5398f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 321.5398f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 321.5398f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 321.5398f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[2][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3673160u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3673160u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3673160u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3673160u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3673160u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3673160u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3673160u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3673160u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+}
+
 NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
   uint32_t cell[3] = {};
   uint32_t coords[3] = {};
@@ -14855,6 +16415,174 @@ NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ 
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4197448u + index_23[ngp_l] % 524288u) * 2u;
     for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
     for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+  }
+}
+
+NGP_FN void gridBackward_pass14_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
+  uint32_t cell[3][16] = {};
+  uint32_t coords[3][16] = {};
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 405.37466f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 405.37466f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 405.37466f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 405.37466f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 405.37466f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 405.37466f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[2][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4197448u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4197448u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4197448u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4197448u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4197448u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4197448u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4197448u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4197448u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
   }
 }
 
@@ -15302,6 +17030,174 @@ NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ 
   }
 }
 
+NGP_FN void gridBackward_pass15_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
+  uint32_t cell[3][16] = {};
+  uint32_t coords[3][16] = {};
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 511.0f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 511.0f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 1u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 511.0f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 511.0f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    float xd_2[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 3u + 2u]), 1.0f);
+    float rounded_4[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 511.0f, 0.5f));
+    float g_5[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 511.0f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[2][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4721736u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4721736u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4721736u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l];
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4721736u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4721736u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4721736u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4721736u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[2][ngp_l] = cell[2][ngp_l] + 1u;
+    uint32_t index_23[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
+    {
+      uint32_t h_25[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[2][ngp_l] * 805459861u;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
+    }
+    uint32_t base[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (4721736u + index_23[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+  }
+}
+
 extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ grad, int64_t ngp_len_grad) {
   (void)ngp_len_x; (void)ngp_len_dy; (void)ngp_len_grad;
   #pragma omp parallel for schedule(dynamic, 1) if (ngp_n >= 4096)
@@ -15309,62 +17205,62 @@ extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int6
     switch (ngp_p) {
       case 0: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass15_lanes(ngp_g, x, dy, grad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass15_prefetch(ngp_g + 64, x, dy, grad); gridBackward_pass15_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass15((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 1: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass14_lanes(ngp_g, x, dy, grad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass14_prefetch(ngp_g + 64, x, dy, grad); gridBackward_pass14_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass14((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 2: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass13_lanes(ngp_g, x, dy, grad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass13_prefetch(ngp_g + 64, x, dy, grad); gridBackward_pass13_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass13((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 3: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass12_lanes(ngp_g, x, dy, grad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass12_prefetch(ngp_g + 64, x, dy, grad); gridBackward_pass12_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass12((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 4: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass11_lanes(ngp_g, x, dy, grad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass11_prefetch(ngp_g + 64, x, dy, grad); gridBackward_pass11_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass11((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 5: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass10_lanes(ngp_g, x, dy, grad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass10_prefetch(ngp_g + 64, x, dy, grad); gridBackward_pass10_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass10((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 6: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass9_lanes(ngp_g, x, dy, grad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass9_prefetch(ngp_g + 64, x, dy, grad); gridBackward_pass9_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass9((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 7: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass8_lanes(ngp_g, x, dy, grad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass8_prefetch(ngp_g + 64, x, dy, grad); gridBackward_pass8_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass8((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 8: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass7_lanes(ngp_g, x, dy, grad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass7_prefetch(ngp_g + 64, x, dy, grad); gridBackward_pass7_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass7((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 9: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass6_lanes(ngp_g, x, dy, grad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass6_prefetch(ngp_g + 64, x, dy, grad); gridBackward_pass6_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass6((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 10: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass5_lanes(ngp_g, x, dy, grad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass5_prefetch(ngp_g + 64, x, dy, grad); gridBackward_pass5_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass5((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 11: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass4_lanes(ngp_g, x, dy, grad); }
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass4_prefetch(ngp_g + 64, x, dy, grad); gridBackward_pass4_lanes(ngp_g, x, dy, grad); }
       for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass4((uint32_t)ngp_i, x, dy, grad);
     } break;
       case 12: {
