@@ -22,6 +22,8 @@ export interface Shipped {
 /** The default configurations of the benchmark: L=16, F=2, T=2^19, N_min=16, finest 2048 (2D) / 512 (3D). */
 export const DEFAULT_GRID_2D = { dims: 2, levels: 16, featuresPerLevel: 2, log2HashmapSize: 19, baseResolution: 16, finestResolution: 2048 } as const;
 export const DEFAULT_GRID_3D = { ...DEFAULT_GRID_2D, dims: 3, finestResolution: 512 } as const;
+/** The 2D grid with learned probing: a quarter of the table in buckets of 4 slots. */
+export const PROBED_GRID_2D = { ...DEFAULT_GRID_2D, log2HashmapSize: 17, probing: { range: 4, codebookSize: 4096 } } as const;
 const GRID_KERNELS = ["gridForward", "gridBackward", "gridInputGrad"];
 
 export const ROOT = resolve(import.meta.dir, "..");
@@ -40,10 +42,11 @@ export const SHIPPED: Shipped[] = [
   { name: "examples/smoothstep", file: "dsl/examples/smoothstep.ts", config: { smooth: true } },
   { name: "examples/local_arrays", file: "dsl/examples/local_arrays.ts", config: { width: 5, weights: [0.1, 0.2, 0.4, 0.2, 0.1] } },
   { name: "grid/hashgrid_2d", file: "dsl/kernels/grid.ts", config: gridConfig(parseHashGridOptions(DEFAULT_GRID_2D)), kernels: GRID_KERNELS },
+  { name: "grid/hashgrid_2d_probed", file: "dsl/kernels/grid.ts", config: gridConfig(parseHashGridOptions(PROBED_GRID_2D)), kernels: ["gridForward", "gridBackward"] },
   { name: "grid/hashgrid_3d", file: "dsl/kernels/grid.ts", config: gridConfig(parseHashGridOptions(DEFAULT_GRID_3D)), kernels: GRID_KERNELS },
   { name: "network/mlp", file: "dsl/kernels/mlp.ts", config: mlpShipped(64), targets: ["cpu", "js"] },
   { name: "network/mlp_cuda", file: "dsl/kernels/mlp.ts", config: mlpShipped(16), targets: ["cuda"] },
-  { name: "network/optimizer", file: "dsl/kernels/optimizer.ts" },
+  { name: "network/optimizer", file: "dsl/kernels/optimizer.ts", config: { width: 4 } },
   { name: "network/ema", file: "dsl/kernels/ema.ts" },
   { name: "network/loss", file: "dsl/kernels/loss.ts", config: { rows: 256, width: 3, kind: 1, huberDelta: 1 } },
 ];

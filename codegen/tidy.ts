@@ -2,7 +2,8 @@
 // unrolling leave `let r = 0; { r = e; }`, `x + 0u`, `const w = w_3`; none of it changes what the
 // code computes, but generated code is reviewed (generated/ snapshots), so we clean it:
 //   - exact algebraic identities (integer x + 0, x * 1, x | 0, ...; f32 x * 1.0),
-//   - blocks that declare nothing are spliced into their parent (unrolled iterations are kept),
+//   - blocks are spliced into their parent unless a name they declare is also declared or read
+//     by the rest of the parent (unrolled iterations are kept),
 //   - `let r = <literal>;` directly followed by `r = e;` becomes `let r = e;`,
 //   - a `let` that is never assigned again becomes `const`,
 //   - `const a = b;` with b a literal or a variable never assigned is removed and b read for a
@@ -39,7 +40,7 @@ const declares = (s: Stmt) => s.k === "let" || s.k === "array";
 
 /** Splice blocks that declare nothing into their parent; keep top-level unrolled iterations (passes). */
 function flatten(body: Stmt[], top = false): Stmt[] {
-  return body.flatMap((s): Stmt[] => {
+  return body.flatMap((s, k): Stmt[] => {
     switch (s.k) {
       case "if":
         return [{ ...s, then: flatten(s.then), else: flatten(s.else) }];
@@ -47,7 +48,12 @@ function flatten(body: Stmt[], top = false): Stmt[] {
         return [{ ...s, body: flatten(s.body) }];
       case "block": {
         const inner = flatten(s.body);
-        return inner.some(declares) || (top && s.unrolled) ? [{ ...s, body: inner }] : inner;
+        if (top && s.unrolled) return [{ ...s, body: inner }];
+        // A block that declares names the rest of its parent neither declares nor reads (an
+        // inlined helper's or a folded if's) is spliced in too: nothing can tell the difference.
+        const names = inner.flatMap((t) => (t.k === "let" || t.k === "array" ? [t.name] : []));
+        const clash = names.some((n) => body.some((t, j) => j !== k && (mentions(t, n) || declaresName(t, n))));
+        return clash ? [{ ...s, body: inner }] : inner;
       }
       default:
         return [s];

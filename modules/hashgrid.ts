@@ -14,6 +14,12 @@ export { ConfigError };
 
 export const GRID_KERNELS = resolve(import.meta.dir, "../dsl/kernels/grid.ts");
 
+/** Learned probing: the most slots per bucket, the most codebook rows per level. */
+export const MAX_PROBE_RANGE = 64;
+export const MAX_CODEBOOK = 2 ** 24;
+/** Defaults, chosen by bench:probing (see the README's "Learned hash probing"). */
+export const PROBING_DEFAULTS = { codebookSize: 4096 } as const;
+
 /** A number, or one per axis (their count is checked against dims below). */
 const perAxis = (n: z.ZodNumber) => z.union([n, z.array(n).min(1).max(8)]);
 
@@ -36,9 +42,25 @@ export const HashGridOptions = z
     precision: z.enum(["f32", "f16"]).default("f32"),
     /** Seed of the uniform(-1e-4, 1e-4) initialization. */
     seed: z.number().int().default(1337),
+    /**
+     * Learned hash probing (Compact NGP) on the hashed levels: `range` N_p slots per bucket (a
+     * power of two, 1 to 64; 1 is the plain grid) chosen by an index codebook of `codebookSize`
+     * N_c rows of N_p logits per hashed level.
+     */
+    probing: z
+      .object({ range: z.number().default(1), codebookSize: z.number().default(PROBING_DEFAULTS.codebookSize) })
+      .strict()
+      .optional(),
   })
   .strict()
   .superRefine((o, ctx) => {
+    if (o.probing) {
+      const { range, codebookSize } = o.probing;
+      if (!(Number.isInteger(range) && range >= 1 && range <= MAX_PROBE_RANGE && (range & (range - 1)) === 0))
+        ctx.addIssue({ code: "custom", path: ["probing", "range"], message: `${range} is not allowed (allowed: a power of two from 1 to ${MAX_PROBE_RANGE})` });
+      if (!(Number.isInteger(codebookSize) && codebookSize >= 1 && codebookSize <= MAX_CODEBOOK))
+        ctx.addIssue({ code: "custom", path: ["probing", "codebookSize"], message: `${codebookSize} is out of range (allowed: an integer from 1 to ${MAX_CODEBOOK} (2^24))` });
+    }
     for (const key of ["baseResolution", "perLevelScale", "finestResolution"] as const) {
       const v = o[key];
       if (Array.isArray(v) && v.length !== o.dims) ctx.addIssue({ code: "custom", path: [key], message: `has ${v.length} values but dims is ${o.dims}` });
@@ -60,7 +82,9 @@ const ALLOWED: Record<string, string> = {
   interpolation: "nearest, linear, smoothstep",
   precision: "f32, f16",
   seed: "an integer of at most 2^53 in magnitude",
+  probing: "{ range, codebookSize }",
 };
+
 
 export type HashGridOptionsInput = z.input<typeof HashGridOptions>;
 export type HashGridSettings = z.output<typeof HashGridOptions>;
@@ -91,6 +115,10 @@ export interface GridConfigValue {
   size: number[];
   offset: number[];
   hashed: boolean[];
+  probeRange: number;
+  codebookSize: number;
+  probed: boolean[];
+  rowOffset: number[];
 }
 
 /** Validate user settings; every problem names its field, the value given and what is allowed. */
@@ -174,6 +202,7 @@ export function gridConfig(s: HashGridSettings, levels: GridLevel[] = gridLevels
       return out;
     });
   });
+  const { probed, rowOffset, range, codebookSize } = probingLayout(s, levels);
   return {
     dims: s.dims,
     levels: s.levels,
@@ -184,7 +213,35 @@ export function gridConfig(s: HashGridSettings, levels: GridLevel[] = gridLevels
     size: levels.map((lv) => lv.size),
     offset: levels.map((lv) => lv.offset),
     hashed: levels.map((lv) => lv.hashed),
+    probeRange: range,
+    codebookSize,
+    probed,
+    rowOffset,
   };
+}
+
+/** Learned probing's layout: which levels are probed, and their codebook rows (N_c each, level after level). */
+export interface ProbingLayout {
+  range: number;
+  codebookSize: number;
+  probed: boolean[];
+  rowOffset: number[];
+  /** Codebook rows over all probed levels (0 without probing). */
+  rows: number;
+}
+
+export function probingLayout(s: HashGridSettings, levels: GridLevel[] = gridLevels(s)): ProbingLayout {
+  const range = s.probing?.range ?? 1;
+  const codebookSize = s.probing?.codebookSize ?? PROBING_DEFAULTS.codebookSize;
+  // A level is probed when it is hashed (its table is the full 2^log2T, a multiple of N_p).
+  const probed = levels.map((lv) => lv.hashed && range > 1);
+  let rows = 0;
+  const rowOffset = probed.map((p) => {
+    const at = rows;
+    if (p) rows += codebookSize;
+    return at;
+  });
+  return { range, codebookSize, probed, rowOffset, rows };
 }
 
 /** Per level: distinct grid vertices touched and the fraction of them sharing a slot with another. */
@@ -195,6 +252,17 @@ export interface LevelCollisions {
   collidingFraction: number;
 }
 
+
+/** The index of the largest of each row of `width` values (the first of equals). */
+export function argmaxRows(values: Float32Array, width: number): Uint32Array {
+  const out = new Uint32Array(values.length / width);
+  for (let r = 0; r < out.length; r++) {
+    let best = 0;
+    for (let p = 1; p < width; p++) if (values[r * width + p]! > values[r * width + best]!) best = p;
+    out[r] = best;
+  }
+  return out;
+}
 
 /** Uniform(-1e-4, 1e-4) values from a seeded generator (mulberry32), so runs are reproducible. */
 export function initParams(out: Float32Array, seed: number): void {
@@ -210,6 +278,17 @@ export class HashGrid {
   readonly paramCount: number;
   /** Encoding width: levels * featuresPerLevel. */
   readonly outputDim: number;
+  /** Learned probing's layout (rows 0 without probing). */
+  readonly probing: ProbingLayout;
+  /**
+   * Learned probing: the index codebooks' logits, [row][N_p] (rows of all probed levels), their
+   * gradient, and `probe`, the argmax slot of each row, which the forward reads. The optimizer
+   * step refreshes `probe` from the logits (Optimizer's `argmax` groups); after changing the
+   * logits otherwise, call refreshProbes. Placeholders of one element without probing.
+   */
+  readonly logits: DeviceBuffer<"f32">;
+  readonly logitGrad: DeviceBuffer<"f32">;
+  readonly probe: DeviceBuffer<"u32">;
   #lastX: DeviceBuffer<"f32"> | undefined;
   #lastN = 0;
 
@@ -226,6 +305,39 @@ export class HashGrid {
     initParams(init, settings.seed);
     this.params = mod.upload(settings.precision, init);
     this.grad = mod.alloc("f32", this.paramCount);
+    this.probing = probingLayout(settings, levels);
+    const logits = new Float32Array(Math.max(1, this.logitCount));
+    // Small random logits: every row starts at a (seeded) random slot of its bucket.
+    initParams(logits, settings.seed ^ 0x10c1);
+    this.logits = mod.upload("f32", logits);
+    this.logitGrad = mod.alloc("f32", logits.length);
+    this.probe = mod.alloc("u32", Math.max(1, this.probing.rows));
+    this.refreshProbes();
+  }
+
+  /** Logits of the index codebooks (0 without probing). */
+  get logitCount(): number {
+    return this.probing.rows * this.probing.range;
+  }
+
+  /** probe = the argmax (first of equals) of each codebook row's logits. */
+  refreshProbes(): void {
+    if (!this.probing.rows) return;
+    this.probe.upload(argmaxRows(this.logits.download(), this.probing.range));
+  }
+
+  /**
+   * Memory of the encoding. Training: parameters in their precision, their f32 gradient and two
+   * f32 Adam moments, and with probing the logits (f32, with gradient and moments) and the probe
+   * table (u32). Inference: the features in `featureBytes` per value and, per probed level, its
+   * N_c argmax indices packed at log2(N_p) bits (rounded up to whole bytes).
+   */
+  memory(featureBytes: 2 | 4 = this.settings.precision === "f16" ? 2 : 4): { trainingBytes: number; inferenceBytes: number; indexBytes: number } {
+    const p = this.probing;
+    const paramBytes = this.settings.precision === "f16" ? 2 : 4;
+    const trainingBytes = this.paramCount * (paramBytes + 12) + (p.rows ? this.logitCount * 16 + p.rows * 4 : 0);
+    const indexBytes = p.rows ? Math.ceil((p.rows * Math.log2(p.range)) / 8) : 0;
+    return { trainingBytes, inferenceBytes: this.paramCount * featureBytes + indexBytes, indexBytes };
   }
 
   /** Validate `options`, derive the levels, and compile (or load from cache) the kernels. */
@@ -235,7 +347,7 @@ export class HashGrid {
     const config = gridConfig(settings, levels);
     // Compile only the kernels this precision uses (each costs C++ build time).
     const half = settings.precision === "f16";
-    const kernels = [half ? "gridForwardHalf" : "gridForward", "gridBackward", half ? "gridInputGradHalf" : "gridInputGrad", "gridSlots"];
+    const kernels = half ? ["gridForwardHalf", "gridBackwardHalf", "gridInputGradHalf", "gridSlots"] : ["gridForward", "gridBackward", "gridInputGrad", "gridSlots"];
     // Unchecked: every index is in range by construction (table offsets and sizes come from the
     // levels; forward and backward check the lengths of x, dy and out before each launch).
     const mod = await loadKernels(GRID_KERNELS, { config, kernels, backend: load.backend, cacheDir: load.cacheDir, log: load.log, boundsChecks: false });
@@ -270,15 +382,16 @@ export class HashGrid {
     const { n, buf } = this.points(x);
     out ??= this.mod.alloc("f32", n * this.outputDim);
     if (out.length !== n * this.outputDim) throw new RangeError(`HashGrid.forward: out has ${out.length} values, expected ${n * this.outputDim}`);
-    this.mod.kernels[this.settings.precision === "f16" ? "gridForwardHalf" : "gridForward"]!(n, buf, this.params, out);
+    this.mod.kernels[this.settings.precision === "f16" ? "gridForwardHalf" : "gridForward"]!(n, buf, this.params, this.probe, out);
     this.#lastX = buf;
     this.#lastN = n;
     return out;
   }
 
   /**
-   * Gradients for dLdy ([n][outputDim], for the points of the last forward): writes `grad`
-   * (overwritten unless `accumulate`), and with `inputs` returns dL/dx ([n][dims]) too.
+   * Gradients for dLdy ([n][outputDim], for the points of the last forward): writes `grad` and,
+   * with probing, `logitGrad` (overwritten unless `accumulate`), and with `inputs` returns dL/dx
+   * ([n][dims]) too.
    */
   backward(dLdy: Float32Array | DeviceBuffer<"f32">, opts: { inputs?: boolean; accumulate?: boolean } = {}): { params: DeviceBuffer<"f32">; inputs?: DeviceBuffer<"f32"> } {
     const x = this.#lastX;
@@ -286,11 +399,15 @@ export class HashGrid {
     const n = this.#lastN;
     if (dLdy.length !== n * this.outputDim) throw new RangeError(`HashGrid.backward: dLdy has ${dLdy.length} values, expected ${n * this.outputDim} (n = ${n})`);
     const dy = dLdy instanceof Float32Array ? this.mod.upload("f32", dLdy) : dLdy;
-    if (!opts.accumulate) this.grad.zero();
-    this.mod.kernels.gridBackward!(n, x, dy, this.grad);
+    if (!opts.accumulate) {
+      this.grad.zero();
+      this.logitGrad.zero();
+    }
+    const half = this.settings.precision === "f16";
+    this.mod.kernels[half ? "gridBackwardHalf" : "gridBackward"]!(n, x, this.params, this.probe, this.logits, dy, this.grad, this.logitGrad);
     if (!opts.inputs) return { params: this.grad };
     const dx = this.mod.alloc("f32", n * this.settings.dims);
-    this.mod.kernels[this.settings.precision === "f16" ? "gridInputGradHalf" : "gridInputGrad"]!(n, x, this.params, dy, dx);
+    this.mod.kernels[half ? "gridInputGradHalf" : "gridInputGrad"]!(n, x, this.params, this.probe, dy, dx);
     return { params: this.grad, inputs: dx };
   }
 
@@ -301,7 +418,7 @@ export class HashGrid {
     const corners = 1 << dims;
     const cells = this.mod.alloc("u32", n * levels * dims);
     const slots = this.mod.alloc("u32", n * levels * corners);
-    this.mod.kernels.gridSlots!(n, buf, cells, slots);
+    this.mod.kernels.gridSlots!(n, buf, this.probe, cells, slots);
     const [c, s] = [cells.download(), slots.download()];
     return this.levels.map((lv, l) => {
       const slotOf = new Map<string, number>();

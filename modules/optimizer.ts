@@ -45,6 +45,11 @@ export interface ParamGroup {
   grad: DeviceBuffer<"f32">;
   lr?: number;
   weightDecay?: number;
+  /**
+   * Rows of `width` parameters whose argmax the step writes to `out` in the same pass (learned
+   * probing's logits and probe table). f32 groups only.
+   */
+  argmax?: { width: number; out: DeviceBuffer<"u32"> };
 }
 
 /** Everything a checkpoint needs to continue the optimizer exactly (`master`: of f16 groups). */
@@ -53,7 +58,7 @@ export interface OptimizerState {
   groups: { name: string; lr: number; m?: Float32Array; v?: Float32Array; master?: Float32Array }[];
 }
 
-interface Group extends Required<ParamGroup> {
+interface Group extends Required<Omit<ParamGroup, "argmax">>, Pick<ParamGroup, "argmax"> {
   /** The f32 weights the step updates: the parameters themselves, or an f16 group's master copy. */
   master: DeviceBuffer<"f32">;
   m?: DeviceBuffer<"f32">;
@@ -68,6 +73,8 @@ export class Optimizer {
     readonly settings: OptimizerSettings,
     private readonly groups: Group[],
     private readonly mod: KernelModule,
+    /** Per row width of argmax groups, the kernels specialized for it. */
+    private readonly rowMods: Map<number, KernelModule>,
   ) {}
 
   static async create(groups: ParamGroup[], options: OptimizerOptionsInput = {}, load: LoadSettings = {}): Promise<Optimizer> {
@@ -79,15 +86,23 @@ export class Optimizer {
       if (g.params.length !== g.grad.length) throw new ConfigError(`optimizer: group ${g.name} has ${g.params.length} parameters but ${g.grad.length} gradient values`);
       for (const [k, v] of [["lr", g.lr], ["weightDecay", g.weightDecay]] as const)
         if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new ConfigError(`optimizer: group ${g.name}: ${k} ${v} is not allowed (allowed: a finite number >= 0)`);
+      const a = g.argmax;
+      if (a && (isHalf(g) || !Number.isInteger(a.width) || a.width < 1 || g.params.length !== a.width * a.out.length))
+        throw new ConfigError(`optimizer: group ${g.name}: argmax needs f32 parameters in rows of width ${a.width}, one output per row (${g.params.length} parameters, ${a.out.length} outputs)`);
     }
     const kernels = [s.kind === "adam" ? "adamStep" : "sgdStep", ...(groups.some(isHalf) ? ["storeHalf"] : [])];
     const mod = await loadKernels(OPTIMIZER_KERNELS, { kernels, backend: load.backend, cacheDir: load.cacheDir, log: load.log, boundsChecks: false });
+    const rowMods = new Map<number, KernelModule>();
+    for (const width of new Set(groups.flatMap((g) => (g.argmax ? [g.argmax.width] : [])))) {
+      const rowKernels = [s.kind === "adam" ? "adamStepArgmax" : "sgdStepArgmax"];
+      rowMods.set(width, await loadKernels(OPTIMIZER_KERNELS, { config: { width }, kernels: rowKernels, backend: load.backend, cacheDir: load.cacheDir, log: load.log, boundsChecks: false }));
+    }
     const full = groups.map((g): Group => ({
       ...g, lr: g.lr ?? s.lr, weightDecay: g.weightDecay ?? s.weightDecay,
       master: isHalf(g) ? mod.upload("f32", g.params.download()) : (g.params as DeviceBuffer<"f32">),
       ...(s.kind === "adam" ? { m: mod.alloc("f32", g.params.length), v: mod.alloc("f32", g.params.length) } : {}),
     }));
-    return new Optimizer(s, full, mod);
+    return new Optimizer(s, full, mod, rowMods);
   }
 
   /** Steps taken so far. */
@@ -122,8 +137,14 @@ export class Optimizer {
     const { beta1, beta2, eps } = this.settings;
     // tiny-cuda-nn folds both bias corrections into the step size (in double here, then f32).
     const correction = Math.sqrt(1 - beta2 ** this.#step) / (1 - beta1 ** this.#step);
+    const adam = this.settings.kind === "adam";
     for (const g of this.groups) {
-      if (this.settings.kind === "adam") this.mod.kernels.adamStep!(g.master.length, g.master, g.grad, g.m!, g.v!, g.lr * correction, beta1, beta2, eps, g.weightDecay, gradScale);
+      if (g.argmax) {
+        const k = this.rowMods.get(g.argmax.width)!.kernels;
+        const rows = g.argmax.out.length;
+        if (adam) k.adamStepArgmax!(rows, g.master, g.grad, g.m!, g.v!, g.argmax.out, g.lr * correction, beta1, beta2, eps, g.weightDecay, gradScale);
+        else k.sgdStepArgmax!(rows, g.master, g.grad, g.argmax.out, g.lr, g.weightDecay, gradScale);
+      } else if (adam) this.mod.kernels.adamStep!(g.master.length, g.master, g.grad, g.m!, g.v!, g.lr * correction, beta1, beta2, eps, g.weightDecay, gradScale);
       else this.mod.kernels.sgdStep!(g.master.length, g.master, g.grad, g.lr, g.weightDecay, gradScale);
     }
     this.sync();
@@ -168,5 +189,6 @@ export class Optimizer {
 
   close(): void {
     this.mod.close();
+    for (const m of this.rowMods.values()) m.close();
   }
 }

@@ -6,8 +6,16 @@
 //
 // Inputs are clamped to [0, 1] (the gradient with respect to a clamped coordinate is 0), and a NaN
 // coordinate counts as 0, so that it encodes like any point and keeps NaN out of the gradient.
-import { type Buf, type Const, type Float, type bool, type f16, type f32, type i32, atomicAdd, floor, fma, localArray, max, min, select, u32 } from "../index.ts";
-import { coherentHash } from "./hash.ts";
+//
+// Learned hash probing (Compact NGP, Takikawa et al. 2023) on the hashed levels when
+// probeRange N_p > 1: the level's table is N_f = size / N_p buckets of N_p slots, and a vertex's
+// entry is N_p * (hash % N_f) + probe[row], where row = hash2 % codebookSize selects a row of the
+// level's index codebook (N_p logits per row) and probe[row] is that row's argmax, kept up to date
+// by the optimizer step (optimizer.ts, adamStepArgmax). The forward reads the argmax slot; the
+// backward also gives the logits the gradient of a softmax over the row (straight-through). With
+// N_p = 1 no level is probed and every probing statement folds away: the plain grid.
+import { type Buf, type Const, type Float, type bool, type f16, type f32, type i32, atomicAdd, exp, floor, fma, localArray, max, min, select, u32 } from "../index.ts";
+import { coherentHash, indexHash } from "./hash.ts";
 import { NEAREST, weight, weightDerivative } from "./interpolate.ts";
 
 export interface GridConfig {
@@ -26,6 +34,14 @@ export interface GridConfig {
   offset: u32[];
   /** [l]: the level is hashed (its grid has more vertices than its table). */
   hashed: bool[];
+  /** N_p: slots per bucket of a probed level (a power of two; 1: no probing). */
+  probeRange: i32;
+  /** N_c: rows of a probed level's index codebook. */
+  codebookSize: i32;
+  /** [l]: the level uses learned probing (hashed, and probeRange > 1). */
+  probed: bool[];
+  /** [l]: first codebook row of level l (rows of probe[], of N_p logits each). */
+  rowOffset: u32[];
 }
 
 /**
@@ -52,11 +68,15 @@ function locate(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u32, cell: u32[]
   }
 }
 
-/** Table entry (times `features`, plus the level offset) of corner `corner` of the cell. */
-function entry(cfg: Const<GridConfig>, l: i32, cell: u32[], corner: i32, coords: u32[]): u32 {
+/** coords = the grid vertex of corner `corner` of the cell. */
+function cornerCoords(cfg: Const<GridConfig>, cell: u32[], corner: i32, coords: u32[]): void {
   for (let d = 0; d < cfg.dims; d++) {
     coords[d] = cell[d] + u32((corner >> d) & 1);
   }
+}
+
+/** Slot of vertex `coords` within level l's table, for an unprobed level. */
+function slot(cfg: Const<GridConfig>, l: i32, coords: u32[]): u32 {
   let index: u32 = 0;
   if (cfg.hashed[l]) {
     index = coherentHash(coords, cfg.dims);
@@ -65,7 +85,27 @@ function entry(cfg: Const<GridConfig>, l: i32, cell: u32[], corner: i32, coords:
       index += coords[d] * cfg.stride[l * cfg.dims + d];
     }
   }
-  return (cfg.offset[l] + index % cfg.size[l]) * u32(cfg.features);
+  return index % cfg.size[l];
+}
+
+/** First entry of the bucket of vertex `coords` at probed level l (its N_p slots follow). */
+function bucket(cfg: Const<GridConfig>, l: i32, coords: u32[]): u32 {
+  return cfg.offset[l] + coherentHash(coords, cfg.dims) % (cfg.size[l] / u32(cfg.probeRange)) * u32(cfg.probeRange);
+}
+
+/** Codebook row (over all levels) of vertex `coords` at probed level l. */
+function codebookRow(cfg: Const<GridConfig>, l: i32, coords: u32[]): u32 {
+  return cfg.rowOffset[l] + indexHash(coords, cfg.dims) % u32(cfg.codebookSize);
+}
+
+/** Table entry (times `features`, plus the level offset) of corner `corner` of the cell. */
+function entry(cfg: Const<GridConfig>, l: i32, cell: u32[], corner: i32, coords: u32[], probe: Buf<u32>): u32 {
+  cornerCoords(cfg, cell, corner, coords);
+  if (cfg.probed[l]) {
+    return (bucket(cfg, l, coords) + probe[codebookRow(cfg, l, coords)]) * u32(cfg.features);
+  } else {
+    return (cfg.offset[l] + slot(cfg, l, coords)) * u32(cfg.features);
+  }
 }
 
 /** Interpolation weight of corner `corner`: the product over axes of w1 or w0. */
@@ -78,7 +118,7 @@ function cornerWeight(cfg: Const<GridConfig>, corner: i32, w0: f32[], w1: f32[])
 }
 
 /** out[i][l][f]: the encoding of point i, levels concatenated ([n][levels * features]). */
-function forward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Float>, out: Buf<f32>): void {
+function forward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Float>, probe: Buf<u32>, out: Buf<f32>): void {
   for (let l = 0; l < cfg.levels; l++) {
     const cell = localArray<u32>(cfg.dims);
     const coords = localArray<u32>(cfg.dims);
@@ -88,14 +128,14 @@ function forward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Float>
     locate(cfg, l, x, i, cell, w0, w1, dw);
     const acc = localArray<f32>(cfg.features);
     if (cfg.interpolation === NEAREST) {
-      const base = entry(cfg, l, cell, 0, coords);
+      const base = entry(cfg, l, cell, 0, coords, probe);
       for (let f = 0; f < cfg.features; f++) {
         acc[f] = params[base + u32(f)];
       }
     } else {
       for (let c = 0; c < 1 << cfg.dims; c++) {
         const w = cornerWeight(cfg, c, w0, w1);
-        const base = entry(cfg, l, cell, c, coords);
+        const base = entry(cfg, l, cell, c, coords, probe);
         for (let f = 0; f < cfg.features; f++) {
           acc[f] = fma(w, params[base + u32(f)], acc[f]);
         }
@@ -109,13 +149,50 @@ function forward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Float>
 }
 
 /**
- * grad += d loss / d params: every corner receives weight * dy (a scatter-add). Levels write
- * disjoint parts of grad, so on the CPU each level is owned by one thread (no atomics). The
- * gradient is f32 whatever the parameters' storage.
- * @kernel
- * @schedule owner
+ * The gradient of corner `corner` (weight w) of point i at level l: its entry's features receive
+ * w * dy; at a probed level the logits of the vertex's codebook row receive the straight-through
+ * gradient. With s = softmax(logits of the row) and g_p = w * <dy, E[bucket + p]> (how the loss
+ * would move per unit of weight on slot p), d loss / d logit_p = s_p * (g_p - sum_q s_q g_q): the
+ * gradient of the soft lookup sum_p s_p E[bucket + p]. g_p depends on p through the feature row,
+ * so the logits do learn (an implementation that uses one g for every p gets exactly 0).
  */
-export function gridBackward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, dy: Buf<f32>, grad: Buf<f32>): void {
+function cornerBackward(cfg: Const<GridConfig>, l: i32, cell: u32[], corner: i32, coords: u32[], w: f32, o: u32, params: Buf<Float>, probe: Buf<u32>, logits: Buf<f32>, dy: Buf<f32>, grad: Buf<f32>, logitGrad: Buf<f32>): void {
+  const base = entry(cfg, l, cell, corner, coords, probe);
+  for (let f = 0; f < cfg.features; f++) {
+    atomicAdd(grad, base + u32(f), w * dy[o + u32(f)]);
+  }
+  if (cfg.probed[l]) {
+    const first = bucket(cfg, l, coords);
+    const row = codebookRow(cfg, l, coords) * u32(cfg.probeRange);
+    const s = localArray<f32>(cfg.probeRange);
+    const g = localArray<f32>(cfg.probeRange);
+    let top = logits[row];
+    for (let p = 1; p < cfg.probeRange; p++) {
+      top = max(top, logits[row + u32(p)]);
+    }
+    let total: f32 = 0.0;
+    for (let p = 0; p < cfg.probeRange; p++) {
+      s[p] = exp(logits[row + u32(p)] - top);
+      total += s[p];
+      let gp: f32 = 0.0;
+      for (let f = 0; f < cfg.features; f++) {
+        gp = fma(dy[o + u32(f)], params[(first + u32(p)) * u32(cfg.features) + u32(f)], gp);
+      }
+      g[p] = w * gp;
+    }
+    let mean: f32 = 0.0;
+    for (let p = 0; p < cfg.probeRange; p++) {
+      s[p] = s[p] / total;
+      mean = fma(s[p], g[p], mean);
+    }
+    for (let p = 0; p < cfg.probeRange; p++) {
+      atomicAdd(logitGrad, row + u32(p), s[p] * (g[p] - mean));
+    }
+  }
+}
+
+/** grad += d loss / d params and logitGrad += d loss / d logits (see cornerBackward). */
+function backward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Float>, probe: Buf<u32>, logits: Buf<f32>, dy: Buf<f32>, grad: Buf<f32>, logitGrad: Buf<f32>): void {
   for (let l = 0; l < cfg.levels; l++) {
     const cell = localArray<u32>(cfg.dims);
     const coords = localArray<u32>(cfg.dims);
@@ -125,24 +202,17 @@ export function gridBackward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, dy: Bu
     locate(cfg, l, x, i, cell, w0, w1, dw);
     const o = (i * u32(cfg.levels) + u32(l)) * u32(cfg.features);
     if (cfg.interpolation === NEAREST) {
-      const base = entry(cfg, l, cell, 0, coords);
-      for (let f = 0; f < cfg.features; f++) {
-        atomicAdd(grad, base + u32(f), dy[o + u32(f)]);
-      }
+      cornerBackward(cfg, l, cell, 0, coords, 1.0, o, params, probe, logits, dy, grad, logitGrad);
     } else {
       for (let c = 0; c < 1 << cfg.dims; c++) {
-        const w = cornerWeight(cfg, c, w0, w1);
-        const base = entry(cfg, l, cell, c, coords);
-        for (let f = 0; f < cfg.features; f++) {
-          atomicAdd(grad, base + u32(f), w * dy[o + u32(f)]);
-        }
+        cornerBackward(cfg, l, cell, c, coords, cornerWeight(cfg, c, w0, w1), o, params, probe, logits, dy, grad, logitGrad);
       }
     }
   }
 }
 
 /** dx[i][d] = d loss / d x[i][d] (0 where x was clamped or NaN; 0 everywhere for NEAREST). */
-function inputGrad(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Float>, dy: Buf<f32>, dx: Buf<f32>): void {
+function inputGrad(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Float>, probe: Buf<u32>, dy: Buf<f32>, dx: Buf<f32>): void {
   const acc = localArray<f32>(cfg.dims);
   if (cfg.interpolation !== NEAREST) {
     for (let l = 0; l < cfg.levels; l++) {
@@ -154,7 +224,7 @@ function inputGrad(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Floa
       locate(cfg, l, x, i, cell, w0, w1, dw);
       const o = (i * u32(cfg.levels) + u32(l)) * u32(cfg.features);
       for (let c = 0; c < 1 << cfg.dims; c++) {
-        const base = entry(cfg, l, cell, c, coords);
+        const base = entry(cfg, l, cell, c, coords, probe);
         // g = <dy, E[corner]>: how much the loss moves per unit of this corner's weight.
         let g: f32 = 0.0;
         for (let f = 0; f < cfg.features; f++) {
@@ -179,40 +249,60 @@ function inputGrad(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Floa
   }
 }
 
-// The kernels, for f32 parameters and for f16 storage (computed in f32).
+// The kernels, for f32 parameters and for f16 storage (computed in f32). `probe` (the argmax slot
+// of every codebook row) and, in the backward, `logits` and `logitGrad` are read and written only
+// at probed levels: a grid without probing passes placeholders.
 
 /**
  * @kernel
  * @schedule split
  */
-export function gridForward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f32>, out: Buf<f32>): void {
-  forward(i, cfg, x, params, out);
+export function gridForward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f32>, probe: Buf<u32>, out: Buf<f32>): void {
+  forward(i, cfg, x, params, probe, out);
 }
 
 /**
  * @kernel
  * @schedule split
  */
-export function gridForwardHalf(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f16>, out: Buf<f32>): void {
-  forward(i, cfg, x, params, out);
+export function gridForwardHalf(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f16>, probe: Buf<u32>, out: Buf<f32>): void {
+  forward(i, cfg, x, params, probe, out);
+}
+
+/**
+ * Levels write disjoint parts of grad and logitGrad, so on the CPU each level is owned by one
+ * thread (no atomics). The gradients are f32 whatever the parameters' storage.
+ * @kernel
+ * @schedule owner
+ */
+export function gridBackward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f32>, probe: Buf<u32>, logits: Buf<f32>, dy: Buf<f32>, grad: Buf<f32>, logitGrad: Buf<f32>): void {
+  backward(i, cfg, x, params, probe, logits, dy, grad, logitGrad);
+}
+
+/**
+ * @kernel
+ * @schedule owner
+ */
+export function gridBackwardHalf(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f16>, probe: Buf<u32>, logits: Buf<f32>, dy: Buf<f32>, grad: Buf<f32>, logitGrad: Buf<f32>): void {
+  backward(i, cfg, x, params, probe, logits, dy, grad, logitGrad);
 }
 
 /** @kernel */
-export function gridInputGrad(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f32>, dy: Buf<f32>, dx: Buf<f32>): void {
-  inputGrad(i, cfg, x, params, dy, dx);
+export function gridInputGrad(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f32>, probe: Buf<u32>, dy: Buf<f32>, dx: Buf<f32>): void {
+  inputGrad(i, cfg, x, params, probe, dy, dx);
 }
 
 /** @kernel */
-export function gridInputGradHalf(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f16>, dy: Buf<f32>, dx: Buf<f32>): void {
-  inputGrad(i, cfg, x, params, dy, dx);
+export function gridInputGradHalf(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f16>, probe: Buf<u32>, dy: Buf<f32>, dx: Buf<f32>): void {
+  inputGrad(i, cfg, x, params, probe, dy, dx);
 }
 
 /**
  * For collision statistics: cells[i][l][d] (the lower corner of the cell) and slots[i][l][c], the
  * table slot (within the level) of every corner.
+ * @kernel
  */
-/** @kernel */
-export function gridSlots(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, cells: Buf<u32>, slots: Buf<u32>): void {
+export function gridSlots(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, probe: Buf<u32>, cells: Buf<u32>, slots: Buf<u32>): void {
   for (let l = 0; l < cfg.levels; l++) {
     const cell = localArray<u32>(cfg.dims);
     const coords = localArray<u32>(cfg.dims);
@@ -225,7 +315,7 @@ export function gridSlots(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, cells: Bu
       cells[il * u32(cfg.dims) + u32(d)] = cell[d];
     }
     for (let c = 0; c < 1 << cfg.dims; c++) {
-      slots[il * u32(1 << cfg.dims) + u32(c)] = entry(cfg, l, cell, c, coords) / u32(cfg.features) - cfg.offset[l];
+      slots[il * u32(1 << cfg.dims) + u32(c)] = entry(cfg, l, cell, c, coords, probe) / u32(cfg.features) - cfg.offset[l];
     }
   }
 }

@@ -17,3 +17,12 @@ export function coherentHash(coords: u32[], dims: i32): u32 {
   }
   return h;
 }
+
+/** The same XOR over PRIMES2: learned probing's codebook-row hash, independent of coherentHash. */
+export function indexHash(coords: u32[], dims: i32): u32 {
+  let h: u32 = 0;
+  for (let d = 0; d < dims; d++) {
+    h ^= coords[d] * PRIMES2[d];
+  }
+  return h;
+}

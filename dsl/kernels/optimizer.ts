@@ -1,16 +1,15 @@
 // Optimizers, one parameter group per launch (index i runs over the group's elements). The
 // gradient is read, used and zeroed in the same pass, so that the next step's backward passes can
 // accumulate into it without a separate clearing pass.
-import { type Buf, type f16, type f32, type u32, sqrt } from "../index.ts";
+import { type Buf, type Const, type f16, type f32, type i32, sqrt, u32 } from "../index.ts";
 
 /**
  * Adam as tiny-cuda-nn's: g = gradScale * grad + weightDecay * param (L2), m and v the moving
  * averages, and param -= stepSize * m / (sqrt(v) + eps), where the caller folds the bias
  * corrections into stepSize = lr * sqrt(1 - beta2^t) / (1 - beta1^t). gradScale is 1 but for a
  * partial group of accumulated micro-batches.
- * @kernel
  */
-export function adamStep(i: u32, params: Buf<f32>, grads: Buf<f32>, m: Buf<f32>, v: Buf<f32>, stepSize: f32, beta1: f32, beta2: f32, eps: f32, weightDecay: f32, gradScale: f32): void {
+function adam(i: u32, params: Buf<f32>, grads: Buf<f32>, m: Buf<f32>, v: Buf<f32>, stepSize: f32, beta1: f32, beta2: f32, eps: f32, weightDecay: f32, gradScale: f32): void {
   const g = gradScale * grads[i] + weightDecay * params[i];
   const mi = beta1 * m[i] + (1.0 - beta1) * g;
   const vi = beta2 * v[i] + (1.0 - beta2) * g * g;
@@ -20,13 +19,57 @@ export function adamStep(i: u32, params: Buf<f32>, grads: Buf<f32>, m: Buf<f32>,
   grads[i] = 0.0;
 }
 
-/**
- * Plain gradient descent with L2 weight decay: param -= lr * (gradScale * grad + weightDecay * param).
- * @kernel
- */
-export function sgdStep(i: u32, params: Buf<f32>, grads: Buf<f32>, lr: f32, weightDecay: f32, gradScale: f32): void {
+/** Plain gradient descent with L2 weight decay: param -= lr * (gradScale * grad + weightDecay * param). */
+function sgd(i: u32, params: Buf<f32>, grads: Buf<f32>, lr: f32, weightDecay: f32, gradScale: f32): void {
   params[i] = params[i] - lr * (gradScale * grads[i] + weightDecay * params[i]);
   grads[i] = 0.0;
+}
+
+/** @kernel */
+export function adamStep(i: u32, params: Buf<f32>, grads: Buf<f32>, m: Buf<f32>, v: Buf<f32>, stepSize: f32, beta1: f32, beta2: f32, eps: f32, weightDecay: f32, gradScale: f32): void {
+  adam(i, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale);
+}
+
+/** @kernel */
+export function sgdStep(i: u32, params: Buf<f32>, grads: Buf<f32>, lr: f32, weightDecay: f32, gradScale: f32): void {
+  sgd(i, params, grads, lr, weightDecay, gradScale);
+}
+
+/** Rows of `width` parameters whose argmax is kept (learned probing's logits, N_p per row). */
+export interface RowsConfig {
+  width: i32;
+}
+
+/** argmax[row] = the first index of the largest of the row's parameters. */
+function writeArgmax(cfg: Const<RowsConfig>, row: u32, params: Buf<f32>, argmax: Buf<u32>): void {
+  const first = row * u32(cfg.width);
+  let best: u32 = 0;
+  for (let p = 1; p < cfg.width; p++) {
+    if (params[first + u32(p)] > params[first + best]) {
+      best = u32(p);
+    }
+  }
+  argmax[row] = best;
+}
+
+/**
+ * Adam over a group of rows (thread i: row i) that refreshes each row's argmax in the same pass:
+ * learned probing's probe table follows its logits with no pass of its own.
+ * @kernel
+ */
+export function adamStepArgmax(i: u32, cfg: Const<RowsConfig>, params: Buf<f32>, grads: Buf<f32>, m: Buf<f32>, v: Buf<f32>, argmax: Buf<u32>, stepSize: f32, beta1: f32, beta2: f32, eps: f32, weightDecay: f32, gradScale: f32): void {
+  for (let p = 0; p < cfg.width; p++) {
+    adam(i * u32(cfg.width) + u32(p), params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale);
+  }
+  writeArgmax(cfg, i, params, argmax);
+}
+
+/** @kernel */
+export function sgdStepArgmax(i: u32, cfg: Const<RowsConfig>, params: Buf<f32>, grads: Buf<f32>, argmax: Buf<u32>, lr: f32, weightDecay: f32, gradScale: f32): void {
+  for (let p = 0; p < cfg.width; p++) {
+    sgd(i * u32(cfg.width) + u32(p), params, grads, lr, weightDecay, gradScale);
+  }
+  writeArgmax(cfg, i, params, argmax);
 }
 
 /**

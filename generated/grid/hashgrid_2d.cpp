@@ -21,7 +21,7 @@ NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 
 NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }
 
 
-NGP_FN void gridForward_pass0(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass0(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -51,59 +51,59 @@ NGP_FN void gridForward_pass0(uint32_t i, const float* __restrict__ x, const flo
   }
   float acc_20[2] = {};
   {
-    float w_30 = w0_4[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 16u;
-    const uint32_t base_39 = index_34 % 256u * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 16u;
+    const uint32_t entry_result_52 = index_47 % 256u * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 16u;
-    const uint32_t base_39 = index_34 % 256u * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 16u;
+    const uint32_t entry_result_52 = index_47 % 256u * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w0_4[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 16u;
-    const uint32_t base_39 = index_34 % 256u * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 16u;
+    const uint32_t entry_result_52 = index_47 % 256u * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 16u;
-    const uint32_t base_39 = index_34 % 256u * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 16u;
+    const uint32_t entry_result_52 = index_47 % 256u * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
-  const uint32_t o_41 = i * 16u * 2u;
-  out[o_41] = acc_20[0];
-  out[o_41 + 1u] = acc_20[1];
+  const uint32_t o_55 = i * 16u * 2u;
+  out[o_55] = acc_20[0];
+  out[o_55 + 1u] = acc_20[1];
 }
 
-NGP_FN void gridForward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -143,76 +143,76 @@ NGP_FN void gridForward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   float acc_20[2][16] = {};
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 16u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = index_34[ngp_l] % 256u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = index_47[ngp_l] % 256u * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 16u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = index_34[ngp_l] % 256u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = index_47[ngp_l] % 256u * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 16u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = index_34[ngp_l] % 256u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = index_47[ngp_l] % 256u * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 16u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = index_34[ngp_l] % 256u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = index_47[ngp_l] % 256u * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o_41[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 16u * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  uint32_t o_55[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 16u * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -242,59 +242,59 @@ NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const flo
   }
   float acc_20[2] = {};
   {
-    float w_30 = w0_4[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 23u;
-    const uint32_t base_39 = (256u + index_34 % 536u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 23u;
+    const uint32_t entry_result_52 = (256u + index_47 % 536u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 23u;
-    const uint32_t base_39 = (256u + index_34 % 536u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 23u;
+    const uint32_t entry_result_52 = (256u + index_47 % 536u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w0_4[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 23u;
-    const uint32_t base_39 = (256u + index_34 % 536u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 23u;
+    const uint32_t entry_result_52 = (256u + index_47 % 536u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 23u;
-    const uint32_t base_39 = (256u + index_34 % 536u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 23u;
+    const uint32_t entry_result_52 = (256u + index_47 % 536u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
-  const uint32_t o_41 = (i * 16u + 1u) * 2u;
-  out[o_41] = acc_20[0];
-  out[o_41 + 1u] = acc_20[1];
+  const uint32_t o_55 = (i * 16u + 1u) * 2u;
+  out[o_55] = acc_20[0];
+  out[o_55 + 1u] = acc_20[1];
 }
 
-NGP_FN void gridForward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -334,76 +334,76 @@ NGP_FN void gridForward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   float acc_20[2][16] = {};
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 23u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (256u + index_34[ngp_l] % 536u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (256u + index_47[ngp_l] % 536u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 23u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (256u + index_34[ngp_l] % 536u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (256u + index_47[ngp_l] % 536u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 23u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (256u + index_34[ngp_l] % 536u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (256u + index_47[ngp_l] % 536u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 23u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (256u + index_34[ngp_l] % 536u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (256u + index_47[ngp_l] % 536u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o_41[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 1u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  uint32_t o_55[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 1u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -433,59 +433,59 @@ NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const flo
   }
   float acc_20[2] = {};
   {
-    float w_30 = w0_4[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 31u;
-    const uint32_t base_39 = (792u + index_34 % 968u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 31u;
+    const uint32_t entry_result_52 = (792u + index_47 % 968u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 31u;
-    const uint32_t base_39 = (792u + index_34 % 968u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 31u;
+    const uint32_t entry_result_52 = (792u + index_47 % 968u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w0_4[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 31u;
-    const uint32_t base_39 = (792u + index_34 % 968u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 31u;
+    const uint32_t entry_result_52 = (792u + index_47 % 968u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 31u;
-    const uint32_t base_39 = (792u + index_34 % 968u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 31u;
+    const uint32_t entry_result_52 = (792u + index_47 % 968u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
-  const uint32_t o_41 = (i * 16u + 2u) * 2u;
-  out[o_41] = acc_20[0];
-  out[o_41 + 1u] = acc_20[1];
+  const uint32_t o_55 = (i * 16u + 2u) * 2u;
+  out[o_55] = acc_20[0];
+  out[o_55 + 1u] = acc_20[1];
 }
 
-NGP_FN void gridForward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -525,76 +525,76 @@ NGP_FN void gridForward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   float acc_20[2][16] = {};
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 31u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (792u + index_34[ngp_l] % 968u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (792u + index_47[ngp_l] % 968u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 31u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (792u + index_34[ngp_l] % 968u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (792u + index_47[ngp_l] % 968u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 31u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (792u + index_34[ngp_l] % 968u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (792u + index_47[ngp_l] % 968u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 31u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (792u + index_34[ngp_l] % 968u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (792u + index_47[ngp_l] % 968u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o_41[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 2u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  uint32_t o_55[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 2u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -624,59 +624,59 @@ NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const flo
   }
   float acc_20[2] = {};
   {
-    float w_30 = w0_4[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 43u;
-    const uint32_t base_39 = (1760u + index_34 % 1856u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 43u;
+    const uint32_t entry_result_52 = (1760u + index_47 % 1856u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 43u;
-    const uint32_t base_39 = (1760u + index_34 % 1856u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 43u;
+    const uint32_t entry_result_52 = (1760u + index_47 % 1856u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w0_4[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 43u;
-    const uint32_t base_39 = (1760u + index_34 % 1856u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 43u;
+    const uint32_t entry_result_52 = (1760u + index_47 % 1856u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 43u;
-    const uint32_t base_39 = (1760u + index_34 % 1856u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 43u;
+    const uint32_t entry_result_52 = (1760u + index_47 % 1856u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
-  const uint32_t o_41 = (i * 16u + 3u) * 2u;
-  out[o_41] = acc_20[0];
-  out[o_41 + 1u] = acc_20[1];
+  const uint32_t o_55 = (i * 16u + 3u) * 2u;
+  out[o_55] = acc_20[0];
+  out[o_55 + 1u] = acc_20[1];
 }
 
-NGP_FN void gridForward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -716,76 +716,76 @@ NGP_FN void gridForward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   float acc_20[2][16] = {};
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 43u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1760u + index_34[ngp_l] % 1856u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1760u + index_47[ngp_l] % 1856u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 43u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1760u + index_34[ngp_l] % 1856u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1760u + index_47[ngp_l] % 1856u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 43u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1760u + index_34[ngp_l] % 1856u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1760u + index_47[ngp_l] % 1856u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 43u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1760u + index_34[ngp_l] % 1856u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1760u + index_47[ngp_l] % 1856u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o_41[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 3u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  uint32_t o_55[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 3u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -815,59 +815,59 @@ NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const flo
   }
   float acc_20[2] = {};
   {
-    float w_30 = w0_4[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 59u;
-    const uint32_t base_39 = (3616u + index_34 % 3488u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 59u;
+    const uint32_t entry_result_52 = (3616u + index_47 % 3488u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 59u;
-    const uint32_t base_39 = (3616u + index_34 % 3488u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 59u;
+    const uint32_t entry_result_52 = (3616u + index_47 % 3488u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w0_4[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 59u;
-    const uint32_t base_39 = (3616u + index_34 % 3488u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 59u;
+    const uint32_t entry_result_52 = (3616u + index_47 % 3488u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 59u;
-    const uint32_t base_39 = (3616u + index_34 % 3488u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 59u;
+    const uint32_t entry_result_52 = (3616u + index_47 % 3488u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
-  const uint32_t o_41 = (i * 16u + 4u) * 2u;
-  out[o_41] = acc_20[0];
-  out[o_41 + 1u] = acc_20[1];
+  const uint32_t o_55 = (i * 16u + 4u) * 2u;
+  out[o_55] = acc_20[0];
+  out[o_55 + 1u] = acc_20[1];
 }
 
-NGP_FN void gridForward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -907,76 +907,76 @@ NGP_FN void gridForward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   float acc_20[2][16] = {};
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 59u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3616u + index_34[ngp_l] % 3488u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3616u + index_47[ngp_l] % 3488u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 59u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3616u + index_34[ngp_l] % 3488u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3616u + index_47[ngp_l] % 3488u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 59u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3616u + index_34[ngp_l] % 3488u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3616u + index_47[ngp_l] % 3488u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 59u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (3616u + index_34[ngp_l] % 3488u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3616u + index_47[ngp_l] % 3488u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o_41[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 4u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  uint32_t o_55[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 4u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -1006,59 +1006,59 @@ NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const flo
   }
   float acc_20[2] = {};
   {
-    float w_30 = w0_4[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 81u;
-    const uint32_t base_39 = (7104u + index_34 % 6568u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 81u;
+    const uint32_t entry_result_52 = (7104u + index_47 % 6568u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 81u;
-    const uint32_t base_39 = (7104u + index_34 % 6568u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 81u;
+    const uint32_t entry_result_52 = (7104u + index_47 % 6568u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w0_4[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 81u;
-    const uint32_t base_39 = (7104u + index_34 % 6568u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 81u;
+    const uint32_t entry_result_52 = (7104u + index_47 % 6568u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 81u;
-    const uint32_t base_39 = (7104u + index_34 % 6568u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 81u;
+    const uint32_t entry_result_52 = (7104u + index_47 % 6568u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
-  const uint32_t o_41 = (i * 16u + 5u) * 2u;
-  out[o_41] = acc_20[0];
-  out[o_41 + 1u] = acc_20[1];
+  const uint32_t o_55 = (i * 16u + 5u) * 2u;
+  out[o_55] = acc_20[0];
+  out[o_55 + 1u] = acc_20[1];
 }
 
-NGP_FN void gridForward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -1098,76 +1098,76 @@ NGP_FN void gridForward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   float acc_20[2][16] = {};
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 81u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (7104u + index_34[ngp_l] % 6568u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (7104u + index_47[ngp_l] % 6568u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 81u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (7104u + index_34[ngp_l] % 6568u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (7104u + index_47[ngp_l] % 6568u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 81u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (7104u + index_34[ngp_l] % 6568u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (7104u + index_47[ngp_l] % 6568u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 81u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (7104u + index_34[ngp_l] % 6568u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (7104u + index_47[ngp_l] % 6568u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o_41[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 5u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  uint32_t o_55[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 5u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -1197,59 +1197,59 @@ NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const flo
   }
   float acc_20[2] = {};
   {
-    float w_30 = w0_4[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 112u;
-    const uint32_t base_39 = (13672u + index_34 % 12544u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 112u;
+    const uint32_t entry_result_52 = (13672u + index_47 % 12544u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 112u;
-    const uint32_t base_39 = (13672u + index_34 % 12544u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 112u;
+    const uint32_t entry_result_52 = (13672u + index_47 % 12544u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w0_4[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 112u;
-    const uint32_t base_39 = (13672u + index_34 % 12544u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 112u;
+    const uint32_t entry_result_52 = (13672u + index_47 % 12544u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 112u;
-    const uint32_t base_39 = (13672u + index_34 % 12544u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 112u;
+    const uint32_t entry_result_52 = (13672u + index_47 % 12544u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
-  const uint32_t o_41 = (i * 16u + 6u) * 2u;
-  out[o_41] = acc_20[0];
-  out[o_41 + 1u] = acc_20[1];
+  const uint32_t o_55 = (i * 16u + 6u) * 2u;
+  out[o_55] = acc_20[0];
+  out[o_55 + 1u] = acc_20[1];
 }
 
-NGP_FN void gridForward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -1289,76 +1289,76 @@ NGP_FN void gridForward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   float acc_20[2][16] = {};
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 112u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (13672u + index_34[ngp_l] % 12544u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (13672u + index_47[ngp_l] % 12544u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 112u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (13672u + index_34[ngp_l] % 12544u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (13672u + index_47[ngp_l] % 12544u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 112u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (13672u + index_34[ngp_l] % 12544u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (13672u + index_47[ngp_l] % 12544u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 112u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (13672u + index_34[ngp_l] % 12544u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (13672u + index_47[ngp_l] % 12544u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o_41[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 6u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  uint32_t o_55[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 6u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -1388,59 +1388,59 @@ NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const flo
   }
   float acc_20[2] = {};
   {
-    float w_30 = w0_4[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 154u;
-    const uint32_t base_39 = (26216u + index_34 % 23720u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 154u;
+    const uint32_t entry_result_52 = (26216u + index_47 % 23720u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 154u;
-    const uint32_t base_39 = (26216u + index_34 % 23720u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 154u;
+    const uint32_t entry_result_52 = (26216u + index_47 % 23720u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w0_4[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 154u;
-    const uint32_t base_39 = (26216u + index_34 % 23720u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 154u;
+    const uint32_t entry_result_52 = (26216u + index_47 % 23720u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 154u;
-    const uint32_t base_39 = (26216u + index_34 % 23720u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 154u;
+    const uint32_t entry_result_52 = (26216u + index_47 % 23720u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
-  const uint32_t o_41 = (i * 16u + 7u) * 2u;
-  out[o_41] = acc_20[0];
-  out[o_41 + 1u] = acc_20[1];
+  const uint32_t o_55 = (i * 16u + 7u) * 2u;
+  out[o_55] = acc_20[0];
+  out[o_55 + 1u] = acc_20[1];
 }
 
-NGP_FN void gridForward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -1480,76 +1480,76 @@ NGP_FN void gridForward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   float acc_20[2][16] = {};
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 154u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (26216u + index_34[ngp_l] % 23720u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (26216u + index_47[ngp_l] % 23720u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 154u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (26216u + index_34[ngp_l] % 23720u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (26216u + index_47[ngp_l] % 23720u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 154u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (26216u + index_34[ngp_l] % 23720u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (26216u + index_47[ngp_l] % 23720u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 154u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (26216u + index_34[ngp_l] % 23720u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (26216u + index_47[ngp_l] % 23720u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o_41[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 7u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  uint32_t o_55[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 7u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -1579,59 +1579,59 @@ NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const flo
   }
   float acc_20[2] = {};
   {
-    float w_30 = w0_4[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 213u;
-    const uint32_t base_39 = (49936u + index_34 % 45376u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 213u;
+    const uint32_t entry_result_52 = (49936u + index_47 % 45376u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 213u;
-    const uint32_t base_39 = (49936u + index_34 % 45376u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 213u;
+    const uint32_t entry_result_52 = (49936u + index_47 % 45376u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w0_4[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 213u;
-    const uint32_t base_39 = (49936u + index_34 % 45376u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 213u;
+    const uint32_t entry_result_52 = (49936u + index_47 % 45376u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 213u;
-    const uint32_t base_39 = (49936u + index_34 % 45376u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 213u;
+    const uint32_t entry_result_52 = (49936u + index_47 % 45376u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
-  const uint32_t o_41 = (i * 16u + 8u) * 2u;
-  out[o_41] = acc_20[0];
-  out[o_41 + 1u] = acc_20[1];
+  const uint32_t o_55 = (i * 16u + 8u) * 2u;
+  out[o_55] = acc_20[0];
+  out[o_55 + 1u] = acc_20[1];
 }
 
-NGP_FN void gridForward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -1671,76 +1671,76 @@ NGP_FN void gridForward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   float acc_20[2][16] = {};
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 213u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (49936u + index_34[ngp_l] % 45376u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (49936u + index_47[ngp_l] % 45376u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 213u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (49936u + index_34[ngp_l] % 45376u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (49936u + index_47[ngp_l] % 45376u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 213u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (49936u + index_34[ngp_l] % 45376u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (49936u + index_47[ngp_l] % 45376u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 213u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (49936u + index_34[ngp_l] % 45376u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (49936u + index_47[ngp_l] % 45376u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o_41[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 8u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  uint32_t o_55[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 8u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -1770,59 +1770,59 @@ NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const flo
   }
   float acc_20[2] = {};
   {
-    float w_30 = w0_4[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 295u;
-    const uint32_t base_39 = (95312u + index_34 % 87032u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 295u;
+    const uint32_t entry_result_52 = (95312u + index_47 % 87032u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 295u;
-    const uint32_t base_39 = (95312u + index_34 % 87032u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 295u;
+    const uint32_t entry_result_52 = (95312u + index_47 % 87032u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w0_4[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 295u;
-    const uint32_t base_39 = (95312u + index_34 % 87032u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 295u;
+    const uint32_t entry_result_52 = (95312u + index_47 % 87032u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 295u;
-    const uint32_t base_39 = (95312u + index_34 % 87032u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 295u;
+    const uint32_t entry_result_52 = (95312u + index_47 % 87032u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
-  const uint32_t o_41 = (i * 16u + 9u) * 2u;
-  out[o_41] = acc_20[0];
-  out[o_41 + 1u] = acc_20[1];
+  const uint32_t o_55 = (i * 16u + 9u) * 2u;
+  out[o_55] = acc_20[0];
+  out[o_55 + 1u] = acc_20[1];
 }
 
-NGP_FN void gridForward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -1862,76 +1862,76 @@ NGP_FN void gridForward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x,
   }
   float acc_20[2][16] = {};
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (95312u + index_34[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (95312u + index_47[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (95312u + index_34[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (95312u + index_47[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (95312u + index_34[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (95312u + index_47[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (95312u + index_34[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (95312u + index_47[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o_41[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 9u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  uint32_t o_55[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 9u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   {
@@ -1955,46 +1955,46 @@ NGP_FN void gridForward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (95312u + index_34[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (95312u + index_47[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (95312u + index_34[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (95312u + index_47[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (95312u + index_34[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (95312u + index_47[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (95312u + index_34[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (95312u + index_47[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
 }
 
-NGP_FN void gridForward_pass10(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass10(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -2024,59 +2024,59 @@ NGP_FN void gridForward_pass10(uint32_t i, const float* __restrict__ x, const fl
   }
   float acc_20[2] = {};
   {
-    float w_30 = w0_4[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 407u;
-    const uint32_t base_39 = (182344u + index_34 % 165656u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 407u;
+    const uint32_t entry_result_52 = (182344u + index_47 % 165656u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 407u;
-    const uint32_t base_39 = (182344u + index_34 % 165656u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 407u;
+    const uint32_t entry_result_52 = (182344u + index_47 % 165656u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w0_4[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 407u;
-    const uint32_t base_39 = (182344u + index_34 % 165656u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 407u;
+    const uint32_t entry_result_52 = (182344u + index_47 % 165656u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 407u;
-    const uint32_t base_39 = (182344u + index_34 % 165656u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 407u;
+    const uint32_t entry_result_52 = (182344u + index_47 % 165656u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
-  const uint32_t o_41 = (i * 16u + 10u) * 2u;
-  out[o_41] = acc_20[0];
-  out[o_41 + 1u] = acc_20[1];
+  const uint32_t o_55 = (i * 16u + 10u) * 2u;
+  out[o_55] = acc_20[0];
+  out[o_55 + 1u] = acc_20[1];
 }
 
-NGP_FN void gridForward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -2116,76 +2116,76 @@ NGP_FN void gridForward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   float acc_20[2][16] = {};
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 407u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (182344u + index_34[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (182344u + index_47[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 407u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (182344u + index_34[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (182344u + index_47[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 407u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (182344u + index_34[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (182344u + index_47[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 407u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (182344u + index_34[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (182344u + index_47[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o_41[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 10u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  uint32_t o_55[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 10u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass10_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass10_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   {
@@ -2209,46 +2209,46 @@ NGP_FN void gridForward_pass10_prefetch(int64_t ngp_i0, const float* __restrict_
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 407u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (182344u + index_34[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (182344u + index_47[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 407u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (182344u + index_34[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (182344u + index_47[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 407u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (182344u + index_34[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (182344u + index_47[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 407u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (182344u + index_34[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (182344u + index_47[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
 }
 
-NGP_FN void gridForward_pass11(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass11(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -2278,59 +2278,59 @@ NGP_FN void gridForward_pass11(uint32_t i, const float* __restrict__ x, const fl
   }
   float acc_20[2] = {};
   {
-    float w_30 = w0_4[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 562u;
-    const uint32_t base_39 = (348000u + index_34 % 315848u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 562u;
+    const uint32_t entry_result_52 = (348000u + index_47 % 315848u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 562u;
-    const uint32_t base_39 = (348000u + index_34 % 315848u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 562u;
+    const uint32_t entry_result_52 = (348000u + index_47 % 315848u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w0_4[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 562u;
-    const uint32_t base_39 = (348000u + index_34 % 315848u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 562u;
+    const uint32_t entry_result_52 = (348000u + index_47 % 315848u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = coords_3[0];
-    index_34 += coords_3[1] * 562u;
-    const uint32_t base_39 = (348000u + index_34 % 315848u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t index_47 = coords_3[0];
+    index_47 += coords_3[1] * 562u;
+    const uint32_t entry_result_52 = (348000u + index_47 % 315848u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
-  const uint32_t o_41 = (i * 16u + 11u) * 2u;
-  out[o_41] = acc_20[0];
-  out[o_41 + 1u] = acc_20[1];
+  const uint32_t o_55 = (i * 16u + 11u) * 2u;
+  out[o_55] = acc_20[0];
+  out[o_55 + 1u] = acc_20[1];
 }
 
-NGP_FN void gridForward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -2370,76 +2370,76 @@ NGP_FN void gridForward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   float acc_20[2][16] = {};
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 562u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (348000u + index_34[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (348000u + index_47[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 562u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (348000u + index_34[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (348000u + index_47[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 562u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (348000u + index_34[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (348000u + index_47[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 562u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (348000u + index_34[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (348000u + index_47[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o_41[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 11u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  uint32_t o_55[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 11u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass11_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass11_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   {
@@ -2463,46 +2463,46 @@ NGP_FN void gridForward_pass11_prefetch(int64_t ngp_i0, const float* __restrict_
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 562u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (348000u + index_34[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (348000u + index_47[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 562u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (348000u + index_34[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (348000u + index_47[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 562u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (348000u + index_34[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (348000u + index_47[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] += coords_3[1][ngp_l] * 562u;
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (348000u + index_34[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (348000u + index_47[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
 }
 
-NGP_FN void gridForward_pass12(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass12(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -2532,75 +2532,63 @@ NGP_FN void gridForward_pass12(uint32_t i, const float* __restrict__ x, const fl
   }
   float acc_20[2] = {};
   {
-    float w_30 = w0_4[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = 0u;
-    {
-      uint32_t h_36 = coords_3[0];
-      h_36 ^= coords_3[1] * 2654435761u;
-      index_34 = h_36;
-    }
-    const uint32_t base_39 = (663848u + index_34 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t h_49 = coords_3[0];
+    h_49 ^= coords_3[1] * 2654435761u;
+    uint32_t index_47 = h_49;
+    const uint32_t entry_result_52 = (663848u + index_47 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = 0u;
-    {
-      uint32_t h_36 = coords_3[0];
-      h_36 ^= coords_3[1] * 2654435761u;
-      index_34 = h_36;
-    }
-    const uint32_t base_39 = (663848u + index_34 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t h_49 = coords_3[0];
+    h_49 ^= coords_3[1] * 2654435761u;
+    uint32_t index_47 = h_49;
+    const uint32_t entry_result_52 = (663848u + index_47 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w0_4[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = 0u;
-    {
-      uint32_t h_36 = coords_3[0];
-      h_36 ^= coords_3[1] * 2654435761u;
-      index_34 = h_36;
-    }
-    const uint32_t base_39 = (663848u + index_34 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t h_49 = coords_3[0];
+    h_49 ^= coords_3[1] * 2654435761u;
+    uint32_t index_47 = h_49;
+    const uint32_t entry_result_52 = (663848u + index_47 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = 0u;
-    {
-      uint32_t h_36 = coords_3[0];
-      h_36 ^= coords_3[1] * 2654435761u;
-      index_34 = h_36;
-    }
-    const uint32_t base_39 = (663848u + index_34 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t h_49 = coords_3[0];
+    h_49 ^= coords_3[1] * 2654435761u;
+    uint32_t index_47 = h_49;
+    const uint32_t entry_result_52 = (663848u + index_47 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
-  const uint32_t o_41 = (i * 16u + 12u) * 2u;
-  out[o_41] = acc_20[0];
-  out[o_41 + 1u] = acc_20[1];
+  const uint32_t o_55 = (i * 16u + 12u) * 2u;
+  out[o_55] = acc_20[0];
+  out[o_55 + 1u] = acc_20[1];
 }
 
-NGP_FN void gridForward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -2640,96 +2628,84 @@ NGP_FN void gridForward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   float acc_20[2][16] = {};
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (663848u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (663848u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (663848u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (663848u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (663848u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (663848u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (663848u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (663848u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o_41[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 12u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  uint32_t o_55[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 12u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass12_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass12_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   {
@@ -2753,66 +2729,54 @@ NGP_FN void gridForward_pass12_prefetch(int64_t ngp_i0, const float* __restrict_
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (663848u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (663848u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (663848u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (663848u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (663848u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (663848u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (663848u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (663848u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
 }
 
-NGP_FN void gridForward_pass13(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass13(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -2842,75 +2806,63 @@ NGP_FN void gridForward_pass13(uint32_t i, const float* __restrict__ x, const fl
   }
   float acc_20[2] = {};
   {
-    float w_30 = w0_4[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = 0u;
-    {
-      uint32_t h_36 = coords_3[0];
-      h_36 ^= coords_3[1] * 2654435761u;
-      index_34 = h_36;
-    }
-    const uint32_t base_39 = (1188136u + index_34 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t h_49 = coords_3[0];
+    h_49 ^= coords_3[1] * 2654435761u;
+    uint32_t index_47 = h_49;
+    const uint32_t entry_result_52 = (1188136u + index_47 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = 0u;
-    {
-      uint32_t h_36 = coords_3[0];
-      h_36 ^= coords_3[1] * 2654435761u;
-      index_34 = h_36;
-    }
-    const uint32_t base_39 = (1188136u + index_34 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t h_49 = coords_3[0];
+    h_49 ^= coords_3[1] * 2654435761u;
+    uint32_t index_47 = h_49;
+    const uint32_t entry_result_52 = (1188136u + index_47 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w0_4[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = 0u;
-    {
-      uint32_t h_36 = coords_3[0];
-      h_36 ^= coords_3[1] * 2654435761u;
-      index_34 = h_36;
-    }
-    const uint32_t base_39 = (1188136u + index_34 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t h_49 = coords_3[0];
+    h_49 ^= coords_3[1] * 2654435761u;
+    uint32_t index_47 = h_49;
+    const uint32_t entry_result_52 = (1188136u + index_47 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = 0u;
-    {
-      uint32_t h_36 = coords_3[0];
-      h_36 ^= coords_3[1] * 2654435761u;
-      index_34 = h_36;
-    }
-    const uint32_t base_39 = (1188136u + index_34 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t h_49 = coords_3[0];
+    h_49 ^= coords_3[1] * 2654435761u;
+    uint32_t index_47 = h_49;
+    const uint32_t entry_result_52 = (1188136u + index_47 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
-  const uint32_t o_41 = (i * 16u + 13u) * 2u;
-  out[o_41] = acc_20[0];
-  out[o_41 + 1u] = acc_20[1];
+  const uint32_t o_55 = (i * 16u + 13u) * 2u;
+  out[o_55] = acc_20[0];
+  out[o_55 + 1u] = acc_20[1];
 }
 
-NGP_FN void gridForward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -2950,96 +2902,84 @@ NGP_FN void gridForward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   float acc_20[2][16] = {};
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1188136u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1188136u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1188136u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1188136u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1188136u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1188136u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1188136u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1188136u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o_41[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 13u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  uint32_t o_55[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 13u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass13_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass13_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   {
@@ -3063,66 +3003,54 @@ NGP_FN void gridForward_pass13_prefetch(int64_t ngp_i0, const float* __restrict_
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1188136u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1188136u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1188136u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1188136u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1188136u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1188136u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1188136u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1188136u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
 }
 
-NGP_FN void gridForward_pass14(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass14(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -3152,75 +3080,63 @@ NGP_FN void gridForward_pass14(uint32_t i, const float* __restrict__ x, const fl
   }
   float acc_20[2] = {};
   {
-    float w_30 = w0_4[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = 0u;
-    {
-      uint32_t h_36 = coords_3[0];
-      h_36 ^= coords_3[1] * 2654435761u;
-      index_34 = h_36;
-    }
-    const uint32_t base_39 = (1712424u + index_34 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t h_49 = coords_3[0];
+    h_49 ^= coords_3[1] * 2654435761u;
+    uint32_t index_47 = h_49;
+    const uint32_t entry_result_52 = (1712424u + index_47 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = 0u;
-    {
-      uint32_t h_36 = coords_3[0];
-      h_36 ^= coords_3[1] * 2654435761u;
-      index_34 = h_36;
-    }
-    const uint32_t base_39 = (1712424u + index_34 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t h_49 = coords_3[0];
+    h_49 ^= coords_3[1] * 2654435761u;
+    uint32_t index_47 = h_49;
+    const uint32_t entry_result_52 = (1712424u + index_47 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w0_4[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = 0u;
-    {
-      uint32_t h_36 = coords_3[0];
-      h_36 ^= coords_3[1] * 2654435761u;
-      index_34 = h_36;
-    }
-    const uint32_t base_39 = (1712424u + index_34 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t h_49 = coords_3[0];
+    h_49 ^= coords_3[1] * 2654435761u;
+    uint32_t index_47 = h_49;
+    const uint32_t entry_result_52 = (1712424u + index_47 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = 0u;
-    {
-      uint32_t h_36 = coords_3[0];
-      h_36 ^= coords_3[1] * 2654435761u;
-      index_34 = h_36;
-    }
-    const uint32_t base_39 = (1712424u + index_34 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t h_49 = coords_3[0];
+    h_49 ^= coords_3[1] * 2654435761u;
+    uint32_t index_47 = h_49;
+    const uint32_t entry_result_52 = (1712424u + index_47 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
-  const uint32_t o_41 = (i * 16u + 14u) * 2u;
-  out[o_41] = acc_20[0];
-  out[o_41 + 1u] = acc_20[1];
+  const uint32_t o_55 = (i * 16u + 14u) * 2u;
+  out[o_55] = acc_20[0];
+  out[o_55 + 1u] = acc_20[1];
 }
 
-NGP_FN void gridForward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -3260,96 +3176,84 @@ NGP_FN void gridForward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   float acc_20[2][16] = {};
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1712424u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1712424u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1712424u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1712424u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1712424u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1712424u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1712424u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1712424u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o_41[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 14u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  uint32_t o_55[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 14u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass14_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass14_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   {
@@ -3373,66 +3277,54 @@ NGP_FN void gridForward_pass14_prefetch(int64_t ngp_i0, const float* __restrict_
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1712424u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1712424u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1712424u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1712424u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1712424u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1712424u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (1712424u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1712424u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
 }
 
-NGP_FN void gridForward_pass15(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass15(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -3462,75 +3354,63 @@ NGP_FN void gridForward_pass15(uint32_t i, const float* __restrict__ x, const fl
   }
   float acc_20[2] = {};
   {
-    float w_30 = w0_4[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = 0u;
-    {
-      uint32_t h_36 = coords_3[0];
-      h_36 ^= coords_3[1] * 2654435761u;
-      index_34 = h_36;
-    }
-    const uint32_t base_39 = (2236712u + index_34 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t h_49 = coords_3[0];
+    h_49 ^= coords_3[1] * 2654435761u;
+    uint32_t index_47 = h_49;
+    const uint32_t entry_result_52 = (2236712u + index_47 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w0_4[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w0_4[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_34 = 0u;
-    {
-      uint32_t h_36 = coords_3[0];
-      h_36 ^= coords_3[1] * 2654435761u;
-      index_34 = h_36;
-    }
-    const uint32_t base_39 = (2236712u + index_34 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t h_49 = coords_3[0];
+    h_49 ^= coords_3[1] * 2654435761u;
+    uint32_t index_47 = h_49;
+    const uint32_t entry_result_52 = (2236712u + index_47 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w0_4[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w0_4[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = 0u;
-    {
-      uint32_t h_36 = coords_3[0];
-      h_36 ^= coords_3[1] * 2654435761u;
-      index_34 = h_36;
-    }
-    const uint32_t base_39 = (2236712u + index_34 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t h_49 = coords_3[0];
+    h_49 ^= coords_3[1] * 2654435761u;
+    uint32_t index_47 = h_49;
+    const uint32_t entry_result_52 = (2236712u + index_47 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
   {
-    float w_30 = w1_5[0];
-    w_30 *= w1_5[1];
-    const float w_32 = w_30;
+    float w_37 = w1_5[0];
+    w_37 *= w1_5[1];
+    const float w_39 = w_37;
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_34 = 0u;
-    {
-      uint32_t h_36 = coords_3[0];
-      h_36 ^= coords_3[1] * 2654435761u;
-      index_34 = h_36;
-    }
-    const uint32_t base_39 = (2236712u + index_34 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-    acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+    uint32_t h_49 = coords_3[0];
+    h_49 ^= coords_3[1] * 2654435761u;
+    uint32_t index_47 = h_49;
+    const uint32_t entry_result_52 = (2236712u + index_47 % 524288u) * 2u;
+    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
   }
-  const uint32_t o_41 = (i * 16u + 15u) * 2u;
-  out[o_41] = acc_20[0];
-  out[o_41 + 1u] = acc_20[1];
+  const uint32_t o_55 = (i * 16u + 15u) * 2u;
+  out[o_55] = acc_20[0];
+  out[o_55 + 1u] = acc_20[1];
 }
 
-NGP_FN void gridForward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -3570,96 +3450,84 @@ NGP_FN void gridForward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x
   }
   float acc_20[2][16] = {};
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2236712u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2236712u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w0_4[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2236712u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2236712u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2236712u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2236712u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
   {
-    float w_30[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_30[ngp_l] *= w1_5[1][ngp_l];
-    float w_32[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_32[ngp_l] = w_30[ngp_l];
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2236712u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_32[ngp_l], params[base_39[ngp_l] + 1u], acc_20[1][ngp_l]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2236712u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
   }
-  uint32_t o_41[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_41[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 15u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_41[ngp_l] + 1u] = acc_20[1][ngp_l];
+  uint32_t o_55[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 15u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass15_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_pass15_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   {
@@ -3683,3870 +3551,3522 @@ NGP_FN void gridForward_pass15_prefetch(int64_t ngp_i0, const float* __restrict_
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2236712u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2236712u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2236712u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2236712u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2236712u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2236712u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_34[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = 0u;
-    {
-      uint32_t h_36[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] = coords_3[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_36[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_34[ngp_l] = h_36[ngp_l];
-    }
-    uint32_t base_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base_39[ngp_l] = (2236712u + index_34[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[base_39[ngp_l]]);
+    uint32_t h_49[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2236712u + index_47[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
 }
 
-extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ out, int64_t ngp_len_out) {
-  (void)ngp_len_x; (void)ngp_len_params; (void)ngp_len_out;
+extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, float* __restrict__ out, int64_t ngp_len_out) {
+  (void)ngp_len_x; (void)ngp_len_params; (void)ngp_len_probe; (void)ngp_len_out;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
   for (int64_t ngp_c = 0; ngp_c < ngp_n; ngp_c += 256) {
     const int64_t ngp_e = ngp_c + 256 < ngp_n ? ngp_c + 256 : ngp_n;
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass0_lanes(ngp_g, x, params, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass0((uint32_t)ngp_i, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass0_lanes(ngp_g, x, params, probe, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass0((uint32_t)ngp_i, x, params, probe, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass1_lanes(ngp_g, x, params, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass1((uint32_t)ngp_i, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass1_lanes(ngp_g, x, params, probe, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass1((uint32_t)ngp_i, x, params, probe, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass2_lanes(ngp_g, x, params, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass2((uint32_t)ngp_i, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass2_lanes(ngp_g, x, params, probe, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass2((uint32_t)ngp_i, x, params, probe, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass3_lanes(ngp_g, x, params, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass3((uint32_t)ngp_i, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass3_lanes(ngp_g, x, params, probe, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass3((uint32_t)ngp_i, x, params, probe, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass4_lanes(ngp_g, x, params, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass4((uint32_t)ngp_i, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass4_lanes(ngp_g, x, params, probe, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass4((uint32_t)ngp_i, x, params, probe, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass5_lanes(ngp_g, x, params, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass5((uint32_t)ngp_i, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass5_lanes(ngp_g, x, params, probe, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass5((uint32_t)ngp_i, x, params, probe, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass6_lanes(ngp_g, x, params, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass6((uint32_t)ngp_i, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass6_lanes(ngp_g, x, params, probe, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass6((uint32_t)ngp_i, x, params, probe, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass7_lanes(ngp_g, x, params, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass7((uint32_t)ngp_i, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass7_lanes(ngp_g, x, params, probe, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass7((uint32_t)ngp_i, x, params, probe, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass8_lanes(ngp_g, x, params, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass8((uint32_t)ngp_i, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass8_lanes(ngp_g, x, params, probe, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass8((uint32_t)ngp_i, x, params, probe, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass9_prefetch(ngp_g + 64, x, params, out); gridForward_pass9_lanes(ngp_g, x, params, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass9((uint32_t)ngp_i, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass9_prefetch(ngp_g + 64, x, params, probe, out); gridForward_pass9_lanes(ngp_g, x, params, probe, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass9((uint32_t)ngp_i, x, params, probe, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass10_prefetch(ngp_g + 64, x, params, out); gridForward_pass10_lanes(ngp_g, x, params, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass10((uint32_t)ngp_i, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass10_prefetch(ngp_g + 64, x, params, probe, out); gridForward_pass10_lanes(ngp_g, x, params, probe, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass10((uint32_t)ngp_i, x, params, probe, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass11_prefetch(ngp_g + 64, x, params, out); gridForward_pass11_lanes(ngp_g, x, params, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass11((uint32_t)ngp_i, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass11_prefetch(ngp_g + 64, x, params, probe, out); gridForward_pass11_lanes(ngp_g, x, params, probe, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass11((uint32_t)ngp_i, x, params, probe, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass12_prefetch(ngp_g + 64, x, params, out); gridForward_pass12_lanes(ngp_g, x, params, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass12((uint32_t)ngp_i, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass12_prefetch(ngp_g + 64, x, params, probe, out); gridForward_pass12_lanes(ngp_g, x, params, probe, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass12((uint32_t)ngp_i, x, params, probe, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass13_prefetch(ngp_g + 64, x, params, out); gridForward_pass13_lanes(ngp_g, x, params, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass13((uint32_t)ngp_i, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass13_prefetch(ngp_g + 64, x, params, probe, out); gridForward_pass13_lanes(ngp_g, x, params, probe, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass13((uint32_t)ngp_i, x, params, probe, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass14_prefetch(ngp_g + 64, x, params, out); gridForward_pass14_lanes(ngp_g, x, params, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass14((uint32_t)ngp_i, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass14_prefetch(ngp_g + 64, x, params, probe, out); gridForward_pass14_lanes(ngp_g, x, params, probe, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass14((uint32_t)ngp_i, x, params, probe, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass15_prefetch(ngp_g + 64, x, params, out); gridForward_pass15_lanes(ngp_g, x, params, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass15((uint32_t)ngp_i, x, params, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass15_prefetch(ngp_g + 64, x, params, probe, out); gridForward_pass15_lanes(ngp_g, x, params, probe, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass15((uint32_t)ngp_i, x, params, probe, out);
     }
   }
   return 0;
 }
 
-NGP_FN void gridBackward_pass0(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+NGP_FN void gridBackward_pass0(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 15.0f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 15.0f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 15.0f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 15.0f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 15.0f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 15.0f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 15.0f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 15.0f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 15.0f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 15.0f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 15.0f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 15.0f;
   }
-  const uint32_t o = i * 16u * 2u;
+  const uint32_t o_20 = i * 16u * 2u;
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 16u;
-    const uint32_t base = index_23 % 256u * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 16u;
-    const uint32_t base = index_23 % 256u * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 16u;
+    const uint32_t entry_result_70 = index_65 % 256u * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 16u;
-    const uint32_t base = index_23 % 256u * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w1_5[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 16u;
+    const uint32_t entry_result_70 = index_65 % 256u * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 16u;
-    const uint32_t base = index_23 % 256u * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 16u;
+    const uint32_t entry_result_70 = index_65 % 256u * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+  }
+  {
+    float w_56 = w1_5[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 16u;
+    const uint32_t entry_result_70 = index_65 % 256u * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 15.0f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 15.0f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 15.0f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 15.0f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 15.0f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 15.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 15.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 15.0f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 15.0f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 15.0f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 15.0f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 15.0f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 15.0f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 15.0f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 15.0f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 15.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 15.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 15.0f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 15.0f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 15.0f;
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 16u * 2u;
+  uint32_t o_20[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 16u * 2u;
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 16u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = index_23[ngp_l] % 256u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = index_65[ngp_l] % 256u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 16u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = index_23[ngp_l] % 256u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = index_65[ngp_l] % 256u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 16u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = index_23[ngp_l] % 256u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = index_65[ngp_l] % 256u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 16u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = index_23[ngp_l] % 256u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = index_65[ngp_l] % 256u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass1(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+NGP_FN void gridBackward_pass1(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 21.110605f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 21.110605f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 21.110605f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 21.110605f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 21.110605f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 21.110605f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 21.110605f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 21.110605f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 21.110605f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 21.110605f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 21.110605f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 21.110605f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 21.110605f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 21.110605f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 21.110605f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 21.110605f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 21.110605f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 21.110605f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 21.110605f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 21.110605f;
   }
-  const uint32_t o = (i * 16u + 1u) * 2u;
+  const uint32_t o_20 = (i * 16u + 1u) * 2u;
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 23u;
-    const uint32_t base = (256u + index_23 % 536u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 23u;
-    const uint32_t base = (256u + index_23 % 536u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 23u;
+    const uint32_t entry_result_70 = (256u + index_65 % 536u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 23u;
-    const uint32_t base = (256u + index_23 % 536u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w1_5[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 23u;
+    const uint32_t entry_result_70 = (256u + index_65 % 536u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 23u;
-    const uint32_t base = (256u + index_23 % 536u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 23u;
+    const uint32_t entry_result_70 = (256u + index_65 % 536u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+  }
+  {
+    float w_56 = w1_5[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 23u;
+    const uint32_t entry_result_70 = (256u + index_65 % 536u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 21.110605f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 21.110605f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 21.110605f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 21.110605f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 21.110605f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 21.110605f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 21.110605f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 21.110605f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 21.110605f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 21.110605f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 21.110605f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 21.110605f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 21.110605f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 21.110605f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 21.110605f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 21.110605f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 21.110605f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 21.110605f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 21.110605f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 21.110605f;
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 1u) * 2u;
+  uint32_t o_20[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 1u) * 2u;
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 23u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (256u + index_23[ngp_l] % 536u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (256u + index_65[ngp_l] % 536u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 23u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (256u + index_23[ngp_l] % 536u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (256u + index_65[ngp_l] % 536u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 23u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (256u + index_23[ngp_l] % 536u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (256u + index_65[ngp_l] % 536u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 23u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (256u + index_23[ngp_l] % 536u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (256u + index_65[ngp_l] % 536u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass2(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+NGP_FN void gridBackward_pass2(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 29.554932f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 29.554932f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 29.554932f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 29.554932f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 29.554932f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 29.554932f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 29.554932f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 29.554932f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 29.554932f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 29.554932f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 29.554932f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 29.554932f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 29.554932f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 29.554932f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 29.554932f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 29.554932f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 29.554932f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 29.554932f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 29.554932f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 29.554932f;
   }
-  const uint32_t o = (i * 16u + 2u) * 2u;
+  const uint32_t o_20 = (i * 16u + 2u) * 2u;
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 31u;
-    const uint32_t base = (792u + index_23 % 968u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 31u;
-    const uint32_t base = (792u + index_23 % 968u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 31u;
+    const uint32_t entry_result_70 = (792u + index_65 % 968u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 31u;
-    const uint32_t base = (792u + index_23 % 968u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w1_5[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 31u;
+    const uint32_t entry_result_70 = (792u + index_65 % 968u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 31u;
-    const uint32_t base = (792u + index_23 % 968u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 31u;
+    const uint32_t entry_result_70 = (792u + index_65 % 968u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+  }
+  {
+    float w_56 = w1_5[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 31u;
+    const uint32_t entry_result_70 = (792u + index_65 % 968u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 29.554932f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 29.554932f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 29.554932f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 29.554932f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 29.554932f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 29.554932f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 29.554932f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 29.554932f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 29.554932f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 29.554932f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 29.554932f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 29.554932f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 29.554932f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 29.554932f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 29.554932f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 29.554932f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 29.554932f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 29.554932f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 29.554932f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 29.554932f;
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 2u) * 2u;
+  uint32_t o_20[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 2u) * 2u;
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 31u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (792u + index_23[ngp_l] % 968u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (792u + index_65[ngp_l] % 968u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 31u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (792u + index_23[ngp_l] % 968u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (792u + index_65[ngp_l] % 968u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 31u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (792u + index_23[ngp_l] % 968u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (792u + index_65[ngp_l] % 968u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 31u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (792u + index_23[ngp_l] % 968u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (792u + index_65[ngp_l] % 968u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass3(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+NGP_FN void gridBackward_pass3(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 41.224255f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 41.224255f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 41.224255f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 41.224255f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 41.224255f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 41.224255f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 41.224255f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 41.224255f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 41.224255f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 41.224255f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 41.224255f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 41.224255f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 41.224255f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 41.224255f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 41.224255f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 41.224255f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 41.224255f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 41.224255f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 41.224255f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 41.224255f;
   }
-  const uint32_t o = (i * 16u + 3u) * 2u;
+  const uint32_t o_20 = (i * 16u + 3u) * 2u;
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 43u;
-    const uint32_t base = (1760u + index_23 % 1856u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 43u;
-    const uint32_t base = (1760u + index_23 % 1856u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 43u;
+    const uint32_t entry_result_70 = (1760u + index_65 % 1856u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 43u;
-    const uint32_t base = (1760u + index_23 % 1856u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w1_5[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 43u;
+    const uint32_t entry_result_70 = (1760u + index_65 % 1856u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 43u;
-    const uint32_t base = (1760u + index_23 % 1856u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 43u;
+    const uint32_t entry_result_70 = (1760u + index_65 % 1856u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+  }
+  {
+    float w_56 = w1_5[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 43u;
+    const uint32_t entry_result_70 = (1760u + index_65 % 1856u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 41.224255f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 41.224255f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 41.224255f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 41.224255f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 41.224255f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 41.224255f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 41.224255f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 41.224255f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 41.224255f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 41.224255f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 41.224255f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 41.224255f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 41.224255f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 41.224255f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 41.224255f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 41.224255f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 41.224255f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 41.224255f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 41.224255f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 41.224255f;
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 3u) * 2u;
+  uint32_t o_20[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 3u) * 2u;
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 43u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1760u + index_23[ngp_l] % 1856u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1760u + index_65[ngp_l] % 1856u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 43u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1760u + index_23[ngp_l] % 1856u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1760u + index_65[ngp_l] % 1856u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 43u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1760u + index_23[ngp_l] % 1856u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1760u + index_65[ngp_l] % 1856u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 43u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1760u + index_23[ngp_l] % 1856u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1760u + index_65[ngp_l] % 1856u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass4(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+NGP_FN void gridBackward_pass4(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 57.35024f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 57.35024f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 57.35024f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 57.35024f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 57.35024f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 57.35024f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 57.35024f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 57.35024f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 57.35024f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 57.35024f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 57.35024f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 57.35024f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 57.35024f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 57.35024f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 57.35024f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 57.35024f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 57.35024f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 57.35024f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 57.35024f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 57.35024f;
   }
-  const uint32_t o = (i * 16u + 4u) * 2u;
+  const uint32_t o_20 = (i * 16u + 4u) * 2u;
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 59u;
-    const uint32_t base = (3616u + index_23 % 3488u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 59u;
-    const uint32_t base = (3616u + index_23 % 3488u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 59u;
+    const uint32_t entry_result_70 = (3616u + index_65 % 3488u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 59u;
-    const uint32_t base = (3616u + index_23 % 3488u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w1_5[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 59u;
+    const uint32_t entry_result_70 = (3616u + index_65 % 3488u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 59u;
-    const uint32_t base = (3616u + index_23 % 3488u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 59u;
+    const uint32_t entry_result_70 = (3616u + index_65 % 3488u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+  }
+  {
+    float w_56 = w1_5[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 59u;
+    const uint32_t entry_result_70 = (3616u + index_65 % 3488u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 57.35024f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 57.35024f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 57.35024f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 57.35024f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 57.35024f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 57.35024f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 57.35024f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 57.35024f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 57.35024f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 57.35024f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 57.35024f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 57.35024f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 57.35024f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 57.35024f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 57.35024f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 57.35024f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 57.35024f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 57.35024f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 57.35024f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 57.35024f;
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 4u) * 2u;
+  uint32_t o_20[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 4u) * 2u;
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 59u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3616u + index_23[ngp_l] % 3488u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3616u + index_65[ngp_l] % 3488u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 59u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3616u + index_23[ngp_l] % 3488u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3616u + index_65[ngp_l] % 3488u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 59u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3616u + index_23[ngp_l] % 3488u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3616u + index_65[ngp_l] % 3488u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 59u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (3616u + index_23[ngp_l] % 3488u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3616u + index_65[ngp_l] % 3488u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass5(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+NGP_FN void gridBackward_pass5(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 79.63495f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 79.63495f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 79.63495f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 79.63495f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 79.63495f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 79.63495f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 79.63495f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 79.63495f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 79.63495f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 79.63495f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 79.63495f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 79.63495f;
   }
-  const uint32_t o = (i * 16u + 5u) * 2u;
+  const uint32_t o_20 = (i * 16u + 5u) * 2u;
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 81u;
-    const uint32_t base = (7104u + index_23 % 6568u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 81u;
-    const uint32_t base = (7104u + index_23 % 6568u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 81u;
+    const uint32_t entry_result_70 = (7104u + index_65 % 6568u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 81u;
-    const uint32_t base = (7104u + index_23 % 6568u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w1_5[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 81u;
+    const uint32_t entry_result_70 = (7104u + index_65 % 6568u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 81u;
-    const uint32_t base = (7104u + index_23 % 6568u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 81u;
+    const uint32_t entry_result_70 = (7104u + index_65 % 6568u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+  }
+  {
+    float w_56 = w1_5[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 81u;
+    const uint32_t entry_result_70 = (7104u + index_65 % 6568u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 79.63495f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 79.63495f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 79.63495f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 79.63495f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 79.63495f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 79.63495f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 79.63495f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 79.63495f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 79.63495f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 79.63495f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 79.63495f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 79.63495f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 79.63495f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 79.63495f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 79.63495f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 79.63495f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 79.63495f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 79.63495f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 79.63495f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 79.63495f;
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 5u) * 2u;
+  uint32_t o_20[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 5u) * 2u;
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 81u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (7104u + index_23[ngp_l] % 6568u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (7104u + index_65[ngp_l] % 6568u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 81u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (7104u + index_23[ngp_l] % 6568u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (7104u + index_65[ngp_l] % 6568u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 81u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (7104u + index_23[ngp_l] % 6568u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (7104u + index_65[ngp_l] % 6568u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 81u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (7104u + index_23[ngp_l] % 6568u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (7104u + index_65[ngp_l] % 6568u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass6(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+NGP_FN void gridBackward_pass6(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 110.43047f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 110.43047f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 110.43047f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 110.43047f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 110.43047f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 110.43047f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 110.43047f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 110.43047f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 110.43047f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 110.43047f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 110.43047f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 110.43047f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 110.43047f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 110.43047f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 110.43047f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 110.43047f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 110.43047f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 110.43047f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 110.43047f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 110.43047f;
   }
-  const uint32_t o = (i * 16u + 6u) * 2u;
+  const uint32_t o_20 = (i * 16u + 6u) * 2u;
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 112u;
-    const uint32_t base = (13672u + index_23 % 12544u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 112u;
-    const uint32_t base = (13672u + index_23 % 12544u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 112u;
+    const uint32_t entry_result_70 = (13672u + index_65 % 12544u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 112u;
-    const uint32_t base = (13672u + index_23 % 12544u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w1_5[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 112u;
+    const uint32_t entry_result_70 = (13672u + index_65 % 12544u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 112u;
-    const uint32_t base = (13672u + index_23 % 12544u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 112u;
+    const uint32_t entry_result_70 = (13672u + index_65 % 12544u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+  }
+  {
+    float w_56 = w1_5[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 112u;
+    const uint32_t entry_result_70 = (13672u + index_65 % 12544u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 110.43047f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 110.43047f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 110.43047f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 110.43047f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 110.43047f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 110.43047f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 110.43047f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 110.43047f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 110.43047f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 110.43047f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 110.43047f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 110.43047f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 110.43047f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 110.43047f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 110.43047f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 110.43047f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 110.43047f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 110.43047f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 110.43047f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 110.43047f;
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 6u) * 2u;
+  uint32_t o_20[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 6u) * 2u;
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 112u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (13672u + index_23[ngp_l] % 12544u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (13672u + index_65[ngp_l] % 12544u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 112u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (13672u + index_23[ngp_l] % 12544u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (13672u + index_65[ngp_l] % 12544u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 112u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (13672u + index_23[ngp_l] % 12544u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (13672u + index_65[ngp_l] % 12544u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 112u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (13672u + index_23[ngp_l] % 12544u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (13672u + index_65[ngp_l] % 12544u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass7(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+NGP_FN void gridBackward_pass7(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 152.9872f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 152.9872f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 152.9872f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 152.9872f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 152.9872f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 152.9872f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 152.9872f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 152.9872f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 152.9872f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 152.9872f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 152.9872f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 152.9872f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 152.9872f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 152.9872f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 152.9872f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 152.9872f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 152.9872f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 152.9872f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 152.9872f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 152.9872f;
   }
-  const uint32_t o = (i * 16u + 7u) * 2u;
+  const uint32_t o_20 = (i * 16u + 7u) * 2u;
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 154u;
-    const uint32_t base = (26216u + index_23 % 23720u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 154u;
-    const uint32_t base = (26216u + index_23 % 23720u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 154u;
+    const uint32_t entry_result_70 = (26216u + index_65 % 23720u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 154u;
-    const uint32_t base = (26216u + index_23 % 23720u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w1_5[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 154u;
+    const uint32_t entry_result_70 = (26216u + index_65 % 23720u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 154u;
-    const uint32_t base = (26216u + index_23 % 23720u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 154u;
+    const uint32_t entry_result_70 = (26216u + index_65 % 23720u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+  }
+  {
+    float w_56 = w1_5[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 154u;
+    const uint32_t entry_result_70 = (26216u + index_65 % 23720u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 152.9872f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 152.9872f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 152.9872f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 152.9872f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 152.9872f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 152.9872f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 152.9872f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 152.9872f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 152.9872f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 152.9872f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 152.9872f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 152.9872f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 152.9872f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 152.9872f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 152.9872f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 152.9872f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 152.9872f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 152.9872f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 152.9872f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 152.9872f;
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 7u) * 2u;
+  uint32_t o_20[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 7u) * 2u;
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 154u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (26216u + index_23[ngp_l] % 23720u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (26216u + index_65[ngp_l] % 23720u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 154u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (26216u + index_23[ngp_l] % 23720u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (26216u + index_65[ngp_l] % 23720u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 154u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (26216u + index_23[ngp_l] % 23720u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (26216u + index_65[ngp_l] % 23720u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 154u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (26216u + index_23[ngp_l] % 23720u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (26216u + index_65[ngp_l] % 23720u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass8(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+NGP_FN void gridBackward_pass8(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 211.7969f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 211.7969f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 211.7969f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 211.7969f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 211.7969f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 211.7969f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 211.7969f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 211.7969f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 211.7969f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 211.7969f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 211.7969f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 211.7969f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 211.7969f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 211.7969f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 211.7969f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 211.7969f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 211.7969f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 211.7969f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 211.7969f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 211.7969f;
   }
-  const uint32_t o = (i * 16u + 8u) * 2u;
+  const uint32_t o_20 = (i * 16u + 8u) * 2u;
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 213u;
-    const uint32_t base = (49936u + index_23 % 45376u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 213u;
-    const uint32_t base = (49936u + index_23 % 45376u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 213u;
+    const uint32_t entry_result_70 = (49936u + index_65 % 45376u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 213u;
-    const uint32_t base = (49936u + index_23 % 45376u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w1_5[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 213u;
+    const uint32_t entry_result_70 = (49936u + index_65 % 45376u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 213u;
-    const uint32_t base = (49936u + index_23 % 45376u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 213u;
+    const uint32_t entry_result_70 = (49936u + index_65 % 45376u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+  }
+  {
+    float w_56 = w1_5[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 213u;
+    const uint32_t entry_result_70 = (49936u + index_65 % 45376u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 211.7969f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 211.7969f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 211.7969f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 211.7969f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 211.7969f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 211.7969f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 211.7969f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 211.7969f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 211.7969f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 211.7969f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 211.7969f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 211.7969f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 211.7969f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 211.7969f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 211.7969f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 211.7969f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 211.7969f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 211.7969f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 211.7969f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 211.7969f;
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 8u) * 2u;
+  uint32_t o_20[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 8u) * 2u;
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 213u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (49936u + index_23[ngp_l] % 45376u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (49936u + index_65[ngp_l] % 45376u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 213u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (49936u + index_23[ngp_l] % 45376u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (49936u + index_65[ngp_l] % 45376u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 213u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (49936u + index_23[ngp_l] % 45376u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (49936u + index_65[ngp_l] % 45376u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 213u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (49936u + index_23[ngp_l] % 45376u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (49936u + index_65[ngp_l] % 45376u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass9(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+NGP_FN void gridBackward_pass9(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 293.06677f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 293.06677f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 293.06677f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 293.06677f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 293.06677f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 293.06677f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 293.06677f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 293.06677f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 293.06677f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 293.06677f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 293.06677f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 293.06677f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 293.06677f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 293.06677f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 293.06677f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 293.06677f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 293.06677f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 293.06677f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 293.06677f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 293.06677f;
   }
-  const uint32_t o = (i * 16u + 9u) * 2u;
+  const uint32_t o_20 = (i * 16u + 9u) * 2u;
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 295u;
-    const uint32_t base = (95312u + index_23 % 87032u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 295u;
-    const uint32_t base = (95312u + index_23 % 87032u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 295u;
+    const uint32_t entry_result_70 = (95312u + index_65 % 87032u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 295u;
-    const uint32_t base = (95312u + index_23 % 87032u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w1_5[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 295u;
+    const uint32_t entry_result_70 = (95312u + index_65 % 87032u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 295u;
-    const uint32_t base = (95312u + index_23 % 87032u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 295u;
+    const uint32_t entry_result_70 = (95312u + index_65 % 87032u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+  }
+  {
+    float w_56 = w1_5[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 295u;
+    const uint32_t entry_result_70 = (95312u + index_65 % 87032u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 293.06677f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 293.06677f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 293.06677f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 293.06677f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 293.06677f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 293.06677f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 293.06677f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 293.06677f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 293.06677f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 293.06677f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 293.06677f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 293.06677f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 293.06677f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 293.06677f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 293.06677f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 293.06677f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 293.06677f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 293.06677f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 293.06677f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 293.06677f;
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 9u) * 2u;
+  uint32_t o_20[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 9u) * 2u;
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 295u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (95312u + index_23[ngp_l] % 87032u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (95312u + index_65[ngp_l] % 87032u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 295u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (95312u + index_23[ngp_l] % 87032u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (95312u + index_65[ngp_l] % 87032u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 295u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (95312u + index_23[ngp_l] % 87032u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (95312u + index_65[ngp_l] % 87032u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 295u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (95312u + index_23[ngp_l] % 87032u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (95312u + index_65[ngp_l] % 87032u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
+NGP_FN void gridBackward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 293.06677f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 293.06677f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 293.06677f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 293.06677f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 293.06677f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 293.06677f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 293.06677f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 293.06677f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 295u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (95312u + index_23[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (95312u + index_65[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 295u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (95312u + index_23[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (95312u + index_65[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 295u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (95312u + index_23[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (95312u + index_65[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 295u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (95312u + index_23[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
-  }
-}
-
-NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
-  {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 405.37466f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 405.37466f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 405.37466f;
-  }
-  {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 405.37466f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 405.37466f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 405.37466f;
-  }
-  const uint32_t o = (i * 16u + 10u) * 2u;
-  {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 407u;
-    const uint32_t base = (182344u + index_23 % 165656u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 407u;
-    const uint32_t base = (182344u + index_23 % 165656u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
-  }
-  {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 407u;
-    const uint32_t base = (182344u + index_23 % 165656u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 407u;
-    const uint32_t base = (182344u + index_23 % 165656u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (95312u + index_65[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
   }
 }
 
-NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 405.37466f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 405.37466f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 405.37466f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 405.37466f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 405.37466f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 405.37466f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 405.37466f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 405.37466f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 405.37466f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 405.37466f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 405.37466f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 405.37466f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 405.37466f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 405.37466f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 405.37466f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 405.37466f;
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 10u) * 2u;
+  const uint32_t o_20 = (i * 16u + 10u) * 2u;
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 407u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (182344u + index_23[ngp_l] % 165656u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 407u;
+    const uint32_t entry_result_70 = (182344u + index_65 % 165656u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 407u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (182344u + index_23[ngp_l] % 165656u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56 = w1_5[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 407u;
+    const uint32_t entry_result_70 = (182344u + index_65 % 165656u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 407u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (182344u + index_23[ngp_l] % 165656u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 407u;
+    const uint32_t entry_result_70 = (182344u + index_65 % 165656u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 407u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (182344u + index_23[ngp_l] % 165656u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56 = w1_5[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 407u;
+    const uint32_t entry_result_70 = (182344u + index_65 % 165656u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass10_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
+NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 405.37466f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 405.37466f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 405.37466f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 405.37466f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 405.37466f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 405.37466f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 405.37466f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 405.37466f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 405.37466f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 405.37466f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 405.37466f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 405.37466f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 405.37466f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 405.37466f;
+  }
+  uint32_t o_20[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 10u) * 2u;
+  {
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (182344u + index_65[ngp_l] % 165656u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 407u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (182344u + index_23[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (182344u + index_65[ngp_l] % 165656u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 407u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (182344u + index_23[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (182344u + index_65[ngp_l] % 165656u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 407u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (182344u + index_23[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 407u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (182344u + index_23[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
-  }
-}
-
-NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
-  {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 560.5744f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 560.5744f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 560.5744f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 560.5744f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 560.5744f;
-  }
-  {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 560.5744f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 560.5744f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 560.5744f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 560.5744f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 560.5744f;
-  }
-  const uint32_t o = (i * 16u + 11u) * 2u;
-  {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 562u;
-    const uint32_t base = (348000u + index_23 % 315848u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 562u;
-    const uint32_t base = (348000u + index_23 % 315848u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
-  }
-  {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 562u;
-    const uint32_t base = (348000u + index_23 % 315848u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = coords[0];
-    index_23 += coords[1] * 562u;
-    const uint32_t base = (348000u + index_23 % 315848u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (182344u + index_65[ngp_l] % 165656u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+NGP_FN void gridBackward_pass10_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 560.5744f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 560.5744f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 560.5744f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 560.5744f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 560.5744f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 405.37466f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 405.37466f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 560.5744f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 560.5744f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 560.5744f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 560.5744f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 560.5744f;
-  }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 11u) * 2u;
-  {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 562u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (348000u + index_23[ngp_l] % 315848u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 405.37466f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 405.37466f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 562u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (348000u + index_23[ngp_l] % 315848u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (182344u + index_65[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 562u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (348000u + index_23[ngp_l] % 315848u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (182344u + index_65[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 562u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (348000u + index_23[ngp_l] % 315848u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (182344u + index_65[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (182344u + index_65[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
   }
 }
 
-NGP_FN void gridBackward_pass11_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
+NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 560.5744f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 560.5744f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 560.5744f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 560.5744f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 560.5744f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 560.5744f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 560.5744f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 560.5744f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 560.5744f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 560.5744f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 560.5744f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 560.5744f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 560.5744f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 560.5744f;
+  }
+  const uint32_t o_20 = (i * 16u + 11u) * 2u;
+  {
+    float w_56 = w0_4[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 562u;
+    const uint32_t entry_result_70 = (348000u + index_65 % 315848u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 562u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (348000u + index_23[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+    float w_56 = w1_5[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 562u;
+    const uint32_t entry_result_70 = (348000u + index_65 % 315848u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 562u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (348000u + index_23[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+    float w_56 = w0_4[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 562u;
+    const uint32_t entry_result_70 = (348000u + index_65 % 315848u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 562u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (348000u + index_23[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
-  }
-  {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = coords[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] += coords[1][ngp_l] * 562u;
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (348000u + index_23[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
-  }
-}
-
-NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
-  {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 775.0469f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 775.0469f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 775.0469f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 775.0469f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 775.0469f;
-  }
-  {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 775.0469f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 775.0469f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 775.0469f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 775.0469f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 775.0469f;
-  }
-  const uint32_t o = (i * 16u + 12u) * 2u;
-  {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = 0u;
-    {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
-    }
-    const uint32_t base = (663848u + index_23 % 524288u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = 0u;
-    {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
-    }
-    const uint32_t base = (663848u + index_23 % 524288u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
-  }
-  {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = 0u;
-    {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
-    }
-    const uint32_t base = (663848u + index_23 % 524288u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
-  }
-  {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = 0u;
-    {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
-    }
-    const uint32_t base = (663848u + index_23 % 524288u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w1_5[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t index_65 = coords_3[0];
+    index_65 += coords_3[1] * 562u;
+    const uint32_t entry_result_70 = (348000u + index_65 % 315848u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 775.0469f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 775.0469f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 775.0469f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 775.0469f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 775.0469f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 560.5744f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 560.5744f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 560.5744f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 560.5744f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 560.5744f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 775.0469f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 775.0469f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 775.0469f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 775.0469f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 775.0469f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 560.5744f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 560.5744f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 560.5744f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 560.5744f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 560.5744f;
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 12u) * 2u;
+  uint32_t o_20[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 11u) * 2u;
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (663848u + index_23[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (348000u + index_65[ngp_l] % 315848u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (663848u + index_23[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (348000u + index_65[ngp_l] % 315848u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (663848u + index_23[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (348000u + index_65[ngp_l] % 315848u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (663848u + index_23[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (348000u + index_65[ngp_l] % 315848u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass12_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
+NGP_FN void gridBackward_pass11_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 775.0469f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 775.0469f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 560.5744f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 560.5744f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 775.0469f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 775.0469f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 560.5744f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 560.5744f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (663848u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (348000u + index_65[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (663848u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (348000u + index_65[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (663848u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (348000u + index_65[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (663848u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (348000u + index_65[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
   }
 }
 
-NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 1071.4292f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 1071.4292f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 1071.4292f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 1071.4292f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 1071.4292f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 775.0469f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 775.0469f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 775.0469f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 775.0469f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 775.0469f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 1071.4292f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 1071.4292f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 1071.4292f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 1071.4292f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 1071.4292f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 775.0469f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 775.0469f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 775.0469f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 775.0469f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 775.0469f;
   }
-  const uint32_t o = (i * 16u + 13u) * 2u;
+  const uint32_t o_20 = (i * 16u + 12u) * 2u;
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = 0u;
-    {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
-    }
-    const uint32_t base = (1188136u + index_23 % 524288u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t h_67 = coords_3[0];
+    h_67 ^= coords_3[1] * 2654435761u;
+    uint32_t index_65 = h_67;
+    const uint32_t entry_result_70 = (663848u + index_65 % 524288u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = 0u;
-    {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
-    }
-    const uint32_t base = (1188136u + index_23 % 524288u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w1_5[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t h_67 = coords_3[0];
+    h_67 ^= coords_3[1] * 2654435761u;
+    uint32_t index_65 = h_67;
+    const uint32_t entry_result_70 = (663848u + index_65 % 524288u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = 0u;
-    {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
-    }
-    const uint32_t base = (1188136u + index_23 % 524288u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t h_67 = coords_3[0];
+    h_67 ^= coords_3[1] * 2654435761u;
+    uint32_t index_65 = h_67;
+    const uint32_t entry_result_70 = (663848u + index_65 % 524288u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = 0u;
-    {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
-    }
-    const uint32_t base = (1188136u + index_23 % 524288u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w1_5[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t h_67 = coords_3[0];
+    h_67 ^= coords_3[1] * 2654435761u;
+    uint32_t index_65 = h_67;
+    const uint32_t entry_result_70 = (663848u + index_65 % 524288u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 1071.4292f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 1071.4292f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 1071.4292f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 1071.4292f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 1071.4292f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 775.0469f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 775.0469f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 775.0469f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 775.0469f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 775.0469f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 1071.4292f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 1071.4292f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 1071.4292f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 1071.4292f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 1071.4292f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 775.0469f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 775.0469f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 775.0469f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 775.0469f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 775.0469f;
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 13u) * 2u;
+  uint32_t o_20[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 12u) * 2u;
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1188136u + index_23[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (663848u + index_65[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1188136u + index_23[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (663848u + index_65[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1188136u + index_23[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (663848u + index_65[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1188136u + index_23[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (663848u + index_65[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass13_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
+NGP_FN void gridBackward_pass12_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 1071.4292f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 1071.4292f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 775.0469f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 775.0469f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 1071.4292f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 1071.4292f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 775.0469f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 775.0469f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1188136u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (663848u + index_65[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1188136u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (663848u + index_65[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1188136u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (663848u + index_65[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1188136u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (663848u + index_65[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
   }
 }
 
-NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 1481.0037f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 1481.0037f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 1481.0037f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 1481.0037f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 1481.0037f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 1071.4292f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 1071.4292f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 1071.4292f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 1071.4292f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 1071.4292f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 1481.0037f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 1481.0037f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 1481.0037f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 1481.0037f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 1481.0037f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 1071.4292f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 1071.4292f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 1071.4292f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 1071.4292f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 1071.4292f;
   }
-  const uint32_t o = (i * 16u + 14u) * 2u;
+  const uint32_t o_20 = (i * 16u + 13u) * 2u;
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = 0u;
-    {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
-    }
-    const uint32_t base = (1712424u + index_23 % 524288u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t h_67 = coords_3[0];
+    h_67 ^= coords_3[1] * 2654435761u;
+    uint32_t index_65 = h_67;
+    const uint32_t entry_result_70 = (1188136u + index_65 % 524288u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = 0u;
-    {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
-    }
-    const uint32_t base = (1712424u + index_23 % 524288u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w1_5[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t h_67 = coords_3[0];
+    h_67 ^= coords_3[1] * 2654435761u;
+    uint32_t index_65 = h_67;
+    const uint32_t entry_result_70 = (1188136u + index_65 % 524288u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = 0u;
-    {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
-    }
-    const uint32_t base = (1712424u + index_23 % 524288u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t h_67 = coords_3[0];
+    h_67 ^= coords_3[1] * 2654435761u;
+    uint32_t index_65 = h_67;
+    const uint32_t entry_result_70 = (1188136u + index_65 % 524288u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = 0u;
-    {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
-    }
-    const uint32_t base = (1712424u + index_23 % 524288u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w1_5[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t h_67 = coords_3[0];
+    h_67 ^= coords_3[1] * 2654435761u;
+    uint32_t index_65 = h_67;
+    const uint32_t entry_result_70 = (1188136u + index_65 % 524288u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 1481.0037f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 1481.0037f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 1481.0037f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 1481.0037f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 1481.0037f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1071.4292f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 1071.4292f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 1071.4292f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 1071.4292f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 1071.4292f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 1481.0037f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 1481.0037f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 1481.0037f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 1481.0037f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 1481.0037f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1071.4292f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 1071.4292f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 1071.4292f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 1071.4292f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 1071.4292f;
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 14u) * 2u;
+  uint32_t o_20[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 13u) * 2u;
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1712424u + index_23[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1188136u + index_65[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1712424u + index_23[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1188136u + index_65[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1712424u + index_23[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1188136u + index_65[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1712424u + index_23[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1188136u + index_65[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass14_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
+NGP_FN void gridBackward_pass13_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 1481.0037f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 1481.0037f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1071.4292f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 1071.4292f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 1481.0037f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 1481.0037f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1071.4292f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 1071.4292f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1712424u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1188136u + index_65[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1712424u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1188136u + index_65[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1712424u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1188136u + index_65[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (1712424u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1188136u + index_65[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
   }
 }
 
-NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2] = {};
-  uint32_t coords[2] = {};
-  float w0[2] = {};
-  float w1[2] = {};
-  float dw[2] = {};
+NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
   {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 2047.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 2047.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[0] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 2047.0f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 2047.0f, g_5 + 0.5f);
-    w1[0] = f_6;
-    w0[0] = omf_7;
-    dw[0] = 2047.0f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 1481.0037f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 1481.0037f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 1481.0037f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 1481.0037f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 1481.0037f;
   }
   {
-    const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_4 = floorf(fmaf(xd_2, 2047.0f, 0.5f));
-    const float g_5 = ((fmaf(xd_2, 2047.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-    cell[1] = ngp_f2uint_rz(g_5);
-    const float f_6 = fmaf(xd_2, 2047.0f, 0.5f - g_5);
-    const float omf_7 = fmaf(-xd_2, 2047.0f, g_5 + 0.5f);
-    w1[1] = f_6;
-    w0[1] = omf_7;
-    dw[1] = 2047.0f;
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 1481.0037f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 1481.0037f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 1481.0037f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 1481.0037f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 1481.0037f;
   }
-  const uint32_t o = (i * 16u + 15u) * 2u;
+  const uint32_t o_20 = (i * 16u + 14u) * 2u;
   {
-    float w_20 = w0[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1];
-    uint32_t index_23 = 0u;
-    {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
-    }
-    const uint32_t base = (2236712u + index_23 % 524288u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t h_67 = coords_3[0];
+    h_67 ^= coords_3[1] * 2654435761u;
+    uint32_t index_65 = h_67;
+    const uint32_t entry_result_70 = (1712424u + index_65 % 524288u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w0[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1];
-    uint32_t index_23 = 0u;
-    {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
-    }
-    const uint32_t base = (2236712u + index_23 % 524288u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w1_5[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t h_67 = coords_3[0];
+    h_67 ^= coords_3[1] * 2654435761u;
+    uint32_t index_65 = h_67;
+    const uint32_t entry_result_70 = (1712424u + index_65 % 524288u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w0[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0];
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = 0u;
-    {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
-    }
-    const uint32_t base = (2236712u + index_23 % 524288u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w0_4[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t h_67 = coords_3[0];
+    h_67 ^= coords_3[1] * 2654435761u;
+    uint32_t index_65 = h_67;
+    const uint32_t entry_result_70 = (1712424u + index_65 % 524288u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
   {
-    float w_20 = w1[0];
-    w_20 *= w1[1];
-    const float w = w_20;
-    coords[0] = cell[0] + 1u;
-    coords[1] = cell[1] + 1u;
-    uint32_t index_23 = 0u;
-    {
-      uint32_t h_25 = coords[0];
-      h_25 ^= coords[1] * 2654435761u;
-      index_23 = h_25;
-    }
-    const uint32_t base = (2236712u + index_23 % 524288u) * 2u;
-    grad[base] += w * dy[o];
-    grad[base + 1u] += w * dy[o + 1u];
+    float w_56 = w1_5[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t h_67 = coords_3[0];
+    h_67 ^= coords_3[1] * 2654435761u;
+    uint32_t index_65 = h_67;
+    const uint32_t entry_result_70 = (1712424u + index_65 % 524288u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
-  float w0[2][16] = {};
-  float w1[2][16] = {};
-  float dw[2][16] = {};
+NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 2047.0f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 2047.0f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 2047.0f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 2047.0f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[0][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[0][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[0][ngp_l] = 2047.0f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1481.0037f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 1481.0037f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 1481.0037f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 1481.0037f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 1481.0037f;
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 2047.0f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 2047.0f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
-    float f_6[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_6[ngp_l] = fmaf(xd_2[ngp_l], 2047.0f, 0.5f - g_5[ngp_l]);
-    float omf_7[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_7[ngp_l] = fmaf(-xd_2[ngp_l], 2047.0f, g_5[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1[1][ngp_l] = f_6[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0[1][ngp_l] = omf_7[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw[1][ngp_l] = 2047.0f;
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1481.0037f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 1481.0037f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 1481.0037f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 1481.0037f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 1481.0037f;
   }
-  uint32_t o[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 15u) * 2u;
+  uint32_t o_20[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 14u) * 2u;
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2236712u + index_23[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1712424u + index_65[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w0[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2236712u + index_23[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1712424u + index_65[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w0[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2236712u + index_23[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1712424u + index_65[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_20[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] = w1[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_20[ngp_l] *= w1[1][ngp_l];
-    float w[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w[ngp_l] = w_20[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2236712u + index_23[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l]] += w[ngp_l] * dy[o[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[base[ngp_l] + 1u] += w[ngp_l] * dy[o[ngp_l] + 1u];
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1712424u + index_65[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass15_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
-  uint32_t cell[2][16] = {};
-  uint32_t coords[2][16] = {};
+NGP_FN void gridBackward_pass14_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 2047.0f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 2047.0f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[0][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1481.0037f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 1481.0037f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
   }
   {
-    float xd_2[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_2[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_4[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_4[ngp_l] = floorf(fmaf(xd_2[ngp_l], 2047.0f, 0.5f));
-    float g_5[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_5[ngp_l] = ((fmaf(xd_2[ngp_l], 2047.0f, 0.5f - rounded_4[ngp_l]) < 0.0f) ? (rounded_4[ngp_l] - 1.0f) : (rounded_4[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell[1][ngp_l] = ngp_f2uint_rz(g_5[ngp_l]);
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1481.0037f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 1481.0037f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2236712u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1712424u + index_65[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l];
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2236712u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1712424u + index_65[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2236712u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1712424u + index_65[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[0][ngp_l] = cell[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords[1][ngp_l] = cell[1][ngp_l] + 1u;
-    uint32_t index_23[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = 0u;
-    {
-      uint32_t h_25[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] = coords[0][ngp_l];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_25[ngp_l] ^= coords[1][ngp_l] * 2654435761u;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_23[ngp_l] = h_25[ngp_l];
-    }
-    uint32_t base[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) base[ngp_l] = (2236712u + index_23[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[base[ngp_l]]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1712424u + index_65[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
   }
 }
 
-extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ grad, int64_t ngp_len_grad) {
-  (void)ngp_len_x; (void)ngp_len_dy; (void)ngp_len_grad;
+NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2] = {};
+  uint32_t coords_3[2] = {};
+  float w0_4[2] = {};
+  float w1_5[2] = {};
+  float dw_6[2] = {};
+  {
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 2047.0f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 2047.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[0] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 2047.0f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 2047.0f, g_11 + 0.5f);
+    w1_5[0] = f_12;
+    w0_4[0] = omf_13;
+    dw_6[0] = 2047.0f;
+  }
+  {
+    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_10 = floorf(fmaf(xd_8, 2047.0f, 0.5f));
+    const float g_11 = ((fmaf(xd_8, 2047.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+    cell_2[1] = ngp_f2uint_rz(g_11);
+    const float f_12 = fmaf(xd_8, 2047.0f, 0.5f - g_11);
+    const float omf_13 = fmaf(-xd_8, 2047.0f, g_11 + 0.5f);
+    w1_5[1] = f_12;
+    w0_4[1] = omf_13;
+    dw_6[1] = 2047.0f;
+  }
+  const uint32_t o_20 = (i * 16u + 15u) * 2u;
+  {
+    float w_56 = w0_4[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1];
+    uint32_t h_67 = coords_3[0];
+    h_67 ^= coords_3[1] * 2654435761u;
+    uint32_t index_65 = h_67;
+    const uint32_t entry_result_70 = (2236712u + index_65 % 524288u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+  }
+  {
+    float w_56 = w1_5[0];
+    w_56 *= w0_4[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1];
+    uint32_t h_67 = coords_3[0];
+    h_67 ^= coords_3[1] * 2654435761u;
+    uint32_t index_65 = h_67;
+    const uint32_t entry_result_70 = (2236712u + index_65 % 524288u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+  }
+  {
+    float w_56 = w0_4[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0];
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t h_67 = coords_3[0];
+    h_67 ^= coords_3[1] * 2654435761u;
+    uint32_t index_65 = h_67;
+    const uint32_t entry_result_70 = (2236712u + index_65 % 524288u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+  }
+  {
+    float w_56 = w1_5[0];
+    w_56 *= w1_5[1];
+    coords_3[0] = cell_2[0] + 1u;
+    coords_3[1] = cell_2[1] + 1u;
+    uint32_t h_67 = coords_3[0];
+    h_67 ^= coords_3[1] * 2654435761u;
+    uint32_t index_65 = h_67;
+    const uint32_t entry_result_70 = (2236712u + index_65 % 524288u) * 2u;
+    grad[entry_result_70] += w_56 * dy[o_20];
+    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+  }
+}
+
+NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  float w0_4[2][16] = {};
+  float w1_5[2][16] = {};
+  float dw_6[2][16] = {};
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 2047.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 2047.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 2047.0f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 2047.0f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 2047.0f;
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 2047.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 2047.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float f_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 2047.0f, 0.5f - g_11[ngp_l]);
+    float omf_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 2047.0f, g_11[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 2047.0f;
+  }
+  uint32_t o_20[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 15u) * 2u;
+  {
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2236712u + index_65[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+  }
+  {
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2236712u + index_65[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+  }
+  {
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2236712u + index_65[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+  }
+  {
+    float w_56[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2236712u + index_65[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+  }
+}
+
+NGP_FN void gridBackward_pass15_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+  uint32_t cell_2[2][16] = {};
+  uint32_t coords_3[2][16] = {};
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 2047.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 2047.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    float xd_8[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_10[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 2047.0f, 0.5f));
+    float g_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 2047.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2236712u + index_65[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2236712u + index_65[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2236712u + index_65[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+  }
+  {
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    uint32_t h_67[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
+    uint32_t entry_result_70[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2236712u + index_65[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+  }
+}
+
+extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ logits, int64_t ngp_len_logits, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ grad, int64_t ngp_len_grad, const float* __restrict__ logitGrad, int64_t ngp_len_logitGrad) {
+  (void)ngp_len_x; (void)ngp_len_params; (void)ngp_len_probe; (void)ngp_len_logits; (void)ngp_len_dy; (void)ngp_len_grad; (void)ngp_len_logitGrad;
   #pragma omp parallel for schedule(dynamic, 1) if (ngp_n >= 4096)
   for (int32_t ngp_p = 0; ngp_p < 16; ++ngp_p) {
     switch (ngp_p) {
       case 0: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass15_prefetch(ngp_g + 64, x, dy, grad); gridBackward_pass15_lanes(ngp_g, x, dy, grad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass15((uint32_t)ngp_i, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass15_prefetch(ngp_g + 64, x, params, probe, logits, dy, grad, logitGrad); gridBackward_pass15_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass15((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
     } break;
       case 1: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass14_prefetch(ngp_g + 64, x, dy, grad); gridBackward_pass14_lanes(ngp_g, x, dy, grad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass14((uint32_t)ngp_i, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass14_prefetch(ngp_g + 64, x, params, probe, logits, dy, grad, logitGrad); gridBackward_pass14_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass14((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
     } break;
       case 2: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass13_prefetch(ngp_g + 64, x, dy, grad); gridBackward_pass13_lanes(ngp_g, x, dy, grad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass13((uint32_t)ngp_i, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass13_prefetch(ngp_g + 64, x, params, probe, logits, dy, grad, logitGrad); gridBackward_pass13_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass13((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
     } break;
       case 3: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass12_prefetch(ngp_g + 64, x, dy, grad); gridBackward_pass12_lanes(ngp_g, x, dy, grad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass12((uint32_t)ngp_i, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass12_prefetch(ngp_g + 64, x, params, probe, logits, dy, grad, logitGrad); gridBackward_pass12_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass12((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
     } break;
       case 4: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass11_prefetch(ngp_g + 64, x, dy, grad); gridBackward_pass11_lanes(ngp_g, x, dy, grad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass11((uint32_t)ngp_i, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass11_prefetch(ngp_g + 64, x, params, probe, logits, dy, grad, logitGrad); gridBackward_pass11_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass11((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
     } break;
       case 5: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass10_prefetch(ngp_g + 64, x, dy, grad); gridBackward_pass10_lanes(ngp_g, x, dy, grad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass10((uint32_t)ngp_i, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass10_prefetch(ngp_g + 64, x, params, probe, logits, dy, grad, logitGrad); gridBackward_pass10_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass10((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
     } break;
       case 6: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass9_prefetch(ngp_g + 64, x, dy, grad); gridBackward_pass9_lanes(ngp_g, x, dy, grad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass9((uint32_t)ngp_i, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass9_prefetch(ngp_g + 64, x, params, probe, logits, dy, grad, logitGrad); gridBackward_pass9_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass9((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
     } break;
       case 7: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass8_lanes(ngp_g, x, dy, grad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass8((uint32_t)ngp_i, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass8_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass8((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
     } break;
       case 8: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass7_lanes(ngp_g, x, dy, grad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass7((uint32_t)ngp_i, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass7_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass7((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
     } break;
       case 9: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass6_lanes(ngp_g, x, dy, grad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass6((uint32_t)ngp_i, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass6_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass6((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
     } break;
       case 10: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass5_lanes(ngp_g, x, dy, grad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass5((uint32_t)ngp_i, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass5_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass5((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
     } break;
       case 11: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass4_lanes(ngp_g, x, dy, grad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass4((uint32_t)ngp_i, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass4_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass4((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
     } break;
       case 12: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass3_lanes(ngp_g, x, dy, grad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass3((uint32_t)ngp_i, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass3_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass3((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
     } break;
       case 13: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass2_lanes(ngp_g, x, dy, grad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass2((uint32_t)ngp_i, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass2_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass2((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
     } break;
       case 14: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass1_lanes(ngp_g, x, dy, grad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass1((uint32_t)ngp_i, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass1_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass1((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
     } break;
       case 15: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass0_lanes(ngp_g, x, dy, grad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass0((uint32_t)ngp_i, x, dy, grad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass0_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass0((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
     } break;
     }
   }
   return 0;
 }
 
-NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const float* __restrict__ dy, float* __restrict__ dx) {
+NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ dy, float* __restrict__ dx) {
   float acc_1[2] = {};
   {
     uint32_t cell_3[2] = {};
@@ -7580,81 +7100,81 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 16u;
-      const uint32_t base_29 = index_24 % 256u * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 16u;
+      const uint32_t entry_result_35 = index_30 % 256u * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 16u;
-      const uint32_t base_29 = index_24 % 256u * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 16u;
+      const uint32_t entry_result_35 = index_30 % 256u * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 16u;
-      const uint32_t base_29 = index_24 % 256u * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 16u;
+      const uint32_t entry_result_35 = index_30 % 256u * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 16u;
-      const uint32_t base_29 = index_24 % 256u * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 16u;
+      const uint32_t entry_result_35 = index_30 % 256u * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -7690,81 +7210,81 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 23u;
-      const uint32_t base_29 = (256u + index_24 % 536u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 23u;
+      const uint32_t entry_result_35 = (256u + index_30 % 536u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 23u;
-      const uint32_t base_29 = (256u + index_24 % 536u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 23u;
+      const uint32_t entry_result_35 = (256u + index_30 % 536u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 23u;
-      const uint32_t base_29 = (256u + index_24 % 536u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 23u;
+      const uint32_t entry_result_35 = (256u + index_30 % 536u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 23u;
-      const uint32_t base_29 = (256u + index_24 % 536u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 23u;
+      const uint32_t entry_result_35 = (256u + index_30 % 536u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -7800,81 +7320,81 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 31u;
-      const uint32_t base_29 = (792u + index_24 % 968u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 31u;
+      const uint32_t entry_result_35 = (792u + index_30 % 968u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 31u;
-      const uint32_t base_29 = (792u + index_24 % 968u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 31u;
+      const uint32_t entry_result_35 = (792u + index_30 % 968u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 31u;
-      const uint32_t base_29 = (792u + index_24 % 968u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 31u;
+      const uint32_t entry_result_35 = (792u + index_30 % 968u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 31u;
-      const uint32_t base_29 = (792u + index_24 % 968u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 31u;
+      const uint32_t entry_result_35 = (792u + index_30 % 968u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -7910,81 +7430,81 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 43u;
-      const uint32_t base_29 = (1760u + index_24 % 1856u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 43u;
+      const uint32_t entry_result_35 = (1760u + index_30 % 1856u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 43u;
-      const uint32_t base_29 = (1760u + index_24 % 1856u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 43u;
+      const uint32_t entry_result_35 = (1760u + index_30 % 1856u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 43u;
-      const uint32_t base_29 = (1760u + index_24 % 1856u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 43u;
+      const uint32_t entry_result_35 = (1760u + index_30 % 1856u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 43u;
-      const uint32_t base_29 = (1760u + index_24 % 1856u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 43u;
+      const uint32_t entry_result_35 = (1760u + index_30 % 1856u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -8020,81 +7540,81 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 59u;
-      const uint32_t base_29 = (3616u + index_24 % 3488u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 59u;
+      const uint32_t entry_result_35 = (3616u + index_30 % 3488u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 59u;
-      const uint32_t base_29 = (3616u + index_24 % 3488u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 59u;
+      const uint32_t entry_result_35 = (3616u + index_30 % 3488u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 59u;
-      const uint32_t base_29 = (3616u + index_24 % 3488u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 59u;
+      const uint32_t entry_result_35 = (3616u + index_30 % 3488u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 59u;
-      const uint32_t base_29 = (3616u + index_24 % 3488u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 59u;
+      const uint32_t entry_result_35 = (3616u + index_30 % 3488u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -8130,81 +7650,81 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 81u;
-      const uint32_t base_29 = (7104u + index_24 % 6568u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 81u;
+      const uint32_t entry_result_35 = (7104u + index_30 % 6568u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 81u;
-      const uint32_t base_29 = (7104u + index_24 % 6568u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 81u;
+      const uint32_t entry_result_35 = (7104u + index_30 % 6568u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 81u;
-      const uint32_t base_29 = (7104u + index_24 % 6568u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 81u;
+      const uint32_t entry_result_35 = (7104u + index_30 % 6568u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 81u;
-      const uint32_t base_29 = (7104u + index_24 % 6568u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 81u;
+      const uint32_t entry_result_35 = (7104u + index_30 % 6568u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -8240,81 +7760,81 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 112u;
-      const uint32_t base_29 = (13672u + index_24 % 12544u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 112u;
+      const uint32_t entry_result_35 = (13672u + index_30 % 12544u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 112u;
-      const uint32_t base_29 = (13672u + index_24 % 12544u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 112u;
+      const uint32_t entry_result_35 = (13672u + index_30 % 12544u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 112u;
-      const uint32_t base_29 = (13672u + index_24 % 12544u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 112u;
+      const uint32_t entry_result_35 = (13672u + index_30 % 12544u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 112u;
-      const uint32_t base_29 = (13672u + index_24 % 12544u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 112u;
+      const uint32_t entry_result_35 = (13672u + index_30 % 12544u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -8350,81 +7870,81 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 154u;
-      const uint32_t base_29 = (26216u + index_24 % 23720u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 154u;
+      const uint32_t entry_result_35 = (26216u + index_30 % 23720u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 154u;
-      const uint32_t base_29 = (26216u + index_24 % 23720u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 154u;
+      const uint32_t entry_result_35 = (26216u + index_30 % 23720u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 154u;
-      const uint32_t base_29 = (26216u + index_24 % 23720u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 154u;
+      const uint32_t entry_result_35 = (26216u + index_30 % 23720u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 154u;
-      const uint32_t base_29 = (26216u + index_24 % 23720u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 154u;
+      const uint32_t entry_result_35 = (26216u + index_30 % 23720u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -8460,81 +7980,81 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 213u;
-      const uint32_t base_29 = (49936u + index_24 % 45376u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 213u;
+      const uint32_t entry_result_35 = (49936u + index_30 % 45376u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 213u;
-      const uint32_t base_29 = (49936u + index_24 % 45376u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 213u;
+      const uint32_t entry_result_35 = (49936u + index_30 % 45376u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 213u;
-      const uint32_t base_29 = (49936u + index_24 % 45376u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 213u;
+      const uint32_t entry_result_35 = (49936u + index_30 % 45376u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 213u;
-      const uint32_t base_29 = (49936u + index_24 % 45376u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 213u;
+      const uint32_t entry_result_35 = (49936u + index_30 % 45376u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -8570,81 +8090,81 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 295u;
-      const uint32_t base_29 = (95312u + index_24 % 87032u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 295u;
+      const uint32_t entry_result_35 = (95312u + index_30 % 87032u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 295u;
-      const uint32_t base_29 = (95312u + index_24 % 87032u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 295u;
+      const uint32_t entry_result_35 = (95312u + index_30 % 87032u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 295u;
-      const uint32_t base_29 = (95312u + index_24 % 87032u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 295u;
+      const uint32_t entry_result_35 = (95312u + index_30 % 87032u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 295u;
-      const uint32_t base_29 = (95312u + index_24 % 87032u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 295u;
+      const uint32_t entry_result_35 = (95312u + index_30 % 87032u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -8680,81 +8200,81 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 407u;
-      const uint32_t base_29 = (182344u + index_24 % 165656u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 407u;
+      const uint32_t entry_result_35 = (182344u + index_30 % 165656u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 407u;
-      const uint32_t base_29 = (182344u + index_24 % 165656u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 407u;
+      const uint32_t entry_result_35 = (182344u + index_30 % 165656u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 407u;
-      const uint32_t base_29 = (182344u + index_24 % 165656u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 407u;
+      const uint32_t entry_result_35 = (182344u + index_30 % 165656u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 407u;
-      const uint32_t base_29 = (182344u + index_24 % 165656u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 407u;
+      const uint32_t entry_result_35 = (182344u + index_30 % 165656u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -8790,81 +8310,81 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 562u;
-      const uint32_t base_29 = (348000u + index_24 % 315848u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 562u;
+      const uint32_t entry_result_35 = (348000u + index_30 % 315848u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 562u;
-      const uint32_t base_29 = (348000u + index_24 % 315848u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 562u;
+      const uint32_t entry_result_35 = (348000u + index_30 % 315848u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 562u;
-      const uint32_t base_29 = (348000u + index_24 % 315848u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 562u;
+      const uint32_t entry_result_35 = (348000u + index_30 % 315848u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 562u;
-      const uint32_t base_29 = (348000u + index_24 % 315848u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 562u;
+      const uint32_t entry_result_35 = (348000u + index_30 % 315848u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -8900,97 +8420,85 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (663848u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (663848u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (663848u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (663848u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (663848u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (663848u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (663848u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (663848u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -9026,97 +8534,85 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1188136u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1188136u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1188136u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1188136u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1188136u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1188136u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1188136u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1188136u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -9152,97 +8648,85 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1712424u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1712424u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1712424u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1712424u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1712424u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1712424u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1712424u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1712424u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -9278,113 +8762,101 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (2236712u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (2236712u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (2236712u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (2236712u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (2236712u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (2236712u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (2236712u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (2236712u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
   {
-    const float xd_36 = x[i * 2u];
-    dx[i * 2u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[0]) : 0.0f);
+    const float xd_43 = x[i * 2u];
+    dx[i * 2u] = ((xd_43 >= 0.0f && xd_43 <= 1.0f) ? (acc_1[0]) : 0.0f);
   }
   {
-    const float xd_36 = x[i * 2u + 1u];
-    dx[i * 2u + 1u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[1]) : 0.0f);
+    const float xd_43 = x[i * 2u + 1u];
+    dx[i * 2u + 1u] = ((xd_43 >= 0.0f && xd_43 <= 1.0f) ? (acc_1[1]) : 0.0f);
   }
 }
 
-extern "C" int32_t gridInputGrad(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ dx, int64_t ngp_len_dx) {
-  (void)ngp_len_x; (void)ngp_len_params; (void)ngp_len_dy; (void)ngp_len_dx;
+extern "C" int32_t gridInputGrad(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ dx, int64_t ngp_len_dx) {
+  (void)ngp_len_x; (void)ngp_len_params; (void)ngp_len_probe; (void)ngp_len_dy; (void)ngp_len_dx;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
-  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) gridInputGrad_body((uint32_t)ngp_i, x, params, dy, dx);
+  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) gridInputGrad_body((uint32_t)ngp_i, x, params, probe, dy, dx);
   return 0;
 }

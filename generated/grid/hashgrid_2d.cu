@@ -16,7 +16,7 @@ NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 
 NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }
 
 
-NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   {
     uint32_t cell_2[2] = {};
     uint32_t coords_3[2] = {};
@@ -47,56 +47,56 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 16u;
-      const uint32_t base_39 = index_34 % 256u * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 16u;
+      const uint32_t entry_result_52 = index_47 % 256u * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 16u;
-      const uint32_t base_39 = index_34 % 256u * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 16u;
+      const uint32_t entry_result_52 = index_47 % 256u * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 16u;
-      const uint32_t base_39 = index_34 % 256u * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 16u;
+      const uint32_t entry_result_52 = index_47 % 256u * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 16u;
-      const uint32_t base_39 = index_34 % 256u * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 16u;
+      const uint32_t entry_result_52 = index_47 % 256u * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = i * 16u * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = i * 16u * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[2] = {};
@@ -128,56 +128,56 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 23u;
-      const uint32_t base_39 = (256u + index_34 % 536u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 23u;
+      const uint32_t entry_result_52 = (256u + index_47 % 536u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 23u;
-      const uint32_t base_39 = (256u + index_34 % 536u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 23u;
+      const uint32_t entry_result_52 = (256u + index_47 % 536u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 23u;
-      const uint32_t base_39 = (256u + index_34 % 536u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 23u;
+      const uint32_t entry_result_52 = (256u + index_47 % 536u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 23u;
-      const uint32_t base_39 = (256u + index_34 % 536u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 23u;
+      const uint32_t entry_result_52 = (256u + index_47 % 536u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 1u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 1u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[2] = {};
@@ -209,56 +209,56 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 31u;
-      const uint32_t base_39 = (792u + index_34 % 968u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 31u;
+      const uint32_t entry_result_52 = (792u + index_47 % 968u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 31u;
-      const uint32_t base_39 = (792u + index_34 % 968u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 31u;
+      const uint32_t entry_result_52 = (792u + index_47 % 968u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 31u;
-      const uint32_t base_39 = (792u + index_34 % 968u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 31u;
+      const uint32_t entry_result_52 = (792u + index_47 % 968u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 31u;
-      const uint32_t base_39 = (792u + index_34 % 968u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 31u;
+      const uint32_t entry_result_52 = (792u + index_47 % 968u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 2u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 2u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[2] = {};
@@ -290,56 +290,56 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 43u;
-      const uint32_t base_39 = (1760u + index_34 % 1856u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 43u;
+      const uint32_t entry_result_52 = (1760u + index_47 % 1856u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 43u;
-      const uint32_t base_39 = (1760u + index_34 % 1856u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 43u;
+      const uint32_t entry_result_52 = (1760u + index_47 % 1856u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 43u;
-      const uint32_t base_39 = (1760u + index_34 % 1856u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 43u;
+      const uint32_t entry_result_52 = (1760u + index_47 % 1856u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 43u;
-      const uint32_t base_39 = (1760u + index_34 % 1856u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 43u;
+      const uint32_t entry_result_52 = (1760u + index_47 % 1856u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 3u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 3u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[2] = {};
@@ -371,56 +371,56 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 59u;
-      const uint32_t base_39 = (3616u + index_34 % 3488u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 59u;
+      const uint32_t entry_result_52 = (3616u + index_47 % 3488u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 59u;
-      const uint32_t base_39 = (3616u + index_34 % 3488u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 59u;
+      const uint32_t entry_result_52 = (3616u + index_47 % 3488u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 59u;
-      const uint32_t base_39 = (3616u + index_34 % 3488u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 59u;
+      const uint32_t entry_result_52 = (3616u + index_47 % 3488u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 59u;
-      const uint32_t base_39 = (3616u + index_34 % 3488u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 59u;
+      const uint32_t entry_result_52 = (3616u + index_47 % 3488u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 4u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 4u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[2] = {};
@@ -452,56 +452,56 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 81u;
-      const uint32_t base_39 = (7104u + index_34 % 6568u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 81u;
+      const uint32_t entry_result_52 = (7104u + index_47 % 6568u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 81u;
-      const uint32_t base_39 = (7104u + index_34 % 6568u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 81u;
+      const uint32_t entry_result_52 = (7104u + index_47 % 6568u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 81u;
-      const uint32_t base_39 = (7104u + index_34 % 6568u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 81u;
+      const uint32_t entry_result_52 = (7104u + index_47 % 6568u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 81u;
-      const uint32_t base_39 = (7104u + index_34 % 6568u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 81u;
+      const uint32_t entry_result_52 = (7104u + index_47 % 6568u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 5u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 5u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[2] = {};
@@ -533,56 +533,56 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 112u;
-      const uint32_t base_39 = (13672u + index_34 % 12544u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 112u;
+      const uint32_t entry_result_52 = (13672u + index_47 % 12544u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 112u;
-      const uint32_t base_39 = (13672u + index_34 % 12544u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 112u;
+      const uint32_t entry_result_52 = (13672u + index_47 % 12544u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 112u;
-      const uint32_t base_39 = (13672u + index_34 % 12544u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 112u;
+      const uint32_t entry_result_52 = (13672u + index_47 % 12544u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 112u;
-      const uint32_t base_39 = (13672u + index_34 % 12544u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 112u;
+      const uint32_t entry_result_52 = (13672u + index_47 % 12544u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 6u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 6u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[2] = {};
@@ -614,56 +614,56 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 154u;
-      const uint32_t base_39 = (26216u + index_34 % 23720u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 154u;
+      const uint32_t entry_result_52 = (26216u + index_47 % 23720u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 154u;
-      const uint32_t base_39 = (26216u + index_34 % 23720u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 154u;
+      const uint32_t entry_result_52 = (26216u + index_47 % 23720u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 154u;
-      const uint32_t base_39 = (26216u + index_34 % 23720u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 154u;
+      const uint32_t entry_result_52 = (26216u + index_47 % 23720u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 154u;
-      const uint32_t base_39 = (26216u + index_34 % 23720u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 154u;
+      const uint32_t entry_result_52 = (26216u + index_47 % 23720u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 7u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 7u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[2] = {};
@@ -695,56 +695,56 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 213u;
-      const uint32_t base_39 = (49936u + index_34 % 45376u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 213u;
+      const uint32_t entry_result_52 = (49936u + index_47 % 45376u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 213u;
-      const uint32_t base_39 = (49936u + index_34 % 45376u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 213u;
+      const uint32_t entry_result_52 = (49936u + index_47 % 45376u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 213u;
-      const uint32_t base_39 = (49936u + index_34 % 45376u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 213u;
+      const uint32_t entry_result_52 = (49936u + index_47 % 45376u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 213u;
-      const uint32_t base_39 = (49936u + index_34 % 45376u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 213u;
+      const uint32_t entry_result_52 = (49936u + index_47 % 45376u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 8u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 8u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[2] = {};
@@ -776,56 +776,56 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 295u;
-      const uint32_t base_39 = (95312u + index_34 % 87032u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 295u;
+      const uint32_t entry_result_52 = (95312u + index_47 % 87032u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 295u;
-      const uint32_t base_39 = (95312u + index_34 % 87032u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 295u;
+      const uint32_t entry_result_52 = (95312u + index_47 % 87032u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 295u;
-      const uint32_t base_39 = (95312u + index_34 % 87032u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 295u;
+      const uint32_t entry_result_52 = (95312u + index_47 % 87032u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 295u;
-      const uint32_t base_39 = (95312u + index_34 % 87032u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 295u;
+      const uint32_t entry_result_52 = (95312u + index_47 % 87032u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 9u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 9u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[2] = {};
@@ -857,56 +857,56 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 407u;
-      const uint32_t base_39 = (182344u + index_34 % 165656u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 407u;
+      const uint32_t entry_result_52 = (182344u + index_47 % 165656u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 407u;
-      const uint32_t base_39 = (182344u + index_34 % 165656u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 407u;
+      const uint32_t entry_result_52 = (182344u + index_47 % 165656u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 407u;
-      const uint32_t base_39 = (182344u + index_34 % 165656u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 407u;
+      const uint32_t entry_result_52 = (182344u + index_47 % 165656u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 407u;
-      const uint32_t base_39 = (182344u + index_34 % 165656u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 407u;
+      const uint32_t entry_result_52 = (182344u + index_47 % 165656u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 10u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 10u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[2] = {};
@@ -938,56 +938,56 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 562u;
-      const uint32_t base_39 = (348000u + index_34 % 315848u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 562u;
+      const uint32_t entry_result_52 = (348000u + index_47 % 315848u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 562u;
-      const uint32_t base_39 = (348000u + index_34 % 315848u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 562u;
+      const uint32_t entry_result_52 = (348000u + index_47 % 315848u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 562u;
-      const uint32_t base_39 = (348000u + index_34 % 315848u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 562u;
+      const uint32_t entry_result_52 = (348000u + index_47 % 315848u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 562u;
-      const uint32_t base_39 = (348000u + index_34 % 315848u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 562u;
+      const uint32_t entry_result_52 = (348000u + index_47 % 315848u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 11u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 11u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[2] = {};
@@ -1019,72 +1019,60 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (663848u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (663848u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (663848u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (663848u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (663848u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (663848u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (663848u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (663848u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 12u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 12u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[2] = {};
@@ -1116,72 +1104,60 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (1188136u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (1188136u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (1188136u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (1188136u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (1188136u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (1188136u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (1188136u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (1188136u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 13u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 13u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[2] = {};
@@ -1213,72 +1189,60 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (1712424u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (1712424u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (1712424u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (1712424u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (1712424u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (1712424u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (1712424u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (1712424u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 14u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 14u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[2] = {};
@@ -1310,1417 +1274,1293 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (2236712u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (2236712u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (2236712u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (2236712u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (2236712u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (2236712u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (2236712u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (2236712u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 15u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 15u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
 }
 
-__global__ void gridForward_kernel(int64_t ngp_n, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+__global__ void gridForward_kernel(int64_t ngp_n, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
-    gridForward_body((uint32_t)ngp_i, x, params, out);
+    gridForward_body((uint32_t)ngp_i, x, params, probe, out);
 }
 
-extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ out, int64_t ngp_len_out) {
+extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, float* __restrict__ out, int64_t ngp_len_out) {
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
-  gridForward_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, params, out);
+  gridForward_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, params, probe, out);
   return (int32_t)cudaGetLastError();
 }
 
-NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
+NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
+    uint32_t cell_2[2] = {};
+    uint32_t coords_3[2] = {};
+    float w0_4[2] = {};
+    float w1_5[2] = {};
+    float dw_6[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 15.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 15.0f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 15.0f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 15.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 15.0f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 15.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 15.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 15.0f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 15.0f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 15.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 15.0f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 15.0f;
     }
-    const uint32_t o = i * 16u * 2u;
+    const uint32_t o_20 = i * 16u * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 16u;
-      const uint32_t base = index_23 % 256u * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
-    }
-    {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 16u;
-      const uint32_t base = index_23 % 256u * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 16u;
+      const uint32_t entry_result_70 = index_65 % 256u * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 16u;
-      const uint32_t base = index_23 % 256u * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 16u;
+      const uint32_t entry_result_70 = index_65 % 256u * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 16u;
-      const uint32_t base = index_23 % 256u * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 16u;
+      const uint32_t entry_result_70 = index_65 % 256u * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+    }
+    {
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 16u;
+      const uint32_t entry_result_70 = index_65 % 256u * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
+    uint32_t cell_2[2] = {};
+    uint32_t coords_3[2] = {};
+    float w0_4[2] = {};
+    float w1_5[2] = {};
+    float dw_6[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 21.110605f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 21.110605f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 21.110605f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 21.110605f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 21.110605f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 21.110605f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 21.110605f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 21.110605f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 21.110605f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 21.110605f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 21.110605f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 21.110605f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 21.110605f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 21.110605f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 21.110605f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 21.110605f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 21.110605f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 21.110605f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 21.110605f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 21.110605f;
     }
-    const uint32_t o = (i * 16u + 1u) * 2u;
+    const uint32_t o_20 = (i * 16u + 1u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 23u;
-      const uint32_t base = (256u + index_23 % 536u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
-    }
-    {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 23u;
-      const uint32_t base = (256u + index_23 % 536u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 23u;
+      const uint32_t entry_result_70 = (256u + index_65 % 536u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 23u;
-      const uint32_t base = (256u + index_23 % 536u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 23u;
+      const uint32_t entry_result_70 = (256u + index_65 % 536u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 23u;
-      const uint32_t base = (256u + index_23 % 536u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 23u;
+      const uint32_t entry_result_70 = (256u + index_65 % 536u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+    }
+    {
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 23u;
+      const uint32_t entry_result_70 = (256u + index_65 % 536u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
+    uint32_t cell_2[2] = {};
+    uint32_t coords_3[2] = {};
+    float w0_4[2] = {};
+    float w1_5[2] = {};
+    float dw_6[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 29.554932f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 29.554932f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 29.554932f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 29.554932f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 29.554932f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 29.554932f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 29.554932f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 29.554932f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 29.554932f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 29.554932f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 29.554932f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 29.554932f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 29.554932f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 29.554932f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 29.554932f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 29.554932f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 29.554932f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 29.554932f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 29.554932f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 29.554932f;
     }
-    const uint32_t o = (i * 16u + 2u) * 2u;
+    const uint32_t o_20 = (i * 16u + 2u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 31u;
-      const uint32_t base = (792u + index_23 % 968u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
-    }
-    {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 31u;
-      const uint32_t base = (792u + index_23 % 968u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 31u;
+      const uint32_t entry_result_70 = (792u + index_65 % 968u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 31u;
-      const uint32_t base = (792u + index_23 % 968u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 31u;
+      const uint32_t entry_result_70 = (792u + index_65 % 968u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 31u;
-      const uint32_t base = (792u + index_23 % 968u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 31u;
+      const uint32_t entry_result_70 = (792u + index_65 % 968u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+    }
+    {
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 31u;
+      const uint32_t entry_result_70 = (792u + index_65 % 968u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
+    uint32_t cell_2[2] = {};
+    uint32_t coords_3[2] = {};
+    float w0_4[2] = {};
+    float w1_5[2] = {};
+    float dw_6[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 41.224255f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 41.224255f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 41.224255f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 41.224255f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 41.224255f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 41.224255f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 41.224255f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 41.224255f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 41.224255f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 41.224255f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 41.224255f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 41.224255f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 41.224255f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 41.224255f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 41.224255f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 41.224255f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 41.224255f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 41.224255f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 41.224255f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 41.224255f;
     }
-    const uint32_t o = (i * 16u + 3u) * 2u;
+    const uint32_t o_20 = (i * 16u + 3u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 43u;
-      const uint32_t base = (1760u + index_23 % 1856u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
-    }
-    {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 43u;
-      const uint32_t base = (1760u + index_23 % 1856u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 43u;
+      const uint32_t entry_result_70 = (1760u + index_65 % 1856u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 43u;
-      const uint32_t base = (1760u + index_23 % 1856u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 43u;
+      const uint32_t entry_result_70 = (1760u + index_65 % 1856u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 43u;
-      const uint32_t base = (1760u + index_23 % 1856u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 43u;
+      const uint32_t entry_result_70 = (1760u + index_65 % 1856u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+    }
+    {
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 43u;
+      const uint32_t entry_result_70 = (1760u + index_65 % 1856u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
+    uint32_t cell_2[2] = {};
+    uint32_t coords_3[2] = {};
+    float w0_4[2] = {};
+    float w1_5[2] = {};
+    float dw_6[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 57.35024f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 57.35024f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 57.35024f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 57.35024f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 57.35024f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 57.35024f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 57.35024f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 57.35024f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 57.35024f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 57.35024f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 57.35024f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 57.35024f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 57.35024f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 57.35024f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 57.35024f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 57.35024f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 57.35024f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 57.35024f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 57.35024f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 57.35024f;
     }
-    const uint32_t o = (i * 16u + 4u) * 2u;
+    const uint32_t o_20 = (i * 16u + 4u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 59u;
-      const uint32_t base = (3616u + index_23 % 3488u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
-    }
-    {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 59u;
-      const uint32_t base = (3616u + index_23 % 3488u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 59u;
+      const uint32_t entry_result_70 = (3616u + index_65 % 3488u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 59u;
-      const uint32_t base = (3616u + index_23 % 3488u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 59u;
+      const uint32_t entry_result_70 = (3616u + index_65 % 3488u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 59u;
-      const uint32_t base = (3616u + index_23 % 3488u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 59u;
+      const uint32_t entry_result_70 = (3616u + index_65 % 3488u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+    }
+    {
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 59u;
+      const uint32_t entry_result_70 = (3616u + index_65 % 3488u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
+    uint32_t cell_2[2] = {};
+    uint32_t coords_3[2] = {};
+    float w0_4[2] = {};
+    float w1_5[2] = {};
+    float dw_6[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 79.63495f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 79.63495f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 79.63495f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 79.63495f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 79.63495f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 79.63495f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 79.63495f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 79.63495f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 79.63495f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 79.63495f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 79.63495f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 79.63495f;
     }
-    const uint32_t o = (i * 16u + 5u) * 2u;
+    const uint32_t o_20 = (i * 16u + 5u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 81u;
-      const uint32_t base = (7104u + index_23 % 6568u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
-    }
-    {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 81u;
-      const uint32_t base = (7104u + index_23 % 6568u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 81u;
+      const uint32_t entry_result_70 = (7104u + index_65 % 6568u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 81u;
-      const uint32_t base = (7104u + index_23 % 6568u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 81u;
+      const uint32_t entry_result_70 = (7104u + index_65 % 6568u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 81u;
-      const uint32_t base = (7104u + index_23 % 6568u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 81u;
+      const uint32_t entry_result_70 = (7104u + index_65 % 6568u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+    }
+    {
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 81u;
+      const uint32_t entry_result_70 = (7104u + index_65 % 6568u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
+    uint32_t cell_2[2] = {};
+    uint32_t coords_3[2] = {};
+    float w0_4[2] = {};
+    float w1_5[2] = {};
+    float dw_6[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 110.43047f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 110.43047f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 110.43047f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 110.43047f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 110.43047f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 110.43047f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 110.43047f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 110.43047f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 110.43047f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 110.43047f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 110.43047f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 110.43047f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 110.43047f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 110.43047f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 110.43047f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 110.43047f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 110.43047f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 110.43047f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 110.43047f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 110.43047f;
     }
-    const uint32_t o = (i * 16u + 6u) * 2u;
+    const uint32_t o_20 = (i * 16u + 6u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 112u;
-      const uint32_t base = (13672u + index_23 % 12544u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
-    }
-    {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 112u;
-      const uint32_t base = (13672u + index_23 % 12544u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 112u;
+      const uint32_t entry_result_70 = (13672u + index_65 % 12544u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 112u;
-      const uint32_t base = (13672u + index_23 % 12544u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 112u;
+      const uint32_t entry_result_70 = (13672u + index_65 % 12544u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 112u;
-      const uint32_t base = (13672u + index_23 % 12544u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 112u;
+      const uint32_t entry_result_70 = (13672u + index_65 % 12544u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+    }
+    {
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 112u;
+      const uint32_t entry_result_70 = (13672u + index_65 % 12544u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
+    uint32_t cell_2[2] = {};
+    uint32_t coords_3[2] = {};
+    float w0_4[2] = {};
+    float w1_5[2] = {};
+    float dw_6[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 152.9872f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 152.9872f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 152.9872f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 152.9872f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 152.9872f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 152.9872f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 152.9872f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 152.9872f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 152.9872f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 152.9872f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 152.9872f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 152.9872f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 152.9872f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 152.9872f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 152.9872f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 152.9872f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 152.9872f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 152.9872f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 152.9872f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 152.9872f;
     }
-    const uint32_t o = (i * 16u + 7u) * 2u;
+    const uint32_t o_20 = (i * 16u + 7u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 154u;
-      const uint32_t base = (26216u + index_23 % 23720u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
-    }
-    {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 154u;
-      const uint32_t base = (26216u + index_23 % 23720u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 154u;
+      const uint32_t entry_result_70 = (26216u + index_65 % 23720u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 154u;
-      const uint32_t base = (26216u + index_23 % 23720u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 154u;
+      const uint32_t entry_result_70 = (26216u + index_65 % 23720u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 154u;
-      const uint32_t base = (26216u + index_23 % 23720u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 154u;
+      const uint32_t entry_result_70 = (26216u + index_65 % 23720u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+    }
+    {
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 154u;
+      const uint32_t entry_result_70 = (26216u + index_65 % 23720u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
+    uint32_t cell_2[2] = {};
+    uint32_t coords_3[2] = {};
+    float w0_4[2] = {};
+    float w1_5[2] = {};
+    float dw_6[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 211.7969f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 211.7969f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 211.7969f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 211.7969f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 211.7969f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 211.7969f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 211.7969f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 211.7969f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 211.7969f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 211.7969f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 211.7969f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 211.7969f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 211.7969f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 211.7969f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 211.7969f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 211.7969f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 211.7969f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 211.7969f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 211.7969f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 211.7969f;
     }
-    const uint32_t o = (i * 16u + 8u) * 2u;
+    const uint32_t o_20 = (i * 16u + 8u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 213u;
-      const uint32_t base = (49936u + index_23 % 45376u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
-    }
-    {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 213u;
-      const uint32_t base = (49936u + index_23 % 45376u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 213u;
+      const uint32_t entry_result_70 = (49936u + index_65 % 45376u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 213u;
-      const uint32_t base = (49936u + index_23 % 45376u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 213u;
+      const uint32_t entry_result_70 = (49936u + index_65 % 45376u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 213u;
-      const uint32_t base = (49936u + index_23 % 45376u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 213u;
+      const uint32_t entry_result_70 = (49936u + index_65 % 45376u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+    }
+    {
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 213u;
+      const uint32_t entry_result_70 = (49936u + index_65 % 45376u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
+    uint32_t cell_2[2] = {};
+    uint32_t coords_3[2] = {};
+    float w0_4[2] = {};
+    float w1_5[2] = {};
+    float dw_6[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 293.06677f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 293.06677f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 293.06677f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 293.06677f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 293.06677f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 293.06677f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 293.06677f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 293.06677f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 293.06677f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 293.06677f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 293.06677f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 293.06677f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 293.06677f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 293.06677f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 293.06677f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 293.06677f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 293.06677f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 293.06677f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 293.06677f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 293.06677f;
     }
-    const uint32_t o = (i * 16u + 9u) * 2u;
+    const uint32_t o_20 = (i * 16u + 9u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 295u;
-      const uint32_t base = (95312u + index_23 % 87032u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
-    }
-    {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 295u;
-      const uint32_t base = (95312u + index_23 % 87032u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 295u;
+      const uint32_t entry_result_70 = (95312u + index_65 % 87032u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 295u;
-      const uint32_t base = (95312u + index_23 % 87032u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 295u;
+      const uint32_t entry_result_70 = (95312u + index_65 % 87032u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 295u;
-      const uint32_t base = (95312u + index_23 % 87032u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 295u;
+      const uint32_t entry_result_70 = (95312u + index_65 % 87032u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+    }
+    {
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 295u;
+      const uint32_t entry_result_70 = (95312u + index_65 % 87032u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
+    uint32_t cell_2[2] = {};
+    uint32_t coords_3[2] = {};
+    float w0_4[2] = {};
+    float w1_5[2] = {};
+    float dw_6[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 405.37466f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 405.37466f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 405.37466f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 405.37466f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 405.37466f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 405.37466f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 405.37466f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 405.37466f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 405.37466f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 405.37466f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 405.37466f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 405.37466f;
     }
-    const uint32_t o = (i * 16u + 10u) * 2u;
+    const uint32_t o_20 = (i * 16u + 10u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 407u;
-      const uint32_t base = (182344u + index_23 % 165656u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
-    }
-    {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 407u;
-      const uint32_t base = (182344u + index_23 % 165656u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 407u;
+      const uint32_t entry_result_70 = (182344u + index_65 % 165656u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 407u;
-      const uint32_t base = (182344u + index_23 % 165656u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 407u;
+      const uint32_t entry_result_70 = (182344u + index_65 % 165656u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 407u;
-      const uint32_t base = (182344u + index_23 % 165656u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 407u;
+      const uint32_t entry_result_70 = (182344u + index_65 % 165656u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+    }
+    {
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 407u;
+      const uint32_t entry_result_70 = (182344u + index_65 % 165656u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
+    uint32_t cell_2[2] = {};
+    uint32_t coords_3[2] = {};
+    float w0_4[2] = {};
+    float w1_5[2] = {};
+    float dw_6[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 560.5744f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 560.5744f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 560.5744f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 560.5744f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 560.5744f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 560.5744f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 560.5744f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 560.5744f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 560.5744f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 560.5744f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 560.5744f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 560.5744f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 560.5744f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 560.5744f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 560.5744f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 560.5744f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 560.5744f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 560.5744f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 560.5744f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 560.5744f;
     }
-    const uint32_t o = (i * 16u + 11u) * 2u;
+    const uint32_t o_20 = (i * 16u + 11u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 562u;
-      const uint32_t base = (348000u + index_23 % 315848u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
-    }
-    {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 562u;
-      const uint32_t base = (348000u + index_23 % 315848u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 562u;
+      const uint32_t entry_result_70 = (348000u + index_65 % 315848u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 562u;
-      const uint32_t base = (348000u + index_23 % 315848u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 562u;
+      const uint32_t entry_result_70 = (348000u + index_65 % 315848u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 562u;
-      const uint32_t base = (348000u + index_23 % 315848u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 562u;
+      const uint32_t entry_result_70 = (348000u + index_65 % 315848u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+    }
+    {
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 562u;
+      const uint32_t entry_result_70 = (348000u + index_65 % 315848u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
+    uint32_t cell_2[2] = {};
+    uint32_t coords_3[2] = {};
+    float w0_4[2] = {};
+    float w1_5[2] = {};
+    float dw_6[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 775.0469f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 775.0469f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 775.0469f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 775.0469f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 775.0469f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 775.0469f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 775.0469f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 775.0469f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 775.0469f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 775.0469f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 775.0469f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 775.0469f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 775.0469f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 775.0469f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 775.0469f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 775.0469f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 775.0469f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 775.0469f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 775.0469f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 775.0469f;
     }
-    const uint32_t o = (i * 16u + 12u) * 2u;
+    const uint32_t o_20 = (i * 16u + 12u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (663848u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (663848u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (663848u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (663848u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (663848u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (663848u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (663848u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (663848u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
+    uint32_t cell_2[2] = {};
+    uint32_t coords_3[2] = {};
+    float w0_4[2] = {};
+    float w1_5[2] = {};
+    float dw_6[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 1071.4292f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 1071.4292f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 1071.4292f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 1071.4292f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 1071.4292f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 1071.4292f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 1071.4292f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 1071.4292f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 1071.4292f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 1071.4292f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 1071.4292f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 1071.4292f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 1071.4292f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 1071.4292f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 1071.4292f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 1071.4292f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 1071.4292f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 1071.4292f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 1071.4292f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 1071.4292f;
     }
-    const uint32_t o = (i * 16u + 13u) * 2u;
+    const uint32_t o_20 = (i * 16u + 13u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (1188136u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (1188136u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (1188136u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (1188136u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (1188136u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (1188136u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (1188136u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (1188136u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
+    uint32_t cell_2[2] = {};
+    uint32_t coords_3[2] = {};
+    float w0_4[2] = {};
+    float w1_5[2] = {};
+    float dw_6[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 1481.0037f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 1481.0037f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 1481.0037f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 1481.0037f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 1481.0037f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 1481.0037f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 1481.0037f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 1481.0037f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 1481.0037f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 1481.0037f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 1481.0037f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 1481.0037f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 1481.0037f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 1481.0037f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 1481.0037f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 1481.0037f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 1481.0037f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 1481.0037f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 1481.0037f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 1481.0037f;
     }
-    const uint32_t o = (i * 16u + 14u) * 2u;
+    const uint32_t o_20 = (i * 16u + 14u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (1712424u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (1712424u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (1712424u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (1712424u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (1712424u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (1712424u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (1712424u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (1712424u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[2] = {};
-    uint32_t coords[2] = {};
-    float w0[2] = {};
-    float w1[2] = {};
-    float dw[2] = {};
+    uint32_t cell_2[2] = {};
+    uint32_t coords_3[2] = {};
+    float w0_4[2] = {};
+    float w1_5[2] = {};
+    float dw_6[2] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 2047.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 2047.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 2047.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 2047.0f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 2047.0f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 2047.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 2047.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 2047.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 2047.0f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 2047.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 2047.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 2047.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 2047.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 2047.0f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 2047.0f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 2047.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 2047.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 2047.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 2047.0f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 2047.0f;
     }
-    const uint32_t o = (i * 16u + 15u) * 2u;
+    const uint32_t o_20 = (i * 16u + 15u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (2236712u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (2236712u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (2236712u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (2236712u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (2236712u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (2236712u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (2236712u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (2236712u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
 }
 
-__global__ void gridBackward_kernel(int64_t ngp_n, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
+__global__ void gridBackward_kernel(int64_t ngp_n, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
-    gridBackward_body((uint32_t)ngp_i, x, dy, grad);
+    gridBackward_body((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
 }
 
-extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ grad, int64_t ngp_len_grad) {
+extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ logits, int64_t ngp_len_logits, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ grad, int64_t ngp_len_grad, const float* __restrict__ logitGrad, int64_t ngp_len_logitGrad) {
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
-  gridBackward_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, dy, grad);
+  gridBackward_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, params, probe, logits, dy, grad, logitGrad);
   return (int32_t)cudaGetLastError();
 }
 
-NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const float* __restrict__ dy, float* __restrict__ dx) {
+NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ dy, float* __restrict__ dx) {
   float acc_1[2] = {};
   {
     uint32_t cell_3[2] = {};
@@ -2754,81 +2594,81 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 16u;
-      const uint32_t base_29 = index_24 % 256u * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 16u;
+      const uint32_t entry_result_35 = index_30 % 256u * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 16u;
-      const uint32_t base_29 = index_24 % 256u * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 16u;
+      const uint32_t entry_result_35 = index_30 % 256u * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 16u;
-      const uint32_t base_29 = index_24 % 256u * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 16u;
+      const uint32_t entry_result_35 = index_30 % 256u * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 16u;
-      const uint32_t base_29 = index_24 % 256u * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 16u;
+      const uint32_t entry_result_35 = index_30 % 256u * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -2864,81 +2704,81 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 23u;
-      const uint32_t base_29 = (256u + index_24 % 536u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 23u;
+      const uint32_t entry_result_35 = (256u + index_30 % 536u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 23u;
-      const uint32_t base_29 = (256u + index_24 % 536u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 23u;
+      const uint32_t entry_result_35 = (256u + index_30 % 536u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 23u;
-      const uint32_t base_29 = (256u + index_24 % 536u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 23u;
+      const uint32_t entry_result_35 = (256u + index_30 % 536u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 23u;
-      const uint32_t base_29 = (256u + index_24 % 536u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 23u;
+      const uint32_t entry_result_35 = (256u + index_30 % 536u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -2974,81 +2814,81 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 31u;
-      const uint32_t base_29 = (792u + index_24 % 968u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 31u;
+      const uint32_t entry_result_35 = (792u + index_30 % 968u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 31u;
-      const uint32_t base_29 = (792u + index_24 % 968u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 31u;
+      const uint32_t entry_result_35 = (792u + index_30 % 968u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 31u;
-      const uint32_t base_29 = (792u + index_24 % 968u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 31u;
+      const uint32_t entry_result_35 = (792u + index_30 % 968u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 31u;
-      const uint32_t base_29 = (792u + index_24 % 968u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 31u;
+      const uint32_t entry_result_35 = (792u + index_30 % 968u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -3084,81 +2924,81 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 43u;
-      const uint32_t base_29 = (1760u + index_24 % 1856u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 43u;
+      const uint32_t entry_result_35 = (1760u + index_30 % 1856u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 43u;
-      const uint32_t base_29 = (1760u + index_24 % 1856u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 43u;
+      const uint32_t entry_result_35 = (1760u + index_30 % 1856u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 43u;
-      const uint32_t base_29 = (1760u + index_24 % 1856u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 43u;
+      const uint32_t entry_result_35 = (1760u + index_30 % 1856u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 43u;
-      const uint32_t base_29 = (1760u + index_24 % 1856u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 43u;
+      const uint32_t entry_result_35 = (1760u + index_30 % 1856u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -3194,81 +3034,81 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 59u;
-      const uint32_t base_29 = (3616u + index_24 % 3488u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 59u;
+      const uint32_t entry_result_35 = (3616u + index_30 % 3488u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 59u;
-      const uint32_t base_29 = (3616u + index_24 % 3488u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 59u;
+      const uint32_t entry_result_35 = (3616u + index_30 % 3488u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 59u;
-      const uint32_t base_29 = (3616u + index_24 % 3488u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 59u;
+      const uint32_t entry_result_35 = (3616u + index_30 % 3488u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 59u;
-      const uint32_t base_29 = (3616u + index_24 % 3488u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 59u;
+      const uint32_t entry_result_35 = (3616u + index_30 % 3488u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -3304,81 +3144,81 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 81u;
-      const uint32_t base_29 = (7104u + index_24 % 6568u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 81u;
+      const uint32_t entry_result_35 = (7104u + index_30 % 6568u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 81u;
-      const uint32_t base_29 = (7104u + index_24 % 6568u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 81u;
+      const uint32_t entry_result_35 = (7104u + index_30 % 6568u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 81u;
-      const uint32_t base_29 = (7104u + index_24 % 6568u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 81u;
+      const uint32_t entry_result_35 = (7104u + index_30 % 6568u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 81u;
-      const uint32_t base_29 = (7104u + index_24 % 6568u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 81u;
+      const uint32_t entry_result_35 = (7104u + index_30 % 6568u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -3414,81 +3254,81 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 112u;
-      const uint32_t base_29 = (13672u + index_24 % 12544u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 112u;
+      const uint32_t entry_result_35 = (13672u + index_30 % 12544u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 112u;
-      const uint32_t base_29 = (13672u + index_24 % 12544u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 112u;
+      const uint32_t entry_result_35 = (13672u + index_30 % 12544u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 112u;
-      const uint32_t base_29 = (13672u + index_24 % 12544u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 112u;
+      const uint32_t entry_result_35 = (13672u + index_30 % 12544u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 112u;
-      const uint32_t base_29 = (13672u + index_24 % 12544u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 112u;
+      const uint32_t entry_result_35 = (13672u + index_30 % 12544u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -3524,81 +3364,81 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 154u;
-      const uint32_t base_29 = (26216u + index_24 % 23720u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 154u;
+      const uint32_t entry_result_35 = (26216u + index_30 % 23720u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 154u;
-      const uint32_t base_29 = (26216u + index_24 % 23720u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 154u;
+      const uint32_t entry_result_35 = (26216u + index_30 % 23720u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 154u;
-      const uint32_t base_29 = (26216u + index_24 % 23720u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 154u;
+      const uint32_t entry_result_35 = (26216u + index_30 % 23720u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 154u;
-      const uint32_t base_29 = (26216u + index_24 % 23720u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 154u;
+      const uint32_t entry_result_35 = (26216u + index_30 % 23720u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -3634,81 +3474,81 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 213u;
-      const uint32_t base_29 = (49936u + index_24 % 45376u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 213u;
+      const uint32_t entry_result_35 = (49936u + index_30 % 45376u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 213u;
-      const uint32_t base_29 = (49936u + index_24 % 45376u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 213u;
+      const uint32_t entry_result_35 = (49936u + index_30 % 45376u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 213u;
-      const uint32_t base_29 = (49936u + index_24 % 45376u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 213u;
+      const uint32_t entry_result_35 = (49936u + index_30 % 45376u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 213u;
-      const uint32_t base_29 = (49936u + index_24 % 45376u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 213u;
+      const uint32_t entry_result_35 = (49936u + index_30 % 45376u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -3744,81 +3584,81 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 295u;
-      const uint32_t base_29 = (95312u + index_24 % 87032u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 295u;
+      const uint32_t entry_result_35 = (95312u + index_30 % 87032u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 295u;
-      const uint32_t base_29 = (95312u + index_24 % 87032u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 295u;
+      const uint32_t entry_result_35 = (95312u + index_30 % 87032u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 295u;
-      const uint32_t base_29 = (95312u + index_24 % 87032u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 295u;
+      const uint32_t entry_result_35 = (95312u + index_30 % 87032u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 295u;
-      const uint32_t base_29 = (95312u + index_24 % 87032u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 295u;
+      const uint32_t entry_result_35 = (95312u + index_30 % 87032u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -3854,81 +3694,81 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 407u;
-      const uint32_t base_29 = (182344u + index_24 % 165656u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 407u;
+      const uint32_t entry_result_35 = (182344u + index_30 % 165656u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 407u;
-      const uint32_t base_29 = (182344u + index_24 % 165656u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 407u;
+      const uint32_t entry_result_35 = (182344u + index_30 % 165656u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 407u;
-      const uint32_t base_29 = (182344u + index_24 % 165656u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 407u;
+      const uint32_t entry_result_35 = (182344u + index_30 % 165656u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 407u;
-      const uint32_t base_29 = (182344u + index_24 % 165656u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 407u;
+      const uint32_t entry_result_35 = (182344u + index_30 % 165656u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -3964,81 +3804,81 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 562u;
-      const uint32_t base_29 = (348000u + index_24 % 315848u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 562u;
+      const uint32_t entry_result_35 = (348000u + index_30 % 315848u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 562u;
-      const uint32_t base_29 = (348000u + index_24 % 315848u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 562u;
+      const uint32_t entry_result_35 = (348000u + index_30 % 315848u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 562u;
-      const uint32_t base_29 = (348000u + index_24 % 315848u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 562u;
+      const uint32_t entry_result_35 = (348000u + index_30 % 315848u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 562u;
-      const uint32_t base_29 = (348000u + index_24 % 315848u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 562u;
+      const uint32_t entry_result_35 = (348000u + index_30 % 315848u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -4074,97 +3914,85 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (663848u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (663848u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (663848u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (663848u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (663848u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (663848u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (663848u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (663848u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -4200,97 +4028,85 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1188136u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1188136u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1188136u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1188136u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1188136u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1188136u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1188136u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1188136u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -4326,97 +4142,85 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1712424u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1712424u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1712424u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1712424u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1712424u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1712424u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1712424u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1712424u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
@@ -4452,120 +4256,108 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (2236712u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (2236712u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (2236712u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (2236712u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (2236712u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (2236712u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        acc_1[1] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (2236712u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (2236712u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        acc_1[1] += w_40;
       }
     }
   }
   {
-    const float xd_36 = x[i * 2u];
-    dx[i * 2u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[0]) : 0.0f);
+    const float xd_43 = x[i * 2u];
+    dx[i * 2u] = ((xd_43 >= 0.0f && xd_43 <= 1.0f) ? (acc_1[0]) : 0.0f);
   }
   {
-    const float xd_36 = x[i * 2u + 1u];
-    dx[i * 2u + 1u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[1]) : 0.0f);
+    const float xd_43 = x[i * 2u + 1u];
+    dx[i * 2u + 1u] = ((xd_43 >= 0.0f && xd_43 <= 1.0f) ? (acc_1[1]) : 0.0f);
   }
 }
 
-__global__ void gridInputGrad_kernel(int64_t ngp_n, const float* __restrict__ x, const float* __restrict__ params, const float* __restrict__ dy, float* __restrict__ dx) {
+__global__ void gridInputGrad_kernel(int64_t ngp_n, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ dy, float* __restrict__ dx) {
   const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
-    gridInputGrad_body((uint32_t)ngp_i, x, params, dy, dx);
+    gridInputGrad_body((uint32_t)ngp_i, x, params, probe, dy, dx);
 }
 
-extern "C" int32_t gridInputGrad(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ dx, int64_t ngp_len_dx) {
+extern "C" int32_t gridInputGrad(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ dx, int64_t ngp_len_dx) {
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
-  gridInputGrad_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, params, dy, dx);
+  gridInputGrad_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, params, probe, dy, dx);
   return (int32_t)cudaGetLastError();
 }
 

@@ -16,7 +16,7 @@ NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 
 NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }
 
 
-NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   {
     uint32_t cell_2[3] = {};
     uint32_t coords_3[3] = {};
@@ -58,128 +58,128 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 16u;
-      index_34 += coords_3[2] * 256u;
-      const uint32_t base_39 = index_34 % 4096u * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 16u;
+      index_47 += coords_3[2] * 256u;
+      const uint32_t entry_result_52 = index_47 % 4096u * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 16u;
-      index_34 += coords_3[2] * 256u;
-      const uint32_t base_39 = index_34 % 4096u * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 16u;
+      index_47 += coords_3[2] * 256u;
+      const uint32_t entry_result_52 = index_47 % 4096u * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 16u;
-      index_34 += coords_3[2] * 256u;
-      const uint32_t base_39 = index_34 % 4096u * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 16u;
+      index_47 += coords_3[2] * 256u;
+      const uint32_t entry_result_52 = index_47 % 4096u * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 16u;
-      index_34 += coords_3[2] * 256u;
-      const uint32_t base_39 = index_34 % 4096u * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 16u;
+      index_47 += coords_3[2] * 256u;
+      const uint32_t entry_result_52 = index_47 % 4096u * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 16u;
-      index_34 += coords_3[2] * 256u;
-      const uint32_t base_39 = index_34 % 4096u * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 16u;
+      index_47 += coords_3[2] * 256u;
+      const uint32_t entry_result_52 = index_47 % 4096u * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 16u;
-      index_34 += coords_3[2] * 256u;
-      const uint32_t base_39 = index_34 % 4096u * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 16u;
+      index_47 += coords_3[2] * 256u;
+      const uint32_t entry_result_52 = index_47 % 4096u * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 16u;
-      index_34 += coords_3[2] * 256u;
-      const uint32_t base_39 = index_34 % 4096u * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 16u;
+      index_47 += coords_3[2] * 256u;
+      const uint32_t entry_result_52 = index_47 % 4096u * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 16u;
-      index_34 += coords_3[2] * 256u;
-      const uint32_t base_39 = index_34 % 4096u * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 16u;
+      index_47 += coords_3[2] * 256u;
+      const uint32_t entry_result_52 = index_47 % 4096u * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = i * 16u * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = i * 16u * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[3] = {};
@@ -222,128 +222,128 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 21u;
-      index_34 += coords_3[2] * 441u;
-      const uint32_t base_39 = (4096u + index_34 % 9264u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 21u;
+      index_47 += coords_3[2] * 441u;
+      const uint32_t entry_result_52 = (4096u + index_47 % 9264u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 21u;
-      index_34 += coords_3[2] * 441u;
-      const uint32_t base_39 = (4096u + index_34 % 9264u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 21u;
+      index_47 += coords_3[2] * 441u;
+      const uint32_t entry_result_52 = (4096u + index_47 % 9264u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 21u;
-      index_34 += coords_3[2] * 441u;
-      const uint32_t base_39 = (4096u + index_34 % 9264u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 21u;
+      index_47 += coords_3[2] * 441u;
+      const uint32_t entry_result_52 = (4096u + index_47 % 9264u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 21u;
-      index_34 += coords_3[2] * 441u;
-      const uint32_t base_39 = (4096u + index_34 % 9264u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 21u;
+      index_47 += coords_3[2] * 441u;
+      const uint32_t entry_result_52 = (4096u + index_47 % 9264u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 21u;
-      index_34 += coords_3[2] * 441u;
-      const uint32_t base_39 = (4096u + index_34 % 9264u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 21u;
+      index_47 += coords_3[2] * 441u;
+      const uint32_t entry_result_52 = (4096u + index_47 % 9264u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 21u;
-      index_34 += coords_3[2] * 441u;
-      const uint32_t base_39 = (4096u + index_34 % 9264u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 21u;
+      index_47 += coords_3[2] * 441u;
+      const uint32_t entry_result_52 = (4096u + index_47 % 9264u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 21u;
-      index_34 += coords_3[2] * 441u;
-      const uint32_t base_39 = (4096u + index_34 % 9264u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 21u;
+      index_47 += coords_3[2] * 441u;
+      const uint32_t entry_result_52 = (4096u + index_47 % 9264u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 21u;
-      index_34 += coords_3[2] * 441u;
-      const uint32_t base_39 = (4096u + index_34 % 9264u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 21u;
+      index_47 += coords_3[2] * 441u;
+      const uint32_t entry_result_52 = (4096u + index_47 % 9264u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 1u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 1u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[3] = {};
@@ -386,128 +386,128 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 26u;
-      index_34 += coords_3[2] * 676u;
-      const uint32_t base_39 = (13360u + index_34 % 17576u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 26u;
+      index_47 += coords_3[2] * 676u;
+      const uint32_t entry_result_52 = (13360u + index_47 % 17576u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 26u;
-      index_34 += coords_3[2] * 676u;
-      const uint32_t base_39 = (13360u + index_34 % 17576u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 26u;
+      index_47 += coords_3[2] * 676u;
+      const uint32_t entry_result_52 = (13360u + index_47 % 17576u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 26u;
-      index_34 += coords_3[2] * 676u;
-      const uint32_t base_39 = (13360u + index_34 % 17576u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 26u;
+      index_47 += coords_3[2] * 676u;
+      const uint32_t entry_result_52 = (13360u + index_47 % 17576u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 26u;
-      index_34 += coords_3[2] * 676u;
-      const uint32_t base_39 = (13360u + index_34 % 17576u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 26u;
+      index_47 += coords_3[2] * 676u;
+      const uint32_t entry_result_52 = (13360u + index_47 % 17576u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 26u;
-      index_34 += coords_3[2] * 676u;
-      const uint32_t base_39 = (13360u + index_34 % 17576u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 26u;
+      index_47 += coords_3[2] * 676u;
+      const uint32_t entry_result_52 = (13360u + index_47 % 17576u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 26u;
-      index_34 += coords_3[2] * 676u;
-      const uint32_t base_39 = (13360u + index_34 % 17576u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 26u;
+      index_47 += coords_3[2] * 676u;
+      const uint32_t entry_result_52 = (13360u + index_47 % 17576u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 26u;
-      index_34 += coords_3[2] * 676u;
-      const uint32_t base_39 = (13360u + index_34 % 17576u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 26u;
+      index_47 += coords_3[2] * 676u;
+      const uint32_t entry_result_52 = (13360u + index_47 % 17576u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 26u;
-      index_34 += coords_3[2] * 676u;
-      const uint32_t base_39 = (13360u + index_34 % 17576u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 26u;
+      index_47 += coords_3[2] * 676u;
+      const uint32_t entry_result_52 = (13360u + index_47 % 17576u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 2u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 2u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[3] = {};
@@ -550,128 +550,128 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 32u;
-      index_34 += coords_3[2] * 1024u;
-      const uint32_t base_39 = (30936u + index_34 % 32768u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 32u;
+      index_47 += coords_3[2] * 1024u;
+      const uint32_t entry_result_52 = (30936u + index_47 % 32768u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 32u;
-      index_34 += coords_3[2] * 1024u;
-      const uint32_t base_39 = (30936u + index_34 % 32768u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 32u;
+      index_47 += coords_3[2] * 1024u;
+      const uint32_t entry_result_52 = (30936u + index_47 % 32768u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 32u;
-      index_34 += coords_3[2] * 1024u;
-      const uint32_t base_39 = (30936u + index_34 % 32768u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 32u;
+      index_47 += coords_3[2] * 1024u;
+      const uint32_t entry_result_52 = (30936u + index_47 % 32768u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 32u;
-      index_34 += coords_3[2] * 1024u;
-      const uint32_t base_39 = (30936u + index_34 % 32768u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 32u;
+      index_47 += coords_3[2] * 1024u;
+      const uint32_t entry_result_52 = (30936u + index_47 % 32768u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 32u;
-      index_34 += coords_3[2] * 1024u;
-      const uint32_t base_39 = (30936u + index_34 % 32768u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 32u;
+      index_47 += coords_3[2] * 1024u;
+      const uint32_t entry_result_52 = (30936u + index_47 % 32768u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 32u;
-      index_34 += coords_3[2] * 1024u;
-      const uint32_t base_39 = (30936u + index_34 % 32768u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 32u;
+      index_47 += coords_3[2] * 1024u;
+      const uint32_t entry_result_52 = (30936u + index_47 % 32768u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 32u;
-      index_34 += coords_3[2] * 1024u;
-      const uint32_t base_39 = (30936u + index_34 % 32768u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 32u;
+      index_47 += coords_3[2] * 1024u;
+      const uint32_t entry_result_52 = (30936u + index_47 % 32768u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 32u;
-      index_34 += coords_3[2] * 1024u;
-      const uint32_t base_39 = (30936u + index_34 % 32768u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 32u;
+      index_47 += coords_3[2] * 1024u;
+      const uint32_t entry_result_52 = (30936u + index_47 % 32768u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 3u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 3u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[3] = {};
@@ -714,128 +714,128 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 41u;
-      index_34 += coords_3[2] * 1681u;
-      const uint32_t base_39 = (63704u + index_34 % 68928u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 41u;
+      index_47 += coords_3[2] * 1681u;
+      const uint32_t entry_result_52 = (63704u + index_47 % 68928u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 41u;
-      index_34 += coords_3[2] * 1681u;
-      const uint32_t base_39 = (63704u + index_34 % 68928u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 41u;
+      index_47 += coords_3[2] * 1681u;
+      const uint32_t entry_result_52 = (63704u + index_47 % 68928u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 41u;
-      index_34 += coords_3[2] * 1681u;
-      const uint32_t base_39 = (63704u + index_34 % 68928u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 41u;
+      index_47 += coords_3[2] * 1681u;
+      const uint32_t entry_result_52 = (63704u + index_47 % 68928u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 41u;
-      index_34 += coords_3[2] * 1681u;
-      const uint32_t base_39 = (63704u + index_34 % 68928u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 41u;
+      index_47 += coords_3[2] * 1681u;
+      const uint32_t entry_result_52 = (63704u + index_47 % 68928u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 41u;
-      index_34 += coords_3[2] * 1681u;
-      const uint32_t base_39 = (63704u + index_34 % 68928u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 41u;
+      index_47 += coords_3[2] * 1681u;
+      const uint32_t entry_result_52 = (63704u + index_47 % 68928u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 41u;
-      index_34 += coords_3[2] * 1681u;
-      const uint32_t base_39 = (63704u + index_34 % 68928u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 41u;
+      index_47 += coords_3[2] * 1681u;
+      const uint32_t entry_result_52 = (63704u + index_47 % 68928u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 41u;
-      index_34 += coords_3[2] * 1681u;
-      const uint32_t base_39 = (63704u + index_34 % 68928u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 41u;
+      index_47 += coords_3[2] * 1681u;
+      const uint32_t entry_result_52 = (63704u + index_47 % 68928u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 41u;
-      index_34 += coords_3[2] * 1681u;
-      const uint32_t base_39 = (63704u + index_34 % 68928u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 41u;
+      index_47 += coords_3[2] * 1681u;
+      const uint32_t entry_result_52 = (63704u + index_47 % 68928u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 4u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 4u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[3] = {};
@@ -878,128 +878,128 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 51u;
-      index_34 += coords_3[2] * 2601u;
-      const uint32_t base_39 = (132632u + index_34 % 132656u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 51u;
+      index_47 += coords_3[2] * 2601u;
+      const uint32_t entry_result_52 = (132632u + index_47 % 132656u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 51u;
-      index_34 += coords_3[2] * 2601u;
-      const uint32_t base_39 = (132632u + index_34 % 132656u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 51u;
+      index_47 += coords_3[2] * 2601u;
+      const uint32_t entry_result_52 = (132632u + index_47 % 132656u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 51u;
-      index_34 += coords_3[2] * 2601u;
-      const uint32_t base_39 = (132632u + index_34 % 132656u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 51u;
+      index_47 += coords_3[2] * 2601u;
+      const uint32_t entry_result_52 = (132632u + index_47 % 132656u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 51u;
-      index_34 += coords_3[2] * 2601u;
-      const uint32_t base_39 = (132632u + index_34 % 132656u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 51u;
+      index_47 += coords_3[2] * 2601u;
+      const uint32_t entry_result_52 = (132632u + index_47 % 132656u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 51u;
-      index_34 += coords_3[2] * 2601u;
-      const uint32_t base_39 = (132632u + index_34 % 132656u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 51u;
+      index_47 += coords_3[2] * 2601u;
+      const uint32_t entry_result_52 = (132632u + index_47 % 132656u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 51u;
-      index_34 += coords_3[2] * 2601u;
-      const uint32_t base_39 = (132632u + index_34 % 132656u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 51u;
+      index_47 += coords_3[2] * 2601u;
+      const uint32_t entry_result_52 = (132632u + index_47 % 132656u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 51u;
-      index_34 += coords_3[2] * 2601u;
-      const uint32_t base_39 = (132632u + index_34 % 132656u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 51u;
+      index_47 += coords_3[2] * 2601u;
+      const uint32_t entry_result_52 = (132632u + index_47 % 132656u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 51u;
-      index_34 += coords_3[2] * 2601u;
-      const uint32_t base_39 = (132632u + index_34 % 132656u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 51u;
+      index_47 += coords_3[2] * 2601u;
+      const uint32_t entry_result_52 = (132632u + index_47 % 132656u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 5u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 5u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[3] = {};
@@ -1042,128 +1042,128 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 64u;
-      index_34 += coords_3[2] * 4096u;
-      const uint32_t base_39 = (265288u + index_34 % 262144u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 64u;
+      index_47 += coords_3[2] * 4096u;
+      const uint32_t entry_result_52 = (265288u + index_47 % 262144u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 64u;
-      index_34 += coords_3[2] * 4096u;
-      const uint32_t base_39 = (265288u + index_34 % 262144u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 64u;
+      index_47 += coords_3[2] * 4096u;
+      const uint32_t entry_result_52 = (265288u + index_47 % 262144u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 64u;
-      index_34 += coords_3[2] * 4096u;
-      const uint32_t base_39 = (265288u + index_34 % 262144u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 64u;
+      index_47 += coords_3[2] * 4096u;
+      const uint32_t entry_result_52 = (265288u + index_47 % 262144u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 64u;
-      index_34 += coords_3[2] * 4096u;
-      const uint32_t base_39 = (265288u + index_34 % 262144u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 64u;
+      index_47 += coords_3[2] * 4096u;
+      const uint32_t entry_result_52 = (265288u + index_47 % 262144u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 64u;
-      index_34 += coords_3[2] * 4096u;
-      const uint32_t base_39 = (265288u + index_34 % 262144u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 64u;
+      index_47 += coords_3[2] * 4096u;
+      const uint32_t entry_result_52 = (265288u + index_47 % 262144u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 64u;
-      index_34 += coords_3[2] * 4096u;
-      const uint32_t base_39 = (265288u + index_34 % 262144u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 64u;
+      index_47 += coords_3[2] * 4096u;
+      const uint32_t entry_result_52 = (265288u + index_47 % 262144u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 64u;
-      index_34 += coords_3[2] * 4096u;
-      const uint32_t base_39 = (265288u + index_34 % 262144u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 64u;
+      index_47 += coords_3[2] * 4096u;
+      const uint32_t entry_result_52 = (265288u + index_47 % 262144u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = coords_3[0];
-      index_34 += coords_3[1] * 64u;
-      index_34 += coords_3[2] * 4096u;
-      const uint32_t base_39 = (265288u + index_34 % 262144u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t index_47 = coords_3[0];
+      index_47 += coords_3[1] * 64u;
+      index_47 += coords_3[2] * 4096u;
+      const uint32_t entry_result_52 = (265288u + index_47 % 262144u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 6u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 6u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[3] = {};
@@ -1206,160 +1206,136 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (527432u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (527432u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (527432u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (527432u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (527432u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (527432u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (527432u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (527432u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (527432u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (527432u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (527432u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (527432u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (527432u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (527432u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (527432u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (527432u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 7u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 7u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[3] = {};
@@ -1402,160 +1378,136 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (1051720u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (1051720u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (1051720u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (1051720u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (1051720u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (1051720u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (1051720u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (1051720u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (1051720u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (1051720u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (1051720u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (1051720u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (1051720u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (1051720u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (1051720u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (1051720u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 8u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 8u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[3] = {};
@@ -1598,160 +1550,136 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (1576008u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (1576008u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (1576008u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (1576008u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (1576008u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (1576008u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (1576008u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (1576008u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (1576008u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (1576008u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (1576008u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (1576008u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (1576008u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (1576008u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (1576008u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (1576008u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 9u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 9u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[3] = {};
@@ -1794,160 +1722,136 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (2100296u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (2100296u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (2100296u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (2100296u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (2100296u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (2100296u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (2100296u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (2100296u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (2100296u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (2100296u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (2100296u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (2100296u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (2100296u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (2100296u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (2100296u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (2100296u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 10u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 10u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[3] = {};
@@ -1990,160 +1894,136 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (2624584u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (2624584u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (2624584u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (2624584u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (2624584u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (2624584u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (2624584u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (2624584u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (2624584u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (2624584u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (2624584u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (2624584u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (2624584u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (2624584u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (2624584u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (2624584u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 11u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 11u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[3] = {};
@@ -2186,160 +2066,136 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (3148872u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (3148872u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (3148872u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (3148872u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (3148872u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (3148872u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (3148872u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (3148872u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (3148872u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (3148872u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (3148872u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (3148872u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (3148872u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (3148872u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (3148872u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (3148872u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 12u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 12u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[3] = {};
@@ -2382,160 +2238,136 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (3673160u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (3673160u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (3673160u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (3673160u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (3673160u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (3673160u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (3673160u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (3673160u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (3673160u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (3673160u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (3673160u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (3673160u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (3673160u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (3673160u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (3673160u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (3673160u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 13u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 13u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[3] = {};
@@ -2578,160 +2410,136 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (4197448u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (4197448u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (4197448u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (4197448u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (4197448u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (4197448u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (4197448u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (4197448u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (4197448u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (4197448u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (4197448u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (4197448u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (4197448u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (4197448u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (4197448u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (4197448u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 14u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 14u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
   {
     uint32_t cell_2[3] = {};
@@ -2774,3057 +2582,2689 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
     }
     float acc_20[2] = {};
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (4721736u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (4721736u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (4721736u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (4721736u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (4721736u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (4721736u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w0_4[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w0_4[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (4721736u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (4721736u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (4721736u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (4721736u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w0_4[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w0_4[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (4721736u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (4721736u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w0_4[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w0_4[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (4721736u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (4721736u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
     {
-      float w_30 = w1_5[0];
-      w_30 *= w1_5[1];
-      w_30 *= w1_5[2];
-      const float w_32 = w_30;
+      float w_37 = w1_5[0];
+      w_37 *= w1_5[1];
+      w_37 *= w1_5[2];
+      const float w_39 = w_37;
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_34 = 0u;
-      {
-        uint32_t h_36 = coords_3[0];
-        h_36 ^= coords_3[1] * 2654435761u;
-        h_36 ^= coords_3[2] * 805459861u;
-        index_34 = h_36;
-      }
-      const uint32_t base_39 = (4721736u + index_34 % 524288u) * 2u;
-      acc_20[0] = fmaf(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = fmaf(w_32, params[base_39 + 1u], acc_20[1]);
+      uint32_t h_49 = coords_3[0];
+      h_49 ^= coords_3[1] * 2654435761u;
+      h_49 ^= coords_3[2] * 805459861u;
+      uint32_t index_47 = h_49;
+      const uint32_t entry_result_52 = (4721736u + index_47 % 524288u) * 2u;
+      acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
+      acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
     }
-    const uint32_t o_41 = (i * 16u + 15u) * 2u;
-    out[o_41] = acc_20[0];
-    out[o_41 + 1u] = acc_20[1];
+    const uint32_t o_55 = (i * 16u + 15u) * 2u;
+    out[o_55] = acc_20[0];
+    out[o_55 + 1u] = acc_20[1];
   }
 }
 
-__global__ void gridForward_kernel(int64_t ngp_n, const float* __restrict__ x, const float* __restrict__ params, float* __restrict__ out) {
+__global__ void gridForward_kernel(int64_t ngp_n, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
   const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
-    gridForward_body((uint32_t)ngp_i, x, params, out);
+    gridForward_body((uint32_t)ngp_i, x, params, probe, out);
 }
 
-extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ out, int64_t ngp_len_out) {
+extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, float* __restrict__ out, int64_t ngp_len_out) {
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
-  gridForward_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, params, out);
+  gridForward_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, params, probe, out);
   return (int32_t)cudaGetLastError();
 }
 
-NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
+NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 15.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 15.0f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 15.0f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 15.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 15.0f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 15.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 15.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 15.0f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 15.0f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 15.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 15.0f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 15.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 15.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 15.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 15.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 15.0f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 15.0f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 15.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 15.0f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 15.0f;
     }
-    const uint32_t o = i * 16u * 2u;
+    const uint32_t o_20 = i * 16u * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 16u;
-      index_23 += coords[2] * 256u;
-      const uint32_t base = index_23 % 4096u * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
-    }
-    {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 16u;
-      index_23 += coords[2] * 256u;
-      const uint32_t base = index_23 % 4096u * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 16u;
+      index_65 += coords_3[2] * 256u;
+      const uint32_t entry_result_70 = index_65 % 4096u * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 16u;
-      index_23 += coords[2] * 256u;
-      const uint32_t base = index_23 % 4096u * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 16u;
+      index_65 += coords_3[2] * 256u;
+      const uint32_t entry_result_70 = index_65 % 4096u * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 16u;
-      index_23 += coords[2] * 256u;
-      const uint32_t base = index_23 % 4096u * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 16u;
+      index_65 += coords_3[2] * 256u;
+      const uint32_t entry_result_70 = index_65 % 4096u * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 16u;
-      index_23 += coords[2] * 256u;
-      const uint32_t base = index_23 % 4096u * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 16u;
+      index_65 += coords_3[2] * 256u;
+      const uint32_t entry_result_70 = index_65 % 4096u * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 16u;
-      index_23 += coords[2] * 256u;
-      const uint32_t base = index_23 % 4096u * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 16u;
+      index_65 += coords_3[2] * 256u;
+      const uint32_t entry_result_70 = index_65 % 4096u * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 16u;
-      index_23 += coords[2] * 256u;
-      const uint32_t base = index_23 % 4096u * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 16u;
+      index_65 += coords_3[2] * 256u;
+      const uint32_t entry_result_70 = index_65 % 4096u * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 16u;
-      index_23 += coords[2] * 256u;
-      const uint32_t base = index_23 % 4096u * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 16u;
+      index_65 += coords_3[2] * 256u;
+      const uint32_t entry_result_70 = index_65 % 4096u * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+    }
+    {
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 16u;
+      index_65 += coords_3[2] * 256u;
+      const uint32_t entry_result_70 = index_65 % 4096u * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 19.158737f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 19.158737f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 19.158737f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 19.158737f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 19.158737f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 19.158737f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 19.158737f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 19.158737f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 19.158737f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 19.158737f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 19.158737f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 19.158737f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 19.158737f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 19.158737f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 19.158737f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 19.158737f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 19.158737f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 19.158737f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 19.158737f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 19.158737f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 19.158737f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 19.158737f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 19.158737f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 19.158737f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 19.158737f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 19.158737f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 19.158737f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 19.158737f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 19.158737f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 19.158737f;
     }
-    const uint32_t o = (i * 16u + 1u) * 2u;
+    const uint32_t o_20 = (i * 16u + 1u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 21u;
-      index_23 += coords[2] * 441u;
-      const uint32_t base = (4096u + index_23 % 9264u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
-    }
-    {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 21u;
-      index_23 += coords[2] * 441u;
-      const uint32_t base = (4096u + index_23 % 9264u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 21u;
+      index_65 += coords_3[2] * 441u;
+      const uint32_t entry_result_70 = (4096u + index_65 % 9264u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 21u;
-      index_23 += coords[2] * 441u;
-      const uint32_t base = (4096u + index_23 % 9264u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 21u;
+      index_65 += coords_3[2] * 441u;
+      const uint32_t entry_result_70 = (4096u + index_65 % 9264u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 21u;
-      index_23 += coords[2] * 441u;
-      const uint32_t base = (4096u + index_23 % 9264u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 21u;
+      index_65 += coords_3[2] * 441u;
+      const uint32_t entry_result_70 = (4096u + index_65 % 9264u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 21u;
-      index_23 += coords[2] * 441u;
-      const uint32_t base = (4096u + index_23 % 9264u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 21u;
+      index_65 += coords_3[2] * 441u;
+      const uint32_t entry_result_70 = (4096u + index_65 % 9264u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 21u;
-      index_23 += coords[2] * 441u;
-      const uint32_t base = (4096u + index_23 % 9264u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 21u;
+      index_65 += coords_3[2] * 441u;
+      const uint32_t entry_result_70 = (4096u + index_65 % 9264u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 21u;
-      index_23 += coords[2] * 441u;
-      const uint32_t base = (4096u + index_23 % 9264u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 21u;
+      index_65 += coords_3[2] * 441u;
+      const uint32_t entry_result_70 = (4096u + index_65 % 9264u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 21u;
-      index_23 += coords[2] * 441u;
-      const uint32_t base = (4096u + index_23 % 9264u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 21u;
+      index_65 += coords_3[2] * 441u;
+      const uint32_t entry_result_70 = (4096u + index_65 % 9264u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+    }
+    {
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 21u;
+      index_65 += coords_3[2] * 441u;
+      const uint32_t entry_result_70 = (4096u + index_65 % 9264u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 24.398417f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 24.398417f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 24.398417f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 24.398417f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 24.398417f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 24.398417f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 24.398417f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 24.398417f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 24.398417f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 24.398417f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 24.398417f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 24.398417f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 24.398417f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 24.398417f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 24.398417f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 24.398417f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 24.398417f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 24.398417f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 24.398417f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 24.398417f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 24.398417f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 24.398417f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 24.398417f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 24.398417f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 24.398417f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 24.398417f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 24.398417f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 24.398417f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 24.398417f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 24.398417f;
     }
-    const uint32_t o = (i * 16u + 2u) * 2u;
+    const uint32_t o_20 = (i * 16u + 2u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 26u;
-      index_23 += coords[2] * 676u;
-      const uint32_t base = (13360u + index_23 % 17576u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
-    }
-    {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 26u;
-      index_23 += coords[2] * 676u;
-      const uint32_t base = (13360u + index_23 % 17576u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 26u;
+      index_65 += coords_3[2] * 676u;
+      const uint32_t entry_result_70 = (13360u + index_65 % 17576u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 26u;
-      index_23 += coords[2] * 676u;
-      const uint32_t base = (13360u + index_23 % 17576u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 26u;
+      index_65 += coords_3[2] * 676u;
+      const uint32_t entry_result_70 = (13360u + index_65 % 17576u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 26u;
-      index_23 += coords[2] * 676u;
-      const uint32_t base = (13360u + index_23 % 17576u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 26u;
+      index_65 += coords_3[2] * 676u;
+      const uint32_t entry_result_70 = (13360u + index_65 % 17576u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 26u;
-      index_23 += coords[2] * 676u;
-      const uint32_t base = (13360u + index_23 % 17576u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 26u;
+      index_65 += coords_3[2] * 676u;
+      const uint32_t entry_result_70 = (13360u + index_65 % 17576u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 26u;
-      index_23 += coords[2] * 676u;
-      const uint32_t base = (13360u + index_23 % 17576u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 26u;
+      index_65 += coords_3[2] * 676u;
+      const uint32_t entry_result_70 = (13360u + index_65 % 17576u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 26u;
-      index_23 += coords[2] * 676u;
-      const uint32_t base = (13360u + index_23 % 17576u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 26u;
+      index_65 += coords_3[2] * 676u;
+      const uint32_t entry_result_70 = (13360u + index_65 % 17576u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 26u;
-      index_23 += coords[2] * 676u;
-      const uint32_t base = (13360u + index_23 % 17576u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 26u;
+      index_65 += coords_3[2] * 676u;
+      const uint32_t entry_result_70 = (13360u + index_65 % 17576u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+    }
+    {
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 26u;
+      index_65 += coords_3[2] * 676u;
+      const uint32_t entry_result_70 = (13360u + index_65 % 17576u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 31.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 31.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 31.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 31.0f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 31.0f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 31.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 31.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 31.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 31.0f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 31.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 31.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 31.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 31.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 31.0f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 31.0f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 31.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 31.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 31.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 31.0f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 31.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 31.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 31.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 31.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 31.0f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 31.0f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 31.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 31.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 31.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 31.0f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 31.0f;
     }
-    const uint32_t o = (i * 16u + 3u) * 2u;
+    const uint32_t o_20 = (i * 16u + 3u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 32u;
-      index_23 += coords[2] * 1024u;
-      const uint32_t base = (30936u + index_23 % 32768u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
-    }
-    {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 32u;
-      index_23 += coords[2] * 1024u;
-      const uint32_t base = (30936u + index_23 % 32768u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 32u;
+      index_65 += coords_3[2] * 1024u;
+      const uint32_t entry_result_70 = (30936u + index_65 % 32768u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 32u;
-      index_23 += coords[2] * 1024u;
-      const uint32_t base = (30936u + index_23 % 32768u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 32u;
+      index_65 += coords_3[2] * 1024u;
+      const uint32_t entry_result_70 = (30936u + index_65 % 32768u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 32u;
-      index_23 += coords[2] * 1024u;
-      const uint32_t base = (30936u + index_23 % 32768u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 32u;
+      index_65 += coords_3[2] * 1024u;
+      const uint32_t entry_result_70 = (30936u + index_65 % 32768u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 32u;
-      index_23 += coords[2] * 1024u;
-      const uint32_t base = (30936u + index_23 % 32768u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 32u;
+      index_65 += coords_3[2] * 1024u;
+      const uint32_t entry_result_70 = (30936u + index_65 % 32768u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 32u;
-      index_23 += coords[2] * 1024u;
-      const uint32_t base = (30936u + index_23 % 32768u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 32u;
+      index_65 += coords_3[2] * 1024u;
+      const uint32_t entry_result_70 = (30936u + index_65 % 32768u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 32u;
-      index_23 += coords[2] * 1024u;
-      const uint32_t base = (30936u + index_23 % 32768u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 32u;
+      index_65 += coords_3[2] * 1024u;
+      const uint32_t entry_result_70 = (30936u + index_65 % 32768u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 32u;
-      index_23 += coords[2] * 1024u;
-      const uint32_t base = (30936u + index_23 % 32768u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 32u;
+      index_65 += coords_3[2] * 1024u;
+      const uint32_t entry_result_70 = (30936u + index_65 % 32768u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+    }
+    {
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 32u;
+      index_65 += coords_3[2] * 1024u;
+      const uint32_t entry_result_70 = (30936u + index_65 % 32768u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 39.317474f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 39.317474f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 39.317474f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 39.317474f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 39.317474f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 39.317474f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 39.317474f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 39.317474f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 39.317474f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 39.317474f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 39.317474f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 39.317474f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 39.317474f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 39.317474f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 39.317474f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 39.317474f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 39.317474f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 39.317474f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 39.317474f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 39.317474f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 39.317474f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 39.317474f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 39.317474f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 39.317474f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 39.317474f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 39.317474f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 39.317474f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 39.317474f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 39.317474f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 39.317474f;
     }
-    const uint32_t o = (i * 16u + 4u) * 2u;
+    const uint32_t o_20 = (i * 16u + 4u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 41u;
-      index_23 += coords[2] * 1681u;
-      const uint32_t base = (63704u + index_23 % 68928u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
-    }
-    {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 41u;
-      index_23 += coords[2] * 1681u;
-      const uint32_t base = (63704u + index_23 % 68928u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 41u;
+      index_65 += coords_3[2] * 1681u;
+      const uint32_t entry_result_70 = (63704u + index_65 % 68928u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 41u;
-      index_23 += coords[2] * 1681u;
-      const uint32_t base = (63704u + index_23 % 68928u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 41u;
+      index_65 += coords_3[2] * 1681u;
+      const uint32_t entry_result_70 = (63704u + index_65 % 68928u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 41u;
-      index_23 += coords[2] * 1681u;
-      const uint32_t base = (63704u + index_23 % 68928u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 41u;
+      index_65 += coords_3[2] * 1681u;
+      const uint32_t entry_result_70 = (63704u + index_65 % 68928u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 41u;
-      index_23 += coords[2] * 1681u;
-      const uint32_t base = (63704u + index_23 % 68928u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 41u;
+      index_65 += coords_3[2] * 1681u;
+      const uint32_t entry_result_70 = (63704u + index_65 % 68928u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 41u;
-      index_23 += coords[2] * 1681u;
-      const uint32_t base = (63704u + index_23 % 68928u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 41u;
+      index_65 += coords_3[2] * 1681u;
+      const uint32_t entry_result_70 = (63704u + index_65 % 68928u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 41u;
-      index_23 += coords[2] * 1681u;
-      const uint32_t base = (63704u + index_23 % 68928u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 41u;
+      index_65 += coords_3[2] * 1681u;
+      const uint32_t entry_result_70 = (63704u + index_65 % 68928u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 41u;
-      index_23 += coords[2] * 1681u;
-      const uint32_t base = (63704u + index_23 % 68928u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 41u;
+      index_65 += coords_3[2] * 1681u;
+      const uint32_t entry_result_70 = (63704u + index_65 % 68928u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+    }
+    {
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 41u;
+      index_65 += coords_3[2] * 1681u;
+      const uint32_t entry_result_70 = (63704u + index_65 % 68928u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 49.796833f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 49.796833f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 49.796833f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 49.796833f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 49.796833f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 49.796833f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 49.796833f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 49.796833f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 49.796833f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 49.796833f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 49.796833f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 49.796833f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 49.796833f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 49.796833f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 49.796833f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 49.796833f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 49.796833f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 49.796833f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 49.796833f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 49.796833f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 49.796833f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 49.796833f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 49.796833f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 49.796833f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 49.796833f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 49.796833f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 49.796833f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 49.796833f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 49.796833f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 49.796833f;
     }
-    const uint32_t o = (i * 16u + 5u) * 2u;
+    const uint32_t o_20 = (i * 16u + 5u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 51u;
-      index_23 += coords[2] * 2601u;
-      const uint32_t base = (132632u + index_23 % 132656u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
-    }
-    {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 51u;
-      index_23 += coords[2] * 2601u;
-      const uint32_t base = (132632u + index_23 % 132656u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 51u;
+      index_65 += coords_3[2] * 2601u;
+      const uint32_t entry_result_70 = (132632u + index_65 % 132656u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 51u;
-      index_23 += coords[2] * 2601u;
-      const uint32_t base = (132632u + index_23 % 132656u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 51u;
+      index_65 += coords_3[2] * 2601u;
+      const uint32_t entry_result_70 = (132632u + index_65 % 132656u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 51u;
-      index_23 += coords[2] * 2601u;
-      const uint32_t base = (132632u + index_23 % 132656u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 51u;
+      index_65 += coords_3[2] * 2601u;
+      const uint32_t entry_result_70 = (132632u + index_65 % 132656u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 51u;
-      index_23 += coords[2] * 2601u;
-      const uint32_t base = (132632u + index_23 % 132656u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 51u;
+      index_65 += coords_3[2] * 2601u;
+      const uint32_t entry_result_70 = (132632u + index_65 % 132656u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 51u;
-      index_23 += coords[2] * 2601u;
-      const uint32_t base = (132632u + index_23 % 132656u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 51u;
+      index_65 += coords_3[2] * 2601u;
+      const uint32_t entry_result_70 = (132632u + index_65 % 132656u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 51u;
-      index_23 += coords[2] * 2601u;
-      const uint32_t base = (132632u + index_23 % 132656u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 51u;
+      index_65 += coords_3[2] * 2601u;
+      const uint32_t entry_result_70 = (132632u + index_65 % 132656u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 51u;
-      index_23 += coords[2] * 2601u;
-      const uint32_t base = (132632u + index_23 % 132656u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 51u;
+      index_65 += coords_3[2] * 2601u;
+      const uint32_t entry_result_70 = (132632u + index_65 % 132656u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+    }
+    {
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 51u;
+      index_65 += coords_3[2] * 2601u;
+      const uint32_t entry_result_70 = (132632u + index_65 % 132656u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 63.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 63.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 63.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 63.0f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 63.0f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 63.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 63.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 63.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 63.0f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 63.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 63.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 63.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 63.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 63.0f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 63.0f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 63.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 63.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 63.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 63.0f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 63.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 63.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 63.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 63.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 63.0f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 63.0f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 63.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 63.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 63.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 63.0f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 63.0f;
     }
-    const uint32_t o = (i * 16u + 6u) * 2u;
+    const uint32_t o_20 = (i * 16u + 6u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 64u;
-      index_23 += coords[2] * 4096u;
-      const uint32_t base = (265288u + index_23 % 262144u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
-    }
-    {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 64u;
-      index_23 += coords[2] * 4096u;
-      const uint32_t base = (265288u + index_23 % 262144u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 64u;
+      index_65 += coords_3[2] * 4096u;
+      const uint32_t entry_result_70 = (265288u + index_65 % 262144u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 64u;
-      index_23 += coords[2] * 4096u;
-      const uint32_t base = (265288u + index_23 % 262144u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 64u;
+      index_65 += coords_3[2] * 4096u;
+      const uint32_t entry_result_70 = (265288u + index_65 % 262144u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 64u;
-      index_23 += coords[2] * 4096u;
-      const uint32_t base = (265288u + index_23 % 262144u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 64u;
+      index_65 += coords_3[2] * 4096u;
+      const uint32_t entry_result_70 = (265288u + index_65 % 262144u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 64u;
-      index_23 += coords[2] * 4096u;
-      const uint32_t base = (265288u + index_23 % 262144u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 64u;
+      index_65 += coords_3[2] * 4096u;
+      const uint32_t entry_result_70 = (265288u + index_65 % 262144u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 64u;
-      index_23 += coords[2] * 4096u;
-      const uint32_t base = (265288u + index_23 % 262144u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 64u;
+      index_65 += coords_3[2] * 4096u;
+      const uint32_t entry_result_70 = (265288u + index_65 % 262144u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 64u;
-      index_23 += coords[2] * 4096u;
-      const uint32_t base = (265288u + index_23 % 262144u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 64u;
+      index_65 += coords_3[2] * 4096u;
+      const uint32_t entry_result_70 = (265288u + index_65 % 262144u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = coords[0];
-      index_23 += coords[1] * 64u;
-      index_23 += coords[2] * 4096u;
-      const uint32_t base = (265288u + index_23 % 262144u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 64u;
+      index_65 += coords_3[2] * 4096u;
+      const uint32_t entry_result_70 = (265288u + index_65 % 262144u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+    }
+    {
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t index_65 = coords_3[0];
+      index_65 += coords_3[1] * 64u;
+      index_65 += coords_3[2] * 4096u;
+      const uint32_t entry_result_70 = (265288u + index_65 % 262144u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 79.63495f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 79.63495f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 79.63495f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 79.63495f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 79.63495f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 79.63495f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 79.63495f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 79.63495f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 79.63495f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 79.63495f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 79.63495f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 79.63495f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 79.63495f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 79.63495f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 79.63495f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 79.63495f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 79.63495f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 79.63495f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 79.63495f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 79.63495f;
     }
-    const uint32_t o = (i * 16u + 7u) * 2u;
+    const uint32_t o_20 = (i * 16u + 7u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (527432u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (527432u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (527432u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (527432u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (527432u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (527432u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (527432u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (527432u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (527432u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (527432u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (527432u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (527432u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (527432u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (527432u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (527432u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (527432u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 100.593666f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 100.593666f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 100.593666f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 100.593666f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 100.593666f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 100.593666f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 100.593666f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 100.593666f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 100.593666f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 100.593666f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 100.593666f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 100.593666f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 100.593666f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 100.593666f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 100.593666f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 100.593666f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 100.593666f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 100.593666f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 100.593666f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 100.593666f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 100.593666f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 100.593666f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 100.593666f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 100.593666f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 100.593666f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 100.593666f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 100.593666f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 100.593666f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 100.593666f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 100.593666f;
     }
-    const uint32_t o = (i * 16u + 8u) * 2u;
+    const uint32_t o_20 = (i * 16u + 8u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (1051720u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (1051720u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (1051720u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (1051720u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (1051720u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (1051720u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (1051720u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (1051720u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (1051720u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (1051720u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (1051720u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (1051720u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (1051720u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (1051720u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (1051720u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (1051720u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 127.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 127.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 127.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 127.0f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 127.0f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 127.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 127.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 127.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 127.0f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 127.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 127.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 127.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 127.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 127.0f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 127.0f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 127.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 127.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 127.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 127.0f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 127.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 127.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 127.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 127.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 127.0f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 127.0f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 127.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 127.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 127.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 127.0f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 127.0f;
     }
-    const uint32_t o = (i * 16u + 9u) * 2u;
+    const uint32_t o_20 = (i * 16u + 9u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (1576008u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (1576008u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (1576008u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (1576008u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (1576008u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (1576008u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (1576008u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (1576008u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (1576008u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (1576008u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (1576008u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (1576008u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (1576008u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (1576008u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (1576008u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (1576008u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 160.2699f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 160.2699f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 160.2699f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 160.2699f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 160.2699f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 160.2699f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 160.2699f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 160.2699f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 160.2699f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 160.2699f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 160.2699f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 160.2699f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 160.2699f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 160.2699f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 160.2699f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 160.2699f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 160.2699f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 160.2699f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 160.2699f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 160.2699f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 160.2699f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 160.2699f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 160.2699f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 160.2699f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 160.2699f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 160.2699f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 160.2699f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 160.2699f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 160.2699f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 160.2699f;
     }
-    const uint32_t o = (i * 16u + 10u) * 2u;
+    const uint32_t o_20 = (i * 16u + 10u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (2100296u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (2100296u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (2100296u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (2100296u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (2100296u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (2100296u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (2100296u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (2100296u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (2100296u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (2100296u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (2100296u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (2100296u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (2100296u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (2100296u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (2100296u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (2100296u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 202.18733f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 202.18733f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 202.18733f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 202.18733f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 202.18733f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 202.18733f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 202.18733f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 202.18733f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 202.18733f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 202.18733f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 202.18733f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 202.18733f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 202.18733f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 202.18733f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 202.18733f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 202.18733f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 202.18733f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 202.18733f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 202.18733f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 202.18733f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 202.18733f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 202.18733f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 202.18733f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 202.18733f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 202.18733f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 202.18733f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 202.18733f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 202.18733f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 202.18733f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 202.18733f;
     }
-    const uint32_t o = (i * 16u + 11u) * 2u;
+    const uint32_t o_20 = (i * 16u + 11u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (2624584u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (2624584u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (2624584u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (2624584u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (2624584u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (2624584u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (2624584u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (2624584u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (2624584u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (2624584u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (2624584u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (2624584u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (2624584u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (2624584u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (2624584u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (2624584u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 255.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 255.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 255.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 255.0f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 255.0f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 255.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 255.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 255.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 255.0f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 255.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 255.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 255.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 255.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 255.0f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 255.0f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 255.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 255.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 255.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 255.0f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 255.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 255.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 255.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 255.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 255.0f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 255.0f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 255.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 255.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 255.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 255.0f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 255.0f;
     }
-    const uint32_t o = (i * 16u + 12u) * 2u;
+    const uint32_t o_20 = (i * 16u + 12u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (3148872u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (3148872u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (3148872u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (3148872u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (3148872u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (3148872u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (3148872u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (3148872u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (3148872u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (3148872u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (3148872u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (3148872u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (3148872u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (3148872u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (3148872u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (3148872u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 321.5398f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 321.5398f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 321.5398f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 321.5398f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 321.5398f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 321.5398f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 321.5398f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 321.5398f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 321.5398f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 321.5398f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 321.5398f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 321.5398f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 321.5398f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 321.5398f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 321.5398f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 321.5398f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 321.5398f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 321.5398f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 321.5398f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 321.5398f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 321.5398f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 321.5398f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 321.5398f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 321.5398f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 321.5398f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 321.5398f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 321.5398f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 321.5398f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 321.5398f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 321.5398f;
     }
-    const uint32_t o = (i * 16u + 13u) * 2u;
+    const uint32_t o_20 = (i * 16u + 13u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (3673160u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (3673160u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (3673160u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (3673160u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (3673160u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (3673160u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (3673160u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (3673160u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (3673160u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (3673160u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (3673160u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (3673160u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (3673160u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (3673160u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (3673160u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (3673160u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 405.37466f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 405.37466f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 405.37466f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 405.37466f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 405.37466f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 405.37466f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 405.37466f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 405.37466f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 405.37466f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 405.37466f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 405.37466f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 405.37466f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 405.37466f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 405.37466f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 405.37466f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 405.37466f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 405.37466f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 405.37466f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 405.37466f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 405.37466f;
     }
-    const uint32_t o = (i * 16u + 14u) * 2u;
+    const uint32_t o_20 = (i * 16u + 14u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (4197448u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (4197448u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (4197448u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (4197448u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (4197448u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (4197448u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (4197448u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (4197448u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (4197448u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (4197448u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (4197448u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (4197448u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (4197448u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (4197448u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (4197448u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (4197448u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
   {
-    uint32_t cell[3] = {};
-    uint32_t coords[3] = {};
-    float w0[3] = {};
-    float w1[3] = {};
-    float dw[3] = {};
+    uint32_t cell_2[3] = {};
+    uint32_t coords_3[3] = {};
+    float w0_4[3] = {};
+    float w1_5[3] = {};
+    float dw_6[3] = {};
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 511.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 511.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[0] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 511.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 511.0f, g_5 + 0.5f);
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = 511.0f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 511.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 511.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[0] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 511.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 511.0f, g_11 + 0.5f);
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = 511.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 511.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 511.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[1] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 511.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 511.0f, g_5 + 0.5f);
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = 511.0f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 1u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 511.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 511.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[1] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 511.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 511.0f, g_11 + 0.5f);
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = 511.0f;
     }
     {
-      const float xd_2 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
-      const float rounded_4 = floorf(fmaf(xd_2, 511.0f, 0.5f));
-      const float g_5 = ((fmaf(xd_2, 511.0f, 0.5f - rounded_4) < 0.0f) ? (rounded_4 - 1.0f) : rounded_4);
-      cell[2] = __float2uint_rz(g_5);
-      const float f_6 = fmaf(xd_2, 511.0f, 0.5f - g_5);
-      const float omf_7 = fmaf(-xd_2, 511.0f, g_5 + 0.5f);
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = 511.0f;
+      const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 3u + 2u]), 1.0f);
+      const float rounded_10 = floorf(fmaf(xd_8, 511.0f, 0.5f));
+      const float g_11 = ((fmaf(xd_8, 511.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
+      cell_2[2] = __float2uint_rz(g_11);
+      const float f_12 = fmaf(xd_8, 511.0f, 0.5f - g_11);
+      const float omf_13 = fmaf(-xd_8, 511.0f, g_11 + 0.5f);
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = 511.0f;
     }
-    const uint32_t o = (i * 16u + 15u) * 2u;
+    const uint32_t o_20 = (i * 16u + 15u) * 2u;
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (4721736u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (4721736u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (4721736u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (4721736u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (4721736u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (4721736u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w0[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2];
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (4721736u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w0_4[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2];
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (4721736u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (4721736u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (4721736u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w0[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1];
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (4721736u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w0_4[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (4721736u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w0[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (4721736u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w0_4[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (4721736u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
     {
-      float w_20 = w1[0];
-      w_20 *= w1[1];
-      w_20 *= w1[2];
-      const float w = w_20;
-      coords[0] = cell[0] + 1u;
-      coords[1] = cell[1] + 1u;
-      coords[2] = cell[2] + 1u;
-      uint32_t index_23 = 0u;
-      {
-        uint32_t h_25 = coords[0];
-        h_25 ^= coords[1] * 2654435761u;
-        h_25 ^= coords[2] * 805459861u;
-        index_23 = h_25;
-      }
-      const uint32_t base = (4721736u + index_23 % 524288u) * 2u;
-      atomicAdd(&grad[base], w * dy[o]);
-      atomicAdd(&grad[base + 1u], w * dy[o + 1u]);
+      float w_56 = w1_5[0];
+      w_56 *= w1_5[1];
+      w_56 *= w1_5[2];
+      coords_3[0] = cell_2[0] + 1u;
+      coords_3[1] = cell_2[1] + 1u;
+      coords_3[2] = cell_2[2] + 1u;
+      uint32_t h_67 = coords_3[0];
+      h_67 ^= coords_3[1] * 2654435761u;
+      h_67 ^= coords_3[2] * 805459861u;
+      uint32_t index_65 = h_67;
+      const uint32_t entry_result_70 = (4721736u + index_65 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
+      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
     }
   }
 }
 
-__global__ void gridBackward_kernel(int64_t ngp_n, const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ grad) {
+__global__ void gridBackward_kernel(int64_t ngp_n, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
-    gridBackward_body((uint32_t)ngp_i, x, dy, grad);
+    gridBackward_body((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
 }
 
-extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ grad, int64_t ngp_len_grad) {
+extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ logits, int64_t ngp_len_logits, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ grad, int64_t ngp_len_grad, const float* __restrict__ logitGrad, int64_t ngp_len_logitGrad) {
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
-  gridBackward_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, dy, grad);
+  gridBackward_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, params, probe, logits, dy, grad, logitGrad);
   return (int32_t)cudaGetLastError();
 }
 
-NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const float* __restrict__ dy, float* __restrict__ dx) {
+NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ dy, float* __restrict__ dx) {
   float acc_1[3] = {};
   {
     uint32_t cell_3[3] = {};
@@ -5870,240 +5310,240 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 16u;
-      index_24 += coords_4[2] * 256u;
-      const uint32_t base_29 = index_24 % 4096u * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 16u;
+      index_30 += coords_4[2] * 256u;
+      const uint32_t entry_result_35 = index_30 % 4096u * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 16u;
-      index_24 += coords_4[2] * 256u;
-      const uint32_t base_29 = index_24 % 4096u * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 16u;
+      index_30 += coords_4[2] * 256u;
+      const uint32_t entry_result_35 = index_30 % 4096u * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 16u;
-      index_24 += coords_4[2] * 256u;
-      const uint32_t base_29 = index_24 % 4096u * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 16u;
+      index_30 += coords_4[2] * 256u;
+      const uint32_t entry_result_35 = index_30 % 4096u * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 16u;
-      index_24 += coords_4[2] * 256u;
-      const uint32_t base_29 = index_24 % 4096u * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 16u;
+      index_30 += coords_4[2] * 256u;
+      const uint32_t entry_result_35 = index_30 % 4096u * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 16u;
-      index_24 += coords_4[2] * 256u;
-      const uint32_t base_29 = index_24 % 4096u * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 16u;
+      index_30 += coords_4[2] * 256u;
+      const uint32_t entry_result_35 = index_30 % 4096u * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 16u;
-      index_24 += coords_4[2] * 256u;
-      const uint32_t base_29 = index_24 % 4096u * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 16u;
+      index_30 += coords_4[2] * 256u;
+      const uint32_t entry_result_35 = index_30 % 4096u * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 16u;
-      index_24 += coords_4[2] * 256u;
-      const uint32_t base_29 = index_24 % 4096u * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 16u;
+      index_30 += coords_4[2] * 256u;
+      const uint32_t entry_result_35 = index_30 % 4096u * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 16u;
-      index_24 += coords_4[2] * 256u;
-      const uint32_t base_29 = index_24 % 4096u * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 16u;
+      index_30 += coords_4[2] * 256u;
+      const uint32_t entry_result_35 = index_30 % 4096u * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
   }
@@ -6151,240 +5591,240 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 21u;
-      index_24 += coords_4[2] * 441u;
-      const uint32_t base_29 = (4096u + index_24 % 9264u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 21u;
+      index_30 += coords_4[2] * 441u;
+      const uint32_t entry_result_35 = (4096u + index_30 % 9264u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 21u;
-      index_24 += coords_4[2] * 441u;
-      const uint32_t base_29 = (4096u + index_24 % 9264u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 21u;
+      index_30 += coords_4[2] * 441u;
+      const uint32_t entry_result_35 = (4096u + index_30 % 9264u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 21u;
-      index_24 += coords_4[2] * 441u;
-      const uint32_t base_29 = (4096u + index_24 % 9264u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 21u;
+      index_30 += coords_4[2] * 441u;
+      const uint32_t entry_result_35 = (4096u + index_30 % 9264u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 21u;
-      index_24 += coords_4[2] * 441u;
-      const uint32_t base_29 = (4096u + index_24 % 9264u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 21u;
+      index_30 += coords_4[2] * 441u;
+      const uint32_t entry_result_35 = (4096u + index_30 % 9264u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 21u;
-      index_24 += coords_4[2] * 441u;
-      const uint32_t base_29 = (4096u + index_24 % 9264u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 21u;
+      index_30 += coords_4[2] * 441u;
+      const uint32_t entry_result_35 = (4096u + index_30 % 9264u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 21u;
-      index_24 += coords_4[2] * 441u;
-      const uint32_t base_29 = (4096u + index_24 % 9264u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 21u;
+      index_30 += coords_4[2] * 441u;
+      const uint32_t entry_result_35 = (4096u + index_30 % 9264u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 21u;
-      index_24 += coords_4[2] * 441u;
-      const uint32_t base_29 = (4096u + index_24 % 9264u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 21u;
+      index_30 += coords_4[2] * 441u;
+      const uint32_t entry_result_35 = (4096u + index_30 % 9264u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 21u;
-      index_24 += coords_4[2] * 441u;
-      const uint32_t base_29 = (4096u + index_24 % 9264u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 21u;
+      index_30 += coords_4[2] * 441u;
+      const uint32_t entry_result_35 = (4096u + index_30 % 9264u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
   }
@@ -6432,240 +5872,240 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 26u;
-      index_24 += coords_4[2] * 676u;
-      const uint32_t base_29 = (13360u + index_24 % 17576u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 26u;
+      index_30 += coords_4[2] * 676u;
+      const uint32_t entry_result_35 = (13360u + index_30 % 17576u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 26u;
-      index_24 += coords_4[2] * 676u;
-      const uint32_t base_29 = (13360u + index_24 % 17576u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 26u;
+      index_30 += coords_4[2] * 676u;
+      const uint32_t entry_result_35 = (13360u + index_30 % 17576u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 26u;
-      index_24 += coords_4[2] * 676u;
-      const uint32_t base_29 = (13360u + index_24 % 17576u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 26u;
+      index_30 += coords_4[2] * 676u;
+      const uint32_t entry_result_35 = (13360u + index_30 % 17576u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 26u;
-      index_24 += coords_4[2] * 676u;
-      const uint32_t base_29 = (13360u + index_24 % 17576u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 26u;
+      index_30 += coords_4[2] * 676u;
+      const uint32_t entry_result_35 = (13360u + index_30 % 17576u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 26u;
-      index_24 += coords_4[2] * 676u;
-      const uint32_t base_29 = (13360u + index_24 % 17576u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 26u;
+      index_30 += coords_4[2] * 676u;
+      const uint32_t entry_result_35 = (13360u + index_30 % 17576u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 26u;
-      index_24 += coords_4[2] * 676u;
-      const uint32_t base_29 = (13360u + index_24 % 17576u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 26u;
+      index_30 += coords_4[2] * 676u;
+      const uint32_t entry_result_35 = (13360u + index_30 % 17576u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 26u;
-      index_24 += coords_4[2] * 676u;
-      const uint32_t base_29 = (13360u + index_24 % 17576u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 26u;
+      index_30 += coords_4[2] * 676u;
+      const uint32_t entry_result_35 = (13360u + index_30 % 17576u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 26u;
-      index_24 += coords_4[2] * 676u;
-      const uint32_t base_29 = (13360u + index_24 % 17576u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 26u;
+      index_30 += coords_4[2] * 676u;
+      const uint32_t entry_result_35 = (13360u + index_30 % 17576u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
   }
@@ -6713,240 +6153,240 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 32u;
-      index_24 += coords_4[2] * 1024u;
-      const uint32_t base_29 = (30936u + index_24 % 32768u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 32u;
+      index_30 += coords_4[2] * 1024u;
+      const uint32_t entry_result_35 = (30936u + index_30 % 32768u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 32u;
-      index_24 += coords_4[2] * 1024u;
-      const uint32_t base_29 = (30936u + index_24 % 32768u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 32u;
+      index_30 += coords_4[2] * 1024u;
+      const uint32_t entry_result_35 = (30936u + index_30 % 32768u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 32u;
-      index_24 += coords_4[2] * 1024u;
-      const uint32_t base_29 = (30936u + index_24 % 32768u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 32u;
+      index_30 += coords_4[2] * 1024u;
+      const uint32_t entry_result_35 = (30936u + index_30 % 32768u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 32u;
-      index_24 += coords_4[2] * 1024u;
-      const uint32_t base_29 = (30936u + index_24 % 32768u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 32u;
+      index_30 += coords_4[2] * 1024u;
+      const uint32_t entry_result_35 = (30936u + index_30 % 32768u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 32u;
-      index_24 += coords_4[2] * 1024u;
-      const uint32_t base_29 = (30936u + index_24 % 32768u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 32u;
+      index_30 += coords_4[2] * 1024u;
+      const uint32_t entry_result_35 = (30936u + index_30 % 32768u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 32u;
-      index_24 += coords_4[2] * 1024u;
-      const uint32_t base_29 = (30936u + index_24 % 32768u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 32u;
+      index_30 += coords_4[2] * 1024u;
+      const uint32_t entry_result_35 = (30936u + index_30 % 32768u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 32u;
-      index_24 += coords_4[2] * 1024u;
-      const uint32_t base_29 = (30936u + index_24 % 32768u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 32u;
+      index_30 += coords_4[2] * 1024u;
+      const uint32_t entry_result_35 = (30936u + index_30 % 32768u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 32u;
-      index_24 += coords_4[2] * 1024u;
-      const uint32_t base_29 = (30936u + index_24 % 32768u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 32u;
+      index_30 += coords_4[2] * 1024u;
+      const uint32_t entry_result_35 = (30936u + index_30 % 32768u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
   }
@@ -6994,240 +6434,240 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 41u;
-      index_24 += coords_4[2] * 1681u;
-      const uint32_t base_29 = (63704u + index_24 % 68928u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 41u;
+      index_30 += coords_4[2] * 1681u;
+      const uint32_t entry_result_35 = (63704u + index_30 % 68928u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 41u;
-      index_24 += coords_4[2] * 1681u;
-      const uint32_t base_29 = (63704u + index_24 % 68928u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 41u;
+      index_30 += coords_4[2] * 1681u;
+      const uint32_t entry_result_35 = (63704u + index_30 % 68928u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 41u;
-      index_24 += coords_4[2] * 1681u;
-      const uint32_t base_29 = (63704u + index_24 % 68928u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 41u;
+      index_30 += coords_4[2] * 1681u;
+      const uint32_t entry_result_35 = (63704u + index_30 % 68928u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 41u;
-      index_24 += coords_4[2] * 1681u;
-      const uint32_t base_29 = (63704u + index_24 % 68928u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 41u;
+      index_30 += coords_4[2] * 1681u;
+      const uint32_t entry_result_35 = (63704u + index_30 % 68928u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 41u;
-      index_24 += coords_4[2] * 1681u;
-      const uint32_t base_29 = (63704u + index_24 % 68928u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 41u;
+      index_30 += coords_4[2] * 1681u;
+      const uint32_t entry_result_35 = (63704u + index_30 % 68928u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 41u;
-      index_24 += coords_4[2] * 1681u;
-      const uint32_t base_29 = (63704u + index_24 % 68928u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 41u;
+      index_30 += coords_4[2] * 1681u;
+      const uint32_t entry_result_35 = (63704u + index_30 % 68928u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 41u;
-      index_24 += coords_4[2] * 1681u;
-      const uint32_t base_29 = (63704u + index_24 % 68928u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 41u;
+      index_30 += coords_4[2] * 1681u;
+      const uint32_t entry_result_35 = (63704u + index_30 % 68928u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 41u;
-      index_24 += coords_4[2] * 1681u;
-      const uint32_t base_29 = (63704u + index_24 % 68928u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 41u;
+      index_30 += coords_4[2] * 1681u;
+      const uint32_t entry_result_35 = (63704u + index_30 % 68928u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
   }
@@ -7275,240 +6715,240 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 51u;
-      index_24 += coords_4[2] * 2601u;
-      const uint32_t base_29 = (132632u + index_24 % 132656u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 51u;
+      index_30 += coords_4[2] * 2601u;
+      const uint32_t entry_result_35 = (132632u + index_30 % 132656u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 51u;
-      index_24 += coords_4[2] * 2601u;
-      const uint32_t base_29 = (132632u + index_24 % 132656u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 51u;
+      index_30 += coords_4[2] * 2601u;
+      const uint32_t entry_result_35 = (132632u + index_30 % 132656u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 51u;
-      index_24 += coords_4[2] * 2601u;
-      const uint32_t base_29 = (132632u + index_24 % 132656u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 51u;
+      index_30 += coords_4[2] * 2601u;
+      const uint32_t entry_result_35 = (132632u + index_30 % 132656u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 51u;
-      index_24 += coords_4[2] * 2601u;
-      const uint32_t base_29 = (132632u + index_24 % 132656u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 51u;
+      index_30 += coords_4[2] * 2601u;
+      const uint32_t entry_result_35 = (132632u + index_30 % 132656u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 51u;
-      index_24 += coords_4[2] * 2601u;
-      const uint32_t base_29 = (132632u + index_24 % 132656u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 51u;
+      index_30 += coords_4[2] * 2601u;
+      const uint32_t entry_result_35 = (132632u + index_30 % 132656u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 51u;
-      index_24 += coords_4[2] * 2601u;
-      const uint32_t base_29 = (132632u + index_24 % 132656u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 51u;
+      index_30 += coords_4[2] * 2601u;
+      const uint32_t entry_result_35 = (132632u + index_30 % 132656u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 51u;
-      index_24 += coords_4[2] * 2601u;
-      const uint32_t base_29 = (132632u + index_24 % 132656u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 51u;
+      index_30 += coords_4[2] * 2601u;
+      const uint32_t entry_result_35 = (132632u + index_30 % 132656u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 51u;
-      index_24 += coords_4[2] * 2601u;
-      const uint32_t base_29 = (132632u + index_24 % 132656u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 51u;
+      index_30 += coords_4[2] * 2601u;
+      const uint32_t entry_result_35 = (132632u + index_30 % 132656u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
   }
@@ -7556,240 +6996,240 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 64u;
-      index_24 += coords_4[2] * 4096u;
-      const uint32_t base_29 = (265288u + index_24 % 262144u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 64u;
+      index_30 += coords_4[2] * 4096u;
+      const uint32_t entry_result_35 = (265288u + index_30 % 262144u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 64u;
-      index_24 += coords_4[2] * 4096u;
-      const uint32_t base_29 = (265288u + index_24 % 262144u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 64u;
+      index_30 += coords_4[2] * 4096u;
+      const uint32_t entry_result_35 = (265288u + index_30 % 262144u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 64u;
-      index_24 += coords_4[2] * 4096u;
-      const uint32_t base_29 = (265288u + index_24 % 262144u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 64u;
+      index_30 += coords_4[2] * 4096u;
+      const uint32_t entry_result_35 = (265288u + index_30 % 262144u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 64u;
-      index_24 += coords_4[2] * 4096u;
-      const uint32_t base_29 = (265288u + index_24 % 262144u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 64u;
+      index_30 += coords_4[2] * 4096u;
+      const uint32_t entry_result_35 = (265288u + index_30 % 262144u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 64u;
-      index_24 += coords_4[2] * 4096u;
-      const uint32_t base_29 = (265288u + index_24 % 262144u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 64u;
+      index_30 += coords_4[2] * 4096u;
+      const uint32_t entry_result_35 = (265288u + index_30 % 262144u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 64u;
-      index_24 += coords_4[2] * 4096u;
-      const uint32_t base_29 = (265288u + index_24 % 262144u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 64u;
+      index_30 += coords_4[2] * 4096u;
+      const uint32_t entry_result_35 = (265288u + index_30 % 262144u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 64u;
-      index_24 += coords_4[2] * 4096u;
-      const uint32_t base_29 = (265288u + index_24 % 262144u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 64u;
+      index_30 += coords_4[2] * 4096u;
+      const uint32_t entry_result_35 = (265288u + index_30 % 262144u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = coords_4[0];
-      index_24 += coords_4[1] * 64u;
-      index_24 += coords_4[2] * 4096u;
-      const uint32_t base_29 = (265288u + index_24 % 262144u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
+      uint32_t index_30 = coords_4[0];
+      index_30 += coords_4[1] * 64u;
+      index_30 += coords_4[2] * 4096u;
+      const uint32_t entry_result_35 = (265288u + index_30 % 262144u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
   }
@@ -7837,272 +7277,248 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (527432u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (527432u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (527432u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (527432u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (527432u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (527432u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (527432u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (527432u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (527432u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (527432u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (527432u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (527432u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (527432u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (527432u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (527432u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (527432u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
   }
@@ -8150,272 +7566,248 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1051720u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1051720u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1051720u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1051720u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1051720u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1051720u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1051720u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1051720u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1051720u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1051720u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1051720u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1051720u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1051720u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1051720u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1051720u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1051720u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
   }
@@ -8463,272 +7855,248 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1576008u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1576008u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1576008u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1576008u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1576008u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1576008u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1576008u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1576008u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1576008u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1576008u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1576008u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1576008u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1576008u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1576008u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (1576008u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (1576008u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
   }
@@ -8776,272 +8144,248 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (2100296u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (2100296u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (2100296u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (2100296u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (2100296u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (2100296u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (2100296u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (2100296u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (2100296u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (2100296u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (2100296u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (2100296u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (2100296u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (2100296u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (2100296u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (2100296u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
   }
@@ -9089,272 +8433,248 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (2624584u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (2624584u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (2624584u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (2624584u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (2624584u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (2624584u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (2624584u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (2624584u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (2624584u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (2624584u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (2624584u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (2624584u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (2624584u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (2624584u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (2624584u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (2624584u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
   }
@@ -9402,272 +8722,248 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (3148872u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (3148872u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (3148872u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (3148872u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (3148872u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (3148872u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (3148872u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (3148872u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (3148872u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (3148872u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (3148872u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (3148872u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (3148872u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (3148872u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (3148872u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (3148872u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
   }
@@ -9715,272 +9011,248 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (3673160u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (3673160u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (3673160u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (3673160u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (3673160u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (3673160u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (3673160u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (3673160u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (3673160u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (3673160u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (3673160u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (3673160u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (3673160u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (3673160u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (3673160u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (3673160u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
   }
@@ -10028,272 +9300,248 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (4197448u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (4197448u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (4197448u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (4197448u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (4197448u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (4197448u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (4197448u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (4197448u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (4197448u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (4197448u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (4197448u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (4197448u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (4197448u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (4197448u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (4197448u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (4197448u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
   }
@@ -10341,299 +9589,275 @@ NGP_FN void gridInputGrad_body(uint32_t i, const float* __restrict__ x, const fl
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (4721736u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (4721736u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (4721736u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (4721736u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (4721736u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (4721736u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (4721736u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (4721736u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w0_5[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w0_5[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += -w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += -w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (4721736u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (4721736u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (4721736u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (4721736u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w0_5[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w0_5[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += -w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w0_5[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w0_5[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (4721736u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (4721736u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += -w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += -w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w0_5[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w0_5[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
     {
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_24 = 0u;
+      uint32_t h_32 = coords_4[0];
+      h_32 ^= coords_4[1] * 2654435761u;
+      h_32 ^= coords_4[2] * 805459861u;
+      uint32_t index_30 = h_32;
+      const uint32_t entry_result_35 = (4721736u + index_30 % 524288u) * 2u;
+      float g_37 = 0.0f;
+      g_37 = fmaf(dy[o_21], params[entry_result_35], g_37);
+      g_37 = fmaf(dy[o_21 + 1u], params[entry_result_35 + 1u], g_37);
       {
-        uint32_t h_26 = coords_4[0];
-        h_26 ^= coords_4[1] * 2654435761u;
-        h_26 ^= coords_4[2] * 805459861u;
-        index_24 = h_26;
-      }
-      const uint32_t base_29 = (4721736u + index_24 % 524288u) * 2u;
-      float g_30 = 0.0f;
-      g_30 = fmaf(dy[o_21], params[base_29], g_30);
-      g_30 = fmaf(dy[o_21 + 1u], params[base_29 + 1u], g_30);
-      {
-        float w_33 = g_30 * dw_7[0];
-        w_33 *= w1_6[1];
-        w_33 *= w1_6[2];
-        acc_1[0] += w_33;
+        float w_40 = g_37 * dw_7[0];
+        w_40 *= w1_6[1];
+        w_40 *= w1_6[2];
+        acc_1[0] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[1];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[2];
-        acc_1[1] += w_33;
+        float w_40 = g_37 * dw_7[1];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[2];
+        acc_1[1] += w_40;
       }
       {
-        float w_33 = g_30 * dw_7[2];
-        w_33 *= w1_6[0];
-        w_33 *= w1_6[1];
-        acc_1[2] += w_33;
+        float w_40 = g_37 * dw_7[2];
+        w_40 *= w1_6[0];
+        w_40 *= w1_6[1];
+        acc_1[2] += w_40;
       }
     }
   }
   {
-    const float xd_36 = x[i * 3u];
-    dx[i * 3u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[0]) : 0.0f);
+    const float xd_43 = x[i * 3u];
+    dx[i * 3u] = ((xd_43 >= 0.0f && xd_43 <= 1.0f) ? (acc_1[0]) : 0.0f);
   }
   {
-    const float xd_36 = x[i * 3u + 1u];
-    dx[i * 3u + 1u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[1]) : 0.0f);
+    const float xd_43 = x[i * 3u + 1u];
+    dx[i * 3u + 1u] = ((xd_43 >= 0.0f && xd_43 <= 1.0f) ? (acc_1[1]) : 0.0f);
   }
   {
-    const float xd_36 = x[i * 3u + 2u];
-    dx[i * 3u + 2u] = ((xd_36 >= 0.0f && xd_36 <= 1.0f) ? (acc_1[2]) : 0.0f);
+    const float xd_43 = x[i * 3u + 2u];
+    dx[i * 3u + 2u] = ((xd_43 >= 0.0f && xd_43 <= 1.0f) ? (acc_1[2]) : 0.0f);
   }
 }
 
-__global__ void gridInputGrad_kernel(int64_t ngp_n, const float* __restrict__ x, const float* __restrict__ params, const float* __restrict__ dy, float* __restrict__ dx) {
+__global__ void gridInputGrad_kernel(int64_t ngp_n, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ dy, float* __restrict__ dx) {
   const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
-    gridInputGrad_body((uint32_t)ngp_i, x, params, dy, dx);
+    gridInputGrad_body((uint32_t)ngp_i, x, params, probe, dy, dx);
 }
 
-extern "C" int32_t gridInputGrad(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ dx, int64_t ngp_len_dx) {
+extern "C" int32_t gridInputGrad(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ dx, int64_t ngp_len_dx) {
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
-  gridInputGrad_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, params, dy, dx);
+  gridInputGrad_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, params, probe, dy, dx);
   return (int32_t)cudaGetLastError();
 }
 

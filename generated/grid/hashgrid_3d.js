@@ -23,12 +23,14 @@ const __f2i32 = (x) => (x !== x ? 0 : x >= 2147483648 ? 2147483647 : x <= -21474
 const __f2u32 = (x) => (x !== x || x <= 0 ? 0 : x >= 4294967296 ? 4294967295 : Math.trunc(x));
 
 const tbl_cfg_scale = new Float32Array([15, 15, 15, 19.158737182617188, 19.158737182617188, 19.158737182617188, 24.39841651916504, 24.39841651916504, 24.39841651916504, 31, 31, 31, 39.317474365234375, 39.317474365234375, 39.317474365234375, 49.79683303833008, 49.79683303833008, 49.79683303833008, 63, 63, 63, 79.63494873046875, 79.63494873046875, 79.63494873046875, 100.59366607666016, 100.59366607666016, 100.59366607666016, 127, 127, 127, 160.2698974609375, 160.2698974609375, 160.2698974609375, 202.1873321533203, 202.1873321533203, 202.1873321533203, 255, 255, 255, 321.539794921875, 321.539794921875, 321.539794921875, 405.3746643066406, 405.3746643066406, 405.3746643066406, 511, 511, 511]);
-const tbl_cfg_hashed = ([false, false, false, false, false, false, false, true, true, true, true, true, true, true, true, true]);
-const tbl_cfg_stride = new Uint32Array([1, 16, 256, 1, 21, 441, 1, 26, 676, 1, 32, 1024, 1, 41, 1681, 1, 51, 2601, 1, 64, 4096, 1, 81, 6561, 1, 102, 10404, 1, 128, 16384, 1, 162, 26244, 1, 204, 41616, 1, 256, 65536, 1, 323, 104329, 1, 407, 165649, 1, 512, 262144]);
+const tbl_cfg_probed = ([false, false, false, false, false, false, false, false, false, false, false, false, false, false, false, false]);
 const tbl_cfg_offset = new Uint32Array([0, 4096, 13360, 30936, 63704, 132632, 265288, 527432, 1051720, 1576008, 2100296, 2624584, 3148872, 3673160, 4197448, 4721736]);
 const tbl_cfg_size = new Uint32Array([4096, 9264, 17576, 32768, 68928, 132656, 262144, 524288, 524288, 524288, 524288, 524288, 524288, 524288, 524288, 524288]);
+const tbl_cfg_rowOffset = new Uint32Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+const tbl_cfg_hashed = ([false, false, false, false, false, false, false, true, true, true, true, true, true, true, true, true]);
+const tbl_cfg_stride = new Uint32Array([1, 16, 256, 1, 21, 441, 1, 26, 676, 1, 32, 1024, 1, 41, 1681, 1, 51, 2601, 1, 64, 4096, 1, 81, 6561, 1, 102, 10404, 1, 128, 16384, 1, 162, 26244, 1, 204, 41616, 1, 256, 65536, 1, 323, 104329, 1, 407, 165649, 1, 512, 262144]);
 
-function gridForward_body(i, x, params, out) {
+function gridForward_body(i, x, params, probe, out) {
   for (let l_1 = 0; l_1 < 16; l_1 = ((l_1 + 1) | 0)) {
     const cell_2 = new Uint32Array(3);
     const coords_3 = new Uint32Array(3);
@@ -73,433 +75,809 @@ function gridForward_body(i, x, params, out) {
     }
     const acc_20 = new Float32Array(2);
     {
-      let w_30 = w0_4[0];
-      w_30 = Math.fround(w_30 * w0_4[1]);
-      w_30 = Math.fround(w_30 * w0_4[2]);
-      const w_32 = w_30;
+      let w_37 = w0_4[0];
+      w_37 = Math.fround(w_37 * w0_4[1]);
+      w_37 = Math.fround(w_37 * w0_4[2]);
+      const w_39 = w_37;
+      let entry_result_52 = 0;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      let index_34 = 0;
-      if (tbl_cfg_hashed[l_1]) {
-        let h_36 = coords_3[0];
-        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-        index_34 = h_36;
+      if (tbl_cfg_probed[l_1]) {
+        let h_42 = coords_3[0];
+        h_42 = ((h_42 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_42 = ((h_42 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        let h_45 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_45 = ((h_45 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_45 = ((h_45 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_52 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_42, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_45, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        index_34 = ((index_34 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-        index_34 = ((index_34 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-        index_34 = ((index_34 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        let index_47 = 0;
+        if (tbl_cfg_hashed[l_1]) {
+          let h_49 = coords_3[0];
+          h_49 = ((h_49 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          h_49 = ((h_49 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+          index_47 = h_49;
+        } else {
+          index_47 = ((index_47 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_47 = ((index_47 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_47 = ((index_47 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        }
+        entry_result_52 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_47, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_39 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_34, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
-      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
+      const base_53 = entry_result_52;
+      acc_20[0] = __fma(w_39, params[base_53], acc_20[0]);
+      acc_20[1] = __fma(w_39, params[((base_53 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_30 = w1_5[0];
-      w_30 = Math.fround(w_30 * w0_4[1]);
-      w_30 = Math.fround(w_30 * w0_4[2]);
-      const w_32 = w_30;
+      let w_37 = w1_5[0];
+      w_37 = Math.fround(w_37 * w0_4[1]);
+      w_37 = Math.fround(w_37 * w0_4[2]);
+      const w_39 = w_37;
+      let entry_result_52 = 0;
       coords_3[0] = ((cell_2[0] + 1) >>> 0);
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      let index_34 = 0;
-      if (tbl_cfg_hashed[l_1]) {
-        let h_36 = coords_3[0];
-        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-        index_34 = h_36;
+      if (tbl_cfg_probed[l_1]) {
+        let h_42 = coords_3[0];
+        h_42 = ((h_42 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_42 = ((h_42 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        let h_45 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_45 = ((h_45 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_45 = ((h_45 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_52 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_42, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_45, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        index_34 = ((index_34 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-        index_34 = ((index_34 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-        index_34 = ((index_34 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        let index_47 = 0;
+        if (tbl_cfg_hashed[l_1]) {
+          let h_49 = coords_3[0];
+          h_49 = ((h_49 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          h_49 = ((h_49 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+          index_47 = h_49;
+        } else {
+          index_47 = ((index_47 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_47 = ((index_47 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_47 = ((index_47 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        }
+        entry_result_52 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_47, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_39 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_34, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
-      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
+      const base_53 = entry_result_52;
+      acc_20[0] = __fma(w_39, params[base_53], acc_20[0]);
+      acc_20[1] = __fma(w_39, params[((base_53 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_30 = w0_4[0];
-      w_30 = Math.fround(w_30 * w1_5[1]);
-      w_30 = Math.fround(w_30 * w0_4[2]);
-      const w_32 = w_30;
+      let w_37 = w0_4[0];
+      w_37 = Math.fround(w_37 * w1_5[1]);
+      w_37 = Math.fround(w_37 * w0_4[2]);
+      const w_39 = w_37;
+      let entry_result_52 = 0;
       coords_3[0] = cell_2[0];
       coords_3[1] = ((cell_2[1] + 1) >>> 0);
       coords_3[2] = cell_2[2];
-      let index_34 = 0;
-      if (tbl_cfg_hashed[l_1]) {
-        let h_36 = coords_3[0];
-        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-        index_34 = h_36;
+      if (tbl_cfg_probed[l_1]) {
+        let h_42 = coords_3[0];
+        h_42 = ((h_42 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_42 = ((h_42 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        let h_45 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_45 = ((h_45 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_45 = ((h_45 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_52 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_42, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_45, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        index_34 = ((index_34 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-        index_34 = ((index_34 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-        index_34 = ((index_34 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        let index_47 = 0;
+        if (tbl_cfg_hashed[l_1]) {
+          let h_49 = coords_3[0];
+          h_49 = ((h_49 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          h_49 = ((h_49 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+          index_47 = h_49;
+        } else {
+          index_47 = ((index_47 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_47 = ((index_47 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_47 = ((index_47 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        }
+        entry_result_52 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_47, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_39 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_34, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
-      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
+      const base_53 = entry_result_52;
+      acc_20[0] = __fma(w_39, params[base_53], acc_20[0]);
+      acc_20[1] = __fma(w_39, params[((base_53 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_30 = w1_5[0];
-      w_30 = Math.fround(w_30 * w1_5[1]);
-      w_30 = Math.fround(w_30 * w0_4[2]);
-      const w_32 = w_30;
+      let w_37 = w1_5[0];
+      w_37 = Math.fround(w_37 * w1_5[1]);
+      w_37 = Math.fround(w_37 * w0_4[2]);
+      const w_39 = w_37;
+      let entry_result_52 = 0;
       coords_3[0] = ((cell_2[0] + 1) >>> 0);
       coords_3[1] = ((cell_2[1] + 1) >>> 0);
       coords_3[2] = cell_2[2];
-      let index_34 = 0;
-      if (tbl_cfg_hashed[l_1]) {
-        let h_36 = coords_3[0];
-        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-        index_34 = h_36;
+      if (tbl_cfg_probed[l_1]) {
+        let h_42 = coords_3[0];
+        h_42 = ((h_42 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_42 = ((h_42 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        let h_45 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_45 = ((h_45 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_45 = ((h_45 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_52 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_42, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_45, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        index_34 = ((index_34 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-        index_34 = ((index_34 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-        index_34 = ((index_34 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        let index_47 = 0;
+        if (tbl_cfg_hashed[l_1]) {
+          let h_49 = coords_3[0];
+          h_49 = ((h_49 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          h_49 = ((h_49 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+          index_47 = h_49;
+        } else {
+          index_47 = ((index_47 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_47 = ((index_47 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_47 = ((index_47 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        }
+        entry_result_52 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_47, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_39 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_34, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
-      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
+      const base_53 = entry_result_52;
+      acc_20[0] = __fma(w_39, params[base_53], acc_20[0]);
+      acc_20[1] = __fma(w_39, params[((base_53 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_30 = w0_4[0];
-      w_30 = Math.fround(w_30 * w0_4[1]);
-      w_30 = Math.fround(w_30 * w1_5[2]);
-      const w_32 = w_30;
+      let w_37 = w0_4[0];
+      w_37 = Math.fround(w_37 * w0_4[1]);
+      w_37 = Math.fround(w_37 * w1_5[2]);
+      const w_39 = w_37;
+      let entry_result_52 = 0;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = ((cell_2[2] + 1) >>> 0);
-      let index_34 = 0;
-      if (tbl_cfg_hashed[l_1]) {
-        let h_36 = coords_3[0];
-        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-        index_34 = h_36;
+      if (tbl_cfg_probed[l_1]) {
+        let h_42 = coords_3[0];
+        h_42 = ((h_42 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_42 = ((h_42 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        let h_45 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_45 = ((h_45 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_45 = ((h_45 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_52 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_42, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_45, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        index_34 = ((index_34 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-        index_34 = ((index_34 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-        index_34 = ((index_34 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        let index_47 = 0;
+        if (tbl_cfg_hashed[l_1]) {
+          let h_49 = coords_3[0];
+          h_49 = ((h_49 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          h_49 = ((h_49 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+          index_47 = h_49;
+        } else {
+          index_47 = ((index_47 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_47 = ((index_47 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_47 = ((index_47 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        }
+        entry_result_52 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_47, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_39 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_34, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
-      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
+      const base_53 = entry_result_52;
+      acc_20[0] = __fma(w_39, params[base_53], acc_20[0]);
+      acc_20[1] = __fma(w_39, params[((base_53 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_30 = w1_5[0];
-      w_30 = Math.fround(w_30 * w0_4[1]);
-      w_30 = Math.fround(w_30 * w1_5[2]);
-      const w_32 = w_30;
+      let w_37 = w1_5[0];
+      w_37 = Math.fround(w_37 * w0_4[1]);
+      w_37 = Math.fround(w_37 * w1_5[2]);
+      const w_39 = w_37;
+      let entry_result_52 = 0;
       coords_3[0] = ((cell_2[0] + 1) >>> 0);
       coords_3[1] = cell_2[1];
       coords_3[2] = ((cell_2[2] + 1) >>> 0);
-      let index_34 = 0;
-      if (tbl_cfg_hashed[l_1]) {
-        let h_36 = coords_3[0];
-        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-        index_34 = h_36;
+      if (tbl_cfg_probed[l_1]) {
+        let h_42 = coords_3[0];
+        h_42 = ((h_42 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_42 = ((h_42 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        let h_45 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_45 = ((h_45 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_45 = ((h_45 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_52 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_42, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_45, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        index_34 = ((index_34 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-        index_34 = ((index_34 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-        index_34 = ((index_34 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        let index_47 = 0;
+        if (tbl_cfg_hashed[l_1]) {
+          let h_49 = coords_3[0];
+          h_49 = ((h_49 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          h_49 = ((h_49 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+          index_47 = h_49;
+        } else {
+          index_47 = ((index_47 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_47 = ((index_47 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_47 = ((index_47 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        }
+        entry_result_52 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_47, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_39 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_34, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
-      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
+      const base_53 = entry_result_52;
+      acc_20[0] = __fma(w_39, params[base_53], acc_20[0]);
+      acc_20[1] = __fma(w_39, params[((base_53 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_30 = w0_4[0];
-      w_30 = Math.fround(w_30 * w1_5[1]);
-      w_30 = Math.fround(w_30 * w1_5[2]);
-      const w_32 = w_30;
+      let w_37 = w0_4[0];
+      w_37 = Math.fround(w_37 * w1_5[1]);
+      w_37 = Math.fround(w_37 * w1_5[2]);
+      const w_39 = w_37;
+      let entry_result_52 = 0;
       coords_3[0] = cell_2[0];
       coords_3[1] = ((cell_2[1] + 1) >>> 0);
       coords_3[2] = ((cell_2[2] + 1) >>> 0);
-      let index_34 = 0;
-      if (tbl_cfg_hashed[l_1]) {
-        let h_36 = coords_3[0];
-        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-        index_34 = h_36;
+      if (tbl_cfg_probed[l_1]) {
+        let h_42 = coords_3[0];
+        h_42 = ((h_42 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_42 = ((h_42 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        let h_45 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_45 = ((h_45 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_45 = ((h_45 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_52 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_42, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_45, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        index_34 = ((index_34 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-        index_34 = ((index_34 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-        index_34 = ((index_34 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        let index_47 = 0;
+        if (tbl_cfg_hashed[l_1]) {
+          let h_49 = coords_3[0];
+          h_49 = ((h_49 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          h_49 = ((h_49 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+          index_47 = h_49;
+        } else {
+          index_47 = ((index_47 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_47 = ((index_47 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_47 = ((index_47 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        }
+        entry_result_52 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_47, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_39 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_34, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
-      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
+      const base_53 = entry_result_52;
+      acc_20[0] = __fma(w_39, params[base_53], acc_20[0]);
+      acc_20[1] = __fma(w_39, params[((base_53 + 1) >>> 0)], acc_20[1]);
     }
     {
-      let w_30 = w1_5[0];
-      w_30 = Math.fround(w_30 * w1_5[1]);
-      w_30 = Math.fround(w_30 * w1_5[2]);
-      const w_32 = w_30;
+      let w_37 = w1_5[0];
+      w_37 = Math.fround(w_37 * w1_5[1]);
+      w_37 = Math.fround(w_37 * w1_5[2]);
+      const w_39 = w_37;
+      let entry_result_52 = 0;
       coords_3[0] = ((cell_2[0] + 1) >>> 0);
       coords_3[1] = ((cell_2[1] + 1) >>> 0);
       coords_3[2] = ((cell_2[2] + 1) >>> 0);
-      let index_34 = 0;
-      if (tbl_cfg_hashed[l_1]) {
-        let h_36 = coords_3[0];
-        h_36 = ((h_36 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        h_36 = ((h_36 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
-        index_34 = h_36;
+      if (tbl_cfg_probed[l_1]) {
+        let h_42 = coords_3[0];
+        h_42 = ((h_42 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_42 = ((h_42 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        let h_45 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_45 = ((h_45 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_45 = ((h_45 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_52 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_42, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_45, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        index_34 = ((index_34 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-        index_34 = ((index_34 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-        index_34 = ((index_34 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        let index_47 = 0;
+        if (tbl_cfg_hashed[l_1]) {
+          let h_49 = coords_3[0];
+          h_49 = ((h_49 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          h_49 = ((h_49 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+          index_47 = h_49;
+        } else {
+          index_47 = ((index_47 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_47 = ((index_47 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_47 = ((index_47 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        }
+        entry_result_52 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_47, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_39 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_34, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
-      acc_20[0] = __fma(w_32, params[base_39], acc_20[0]);
-      acc_20[1] = __fma(w_32, params[((base_39 + 1) >>> 0)], acc_20[1]);
+      const base_53 = entry_result_52;
+      acc_20[0] = __fma(w_39, params[base_53], acc_20[0]);
+      acc_20[1] = __fma(w_39, params[((base_53 + 1) >>> 0)], acc_20[1]);
     }
-    const o_41 = ((Math.imul((((Math.imul(i, 16) >>> 0) + (l_1 >>> 0)) >>> 0), 2)) >>> 0);
-    out[o_41] = acc_20[0];
-    out[((o_41 + 1) >>> 0)] = acc_20[1];
+    const o_55 = ((Math.imul((((Math.imul(i, 16) >>> 0) + (l_1 >>> 0)) >>> 0), 2)) >>> 0);
+    out[o_55] = acc_20[0];
+    out[((o_55 + 1) >>> 0)] = acc_20[1];
   }
 }
-export function gridForward(ngp_n, x, params, out) {
-  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) gridForward_body(ngp_i, x, params, out);
+export function gridForward(ngp_n, x, params, probe, out) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) gridForward_body(ngp_i, x, params, probe, out);
 }
 
-function gridBackward_body(i, x, dy, grad) {
-  for (let l = 0; l < 16; l = ((l + 1) | 0)) {
-    const cell = new Uint32Array(3);
-    const coords = new Uint32Array(3);
-    const w0 = new Float32Array(3);
-    const w1 = new Float32Array(3);
-    const dw = new Float32Array(3);
+function gridBackward_body(i, x, params, probe, logits, dy, grad, logitGrad) {
+  for (let l_1 = 0; l_1 < 16; l_1 = ((l_1 + 1) | 0)) {
+    const cell_2 = new Uint32Array(3);
+    const coords_3 = new Uint32Array(3);
+    const w0_4 = new Float32Array(3);
+    const w1_5 = new Float32Array(3);
+    const dw_6 = new Float32Array(3);
     {
-      const xd_2 = __min(__max(0, x[(Math.imul(i, 3) >>> 0)]), 1);
-      const s_3 = tbl_cfg_scale[(Math.imul(l, 3) | 0)];
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, s_3, 0.5)));
-      const g_5 = ((__fma(xd_2, s_3, Math.fround(0.5 - rounded_4)) < 0) ? Math.fround(rounded_4 - 1) : rounded_4);
-      cell[0] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, s_3, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), s_3, Math.fround(g_5 + 0.5));
-      w1[0] = f_6;
-      w0[0] = omf_7;
-      dw[0] = s_3;
+      const xd_8 = __min(__max(0, x[(Math.imul(i, 3) >>> 0)]), 1);
+      const s_9 = tbl_cfg_scale[(Math.imul(l_1, 3) | 0)];
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, s_9, 0.5)));
+      const g_11 = ((__fma(xd_8, s_9, Math.fround(0.5 - rounded_10)) < 0) ? Math.fround(rounded_10 - 1) : rounded_10);
+      cell_2[0] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, s_9, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), s_9, Math.fround(g_11 + 0.5));
+      w1_5[0] = f_12;
+      w0_4[0] = omf_13;
+      dw_6[0] = s_9;
     }
     {
-      const xd_2 = __min(__max(0, x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)]), 1);
-      const s_3 = tbl_cfg_scale[(((Math.imul(l, 3) | 0) + 1) | 0)];
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, s_3, 0.5)));
-      const g_5 = ((__fma(xd_2, s_3, Math.fround(0.5 - rounded_4)) < 0) ? Math.fround(rounded_4 - 1) : rounded_4);
-      cell[1] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, s_3, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), s_3, Math.fround(g_5 + 0.5));
-      w1[1] = f_6;
-      w0[1] = omf_7;
-      dw[1] = s_3;
+      const xd_8 = __min(__max(0, x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)]), 1);
+      const s_9 = tbl_cfg_scale[(((Math.imul(l_1, 3) | 0) + 1) | 0)];
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, s_9, 0.5)));
+      const g_11 = ((__fma(xd_8, s_9, Math.fround(0.5 - rounded_10)) < 0) ? Math.fround(rounded_10 - 1) : rounded_10);
+      cell_2[1] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, s_9, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), s_9, Math.fround(g_11 + 0.5));
+      w1_5[1] = f_12;
+      w0_4[1] = omf_13;
+      dw_6[1] = s_9;
     }
     {
-      const xd_2 = __min(__max(0, x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)]), 1);
-      const s_3 = tbl_cfg_scale[(((Math.imul(l, 3) | 0) + 2) | 0)];
-      const rounded_4 = Math.fround(Math.floor(__fma(xd_2, s_3, 0.5)));
-      const g_5 = ((__fma(xd_2, s_3, Math.fround(0.5 - rounded_4)) < 0) ? Math.fround(rounded_4 - 1) : rounded_4);
-      cell[2] = __f2u32(g_5);
-      const f_6 = __fma(xd_2, s_3, Math.fround(0.5 - g_5));
-      const omf_7 = __fma((-xd_2), s_3, Math.fround(g_5 + 0.5));
-      w1[2] = f_6;
-      w0[2] = omf_7;
-      dw[2] = s_3;
+      const xd_8 = __min(__max(0, x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)]), 1);
+      const s_9 = tbl_cfg_scale[(((Math.imul(l_1, 3) | 0) + 2) | 0)];
+      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, s_9, 0.5)));
+      const g_11 = ((__fma(xd_8, s_9, Math.fround(0.5 - rounded_10)) < 0) ? Math.fround(rounded_10 - 1) : rounded_10);
+      cell_2[2] = __f2u32(g_11);
+      const f_12 = __fma(xd_8, s_9, Math.fround(0.5 - g_11));
+      const omf_13 = __fma((-xd_8), s_9, Math.fround(g_11 + 0.5));
+      w1_5[2] = f_12;
+      w0_4[2] = omf_13;
+      dw_6[2] = s_9;
     }
-    const o = ((Math.imul((((Math.imul(i, 16) >>> 0) + (l >>> 0)) >>> 0), 2)) >>> 0);
+    const o_20 = ((Math.imul((((Math.imul(i, 16) >>> 0) + (l_1 >>> 0)) >>> 0), 2)) >>> 0);
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = 0;
-      if (tbl_cfg_hashed[l]) {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+      let w_56 = w0_4[0];
+      w_56 = Math.fround(w_56 * w0_4[1]);
+      w_56 = Math.fround(w_56 * w0_4[2]);
+      let entry_result_70 = 0;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      if (tbl_cfg_probed[l_1]) {
+        let h_60 = coords_3[0];
+        h_60 = ((h_60 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_60 = ((h_60 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        let h_63 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_63 = ((h_63 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_63 = ((h_63 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_70 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_60, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_63, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        index_23 = ((index_23 + ((Math.imul(coords[0], tbl_cfg_stride[(Math.imul(l, 3) | 0)])) >>> 0)) >>> 0);
-        index_23 = ((index_23 + ((Math.imul(coords[1], tbl_cfg_stride[(((Math.imul(l, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-        index_23 = ((index_23 + ((Math.imul(coords[2], tbl_cfg_stride[(((Math.imul(l, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        let index_65 = 0;
+        if (tbl_cfg_hashed[l_1]) {
+          let h_67 = coords_3[0];
+          h_67 = ((h_67 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          h_67 = ((h_67 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+          index_65 = h_67;
+        } else {
+          index_65 = ((index_65 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_65 = ((index_65 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_65 = ((index_65 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        }
+        entry_result_70 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_65, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base = ((Math.imul(((tbl_cfg_offset[l] + __umod(index_23, tbl_cfg_size[l])) >>> 0), 2)) >>> 0);
-      grad[base] += Math.fround(w * dy[o]);
-      grad[((base + 1) >>> 0)] += Math.fround(w * dy[((o + 1) >>> 0)]);
+      const base_71 = entry_result_70;
+      grad[base_71] += Math.fround(w_56 * dy[o_20]);
+      grad[((base_71 + 1) >>> 0)] += Math.fround(w_56 * dy[((o_20 + 1) >>> 0)]);
+      if (tbl_cfg_probed[l_1]) {
+        let h_74 = coords_3[0];
+        h_74 = ((h_74 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_74 = ((h_74 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        const first_76 = ((tbl_cfg_offset[l_1] + __umod(h_74, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
+        let h_78 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_78 = ((h_78 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_78 = ((h_78 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        const row_80 = ((tbl_cfg_rowOffset[l_1] + __umod(h_78, 4096)) >>> 0);
+        const s_81 = new Float32Array(1);
+        const g_82 = new Float32Array(1);
+        const top_83 = logits[row_80];
+        let total_85 = 0;
+        s_81[0] = Math.fround(Math.exp(Math.fround(logits[row_80] - top_83)));
+        total_85 = Math.fround(total_85 + s_81[0]);
+        let gp_87 = 0;
+        gp_87 = __fma(dy[o_20], params[(Math.imul(first_76, 2) >>> 0)], gp_87);
+        gp_87 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_76, 2) >>> 0) + 1) >>> 0)], gp_87);
+        g_82[0] = Math.fround(w_56 * gp_87);
+        let mean_89 = 0;
+        s_81[0] = Math.fround(s_81[0] / total_85);
+        mean_89 = __fma(s_81[0], g_82[0], mean_89);
+        logitGrad[row_80] += Math.fround(s_81[0] * Math.fround(g_82[0] - mean_89));
+      }
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = cell[2];
-      let index_23 = 0;
-      if (tbl_cfg_hashed[l]) {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+      let w_56 = w1_5[0];
+      w_56 = Math.fround(w_56 * w0_4[1]);
+      w_56 = Math.fround(w_56 * w0_4[2]);
+      let entry_result_70 = 0;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = cell_2[2];
+      if (tbl_cfg_probed[l_1]) {
+        let h_60 = coords_3[0];
+        h_60 = ((h_60 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_60 = ((h_60 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        let h_63 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_63 = ((h_63 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_63 = ((h_63 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_70 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_60, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_63, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        index_23 = ((index_23 + ((Math.imul(coords[0], tbl_cfg_stride[(Math.imul(l, 3) | 0)])) >>> 0)) >>> 0);
-        index_23 = ((index_23 + ((Math.imul(coords[1], tbl_cfg_stride[(((Math.imul(l, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-        index_23 = ((index_23 + ((Math.imul(coords[2], tbl_cfg_stride[(((Math.imul(l, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        let index_65 = 0;
+        if (tbl_cfg_hashed[l_1]) {
+          let h_67 = coords_3[0];
+          h_67 = ((h_67 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          h_67 = ((h_67 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+          index_65 = h_67;
+        } else {
+          index_65 = ((index_65 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_65 = ((index_65 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_65 = ((index_65 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        }
+        entry_result_70 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_65, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base = ((Math.imul(((tbl_cfg_offset[l] + __umod(index_23, tbl_cfg_size[l])) >>> 0), 2)) >>> 0);
-      grad[base] += Math.fround(w * dy[o]);
-      grad[((base + 1) >>> 0)] += Math.fround(w * dy[((o + 1) >>> 0)]);
+      const base_71 = entry_result_70;
+      grad[base_71] += Math.fround(w_56 * dy[o_20]);
+      grad[((base_71 + 1) >>> 0)] += Math.fround(w_56 * dy[((o_20 + 1) >>> 0)]);
+      if (tbl_cfg_probed[l_1]) {
+        let h_74 = coords_3[0];
+        h_74 = ((h_74 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_74 = ((h_74 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        const first_76 = ((tbl_cfg_offset[l_1] + __umod(h_74, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
+        let h_78 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_78 = ((h_78 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_78 = ((h_78 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        const row_80 = ((tbl_cfg_rowOffset[l_1] + __umod(h_78, 4096)) >>> 0);
+        const s_81 = new Float32Array(1);
+        const g_82 = new Float32Array(1);
+        const top_83 = logits[row_80];
+        let total_85 = 0;
+        s_81[0] = Math.fround(Math.exp(Math.fround(logits[row_80] - top_83)));
+        total_85 = Math.fround(total_85 + s_81[0]);
+        let gp_87 = 0;
+        gp_87 = __fma(dy[o_20], params[(Math.imul(first_76, 2) >>> 0)], gp_87);
+        gp_87 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_76, 2) >>> 0) + 1) >>> 0)], gp_87);
+        g_82[0] = Math.fround(w_56 * gp_87);
+        let mean_89 = 0;
+        s_81[0] = Math.fround(s_81[0] / total_85);
+        mean_89 = __fma(s_81[0], g_82[0], mean_89);
+        logitGrad[row_80] += Math.fround(s_81[0] * Math.fround(g_82[0] - mean_89));
+      }
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = 0;
-      if (tbl_cfg_hashed[l]) {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+      let w_56 = w0_4[0];
+      w_56 = Math.fround(w_56 * w1_5[1]);
+      w_56 = Math.fround(w_56 * w0_4[2]);
+      let entry_result_70 = 0;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      if (tbl_cfg_probed[l_1]) {
+        let h_60 = coords_3[0];
+        h_60 = ((h_60 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_60 = ((h_60 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        let h_63 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_63 = ((h_63 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_63 = ((h_63 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_70 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_60, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_63, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        index_23 = ((index_23 + ((Math.imul(coords[0], tbl_cfg_stride[(Math.imul(l, 3) | 0)])) >>> 0)) >>> 0);
-        index_23 = ((index_23 + ((Math.imul(coords[1], tbl_cfg_stride[(((Math.imul(l, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-        index_23 = ((index_23 + ((Math.imul(coords[2], tbl_cfg_stride[(((Math.imul(l, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        let index_65 = 0;
+        if (tbl_cfg_hashed[l_1]) {
+          let h_67 = coords_3[0];
+          h_67 = ((h_67 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          h_67 = ((h_67 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+          index_65 = h_67;
+        } else {
+          index_65 = ((index_65 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_65 = ((index_65 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_65 = ((index_65 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        }
+        entry_result_70 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_65, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base = ((Math.imul(((tbl_cfg_offset[l] + __umod(index_23, tbl_cfg_size[l])) >>> 0), 2)) >>> 0);
-      grad[base] += Math.fround(w * dy[o]);
-      grad[((base + 1) >>> 0)] += Math.fround(w * dy[((o + 1) >>> 0)]);
+      const base_71 = entry_result_70;
+      grad[base_71] += Math.fround(w_56 * dy[o_20]);
+      grad[((base_71 + 1) >>> 0)] += Math.fround(w_56 * dy[((o_20 + 1) >>> 0)]);
+      if (tbl_cfg_probed[l_1]) {
+        let h_74 = coords_3[0];
+        h_74 = ((h_74 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_74 = ((h_74 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        const first_76 = ((tbl_cfg_offset[l_1] + __umod(h_74, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
+        let h_78 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_78 = ((h_78 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_78 = ((h_78 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        const row_80 = ((tbl_cfg_rowOffset[l_1] + __umod(h_78, 4096)) >>> 0);
+        const s_81 = new Float32Array(1);
+        const g_82 = new Float32Array(1);
+        const top_83 = logits[row_80];
+        let total_85 = 0;
+        s_81[0] = Math.fround(Math.exp(Math.fround(logits[row_80] - top_83)));
+        total_85 = Math.fround(total_85 + s_81[0]);
+        let gp_87 = 0;
+        gp_87 = __fma(dy[o_20], params[(Math.imul(first_76, 2) >>> 0)], gp_87);
+        gp_87 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_76, 2) >>> 0) + 1) >>> 0)], gp_87);
+        g_82[0] = Math.fround(w_56 * gp_87);
+        let mean_89 = 0;
+        s_81[0] = Math.fround(s_81[0] / total_85);
+        mean_89 = __fma(s_81[0], g_82[0], mean_89);
+        logitGrad[row_80] += Math.fround(s_81[0] * Math.fround(g_82[0] - mean_89));
+      }
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w0[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = cell[2];
-      let index_23 = 0;
-      if (tbl_cfg_hashed[l]) {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+      let w_56 = w1_5[0];
+      w_56 = Math.fround(w_56 * w1_5[1]);
+      w_56 = Math.fround(w_56 * w0_4[2]);
+      let entry_result_70 = 0;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = cell_2[2];
+      if (tbl_cfg_probed[l_1]) {
+        let h_60 = coords_3[0];
+        h_60 = ((h_60 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_60 = ((h_60 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        let h_63 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_63 = ((h_63 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_63 = ((h_63 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_70 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_60, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_63, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        index_23 = ((index_23 + ((Math.imul(coords[0], tbl_cfg_stride[(Math.imul(l, 3) | 0)])) >>> 0)) >>> 0);
-        index_23 = ((index_23 + ((Math.imul(coords[1], tbl_cfg_stride[(((Math.imul(l, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-        index_23 = ((index_23 + ((Math.imul(coords[2], tbl_cfg_stride[(((Math.imul(l, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        let index_65 = 0;
+        if (tbl_cfg_hashed[l_1]) {
+          let h_67 = coords_3[0];
+          h_67 = ((h_67 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          h_67 = ((h_67 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+          index_65 = h_67;
+        } else {
+          index_65 = ((index_65 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_65 = ((index_65 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_65 = ((index_65 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        }
+        entry_result_70 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_65, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base = ((Math.imul(((tbl_cfg_offset[l] + __umod(index_23, tbl_cfg_size[l])) >>> 0), 2)) >>> 0);
-      grad[base] += Math.fround(w * dy[o]);
-      grad[((base + 1) >>> 0)] += Math.fround(w * dy[((o + 1) >>> 0)]);
+      const base_71 = entry_result_70;
+      grad[base_71] += Math.fround(w_56 * dy[o_20]);
+      grad[((base_71 + 1) >>> 0)] += Math.fround(w_56 * dy[((o_20 + 1) >>> 0)]);
+      if (tbl_cfg_probed[l_1]) {
+        let h_74 = coords_3[0];
+        h_74 = ((h_74 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_74 = ((h_74 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        const first_76 = ((tbl_cfg_offset[l_1] + __umod(h_74, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
+        let h_78 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_78 = ((h_78 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_78 = ((h_78 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        const row_80 = ((tbl_cfg_rowOffset[l_1] + __umod(h_78, 4096)) >>> 0);
+        const s_81 = new Float32Array(1);
+        const g_82 = new Float32Array(1);
+        const top_83 = logits[row_80];
+        let total_85 = 0;
+        s_81[0] = Math.fround(Math.exp(Math.fround(logits[row_80] - top_83)));
+        total_85 = Math.fround(total_85 + s_81[0]);
+        let gp_87 = 0;
+        gp_87 = __fma(dy[o_20], params[(Math.imul(first_76, 2) >>> 0)], gp_87);
+        gp_87 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_76, 2) >>> 0) + 1) >>> 0)], gp_87);
+        g_82[0] = Math.fround(w_56 * gp_87);
+        let mean_89 = 0;
+        s_81[0] = Math.fround(s_81[0] / total_85);
+        mean_89 = __fma(s_81[0], g_82[0], mean_89);
+        logitGrad[row_80] += Math.fround(s_81[0] * Math.fround(g_82[0] - mean_89));
+      }
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
-      if (tbl_cfg_hashed[l]) {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+      let w_56 = w0_4[0];
+      w_56 = Math.fround(w_56 * w0_4[1]);
+      w_56 = Math.fround(w_56 * w1_5[2]);
+      let entry_result_70 = 0;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      if (tbl_cfg_probed[l_1]) {
+        let h_60 = coords_3[0];
+        h_60 = ((h_60 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_60 = ((h_60 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        let h_63 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_63 = ((h_63 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_63 = ((h_63 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_70 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_60, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_63, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        index_23 = ((index_23 + ((Math.imul(coords[0], tbl_cfg_stride[(Math.imul(l, 3) | 0)])) >>> 0)) >>> 0);
-        index_23 = ((index_23 + ((Math.imul(coords[1], tbl_cfg_stride[(((Math.imul(l, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-        index_23 = ((index_23 + ((Math.imul(coords[2], tbl_cfg_stride[(((Math.imul(l, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        let index_65 = 0;
+        if (tbl_cfg_hashed[l_1]) {
+          let h_67 = coords_3[0];
+          h_67 = ((h_67 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          h_67 = ((h_67 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+          index_65 = h_67;
+        } else {
+          index_65 = ((index_65 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_65 = ((index_65 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_65 = ((index_65 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        }
+        entry_result_70 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_65, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base = ((Math.imul(((tbl_cfg_offset[l] + __umod(index_23, tbl_cfg_size[l])) >>> 0), 2)) >>> 0);
-      grad[base] += Math.fround(w * dy[o]);
-      grad[((base + 1) >>> 0)] += Math.fround(w * dy[((o + 1) >>> 0)]);
+      const base_71 = entry_result_70;
+      grad[base_71] += Math.fround(w_56 * dy[o_20]);
+      grad[((base_71 + 1) >>> 0)] += Math.fround(w_56 * dy[((o_20 + 1) >>> 0)]);
+      if (tbl_cfg_probed[l_1]) {
+        let h_74 = coords_3[0];
+        h_74 = ((h_74 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_74 = ((h_74 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        const first_76 = ((tbl_cfg_offset[l_1] + __umod(h_74, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
+        let h_78 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_78 = ((h_78 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_78 = ((h_78 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        const row_80 = ((tbl_cfg_rowOffset[l_1] + __umod(h_78, 4096)) >>> 0);
+        const s_81 = new Float32Array(1);
+        const g_82 = new Float32Array(1);
+        const top_83 = logits[row_80];
+        let total_85 = 0;
+        s_81[0] = Math.fround(Math.exp(Math.fround(logits[row_80] - top_83)));
+        total_85 = Math.fround(total_85 + s_81[0]);
+        let gp_87 = 0;
+        gp_87 = __fma(dy[o_20], params[(Math.imul(first_76, 2) >>> 0)], gp_87);
+        gp_87 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_76, 2) >>> 0) + 1) >>> 0)], gp_87);
+        g_82[0] = Math.fround(w_56 * gp_87);
+        let mean_89 = 0;
+        s_81[0] = Math.fround(s_81[0] / total_85);
+        mean_89 = __fma(s_81[0], g_82[0], mean_89);
+        logitGrad[row_80] += Math.fround(s_81[0] * Math.fround(g_82[0] - mean_89));
+      }
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w0[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = cell[1];
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
-      if (tbl_cfg_hashed[l]) {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+      let w_56 = w1_5[0];
+      w_56 = Math.fround(w_56 * w0_4[1]);
+      w_56 = Math.fround(w_56 * w1_5[2]);
+      let entry_result_70 = 0;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = cell_2[1];
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      if (tbl_cfg_probed[l_1]) {
+        let h_60 = coords_3[0];
+        h_60 = ((h_60 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_60 = ((h_60 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        let h_63 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_63 = ((h_63 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_63 = ((h_63 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_70 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_60, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_63, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        index_23 = ((index_23 + ((Math.imul(coords[0], tbl_cfg_stride[(Math.imul(l, 3) | 0)])) >>> 0)) >>> 0);
-        index_23 = ((index_23 + ((Math.imul(coords[1], tbl_cfg_stride[(((Math.imul(l, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-        index_23 = ((index_23 + ((Math.imul(coords[2], tbl_cfg_stride[(((Math.imul(l, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        let index_65 = 0;
+        if (tbl_cfg_hashed[l_1]) {
+          let h_67 = coords_3[0];
+          h_67 = ((h_67 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          h_67 = ((h_67 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+          index_65 = h_67;
+        } else {
+          index_65 = ((index_65 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_65 = ((index_65 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_65 = ((index_65 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        }
+        entry_result_70 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_65, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base = ((Math.imul(((tbl_cfg_offset[l] + __umod(index_23, tbl_cfg_size[l])) >>> 0), 2)) >>> 0);
-      grad[base] += Math.fround(w * dy[o]);
-      grad[((base + 1) >>> 0)] += Math.fround(w * dy[((o + 1) >>> 0)]);
+      const base_71 = entry_result_70;
+      grad[base_71] += Math.fround(w_56 * dy[o_20]);
+      grad[((base_71 + 1) >>> 0)] += Math.fround(w_56 * dy[((o_20 + 1) >>> 0)]);
+      if (tbl_cfg_probed[l_1]) {
+        let h_74 = coords_3[0];
+        h_74 = ((h_74 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_74 = ((h_74 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        const first_76 = ((tbl_cfg_offset[l_1] + __umod(h_74, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
+        let h_78 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_78 = ((h_78 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_78 = ((h_78 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        const row_80 = ((tbl_cfg_rowOffset[l_1] + __umod(h_78, 4096)) >>> 0);
+        const s_81 = new Float32Array(1);
+        const g_82 = new Float32Array(1);
+        const top_83 = logits[row_80];
+        let total_85 = 0;
+        s_81[0] = Math.fround(Math.exp(Math.fround(logits[row_80] - top_83)));
+        total_85 = Math.fround(total_85 + s_81[0]);
+        let gp_87 = 0;
+        gp_87 = __fma(dy[o_20], params[(Math.imul(first_76, 2) >>> 0)], gp_87);
+        gp_87 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_76, 2) >>> 0) + 1) >>> 0)], gp_87);
+        g_82[0] = Math.fround(w_56 * gp_87);
+        let mean_89 = 0;
+        s_81[0] = Math.fround(s_81[0] / total_85);
+        mean_89 = __fma(s_81[0], g_82[0], mean_89);
+        logitGrad[row_80] += Math.fround(s_81[0] * Math.fround(g_82[0] - mean_89));
+      }
     }
     {
-      let w_20 = w0[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = cell[0];
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
-      if (tbl_cfg_hashed[l]) {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+      let w_56 = w0_4[0];
+      w_56 = Math.fround(w_56 * w1_5[1]);
+      w_56 = Math.fround(w_56 * w1_5[2]);
+      let entry_result_70 = 0;
+      coords_3[0] = cell_2[0];
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      if (tbl_cfg_probed[l_1]) {
+        let h_60 = coords_3[0];
+        h_60 = ((h_60 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_60 = ((h_60 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        let h_63 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_63 = ((h_63 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_63 = ((h_63 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_70 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_60, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_63, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        index_23 = ((index_23 + ((Math.imul(coords[0], tbl_cfg_stride[(Math.imul(l, 3) | 0)])) >>> 0)) >>> 0);
-        index_23 = ((index_23 + ((Math.imul(coords[1], tbl_cfg_stride[(((Math.imul(l, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-        index_23 = ((index_23 + ((Math.imul(coords[2], tbl_cfg_stride[(((Math.imul(l, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        let index_65 = 0;
+        if (tbl_cfg_hashed[l_1]) {
+          let h_67 = coords_3[0];
+          h_67 = ((h_67 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          h_67 = ((h_67 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+          index_65 = h_67;
+        } else {
+          index_65 = ((index_65 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_65 = ((index_65 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_65 = ((index_65 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        }
+        entry_result_70 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_65, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base = ((Math.imul(((tbl_cfg_offset[l] + __umod(index_23, tbl_cfg_size[l])) >>> 0), 2)) >>> 0);
-      grad[base] += Math.fround(w * dy[o]);
-      grad[((base + 1) >>> 0)] += Math.fround(w * dy[((o + 1) >>> 0)]);
+      const base_71 = entry_result_70;
+      grad[base_71] += Math.fround(w_56 * dy[o_20]);
+      grad[((base_71 + 1) >>> 0)] += Math.fround(w_56 * dy[((o_20 + 1) >>> 0)]);
+      if (tbl_cfg_probed[l_1]) {
+        let h_74 = coords_3[0];
+        h_74 = ((h_74 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_74 = ((h_74 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        const first_76 = ((tbl_cfg_offset[l_1] + __umod(h_74, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
+        let h_78 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_78 = ((h_78 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_78 = ((h_78 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        const row_80 = ((tbl_cfg_rowOffset[l_1] + __umod(h_78, 4096)) >>> 0);
+        const s_81 = new Float32Array(1);
+        const g_82 = new Float32Array(1);
+        const top_83 = logits[row_80];
+        let total_85 = 0;
+        s_81[0] = Math.fround(Math.exp(Math.fround(logits[row_80] - top_83)));
+        total_85 = Math.fround(total_85 + s_81[0]);
+        let gp_87 = 0;
+        gp_87 = __fma(dy[o_20], params[(Math.imul(first_76, 2) >>> 0)], gp_87);
+        gp_87 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_76, 2) >>> 0) + 1) >>> 0)], gp_87);
+        g_82[0] = Math.fround(w_56 * gp_87);
+        let mean_89 = 0;
+        s_81[0] = Math.fround(s_81[0] / total_85);
+        mean_89 = __fma(s_81[0], g_82[0], mean_89);
+        logitGrad[row_80] += Math.fround(s_81[0] * Math.fround(g_82[0] - mean_89));
+      }
     }
     {
-      let w_20 = w1[0];
-      w_20 = Math.fround(w_20 * w1[1]);
-      w_20 = Math.fround(w_20 * w1[2]);
-      const w = w_20;
-      coords[0] = ((cell[0] + 1) >>> 0);
-      coords[1] = ((cell[1] + 1) >>> 0);
-      coords[2] = ((cell[2] + 1) >>> 0);
-      let index_23 = 0;
-      if (tbl_cfg_hashed[l]) {
-        let h_25 = coords[0];
-        h_25 = ((h_25 ^ (Math.imul(coords[1], 2654435761) >>> 0)) >>> 0);
-        h_25 = ((h_25 ^ (Math.imul(coords[2], 805459861) >>> 0)) >>> 0);
-        index_23 = h_25;
+      let w_56 = w1_5[0];
+      w_56 = Math.fround(w_56 * w1_5[1]);
+      w_56 = Math.fround(w_56 * w1_5[2]);
+      let entry_result_70 = 0;
+      coords_3[0] = ((cell_2[0] + 1) >>> 0);
+      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_3[2] = ((cell_2[2] + 1) >>> 0);
+      if (tbl_cfg_probed[l_1]) {
+        let h_60 = coords_3[0];
+        h_60 = ((h_60 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_60 = ((h_60 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        let h_63 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_63 = ((h_63 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_63 = ((h_63 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_70 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_60, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_63, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        index_23 = ((index_23 + ((Math.imul(coords[0], tbl_cfg_stride[(Math.imul(l, 3) | 0)])) >>> 0)) >>> 0);
-        index_23 = ((index_23 + ((Math.imul(coords[1], tbl_cfg_stride[(((Math.imul(l, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-        index_23 = ((index_23 + ((Math.imul(coords[2], tbl_cfg_stride[(((Math.imul(l, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        let index_65 = 0;
+        if (tbl_cfg_hashed[l_1]) {
+          let h_67 = coords_3[0];
+          h_67 = ((h_67 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          h_67 = ((h_67 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+          index_65 = h_67;
+        } else {
+          index_65 = ((index_65 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_65 = ((index_65 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_65 = ((index_65 + ((Math.imul(coords_3[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        }
+        entry_result_70 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_65, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base = ((Math.imul(((tbl_cfg_offset[l] + __umod(index_23, tbl_cfg_size[l])) >>> 0), 2)) >>> 0);
-      grad[base] += Math.fround(w * dy[o]);
-      grad[((base + 1) >>> 0)] += Math.fround(w * dy[((o + 1) >>> 0)]);
+      const base_71 = entry_result_70;
+      grad[base_71] += Math.fround(w_56 * dy[o_20]);
+      grad[((base_71 + 1) >>> 0)] += Math.fround(w_56 * dy[((o_20 + 1) >>> 0)]);
+      if (tbl_cfg_probed[l_1]) {
+        let h_74 = coords_3[0];
+        h_74 = ((h_74 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        h_74 = ((h_74 ^ (Math.imul(coords_3[2], 805459861) >>> 0)) >>> 0);
+        const first_76 = ((tbl_cfg_offset[l_1] + __umod(h_74, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
+        let h_78 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_78 = ((h_78 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        h_78 = ((h_78 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
+        const row_80 = ((tbl_cfg_rowOffset[l_1] + __umod(h_78, 4096)) >>> 0);
+        const s_81 = new Float32Array(1);
+        const g_82 = new Float32Array(1);
+        const top_83 = logits[row_80];
+        let total_85 = 0;
+        s_81[0] = Math.fround(Math.exp(Math.fround(logits[row_80] - top_83)));
+        total_85 = Math.fround(total_85 + s_81[0]);
+        let gp_87 = 0;
+        gp_87 = __fma(dy[o_20], params[(Math.imul(first_76, 2) >>> 0)], gp_87);
+        gp_87 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_76, 2) >>> 0) + 1) >>> 0)], gp_87);
+        g_82[0] = Math.fround(w_56 * gp_87);
+        let mean_89 = 0;
+        s_81[0] = Math.fround(s_81[0] / total_85);
+        mean_89 = __fma(s_81[0], g_82[0], mean_89);
+        logitGrad[row_80] += Math.fround(s_81[0] * Math.fround(g_82[0] - mean_89));
+      }
     }
   }
 }
-export function gridBackward(ngp_n, x, dy, grad) {
-  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) gridBackward_body(ngp_i, x, dy, grad);
+export function gridBackward(ngp_n, x, params, probe, logits, dy, grad, logitGrad) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) gridBackward_body(ngp_i, x, params, probe, logits, dy, grad, logitGrad);
 }
 
-function gridInputGrad_body(i, x, params, dy, dx) {
+function gridInputGrad_body(i, x, params, probe, dy, dx) {
   const acc_1 = new Float32Array(3);
   for (let l_2 = 0; l_2 < 16; l_2 = ((l_2 + 1) | 0)) {
     const cell_3 = new Uint32Array(3);
@@ -545,323 +923,419 @@ function gridInputGrad_body(i, x, params, dy, dx) {
     }
     const o_21 = ((Math.imul((((Math.imul(i, 16) >>> 0) + (l_2 >>> 0)) >>> 0), 2)) >>> 0);
     {
+      let entry_result_35 = 0;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      let index_24 = 0;
-      if (tbl_cfg_hashed[l_2]) {
-        let h_26 = coords_4[0];
-        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-        index_24 = h_26;
+      if (tbl_cfg_probed[l_2]) {
+        let h_25 = coords_4[0];
+        h_25 = ((h_25 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_25 = ((h_25 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
+        h_28 = ((h_28 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        index_24 = ((index_24 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_2, 3) | 0)])) >>> 0)) >>> 0);
-        index_24 = ((index_24 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-        index_24 = ((index_24 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        let index_30 = 0;
+        if (tbl_cfg_hashed[l_2]) {
+          let h_32 = coords_4[0];
+          h_32 = ((h_32 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+          h_32 = ((h_32 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+          index_30 = h_32;
+        } else {
+          index_30 = ((index_30 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_2, 3) | 0)])) >>> 0)) >>> 0);
+          index_30 = ((index_30 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_30 = ((index_30 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        }
+        entry_result_35 = ((Math.imul(((tbl_cfg_offset[l_2] + __umod(index_30, tbl_cfg_size[l_2])) >>> 0), 2)) >>> 0);
       }
-      const base_29 = ((Math.imul(((tbl_cfg_offset[l_2] + __umod(index_24, tbl_cfg_size[l_2])) >>> 0), 2)) >>> 0);
-      let g_30 = 0;
-      g_30 = __fma(dy[o_21], params[base_29], g_30);
-      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      const base_36 = entry_result_35;
+      let g_37 = 0;
+      g_37 = __fma(dy[o_21], params[base_36], g_37);
+      g_37 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_36 + 1) >>> 0)], g_37);
       {
-        let w_33 = Math.fround(g_30 * dw_7[0]);
-        w_33 = Math.fround(w_33 * w0_5[1]);
-        w_33 = Math.fround(w_33 * w0_5[2]);
-        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+        let w_40 = Math.fround(g_37 * dw_7[0]);
+        w_40 = Math.fround(w_40 * w0_5[1]);
+        w_40 = Math.fround(w_40 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_40));
       }
       {
-        let w_33 = Math.fround(g_30 * dw_7[1]);
-        w_33 = Math.fround(w_33 * w0_5[0]);
-        w_33 = Math.fround(w_33 * w0_5[2]);
-        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+        let w_40 = Math.fround(g_37 * dw_7[1]);
+        w_40 = Math.fround(w_40 * w0_5[0]);
+        w_40 = Math.fround(w_40 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_40));
       }
       {
-        let w_33 = Math.fround(g_30 * dw_7[2]);
-        w_33 = Math.fround(w_33 * w0_5[0]);
-        w_33 = Math.fround(w_33 * w0_5[1]);
-        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+        let w_40 = Math.fround(g_37 * dw_7[2]);
+        w_40 = Math.fround(w_40 * w0_5[0]);
+        w_40 = Math.fround(w_40 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_40));
       }
     }
     {
+      let entry_result_35 = 0;
       coords_4[0] = ((cell_3[0] + 1) >>> 0);
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      let index_24 = 0;
-      if (tbl_cfg_hashed[l_2]) {
-        let h_26 = coords_4[0];
-        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-        index_24 = h_26;
+      if (tbl_cfg_probed[l_2]) {
+        let h_25 = coords_4[0];
+        h_25 = ((h_25 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_25 = ((h_25 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
+        h_28 = ((h_28 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        index_24 = ((index_24 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_2, 3) | 0)])) >>> 0)) >>> 0);
-        index_24 = ((index_24 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-        index_24 = ((index_24 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        let index_30 = 0;
+        if (tbl_cfg_hashed[l_2]) {
+          let h_32 = coords_4[0];
+          h_32 = ((h_32 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+          h_32 = ((h_32 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+          index_30 = h_32;
+        } else {
+          index_30 = ((index_30 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_2, 3) | 0)])) >>> 0)) >>> 0);
+          index_30 = ((index_30 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_30 = ((index_30 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        }
+        entry_result_35 = ((Math.imul(((tbl_cfg_offset[l_2] + __umod(index_30, tbl_cfg_size[l_2])) >>> 0), 2)) >>> 0);
       }
-      const base_29 = ((Math.imul(((tbl_cfg_offset[l_2] + __umod(index_24, tbl_cfg_size[l_2])) >>> 0), 2)) >>> 0);
-      let g_30 = 0;
-      g_30 = __fma(dy[o_21], params[base_29], g_30);
-      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      const base_36 = entry_result_35;
+      let g_37 = 0;
+      g_37 = __fma(dy[o_21], params[base_36], g_37);
+      g_37 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_36 + 1) >>> 0)], g_37);
       {
-        let w_33 = Math.fround(g_30 * dw_7[0]);
-        w_33 = Math.fround(w_33 * w0_5[1]);
-        w_33 = Math.fround(w_33 * w0_5[2]);
-        acc_1[0] = Math.fround(acc_1[0] + w_33);
+        let w_40 = Math.fround(g_37 * dw_7[0]);
+        w_40 = Math.fround(w_40 * w0_5[1]);
+        w_40 = Math.fround(w_40 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_40);
       }
       {
-        let w_33 = Math.fround(g_30 * dw_7[1]);
-        w_33 = Math.fround(w_33 * w1_6[0]);
-        w_33 = Math.fround(w_33 * w0_5[2]);
-        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+        let w_40 = Math.fround(g_37 * dw_7[1]);
+        w_40 = Math.fround(w_40 * w1_6[0]);
+        w_40 = Math.fround(w_40 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_40));
       }
       {
-        let w_33 = Math.fround(g_30 * dw_7[2]);
-        w_33 = Math.fround(w_33 * w1_6[0]);
-        w_33 = Math.fround(w_33 * w0_5[1]);
-        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+        let w_40 = Math.fround(g_37 * dw_7[2]);
+        w_40 = Math.fround(w_40 * w1_6[0]);
+        w_40 = Math.fround(w_40 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_40));
       }
     }
     {
+      let entry_result_35 = 0;
       coords_4[0] = cell_3[0];
       coords_4[1] = ((cell_3[1] + 1) >>> 0);
       coords_4[2] = cell_3[2];
-      let index_24 = 0;
-      if (tbl_cfg_hashed[l_2]) {
-        let h_26 = coords_4[0];
-        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-        index_24 = h_26;
+      if (tbl_cfg_probed[l_2]) {
+        let h_25 = coords_4[0];
+        h_25 = ((h_25 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_25 = ((h_25 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
+        h_28 = ((h_28 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        index_24 = ((index_24 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_2, 3) | 0)])) >>> 0)) >>> 0);
-        index_24 = ((index_24 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-        index_24 = ((index_24 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        let index_30 = 0;
+        if (tbl_cfg_hashed[l_2]) {
+          let h_32 = coords_4[0];
+          h_32 = ((h_32 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+          h_32 = ((h_32 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+          index_30 = h_32;
+        } else {
+          index_30 = ((index_30 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_2, 3) | 0)])) >>> 0)) >>> 0);
+          index_30 = ((index_30 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_30 = ((index_30 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        }
+        entry_result_35 = ((Math.imul(((tbl_cfg_offset[l_2] + __umod(index_30, tbl_cfg_size[l_2])) >>> 0), 2)) >>> 0);
       }
-      const base_29 = ((Math.imul(((tbl_cfg_offset[l_2] + __umod(index_24, tbl_cfg_size[l_2])) >>> 0), 2)) >>> 0);
-      let g_30 = 0;
-      g_30 = __fma(dy[o_21], params[base_29], g_30);
-      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      const base_36 = entry_result_35;
+      let g_37 = 0;
+      g_37 = __fma(dy[o_21], params[base_36], g_37);
+      g_37 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_36 + 1) >>> 0)], g_37);
       {
-        let w_33 = Math.fround(g_30 * dw_7[0]);
-        w_33 = Math.fround(w_33 * w1_6[1]);
-        w_33 = Math.fround(w_33 * w0_5[2]);
-        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+        let w_40 = Math.fround(g_37 * dw_7[0]);
+        w_40 = Math.fround(w_40 * w1_6[1]);
+        w_40 = Math.fround(w_40 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_40));
       }
       {
-        let w_33 = Math.fround(g_30 * dw_7[1]);
-        w_33 = Math.fround(w_33 * w0_5[0]);
-        w_33 = Math.fround(w_33 * w0_5[2]);
-        acc_1[1] = Math.fround(acc_1[1] + w_33);
+        let w_40 = Math.fround(g_37 * dw_7[1]);
+        w_40 = Math.fround(w_40 * w0_5[0]);
+        w_40 = Math.fround(w_40 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_40);
       }
       {
-        let w_33 = Math.fround(g_30 * dw_7[2]);
-        w_33 = Math.fround(w_33 * w0_5[0]);
-        w_33 = Math.fround(w_33 * w1_6[1]);
-        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+        let w_40 = Math.fround(g_37 * dw_7[2]);
+        w_40 = Math.fround(w_40 * w0_5[0]);
+        w_40 = Math.fround(w_40 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_40));
       }
     }
     {
+      let entry_result_35 = 0;
       coords_4[0] = ((cell_3[0] + 1) >>> 0);
       coords_4[1] = ((cell_3[1] + 1) >>> 0);
       coords_4[2] = cell_3[2];
-      let index_24 = 0;
-      if (tbl_cfg_hashed[l_2]) {
-        let h_26 = coords_4[0];
-        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-        index_24 = h_26;
+      if (tbl_cfg_probed[l_2]) {
+        let h_25 = coords_4[0];
+        h_25 = ((h_25 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_25 = ((h_25 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
+        h_28 = ((h_28 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        index_24 = ((index_24 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_2, 3) | 0)])) >>> 0)) >>> 0);
-        index_24 = ((index_24 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-        index_24 = ((index_24 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        let index_30 = 0;
+        if (tbl_cfg_hashed[l_2]) {
+          let h_32 = coords_4[0];
+          h_32 = ((h_32 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+          h_32 = ((h_32 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+          index_30 = h_32;
+        } else {
+          index_30 = ((index_30 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_2, 3) | 0)])) >>> 0)) >>> 0);
+          index_30 = ((index_30 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_30 = ((index_30 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        }
+        entry_result_35 = ((Math.imul(((tbl_cfg_offset[l_2] + __umod(index_30, tbl_cfg_size[l_2])) >>> 0), 2)) >>> 0);
       }
-      const base_29 = ((Math.imul(((tbl_cfg_offset[l_2] + __umod(index_24, tbl_cfg_size[l_2])) >>> 0), 2)) >>> 0);
-      let g_30 = 0;
-      g_30 = __fma(dy[o_21], params[base_29], g_30);
-      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      const base_36 = entry_result_35;
+      let g_37 = 0;
+      g_37 = __fma(dy[o_21], params[base_36], g_37);
+      g_37 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_36 + 1) >>> 0)], g_37);
       {
-        let w_33 = Math.fround(g_30 * dw_7[0]);
-        w_33 = Math.fround(w_33 * w1_6[1]);
-        w_33 = Math.fround(w_33 * w0_5[2]);
-        acc_1[0] = Math.fround(acc_1[0] + w_33);
+        let w_40 = Math.fround(g_37 * dw_7[0]);
+        w_40 = Math.fround(w_40 * w1_6[1]);
+        w_40 = Math.fround(w_40 * w0_5[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_40);
       }
       {
-        let w_33 = Math.fround(g_30 * dw_7[1]);
-        w_33 = Math.fround(w_33 * w1_6[0]);
-        w_33 = Math.fround(w_33 * w0_5[2]);
-        acc_1[1] = Math.fround(acc_1[1] + w_33);
+        let w_40 = Math.fround(g_37 * dw_7[1]);
+        w_40 = Math.fround(w_40 * w1_6[0]);
+        w_40 = Math.fround(w_40 * w0_5[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_40);
       }
       {
-        let w_33 = Math.fround(g_30 * dw_7[2]);
-        w_33 = Math.fround(w_33 * w1_6[0]);
-        w_33 = Math.fround(w_33 * w1_6[1]);
-        acc_1[2] = Math.fround(acc_1[2] + (-w_33));
+        let w_40 = Math.fround(g_37 * dw_7[2]);
+        w_40 = Math.fround(w_40 * w1_6[0]);
+        w_40 = Math.fround(w_40 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + (-w_40));
       }
     }
     {
+      let entry_result_35 = 0;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = ((cell_3[2] + 1) >>> 0);
-      let index_24 = 0;
-      if (tbl_cfg_hashed[l_2]) {
-        let h_26 = coords_4[0];
-        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-        index_24 = h_26;
+      if (tbl_cfg_probed[l_2]) {
+        let h_25 = coords_4[0];
+        h_25 = ((h_25 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_25 = ((h_25 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
+        h_28 = ((h_28 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        index_24 = ((index_24 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_2, 3) | 0)])) >>> 0)) >>> 0);
-        index_24 = ((index_24 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-        index_24 = ((index_24 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        let index_30 = 0;
+        if (tbl_cfg_hashed[l_2]) {
+          let h_32 = coords_4[0];
+          h_32 = ((h_32 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+          h_32 = ((h_32 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+          index_30 = h_32;
+        } else {
+          index_30 = ((index_30 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_2, 3) | 0)])) >>> 0)) >>> 0);
+          index_30 = ((index_30 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_30 = ((index_30 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        }
+        entry_result_35 = ((Math.imul(((tbl_cfg_offset[l_2] + __umod(index_30, tbl_cfg_size[l_2])) >>> 0), 2)) >>> 0);
       }
-      const base_29 = ((Math.imul(((tbl_cfg_offset[l_2] + __umod(index_24, tbl_cfg_size[l_2])) >>> 0), 2)) >>> 0);
-      let g_30 = 0;
-      g_30 = __fma(dy[o_21], params[base_29], g_30);
-      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      const base_36 = entry_result_35;
+      let g_37 = 0;
+      g_37 = __fma(dy[o_21], params[base_36], g_37);
+      g_37 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_36 + 1) >>> 0)], g_37);
       {
-        let w_33 = Math.fround(g_30 * dw_7[0]);
-        w_33 = Math.fround(w_33 * w0_5[1]);
-        w_33 = Math.fround(w_33 * w1_6[2]);
-        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+        let w_40 = Math.fround(g_37 * dw_7[0]);
+        w_40 = Math.fround(w_40 * w0_5[1]);
+        w_40 = Math.fround(w_40 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_40));
       }
       {
-        let w_33 = Math.fround(g_30 * dw_7[1]);
-        w_33 = Math.fround(w_33 * w0_5[0]);
-        w_33 = Math.fround(w_33 * w1_6[2]);
-        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+        let w_40 = Math.fround(g_37 * dw_7[1]);
+        w_40 = Math.fround(w_40 * w0_5[0]);
+        w_40 = Math.fround(w_40 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_40));
       }
       {
-        let w_33 = Math.fround(g_30 * dw_7[2]);
-        w_33 = Math.fround(w_33 * w0_5[0]);
-        w_33 = Math.fround(w_33 * w0_5[1]);
-        acc_1[2] = Math.fround(acc_1[2] + w_33);
+        let w_40 = Math.fround(g_37 * dw_7[2]);
+        w_40 = Math.fround(w_40 * w0_5[0]);
+        w_40 = Math.fround(w_40 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_40);
       }
     }
     {
+      let entry_result_35 = 0;
       coords_4[0] = ((cell_3[0] + 1) >>> 0);
       coords_4[1] = cell_3[1];
       coords_4[2] = ((cell_3[2] + 1) >>> 0);
-      let index_24 = 0;
-      if (tbl_cfg_hashed[l_2]) {
-        let h_26 = coords_4[0];
-        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-        index_24 = h_26;
+      if (tbl_cfg_probed[l_2]) {
+        let h_25 = coords_4[0];
+        h_25 = ((h_25 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_25 = ((h_25 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
+        h_28 = ((h_28 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        index_24 = ((index_24 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_2, 3) | 0)])) >>> 0)) >>> 0);
-        index_24 = ((index_24 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-        index_24 = ((index_24 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        let index_30 = 0;
+        if (tbl_cfg_hashed[l_2]) {
+          let h_32 = coords_4[0];
+          h_32 = ((h_32 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+          h_32 = ((h_32 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+          index_30 = h_32;
+        } else {
+          index_30 = ((index_30 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_2, 3) | 0)])) >>> 0)) >>> 0);
+          index_30 = ((index_30 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_30 = ((index_30 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        }
+        entry_result_35 = ((Math.imul(((tbl_cfg_offset[l_2] + __umod(index_30, tbl_cfg_size[l_2])) >>> 0), 2)) >>> 0);
       }
-      const base_29 = ((Math.imul(((tbl_cfg_offset[l_2] + __umod(index_24, tbl_cfg_size[l_2])) >>> 0), 2)) >>> 0);
-      let g_30 = 0;
-      g_30 = __fma(dy[o_21], params[base_29], g_30);
-      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      const base_36 = entry_result_35;
+      let g_37 = 0;
+      g_37 = __fma(dy[o_21], params[base_36], g_37);
+      g_37 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_36 + 1) >>> 0)], g_37);
       {
-        let w_33 = Math.fround(g_30 * dw_7[0]);
-        w_33 = Math.fround(w_33 * w0_5[1]);
-        w_33 = Math.fround(w_33 * w1_6[2]);
-        acc_1[0] = Math.fround(acc_1[0] + w_33);
+        let w_40 = Math.fround(g_37 * dw_7[0]);
+        w_40 = Math.fround(w_40 * w0_5[1]);
+        w_40 = Math.fround(w_40 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_40);
       }
       {
-        let w_33 = Math.fround(g_30 * dw_7[1]);
-        w_33 = Math.fround(w_33 * w1_6[0]);
-        w_33 = Math.fround(w_33 * w1_6[2]);
-        acc_1[1] = Math.fround(acc_1[1] + (-w_33));
+        let w_40 = Math.fround(g_37 * dw_7[1]);
+        w_40 = Math.fround(w_40 * w1_6[0]);
+        w_40 = Math.fround(w_40 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + (-w_40));
       }
       {
-        let w_33 = Math.fround(g_30 * dw_7[2]);
-        w_33 = Math.fround(w_33 * w1_6[0]);
-        w_33 = Math.fround(w_33 * w0_5[1]);
-        acc_1[2] = Math.fround(acc_1[2] + w_33);
+        let w_40 = Math.fround(g_37 * dw_7[2]);
+        w_40 = Math.fround(w_40 * w1_6[0]);
+        w_40 = Math.fround(w_40 * w0_5[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_40);
       }
     }
     {
+      let entry_result_35 = 0;
       coords_4[0] = cell_3[0];
       coords_4[1] = ((cell_3[1] + 1) >>> 0);
       coords_4[2] = ((cell_3[2] + 1) >>> 0);
-      let index_24 = 0;
-      if (tbl_cfg_hashed[l_2]) {
-        let h_26 = coords_4[0];
-        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-        index_24 = h_26;
+      if (tbl_cfg_probed[l_2]) {
+        let h_25 = coords_4[0];
+        h_25 = ((h_25 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_25 = ((h_25 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
+        h_28 = ((h_28 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        index_24 = ((index_24 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_2, 3) | 0)])) >>> 0)) >>> 0);
-        index_24 = ((index_24 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-        index_24 = ((index_24 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        let index_30 = 0;
+        if (tbl_cfg_hashed[l_2]) {
+          let h_32 = coords_4[0];
+          h_32 = ((h_32 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+          h_32 = ((h_32 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+          index_30 = h_32;
+        } else {
+          index_30 = ((index_30 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_2, 3) | 0)])) >>> 0)) >>> 0);
+          index_30 = ((index_30 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_30 = ((index_30 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        }
+        entry_result_35 = ((Math.imul(((tbl_cfg_offset[l_2] + __umod(index_30, tbl_cfg_size[l_2])) >>> 0), 2)) >>> 0);
       }
-      const base_29 = ((Math.imul(((tbl_cfg_offset[l_2] + __umod(index_24, tbl_cfg_size[l_2])) >>> 0), 2)) >>> 0);
-      let g_30 = 0;
-      g_30 = __fma(dy[o_21], params[base_29], g_30);
-      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      const base_36 = entry_result_35;
+      let g_37 = 0;
+      g_37 = __fma(dy[o_21], params[base_36], g_37);
+      g_37 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_36 + 1) >>> 0)], g_37);
       {
-        let w_33 = Math.fround(g_30 * dw_7[0]);
-        w_33 = Math.fround(w_33 * w1_6[1]);
-        w_33 = Math.fround(w_33 * w1_6[2]);
-        acc_1[0] = Math.fround(acc_1[0] + (-w_33));
+        let w_40 = Math.fround(g_37 * dw_7[0]);
+        w_40 = Math.fround(w_40 * w1_6[1]);
+        w_40 = Math.fround(w_40 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + (-w_40));
       }
       {
-        let w_33 = Math.fround(g_30 * dw_7[1]);
-        w_33 = Math.fround(w_33 * w0_5[0]);
-        w_33 = Math.fround(w_33 * w1_6[2]);
-        acc_1[1] = Math.fround(acc_1[1] + w_33);
+        let w_40 = Math.fround(g_37 * dw_7[1]);
+        w_40 = Math.fround(w_40 * w0_5[0]);
+        w_40 = Math.fround(w_40 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_40);
       }
       {
-        let w_33 = Math.fround(g_30 * dw_7[2]);
-        w_33 = Math.fround(w_33 * w0_5[0]);
-        w_33 = Math.fround(w_33 * w1_6[1]);
-        acc_1[2] = Math.fround(acc_1[2] + w_33);
+        let w_40 = Math.fround(g_37 * dw_7[2]);
+        w_40 = Math.fround(w_40 * w0_5[0]);
+        w_40 = Math.fround(w_40 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_40);
       }
     }
     {
+      let entry_result_35 = 0;
       coords_4[0] = ((cell_3[0] + 1) >>> 0);
       coords_4[1] = ((cell_3[1] + 1) >>> 0);
       coords_4[2] = ((cell_3[2] + 1) >>> 0);
-      let index_24 = 0;
-      if (tbl_cfg_hashed[l_2]) {
-        let h_26 = coords_4[0];
-        h_26 = ((h_26 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-        h_26 = ((h_26 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-        index_24 = h_26;
+      if (tbl_cfg_probed[l_2]) {
+        let h_25 = coords_4[0];
+        h_25 = ((h_25 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_25 = ((h_25 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
+        h_28 = ((h_28 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        index_24 = ((index_24 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_2, 3) | 0)])) >>> 0)) >>> 0);
-        index_24 = ((index_24 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-        index_24 = ((index_24 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        let index_30 = 0;
+        if (tbl_cfg_hashed[l_2]) {
+          let h_32 = coords_4[0];
+          h_32 = ((h_32 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+          h_32 = ((h_32 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+          index_30 = h_32;
+        } else {
+          index_30 = ((index_30 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_2, 3) | 0)])) >>> 0)) >>> 0);
+          index_30 = ((index_30 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_30 = ((index_30 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_2, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+        }
+        entry_result_35 = ((Math.imul(((tbl_cfg_offset[l_2] + __umod(index_30, tbl_cfg_size[l_2])) >>> 0), 2)) >>> 0);
       }
-      const base_29 = ((Math.imul(((tbl_cfg_offset[l_2] + __umod(index_24, tbl_cfg_size[l_2])) >>> 0), 2)) >>> 0);
-      let g_30 = 0;
-      g_30 = __fma(dy[o_21], params[base_29], g_30);
-      g_30 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_29 + 1) >>> 0)], g_30);
+      const base_36 = entry_result_35;
+      let g_37 = 0;
+      g_37 = __fma(dy[o_21], params[base_36], g_37);
+      g_37 = __fma(dy[((o_21 + 1) >>> 0)], params[((base_36 + 1) >>> 0)], g_37);
       {
-        let w_33 = Math.fround(g_30 * dw_7[0]);
-        w_33 = Math.fround(w_33 * w1_6[1]);
-        w_33 = Math.fround(w_33 * w1_6[2]);
-        acc_1[0] = Math.fround(acc_1[0] + w_33);
+        let w_40 = Math.fround(g_37 * dw_7[0]);
+        w_40 = Math.fround(w_40 * w1_6[1]);
+        w_40 = Math.fround(w_40 * w1_6[2]);
+        acc_1[0] = Math.fround(acc_1[0] + w_40);
       }
       {
-        let w_33 = Math.fround(g_30 * dw_7[1]);
-        w_33 = Math.fround(w_33 * w1_6[0]);
-        w_33 = Math.fround(w_33 * w1_6[2]);
-        acc_1[1] = Math.fround(acc_1[1] + w_33);
+        let w_40 = Math.fround(g_37 * dw_7[1]);
+        w_40 = Math.fround(w_40 * w1_6[0]);
+        w_40 = Math.fround(w_40 * w1_6[2]);
+        acc_1[1] = Math.fround(acc_1[1] + w_40);
       }
       {
-        let w_33 = Math.fround(g_30 * dw_7[2]);
-        w_33 = Math.fround(w_33 * w1_6[0]);
-        w_33 = Math.fround(w_33 * w1_6[1]);
-        acc_1[2] = Math.fround(acc_1[2] + w_33);
+        let w_40 = Math.fround(g_37 * dw_7[2]);
+        w_40 = Math.fround(w_40 * w1_6[0]);
+        w_40 = Math.fround(w_40 * w1_6[1]);
+        acc_1[2] = Math.fround(acc_1[2] + w_40);
       }
     }
   }
   {
-    const xd_36 = x[(Math.imul(i, 3) >>> 0)];
-    dx[(Math.imul(i, 3) >>> 0)] = ((xd_36 >= 0 && xd_36 <= 1) ? (acc_1[0]) : 0);
+    const xd_43 = x[(Math.imul(i, 3) >>> 0)];
+    dx[(Math.imul(i, 3) >>> 0)] = ((xd_43 >= 0 && xd_43 <= 1) ? (acc_1[0]) : 0);
   }
   {
-    const xd_36 = x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)];
-    dx[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)] = ((xd_36 >= 0 && xd_36 <= 1) ? (acc_1[1]) : 0);
+    const xd_43 = x[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)];
+    dx[(((Math.imul(i, 3) >>> 0) + 1) >>> 0)] = ((xd_43 >= 0 && xd_43 <= 1) ? (acc_1[1]) : 0);
   }
   {
-    const xd_36 = x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)];
-    dx[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)] = ((xd_36 >= 0 && xd_36 <= 1) ? (acc_1[2]) : 0);
+    const xd_43 = x[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)];
+    dx[(((Math.imul(i, 3) >>> 0) + 2) >>> 0)] = ((xd_43 >= 0 && xd_43 <= 1) ? (acc_1[2]) : 0);
   }
 }
-export function gridInputGrad(ngp_n, x, params, dy, dx) {
-  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) gridInputGrad_body(ngp_i, x, params, dy, dx);
+export function gridInputGrad(ngp_n, x, params, probe, dy, dx) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) gridInputGrad_body(ngp_i, x, params, probe, dy, dx);
 }

@@ -17,12 +17,12 @@ NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 
 
 
 NGP_FN void adamStep_body(uint32_t i, float* __restrict__ params, float* __restrict__ grads, float* __restrict__ m, float* __restrict__ v, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
-  const float g = gradScale * grads[i] + weightDecay * params[i];
-  const float mi = beta1 * m[i] + (1.0f - beta1) * g;
-  const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
-  m[i] = mi;
-  v[i] = vi;
-  params[i] = params[i] - stepSize * mi / (sqrtf(vi) + eps);
+  const float g_1 = gradScale * grads[i] + weightDecay * params[i];
+  const float mi_2 = beta1 * m[i] + (1.0f - beta1) * g_1;
+  const float vi_3 = beta2 * v[i] + (1.0f - beta2) * g_1 * g_1;
+  m[i] = mi_2;
+  v[i] = vi_3;
+  params[i] = params[i] - stepSize * mi_2 / (sqrtf(vi_3) + eps);
   grads[i] = 0.0f;
 }
 
@@ -54,6 +54,134 @@ extern "C" int32_t sgdStep(int64_t ngp_n, float* __restrict__ params, int64_t ng
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
   sgdStep_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, params, grads, lr, weightDecay, gradScale);
+  return (int32_t)cudaGetLastError();
+}
+
+NGP_FN void adamStepArgmax_body(uint32_t i, float* __restrict__ params, float* __restrict__ grads, float* __restrict__ m, float* __restrict__ v, uint32_t* __restrict__ argmax, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
+  {
+    const uint32_t i_1 = i * 4u;
+    const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
+    const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
+    const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
+    m[i_1] = mi_3;
+    v[i_1] = vi_4;
+    params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
+    grads[i_1] = 0.0f;
+  }
+  {
+    const uint32_t i_1 = i * 4u + 1u;
+    const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
+    const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
+    const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
+    m[i_1] = mi_3;
+    v[i_1] = vi_4;
+    params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
+    grads[i_1] = 0.0f;
+  }
+  {
+    const uint32_t i_1 = i * 4u + 2u;
+    const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
+    const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
+    const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
+    m[i_1] = mi_3;
+    v[i_1] = vi_4;
+    params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
+    grads[i_1] = 0.0f;
+  }
+  {
+    const uint32_t i_1 = i * 4u + 3u;
+    const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
+    const float mi_3 = beta1 * m[i_1] + (1.0f - beta1) * g_2;
+    const float vi_4 = beta2 * v[i_1] + (1.0f - beta2) * g_2 * g_2;
+    m[i_1] = mi_3;
+    v[i_1] = vi_4;
+    params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
+    grads[i_1] = 0.0f;
+  }
+  const uint32_t first_5 = i * 4u;
+  uint32_t best_6 = 0u;
+  {
+    if (params[first_5 + 1u] > params[first_5 + best_6]) {
+      best_6 = 1u;
+    }
+  }
+  {
+    if (params[first_5 + 2u] > params[first_5 + best_6]) {
+      best_6 = 2u;
+    }
+  }
+  {
+    if (params[first_5 + 3u] > params[first_5 + best_6]) {
+      best_6 = 3u;
+    }
+  }
+  argmax[i] = best_6;
+}
+
+__global__ void adamStepArgmax_kernel(int64_t ngp_n, float* __restrict__ params, float* __restrict__ grads, float* __restrict__ m, float* __restrict__ v, uint32_t* __restrict__ argmax, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
+  const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
+  for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
+    adamStepArgmax_body((uint32_t)ngp_i, params, grads, m, v, argmax, stepSize, beta1, beta2, eps, weightDecay, gradScale);
+}
+
+extern "C" int32_t adamStepArgmax(int64_t ngp_n, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, float* __restrict__ m, int64_t ngp_len_m, float* __restrict__ v, int64_t ngp_len_v, uint32_t* __restrict__ argmax, int64_t ngp_len_argmax, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
+  if (ngp_n <= 0) return 0;
+  const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
+  adamStepArgmax_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, params, grads, m, v, argmax, stepSize, beta1, beta2, eps, weightDecay, gradScale);
+  return (int32_t)cudaGetLastError();
+}
+
+NGP_FN void sgdStepArgmax_body(uint32_t i, float* __restrict__ params, float* __restrict__ grads, uint32_t* __restrict__ argmax, float lr, float weightDecay, float gradScale) {
+  {
+    const uint32_t i_1 = i * 4u;
+    params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
+    grads[i_1] = 0.0f;
+  }
+  {
+    const uint32_t i_1 = i * 4u + 1u;
+    params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
+    grads[i_1] = 0.0f;
+  }
+  {
+    const uint32_t i_1 = i * 4u + 2u;
+    params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
+    grads[i_1] = 0.0f;
+  }
+  {
+    const uint32_t i_1 = i * 4u + 3u;
+    params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
+    grads[i_1] = 0.0f;
+  }
+  const uint32_t first_2 = i * 4u;
+  uint32_t best_3 = 0u;
+  {
+    if (params[first_2 + 1u] > params[first_2 + best_3]) {
+      best_3 = 1u;
+    }
+  }
+  {
+    if (params[first_2 + 2u] > params[first_2 + best_3]) {
+      best_3 = 2u;
+    }
+  }
+  {
+    if (params[first_2 + 3u] > params[first_2 + best_3]) {
+      best_3 = 3u;
+    }
+  }
+  argmax[i] = best_3;
+}
+
+__global__ void sgdStepArgmax_kernel(int64_t ngp_n, float* __restrict__ params, float* __restrict__ grads, uint32_t* __restrict__ argmax, float lr, float weightDecay, float gradScale) {
+  const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
+  for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
+    sgdStepArgmax_body((uint32_t)ngp_i, params, grads, argmax, lr, weightDecay, gradScale);
+}
+
+extern "C" int32_t sgdStepArgmax(int64_t ngp_n, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, uint32_t* __restrict__ argmax, int64_t ngp_len_argmax, float lr, float weightDecay, float gradScale) {
+  if (ngp_n <= 0) return 0;
+  const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
+  sgdStepArgmax_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, params, grads, argmax, lr, weightDecay, gradScale);
   return (int32_t)cudaGetLastError();
 }
 

@@ -24,12 +24,12 @@ const __f2u32 = (x) => (x !== x || x <= 0 ? 0 : x >= 4294967296 ? 4294967295 : M
 
 
 function adamStep_body(i, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale) {
-  const g = Math.fround(Math.fround(gradScale * grads[i]) + Math.fround(weightDecay * params[i]));
-  const mi = Math.fround(Math.fround(beta1 * m[i]) + Math.fround(Math.fround(1 - beta1) * g));
-  const vi = Math.fround(Math.fround(beta2 * v[i]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g) * g));
-  m[i] = mi;
-  v[i] = vi;
-  params[i] = Math.fround(params[i] - Math.fround(Math.fround(stepSize * mi) / Math.fround(Math.fround(Math.sqrt(vi)) + eps)));
+  const g_1 = Math.fround(Math.fround(gradScale * grads[i]) + Math.fround(weightDecay * params[i]));
+  const mi_2 = Math.fround(Math.fround(beta1 * m[i]) + Math.fround(Math.fround(1 - beta1) * g_1));
+  const vi_3 = Math.fround(Math.fround(beta2 * v[i]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_1) * g_1));
+  m[i] = mi_2;
+  v[i] = vi_3;
+  params[i] = Math.fround(params[i] - Math.fround(Math.fround(stepSize * mi_2) / Math.fround(Math.fround(Math.sqrt(vi_3)) + eps)));
   grads[i] = 0;
 }
 export function adamStep(ngp_n, params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale) {
@@ -42,6 +42,114 @@ function sgdStep_body(i, params, grads, lr, weightDecay, gradScale) {
 }
 export function sgdStep(ngp_n, params, grads, lr, weightDecay, gradScale) {
   for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) sgdStep_body(ngp_i, params, grads, lr, weightDecay, gradScale);
+}
+
+function adamStepArgmax_body(i, params, grads, m, v, argmax, stepSize, beta1, beta2, eps, weightDecay, gradScale) {
+  {
+    const i_1 = (Math.imul(i, 4) >>> 0);
+    const g_2 = Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]));
+    const mi_3 = Math.fround(Math.fround(beta1 * m[i_1]) + Math.fround(Math.fround(1 - beta1) * g_2));
+    const vi_4 = Math.fround(Math.fround(beta2 * v[i_1]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_2) * g_2));
+    m[i_1] = mi_3;
+    v[i_1] = vi_4;
+    params[i_1] = Math.fround(params[i_1] - Math.fround(Math.fround(stepSize * mi_3) / Math.fround(Math.fround(Math.sqrt(vi_4)) + eps)));
+    grads[i_1] = 0;
+  }
+  {
+    const i_1 = (((Math.imul(i, 4) >>> 0) + 1) >>> 0);
+    const g_2 = Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]));
+    const mi_3 = Math.fround(Math.fround(beta1 * m[i_1]) + Math.fround(Math.fround(1 - beta1) * g_2));
+    const vi_4 = Math.fround(Math.fround(beta2 * v[i_1]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_2) * g_2));
+    m[i_1] = mi_3;
+    v[i_1] = vi_4;
+    params[i_1] = Math.fround(params[i_1] - Math.fround(Math.fround(stepSize * mi_3) / Math.fround(Math.fround(Math.sqrt(vi_4)) + eps)));
+    grads[i_1] = 0;
+  }
+  {
+    const i_1 = (((Math.imul(i, 4) >>> 0) + 2) >>> 0);
+    const g_2 = Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]));
+    const mi_3 = Math.fround(Math.fround(beta1 * m[i_1]) + Math.fround(Math.fround(1 - beta1) * g_2));
+    const vi_4 = Math.fround(Math.fround(beta2 * v[i_1]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_2) * g_2));
+    m[i_1] = mi_3;
+    v[i_1] = vi_4;
+    params[i_1] = Math.fround(params[i_1] - Math.fround(Math.fround(stepSize * mi_3) / Math.fround(Math.fround(Math.sqrt(vi_4)) + eps)));
+    grads[i_1] = 0;
+  }
+  {
+    const i_1 = (((Math.imul(i, 4) >>> 0) + 3) >>> 0);
+    const g_2 = Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]));
+    const mi_3 = Math.fround(Math.fround(beta1 * m[i_1]) + Math.fround(Math.fround(1 - beta1) * g_2));
+    const vi_4 = Math.fround(Math.fround(beta2 * v[i_1]) + Math.fround(Math.fround(Math.fround(1 - beta2) * g_2) * g_2));
+    m[i_1] = mi_3;
+    v[i_1] = vi_4;
+    params[i_1] = Math.fround(params[i_1] - Math.fround(Math.fround(stepSize * mi_3) / Math.fround(Math.fround(Math.sqrt(vi_4)) + eps)));
+    grads[i_1] = 0;
+  }
+  const first_5 = (Math.imul(i, 4) >>> 0);
+  let best_6 = 0;
+  {
+    if (params[((first_5 + 1) >>> 0)] > params[((first_5 + best_6) >>> 0)]) {
+      best_6 = 1;
+    }
+  }
+  {
+    if (params[((first_5 + 2) >>> 0)] > params[((first_5 + best_6) >>> 0)]) {
+      best_6 = 2;
+    }
+  }
+  {
+    if (params[((first_5 + 3) >>> 0)] > params[((first_5 + best_6) >>> 0)]) {
+      best_6 = 3;
+    }
+  }
+  argmax[i] = best_6;
+}
+export function adamStepArgmax(ngp_n, params, grads, m, v, argmax, stepSize, beta1, beta2, eps, weightDecay, gradScale) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) adamStepArgmax_body(ngp_i, params, grads, m, v, argmax, stepSize, beta1, beta2, eps, weightDecay, gradScale);
+}
+
+function sgdStepArgmax_body(i, params, grads, argmax, lr, weightDecay, gradScale) {
+  {
+    const i_1 = (Math.imul(i, 4) >>> 0);
+    params[i_1] = Math.fround(params[i_1] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]))));
+    grads[i_1] = 0;
+  }
+  {
+    const i_1 = (((Math.imul(i, 4) >>> 0) + 1) >>> 0);
+    params[i_1] = Math.fround(params[i_1] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]))));
+    grads[i_1] = 0;
+  }
+  {
+    const i_1 = (((Math.imul(i, 4) >>> 0) + 2) >>> 0);
+    params[i_1] = Math.fround(params[i_1] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]))));
+    grads[i_1] = 0;
+  }
+  {
+    const i_1 = (((Math.imul(i, 4) >>> 0) + 3) >>> 0);
+    params[i_1] = Math.fround(params[i_1] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]))));
+    grads[i_1] = 0;
+  }
+  const first_2 = (Math.imul(i, 4) >>> 0);
+  let best_3 = 0;
+  {
+    if (params[((first_2 + 1) >>> 0)] > params[((first_2 + best_3) >>> 0)]) {
+      best_3 = 1;
+    }
+  }
+  {
+    if (params[((first_2 + 2) >>> 0)] > params[((first_2 + best_3) >>> 0)]) {
+      best_3 = 2;
+    }
+  }
+  {
+    if (params[((first_2 + 3) >>> 0)] > params[((first_2 + best_3) >>> 0)]) {
+      best_3 = 3;
+    }
+  }
+  argmax[i] = best_3;
+}
+export function sgdStepArgmax(ngp_n, params, grads, argmax, lr, weightDecay, gradScale) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) sgdStepArgmax_body(ngp_i, params, grads, argmax, lr, weightDecay, gradScale);
 }
 
 function storeHalf_body(i, master, params) {
