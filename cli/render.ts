@@ -9,7 +9,7 @@ import { CheckpointError, readCheckpoint } from "../train/checkpoint.ts";
 import { parseTrainConfig } from "../train/config.ts";
 import { quantize } from "../train/eval.ts";
 import { ImageError, writeImage } from "../train/image.ts";
-import { checkpointWeights, createField, fieldOf } from "../train/trainer.ts";
+import { createField, fieldOf, loadCheckpointWeights } from "../train/trainer.ts";
 
 const USAGE = "usage: bun run render --checkpoint FILE [--width W --height H | --scale S] --out IMAGE.png [--raw] [--backend auto|cuda|cpu|js]";
 /** Pixels per tile. */
@@ -63,8 +63,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     const { grid, mlp } = await createField(cfg, trained.channels, { backend });
     try {
-      grid.params.upload(checkpointWeights(ck, "encoding", values.raw === true));
-      mlp.params.upload(checkpointWeights(ck, "network", values.raw === true));
+      loadCheckpointWeights({ grid, mlp }, ck, values.raw === true);
       const field = fieldOf({ grid, mlp });
       const C = trained.channels;
       const pixels = trained.bits === 16 ? new Uint16Array(width * height * C) : new Uint8Array(width * height * C);

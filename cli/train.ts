@@ -36,6 +36,9 @@ export const FLAGS: Flag[] = [
   { flag: "interpolation", path: "encoding.interpolation", kind: "string", help: "nearest, linear or smoothstep" },
   { flag: "precision", path: "encoding.precision", kind: "string", help: "the encoding's storage: f32, or f16 trained through f32 master weights" },
   { flag: "encoding-lr", path: "encoding.lr", kind: "number", help: "learning rate of the encoding (default: --lr)" },
+  { flag: "probing-range", path: "encoding.probing.range", kind: "int", help: "learned hash probing: slots per bucket N_p (1, 2, 4, ..., 64; 1: off)" },
+  { flag: "codebook-size", path: "encoding.probing.codebookSize", kind: "int", help: "learned hash probing: index codebook rows N_c per hashed level" },
+  { flag: "probing-lr", path: "encoding.probing.lr", kind: "number", help: "learned hash probing: learning rate of the index logits" },
   { flag: "width", path: "network.width", kind: "int", help: "hidden width (16, 32, 64, 128)" },
   { flag: "layers", path: "network.hiddenLayers", kind: "int", help: "hidden layers (1 to 8)" },
   { flag: "activation", path: "network.activation", kind: "string", help: "hidden activation" },
@@ -169,7 +172,7 @@ function report(r: TrainResult): string {
     : `PSNR ${r.psnr.toFixed(2)} dB on the full ${r.image.width}x${r.image.height} image after ${r.steps} steps in ${r.seconds.toFixed(1)} s (${r.stepsPerSecond.toFixed(1)} steps/s; stopped by ${r.stoppedBy})`;
   return [
     head,
-    `parameters: encoding ${r.paramsEncoding.toLocaleString("en")}, network ${r.paramsNetwork.toLocaleString("en")} (${mib(r.bytesParams)}; ${mib(r.bytesTraining)} with gradients, optimizer and EMA state)`,
+    `parameters: encoding ${r.paramsEncoding.toLocaleString("en")}, network ${r.paramsNetwork.toLocaleString("en")} (${mib(r.bytesParams)}; ${mib(r.bytesTraining)} with gradients, optimizer and EMA state; ${mib(r.bytesInference)} for inference, features in f16)`,
     `backend ${r.backendReason}`,
     `outputs: ${r.stoppedBy === "interrupted" ? "" : `${r.files.reconstruction}, `}${r.files.metrics}, ${r.files.plot}, ${r.files.summary}, ${r.files.checkpoint}`,
   ].join("\n");
@@ -230,7 +233,7 @@ export async function main(argv: string[]): Promise<number> {
       console.log(JSON.stringify({
         psnr: result.psnr, steps: result.steps, seconds: result.seconds, steps_per_s: result.stepsPerSecond, stopped_by: result.stoppedBy,
         backend: result.backend, backend_reason: result.backendReason, params_encoding: result.paramsEncoding, params_network: result.paramsNetwork,
-        bytes_params: result.bytesParams, bytes_training: result.bytesTraining, out: cfg.out,
+        bytes_params: result.bytesParams, bytes_training: result.bytesTraining, bytes_inference: result.bytesInference, out: cfg.out,
       }));
     }
     return result.stoppedBy === "interrupted" ? 130 : 0;

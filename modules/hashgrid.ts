@@ -18,7 +18,7 @@ export const GRID_KERNELS = resolve(import.meta.dir, "../dsl/kernels/grid.ts");
 export const MAX_PROBE_RANGE = 64;
 export const MAX_CODEBOOK = 2 ** 24;
 /** Defaults, chosen by bench:probing (see the README's "Learned hash probing"). */
-export const PROBING_DEFAULTS = { codebookSize: 4096 } as const;
+export const PROBING_DEFAULTS = { codebookSize: 4096, lr: 1e-2 } as const;
 
 /** A number, or one per axis (their count is checked against dims below). */
 const perAxis = (n: z.ZodNumber) => z.union([n, z.array(n).min(1).max(8)]);

@@ -8,6 +8,7 @@ import { z } from "zod";
 import { ACTIVATIONS, LOSSES } from "../modules/common.ts";
 import { ConfigError } from "../modules/options.ts";
 import { OptimizerOptions } from "../modules/optimizer.ts";
+import { PROBING_DEFAULTS } from "../modules/hashgrid.ts";
 import { ScheduleSpecSchema } from "./schedule.ts";
 
 /** The photograph `bun run train` fits when given none (NASA, public domain; see data/README.md). */
@@ -35,6 +36,19 @@ export const TrainConfigSchema = z
         precision: z.enum(["f32", "f16"]).default("f32"),
         /** Learning rate of the encoding (default: optimizer.lr). */
         lr: z.number().positive().optional(),
+        /**
+         * Learned hash probing (Compact NGP) on the hashed levels: N_p slots per bucket chosen by
+         * an index codebook of N_c rows per level, whose logits train as their own group.
+         */
+        probing: z
+          .object({
+            range: z.literal([1, 2, 4, 8, 16, 32, 64]).default(1),
+            codebookSize: z.number().int().min(1).max(2 ** 24).default(PROBING_DEFAULTS.codebookSize),
+            /** Learning rate of the index logits. */
+            lr: z.number().positive().default(PROBING_DEFAULTS.lr),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),
@@ -85,6 +99,7 @@ export type TrainConfig = z.output<typeof TrainConfigSchema>;
 export const MODEL_FIELDS = [
   "encoding.levels", "encoding.featuresPerLevel", "encoding.log2HashmapSize", "encoding.baseResolution",
   "encoding.finestResolution", "encoding.gridType", "encoding.interpolation", "encoding.precision",
+  "encoding.probing.range", "encoding.probing.codebookSize",
   "network.width", "network.hiddenLayers", "network.activation", "network.outputActivation", "network.biases",
   "optimizer.kind", "ema.enabled", "colorspace",
 ];

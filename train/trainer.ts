@@ -71,6 +71,12 @@ export interface TrainResult {
   /** Bytes of parameters, and of everything training holds per parameter (gradient, Adam, EMA). */
   bytesParams: number;
   bytesTraining: number;
+  /**
+   * Bytes of the model for inference (what `bun run export` writes, without its header): the
+   * encoding's features in f16, learned probing's argmax indices packed at log2(N_p) bits, the
+   * network in f32.
+   */
+  bytesInference: number;
   image: { path: string; width: number; height: number; channels: number; bits: number };
   files: { reconstruction: string; metrics: string; plot: string; summary: string; checkpoint: string };
 }
@@ -122,9 +128,9 @@ interface Model {
 
 /** The field a configuration describes: the hash grid and the MLP on top, freshly initialized. */
 export async function createField(cfg: TrainConfig, channels: number, load: { backend?: BackendRequest; log?: (m: string) => void }): Promise<{ grid: HashGrid; mlp: Mlp }> {
-  const { lr: _encLr, ...encoding } = cfg.encoding;
+  const { lr: _encLr, probing: { lr: _probingLr, ...probing }, ...encoding } = cfg.encoding;
   const { lr: _netLr, weightDecay: _wd, ...network } = cfg.network;
-  const grid = await HashGrid.create({ dims: 2, ...encoding, seed: cfg.seed }, load);
+  const grid = await HashGrid.create({ dims: 2, ...encoding, probing, seed: cfg.seed }, load);
   const mlp = await Mlp.create(
     { inputs: grid.outputDim, outputs: channels, ...network, loss: cfg.loss, huberDelta: cfg.huberDelta, inputGrad: true, seed: cfg.seed + 1 } as never,
     load,
@@ -142,11 +148,17 @@ async function buildModel(cfg: TrainConfig, image: ImageData, log: (m: string) =
     [
       { name: "encoding", params: grid.params as DeviceBuffer<"f32"> | DeviceBuffer<"f16">, grad: grid.grad, lr: encLr, weightDecay: 0 },
       { name: "network", params: mlp.params, grad: mlp.grad, lr: netLr, weightDecay },
+      // Learned probing's index logits; the step refreshes the probe table from them.
+      ...(grid.logitCount
+        ? [{ name: "probing", params: grid.logits, grad: grid.logitGrad, lr: cfg.encoding.probing.lr, weightDecay: 0, argmax: { width: grid.probing.range, out: grid.probe } }]
+        : []),
     ],
     cfg.optimizer,
     load,
   );
-  // The average is of the f32 weights (an f16 encoding's master copy); see withAverage.
+  // The average is of the f32 weights (an f16 encoding's master copy); see withAverage. The probing
+  // logits are not averaged: the features were trained under the current argmax slots, and an
+  // average of the logits could pick other ones.
   const groups = [{ name: "encoding", params: opt.master("encoding") }, { name: "network", params: opt.master("network") }];
   const ema = cfg.ema.enabled ? await Ema.create(groups, { decay: cfg.ema.decay }, load) : undefined;
   const sampler = await ImageSampler.create(image, { backend: load.backend, colorspace: cfg.colorspace });
@@ -280,6 +292,7 @@ async function run(cfg: TrainConfig, image: ImageData, m: Model, out: string, re
     const factor = schedule.factor(step);
     opt.setLearningRate("encoding", m.encLr * factor);
     opt.setLearningRate("network", m.netLr * factor);
+    if (grid.logitCount) opt.setLearningRate("probing", cfg.encoding.probing.lr * factor);
     let done = 0;
     let lossSum = 0;
     for (; done < K; done++) {
@@ -370,12 +383,15 @@ async function run(cfg: TrainConfig, image: ImageData, m: Model, out: string, re
     backendReason: grid.backendReason,
     paramsEncoding,
     paramsNetwork,
-    bytesParams: encodingBytes * paramsEncoding + 4 * paramsNetwork,
-    // params, and per parameter in f32: gradient, Adam's m and v (SGD: none), EMA, an f16 encoding's master
+    bytesParams: encodingBytes * paramsEncoding + 4 * paramsNetwork + 4 * grid.logitCount,
+    // params, and per parameter in f32: gradient, Adam's m and v (SGD: none), EMA (not of the
+    // probing logits), an f16 encoding's master; the probe table
     bytesTraining:
       encodingBytes * paramsEncoding + 4 * paramsNetwork +
       4 * (paramsEncoding + paramsNetwork) * (1 + (cfg.optimizer.kind === "adam" ? 2 : 0) + (cfg.ema.enabled ? 1 : 0)) +
-      (encodingBytes === 2 ? 4 * paramsEncoding : 0),
+      (encodingBytes === 2 ? 4 * paramsEncoding : 0) +
+      (grid.logitCount ? 4 * grid.logitCount * (2 + (cfg.optimizer.kind === "adam" ? 2 : 0)) + 4 * grid.probing.rows : 0),
+    bytesInference: grid.memory(2).inferenceBytes + 4 * paramsNetwork,
     image: { path: image.path, width: image.width, height: image.height, channels: image.channels, bits: image.bits },
     files,
   };
@@ -418,12 +434,25 @@ export function checkpointWeights(ck: Checkpoint, group: "encoding" | "network",
   return a;
 }
 
+/** A field's weights from a checkpoint (the averages unless `raw`), with learned probing's logits and probe table. */
+export function loadCheckpointWeights(f: { grid: HashGrid; mlp: Mlp }, ck: Checkpoint, raw = false): void {
+  f.grid.params.upload(checkpointWeights(ck, "encoding", raw));
+  f.mlp.params.upload(checkpointWeights(ck, "network", raw));
+  if (f.grid.logitCount) {
+    const logits = ck.arrays["probing.params"];
+    if (logits?.length !== f.grid.logitCount) throw new CheckpointError(`${ck.path ?? "the checkpoint"} holds ${logits?.length ?? 0} probing logits, the model needs ${f.grid.logitCount}`);
+    f.grid.logits.upload(logits);
+    f.grid.refreshProbes();
+  }
+}
+
 /** Every array a checkpoint holds, by name (`optState`: the optimizer's state, downloaded once). */
 function stateArrays(m: Model, optState: OptimizerState): Record<string, Float32Array> {
   // The f32 weights (an f16 encoding's master copy, not its rounded parameters).
   const arrays: Record<string, Float32Array> = {
     "encoding.params": m.opt.master("encoding").download(),
     "network.params": m.mlp.params.download(),
+    ...(m.grid.logitCount ? { "probing.params": m.grid.logits.download() } : {}),
   };
   for (const g of optState.groups) {
     if (g.m) arrays[`optimizer.${g.name}.m`] = g.m;
@@ -444,6 +473,10 @@ function restore(m: Model, ck: Checkpoint): void {
   if (m.opt.master("encoding") === m.grid.params) m.grid.params.upload(need("encoding.params", m.grid.paramCount));
   else need("encoding.params", m.grid.paramCount);
   m.mlp.params.upload(need("network.params", m.mlp.paramCount));
+  if (m.grid.logitCount) {
+    m.grid.logits.upload(need("probing.params", m.grid.logitCount));
+    m.grid.refreshProbes();
+  }
   const saved = ck.meta.optimizer as { step: number; groups: { name: string; lr: number }[] };
   const state: OptimizerState = {
     step: saved.step,
