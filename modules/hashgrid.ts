@@ -282,13 +282,15 @@ export class HashGrid {
   readonly probing: ProbingLayout;
   /**
    * Learned probing: the index codebooks' logits, [row][N_p] (rows of all probed levels), their
-   * gradient, and `probe`, the argmax slot of each row, which the forward reads. The optimizer
-   * step refreshes `probe` from the logits (Optimizer's `argmax` groups); after changing the
-   * logits otherwise, call refreshProbes. Placeholders of one element without probing.
+   * gradient, `probe`, the argmax slot of each row, which the forward reads, and `softmax`, the
+   * rows' softmax, which the backward reads. The optimizer step refreshes probe and softmax from
+   * the logits (give it `probeRows`); after changing the logits otherwise, call refreshProbes.
+   * Placeholders of one element without probing.
    */
   readonly logits: DeviceBuffer<"f32">;
   readonly logitGrad: DeviceBuffer<"f32">;
   readonly probe: DeviceBuffer<"u32">;
+  readonly softmax: DeviceBuffer<"f32">;
   #lastX: DeviceBuffer<"f32"> | undefined;
   #lastN = 0;
 
@@ -312,7 +314,13 @@ export class HashGrid {
     this.logits = mod.upload("f32", logits);
     this.logitGrad = mod.alloc("f32", logits.length);
     this.probe = mod.alloc("u32", Math.max(1, this.probing.rows));
+    this.softmax = mod.alloc("f32", logits.length);
     this.refreshProbes();
+  }
+
+  /** The logits' rows as an Optimizer group's `rows`: the step keeps probe and softmax up to date. */
+  get probeRows(): { width: number; argmax: DeviceBuffer<"u32">; softmax: DeviceBuffer<"f32"> } {
+    return { width: this.probing.range, argmax: this.probe, softmax: this.softmax };
   }
 
   /** Logits of the index codebooks (0 without probing). */
@@ -320,10 +328,9 @@ export class HashGrid {
     return this.probing.rows * this.probing.range;
   }
 
-  /** probe = the argmax (first of equals) of each codebook row's logits. */
+  /** probe = the argmax (first of equals) and softmax = the softmax of each codebook row's logits. */
   refreshProbes(): void {
-    if (!this.probing.rows) return;
-    this.probe.upload(argmaxRows(this.logits.download(), this.probing.range));
+    if (this.probing.rows) this.mod.kernels.gridRefreshProbes!(this.probing.rows, this.logits, this.probe, this.softmax);
   }
 
   /**
@@ -347,7 +354,7 @@ export class HashGrid {
     const config = gridConfig(settings, levels);
     // Compile only the kernels this precision uses (each costs C++ build time).
     const half = settings.precision === "f16";
-    const kernels = half ? ["gridForwardHalf", "gridBackwardHalf", "gridInputGradHalf", "gridSlots"] : ["gridForward", "gridBackward", "gridInputGrad", "gridSlots"];
+    const kernels = [...(half ? ["gridForwardHalf", "gridBackwardHalf", "gridInputGradHalf"] : ["gridForward", "gridBackward", "gridInputGrad"]), "gridSlots", "gridRefreshProbes"];
     // Unchecked: every index is in range by construction (table offsets and sizes come from the
     // levels; forward and backward check the lengths of x, dy and out before each launch).
     const mod = await loadKernels(GRID_KERNELS, { config, kernels, backend: load.backend, cacheDir: load.cacheDir, log: load.log, boundsChecks: false });
@@ -404,7 +411,7 @@ export class HashGrid {
       this.logitGrad.zero();
     }
     const half = this.settings.precision === "f16";
-    this.mod.kernels[half ? "gridBackwardHalf" : "gridBackward"]!(n, x, this.params, this.probe, this.logits, dy, this.grad, this.logitGrad);
+    this.mod.kernels[half ? "gridBackwardHalf" : "gridBackward"]!(n, x, this.params, this.probe, this.softmax, dy, this.grad, this.logitGrad);
     if (!opts.inputs) return { params: this.grad };
     const dx = this.mod.alloc("f32", n * this.settings.dims);
     this.mod.kernels[half ? "gridInputGradHalf" : "gridInputGrad"]!(n, x, this.params, this.probe, dy, dx);

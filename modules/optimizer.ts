@@ -46,10 +46,10 @@ export interface ParamGroup {
   lr?: number;
   weightDecay?: number;
   /**
-   * Rows of `width` parameters whose argmax the step writes to `out` in the same pass (learned
-   * probing's logits and probe table). f32 groups only.
+   * Rows of `width` parameters whose argmax and softmax the step writes in the same pass
+   * (learned probing's logits, probe table and slot probabilities). f32 groups only.
    */
-  argmax?: { width: number; out: DeviceBuffer<"u32"> };
+  rows?: { width: number; argmax: DeviceBuffer<"u32">; softmax: DeviceBuffer<"f32"> };
 }
 
 /** Everything a checkpoint needs to continue the optimizer exactly (`master`: of f16 groups). */
@@ -58,7 +58,7 @@ export interface OptimizerState {
   groups: { name: string; lr: number; m?: Float32Array; v?: Float32Array; master?: Float32Array }[];
 }
 
-interface Group extends Required<Omit<ParamGroup, "argmax">>, Pick<ParamGroup, "argmax"> {
+interface Group extends Required<Omit<ParamGroup, "rows">>, Pick<ParamGroup, "rows"> {
   /** The f32 weights the step updates: the parameters themselves, or an f16 group's master copy. */
   master: DeviceBuffer<"f32">;
   m?: DeviceBuffer<"f32">;
@@ -73,7 +73,7 @@ export class Optimizer {
     readonly settings: OptimizerSettings,
     private readonly groups: Group[],
     private readonly mod: KernelModule,
-    /** Per row width of argmax groups, the kernels specialized for it. */
+    /** Per row width of `rows` groups, the kernels specialized for it. */
     private readonly rowMods: Map<number, KernelModule>,
   ) {}
 
@@ -86,15 +86,15 @@ export class Optimizer {
       if (g.params.length !== g.grad.length) throw new ConfigError(`optimizer: group ${g.name} has ${g.params.length} parameters but ${g.grad.length} gradient values`);
       for (const [k, v] of [["lr", g.lr], ["weightDecay", g.weightDecay]] as const)
         if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new ConfigError(`optimizer: group ${g.name}: ${k} ${v} is not allowed (allowed: a finite number >= 0)`);
-      const a = g.argmax;
-      if (a && (isHalf(g) || !Number.isInteger(a.width) || a.width < 1 || g.params.length !== a.width * a.out.length))
-        throw new ConfigError(`optimizer: group ${g.name}: argmax needs f32 parameters in rows of width ${a.width}, one output per row (${g.params.length} parameters, ${a.out.length} outputs)`);
+      const a = g.rows;
+      if (a && (isHalf(g) || !Number.isInteger(a.width) || a.width < 1 || g.params.length !== a.width * a.argmax.length || a.softmax.length !== g.params.length))
+        throw new ConfigError(`optimizer: group ${g.name}: rows need f32 parameters in rows of width ${a.width}, an argmax per row and a softmax per parameter (${g.params.length} parameters, ${a.argmax.length} and ${a.softmax.length} outputs)`);
     }
     const kernels = [s.kind === "adam" ? "adamStep" : "sgdStep", ...(groups.some(isHalf) ? ["storeHalf"] : [])];
     const mod = await loadKernels(OPTIMIZER_KERNELS, { kernels, backend: load.backend, cacheDir: load.cacheDir, log: load.log, boundsChecks: false });
     const rowMods = new Map<number, KernelModule>();
-    for (const width of new Set(groups.flatMap((g) => (g.argmax ? [g.argmax.width] : [])))) {
-      const rowKernels = [s.kind === "adam" ? "adamStepArgmax" : "sgdStepArgmax"];
+    for (const width of new Set(groups.flatMap((g) => (g.rows ? [g.rows.width] : [])))) {
+      const rowKernels = [s.kind === "adam" ? "adamStepRows" : "sgdStepRows"];
       rowMods.set(width, await loadKernels(OPTIMIZER_KERNELS, { config: { width }, kernels: rowKernels, backend: load.backend, cacheDir: load.cacheDir, log: load.log, boundsChecks: false }));
     }
     const full = groups.map((g): Group => ({
@@ -139,11 +139,11 @@ export class Optimizer {
     const correction = Math.sqrt(1 - beta2 ** this.#step) / (1 - beta1 ** this.#step);
     const adam = this.settings.kind === "adam";
     for (const g of this.groups) {
-      if (g.argmax) {
-        const k = this.rowMods.get(g.argmax.width)!.kernels;
-        const rows = g.argmax.out.length;
-        if (adam) k.adamStepArgmax!(rows, g.master, g.grad, g.m!, g.v!, g.argmax.out, g.lr * correction, beta1, beta2, eps, g.weightDecay, gradScale);
-        else k.sgdStepArgmax!(rows, g.master, g.grad, g.argmax.out, g.lr, g.weightDecay, gradScale);
+      if (g.rows) {
+        const k = this.rowMods.get(g.rows.width)!.kernels;
+        const { argmax, softmax } = g.rows;
+        if (adam) k.adamStepRows!(argmax.length, g.master, g.grad, g.m!, g.v!, argmax, softmax, g.lr * correction, beta1, beta2, eps, g.weightDecay, gradScale);
+        else k.sgdStepRows!(argmax.length, g.master, g.grad, argmax, softmax, g.lr, g.weightDecay, gradScale);
       } else if (adam) this.mod.kernels.adamStep!(g.master.length, g.master, g.grad, g.m!, g.v!, g.lr * correction, beta1, beta2, eps, g.weightDecay, gradScale);
       else this.mod.kernels.sgdStep!(g.master.length, g.master, g.grad, g.lr, g.weightDecay, gradScale);
     }

@@ -188,12 +188,12 @@ describe("learned probing", () => {
     cpu.close();
   });
 
-  test("the optimizer step keeps the probe table equal to the argmax of the logits", async () => {
+  test("the optimizer step keeps the probe table and softmax equal to the argmax and softmax of the logits", async () => {
     const seed = freshSeed("probing argmax refresh");
     const backend = CPU ?? "js";
     const grid = await probedGrid(backend, seed);
     const opt = await Optimizer.create(
-      [{ name: "logits", params: grid.logits, grad: grid.logitGrad, lr: 0.5, argmax: { width: grid.probing.range, out: grid.probe } }],
+      [{ name: "logits", params: grid.logits, grad: grid.logitGrad, lr: 0.5, rows: grid.probeRows }],
       {},
       load(backend),
     );
@@ -205,7 +205,17 @@ describe("learned probing", () => {
       grid.backward(uniformF32(r, 400 * grid.outputDim, -1, 1));
       opt.update();
       const after = grid.probe.download();
-      expect([...after]).toEqual([...argmaxRows(grid.logits.download(), grid.probing.range)]);
+      const logits = grid.logits.download();
+      expect([...after]).toEqual([...argmaxRows(logits, grid.probing.range)]);
+      // ... and the softmax the backward reads equal to the rows' softmax.
+      const soft = grid.softmax.download();
+      const NP = grid.probing.range;
+      for (let row = 0; row < after.length; row++) {
+        const z = Array.from(logits.subarray(row * NP, row * NP + NP));
+        const e = z.map((v) => Math.exp(v - Math.max(...z)));
+        const sum = e.reduce((a, b) => a + b, 0);
+        for (let p = 0; p < NP; p++) expect(Math.abs(soft[row * NP + p]! - e[p]! / sum)).toBeLessThan(1e-6);
+      }
       changed += after.filter((v, k) => v !== before[k]).length;
     }
     expect(changed).toBeGreaterThan(0); // the logits did move the probes

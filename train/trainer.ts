@@ -150,7 +150,7 @@ async function buildModel(cfg: TrainConfig, image: ImageData, log: (m: string) =
       { name: "network", params: mlp.params, grad: mlp.grad, lr: netLr, weightDecay },
       // Learned probing's index logits; the step refreshes the probe table from them.
       ...(grid.logitCount
-        ? [{ name: "probing", params: grid.logits, grad: grid.logitGrad, lr: cfg.encoding.probing.lr, weightDecay: 0, argmax: { width: grid.probing.range, out: grid.probe } }]
+        ? [{ name: "probing", params: grid.logits, grad: grid.logitGrad, lr: cfg.encoding.probing.lr, weightDecay: 0, rows: grid.probeRows }]
         : []),
     ],
     cfg.optimizer,

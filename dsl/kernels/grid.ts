@@ -11,11 +11,12 @@
 // probeRange N_p > 1: the level's table is N_f = size / N_p buckets of N_p slots, and a vertex's
 // entry is N_p * (hash % N_f) + probe[row], where row = hash2 % codebookSize selects a row of the
 // level's index codebook (N_p logits per row) and probe[row] is that row's argmax, kept up to date
-// by the optimizer step (optimizer.ts, adamStepArgmax). The forward reads the argmax slot; the
+// by the optimizer step (optimizer.ts, adamStepRows) with the row's softmax. The forward reads the argmax slot; the
 // backward also gives the logits the gradient of a softmax over the row (straight-through). With
 // N_p = 1 no level is probed and every probing statement folds away: the plain grid.
-import { type Buf, type Const, type Float, type bool, type f16, type f32, type i32, atomicAdd, exp, floor, fma, localArray, max, min, select, u32 } from "../index.ts";
+import { type Buf, type Const, type Float, type bool, type f16, type f32, type i32, atomicAdd, floor, fma, localArray, max, min, select, u32 } from "../index.ts";
 import { coherentHash, indexHash } from "./hash.ts";
+import { refreshRow } from "./probe.ts";
 import { NEAREST, weight, weightDerivative } from "./interpolate.ts";
 
 export interface GridConfig {
@@ -151,12 +152,12 @@ function forward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Float>
 /**
  * The gradient of corner `corner` (weight w) of point i at level l: its entry's features receive
  * w * dy; at a probed level the logits of the vertex's codebook row receive the straight-through
- * gradient. With s = softmax(logits of the row) and g_p = w * <dy, E[bucket + p]> (how the loss
- * would move per unit of weight on slot p), d loss / d logit_p = s_p * (g_p - sum_q s_q g_q): the
+ * gradient. With s = softmax(logits of the row) (kept per row in `softmax`, probe.ts) and
+ * g_p = w * <dy, E[bucket + p]> (how the loss would move per unit of weight on slot p), d loss / d logit_p = s_p * (g_p - sum_q s_q g_q): the
  * gradient of the soft lookup sum_p s_p E[bucket + p]. g_p depends on p through the feature row,
  * so the logits do learn (an implementation that uses one g for every p gets exactly 0).
  */
-function cornerBackward(cfg: Const<GridConfig>, l: i32, cell: u32[], corner: i32, coords: u32[], w: f32, o: u32, params: Buf<Float>, probe: Buf<u32>, logits: Buf<f32>, dy: Buf<f32>, grad: Buf<f32>, logitGrad: Buf<f32>): void {
+function cornerBackward(cfg: Const<GridConfig>, l: i32, cell: u32[], corner: i32, coords: u32[], w: f32, o: u32, params: Buf<Float>, probe: Buf<u32>, softmax: Buf<f32>, dy: Buf<f32>, grad: Buf<f32>, logitGrad: Buf<f32>): void {
   const base = entry(cfg, l, cell, corner, coords, probe);
   for (let f = 0; f < cfg.features; f++) {
     atomicAdd(grad, base + u32(f), w * dy[o + u32(f)]);
@@ -164,35 +165,24 @@ function cornerBackward(cfg: Const<GridConfig>, l: i32, cell: u32[], corner: i32
   if (cfg.probed[l]) {
     const first = bucket(cfg, l, coords);
     const row = codebookRow(cfg, l, coords) * u32(cfg.probeRange);
-    const s = localArray<f32>(cfg.probeRange);
     const g = localArray<f32>(cfg.probeRange);
-    let top = logits[row];
-    for (let p = 1; p < cfg.probeRange; p++) {
-      top = max(top, logits[row + u32(p)]);
-    }
-    let total: f32 = 0.0;
+    let mean: f32 = 0.0;
     for (let p = 0; p < cfg.probeRange; p++) {
-      s[p] = exp(logits[row + u32(p)] - top);
-      total += s[p];
       let gp: f32 = 0.0;
       for (let f = 0; f < cfg.features; f++) {
         gp = fma(dy[o + u32(f)], params[(first + u32(p)) * u32(cfg.features) + u32(f)], gp);
       }
       g[p] = w * gp;
-    }
-    let mean: f32 = 0.0;
-    for (let p = 0; p < cfg.probeRange; p++) {
-      s[p] = s[p] / total;
-      mean = fma(s[p], g[p], mean);
+      mean = fma(softmax[row + u32(p)], g[p], mean);
     }
     for (let p = 0; p < cfg.probeRange; p++) {
-      atomicAdd(logitGrad, row + u32(p), s[p] * (g[p] - mean));
+      atomicAdd(logitGrad, row + u32(p), softmax[row + u32(p)] * (g[p] - mean));
     }
   }
 }
 
 /** grad += d loss / d params and logitGrad += d loss / d logits (see cornerBackward). */
-function backward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Float>, probe: Buf<u32>, logits: Buf<f32>, dy: Buf<f32>, grad: Buf<f32>, logitGrad: Buf<f32>): void {
+function backward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Float>, probe: Buf<u32>, softmax: Buf<f32>, dy: Buf<f32>, grad: Buf<f32>, logitGrad: Buf<f32>): void {
   for (let l = 0; l < cfg.levels; l++) {
     const cell = localArray<u32>(cfg.dims);
     const coords = localArray<u32>(cfg.dims);
@@ -202,10 +192,10 @@ function backward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Float
     locate(cfg, l, x, i, cell, w0, w1, dw);
     const o = (i * u32(cfg.levels) + u32(l)) * u32(cfg.features);
     if (cfg.interpolation === NEAREST) {
-      cornerBackward(cfg, l, cell, 0, coords, 1.0, o, params, probe, logits, dy, grad, logitGrad);
+      cornerBackward(cfg, l, cell, 0, coords, 1.0, o, params, probe, softmax, dy, grad, logitGrad);
     } else {
       for (let c = 0; c < 1 << cfg.dims; c++) {
-        cornerBackward(cfg, l, cell, c, coords, cornerWeight(cfg, c, w0, w1), o, params, probe, logits, dy, grad, logitGrad);
+        cornerBackward(cfg, l, cell, c, coords, cornerWeight(cfg, c, w0, w1), o, params, probe, softmax, dy, grad, logitGrad);
       }
     }
   }
@@ -250,7 +240,7 @@ function inputGrad(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Floa
 }
 
 // The kernels, for f32 parameters and for f16 storage (computed in f32). `probe` (the argmax slot
-// of every codebook row) and, in the backward, `logits` and `logitGrad` are read and written only
+// of every codebook row) and, in the backward, `softmax` and `logitGrad` are read and written only
 // at probed levels: a grid without probing passes placeholders.
 
 /**
@@ -275,16 +265,16 @@ export function gridForwardHalf(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, par
  * @kernel
  * @schedule owner
  */
-export function gridBackward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f32>, probe: Buf<u32>, logits: Buf<f32>, dy: Buf<f32>, grad: Buf<f32>, logitGrad: Buf<f32>): void {
-  backward(i, cfg, x, params, probe, logits, dy, grad, logitGrad);
+export function gridBackward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f32>, probe: Buf<u32>, softmax: Buf<f32>, dy: Buf<f32>, grad: Buf<f32>, logitGrad: Buf<f32>): void {
+  backward(i, cfg, x, params, probe, softmax, dy, grad, logitGrad);
 }
 
 /**
  * @kernel
  * @schedule owner
  */
-export function gridBackwardHalf(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f16>, probe: Buf<u32>, logits: Buf<f32>, dy: Buf<f32>, grad: Buf<f32>, logitGrad: Buf<f32>): void {
-  backward(i, cfg, x, params, probe, logits, dy, grad, logitGrad);
+export function gridBackwardHalf(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f16>, probe: Buf<u32>, softmax: Buf<f32>, dy: Buf<f32>, grad: Buf<f32>, logitGrad: Buf<f32>): void {
+  backward(i, cfg, x, params, probe, softmax, dy, grad, logitGrad);
 }
 
 /** @kernel */
@@ -295,6 +285,15 @@ export function gridInputGrad(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, param
 /** @kernel */
 export function gridInputGradHalf(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f16>, probe: Buf<u32>, dy: Buf<f32>, dx: Buf<f32>): void {
   inputGrad(i, cfg, x, params, probe, dy, dx);
+}
+
+/**
+ * probe and softmax of codebook row i from its logits (after changing the logits other than by an
+ * optimizer step, which refreshes them itself).
+ * @kernel
+ */
+export function gridRefreshProbes(i: u32, cfg: Const<GridConfig>, logits: Buf<f32>, probe: Buf<u32>, softmax: Buf<f32>): void {
+  refreshRow(cfg.probeRange, i, logits, probe, softmax);
 }
 
 /**

@@ -2,6 +2,7 @@
 // gradient is read, used and zeroed in the same pass, so that the next step's backward passes can
 // accumulate into it without a separate clearing pass.
 import { type Buf, type Const, type f16, type f32, type i32, sqrt, u32 } from "../index.ts";
+import { refreshRow } from "./probe.ts";
 
 /**
  * Adam as tiny-cuda-nn's: g = gradScale * grad + weightDecay * param (L2), m and v the moving
@@ -35,41 +36,29 @@ export function sgdStep(i: u32, params: Buf<f32>, grads: Buf<f32>, lr: f32, weig
   sgd(i, params, grads, lr, weightDecay, gradScale);
 }
 
-/** Rows of `width` parameters whose argmax is kept (learned probing's logits, N_p per row). */
+/** Rows of `width` parameters whose argmax and softmax are kept (learned probing's logits, N_p per row). */
 export interface RowsConfig {
   width: i32;
 }
 
-/** argmax[row] = the first index of the largest of the row's parameters. */
-function writeArgmax(cfg: Const<RowsConfig>, row: u32, params: Buf<f32>, argmax: Buf<u32>): void {
-  const first = row * u32(cfg.width);
-  let best: u32 = 0;
-  for (let p = 1; p < cfg.width; p++) {
-    if (params[first + u32(p)] > params[first + best]) {
-      best = u32(p);
-    }
-  }
-  argmax[row] = best;
-}
-
 /**
- * Adam over a group of rows (thread i: row i) that refreshes each row's argmax in the same pass:
- * learned probing's probe table follows its logits with no pass of its own.
+ * Adam over a group of rows (thread i: row i) that refreshes each row's argmax and softmax in the
+ * same pass (probe.ts): learned probing's probe table follows its logits with no pass of its own.
  * @kernel
  */
-export function adamStepArgmax(i: u32, cfg: Const<RowsConfig>, params: Buf<f32>, grads: Buf<f32>, m: Buf<f32>, v: Buf<f32>, argmax: Buf<u32>, stepSize: f32, beta1: f32, beta2: f32, eps: f32, weightDecay: f32, gradScale: f32): void {
+export function adamStepRows(i: u32, cfg: Const<RowsConfig>, params: Buf<f32>, grads: Buf<f32>, m: Buf<f32>, v: Buf<f32>, argmax: Buf<u32>, softmax: Buf<f32>, stepSize: f32, beta1: f32, beta2: f32, eps: f32, weightDecay: f32, gradScale: f32): void {
   for (let p = 0; p < cfg.width; p++) {
     adam(i * u32(cfg.width) + u32(p), params, grads, m, v, stepSize, beta1, beta2, eps, weightDecay, gradScale);
   }
-  writeArgmax(cfg, i, params, argmax);
+  refreshRow(cfg.width, i, params, argmax, softmax);
 }
 
 /** @kernel */
-export function sgdStepArgmax(i: u32, cfg: Const<RowsConfig>, params: Buf<f32>, grads: Buf<f32>, argmax: Buf<u32>, lr: f32, weightDecay: f32, gradScale: f32): void {
+export function sgdStepRows(i: u32, cfg: Const<RowsConfig>, params: Buf<f32>, grads: Buf<f32>, argmax: Buf<u32>, softmax: Buf<f32>, lr: f32, weightDecay: f32, gradScale: f32): void {
   for (let p = 0; p < cfg.width; p++) {
     sgd(i * u32(cfg.width) + u32(p), params, grads, lr, weightDecay, gradScale);
   }
-  writeArgmax(cfg, i, params, argmax);
+  refreshRow(cfg.width, i, params, argmax, softmax);
 }
 
 /**

@@ -3687,7 +3687,7 @@ extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64
   return 0;
 }
 
-NGP_FN void gridBackward_pass0(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass0(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -3717,52 +3717,52 @@ NGP_FN void gridBackward_pass0(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = i * 16u * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 16u;
-    const uint32_t entry_result_70 = index_65 % 256u * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 16u;
+    const uint32_t entry_result_65 = index_60 % 256u * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 16u;
-    const uint32_t entry_result_70 = index_65 % 256u * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 16u;
+    const uint32_t entry_result_65 = index_60 % 256u * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 16u;
-    const uint32_t entry_result_70 = index_65 % 256u * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 16u;
+    const uint32_t entry_result_65 = index_60 % 256u * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 16u;
-    const uint32_t entry_result_70 = index_65 % 256u * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 16u;
+    const uint32_t entry_result_65 = index_60 % 256u * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -3803,64 +3803,64 @@ NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 16u * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 16u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = index_65[ngp_l] % 256u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 256u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 16u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = index_65[ngp_l] % 256u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 256u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 16u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = index_65[ngp_l] % 256u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 256u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 16u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = index_65[ngp_l] % 256u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 256u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass1(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass1(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -3890,52 +3890,52 @@ NGP_FN void gridBackward_pass1(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 1u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 23u;
-    const uint32_t entry_result_70 = (256u + index_65 % 536u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 23u;
+    const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 23u;
-    const uint32_t entry_result_70 = (256u + index_65 % 536u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 23u;
+    const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 23u;
-    const uint32_t entry_result_70 = (256u + index_65 % 536u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 23u;
+    const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 23u;
-    const uint32_t entry_result_70 = (256u + index_65 % 536u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 23u;
+    const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -3976,64 +3976,64 @@ NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 1u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 23u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (256u + index_65[ngp_l] % 536u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (256u + index_60[ngp_l] % 536u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 23u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (256u + index_65[ngp_l] % 536u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (256u + index_60[ngp_l] % 536u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 23u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (256u + index_65[ngp_l] % 536u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (256u + index_60[ngp_l] % 536u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 23u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (256u + index_65[ngp_l] % 536u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (256u + index_60[ngp_l] % 536u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass2(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass2(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -4063,52 +4063,52 @@ NGP_FN void gridBackward_pass2(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 2u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 31u;
-    const uint32_t entry_result_70 = (792u + index_65 % 968u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 31u;
+    const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 31u;
-    const uint32_t entry_result_70 = (792u + index_65 % 968u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 31u;
+    const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 31u;
-    const uint32_t entry_result_70 = (792u + index_65 % 968u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 31u;
+    const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 31u;
-    const uint32_t entry_result_70 = (792u + index_65 % 968u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 31u;
+    const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -4149,64 +4149,64 @@ NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 2u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 31u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (792u + index_65[ngp_l] % 968u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (792u + index_60[ngp_l] % 968u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 31u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (792u + index_65[ngp_l] % 968u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (792u + index_60[ngp_l] % 968u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 31u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (792u + index_65[ngp_l] % 968u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (792u + index_60[ngp_l] % 968u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 31u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (792u + index_65[ngp_l] % 968u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (792u + index_60[ngp_l] % 968u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass3(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass3(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -4236,52 +4236,52 @@ NGP_FN void gridBackward_pass3(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 3u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 43u;
-    const uint32_t entry_result_70 = (1760u + index_65 % 1856u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 43u;
+    const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 43u;
-    const uint32_t entry_result_70 = (1760u + index_65 % 1856u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 43u;
+    const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 43u;
-    const uint32_t entry_result_70 = (1760u + index_65 % 1856u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 43u;
+    const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 43u;
-    const uint32_t entry_result_70 = (1760u + index_65 % 1856u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 43u;
+    const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -4322,64 +4322,64 @@ NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 3u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 43u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1760u + index_65[ngp_l] % 1856u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1760u + index_60[ngp_l] % 1856u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 43u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1760u + index_65[ngp_l] % 1856u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1760u + index_60[ngp_l] % 1856u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 43u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1760u + index_65[ngp_l] % 1856u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1760u + index_60[ngp_l] % 1856u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 43u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1760u + index_65[ngp_l] % 1856u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1760u + index_60[ngp_l] % 1856u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass4(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass4(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -4409,52 +4409,52 @@ NGP_FN void gridBackward_pass4(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 4u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 59u;
-    const uint32_t entry_result_70 = (3616u + index_65 % 3488u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 59u;
+    const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 59u;
-    const uint32_t entry_result_70 = (3616u + index_65 % 3488u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 59u;
+    const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 59u;
-    const uint32_t entry_result_70 = (3616u + index_65 % 3488u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 59u;
+    const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 59u;
-    const uint32_t entry_result_70 = (3616u + index_65 % 3488u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 59u;
+    const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -4495,64 +4495,64 @@ NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 4u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 59u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3616u + index_65[ngp_l] % 3488u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3616u + index_60[ngp_l] % 3488u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 59u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3616u + index_65[ngp_l] % 3488u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3616u + index_60[ngp_l] % 3488u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 59u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3616u + index_65[ngp_l] % 3488u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3616u + index_60[ngp_l] % 3488u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 59u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3616u + index_65[ngp_l] % 3488u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3616u + index_60[ngp_l] % 3488u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass5(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass5(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -4582,52 +4582,52 @@ NGP_FN void gridBackward_pass5(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 5u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 81u;
-    const uint32_t entry_result_70 = (7104u + index_65 % 6568u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 81u;
+    const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 81u;
-    const uint32_t entry_result_70 = (7104u + index_65 % 6568u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 81u;
+    const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 81u;
-    const uint32_t entry_result_70 = (7104u + index_65 % 6568u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 81u;
+    const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 81u;
-    const uint32_t entry_result_70 = (7104u + index_65 % 6568u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 81u;
+    const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -4668,64 +4668,64 @@ NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 5u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 81u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (7104u + index_65[ngp_l] % 6568u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (7104u + index_60[ngp_l] % 6568u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 81u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (7104u + index_65[ngp_l] % 6568u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (7104u + index_60[ngp_l] % 6568u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 81u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (7104u + index_65[ngp_l] % 6568u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (7104u + index_60[ngp_l] % 6568u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 81u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (7104u + index_65[ngp_l] % 6568u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (7104u + index_60[ngp_l] % 6568u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass6(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass6(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -4755,52 +4755,52 @@ NGP_FN void gridBackward_pass6(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 6u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 112u;
-    const uint32_t entry_result_70 = (13672u + index_65 % 12544u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 112u;
+    const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 112u;
-    const uint32_t entry_result_70 = (13672u + index_65 % 12544u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 112u;
+    const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 112u;
-    const uint32_t entry_result_70 = (13672u + index_65 % 12544u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 112u;
+    const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 112u;
-    const uint32_t entry_result_70 = (13672u + index_65 % 12544u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 112u;
+    const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -4841,64 +4841,64 @@ NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 6u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 112u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (13672u + index_65[ngp_l] % 12544u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13672u + index_60[ngp_l] % 12544u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 112u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (13672u + index_65[ngp_l] % 12544u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13672u + index_60[ngp_l] % 12544u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 112u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (13672u + index_65[ngp_l] % 12544u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13672u + index_60[ngp_l] % 12544u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 112u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (13672u + index_65[ngp_l] % 12544u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13672u + index_60[ngp_l] % 12544u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass7(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass7(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -4928,52 +4928,52 @@ NGP_FN void gridBackward_pass7(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 7u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 154u;
-    const uint32_t entry_result_70 = (26216u + index_65 % 23720u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 154u;
+    const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 154u;
-    const uint32_t entry_result_70 = (26216u + index_65 % 23720u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 154u;
+    const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 154u;
-    const uint32_t entry_result_70 = (26216u + index_65 % 23720u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 154u;
+    const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 154u;
-    const uint32_t entry_result_70 = (26216u + index_65 % 23720u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 154u;
+    const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -5014,64 +5014,64 @@ NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 7u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 154u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (26216u + index_65[ngp_l] % 23720u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (26216u + index_60[ngp_l] % 23720u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 154u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (26216u + index_65[ngp_l] % 23720u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (26216u + index_60[ngp_l] % 23720u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 154u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (26216u + index_65[ngp_l] % 23720u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (26216u + index_60[ngp_l] % 23720u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 154u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (26216u + index_65[ngp_l] % 23720u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (26216u + index_60[ngp_l] % 23720u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass8(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass8(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -5101,52 +5101,52 @@ NGP_FN void gridBackward_pass8(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 8u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 213u;
-    const uint32_t entry_result_70 = (49936u + index_65 % 45376u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 213u;
+    const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 213u;
-    const uint32_t entry_result_70 = (49936u + index_65 % 45376u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 213u;
+    const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 213u;
-    const uint32_t entry_result_70 = (49936u + index_65 % 45376u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 213u;
+    const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 213u;
-    const uint32_t entry_result_70 = (49936u + index_65 % 45376u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 213u;
+    const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -5187,64 +5187,64 @@ NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 8u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 213u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (49936u + index_65[ngp_l] % 45376u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (49936u + index_60[ngp_l] % 45376u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 213u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (49936u + index_65[ngp_l] % 45376u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (49936u + index_60[ngp_l] % 45376u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 213u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (49936u + index_65[ngp_l] % 45376u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (49936u + index_60[ngp_l] % 45376u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 213u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (49936u + index_65[ngp_l] % 45376u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (49936u + index_60[ngp_l] % 45376u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass9(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass9(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -5274,52 +5274,52 @@ NGP_FN void gridBackward_pass9(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 9u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 295u;
-    const uint32_t entry_result_70 = (95312u + index_65 % 87032u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 295u;
+    const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 295u;
-    const uint32_t entry_result_70 = (95312u + index_65 % 87032u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 295u;
+    const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 295u;
-    const uint32_t entry_result_70 = (95312u + index_65 % 87032u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 295u;
+    const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 295u;
-    const uint32_t entry_result_70 = (95312u + index_65 % 87032u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 295u;
+    const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -5360,64 +5360,64 @@ NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 9u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (95312u + index_65[ngp_l] % 87032u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (95312u + index_65[ngp_l] % 87032u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (95312u + index_65[ngp_l] % 87032u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (95312u + index_65[ngp_l] % 87032u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   {
@@ -5441,46 +5441,46 @@ NGP_FN void gridBackward_pass9_prefetch(int64_t ngp_i0, const float* __restrict_
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (95312u + index_65[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (95312u + index_65[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (95312u + index_65[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (95312u + index_65[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
 }
 
-NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -5510,52 +5510,52 @@ NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 10u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 407u;
-    const uint32_t entry_result_70 = (182344u + index_65 % 165656u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 407u;
+    const uint32_t entry_result_65 = (182344u + index_60 % 165656u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 407u;
-    const uint32_t entry_result_70 = (182344u + index_65 % 165656u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 407u;
+    const uint32_t entry_result_65 = (182344u + index_60 % 165656u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 407u;
-    const uint32_t entry_result_70 = (182344u + index_65 % 165656u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 407u;
+    const uint32_t entry_result_65 = (182344u + index_60 % 165656u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 407u;
-    const uint32_t entry_result_70 = (182344u + index_65 % 165656u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 407u;
+    const uint32_t entry_result_65 = (182344u + index_60 % 165656u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -5596,64 +5596,64 @@ NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 10u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 407u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (182344u + index_65[ngp_l] % 165656u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + index_60[ngp_l] % 165656u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 407u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (182344u + index_65[ngp_l] % 165656u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + index_60[ngp_l] % 165656u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 407u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (182344u + index_65[ngp_l] % 165656u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + index_60[ngp_l] % 165656u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 407u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (182344u + index_65[ngp_l] % 165656u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + index_60[ngp_l] % 165656u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass10_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass10_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   {
@@ -5677,46 +5677,46 @@ NGP_FN void gridBackward_pass10_prefetch(int64_t ngp_i0, const float* __restrict
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 407u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (182344u + index_65[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + index_60[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 407u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (182344u + index_65[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + index_60[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 407u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (182344u + index_65[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + index_60[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 407u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (182344u + index_65[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 407u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + index_60[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
 }
 
-NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -5746,52 +5746,52 @@ NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 11u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 562u;
-    const uint32_t entry_result_70 = (348000u + index_65 % 315848u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 562u;
+    const uint32_t entry_result_65 = (348000u + index_60 % 315848u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 562u;
-    const uint32_t entry_result_70 = (348000u + index_65 % 315848u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 562u;
+    const uint32_t entry_result_65 = (348000u + index_60 % 315848u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 562u;
-    const uint32_t entry_result_70 = (348000u + index_65 % 315848u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 562u;
+    const uint32_t entry_result_65 = (348000u + index_60 % 315848u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 562u;
-    const uint32_t entry_result_70 = (348000u + index_65 % 315848u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 562u;
+    const uint32_t entry_result_65 = (348000u + index_60 % 315848u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -5832,64 +5832,64 @@ NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 11u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 562u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (348000u + index_65[ngp_l] % 315848u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (348000u + index_60[ngp_l] % 315848u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 562u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (348000u + index_65[ngp_l] % 315848u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (348000u + index_60[ngp_l] % 315848u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 562u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (348000u + index_65[ngp_l] % 315848u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (348000u + index_60[ngp_l] % 315848u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 562u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (348000u + index_65[ngp_l] % 315848u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (348000u + index_60[ngp_l] % 315848u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass11_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass11_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   {
@@ -5913,46 +5913,46 @@ NGP_FN void gridBackward_pass11_prefetch(int64_t ngp_i0, const float* __restrict
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 562u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (348000u + index_65[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (348000u + index_60[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 562u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (348000u + index_65[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (348000u + index_60[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 562u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (348000u + index_65[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (348000u + index_60[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 562u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (348000u + index_65[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 562u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (348000u + index_60[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
 }
 
-NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -5982,56 +5982,56 @@ NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 12u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (663848u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (663848u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (663848u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (663848u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (663848u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (663848u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (663848u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (663848u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -6072,72 +6072,72 @@ NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 12u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (663848u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (663848u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (663848u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (663848u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (663848u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (663848u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (663848u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (663848u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass12_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass12_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   {
@@ -6161,54 +6161,54 @@ NGP_FN void gridBackward_pass12_prefetch(int64_t ngp_i0, const float* __restrict
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (663848u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (663848u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (663848u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (663848u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (663848u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (663848u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (663848u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (663848u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
 }
 
-NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -6238,56 +6238,56 @@ NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 13u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (1188136u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1188136u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (1188136u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1188136u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (1188136u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1188136u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (1188136u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1188136u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -6328,72 +6328,72 @@ NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 13u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1188136u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1188136u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1188136u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1188136u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1188136u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1188136u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1188136u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1188136u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass13_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass13_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   {
@@ -6417,54 +6417,54 @@ NGP_FN void gridBackward_pass13_prefetch(int64_t ngp_i0, const float* __restrict
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1188136u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1188136u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1188136u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1188136u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1188136u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1188136u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1188136u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1188136u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
 }
 
-NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -6494,56 +6494,56 @@ NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 14u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (1712424u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1712424u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (1712424u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1712424u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (1712424u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1712424u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (1712424u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1712424u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -6584,72 +6584,72 @@ NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 14u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1712424u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1712424u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1712424u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1712424u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1712424u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1712424u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1712424u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1712424u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass14_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass14_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   {
@@ -6673,54 +6673,54 @@ NGP_FN void gridBackward_pass14_prefetch(int64_t ngp_i0, const float* __restrict
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1712424u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1712424u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1712424u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1712424u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1712424u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1712424u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1712424u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1712424u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
 }
 
-NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -6750,56 +6750,56 @@ NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 15u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (2236712u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (2236712u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (2236712u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (2236712u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (2236712u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (2236712u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (2236712u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (2236712u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -6840,72 +6840,72 @@ NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 15u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2236712u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2236712u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2236712u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2236712u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2236712u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2236712u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2236712u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2236712u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass15_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass15_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   {
@@ -6929,137 +6929,137 @@ NGP_FN void gridBackward_pass15_prefetch(int64_t ngp_i0, const float* __restrict
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2236712u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2236712u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2236712u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2236712u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2236712u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2236712u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2236712u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2236712u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
 }
 
-extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ logits, int64_t ngp_len_logits, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ grad, int64_t ngp_len_grad, const float* __restrict__ logitGrad, int64_t ngp_len_logitGrad) {
-  (void)ngp_len_x; (void)ngp_len_params; (void)ngp_len_probe; (void)ngp_len_logits; (void)ngp_len_dy; (void)ngp_len_grad; (void)ngp_len_logitGrad;
+extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ softmax, int64_t ngp_len_softmax, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ grad, int64_t ngp_len_grad, const float* __restrict__ logitGrad, int64_t ngp_len_logitGrad) {
+  (void)ngp_len_x; (void)ngp_len_params; (void)ngp_len_probe; (void)ngp_len_softmax; (void)ngp_len_dy; (void)ngp_len_grad; (void)ngp_len_logitGrad;
   #pragma omp parallel for schedule(dynamic, 1) if (ngp_n >= 4096)
   for (int32_t ngp_p = 0; ngp_p < 16; ++ngp_p) {
     switch (ngp_p) {
       case 0: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass15_prefetch(ngp_g + 64, x, params, probe, logits, dy, grad, logitGrad); gridBackward_pass15_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass15((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass15_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass15_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass15((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 1: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass14_prefetch(ngp_g + 64, x, params, probe, logits, dy, grad, logitGrad); gridBackward_pass14_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass14((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass14_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass14_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass14((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 2: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass13_prefetch(ngp_g + 64, x, params, probe, logits, dy, grad, logitGrad); gridBackward_pass13_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass13((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass13_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass13_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass13((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 3: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass12_prefetch(ngp_g + 64, x, params, probe, logits, dy, grad, logitGrad); gridBackward_pass12_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass12((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass12_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass12_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass12((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 4: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass11_prefetch(ngp_g + 64, x, params, probe, logits, dy, grad, logitGrad); gridBackward_pass11_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass11((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass11_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass11_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass11((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 5: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass10_prefetch(ngp_g + 64, x, params, probe, logits, dy, grad, logitGrad); gridBackward_pass10_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass10((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass10_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass10_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass10((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 6: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass9_prefetch(ngp_g + 64, x, params, probe, logits, dy, grad, logitGrad); gridBackward_pass9_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass9((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass9_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass9_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass9((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 7: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass8_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass8((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass8_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass8((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 8: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass7_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass7((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass7_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass7((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 9: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass6_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass6((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass6_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass6((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 10: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass5_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass5((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass5_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass5((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 11: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass4_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass4((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass4_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass4((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 12: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass3_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass3((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass3_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass3((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 13: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass2_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass2((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass2_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass2((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 14: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass1_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass1((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass1_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass1((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 15: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass0_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass0((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass0_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass0((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
     }
   }

@@ -1344,7 +1344,7 @@ extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64
   return (int32_t)cudaGetLastError();
 }
 
-NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   {
     uint32_t cell_2[2] = {};
     uint32_t coords_3[2] = {};
@@ -1375,48 +1375,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = i * 16u * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 16u;
-      const uint32_t entry_result_70 = index_65 % 256u * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 16u;
+      const uint32_t entry_result_65 = index_60 % 256u * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 16u;
-      const uint32_t entry_result_70 = index_65 % 256u * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 16u;
+      const uint32_t entry_result_65 = index_60 % 256u * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 16u;
-      const uint32_t entry_result_70 = index_65 % 256u * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 16u;
+      const uint32_t entry_result_65 = index_60 % 256u * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 16u;
-      const uint32_t entry_result_70 = index_65 % 256u * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 16u;
+      const uint32_t entry_result_65 = index_60 % 256u * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -1449,48 +1449,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 1u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 23u;
-      const uint32_t entry_result_70 = (256u + index_65 % 536u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 23u;
+      const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 23u;
-      const uint32_t entry_result_70 = (256u + index_65 % 536u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 23u;
+      const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 23u;
-      const uint32_t entry_result_70 = (256u + index_65 % 536u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 23u;
+      const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 23u;
-      const uint32_t entry_result_70 = (256u + index_65 % 536u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 23u;
+      const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -1523,48 +1523,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 2u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 31u;
-      const uint32_t entry_result_70 = (792u + index_65 % 968u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 31u;
+      const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 31u;
-      const uint32_t entry_result_70 = (792u + index_65 % 968u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 31u;
+      const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 31u;
-      const uint32_t entry_result_70 = (792u + index_65 % 968u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 31u;
+      const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 31u;
-      const uint32_t entry_result_70 = (792u + index_65 % 968u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 31u;
+      const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -1597,48 +1597,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 3u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 43u;
-      const uint32_t entry_result_70 = (1760u + index_65 % 1856u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 43u;
+      const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 43u;
-      const uint32_t entry_result_70 = (1760u + index_65 % 1856u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 43u;
+      const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 43u;
-      const uint32_t entry_result_70 = (1760u + index_65 % 1856u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 43u;
+      const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 43u;
-      const uint32_t entry_result_70 = (1760u + index_65 % 1856u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 43u;
+      const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -1671,48 +1671,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 4u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 59u;
-      const uint32_t entry_result_70 = (3616u + index_65 % 3488u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 59u;
+      const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 59u;
-      const uint32_t entry_result_70 = (3616u + index_65 % 3488u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 59u;
+      const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 59u;
-      const uint32_t entry_result_70 = (3616u + index_65 % 3488u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 59u;
+      const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 59u;
-      const uint32_t entry_result_70 = (3616u + index_65 % 3488u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 59u;
+      const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -1745,48 +1745,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 5u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 81u;
-      const uint32_t entry_result_70 = (7104u + index_65 % 6568u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 81u;
+      const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 81u;
-      const uint32_t entry_result_70 = (7104u + index_65 % 6568u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 81u;
+      const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 81u;
-      const uint32_t entry_result_70 = (7104u + index_65 % 6568u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 81u;
+      const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 81u;
-      const uint32_t entry_result_70 = (7104u + index_65 % 6568u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 81u;
+      const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -1819,48 +1819,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 6u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 112u;
-      const uint32_t entry_result_70 = (13672u + index_65 % 12544u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 112u;
+      const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 112u;
-      const uint32_t entry_result_70 = (13672u + index_65 % 12544u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 112u;
+      const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 112u;
-      const uint32_t entry_result_70 = (13672u + index_65 % 12544u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 112u;
+      const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 112u;
-      const uint32_t entry_result_70 = (13672u + index_65 % 12544u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 112u;
+      const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -1893,48 +1893,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 7u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 154u;
-      const uint32_t entry_result_70 = (26216u + index_65 % 23720u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 154u;
+      const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 154u;
-      const uint32_t entry_result_70 = (26216u + index_65 % 23720u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 154u;
+      const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 154u;
-      const uint32_t entry_result_70 = (26216u + index_65 % 23720u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 154u;
+      const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 154u;
-      const uint32_t entry_result_70 = (26216u + index_65 % 23720u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 154u;
+      const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -1967,48 +1967,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 8u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 213u;
-      const uint32_t entry_result_70 = (49936u + index_65 % 45376u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 213u;
+      const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 213u;
-      const uint32_t entry_result_70 = (49936u + index_65 % 45376u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 213u;
+      const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 213u;
-      const uint32_t entry_result_70 = (49936u + index_65 % 45376u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 213u;
+      const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 213u;
-      const uint32_t entry_result_70 = (49936u + index_65 % 45376u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 213u;
+      const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2041,48 +2041,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 9u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 295u;
-      const uint32_t entry_result_70 = (95312u + index_65 % 87032u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 295u;
+      const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 295u;
-      const uint32_t entry_result_70 = (95312u + index_65 % 87032u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 295u;
+      const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 295u;
-      const uint32_t entry_result_70 = (95312u + index_65 % 87032u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 295u;
+      const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 295u;
-      const uint32_t entry_result_70 = (95312u + index_65 % 87032u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 295u;
+      const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2115,48 +2115,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 10u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 407u;
-      const uint32_t entry_result_70 = (182344u + index_65 % 165656u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 407u;
+      const uint32_t entry_result_65 = (182344u + index_60 % 165656u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 407u;
-      const uint32_t entry_result_70 = (182344u + index_65 % 165656u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 407u;
+      const uint32_t entry_result_65 = (182344u + index_60 % 165656u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 407u;
-      const uint32_t entry_result_70 = (182344u + index_65 % 165656u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 407u;
+      const uint32_t entry_result_65 = (182344u + index_60 % 165656u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 407u;
-      const uint32_t entry_result_70 = (182344u + index_65 % 165656u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 407u;
+      const uint32_t entry_result_65 = (182344u + index_60 % 165656u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2189,48 +2189,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 11u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 562u;
-      const uint32_t entry_result_70 = (348000u + index_65 % 315848u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 562u;
+      const uint32_t entry_result_65 = (348000u + index_60 % 315848u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 562u;
-      const uint32_t entry_result_70 = (348000u + index_65 % 315848u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 562u;
+      const uint32_t entry_result_65 = (348000u + index_60 % 315848u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 562u;
-      const uint32_t entry_result_70 = (348000u + index_65 % 315848u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 562u;
+      const uint32_t entry_result_65 = (348000u + index_60 % 315848u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 562u;
-      const uint32_t entry_result_70 = (348000u + index_65 % 315848u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 562u;
+      const uint32_t entry_result_65 = (348000u + index_60 % 315848u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2263,52 +2263,52 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 12u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (663848u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (663848u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (663848u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (663848u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (663848u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (663848u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (663848u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (663848u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2341,52 +2341,52 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 13u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (1188136u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1188136u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (1188136u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1188136u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (1188136u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1188136u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (1188136u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1188136u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2419,52 +2419,52 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 14u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (1712424u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1712424u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (1712424u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1712424u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (1712424u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1712424u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (1712424u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1712424u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2497,66 +2497,66 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 15u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (2236712u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2236712u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (2236712u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2236712u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (2236712u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2236712u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (2236712u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2236712u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
 }
 
-__global__ void gridBackward_kernel(int64_t ngp_n, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+__global__ void gridBackward_kernel(int64_t ngp_n, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
-    gridBackward_body((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+    gridBackward_body((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
 }
 
-extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ logits, int64_t ngp_len_logits, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ grad, int64_t ngp_len_grad, const float* __restrict__ logitGrad, int64_t ngp_len_logitGrad) {
+extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ softmax, int64_t ngp_len_softmax, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ grad, int64_t ngp_len_grad, const float* __restrict__ logitGrad, int64_t ngp_len_logitGrad) {
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
-  gridBackward_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, params, probe, logits, dy, grad, logitGrad);
+  gridBackward_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, params, probe, softmax, dy, grad, logitGrad);
   return (int32_t)cudaGetLastError();
 }
 

@@ -187,7 +187,7 @@ export function gridForward(ngp_n, x, params, probe, out) {
   for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) gridForward_body(ngp_i, x, params, probe, out);
 }
 
-function gridBackward_body(i, x, params, probe, logits, dy, grad, logitGrad) {
+function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
   for (let l_1 = 0; l_1 < 16; l_1 = ((l_1 + 1) | 0)) {
     const cell_2 = new Uint32Array(2);
     const coords_3 = new Uint32Array(2);
@@ -220,209 +220,185 @@ function gridBackward_body(i, x, params, probe, logits, dy, grad, logitGrad) {
     }
     const o_20 = ((Math.imul((((Math.imul(i, 16) >>> 0) + (l_1 >>> 0)) >>> 0), 2)) >>> 0);
     {
-      let w_56 = w0_4[0];
-      w_56 = Math.fround(w_56 * w0_4[1]);
-      let entry_result_70 = 0;
+      let w_51 = w0_4[0];
+      w_51 = Math.fround(w_51 * w0_4[1]);
+      let entry_result_65 = 0;
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       if (tbl_cfg_probed[l_1]) {
-        let h_60 = coords_3[0];
-        h_60 = ((h_60 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        let h_63 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_63 = ((h_63 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_70 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_60, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_63, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_55 = coords_3[0];
+        h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        let h_58 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_65 = 0;
+        let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_67 = coords_3[0];
-          h_67 = ((h_67 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-          index_65 = h_67;
+          let h_62 = coords_3[0];
+          h_62 = ((h_62 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          index_60 = h_62;
         } else {
-          index_65 = ((index_65 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 2) | 0)])) >>> 0)) >>> 0);
-          index_65 = ((index_65 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 2) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 2) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 2) | 0) + 1) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_70 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_65, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_60, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_71 = entry_result_70;
-      grad[base_71] += Math.fround(w_56 * dy[o_20]);
-      grad[((base_71 + 1) >>> 0)] += Math.fround(w_56 * dy[((o_20 + 1) >>> 0)]);
+      const base_66 = entry_result_65;
+      grad[base_66] += Math.fround(w_51 * dy[o_20]);
+      grad[((base_66 + 1) >>> 0)] += Math.fround(w_51 * dy[((o_20 + 1) >>> 0)]);
       if (tbl_cfg_probed[l_1]) {
-        let h_74 = coords_3[0];
-        h_74 = ((h_74 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        const first_76 = ((tbl_cfg_offset[l_1] + __umod(h_74, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
-        let h_78 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_78 = ((h_78 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        const row_80 = ((tbl_cfg_rowOffset[l_1] + __umod(h_78, 4096)) >>> 0);
-        const s_81 = new Float32Array(1);
-        const g_82 = new Float32Array(1);
-        const top_83 = logits[row_80];
-        let total_85 = 0;
-        s_81[0] = Math.fround(Math.exp(Math.fround(logits[row_80] - top_83)));
-        total_85 = Math.fround(total_85 + s_81[0]);
-        let gp_87 = 0;
-        gp_87 = __fma(dy[o_20], params[(Math.imul(first_76, 2) >>> 0)], gp_87);
-        gp_87 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_76, 2) >>> 0) + 1) >>> 0)], gp_87);
-        g_82[0] = Math.fround(w_56 * gp_87);
-        let mean_89 = 0;
-        s_81[0] = Math.fround(s_81[0] / total_85);
-        mean_89 = __fma(s_81[0], g_82[0], mean_89);
-        logitGrad[row_80] += Math.fround(s_81[0] * Math.fround(g_82[0] - mean_89));
+        let h_69 = coords_3[0];
+        h_69 = ((h_69 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        const first_71 = ((tbl_cfg_offset[l_1] + __umod(h_69, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
+        let h_73 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_73 = ((h_73 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 4096)) >>> 0);
+        const g_76 = new Float32Array(1);
+        let mean_77 = 0;
+        let gp_79 = 0;
+        gp_79 = __fma(dy[o_20], params[(Math.imul(first_71, 2) >>> 0)], gp_79);
+        gp_79 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_71, 2) >>> 0) + 1) >>> 0)], gp_79);
+        g_76[0] = Math.fround(w_51 * gp_79);
+        mean_77 = __fma(softmax[row_75], g_76[0], mean_77);
+        logitGrad[row_75] += Math.fround(softmax[row_75] * Math.fround(g_76[0] - mean_77));
       }
     }
     {
-      let w_56 = w1_5[0];
-      w_56 = Math.fround(w_56 * w0_4[1]);
-      let entry_result_70 = 0;
+      let w_51 = w1_5[0];
+      w_51 = Math.fround(w_51 * w0_4[1]);
+      let entry_result_65 = 0;
       coords_3[0] = ((cell_2[0] + 1) >>> 0);
       coords_3[1] = cell_2[1];
       if (tbl_cfg_probed[l_1]) {
-        let h_60 = coords_3[0];
-        h_60 = ((h_60 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        let h_63 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_63 = ((h_63 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_70 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_60, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_63, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_55 = coords_3[0];
+        h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        let h_58 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_65 = 0;
+        let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_67 = coords_3[0];
-          h_67 = ((h_67 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-          index_65 = h_67;
+          let h_62 = coords_3[0];
+          h_62 = ((h_62 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          index_60 = h_62;
         } else {
-          index_65 = ((index_65 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 2) | 0)])) >>> 0)) >>> 0);
-          index_65 = ((index_65 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 2) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 2) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 2) | 0) + 1) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_70 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_65, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_60, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_71 = entry_result_70;
-      grad[base_71] += Math.fround(w_56 * dy[o_20]);
-      grad[((base_71 + 1) >>> 0)] += Math.fround(w_56 * dy[((o_20 + 1) >>> 0)]);
+      const base_66 = entry_result_65;
+      grad[base_66] += Math.fround(w_51 * dy[o_20]);
+      grad[((base_66 + 1) >>> 0)] += Math.fround(w_51 * dy[((o_20 + 1) >>> 0)]);
       if (tbl_cfg_probed[l_1]) {
-        let h_74 = coords_3[0];
-        h_74 = ((h_74 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        const first_76 = ((tbl_cfg_offset[l_1] + __umod(h_74, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
-        let h_78 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_78 = ((h_78 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        const row_80 = ((tbl_cfg_rowOffset[l_1] + __umod(h_78, 4096)) >>> 0);
-        const s_81 = new Float32Array(1);
-        const g_82 = new Float32Array(1);
-        const top_83 = logits[row_80];
-        let total_85 = 0;
-        s_81[0] = Math.fround(Math.exp(Math.fround(logits[row_80] - top_83)));
-        total_85 = Math.fround(total_85 + s_81[0]);
-        let gp_87 = 0;
-        gp_87 = __fma(dy[o_20], params[(Math.imul(first_76, 2) >>> 0)], gp_87);
-        gp_87 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_76, 2) >>> 0) + 1) >>> 0)], gp_87);
-        g_82[0] = Math.fround(w_56 * gp_87);
-        let mean_89 = 0;
-        s_81[0] = Math.fround(s_81[0] / total_85);
-        mean_89 = __fma(s_81[0], g_82[0], mean_89);
-        logitGrad[row_80] += Math.fround(s_81[0] * Math.fround(g_82[0] - mean_89));
+        let h_69 = coords_3[0];
+        h_69 = ((h_69 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        const first_71 = ((tbl_cfg_offset[l_1] + __umod(h_69, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
+        let h_73 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_73 = ((h_73 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 4096)) >>> 0);
+        const g_76 = new Float32Array(1);
+        let mean_77 = 0;
+        let gp_79 = 0;
+        gp_79 = __fma(dy[o_20], params[(Math.imul(first_71, 2) >>> 0)], gp_79);
+        gp_79 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_71, 2) >>> 0) + 1) >>> 0)], gp_79);
+        g_76[0] = Math.fround(w_51 * gp_79);
+        mean_77 = __fma(softmax[row_75], g_76[0], mean_77);
+        logitGrad[row_75] += Math.fround(softmax[row_75] * Math.fround(g_76[0] - mean_77));
       }
     }
     {
-      let w_56 = w0_4[0];
-      w_56 = Math.fround(w_56 * w1_5[1]);
-      let entry_result_70 = 0;
+      let w_51 = w0_4[0];
+      w_51 = Math.fround(w_51 * w1_5[1]);
+      let entry_result_65 = 0;
       coords_3[0] = cell_2[0];
       coords_3[1] = ((cell_2[1] + 1) >>> 0);
       if (tbl_cfg_probed[l_1]) {
-        let h_60 = coords_3[0];
-        h_60 = ((h_60 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        let h_63 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_63 = ((h_63 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_70 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_60, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_63, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_55 = coords_3[0];
+        h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        let h_58 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_65 = 0;
+        let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_67 = coords_3[0];
-          h_67 = ((h_67 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-          index_65 = h_67;
+          let h_62 = coords_3[0];
+          h_62 = ((h_62 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          index_60 = h_62;
         } else {
-          index_65 = ((index_65 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 2) | 0)])) >>> 0)) >>> 0);
-          index_65 = ((index_65 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 2) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 2) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 2) | 0) + 1) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_70 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_65, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_60, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_71 = entry_result_70;
-      grad[base_71] += Math.fround(w_56 * dy[o_20]);
-      grad[((base_71 + 1) >>> 0)] += Math.fround(w_56 * dy[((o_20 + 1) >>> 0)]);
+      const base_66 = entry_result_65;
+      grad[base_66] += Math.fround(w_51 * dy[o_20]);
+      grad[((base_66 + 1) >>> 0)] += Math.fround(w_51 * dy[((o_20 + 1) >>> 0)]);
       if (tbl_cfg_probed[l_1]) {
-        let h_74 = coords_3[0];
-        h_74 = ((h_74 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        const first_76 = ((tbl_cfg_offset[l_1] + __umod(h_74, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
-        let h_78 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_78 = ((h_78 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        const row_80 = ((tbl_cfg_rowOffset[l_1] + __umod(h_78, 4096)) >>> 0);
-        const s_81 = new Float32Array(1);
-        const g_82 = new Float32Array(1);
-        const top_83 = logits[row_80];
-        let total_85 = 0;
-        s_81[0] = Math.fround(Math.exp(Math.fround(logits[row_80] - top_83)));
-        total_85 = Math.fround(total_85 + s_81[0]);
-        let gp_87 = 0;
-        gp_87 = __fma(dy[o_20], params[(Math.imul(first_76, 2) >>> 0)], gp_87);
-        gp_87 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_76, 2) >>> 0) + 1) >>> 0)], gp_87);
-        g_82[0] = Math.fround(w_56 * gp_87);
-        let mean_89 = 0;
-        s_81[0] = Math.fround(s_81[0] / total_85);
-        mean_89 = __fma(s_81[0], g_82[0], mean_89);
-        logitGrad[row_80] += Math.fround(s_81[0] * Math.fround(g_82[0] - mean_89));
+        let h_69 = coords_3[0];
+        h_69 = ((h_69 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        const first_71 = ((tbl_cfg_offset[l_1] + __umod(h_69, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
+        let h_73 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_73 = ((h_73 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 4096)) >>> 0);
+        const g_76 = new Float32Array(1);
+        let mean_77 = 0;
+        let gp_79 = 0;
+        gp_79 = __fma(dy[o_20], params[(Math.imul(first_71, 2) >>> 0)], gp_79);
+        gp_79 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_71, 2) >>> 0) + 1) >>> 0)], gp_79);
+        g_76[0] = Math.fround(w_51 * gp_79);
+        mean_77 = __fma(softmax[row_75], g_76[0], mean_77);
+        logitGrad[row_75] += Math.fround(softmax[row_75] * Math.fround(g_76[0] - mean_77));
       }
     }
     {
-      let w_56 = w1_5[0];
-      w_56 = Math.fround(w_56 * w1_5[1]);
-      let entry_result_70 = 0;
+      let w_51 = w1_5[0];
+      w_51 = Math.fround(w_51 * w1_5[1]);
+      let entry_result_65 = 0;
       coords_3[0] = ((cell_2[0] + 1) >>> 0);
       coords_3[1] = ((cell_2[1] + 1) >>> 0);
       if (tbl_cfg_probed[l_1]) {
-        let h_60 = coords_3[0];
-        h_60 = ((h_60 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        let h_63 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_63 = ((h_63 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_70 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_60, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_63, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_55 = coords_3[0];
+        h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        let h_58 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_65 = 0;
+        let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_67 = coords_3[0];
-          h_67 = ((h_67 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-          index_65 = h_67;
+          let h_62 = coords_3[0];
+          h_62 = ((h_62 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          index_60 = h_62;
         } else {
-          index_65 = ((index_65 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 2) | 0)])) >>> 0)) >>> 0);
-          index_65 = ((index_65 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 2) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 2) | 0)])) >>> 0)) >>> 0);
+          index_60 = ((index_60 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 2) | 0) + 1) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_70 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_65, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_60, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_71 = entry_result_70;
-      grad[base_71] += Math.fround(w_56 * dy[o_20]);
-      grad[((base_71 + 1) >>> 0)] += Math.fround(w_56 * dy[((o_20 + 1) >>> 0)]);
+      const base_66 = entry_result_65;
+      grad[base_66] += Math.fround(w_51 * dy[o_20]);
+      grad[((base_66 + 1) >>> 0)] += Math.fround(w_51 * dy[((o_20 + 1) >>> 0)]);
       if (tbl_cfg_probed[l_1]) {
-        let h_74 = coords_3[0];
-        h_74 = ((h_74 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        const first_76 = ((tbl_cfg_offset[l_1] + __umod(h_74, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
-        let h_78 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_78 = ((h_78 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        const row_80 = ((tbl_cfg_rowOffset[l_1] + __umod(h_78, 4096)) >>> 0);
-        const s_81 = new Float32Array(1);
-        const g_82 = new Float32Array(1);
-        const top_83 = logits[row_80];
-        let total_85 = 0;
-        s_81[0] = Math.fround(Math.exp(Math.fround(logits[row_80] - top_83)));
-        total_85 = Math.fround(total_85 + s_81[0]);
-        let gp_87 = 0;
-        gp_87 = __fma(dy[o_20], params[(Math.imul(first_76, 2) >>> 0)], gp_87);
-        gp_87 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_76, 2) >>> 0) + 1) >>> 0)], gp_87);
-        g_82[0] = Math.fround(w_56 * gp_87);
-        let mean_89 = 0;
-        s_81[0] = Math.fround(s_81[0] / total_85);
-        mean_89 = __fma(s_81[0], g_82[0], mean_89);
-        logitGrad[row_80] += Math.fround(s_81[0] * Math.fround(g_82[0] - mean_89));
+        let h_69 = coords_3[0];
+        h_69 = ((h_69 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+        const first_71 = ((tbl_cfg_offset[l_1] + __umod(h_69, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
+        let h_73 = (Math.imul(coords_3[0], 3538334777) >>> 0);
+        h_73 = ((h_73 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 4096)) >>> 0);
+        const g_76 = new Float32Array(1);
+        let mean_77 = 0;
+        let gp_79 = 0;
+        gp_79 = __fma(dy[o_20], params[(Math.imul(first_71, 2) >>> 0)], gp_79);
+        gp_79 = __fma(dy[((o_20 + 1) >>> 0)], params[(((Math.imul(first_71, 2) >>> 0) + 1) >>> 0)], gp_79);
+        g_76[0] = Math.fround(w_51 * gp_79);
+        mean_77 = __fma(softmax[row_75], g_76[0], mean_77);
+        logitGrad[row_75] += Math.fround(softmax[row_75] * Math.fround(g_76[0] - mean_77));
       }
     }
   }
 }
-export function gridBackward(ngp_n, x, params, probe, logits, dy, grad, logitGrad) {
-  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) gridBackward_body(ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+export function gridBackward(ngp_n, x, params, probe, softmax, dy, grad, logitGrad) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) gridBackward_body(ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
 }
 
 function gridInputGrad_body(i, x, params, probe, dy, dx) {

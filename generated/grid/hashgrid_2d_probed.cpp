@@ -3349,7 +3349,7 @@ extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64
   return 0;
 }
 
-NGP_FN void gridBackward_pass0(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass0(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -3379,52 +3379,52 @@ NGP_FN void gridBackward_pass0(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = i * 16u * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 16u;
-    const uint32_t entry_result_70 = index_65 % 256u * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 16u;
+    const uint32_t entry_result_65 = index_60 % 256u * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 16u;
-    const uint32_t entry_result_70 = index_65 % 256u * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 16u;
+    const uint32_t entry_result_65 = index_60 % 256u * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 16u;
-    const uint32_t entry_result_70 = index_65 % 256u * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 16u;
+    const uint32_t entry_result_65 = index_60 % 256u * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 16u;
-    const uint32_t entry_result_70 = index_65 % 256u * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 16u;
+    const uint32_t entry_result_65 = index_60 % 256u * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -3465,64 +3465,64 @@ NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 16u * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 16u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = index_65[ngp_l] % 256u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 256u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 16u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = index_65[ngp_l] % 256u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 256u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 16u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = index_65[ngp_l] % 256u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 256u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 16u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = index_65[ngp_l] % 256u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 16u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 256u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass1(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass1(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -3552,52 +3552,52 @@ NGP_FN void gridBackward_pass1(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 1u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 23u;
-    const uint32_t entry_result_70 = (256u + index_65 % 536u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 23u;
+    const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 23u;
-    const uint32_t entry_result_70 = (256u + index_65 % 536u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 23u;
+    const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 23u;
-    const uint32_t entry_result_70 = (256u + index_65 % 536u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 23u;
+    const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 23u;
-    const uint32_t entry_result_70 = (256u + index_65 % 536u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 23u;
+    const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -3638,64 +3638,64 @@ NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 1u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 23u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (256u + index_65[ngp_l] % 536u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (256u + index_60[ngp_l] % 536u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 23u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (256u + index_65[ngp_l] % 536u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (256u + index_60[ngp_l] % 536u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 23u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (256u + index_65[ngp_l] % 536u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (256u + index_60[ngp_l] % 536u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 23u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (256u + index_65[ngp_l] % 536u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 23u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (256u + index_60[ngp_l] % 536u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass2(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass2(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -3725,52 +3725,52 @@ NGP_FN void gridBackward_pass2(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 2u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 31u;
-    const uint32_t entry_result_70 = (792u + index_65 % 968u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 31u;
+    const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 31u;
-    const uint32_t entry_result_70 = (792u + index_65 % 968u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 31u;
+    const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 31u;
-    const uint32_t entry_result_70 = (792u + index_65 % 968u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 31u;
+    const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 31u;
-    const uint32_t entry_result_70 = (792u + index_65 % 968u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 31u;
+    const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -3811,64 +3811,64 @@ NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 2u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 31u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (792u + index_65[ngp_l] % 968u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (792u + index_60[ngp_l] % 968u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 31u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (792u + index_65[ngp_l] % 968u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (792u + index_60[ngp_l] % 968u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 31u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (792u + index_65[ngp_l] % 968u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (792u + index_60[ngp_l] % 968u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 31u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (792u + index_65[ngp_l] % 968u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 31u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (792u + index_60[ngp_l] % 968u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass3(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass3(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -3898,52 +3898,52 @@ NGP_FN void gridBackward_pass3(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 3u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 43u;
-    const uint32_t entry_result_70 = (1760u + index_65 % 1856u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 43u;
+    const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 43u;
-    const uint32_t entry_result_70 = (1760u + index_65 % 1856u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 43u;
+    const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 43u;
-    const uint32_t entry_result_70 = (1760u + index_65 % 1856u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 43u;
+    const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 43u;
-    const uint32_t entry_result_70 = (1760u + index_65 % 1856u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 43u;
+    const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -3984,64 +3984,64 @@ NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 3u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 43u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1760u + index_65[ngp_l] % 1856u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1760u + index_60[ngp_l] % 1856u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 43u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1760u + index_65[ngp_l] % 1856u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1760u + index_60[ngp_l] % 1856u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 43u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1760u + index_65[ngp_l] % 1856u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1760u + index_60[ngp_l] % 1856u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 43u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1760u + index_65[ngp_l] % 1856u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 43u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1760u + index_60[ngp_l] % 1856u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass4(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass4(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -4071,52 +4071,52 @@ NGP_FN void gridBackward_pass4(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 4u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 59u;
-    const uint32_t entry_result_70 = (3616u + index_65 % 3488u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 59u;
+    const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 59u;
-    const uint32_t entry_result_70 = (3616u + index_65 % 3488u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 59u;
+    const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 59u;
-    const uint32_t entry_result_70 = (3616u + index_65 % 3488u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 59u;
+    const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 59u;
-    const uint32_t entry_result_70 = (3616u + index_65 % 3488u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 59u;
+    const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -4157,64 +4157,64 @@ NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 4u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 59u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3616u + index_65[ngp_l] % 3488u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3616u + index_60[ngp_l] % 3488u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 59u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3616u + index_65[ngp_l] % 3488u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3616u + index_60[ngp_l] % 3488u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 59u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3616u + index_65[ngp_l] % 3488u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3616u + index_60[ngp_l] % 3488u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 59u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3616u + index_65[ngp_l] % 3488u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 59u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3616u + index_60[ngp_l] % 3488u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass5(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass5(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -4244,52 +4244,52 @@ NGP_FN void gridBackward_pass5(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 5u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 81u;
-    const uint32_t entry_result_70 = (7104u + index_65 % 6568u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 81u;
+    const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 81u;
-    const uint32_t entry_result_70 = (7104u + index_65 % 6568u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 81u;
+    const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 81u;
-    const uint32_t entry_result_70 = (7104u + index_65 % 6568u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 81u;
+    const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 81u;
-    const uint32_t entry_result_70 = (7104u + index_65 % 6568u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 81u;
+    const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -4330,64 +4330,64 @@ NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 5u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 81u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (7104u + index_65[ngp_l] % 6568u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (7104u + index_60[ngp_l] % 6568u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 81u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (7104u + index_65[ngp_l] % 6568u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (7104u + index_60[ngp_l] % 6568u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 81u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (7104u + index_65[ngp_l] % 6568u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (7104u + index_60[ngp_l] % 6568u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 81u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (7104u + index_65[ngp_l] % 6568u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 81u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (7104u + index_60[ngp_l] % 6568u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass6(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass6(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -4417,52 +4417,52 @@ NGP_FN void gridBackward_pass6(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 6u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 112u;
-    const uint32_t entry_result_70 = (13672u + index_65 % 12544u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 112u;
+    const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 112u;
-    const uint32_t entry_result_70 = (13672u + index_65 % 12544u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 112u;
+    const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 112u;
-    const uint32_t entry_result_70 = (13672u + index_65 % 12544u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 112u;
+    const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 112u;
-    const uint32_t entry_result_70 = (13672u + index_65 % 12544u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 112u;
+    const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -4503,64 +4503,64 @@ NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 6u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 112u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (13672u + index_65[ngp_l] % 12544u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13672u + index_60[ngp_l] % 12544u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 112u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (13672u + index_65[ngp_l] % 12544u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13672u + index_60[ngp_l] % 12544u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 112u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (13672u + index_65[ngp_l] % 12544u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13672u + index_60[ngp_l] % 12544u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 112u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (13672u + index_65[ngp_l] % 12544u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 112u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13672u + index_60[ngp_l] % 12544u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass7(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass7(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -4590,52 +4590,52 @@ NGP_FN void gridBackward_pass7(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 7u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 154u;
-    const uint32_t entry_result_70 = (26216u + index_65 % 23720u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 154u;
+    const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 154u;
-    const uint32_t entry_result_70 = (26216u + index_65 % 23720u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 154u;
+    const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 154u;
-    const uint32_t entry_result_70 = (26216u + index_65 % 23720u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 154u;
+    const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 154u;
-    const uint32_t entry_result_70 = (26216u + index_65 % 23720u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 154u;
+    const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -4676,64 +4676,64 @@ NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 7u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 154u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (26216u + index_65[ngp_l] % 23720u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (26216u + index_60[ngp_l] % 23720u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 154u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (26216u + index_65[ngp_l] % 23720u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (26216u + index_60[ngp_l] % 23720u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 154u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (26216u + index_65[ngp_l] % 23720u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (26216u + index_60[ngp_l] % 23720u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 154u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (26216u + index_65[ngp_l] % 23720u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 154u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (26216u + index_60[ngp_l] % 23720u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass8(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass8(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -4763,52 +4763,52 @@ NGP_FN void gridBackward_pass8(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 8u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 213u;
-    const uint32_t entry_result_70 = (49936u + index_65 % 45376u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 213u;
+    const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 213u;
-    const uint32_t entry_result_70 = (49936u + index_65 % 45376u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 213u;
+    const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 213u;
-    const uint32_t entry_result_70 = (49936u + index_65 % 45376u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 213u;
+    const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 213u;
-    const uint32_t entry_result_70 = (49936u + index_65 % 45376u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 213u;
+    const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -4849,64 +4849,64 @@ NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 8u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 213u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (49936u + index_65[ngp_l] % 45376u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (49936u + index_60[ngp_l] % 45376u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 213u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (49936u + index_65[ngp_l] % 45376u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (49936u + index_60[ngp_l] % 45376u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 213u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (49936u + index_65[ngp_l] % 45376u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (49936u + index_60[ngp_l] % 45376u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 213u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (49936u + index_65[ngp_l] % 45376u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 213u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (49936u + index_60[ngp_l] % 45376u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass9(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass9(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -4936,52 +4936,52 @@ NGP_FN void gridBackward_pass9(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 9u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 295u;
-    const uint32_t entry_result_70 = (95312u + index_65 % 87032u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 295u;
+    const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 295u;
-    const uint32_t entry_result_70 = (95312u + index_65 % 87032u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 295u;
+    const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 295u;
-    const uint32_t entry_result_70 = (95312u + index_65 % 87032u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 295u;
+    const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 295u;
-    const uint32_t entry_result_70 = (95312u + index_65 % 87032u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 295u;
+    const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -5022,64 +5022,64 @@ NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 9u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (95312u + index_65[ngp_l] % 87032u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (95312u + index_65[ngp_l] % 87032u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (95312u + index_65[ngp_l] % 87032u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (95312u + index_65[ngp_l] % 87032u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   {
@@ -5103,46 +5103,46 @@ NGP_FN void gridBackward_pass9_prefetch(int64_t ngp_i0, const float* __restrict_
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (95312u + index_65[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (95312u + index_65[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (95312u + index_65[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (95312u + index_65[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 295u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (95312u + index_60[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
 }
 
-NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -5172,292 +5172,220 @@ NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 10u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t h_60 = coords_3[0];
-    h_60 ^= coords_3[1] * 2654435761u;
-    uint32_t h_63 = coords_3[0] * 3538334777u;
-    h_63 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_70 = (182344u + h_60 % 32768u * 4u + probe[h_63 % 4096u]) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
-    uint32_t h_74 = coords_3[0];
-    h_74 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_76 = 182344u + h_74 % 32768u * 4u;
-    uint32_t h_78 = coords_3[0] * 3538334777u;
-    h_78 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_80 = h_78 % 4096u * 4u;
-    float s_81[4] = {};
-    float g_82[4] = {};
-    float top_83 = logits[row_80];
-    top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-    float total_85 = 0.0f;
+    uint32_t h_55 = coords_3[0];
+    h_55 ^= coords_3[1] * 2654435761u;
+    uint32_t h_58 = coords_3[0] * 3538334777u;
+    h_58 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_65 = (182344u + h_55 % 32768u * 4u + probe[h_58 % 4096u]) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_69 = coords_3[0];
+    h_69 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_71 = 182344u + h_69 % 32768u * 4u;
+    uint32_t h_73 = coords_3[0] * 3538334777u;
+    h_73 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_75 = h_73 % 4096u * 4u;
+    float g_76[4] = {};
+    float mean_77 = 0.0f;
     {
-      s_81[0] = expf(logits[row_80] - top_83);
-      total_85 += s_81[0];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-      g_82[0] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+      g_76[0] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
     }
     {
-      s_81[1] = expf(logits[row_80 + 1u] - top_83);
-      total_85 += s_81[1];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-      g_82[1] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+      g_76[1] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
     }
     {
-      s_81[2] = expf(logits[row_80 + 2u] - top_83);
-      total_85 += s_81[2];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-      g_82[2] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+      g_76[2] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
     }
     {
-      s_81[3] = expf(logits[row_80 + 3u] - top_83);
-      total_85 += s_81[3];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-      g_82[3] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+      g_76[3] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
     }
-    float mean_89 = 0.0f;
-    s_81[0] = s_81[0] / total_85;
-    mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-    s_81[1] = s_81[1] / total_85;
-    mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-    s_81[2] = s_81[2] / total_85;
-    mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-    s_81[3] = s_81[3] / total_85;
-    mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-    logitGrad[row_80] += s_81[0] * (g_82[0] - mean_89);
-    logitGrad[row_80 + 1u] += s_81[1] * (g_82[1] - mean_89);
-    logitGrad[row_80 + 2u] += s_81[2] * (g_82[2] - mean_89);
-    logitGrad[row_80 + 3u] += s_81[3] * (g_82[3] - mean_89);
+    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
+    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
+    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
+    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t h_60 = coords_3[0];
-    h_60 ^= coords_3[1] * 2654435761u;
-    uint32_t h_63 = coords_3[0] * 3538334777u;
-    h_63 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_70 = (182344u + h_60 % 32768u * 4u + probe[h_63 % 4096u]) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
-    uint32_t h_74 = coords_3[0];
-    h_74 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_76 = 182344u + h_74 % 32768u * 4u;
-    uint32_t h_78 = coords_3[0] * 3538334777u;
-    h_78 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_80 = h_78 % 4096u * 4u;
-    float s_81[4] = {};
-    float g_82[4] = {};
-    float top_83 = logits[row_80];
-    top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-    float total_85 = 0.0f;
+    uint32_t h_55 = coords_3[0];
+    h_55 ^= coords_3[1] * 2654435761u;
+    uint32_t h_58 = coords_3[0] * 3538334777u;
+    h_58 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_65 = (182344u + h_55 % 32768u * 4u + probe[h_58 % 4096u]) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_69 = coords_3[0];
+    h_69 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_71 = 182344u + h_69 % 32768u * 4u;
+    uint32_t h_73 = coords_3[0] * 3538334777u;
+    h_73 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_75 = h_73 % 4096u * 4u;
+    float g_76[4] = {};
+    float mean_77 = 0.0f;
     {
-      s_81[0] = expf(logits[row_80] - top_83);
-      total_85 += s_81[0];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-      g_82[0] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+      g_76[0] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
     }
     {
-      s_81[1] = expf(logits[row_80 + 1u] - top_83);
-      total_85 += s_81[1];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-      g_82[1] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+      g_76[1] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
     }
     {
-      s_81[2] = expf(logits[row_80 + 2u] - top_83);
-      total_85 += s_81[2];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-      g_82[2] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+      g_76[2] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
     }
     {
-      s_81[3] = expf(logits[row_80 + 3u] - top_83);
-      total_85 += s_81[3];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-      g_82[3] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+      g_76[3] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
     }
-    float mean_89 = 0.0f;
-    s_81[0] = s_81[0] / total_85;
-    mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-    s_81[1] = s_81[1] / total_85;
-    mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-    s_81[2] = s_81[2] / total_85;
-    mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-    s_81[3] = s_81[3] / total_85;
-    mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-    logitGrad[row_80] += s_81[0] * (g_82[0] - mean_89);
-    logitGrad[row_80 + 1u] += s_81[1] * (g_82[1] - mean_89);
-    logitGrad[row_80 + 2u] += s_81[2] * (g_82[2] - mean_89);
-    logitGrad[row_80 + 3u] += s_81[3] * (g_82[3] - mean_89);
+    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
+    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
+    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
+    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_60 = coords_3[0];
-    h_60 ^= coords_3[1] * 2654435761u;
-    uint32_t h_63 = coords_3[0] * 3538334777u;
-    h_63 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_70 = (182344u + h_60 % 32768u * 4u + probe[h_63 % 4096u]) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
-    uint32_t h_74 = coords_3[0];
-    h_74 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_76 = 182344u + h_74 % 32768u * 4u;
-    uint32_t h_78 = coords_3[0] * 3538334777u;
-    h_78 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_80 = h_78 % 4096u * 4u;
-    float s_81[4] = {};
-    float g_82[4] = {};
-    float top_83 = logits[row_80];
-    top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-    float total_85 = 0.0f;
+    uint32_t h_55 = coords_3[0];
+    h_55 ^= coords_3[1] * 2654435761u;
+    uint32_t h_58 = coords_3[0] * 3538334777u;
+    h_58 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_65 = (182344u + h_55 % 32768u * 4u + probe[h_58 % 4096u]) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_69 = coords_3[0];
+    h_69 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_71 = 182344u + h_69 % 32768u * 4u;
+    uint32_t h_73 = coords_3[0] * 3538334777u;
+    h_73 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_75 = h_73 % 4096u * 4u;
+    float g_76[4] = {};
+    float mean_77 = 0.0f;
     {
-      s_81[0] = expf(logits[row_80] - top_83);
-      total_85 += s_81[0];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-      g_82[0] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+      g_76[0] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
     }
     {
-      s_81[1] = expf(logits[row_80 + 1u] - top_83);
-      total_85 += s_81[1];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-      g_82[1] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+      g_76[1] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
     }
     {
-      s_81[2] = expf(logits[row_80 + 2u] - top_83);
-      total_85 += s_81[2];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-      g_82[2] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+      g_76[2] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
     }
     {
-      s_81[3] = expf(logits[row_80 + 3u] - top_83);
-      total_85 += s_81[3];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-      g_82[3] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+      g_76[3] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
     }
-    float mean_89 = 0.0f;
-    s_81[0] = s_81[0] / total_85;
-    mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-    s_81[1] = s_81[1] / total_85;
-    mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-    s_81[2] = s_81[2] / total_85;
-    mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-    s_81[3] = s_81[3] / total_85;
-    mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-    logitGrad[row_80] += s_81[0] * (g_82[0] - mean_89);
-    logitGrad[row_80 + 1u] += s_81[1] * (g_82[1] - mean_89);
-    logitGrad[row_80 + 2u] += s_81[2] * (g_82[2] - mean_89);
-    logitGrad[row_80 + 3u] += s_81[3] * (g_82[3] - mean_89);
+    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
+    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
+    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
+    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_60 = coords_3[0];
-    h_60 ^= coords_3[1] * 2654435761u;
-    uint32_t h_63 = coords_3[0] * 3538334777u;
-    h_63 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_70 = (182344u + h_60 % 32768u * 4u + probe[h_63 % 4096u]) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
-    uint32_t h_74 = coords_3[0];
-    h_74 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_76 = 182344u + h_74 % 32768u * 4u;
-    uint32_t h_78 = coords_3[0] * 3538334777u;
-    h_78 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_80 = h_78 % 4096u * 4u;
-    float s_81[4] = {};
-    float g_82[4] = {};
-    float top_83 = logits[row_80];
-    top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-    float total_85 = 0.0f;
+    uint32_t h_55 = coords_3[0];
+    h_55 ^= coords_3[1] * 2654435761u;
+    uint32_t h_58 = coords_3[0] * 3538334777u;
+    h_58 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_65 = (182344u + h_55 % 32768u * 4u + probe[h_58 % 4096u]) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_69 = coords_3[0];
+    h_69 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_71 = 182344u + h_69 % 32768u * 4u;
+    uint32_t h_73 = coords_3[0] * 3538334777u;
+    h_73 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_75 = h_73 % 4096u * 4u;
+    float g_76[4] = {};
+    float mean_77 = 0.0f;
     {
-      s_81[0] = expf(logits[row_80] - top_83);
-      total_85 += s_81[0];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-      g_82[0] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+      g_76[0] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
     }
     {
-      s_81[1] = expf(logits[row_80 + 1u] - top_83);
-      total_85 += s_81[1];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-      g_82[1] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+      g_76[1] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
     }
     {
-      s_81[2] = expf(logits[row_80 + 2u] - top_83);
-      total_85 += s_81[2];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-      g_82[2] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+      g_76[2] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
     }
     {
-      s_81[3] = expf(logits[row_80 + 3u] - top_83);
-      total_85 += s_81[3];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-      g_82[3] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+      g_76[3] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
     }
-    float mean_89 = 0.0f;
-    s_81[0] = s_81[0] / total_85;
-    mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-    s_81[1] = s_81[1] / total_85;
-    mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-    s_81[2] = s_81[2] / total_85;
-    mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-    s_81[3] = s_81[3] / total_85;
-    mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-    logitGrad[row_80] += s_81[0] * (g_82[0] - mean_89);
-    logitGrad[row_80 + 1u] += s_81[1] * (g_82[1] - mean_89);
-    logitGrad[row_80 + 2u] += s_81[2] * (g_82[2] - mean_89);
-    logitGrad[row_80 + 3u] += s_81[3] * (g_82[3] - mean_89);
+    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
+    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
+    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
+    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
 }
 
-NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -5498,352 +5426,272 @@ NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 10u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (182344u + h_60[ngp_l] % 32768u * 4u + probe[h_63[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_74[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_76[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_76[ngp_l] = 182344u + h_74[ngp_l] % 32768u * 4u;
-    uint32_t h_78[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_80[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_80[ngp_l] = h_78[ngp_l] % 4096u * 4u;
-    float s_81[4][16] = {};
-    float g_82[4][16] = {};
-    float top_83[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = logits[row_80[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 1u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 2u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 3u]);
-    float total_85[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] = 0.0f;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t h_58[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + h_55[ngp_l] % 32768u * 4u + probe[h_58[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_69[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_71[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 182344u + h_69[ngp_l] % 32768u * 4u;
+    uint32_t h_73[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_75[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = h_73[ngp_l] % 4096u * 4u;
+    float g_76[4][16] = {};
+    float mean_77[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = expf(logits[row_80[ngp_l]] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[0][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_76[ngp_l] * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_76[ngp_l] * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[0][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = expf(logits[row_80[ngp_l] + 1u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[1][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 1u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 1u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[1][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = expf(logits[row_80[ngp_l] + 2u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[2][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 2u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 2u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[2][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = expf(logits[row_80[ngp_l] + 3u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[3][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 3u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 3u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[3][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
     }
-    float mean_89[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = 0.0f;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = s_81[0][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[0][ngp_l], g_82[0][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = s_81[1][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[1][ngp_l], g_82[1][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = s_81[2][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[2][ngp_l], g_82[2][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = s_81[3][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[3][ngp_l], g_82[3][ngp_l], mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l]] += s_81[0][ngp_l] * (g_82[0][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 1u] += s_81[1][ngp_l] * (g_82[1][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 2u] += s_81[2][ngp_l] * (g_82[2][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 3u] += s_81[3][ngp_l] * (g_82[3][ngp_l] - mean_89[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (182344u + h_60[ngp_l] % 32768u * 4u + probe[h_63[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_74[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_76[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_76[ngp_l] = 182344u + h_74[ngp_l] % 32768u * 4u;
-    uint32_t h_78[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_80[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_80[ngp_l] = h_78[ngp_l] % 4096u * 4u;
-    float s_81[4][16] = {};
-    float g_82[4][16] = {};
-    float top_83[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = logits[row_80[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 1u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 2u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 3u]);
-    float total_85[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] = 0.0f;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t h_58[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + h_55[ngp_l] % 32768u * 4u + probe[h_58[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_69[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_71[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 182344u + h_69[ngp_l] % 32768u * 4u;
+    uint32_t h_73[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_75[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = h_73[ngp_l] % 4096u * 4u;
+    float g_76[4][16] = {};
+    float mean_77[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = expf(logits[row_80[ngp_l]] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[0][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_76[ngp_l] * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_76[ngp_l] * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[0][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = expf(logits[row_80[ngp_l] + 1u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[1][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 1u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 1u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[1][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = expf(logits[row_80[ngp_l] + 2u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[2][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 2u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 2u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[2][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = expf(logits[row_80[ngp_l] + 3u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[3][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 3u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 3u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[3][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
     }
-    float mean_89[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = 0.0f;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = s_81[0][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[0][ngp_l], g_82[0][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = s_81[1][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[1][ngp_l], g_82[1][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = s_81[2][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[2][ngp_l], g_82[2][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = s_81[3][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[3][ngp_l], g_82[3][ngp_l], mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l]] += s_81[0][ngp_l] * (g_82[0][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 1u] += s_81[1][ngp_l] * (g_82[1][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 2u] += s_81[2][ngp_l] * (g_82[2][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 3u] += s_81[3][ngp_l] * (g_82[3][ngp_l] - mean_89[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (182344u + h_60[ngp_l] % 32768u * 4u + probe[h_63[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_74[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_76[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_76[ngp_l] = 182344u + h_74[ngp_l] % 32768u * 4u;
-    uint32_t h_78[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_80[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_80[ngp_l] = h_78[ngp_l] % 4096u * 4u;
-    float s_81[4][16] = {};
-    float g_82[4][16] = {};
-    float top_83[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = logits[row_80[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 1u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 2u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 3u]);
-    float total_85[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] = 0.0f;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t h_58[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + h_55[ngp_l] % 32768u * 4u + probe[h_58[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_69[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_71[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 182344u + h_69[ngp_l] % 32768u * 4u;
+    uint32_t h_73[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_75[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = h_73[ngp_l] % 4096u * 4u;
+    float g_76[4][16] = {};
+    float mean_77[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = expf(logits[row_80[ngp_l]] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[0][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_76[ngp_l] * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_76[ngp_l] * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[0][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = expf(logits[row_80[ngp_l] + 1u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[1][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 1u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 1u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[1][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = expf(logits[row_80[ngp_l] + 2u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[2][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 2u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 2u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[2][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = expf(logits[row_80[ngp_l] + 3u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[3][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 3u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 3u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[3][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
     }
-    float mean_89[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = 0.0f;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = s_81[0][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[0][ngp_l], g_82[0][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = s_81[1][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[1][ngp_l], g_82[1][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = s_81[2][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[2][ngp_l], g_82[2][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = s_81[3][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[3][ngp_l], g_82[3][ngp_l], mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l]] += s_81[0][ngp_l] * (g_82[0][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 1u] += s_81[1][ngp_l] * (g_82[1][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 2u] += s_81[2][ngp_l] * (g_82[2][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 3u] += s_81[3][ngp_l] * (g_82[3][ngp_l] - mean_89[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (182344u + h_60[ngp_l] % 32768u * 4u + probe[h_63[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_74[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_76[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_76[ngp_l] = 182344u + h_74[ngp_l] % 32768u * 4u;
-    uint32_t h_78[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_80[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_80[ngp_l] = h_78[ngp_l] % 4096u * 4u;
-    float s_81[4][16] = {};
-    float g_82[4][16] = {};
-    float top_83[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = logits[row_80[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 1u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 2u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 3u]);
-    float total_85[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] = 0.0f;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t h_58[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (182344u + h_55[ngp_l] % 32768u * 4u + probe[h_58[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_69[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_71[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 182344u + h_69[ngp_l] % 32768u * 4u;
+    uint32_t h_73[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_75[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = h_73[ngp_l] % 4096u * 4u;
+    float g_76[4][16] = {};
+    float mean_77[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = expf(logits[row_80[ngp_l]] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[0][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_76[ngp_l] * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_76[ngp_l] * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[0][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = expf(logits[row_80[ngp_l] + 1u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[1][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 1u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 1u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[1][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = expf(logits[row_80[ngp_l] + 2u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[2][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 2u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 2u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[2][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = expf(logits[row_80[ngp_l] + 3u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[3][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 3u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 3u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[3][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
     }
-    float mean_89[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = 0.0f;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = s_81[0][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[0][ngp_l], g_82[0][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = s_81[1][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[1][ngp_l], g_82[1][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = s_81[2][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[2][ngp_l], g_82[2][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = s_81[3][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[3][ngp_l], g_82[3][ngp_l], mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l]] += s_81[0][ngp_l] * (g_82[0][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 1u] += s_81[1][ngp_l] * (g_82[1][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 2u] += s_81[2][ngp_l] * (g_82[2][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 3u] += s_81[3][ngp_l] * (g_82[3][ngp_l] - mean_89[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
 }
 
-NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -5873,292 +5721,220 @@ NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 11u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t h_60 = coords_3[0];
-    h_60 ^= coords_3[1] * 2654435761u;
-    uint32_t h_63 = coords_3[0] * 3538334777u;
-    h_63 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_70 = (313416u + h_60 % 32768u * 4u + probe[4096u + h_63 % 4096u]) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
-    uint32_t h_74 = coords_3[0];
-    h_74 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_76 = 313416u + h_74 % 32768u * 4u;
-    uint32_t h_78 = coords_3[0] * 3538334777u;
-    h_78 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_80 = (4096u + h_78 % 4096u) * 4u;
-    float s_81[4] = {};
-    float g_82[4] = {};
-    float top_83 = logits[row_80];
-    top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-    float total_85 = 0.0f;
+    uint32_t h_55 = coords_3[0];
+    h_55 ^= coords_3[1] * 2654435761u;
+    uint32_t h_58 = coords_3[0] * 3538334777u;
+    h_58 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_65 = (313416u + h_55 % 32768u * 4u + probe[4096u + h_58 % 4096u]) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_69 = coords_3[0];
+    h_69 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_71 = 313416u + h_69 % 32768u * 4u;
+    uint32_t h_73 = coords_3[0] * 3538334777u;
+    h_73 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_75 = (4096u + h_73 % 4096u) * 4u;
+    float g_76[4] = {};
+    float mean_77 = 0.0f;
     {
-      s_81[0] = expf(logits[row_80] - top_83);
-      total_85 += s_81[0];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-      g_82[0] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+      g_76[0] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
     }
     {
-      s_81[1] = expf(logits[row_80 + 1u] - top_83);
-      total_85 += s_81[1];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-      g_82[1] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+      g_76[1] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
     }
     {
-      s_81[2] = expf(logits[row_80 + 2u] - top_83);
-      total_85 += s_81[2];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-      g_82[2] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+      g_76[2] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
     }
     {
-      s_81[3] = expf(logits[row_80 + 3u] - top_83);
-      total_85 += s_81[3];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-      g_82[3] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+      g_76[3] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
     }
-    float mean_89 = 0.0f;
-    s_81[0] = s_81[0] / total_85;
-    mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-    s_81[1] = s_81[1] / total_85;
-    mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-    s_81[2] = s_81[2] / total_85;
-    mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-    s_81[3] = s_81[3] / total_85;
-    mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-    logitGrad[row_80] += s_81[0] * (g_82[0] - mean_89);
-    logitGrad[row_80 + 1u] += s_81[1] * (g_82[1] - mean_89);
-    logitGrad[row_80 + 2u] += s_81[2] * (g_82[2] - mean_89);
-    logitGrad[row_80 + 3u] += s_81[3] * (g_82[3] - mean_89);
+    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
+    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
+    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
+    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t h_60 = coords_3[0];
-    h_60 ^= coords_3[1] * 2654435761u;
-    uint32_t h_63 = coords_3[0] * 3538334777u;
-    h_63 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_70 = (313416u + h_60 % 32768u * 4u + probe[4096u + h_63 % 4096u]) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
-    uint32_t h_74 = coords_3[0];
-    h_74 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_76 = 313416u + h_74 % 32768u * 4u;
-    uint32_t h_78 = coords_3[0] * 3538334777u;
-    h_78 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_80 = (4096u + h_78 % 4096u) * 4u;
-    float s_81[4] = {};
-    float g_82[4] = {};
-    float top_83 = logits[row_80];
-    top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-    float total_85 = 0.0f;
+    uint32_t h_55 = coords_3[0];
+    h_55 ^= coords_3[1] * 2654435761u;
+    uint32_t h_58 = coords_3[0] * 3538334777u;
+    h_58 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_65 = (313416u + h_55 % 32768u * 4u + probe[4096u + h_58 % 4096u]) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_69 = coords_3[0];
+    h_69 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_71 = 313416u + h_69 % 32768u * 4u;
+    uint32_t h_73 = coords_3[0] * 3538334777u;
+    h_73 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_75 = (4096u + h_73 % 4096u) * 4u;
+    float g_76[4] = {};
+    float mean_77 = 0.0f;
     {
-      s_81[0] = expf(logits[row_80] - top_83);
-      total_85 += s_81[0];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-      g_82[0] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+      g_76[0] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
     }
     {
-      s_81[1] = expf(logits[row_80 + 1u] - top_83);
-      total_85 += s_81[1];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-      g_82[1] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+      g_76[1] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
     }
     {
-      s_81[2] = expf(logits[row_80 + 2u] - top_83);
-      total_85 += s_81[2];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-      g_82[2] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+      g_76[2] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
     }
     {
-      s_81[3] = expf(logits[row_80 + 3u] - top_83);
-      total_85 += s_81[3];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-      g_82[3] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+      g_76[3] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
     }
-    float mean_89 = 0.0f;
-    s_81[0] = s_81[0] / total_85;
-    mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-    s_81[1] = s_81[1] / total_85;
-    mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-    s_81[2] = s_81[2] / total_85;
-    mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-    s_81[3] = s_81[3] / total_85;
-    mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-    logitGrad[row_80] += s_81[0] * (g_82[0] - mean_89);
-    logitGrad[row_80 + 1u] += s_81[1] * (g_82[1] - mean_89);
-    logitGrad[row_80 + 2u] += s_81[2] * (g_82[2] - mean_89);
-    logitGrad[row_80 + 3u] += s_81[3] * (g_82[3] - mean_89);
+    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
+    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
+    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
+    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_60 = coords_3[0];
-    h_60 ^= coords_3[1] * 2654435761u;
-    uint32_t h_63 = coords_3[0] * 3538334777u;
-    h_63 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_70 = (313416u + h_60 % 32768u * 4u + probe[4096u + h_63 % 4096u]) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
-    uint32_t h_74 = coords_3[0];
-    h_74 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_76 = 313416u + h_74 % 32768u * 4u;
-    uint32_t h_78 = coords_3[0] * 3538334777u;
-    h_78 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_80 = (4096u + h_78 % 4096u) * 4u;
-    float s_81[4] = {};
-    float g_82[4] = {};
-    float top_83 = logits[row_80];
-    top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-    float total_85 = 0.0f;
+    uint32_t h_55 = coords_3[0];
+    h_55 ^= coords_3[1] * 2654435761u;
+    uint32_t h_58 = coords_3[0] * 3538334777u;
+    h_58 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_65 = (313416u + h_55 % 32768u * 4u + probe[4096u + h_58 % 4096u]) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_69 = coords_3[0];
+    h_69 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_71 = 313416u + h_69 % 32768u * 4u;
+    uint32_t h_73 = coords_3[0] * 3538334777u;
+    h_73 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_75 = (4096u + h_73 % 4096u) * 4u;
+    float g_76[4] = {};
+    float mean_77 = 0.0f;
     {
-      s_81[0] = expf(logits[row_80] - top_83);
-      total_85 += s_81[0];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-      g_82[0] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+      g_76[0] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
     }
     {
-      s_81[1] = expf(logits[row_80 + 1u] - top_83);
-      total_85 += s_81[1];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-      g_82[1] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+      g_76[1] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
     }
     {
-      s_81[2] = expf(logits[row_80 + 2u] - top_83);
-      total_85 += s_81[2];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-      g_82[2] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+      g_76[2] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
     }
     {
-      s_81[3] = expf(logits[row_80 + 3u] - top_83);
-      total_85 += s_81[3];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-      g_82[3] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+      g_76[3] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
     }
-    float mean_89 = 0.0f;
-    s_81[0] = s_81[0] / total_85;
-    mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-    s_81[1] = s_81[1] / total_85;
-    mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-    s_81[2] = s_81[2] / total_85;
-    mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-    s_81[3] = s_81[3] / total_85;
-    mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-    logitGrad[row_80] += s_81[0] * (g_82[0] - mean_89);
-    logitGrad[row_80 + 1u] += s_81[1] * (g_82[1] - mean_89);
-    logitGrad[row_80 + 2u] += s_81[2] * (g_82[2] - mean_89);
-    logitGrad[row_80 + 3u] += s_81[3] * (g_82[3] - mean_89);
+    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
+    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
+    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
+    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_60 = coords_3[0];
-    h_60 ^= coords_3[1] * 2654435761u;
-    uint32_t h_63 = coords_3[0] * 3538334777u;
-    h_63 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_70 = (313416u + h_60 % 32768u * 4u + probe[4096u + h_63 % 4096u]) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
-    uint32_t h_74 = coords_3[0];
-    h_74 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_76 = 313416u + h_74 % 32768u * 4u;
-    uint32_t h_78 = coords_3[0] * 3538334777u;
-    h_78 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_80 = (4096u + h_78 % 4096u) * 4u;
-    float s_81[4] = {};
-    float g_82[4] = {};
-    float top_83 = logits[row_80];
-    top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-    float total_85 = 0.0f;
+    uint32_t h_55 = coords_3[0];
+    h_55 ^= coords_3[1] * 2654435761u;
+    uint32_t h_58 = coords_3[0] * 3538334777u;
+    h_58 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_65 = (313416u + h_55 % 32768u * 4u + probe[4096u + h_58 % 4096u]) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_69 = coords_3[0];
+    h_69 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_71 = 313416u + h_69 % 32768u * 4u;
+    uint32_t h_73 = coords_3[0] * 3538334777u;
+    h_73 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_75 = (4096u + h_73 % 4096u) * 4u;
+    float g_76[4] = {};
+    float mean_77 = 0.0f;
     {
-      s_81[0] = expf(logits[row_80] - top_83);
-      total_85 += s_81[0];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-      g_82[0] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+      g_76[0] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
     }
     {
-      s_81[1] = expf(logits[row_80 + 1u] - top_83);
-      total_85 += s_81[1];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-      g_82[1] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+      g_76[1] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
     }
     {
-      s_81[2] = expf(logits[row_80 + 2u] - top_83);
-      total_85 += s_81[2];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-      g_82[2] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+      g_76[2] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
     }
     {
-      s_81[3] = expf(logits[row_80 + 3u] - top_83);
-      total_85 += s_81[3];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-      g_82[3] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+      g_76[3] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
     }
-    float mean_89 = 0.0f;
-    s_81[0] = s_81[0] / total_85;
-    mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-    s_81[1] = s_81[1] / total_85;
-    mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-    s_81[2] = s_81[2] / total_85;
-    mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-    s_81[3] = s_81[3] / total_85;
-    mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-    logitGrad[row_80] += s_81[0] * (g_82[0] - mean_89);
-    logitGrad[row_80 + 1u] += s_81[1] * (g_82[1] - mean_89);
-    logitGrad[row_80 + 2u] += s_81[2] * (g_82[2] - mean_89);
-    logitGrad[row_80 + 3u] += s_81[3] * (g_82[3] - mean_89);
+    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
+    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
+    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
+    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
 }
 
-NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -6199,352 +5975,272 @@ NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 11u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (313416u + h_60[ngp_l] % 32768u * 4u + probe[4096u + h_63[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_74[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_76[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_76[ngp_l] = 313416u + h_74[ngp_l] % 32768u * 4u;
-    uint32_t h_78[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_80[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_80[ngp_l] = (4096u + h_78[ngp_l] % 4096u) * 4u;
-    float s_81[4][16] = {};
-    float g_82[4][16] = {};
-    float top_83[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = logits[row_80[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 1u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 2u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 3u]);
-    float total_85[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] = 0.0f;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t h_58[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (313416u + h_55[ngp_l] % 32768u * 4u + probe[4096u + h_58[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_69[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_71[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 313416u + h_69[ngp_l] % 32768u * 4u;
+    uint32_t h_73[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_75[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (4096u + h_73[ngp_l] % 4096u) * 4u;
+    float g_76[4][16] = {};
+    float mean_77[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = expf(logits[row_80[ngp_l]] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[0][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_76[ngp_l] * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_76[ngp_l] * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[0][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = expf(logits[row_80[ngp_l] + 1u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[1][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 1u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 1u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[1][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = expf(logits[row_80[ngp_l] + 2u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[2][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 2u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 2u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[2][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = expf(logits[row_80[ngp_l] + 3u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[3][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 3u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 3u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[3][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
     }
-    float mean_89[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = 0.0f;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = s_81[0][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[0][ngp_l], g_82[0][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = s_81[1][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[1][ngp_l], g_82[1][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = s_81[2][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[2][ngp_l], g_82[2][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = s_81[3][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[3][ngp_l], g_82[3][ngp_l], mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l]] += s_81[0][ngp_l] * (g_82[0][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 1u] += s_81[1][ngp_l] * (g_82[1][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 2u] += s_81[2][ngp_l] * (g_82[2][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 3u] += s_81[3][ngp_l] * (g_82[3][ngp_l] - mean_89[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (313416u + h_60[ngp_l] % 32768u * 4u + probe[4096u + h_63[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_74[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_76[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_76[ngp_l] = 313416u + h_74[ngp_l] % 32768u * 4u;
-    uint32_t h_78[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_80[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_80[ngp_l] = (4096u + h_78[ngp_l] % 4096u) * 4u;
-    float s_81[4][16] = {};
-    float g_82[4][16] = {};
-    float top_83[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = logits[row_80[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 1u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 2u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 3u]);
-    float total_85[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] = 0.0f;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t h_58[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (313416u + h_55[ngp_l] % 32768u * 4u + probe[4096u + h_58[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_69[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_71[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 313416u + h_69[ngp_l] % 32768u * 4u;
+    uint32_t h_73[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_75[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (4096u + h_73[ngp_l] % 4096u) * 4u;
+    float g_76[4][16] = {};
+    float mean_77[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = expf(logits[row_80[ngp_l]] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[0][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_76[ngp_l] * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_76[ngp_l] * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[0][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = expf(logits[row_80[ngp_l] + 1u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[1][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 1u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 1u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[1][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = expf(logits[row_80[ngp_l] + 2u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[2][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 2u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 2u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[2][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = expf(logits[row_80[ngp_l] + 3u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[3][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 3u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 3u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[3][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
     }
-    float mean_89[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = 0.0f;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = s_81[0][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[0][ngp_l], g_82[0][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = s_81[1][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[1][ngp_l], g_82[1][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = s_81[2][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[2][ngp_l], g_82[2][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = s_81[3][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[3][ngp_l], g_82[3][ngp_l], mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l]] += s_81[0][ngp_l] * (g_82[0][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 1u] += s_81[1][ngp_l] * (g_82[1][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 2u] += s_81[2][ngp_l] * (g_82[2][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 3u] += s_81[3][ngp_l] * (g_82[3][ngp_l] - mean_89[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (313416u + h_60[ngp_l] % 32768u * 4u + probe[4096u + h_63[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_74[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_76[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_76[ngp_l] = 313416u + h_74[ngp_l] % 32768u * 4u;
-    uint32_t h_78[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_80[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_80[ngp_l] = (4096u + h_78[ngp_l] % 4096u) * 4u;
-    float s_81[4][16] = {};
-    float g_82[4][16] = {};
-    float top_83[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = logits[row_80[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 1u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 2u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 3u]);
-    float total_85[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] = 0.0f;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t h_58[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (313416u + h_55[ngp_l] % 32768u * 4u + probe[4096u + h_58[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_69[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_71[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 313416u + h_69[ngp_l] % 32768u * 4u;
+    uint32_t h_73[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_75[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (4096u + h_73[ngp_l] % 4096u) * 4u;
+    float g_76[4][16] = {};
+    float mean_77[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = expf(logits[row_80[ngp_l]] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[0][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_76[ngp_l] * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_76[ngp_l] * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[0][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = expf(logits[row_80[ngp_l] + 1u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[1][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 1u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 1u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[1][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = expf(logits[row_80[ngp_l] + 2u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[2][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 2u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 2u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[2][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = expf(logits[row_80[ngp_l] + 3u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[3][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 3u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 3u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[3][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
     }
-    float mean_89[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = 0.0f;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = s_81[0][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[0][ngp_l], g_82[0][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = s_81[1][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[1][ngp_l], g_82[1][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = s_81[2][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[2][ngp_l], g_82[2][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = s_81[3][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[3][ngp_l], g_82[3][ngp_l], mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l]] += s_81[0][ngp_l] * (g_82[0][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 1u] += s_81[1][ngp_l] * (g_82[1][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 2u] += s_81[2][ngp_l] * (g_82[2][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 3u] += s_81[3][ngp_l] * (g_82[3][ngp_l] - mean_89[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (313416u + h_60[ngp_l] % 32768u * 4u + probe[4096u + h_63[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_74[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_76[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_76[ngp_l] = 313416u + h_74[ngp_l] % 32768u * 4u;
-    uint32_t h_78[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_80[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_80[ngp_l] = (4096u + h_78[ngp_l] % 4096u) * 4u;
-    float s_81[4][16] = {};
-    float g_82[4][16] = {};
-    float top_83[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = logits[row_80[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 1u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 2u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 3u]);
-    float total_85[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] = 0.0f;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t h_58[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (313416u + h_55[ngp_l] % 32768u * 4u + probe[4096u + h_58[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_69[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_71[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 313416u + h_69[ngp_l] % 32768u * 4u;
+    uint32_t h_73[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_75[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (4096u + h_73[ngp_l] % 4096u) * 4u;
+    float g_76[4][16] = {};
+    float mean_77[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = expf(logits[row_80[ngp_l]] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[0][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_76[ngp_l] * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_76[ngp_l] * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[0][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = expf(logits[row_80[ngp_l] + 1u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[1][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 1u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 1u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[1][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = expf(logits[row_80[ngp_l] + 2u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[2][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 2u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 2u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[2][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = expf(logits[row_80[ngp_l] + 3u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[3][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 3u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 3u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[3][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
     }
-    float mean_89[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = 0.0f;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = s_81[0][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[0][ngp_l], g_82[0][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = s_81[1][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[1][ngp_l], g_82[1][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = s_81[2][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[2][ngp_l], g_82[2][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = s_81[3][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[3][ngp_l], g_82[3][ngp_l], mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l]] += s_81[0][ngp_l] * (g_82[0][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 1u] += s_81[1][ngp_l] * (g_82[1][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 2u] += s_81[2][ngp_l] * (g_82[2][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 3u] += s_81[3][ngp_l] * (g_82[3][ngp_l] - mean_89[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
 }
 
-NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -6574,292 +6270,220 @@ NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 12u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t h_60 = coords_3[0];
-    h_60 ^= coords_3[1] * 2654435761u;
-    uint32_t h_63 = coords_3[0] * 3538334777u;
-    h_63 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_70 = (444488u + h_60 % 32768u * 4u + probe[8192u + h_63 % 4096u]) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
-    uint32_t h_74 = coords_3[0];
-    h_74 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_76 = 444488u + h_74 % 32768u * 4u;
-    uint32_t h_78 = coords_3[0] * 3538334777u;
-    h_78 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_80 = (8192u + h_78 % 4096u) * 4u;
-    float s_81[4] = {};
-    float g_82[4] = {};
-    float top_83 = logits[row_80];
-    top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-    float total_85 = 0.0f;
+    uint32_t h_55 = coords_3[0];
+    h_55 ^= coords_3[1] * 2654435761u;
+    uint32_t h_58 = coords_3[0] * 3538334777u;
+    h_58 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_65 = (444488u + h_55 % 32768u * 4u + probe[8192u + h_58 % 4096u]) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_69 = coords_3[0];
+    h_69 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_71 = 444488u + h_69 % 32768u * 4u;
+    uint32_t h_73 = coords_3[0] * 3538334777u;
+    h_73 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_75 = (8192u + h_73 % 4096u) * 4u;
+    float g_76[4] = {};
+    float mean_77 = 0.0f;
     {
-      s_81[0] = expf(logits[row_80] - top_83);
-      total_85 += s_81[0];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-      g_82[0] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+      g_76[0] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
     }
     {
-      s_81[1] = expf(logits[row_80 + 1u] - top_83);
-      total_85 += s_81[1];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-      g_82[1] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+      g_76[1] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
     }
     {
-      s_81[2] = expf(logits[row_80 + 2u] - top_83);
-      total_85 += s_81[2];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-      g_82[2] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+      g_76[2] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
     }
     {
-      s_81[3] = expf(logits[row_80 + 3u] - top_83);
-      total_85 += s_81[3];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-      g_82[3] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+      g_76[3] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
     }
-    float mean_89 = 0.0f;
-    s_81[0] = s_81[0] / total_85;
-    mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-    s_81[1] = s_81[1] / total_85;
-    mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-    s_81[2] = s_81[2] / total_85;
-    mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-    s_81[3] = s_81[3] / total_85;
-    mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-    logitGrad[row_80] += s_81[0] * (g_82[0] - mean_89);
-    logitGrad[row_80 + 1u] += s_81[1] * (g_82[1] - mean_89);
-    logitGrad[row_80 + 2u] += s_81[2] * (g_82[2] - mean_89);
-    logitGrad[row_80 + 3u] += s_81[3] * (g_82[3] - mean_89);
+    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
+    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
+    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
+    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t h_60 = coords_3[0];
-    h_60 ^= coords_3[1] * 2654435761u;
-    uint32_t h_63 = coords_3[0] * 3538334777u;
-    h_63 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_70 = (444488u + h_60 % 32768u * 4u + probe[8192u + h_63 % 4096u]) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
-    uint32_t h_74 = coords_3[0];
-    h_74 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_76 = 444488u + h_74 % 32768u * 4u;
-    uint32_t h_78 = coords_3[0] * 3538334777u;
-    h_78 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_80 = (8192u + h_78 % 4096u) * 4u;
-    float s_81[4] = {};
-    float g_82[4] = {};
-    float top_83 = logits[row_80];
-    top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-    float total_85 = 0.0f;
+    uint32_t h_55 = coords_3[0];
+    h_55 ^= coords_3[1] * 2654435761u;
+    uint32_t h_58 = coords_3[0] * 3538334777u;
+    h_58 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_65 = (444488u + h_55 % 32768u * 4u + probe[8192u + h_58 % 4096u]) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_69 = coords_3[0];
+    h_69 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_71 = 444488u + h_69 % 32768u * 4u;
+    uint32_t h_73 = coords_3[0] * 3538334777u;
+    h_73 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_75 = (8192u + h_73 % 4096u) * 4u;
+    float g_76[4] = {};
+    float mean_77 = 0.0f;
     {
-      s_81[0] = expf(logits[row_80] - top_83);
-      total_85 += s_81[0];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-      g_82[0] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+      g_76[0] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
     }
     {
-      s_81[1] = expf(logits[row_80 + 1u] - top_83);
-      total_85 += s_81[1];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-      g_82[1] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+      g_76[1] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
     }
     {
-      s_81[2] = expf(logits[row_80 + 2u] - top_83);
-      total_85 += s_81[2];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-      g_82[2] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+      g_76[2] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
     }
     {
-      s_81[3] = expf(logits[row_80 + 3u] - top_83);
-      total_85 += s_81[3];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-      g_82[3] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+      g_76[3] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
     }
-    float mean_89 = 0.0f;
-    s_81[0] = s_81[0] / total_85;
-    mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-    s_81[1] = s_81[1] / total_85;
-    mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-    s_81[2] = s_81[2] / total_85;
-    mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-    s_81[3] = s_81[3] / total_85;
-    mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-    logitGrad[row_80] += s_81[0] * (g_82[0] - mean_89);
-    logitGrad[row_80 + 1u] += s_81[1] * (g_82[1] - mean_89);
-    logitGrad[row_80 + 2u] += s_81[2] * (g_82[2] - mean_89);
-    logitGrad[row_80 + 3u] += s_81[3] * (g_82[3] - mean_89);
+    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
+    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
+    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
+    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_60 = coords_3[0];
-    h_60 ^= coords_3[1] * 2654435761u;
-    uint32_t h_63 = coords_3[0] * 3538334777u;
-    h_63 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_70 = (444488u + h_60 % 32768u * 4u + probe[8192u + h_63 % 4096u]) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
-    uint32_t h_74 = coords_3[0];
-    h_74 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_76 = 444488u + h_74 % 32768u * 4u;
-    uint32_t h_78 = coords_3[0] * 3538334777u;
-    h_78 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_80 = (8192u + h_78 % 4096u) * 4u;
-    float s_81[4] = {};
-    float g_82[4] = {};
-    float top_83 = logits[row_80];
-    top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-    float total_85 = 0.0f;
+    uint32_t h_55 = coords_3[0];
+    h_55 ^= coords_3[1] * 2654435761u;
+    uint32_t h_58 = coords_3[0] * 3538334777u;
+    h_58 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_65 = (444488u + h_55 % 32768u * 4u + probe[8192u + h_58 % 4096u]) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_69 = coords_3[0];
+    h_69 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_71 = 444488u + h_69 % 32768u * 4u;
+    uint32_t h_73 = coords_3[0] * 3538334777u;
+    h_73 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_75 = (8192u + h_73 % 4096u) * 4u;
+    float g_76[4] = {};
+    float mean_77 = 0.0f;
     {
-      s_81[0] = expf(logits[row_80] - top_83);
-      total_85 += s_81[0];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-      g_82[0] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+      g_76[0] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
     }
     {
-      s_81[1] = expf(logits[row_80 + 1u] - top_83);
-      total_85 += s_81[1];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-      g_82[1] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+      g_76[1] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
     }
     {
-      s_81[2] = expf(logits[row_80 + 2u] - top_83);
-      total_85 += s_81[2];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-      g_82[2] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+      g_76[2] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
     }
     {
-      s_81[3] = expf(logits[row_80 + 3u] - top_83);
-      total_85 += s_81[3];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-      g_82[3] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+      g_76[3] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
     }
-    float mean_89 = 0.0f;
-    s_81[0] = s_81[0] / total_85;
-    mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-    s_81[1] = s_81[1] / total_85;
-    mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-    s_81[2] = s_81[2] / total_85;
-    mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-    s_81[3] = s_81[3] / total_85;
-    mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-    logitGrad[row_80] += s_81[0] * (g_82[0] - mean_89);
-    logitGrad[row_80 + 1u] += s_81[1] * (g_82[1] - mean_89);
-    logitGrad[row_80 + 2u] += s_81[2] * (g_82[2] - mean_89);
-    logitGrad[row_80 + 3u] += s_81[3] * (g_82[3] - mean_89);
+    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
+    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
+    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
+    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_60 = coords_3[0];
-    h_60 ^= coords_3[1] * 2654435761u;
-    uint32_t h_63 = coords_3[0] * 3538334777u;
-    h_63 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_70 = (444488u + h_60 % 32768u * 4u + probe[8192u + h_63 % 4096u]) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
-    uint32_t h_74 = coords_3[0];
-    h_74 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_76 = 444488u + h_74 % 32768u * 4u;
-    uint32_t h_78 = coords_3[0] * 3538334777u;
-    h_78 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_80 = (8192u + h_78 % 4096u) * 4u;
-    float s_81[4] = {};
-    float g_82[4] = {};
-    float top_83 = logits[row_80];
-    top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-    float total_85 = 0.0f;
+    uint32_t h_55 = coords_3[0];
+    h_55 ^= coords_3[1] * 2654435761u;
+    uint32_t h_58 = coords_3[0] * 3538334777u;
+    h_58 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_65 = (444488u + h_55 % 32768u * 4u + probe[8192u + h_58 % 4096u]) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_69 = coords_3[0];
+    h_69 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_71 = 444488u + h_69 % 32768u * 4u;
+    uint32_t h_73 = coords_3[0] * 3538334777u;
+    h_73 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_75 = (8192u + h_73 % 4096u) * 4u;
+    float g_76[4] = {};
+    float mean_77 = 0.0f;
     {
-      s_81[0] = expf(logits[row_80] - top_83);
-      total_85 += s_81[0];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-      g_82[0] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+      g_76[0] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
     }
     {
-      s_81[1] = expf(logits[row_80 + 1u] - top_83);
-      total_85 += s_81[1];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-      g_82[1] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+      g_76[1] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
     }
     {
-      s_81[2] = expf(logits[row_80 + 2u] - top_83);
-      total_85 += s_81[2];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-      g_82[2] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+      g_76[2] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
     }
     {
-      s_81[3] = expf(logits[row_80 + 3u] - top_83);
-      total_85 += s_81[3];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-      g_82[3] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+      g_76[3] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
     }
-    float mean_89 = 0.0f;
-    s_81[0] = s_81[0] / total_85;
-    mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-    s_81[1] = s_81[1] / total_85;
-    mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-    s_81[2] = s_81[2] / total_85;
-    mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-    s_81[3] = s_81[3] / total_85;
-    mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-    logitGrad[row_80] += s_81[0] * (g_82[0] - mean_89);
-    logitGrad[row_80 + 1u] += s_81[1] * (g_82[1] - mean_89);
-    logitGrad[row_80 + 2u] += s_81[2] * (g_82[2] - mean_89);
-    logitGrad[row_80 + 3u] += s_81[3] * (g_82[3] - mean_89);
+    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
+    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
+    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
+    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
 }
 
-NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -6900,352 +6524,272 @@ NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 12u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (444488u + h_60[ngp_l] % 32768u * 4u + probe[8192u + h_63[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_74[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_76[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_76[ngp_l] = 444488u + h_74[ngp_l] % 32768u * 4u;
-    uint32_t h_78[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_80[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_80[ngp_l] = (8192u + h_78[ngp_l] % 4096u) * 4u;
-    float s_81[4][16] = {};
-    float g_82[4][16] = {};
-    float top_83[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = logits[row_80[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 1u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 2u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 3u]);
-    float total_85[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] = 0.0f;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t h_58[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (444488u + h_55[ngp_l] % 32768u * 4u + probe[8192u + h_58[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_69[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_71[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 444488u + h_69[ngp_l] % 32768u * 4u;
+    uint32_t h_73[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_75[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (8192u + h_73[ngp_l] % 4096u) * 4u;
+    float g_76[4][16] = {};
+    float mean_77[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = expf(logits[row_80[ngp_l]] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[0][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_76[ngp_l] * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_76[ngp_l] * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[0][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = expf(logits[row_80[ngp_l] + 1u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[1][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 1u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 1u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[1][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = expf(logits[row_80[ngp_l] + 2u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[2][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 2u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 2u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[2][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = expf(logits[row_80[ngp_l] + 3u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[3][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 3u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 3u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[3][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
     }
-    float mean_89[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = 0.0f;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = s_81[0][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[0][ngp_l], g_82[0][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = s_81[1][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[1][ngp_l], g_82[1][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = s_81[2][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[2][ngp_l], g_82[2][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = s_81[3][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[3][ngp_l], g_82[3][ngp_l], mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l]] += s_81[0][ngp_l] * (g_82[0][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 1u] += s_81[1][ngp_l] * (g_82[1][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 2u] += s_81[2][ngp_l] * (g_82[2][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 3u] += s_81[3][ngp_l] * (g_82[3][ngp_l] - mean_89[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (444488u + h_60[ngp_l] % 32768u * 4u + probe[8192u + h_63[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_74[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_76[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_76[ngp_l] = 444488u + h_74[ngp_l] % 32768u * 4u;
-    uint32_t h_78[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_80[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_80[ngp_l] = (8192u + h_78[ngp_l] % 4096u) * 4u;
-    float s_81[4][16] = {};
-    float g_82[4][16] = {};
-    float top_83[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = logits[row_80[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 1u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 2u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 3u]);
-    float total_85[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] = 0.0f;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t h_58[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (444488u + h_55[ngp_l] % 32768u * 4u + probe[8192u + h_58[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_69[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_71[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 444488u + h_69[ngp_l] % 32768u * 4u;
+    uint32_t h_73[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_75[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (8192u + h_73[ngp_l] % 4096u) * 4u;
+    float g_76[4][16] = {};
+    float mean_77[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = expf(logits[row_80[ngp_l]] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[0][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_76[ngp_l] * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_76[ngp_l] * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[0][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = expf(logits[row_80[ngp_l] + 1u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[1][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 1u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 1u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[1][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = expf(logits[row_80[ngp_l] + 2u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[2][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 2u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 2u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[2][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = expf(logits[row_80[ngp_l] + 3u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[3][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 3u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 3u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[3][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
     }
-    float mean_89[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = 0.0f;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = s_81[0][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[0][ngp_l], g_82[0][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = s_81[1][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[1][ngp_l], g_82[1][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = s_81[2][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[2][ngp_l], g_82[2][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = s_81[3][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[3][ngp_l], g_82[3][ngp_l], mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l]] += s_81[0][ngp_l] * (g_82[0][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 1u] += s_81[1][ngp_l] * (g_82[1][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 2u] += s_81[2][ngp_l] * (g_82[2][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 3u] += s_81[3][ngp_l] * (g_82[3][ngp_l] - mean_89[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (444488u + h_60[ngp_l] % 32768u * 4u + probe[8192u + h_63[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_74[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_76[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_76[ngp_l] = 444488u + h_74[ngp_l] % 32768u * 4u;
-    uint32_t h_78[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_80[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_80[ngp_l] = (8192u + h_78[ngp_l] % 4096u) * 4u;
-    float s_81[4][16] = {};
-    float g_82[4][16] = {};
-    float top_83[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = logits[row_80[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 1u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 2u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 3u]);
-    float total_85[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] = 0.0f;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t h_58[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (444488u + h_55[ngp_l] % 32768u * 4u + probe[8192u + h_58[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_69[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_71[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 444488u + h_69[ngp_l] % 32768u * 4u;
+    uint32_t h_73[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_75[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (8192u + h_73[ngp_l] % 4096u) * 4u;
+    float g_76[4][16] = {};
+    float mean_77[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = expf(logits[row_80[ngp_l]] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[0][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_76[ngp_l] * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_76[ngp_l] * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[0][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = expf(logits[row_80[ngp_l] + 1u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[1][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 1u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 1u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[1][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = expf(logits[row_80[ngp_l] + 2u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[2][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 2u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 2u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[2][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = expf(logits[row_80[ngp_l] + 3u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[3][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 3u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 3u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[3][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
     }
-    float mean_89[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = 0.0f;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = s_81[0][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[0][ngp_l], g_82[0][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = s_81[1][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[1][ngp_l], g_82[1][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = s_81[2][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[2][ngp_l], g_82[2][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = s_81[3][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[3][ngp_l], g_82[3][ngp_l], mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l]] += s_81[0][ngp_l] * (g_82[0][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 1u] += s_81[1][ngp_l] * (g_82[1][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 2u] += s_81[2][ngp_l] * (g_82[2][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 3u] += s_81[3][ngp_l] * (g_82[3][ngp_l] - mean_89[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (444488u + h_60[ngp_l] % 32768u * 4u + probe[8192u + h_63[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_74[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_76[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_76[ngp_l] = 444488u + h_74[ngp_l] % 32768u * 4u;
-    uint32_t h_78[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_80[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_80[ngp_l] = (8192u + h_78[ngp_l] % 4096u) * 4u;
-    float s_81[4][16] = {};
-    float g_82[4][16] = {};
-    float top_83[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = logits[row_80[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 1u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 2u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 3u]);
-    float total_85[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] = 0.0f;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t h_58[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (444488u + h_55[ngp_l] % 32768u * 4u + probe[8192u + h_58[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_69[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_71[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 444488u + h_69[ngp_l] % 32768u * 4u;
+    uint32_t h_73[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_75[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (8192u + h_73[ngp_l] % 4096u) * 4u;
+    float g_76[4][16] = {};
+    float mean_77[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = expf(logits[row_80[ngp_l]] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[0][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_76[ngp_l] * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_76[ngp_l] * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[0][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = expf(logits[row_80[ngp_l] + 1u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[1][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 1u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 1u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[1][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = expf(logits[row_80[ngp_l] + 2u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[2][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 2u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 2u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[2][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = expf(logits[row_80[ngp_l] + 3u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[3][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 3u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 3u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[3][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
     }
-    float mean_89[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = 0.0f;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = s_81[0][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[0][ngp_l], g_82[0][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = s_81[1][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[1][ngp_l], g_82[1][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = s_81[2][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[2][ngp_l], g_82[2][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = s_81[3][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[3][ngp_l], g_82[3][ngp_l], mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l]] += s_81[0][ngp_l] * (g_82[0][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 1u] += s_81[1][ngp_l] * (g_82[1][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 2u] += s_81[2][ngp_l] * (g_82[2][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 3u] += s_81[3][ngp_l] * (g_82[3][ngp_l] - mean_89[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
 }
 
-NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -7275,292 +6819,220 @@ NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 13u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t h_60 = coords_3[0];
-    h_60 ^= coords_3[1] * 2654435761u;
-    uint32_t h_63 = coords_3[0] * 3538334777u;
-    h_63 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_70 = (575560u + h_60 % 32768u * 4u + probe[12288u + h_63 % 4096u]) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
-    uint32_t h_74 = coords_3[0];
-    h_74 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_76 = 575560u + h_74 % 32768u * 4u;
-    uint32_t h_78 = coords_3[0] * 3538334777u;
-    h_78 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_80 = (12288u + h_78 % 4096u) * 4u;
-    float s_81[4] = {};
-    float g_82[4] = {};
-    float top_83 = logits[row_80];
-    top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-    float total_85 = 0.0f;
+    uint32_t h_55 = coords_3[0];
+    h_55 ^= coords_3[1] * 2654435761u;
+    uint32_t h_58 = coords_3[0] * 3538334777u;
+    h_58 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_65 = (575560u + h_55 % 32768u * 4u + probe[12288u + h_58 % 4096u]) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_69 = coords_3[0];
+    h_69 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_71 = 575560u + h_69 % 32768u * 4u;
+    uint32_t h_73 = coords_3[0] * 3538334777u;
+    h_73 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_75 = (12288u + h_73 % 4096u) * 4u;
+    float g_76[4] = {};
+    float mean_77 = 0.0f;
     {
-      s_81[0] = expf(logits[row_80] - top_83);
-      total_85 += s_81[0];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-      g_82[0] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+      g_76[0] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
     }
     {
-      s_81[1] = expf(logits[row_80 + 1u] - top_83);
-      total_85 += s_81[1];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-      g_82[1] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+      g_76[1] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
     }
     {
-      s_81[2] = expf(logits[row_80 + 2u] - top_83);
-      total_85 += s_81[2];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-      g_82[2] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+      g_76[2] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
     }
     {
-      s_81[3] = expf(logits[row_80 + 3u] - top_83);
-      total_85 += s_81[3];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-      g_82[3] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+      g_76[3] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
     }
-    float mean_89 = 0.0f;
-    s_81[0] = s_81[0] / total_85;
-    mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-    s_81[1] = s_81[1] / total_85;
-    mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-    s_81[2] = s_81[2] / total_85;
-    mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-    s_81[3] = s_81[3] / total_85;
-    mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-    logitGrad[row_80] += s_81[0] * (g_82[0] - mean_89);
-    logitGrad[row_80 + 1u] += s_81[1] * (g_82[1] - mean_89);
-    logitGrad[row_80 + 2u] += s_81[2] * (g_82[2] - mean_89);
-    logitGrad[row_80 + 3u] += s_81[3] * (g_82[3] - mean_89);
+    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
+    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
+    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
+    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t h_60 = coords_3[0];
-    h_60 ^= coords_3[1] * 2654435761u;
-    uint32_t h_63 = coords_3[0] * 3538334777u;
-    h_63 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_70 = (575560u + h_60 % 32768u * 4u + probe[12288u + h_63 % 4096u]) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
-    uint32_t h_74 = coords_3[0];
-    h_74 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_76 = 575560u + h_74 % 32768u * 4u;
-    uint32_t h_78 = coords_3[0] * 3538334777u;
-    h_78 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_80 = (12288u + h_78 % 4096u) * 4u;
-    float s_81[4] = {};
-    float g_82[4] = {};
-    float top_83 = logits[row_80];
-    top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-    float total_85 = 0.0f;
+    uint32_t h_55 = coords_3[0];
+    h_55 ^= coords_3[1] * 2654435761u;
+    uint32_t h_58 = coords_3[0] * 3538334777u;
+    h_58 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_65 = (575560u + h_55 % 32768u * 4u + probe[12288u + h_58 % 4096u]) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_69 = coords_3[0];
+    h_69 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_71 = 575560u + h_69 % 32768u * 4u;
+    uint32_t h_73 = coords_3[0] * 3538334777u;
+    h_73 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_75 = (12288u + h_73 % 4096u) * 4u;
+    float g_76[4] = {};
+    float mean_77 = 0.0f;
     {
-      s_81[0] = expf(logits[row_80] - top_83);
-      total_85 += s_81[0];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-      g_82[0] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+      g_76[0] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
     }
     {
-      s_81[1] = expf(logits[row_80 + 1u] - top_83);
-      total_85 += s_81[1];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-      g_82[1] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+      g_76[1] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
     }
     {
-      s_81[2] = expf(logits[row_80 + 2u] - top_83);
-      total_85 += s_81[2];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-      g_82[2] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+      g_76[2] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
     }
     {
-      s_81[3] = expf(logits[row_80 + 3u] - top_83);
-      total_85 += s_81[3];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-      g_82[3] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+      g_76[3] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
     }
-    float mean_89 = 0.0f;
-    s_81[0] = s_81[0] / total_85;
-    mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-    s_81[1] = s_81[1] / total_85;
-    mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-    s_81[2] = s_81[2] / total_85;
-    mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-    s_81[3] = s_81[3] / total_85;
-    mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-    logitGrad[row_80] += s_81[0] * (g_82[0] - mean_89);
-    logitGrad[row_80 + 1u] += s_81[1] * (g_82[1] - mean_89);
-    logitGrad[row_80 + 2u] += s_81[2] * (g_82[2] - mean_89);
-    logitGrad[row_80 + 3u] += s_81[3] * (g_82[3] - mean_89);
+    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
+    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
+    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
+    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_60 = coords_3[0];
-    h_60 ^= coords_3[1] * 2654435761u;
-    uint32_t h_63 = coords_3[0] * 3538334777u;
-    h_63 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_70 = (575560u + h_60 % 32768u * 4u + probe[12288u + h_63 % 4096u]) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
-    uint32_t h_74 = coords_3[0];
-    h_74 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_76 = 575560u + h_74 % 32768u * 4u;
-    uint32_t h_78 = coords_3[0] * 3538334777u;
-    h_78 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_80 = (12288u + h_78 % 4096u) * 4u;
-    float s_81[4] = {};
-    float g_82[4] = {};
-    float top_83 = logits[row_80];
-    top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-    float total_85 = 0.0f;
+    uint32_t h_55 = coords_3[0];
+    h_55 ^= coords_3[1] * 2654435761u;
+    uint32_t h_58 = coords_3[0] * 3538334777u;
+    h_58 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_65 = (575560u + h_55 % 32768u * 4u + probe[12288u + h_58 % 4096u]) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_69 = coords_3[0];
+    h_69 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_71 = 575560u + h_69 % 32768u * 4u;
+    uint32_t h_73 = coords_3[0] * 3538334777u;
+    h_73 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_75 = (12288u + h_73 % 4096u) * 4u;
+    float g_76[4] = {};
+    float mean_77 = 0.0f;
     {
-      s_81[0] = expf(logits[row_80] - top_83);
-      total_85 += s_81[0];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-      g_82[0] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+      g_76[0] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
     }
     {
-      s_81[1] = expf(logits[row_80 + 1u] - top_83);
-      total_85 += s_81[1];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-      g_82[1] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+      g_76[1] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
     }
     {
-      s_81[2] = expf(logits[row_80 + 2u] - top_83);
-      total_85 += s_81[2];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-      g_82[2] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+      g_76[2] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
     }
     {
-      s_81[3] = expf(logits[row_80 + 3u] - top_83);
-      total_85 += s_81[3];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-      g_82[3] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+      g_76[3] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
     }
-    float mean_89 = 0.0f;
-    s_81[0] = s_81[0] / total_85;
-    mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-    s_81[1] = s_81[1] / total_85;
-    mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-    s_81[2] = s_81[2] / total_85;
-    mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-    s_81[3] = s_81[3] / total_85;
-    mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-    logitGrad[row_80] += s_81[0] * (g_82[0] - mean_89);
-    logitGrad[row_80 + 1u] += s_81[1] * (g_82[1] - mean_89);
-    logitGrad[row_80 + 2u] += s_81[2] * (g_82[2] - mean_89);
-    logitGrad[row_80 + 3u] += s_81[3] * (g_82[3] - mean_89);
+    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
+    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
+    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
+    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_60 = coords_3[0];
-    h_60 ^= coords_3[1] * 2654435761u;
-    uint32_t h_63 = coords_3[0] * 3538334777u;
-    h_63 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_70 = (575560u + h_60 % 32768u * 4u + probe[12288u + h_63 % 4096u]) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
-    uint32_t h_74 = coords_3[0];
-    h_74 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_76 = 575560u + h_74 % 32768u * 4u;
-    uint32_t h_78 = coords_3[0] * 3538334777u;
-    h_78 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_80 = (12288u + h_78 % 4096u) * 4u;
-    float s_81[4] = {};
-    float g_82[4] = {};
-    float top_83 = logits[row_80];
-    top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-    float total_85 = 0.0f;
+    uint32_t h_55 = coords_3[0];
+    h_55 ^= coords_3[1] * 2654435761u;
+    uint32_t h_58 = coords_3[0] * 3538334777u;
+    h_58 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_65 = (575560u + h_55 % 32768u * 4u + probe[12288u + h_58 % 4096u]) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_69 = coords_3[0];
+    h_69 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_71 = 575560u + h_69 % 32768u * 4u;
+    uint32_t h_73 = coords_3[0] * 3538334777u;
+    h_73 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_75 = (12288u + h_73 % 4096u) * 4u;
+    float g_76[4] = {};
+    float mean_77 = 0.0f;
     {
-      s_81[0] = expf(logits[row_80] - top_83);
-      total_85 += s_81[0];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-      g_82[0] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+      g_76[0] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
     }
     {
-      s_81[1] = expf(logits[row_80 + 1u] - top_83);
-      total_85 += s_81[1];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-      g_82[1] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+      g_76[1] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
     }
     {
-      s_81[2] = expf(logits[row_80 + 2u] - top_83);
-      total_85 += s_81[2];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-      g_82[2] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+      g_76[2] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
     }
     {
-      s_81[3] = expf(logits[row_80 + 3u] - top_83);
-      total_85 += s_81[3];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-      g_82[3] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+      g_76[3] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
     }
-    float mean_89 = 0.0f;
-    s_81[0] = s_81[0] / total_85;
-    mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-    s_81[1] = s_81[1] / total_85;
-    mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-    s_81[2] = s_81[2] / total_85;
-    mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-    s_81[3] = s_81[3] / total_85;
-    mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-    logitGrad[row_80] += s_81[0] * (g_82[0] - mean_89);
-    logitGrad[row_80 + 1u] += s_81[1] * (g_82[1] - mean_89);
-    logitGrad[row_80 + 2u] += s_81[2] * (g_82[2] - mean_89);
-    logitGrad[row_80 + 3u] += s_81[3] * (g_82[3] - mean_89);
+    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
+    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
+    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
+    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
 }
 
-NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -7601,352 +7073,272 @@ NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 13u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (575560u + h_60[ngp_l] % 32768u * 4u + probe[12288u + h_63[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_74[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_76[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_76[ngp_l] = 575560u + h_74[ngp_l] % 32768u * 4u;
-    uint32_t h_78[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_80[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_80[ngp_l] = (12288u + h_78[ngp_l] % 4096u) * 4u;
-    float s_81[4][16] = {};
-    float g_82[4][16] = {};
-    float top_83[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = logits[row_80[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 1u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 2u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 3u]);
-    float total_85[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] = 0.0f;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t h_58[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (575560u + h_55[ngp_l] % 32768u * 4u + probe[12288u + h_58[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_69[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_71[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 575560u + h_69[ngp_l] % 32768u * 4u;
+    uint32_t h_73[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_75[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (12288u + h_73[ngp_l] % 4096u) * 4u;
+    float g_76[4][16] = {};
+    float mean_77[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = expf(logits[row_80[ngp_l]] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[0][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_76[ngp_l] * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_76[ngp_l] * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[0][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = expf(logits[row_80[ngp_l] + 1u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[1][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 1u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 1u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[1][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = expf(logits[row_80[ngp_l] + 2u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[2][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 2u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 2u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[2][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = expf(logits[row_80[ngp_l] + 3u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[3][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 3u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 3u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[3][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
     }
-    float mean_89[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = 0.0f;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = s_81[0][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[0][ngp_l], g_82[0][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = s_81[1][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[1][ngp_l], g_82[1][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = s_81[2][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[2][ngp_l], g_82[2][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = s_81[3][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[3][ngp_l], g_82[3][ngp_l], mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l]] += s_81[0][ngp_l] * (g_82[0][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 1u] += s_81[1][ngp_l] * (g_82[1][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 2u] += s_81[2][ngp_l] * (g_82[2][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 3u] += s_81[3][ngp_l] * (g_82[3][ngp_l] - mean_89[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (575560u + h_60[ngp_l] % 32768u * 4u + probe[12288u + h_63[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_74[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_76[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_76[ngp_l] = 575560u + h_74[ngp_l] % 32768u * 4u;
-    uint32_t h_78[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_80[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_80[ngp_l] = (12288u + h_78[ngp_l] % 4096u) * 4u;
-    float s_81[4][16] = {};
-    float g_82[4][16] = {};
-    float top_83[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = logits[row_80[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 1u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 2u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 3u]);
-    float total_85[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] = 0.0f;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t h_58[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (575560u + h_55[ngp_l] % 32768u * 4u + probe[12288u + h_58[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_69[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_71[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 575560u + h_69[ngp_l] % 32768u * 4u;
+    uint32_t h_73[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_75[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (12288u + h_73[ngp_l] % 4096u) * 4u;
+    float g_76[4][16] = {};
+    float mean_77[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = expf(logits[row_80[ngp_l]] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[0][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_76[ngp_l] * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_76[ngp_l] * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[0][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = expf(logits[row_80[ngp_l] + 1u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[1][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 1u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 1u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[1][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = expf(logits[row_80[ngp_l] + 2u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[2][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 2u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 2u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[2][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = expf(logits[row_80[ngp_l] + 3u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[3][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 3u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 3u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[3][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
     }
-    float mean_89[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = 0.0f;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = s_81[0][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[0][ngp_l], g_82[0][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = s_81[1][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[1][ngp_l], g_82[1][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = s_81[2][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[2][ngp_l], g_82[2][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = s_81[3][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[3][ngp_l], g_82[3][ngp_l], mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l]] += s_81[0][ngp_l] * (g_82[0][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 1u] += s_81[1][ngp_l] * (g_82[1][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 2u] += s_81[2][ngp_l] * (g_82[2][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 3u] += s_81[3][ngp_l] * (g_82[3][ngp_l] - mean_89[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (575560u + h_60[ngp_l] % 32768u * 4u + probe[12288u + h_63[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_74[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_76[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_76[ngp_l] = 575560u + h_74[ngp_l] % 32768u * 4u;
-    uint32_t h_78[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_80[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_80[ngp_l] = (12288u + h_78[ngp_l] % 4096u) * 4u;
-    float s_81[4][16] = {};
-    float g_82[4][16] = {};
-    float top_83[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = logits[row_80[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 1u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 2u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 3u]);
-    float total_85[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] = 0.0f;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t h_58[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (575560u + h_55[ngp_l] % 32768u * 4u + probe[12288u + h_58[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_69[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_71[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 575560u + h_69[ngp_l] % 32768u * 4u;
+    uint32_t h_73[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_75[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (12288u + h_73[ngp_l] % 4096u) * 4u;
+    float g_76[4][16] = {};
+    float mean_77[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = expf(logits[row_80[ngp_l]] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[0][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_76[ngp_l] * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_76[ngp_l] * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[0][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = expf(logits[row_80[ngp_l] + 1u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[1][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 1u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 1u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[1][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = expf(logits[row_80[ngp_l] + 2u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[2][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 2u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 2u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[2][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = expf(logits[row_80[ngp_l] + 3u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[3][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 3u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 3u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[3][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
     }
-    float mean_89[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = 0.0f;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = s_81[0][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[0][ngp_l], g_82[0][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = s_81[1][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[1][ngp_l], g_82[1][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = s_81[2][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[2][ngp_l], g_82[2][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = s_81[3][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[3][ngp_l], g_82[3][ngp_l], mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l]] += s_81[0][ngp_l] * (g_82[0][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 1u] += s_81[1][ngp_l] * (g_82[1][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 2u] += s_81[2][ngp_l] * (g_82[2][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 3u] += s_81[3][ngp_l] * (g_82[3][ngp_l] - mean_89[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (575560u + h_60[ngp_l] % 32768u * 4u + probe[12288u + h_63[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_74[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_76[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_76[ngp_l] = 575560u + h_74[ngp_l] % 32768u * 4u;
-    uint32_t h_78[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_80[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_80[ngp_l] = (12288u + h_78[ngp_l] % 4096u) * 4u;
-    float s_81[4][16] = {};
-    float g_82[4][16] = {};
-    float top_83[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = logits[row_80[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 1u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 2u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 3u]);
-    float total_85[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] = 0.0f;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t h_58[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (575560u + h_55[ngp_l] % 32768u * 4u + probe[12288u + h_58[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_69[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_71[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 575560u + h_69[ngp_l] % 32768u * 4u;
+    uint32_t h_73[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_75[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (12288u + h_73[ngp_l] % 4096u) * 4u;
+    float g_76[4][16] = {};
+    float mean_77[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = expf(logits[row_80[ngp_l]] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[0][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_76[ngp_l] * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_76[ngp_l] * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[0][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = expf(logits[row_80[ngp_l] + 1u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[1][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 1u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 1u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[1][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = expf(logits[row_80[ngp_l] + 2u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[2][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 2u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 2u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[2][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = expf(logits[row_80[ngp_l] + 3u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[3][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 3u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 3u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[3][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
     }
-    float mean_89[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = 0.0f;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = s_81[0][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[0][ngp_l], g_82[0][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = s_81[1][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[1][ngp_l], g_82[1][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = s_81[2][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[2][ngp_l], g_82[2][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = s_81[3][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[3][ngp_l], g_82[3][ngp_l], mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l]] += s_81[0][ngp_l] * (g_82[0][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 1u] += s_81[1][ngp_l] * (g_82[1][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 2u] += s_81[2][ngp_l] * (g_82[2][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 3u] += s_81[3][ngp_l] * (g_82[3][ngp_l] - mean_89[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
 }
 
-NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -7976,292 +7368,220 @@ NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 14u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t h_60 = coords_3[0];
-    h_60 ^= coords_3[1] * 2654435761u;
-    uint32_t h_63 = coords_3[0] * 3538334777u;
-    h_63 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_70 = (706632u + h_60 % 32768u * 4u + probe[16384u + h_63 % 4096u]) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
-    uint32_t h_74 = coords_3[0];
-    h_74 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_76 = 706632u + h_74 % 32768u * 4u;
-    uint32_t h_78 = coords_3[0] * 3538334777u;
-    h_78 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_80 = (16384u + h_78 % 4096u) * 4u;
-    float s_81[4] = {};
-    float g_82[4] = {};
-    float top_83 = logits[row_80];
-    top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-    float total_85 = 0.0f;
+    uint32_t h_55 = coords_3[0];
+    h_55 ^= coords_3[1] * 2654435761u;
+    uint32_t h_58 = coords_3[0] * 3538334777u;
+    h_58 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_65 = (706632u + h_55 % 32768u * 4u + probe[16384u + h_58 % 4096u]) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_69 = coords_3[0];
+    h_69 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_71 = 706632u + h_69 % 32768u * 4u;
+    uint32_t h_73 = coords_3[0] * 3538334777u;
+    h_73 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_75 = (16384u + h_73 % 4096u) * 4u;
+    float g_76[4] = {};
+    float mean_77 = 0.0f;
     {
-      s_81[0] = expf(logits[row_80] - top_83);
-      total_85 += s_81[0];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-      g_82[0] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+      g_76[0] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
     }
     {
-      s_81[1] = expf(logits[row_80 + 1u] - top_83);
-      total_85 += s_81[1];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-      g_82[1] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+      g_76[1] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
     }
     {
-      s_81[2] = expf(logits[row_80 + 2u] - top_83);
-      total_85 += s_81[2];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-      g_82[2] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+      g_76[2] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
     }
     {
-      s_81[3] = expf(logits[row_80 + 3u] - top_83);
-      total_85 += s_81[3];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-      g_82[3] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+      g_76[3] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
     }
-    float mean_89 = 0.0f;
-    s_81[0] = s_81[0] / total_85;
-    mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-    s_81[1] = s_81[1] / total_85;
-    mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-    s_81[2] = s_81[2] / total_85;
-    mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-    s_81[3] = s_81[3] / total_85;
-    mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-    logitGrad[row_80] += s_81[0] * (g_82[0] - mean_89);
-    logitGrad[row_80 + 1u] += s_81[1] * (g_82[1] - mean_89);
-    logitGrad[row_80 + 2u] += s_81[2] * (g_82[2] - mean_89);
-    logitGrad[row_80 + 3u] += s_81[3] * (g_82[3] - mean_89);
+    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
+    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
+    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
+    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t h_60 = coords_3[0];
-    h_60 ^= coords_3[1] * 2654435761u;
-    uint32_t h_63 = coords_3[0] * 3538334777u;
-    h_63 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_70 = (706632u + h_60 % 32768u * 4u + probe[16384u + h_63 % 4096u]) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
-    uint32_t h_74 = coords_3[0];
-    h_74 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_76 = 706632u + h_74 % 32768u * 4u;
-    uint32_t h_78 = coords_3[0] * 3538334777u;
-    h_78 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_80 = (16384u + h_78 % 4096u) * 4u;
-    float s_81[4] = {};
-    float g_82[4] = {};
-    float top_83 = logits[row_80];
-    top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-    float total_85 = 0.0f;
+    uint32_t h_55 = coords_3[0];
+    h_55 ^= coords_3[1] * 2654435761u;
+    uint32_t h_58 = coords_3[0] * 3538334777u;
+    h_58 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_65 = (706632u + h_55 % 32768u * 4u + probe[16384u + h_58 % 4096u]) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_69 = coords_3[0];
+    h_69 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_71 = 706632u + h_69 % 32768u * 4u;
+    uint32_t h_73 = coords_3[0] * 3538334777u;
+    h_73 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_75 = (16384u + h_73 % 4096u) * 4u;
+    float g_76[4] = {};
+    float mean_77 = 0.0f;
     {
-      s_81[0] = expf(logits[row_80] - top_83);
-      total_85 += s_81[0];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-      g_82[0] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+      g_76[0] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
     }
     {
-      s_81[1] = expf(logits[row_80 + 1u] - top_83);
-      total_85 += s_81[1];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-      g_82[1] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+      g_76[1] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
     }
     {
-      s_81[2] = expf(logits[row_80 + 2u] - top_83);
-      total_85 += s_81[2];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-      g_82[2] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+      g_76[2] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
     }
     {
-      s_81[3] = expf(logits[row_80 + 3u] - top_83);
-      total_85 += s_81[3];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-      g_82[3] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+      g_76[3] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
     }
-    float mean_89 = 0.0f;
-    s_81[0] = s_81[0] / total_85;
-    mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-    s_81[1] = s_81[1] / total_85;
-    mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-    s_81[2] = s_81[2] / total_85;
-    mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-    s_81[3] = s_81[3] / total_85;
-    mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-    logitGrad[row_80] += s_81[0] * (g_82[0] - mean_89);
-    logitGrad[row_80 + 1u] += s_81[1] * (g_82[1] - mean_89);
-    logitGrad[row_80 + 2u] += s_81[2] * (g_82[2] - mean_89);
-    logitGrad[row_80 + 3u] += s_81[3] * (g_82[3] - mean_89);
+    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
+    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
+    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
+    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_60 = coords_3[0];
-    h_60 ^= coords_3[1] * 2654435761u;
-    uint32_t h_63 = coords_3[0] * 3538334777u;
-    h_63 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_70 = (706632u + h_60 % 32768u * 4u + probe[16384u + h_63 % 4096u]) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
-    uint32_t h_74 = coords_3[0];
-    h_74 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_76 = 706632u + h_74 % 32768u * 4u;
-    uint32_t h_78 = coords_3[0] * 3538334777u;
-    h_78 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_80 = (16384u + h_78 % 4096u) * 4u;
-    float s_81[4] = {};
-    float g_82[4] = {};
-    float top_83 = logits[row_80];
-    top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-    float total_85 = 0.0f;
+    uint32_t h_55 = coords_3[0];
+    h_55 ^= coords_3[1] * 2654435761u;
+    uint32_t h_58 = coords_3[0] * 3538334777u;
+    h_58 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_65 = (706632u + h_55 % 32768u * 4u + probe[16384u + h_58 % 4096u]) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_69 = coords_3[0];
+    h_69 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_71 = 706632u + h_69 % 32768u * 4u;
+    uint32_t h_73 = coords_3[0] * 3538334777u;
+    h_73 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_75 = (16384u + h_73 % 4096u) * 4u;
+    float g_76[4] = {};
+    float mean_77 = 0.0f;
     {
-      s_81[0] = expf(logits[row_80] - top_83);
-      total_85 += s_81[0];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-      g_82[0] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+      g_76[0] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
     }
     {
-      s_81[1] = expf(logits[row_80 + 1u] - top_83);
-      total_85 += s_81[1];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-      g_82[1] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+      g_76[1] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
     }
     {
-      s_81[2] = expf(logits[row_80 + 2u] - top_83);
-      total_85 += s_81[2];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-      g_82[2] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+      g_76[2] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
     }
     {
-      s_81[3] = expf(logits[row_80 + 3u] - top_83);
-      total_85 += s_81[3];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-      g_82[3] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+      g_76[3] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
     }
-    float mean_89 = 0.0f;
-    s_81[0] = s_81[0] / total_85;
-    mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-    s_81[1] = s_81[1] / total_85;
-    mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-    s_81[2] = s_81[2] / total_85;
-    mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-    s_81[3] = s_81[3] / total_85;
-    mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-    logitGrad[row_80] += s_81[0] * (g_82[0] - mean_89);
-    logitGrad[row_80 + 1u] += s_81[1] * (g_82[1] - mean_89);
-    logitGrad[row_80 + 2u] += s_81[2] * (g_82[2] - mean_89);
-    logitGrad[row_80 + 3u] += s_81[3] * (g_82[3] - mean_89);
+    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
+    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
+    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
+    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_60 = coords_3[0];
-    h_60 ^= coords_3[1] * 2654435761u;
-    uint32_t h_63 = coords_3[0] * 3538334777u;
-    h_63 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_70 = (706632u + h_60 % 32768u * 4u + probe[16384u + h_63 % 4096u]) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
-    uint32_t h_74 = coords_3[0];
-    h_74 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_76 = 706632u + h_74 % 32768u * 4u;
-    uint32_t h_78 = coords_3[0] * 3538334777u;
-    h_78 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_80 = (16384u + h_78 % 4096u) * 4u;
-    float s_81[4] = {};
-    float g_82[4] = {};
-    float top_83 = logits[row_80];
-    top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-    float total_85 = 0.0f;
+    uint32_t h_55 = coords_3[0];
+    h_55 ^= coords_3[1] * 2654435761u;
+    uint32_t h_58 = coords_3[0] * 3538334777u;
+    h_58 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_65 = (706632u + h_55 % 32768u * 4u + probe[16384u + h_58 % 4096u]) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_69 = coords_3[0];
+    h_69 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_71 = 706632u + h_69 % 32768u * 4u;
+    uint32_t h_73 = coords_3[0] * 3538334777u;
+    h_73 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_75 = (16384u + h_73 % 4096u) * 4u;
+    float g_76[4] = {};
+    float mean_77 = 0.0f;
     {
-      s_81[0] = expf(logits[row_80] - top_83);
-      total_85 += s_81[0];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-      g_82[0] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+      g_76[0] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
     }
     {
-      s_81[1] = expf(logits[row_80 + 1u] - top_83);
-      total_85 += s_81[1];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-      g_82[1] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+      g_76[1] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
     }
     {
-      s_81[2] = expf(logits[row_80 + 2u] - top_83);
-      total_85 += s_81[2];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-      g_82[2] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+      g_76[2] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
     }
     {
-      s_81[3] = expf(logits[row_80 + 3u] - top_83);
-      total_85 += s_81[3];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-      g_82[3] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+      g_76[3] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
     }
-    float mean_89 = 0.0f;
-    s_81[0] = s_81[0] / total_85;
-    mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-    s_81[1] = s_81[1] / total_85;
-    mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-    s_81[2] = s_81[2] / total_85;
-    mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-    s_81[3] = s_81[3] / total_85;
-    mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-    logitGrad[row_80] += s_81[0] * (g_82[0] - mean_89);
-    logitGrad[row_80 + 1u] += s_81[1] * (g_82[1] - mean_89);
-    logitGrad[row_80 + 2u] += s_81[2] * (g_82[2] - mean_89);
-    logitGrad[row_80 + 3u] += s_81[3] * (g_82[3] - mean_89);
+    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
+    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
+    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
+    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
 }
 
-NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -8302,352 +7622,272 @@ NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 14u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (706632u + h_60[ngp_l] % 32768u * 4u + probe[16384u + h_63[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_74[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_76[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_76[ngp_l] = 706632u + h_74[ngp_l] % 32768u * 4u;
-    uint32_t h_78[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_80[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_80[ngp_l] = (16384u + h_78[ngp_l] % 4096u) * 4u;
-    float s_81[4][16] = {};
-    float g_82[4][16] = {};
-    float top_83[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = logits[row_80[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 1u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 2u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 3u]);
-    float total_85[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] = 0.0f;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t h_58[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (706632u + h_55[ngp_l] % 32768u * 4u + probe[16384u + h_58[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_69[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_71[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 706632u + h_69[ngp_l] % 32768u * 4u;
+    uint32_t h_73[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_75[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (16384u + h_73[ngp_l] % 4096u) * 4u;
+    float g_76[4][16] = {};
+    float mean_77[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = expf(logits[row_80[ngp_l]] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[0][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_76[ngp_l] * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_76[ngp_l] * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[0][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = expf(logits[row_80[ngp_l] + 1u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[1][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 1u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 1u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[1][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = expf(logits[row_80[ngp_l] + 2u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[2][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 2u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 2u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[2][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = expf(logits[row_80[ngp_l] + 3u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[3][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 3u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 3u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[3][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
     }
-    float mean_89[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = 0.0f;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = s_81[0][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[0][ngp_l], g_82[0][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = s_81[1][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[1][ngp_l], g_82[1][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = s_81[2][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[2][ngp_l], g_82[2][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = s_81[3][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[3][ngp_l], g_82[3][ngp_l], mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l]] += s_81[0][ngp_l] * (g_82[0][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 1u] += s_81[1][ngp_l] * (g_82[1][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 2u] += s_81[2][ngp_l] * (g_82[2][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 3u] += s_81[3][ngp_l] * (g_82[3][ngp_l] - mean_89[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (706632u + h_60[ngp_l] % 32768u * 4u + probe[16384u + h_63[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_74[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_76[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_76[ngp_l] = 706632u + h_74[ngp_l] % 32768u * 4u;
-    uint32_t h_78[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_80[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_80[ngp_l] = (16384u + h_78[ngp_l] % 4096u) * 4u;
-    float s_81[4][16] = {};
-    float g_82[4][16] = {};
-    float top_83[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = logits[row_80[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 1u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 2u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 3u]);
-    float total_85[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] = 0.0f;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t h_58[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (706632u + h_55[ngp_l] % 32768u * 4u + probe[16384u + h_58[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_69[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_71[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 706632u + h_69[ngp_l] % 32768u * 4u;
+    uint32_t h_73[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_75[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (16384u + h_73[ngp_l] % 4096u) * 4u;
+    float g_76[4][16] = {};
+    float mean_77[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = expf(logits[row_80[ngp_l]] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[0][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_76[ngp_l] * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_76[ngp_l] * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[0][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = expf(logits[row_80[ngp_l] + 1u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[1][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 1u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 1u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[1][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = expf(logits[row_80[ngp_l] + 2u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[2][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 2u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 2u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[2][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = expf(logits[row_80[ngp_l] + 3u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[3][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 3u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 3u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[3][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
     }
-    float mean_89[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = 0.0f;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = s_81[0][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[0][ngp_l], g_82[0][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = s_81[1][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[1][ngp_l], g_82[1][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = s_81[2][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[2][ngp_l], g_82[2][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = s_81[3][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[3][ngp_l], g_82[3][ngp_l], mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l]] += s_81[0][ngp_l] * (g_82[0][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 1u] += s_81[1][ngp_l] * (g_82[1][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 2u] += s_81[2][ngp_l] * (g_82[2][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 3u] += s_81[3][ngp_l] * (g_82[3][ngp_l] - mean_89[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (706632u + h_60[ngp_l] % 32768u * 4u + probe[16384u + h_63[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_74[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_76[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_76[ngp_l] = 706632u + h_74[ngp_l] % 32768u * 4u;
-    uint32_t h_78[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_80[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_80[ngp_l] = (16384u + h_78[ngp_l] % 4096u) * 4u;
-    float s_81[4][16] = {};
-    float g_82[4][16] = {};
-    float top_83[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = logits[row_80[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 1u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 2u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 3u]);
-    float total_85[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] = 0.0f;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t h_58[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (706632u + h_55[ngp_l] % 32768u * 4u + probe[16384u + h_58[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_69[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_71[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 706632u + h_69[ngp_l] % 32768u * 4u;
+    uint32_t h_73[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_75[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (16384u + h_73[ngp_l] % 4096u) * 4u;
+    float g_76[4][16] = {};
+    float mean_77[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = expf(logits[row_80[ngp_l]] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[0][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_76[ngp_l] * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_76[ngp_l] * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[0][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = expf(logits[row_80[ngp_l] + 1u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[1][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 1u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 1u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[1][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = expf(logits[row_80[ngp_l] + 2u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[2][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 2u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 2u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[2][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = expf(logits[row_80[ngp_l] + 3u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[3][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 3u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 3u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[3][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
     }
-    float mean_89[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = 0.0f;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = s_81[0][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[0][ngp_l], g_82[0][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = s_81[1][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[1][ngp_l], g_82[1][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = s_81[2][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[2][ngp_l], g_82[2][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = s_81[3][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[3][ngp_l], g_82[3][ngp_l], mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l]] += s_81[0][ngp_l] * (g_82[0][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 1u] += s_81[1][ngp_l] * (g_82[1][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 2u] += s_81[2][ngp_l] * (g_82[2][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 3u] += s_81[3][ngp_l] * (g_82[3][ngp_l] - mean_89[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (706632u + h_60[ngp_l] % 32768u * 4u + probe[16384u + h_63[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_74[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_76[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_76[ngp_l] = 706632u + h_74[ngp_l] % 32768u * 4u;
-    uint32_t h_78[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_80[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_80[ngp_l] = (16384u + h_78[ngp_l] % 4096u) * 4u;
-    float s_81[4][16] = {};
-    float g_82[4][16] = {};
-    float top_83[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = logits[row_80[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 1u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 2u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 3u]);
-    float total_85[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] = 0.0f;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t h_58[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (706632u + h_55[ngp_l] % 32768u * 4u + probe[16384u + h_58[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_69[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_71[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 706632u + h_69[ngp_l] % 32768u * 4u;
+    uint32_t h_73[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_75[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (16384u + h_73[ngp_l] % 4096u) * 4u;
+    float g_76[4][16] = {};
+    float mean_77[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = expf(logits[row_80[ngp_l]] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[0][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_76[ngp_l] * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_76[ngp_l] * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[0][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = expf(logits[row_80[ngp_l] + 1u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[1][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 1u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 1u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[1][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = expf(logits[row_80[ngp_l] + 2u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[2][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 2u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 2u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[2][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = expf(logits[row_80[ngp_l] + 3u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[3][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 3u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 3u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[3][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
     }
-    float mean_89[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = 0.0f;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = s_81[0][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[0][ngp_l], g_82[0][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = s_81[1][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[1][ngp_l], g_82[1][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = s_81[2][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[2][ngp_l], g_82[2][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = s_81[3][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[3][ngp_l], g_82[3][ngp_l], mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l]] += s_81[0][ngp_l] * (g_82[0][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 1u] += s_81[1][ngp_l] * (g_82[1][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 2u] += s_81[2][ngp_l] * (g_82[2][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 3u] += s_81[3][ngp_l] * (g_82[3][ngp_l] - mean_89[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
 }
 
-NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2] = {};
   uint32_t coords_3[2] = {};
   float w0_4[2] = {};
@@ -8677,292 +7917,220 @@ NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 15u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
-    uint32_t h_60 = coords_3[0];
-    h_60 ^= coords_3[1] * 2654435761u;
-    uint32_t h_63 = coords_3[0] * 3538334777u;
-    h_63 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_70 = (837704u + h_60 % 32768u * 4u + probe[20480u + h_63 % 4096u]) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
-    uint32_t h_74 = coords_3[0];
-    h_74 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_76 = 837704u + h_74 % 32768u * 4u;
-    uint32_t h_78 = coords_3[0] * 3538334777u;
-    h_78 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_80 = (20480u + h_78 % 4096u) * 4u;
-    float s_81[4] = {};
-    float g_82[4] = {};
-    float top_83 = logits[row_80];
-    top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-    float total_85 = 0.0f;
+    uint32_t h_55 = coords_3[0];
+    h_55 ^= coords_3[1] * 2654435761u;
+    uint32_t h_58 = coords_3[0] * 3538334777u;
+    h_58 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_65 = (837704u + h_55 % 32768u * 4u + probe[20480u + h_58 % 4096u]) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_69 = coords_3[0];
+    h_69 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_71 = 837704u + h_69 % 32768u * 4u;
+    uint32_t h_73 = coords_3[0] * 3538334777u;
+    h_73 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_75 = (20480u + h_73 % 4096u) * 4u;
+    float g_76[4] = {};
+    float mean_77 = 0.0f;
     {
-      s_81[0] = expf(logits[row_80] - top_83);
-      total_85 += s_81[0];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-      g_82[0] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+      g_76[0] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
     }
     {
-      s_81[1] = expf(logits[row_80 + 1u] - top_83);
-      total_85 += s_81[1];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-      g_82[1] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+      g_76[1] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
     }
     {
-      s_81[2] = expf(logits[row_80 + 2u] - top_83);
-      total_85 += s_81[2];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-      g_82[2] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+      g_76[2] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
     }
     {
-      s_81[3] = expf(logits[row_80 + 3u] - top_83);
-      total_85 += s_81[3];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-      g_82[3] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+      g_76[3] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
     }
-    float mean_89 = 0.0f;
-    s_81[0] = s_81[0] / total_85;
-    mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-    s_81[1] = s_81[1] / total_85;
-    mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-    s_81[2] = s_81[2] / total_85;
-    mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-    s_81[3] = s_81[3] / total_85;
-    mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-    logitGrad[row_80] += s_81[0] * (g_82[0] - mean_89);
-    logitGrad[row_80 + 1u] += s_81[1] * (g_82[1] - mean_89);
-    logitGrad[row_80 + 2u] += s_81[2] * (g_82[2] - mean_89);
-    logitGrad[row_80 + 3u] += s_81[3] * (g_82[3] - mean_89);
+    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
+    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
+    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
+    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
-    uint32_t h_60 = coords_3[0];
-    h_60 ^= coords_3[1] * 2654435761u;
-    uint32_t h_63 = coords_3[0] * 3538334777u;
-    h_63 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_70 = (837704u + h_60 % 32768u * 4u + probe[20480u + h_63 % 4096u]) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
-    uint32_t h_74 = coords_3[0];
-    h_74 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_76 = 837704u + h_74 % 32768u * 4u;
-    uint32_t h_78 = coords_3[0] * 3538334777u;
-    h_78 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_80 = (20480u + h_78 % 4096u) * 4u;
-    float s_81[4] = {};
-    float g_82[4] = {};
-    float top_83 = logits[row_80];
-    top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-    float total_85 = 0.0f;
+    uint32_t h_55 = coords_3[0];
+    h_55 ^= coords_3[1] * 2654435761u;
+    uint32_t h_58 = coords_3[0] * 3538334777u;
+    h_58 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_65 = (837704u + h_55 % 32768u * 4u + probe[20480u + h_58 % 4096u]) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_69 = coords_3[0];
+    h_69 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_71 = 837704u + h_69 % 32768u * 4u;
+    uint32_t h_73 = coords_3[0] * 3538334777u;
+    h_73 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_75 = (20480u + h_73 % 4096u) * 4u;
+    float g_76[4] = {};
+    float mean_77 = 0.0f;
     {
-      s_81[0] = expf(logits[row_80] - top_83);
-      total_85 += s_81[0];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-      g_82[0] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+      g_76[0] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
     }
     {
-      s_81[1] = expf(logits[row_80 + 1u] - top_83);
-      total_85 += s_81[1];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-      g_82[1] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+      g_76[1] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
     }
     {
-      s_81[2] = expf(logits[row_80 + 2u] - top_83);
-      total_85 += s_81[2];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-      g_82[2] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+      g_76[2] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
     }
     {
-      s_81[3] = expf(logits[row_80 + 3u] - top_83);
-      total_85 += s_81[3];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-      g_82[3] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+      g_76[3] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
     }
-    float mean_89 = 0.0f;
-    s_81[0] = s_81[0] / total_85;
-    mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-    s_81[1] = s_81[1] / total_85;
-    mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-    s_81[2] = s_81[2] / total_85;
-    mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-    s_81[3] = s_81[3] / total_85;
-    mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-    logitGrad[row_80] += s_81[0] * (g_82[0] - mean_89);
-    logitGrad[row_80 + 1u] += s_81[1] * (g_82[1] - mean_89);
-    logitGrad[row_80 + 2u] += s_81[2] * (g_82[2] - mean_89);
-    logitGrad[row_80 + 3u] += s_81[3] * (g_82[3] - mean_89);
+    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
+    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
+    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
+    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_60 = coords_3[0];
-    h_60 ^= coords_3[1] * 2654435761u;
-    uint32_t h_63 = coords_3[0] * 3538334777u;
-    h_63 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_70 = (837704u + h_60 % 32768u * 4u + probe[20480u + h_63 % 4096u]) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
-    uint32_t h_74 = coords_3[0];
-    h_74 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_76 = 837704u + h_74 % 32768u * 4u;
-    uint32_t h_78 = coords_3[0] * 3538334777u;
-    h_78 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_80 = (20480u + h_78 % 4096u) * 4u;
-    float s_81[4] = {};
-    float g_82[4] = {};
-    float top_83 = logits[row_80];
-    top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-    float total_85 = 0.0f;
+    uint32_t h_55 = coords_3[0];
+    h_55 ^= coords_3[1] * 2654435761u;
+    uint32_t h_58 = coords_3[0] * 3538334777u;
+    h_58 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_65 = (837704u + h_55 % 32768u * 4u + probe[20480u + h_58 % 4096u]) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_69 = coords_3[0];
+    h_69 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_71 = 837704u + h_69 % 32768u * 4u;
+    uint32_t h_73 = coords_3[0] * 3538334777u;
+    h_73 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_75 = (20480u + h_73 % 4096u) * 4u;
+    float g_76[4] = {};
+    float mean_77 = 0.0f;
     {
-      s_81[0] = expf(logits[row_80] - top_83);
-      total_85 += s_81[0];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-      g_82[0] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+      g_76[0] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
     }
     {
-      s_81[1] = expf(logits[row_80 + 1u] - top_83);
-      total_85 += s_81[1];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-      g_82[1] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+      g_76[1] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
     }
     {
-      s_81[2] = expf(logits[row_80 + 2u] - top_83);
-      total_85 += s_81[2];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-      g_82[2] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+      g_76[2] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
     }
     {
-      s_81[3] = expf(logits[row_80 + 3u] - top_83);
-      total_85 += s_81[3];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-      g_82[3] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+      g_76[3] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
     }
-    float mean_89 = 0.0f;
-    s_81[0] = s_81[0] / total_85;
-    mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-    s_81[1] = s_81[1] / total_85;
-    mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-    s_81[2] = s_81[2] / total_85;
-    mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-    s_81[3] = s_81[3] / total_85;
-    mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-    logitGrad[row_80] += s_81[0] * (g_82[0] - mean_89);
-    logitGrad[row_80 + 1u] += s_81[1] * (g_82[1] - mean_89);
-    logitGrad[row_80 + 2u] += s_81[2] * (g_82[2] - mean_89);
-    logitGrad[row_80 + 3u] += s_81[3] * (g_82[3] - mean_89);
+    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
+    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
+    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
+    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_60 = coords_3[0];
-    h_60 ^= coords_3[1] * 2654435761u;
-    uint32_t h_63 = coords_3[0] * 3538334777u;
-    h_63 ^= coords_3[1] * 2767054501u;
-    const uint32_t entry_result_70 = (837704u + h_60 % 32768u * 4u + probe[20480u + h_63 % 4096u]) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
-    uint32_t h_74 = coords_3[0];
-    h_74 ^= coords_3[1] * 2654435761u;
-    const uint32_t first_76 = 837704u + h_74 % 32768u * 4u;
-    uint32_t h_78 = coords_3[0] * 3538334777u;
-    h_78 ^= coords_3[1] * 2767054501u;
-    const uint32_t row_80 = (20480u + h_78 % 4096u) * 4u;
-    float s_81[4] = {};
-    float g_82[4] = {};
-    float top_83 = logits[row_80];
-    top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-    top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-    float total_85 = 0.0f;
+    uint32_t h_55 = coords_3[0];
+    h_55 ^= coords_3[1] * 2654435761u;
+    uint32_t h_58 = coords_3[0] * 3538334777u;
+    h_58 ^= coords_3[1] * 2767054501u;
+    const uint32_t entry_result_65 = (837704u + h_55 % 32768u * 4u + probe[20480u + h_58 % 4096u]) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
+    uint32_t h_69 = coords_3[0];
+    h_69 ^= coords_3[1] * 2654435761u;
+    const uint32_t first_71 = 837704u + h_69 % 32768u * 4u;
+    uint32_t h_73 = coords_3[0] * 3538334777u;
+    h_73 ^= coords_3[1] * 2767054501u;
+    const uint32_t row_75 = (20480u + h_73 % 4096u) * 4u;
+    float g_76[4] = {};
+    float mean_77 = 0.0f;
     {
-      s_81[0] = expf(logits[row_80] - top_83);
-      total_85 += s_81[0];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-      g_82[0] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+      g_76[0] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
     }
     {
-      s_81[1] = expf(logits[row_80 + 1u] - top_83);
-      total_85 += s_81[1];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-      g_82[1] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+      g_76[1] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
     }
     {
-      s_81[2] = expf(logits[row_80 + 2u] - top_83);
-      total_85 += s_81[2];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-      g_82[2] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+      g_76[2] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
     }
     {
-      s_81[3] = expf(logits[row_80 + 3u] - top_83);
-      total_85 += s_81[3];
-      float gp_87 = 0.0f;
-      gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-      gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-      g_82[3] = w_56 * gp_87;
+      float gp_79 = 0.0f;
+      gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+      gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+      g_76[3] = w_51 * gp_79;
+      mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
     }
-    float mean_89 = 0.0f;
-    s_81[0] = s_81[0] / total_85;
-    mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-    s_81[1] = s_81[1] / total_85;
-    mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-    s_81[2] = s_81[2] / total_85;
-    mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-    s_81[3] = s_81[3] / total_85;
-    mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-    logitGrad[row_80] += s_81[0] * (g_82[0] - mean_89);
-    logitGrad[row_80 + 1u] += s_81[1] * (g_82[1] - mean_89);
-    logitGrad[row_80 + 2u] += s_81[2] * (g_82[2] - mean_89);
-    logitGrad[row_80 + 3u] += s_81[3] * (g_82[3] - mean_89);
+    logitGrad[row_75] += softmax[row_75] * (g_76[0] - mean_77);
+    logitGrad[row_75 + 1u] += softmax[row_75 + 1u] * (g_76[1] - mean_77);
+    logitGrad[row_75 + 2u] += softmax[row_75 + 2u] * (g_76[2] - mean_77);
+    logitGrad[row_75 + 3u] += softmax[row_75 + 3u] * (g_76[3] - mean_77);
   }
 }
 
-NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   uint32_t cell_2[2][16] = {};
   uint32_t coords_3[2][16] = {};
   float w0_4[2][16] = {};
@@ -9003,435 +8171,355 @@ NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 15u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (837704u + h_60[ngp_l] % 32768u * 4u + probe[20480u + h_63[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_74[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_76[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_76[ngp_l] = 837704u + h_74[ngp_l] % 32768u * 4u;
-    uint32_t h_78[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_80[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_80[ngp_l] = (20480u + h_78[ngp_l] % 4096u) * 4u;
-    float s_81[4][16] = {};
-    float g_82[4][16] = {};
-    float top_83[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = logits[row_80[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 1u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 2u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 3u]);
-    float total_85[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] = 0.0f;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t h_58[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (837704u + h_55[ngp_l] % 32768u * 4u + probe[20480u + h_58[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_69[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_71[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 837704u + h_69[ngp_l] % 32768u * 4u;
+    uint32_t h_73[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_75[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (20480u + h_73[ngp_l] % 4096u) * 4u;
+    float g_76[4][16] = {};
+    float mean_77[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = expf(logits[row_80[ngp_l]] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[0][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_76[ngp_l] * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_76[ngp_l] * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[0][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = expf(logits[row_80[ngp_l] + 1u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[1][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 1u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 1u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[1][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = expf(logits[row_80[ngp_l] + 2u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[2][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 2u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 2u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[2][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = expf(logits[row_80[ngp_l] + 3u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[3][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 3u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 3u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[3][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
     }
-    float mean_89[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = 0.0f;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = s_81[0][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[0][ngp_l], g_82[0][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = s_81[1][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[1][ngp_l], g_82[1][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = s_81[2][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[2][ngp_l], g_82[2][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = s_81[3][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[3][ngp_l], g_82[3][ngp_l], mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l]] += s_81[0][ngp_l] * (g_82[0][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 1u] += s_81[1][ngp_l] * (g_82[1][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 2u] += s_81[2][ngp_l] * (g_82[2][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 3u] += s_81[3][ngp_l] * (g_82[3][ngp_l] - mean_89[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t h_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (837704u + h_60[ngp_l] % 32768u * 4u + probe[20480u + h_63[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_74[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_76[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_76[ngp_l] = 837704u + h_74[ngp_l] % 32768u * 4u;
-    uint32_t h_78[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_80[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_80[ngp_l] = (20480u + h_78[ngp_l] % 4096u) * 4u;
-    float s_81[4][16] = {};
-    float g_82[4][16] = {};
-    float top_83[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = logits[row_80[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 1u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 2u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 3u]);
-    float total_85[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] = 0.0f;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t h_58[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (837704u + h_55[ngp_l] % 32768u * 4u + probe[20480u + h_58[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_69[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_71[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 837704u + h_69[ngp_l] % 32768u * 4u;
+    uint32_t h_73[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_75[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (20480u + h_73[ngp_l] % 4096u) * 4u;
+    float g_76[4][16] = {};
+    float mean_77[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = expf(logits[row_80[ngp_l]] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[0][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_76[ngp_l] * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_76[ngp_l] * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[0][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = expf(logits[row_80[ngp_l] + 1u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[1][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 1u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 1u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[1][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = expf(logits[row_80[ngp_l] + 2u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[2][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 2u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 2u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[2][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = expf(logits[row_80[ngp_l] + 3u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[3][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 3u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 3u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[3][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
     }
-    float mean_89[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = 0.0f;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = s_81[0][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[0][ngp_l], g_82[0][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = s_81[1][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[1][ngp_l], g_82[1][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = s_81[2][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[2][ngp_l], g_82[2][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = s_81[3][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[3][ngp_l], g_82[3][ngp_l], mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l]] += s_81[0][ngp_l] * (g_82[0][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 1u] += s_81[1][ngp_l] * (g_82[1][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 2u] += s_81[2][ngp_l] * (g_82[2][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 3u] += s_81[3][ngp_l] * (g_82[3][ngp_l] - mean_89[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (837704u + h_60[ngp_l] % 32768u * 4u + probe[20480u + h_63[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_74[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_76[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_76[ngp_l] = 837704u + h_74[ngp_l] % 32768u * 4u;
-    uint32_t h_78[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_80[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_80[ngp_l] = (20480u + h_78[ngp_l] % 4096u) * 4u;
-    float s_81[4][16] = {};
-    float g_82[4][16] = {};
-    float top_83[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = logits[row_80[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 1u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 2u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 3u]);
-    float total_85[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] = 0.0f;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t h_58[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (837704u + h_55[ngp_l] % 32768u * 4u + probe[20480u + h_58[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_69[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_71[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 837704u + h_69[ngp_l] % 32768u * 4u;
+    uint32_t h_73[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_75[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (20480u + h_73[ngp_l] % 4096u) * 4u;
+    float g_76[4][16] = {};
+    float mean_77[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = expf(logits[row_80[ngp_l]] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[0][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_76[ngp_l] * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_76[ngp_l] * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[0][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = expf(logits[row_80[ngp_l] + 1u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[1][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 1u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 1u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[1][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = expf(logits[row_80[ngp_l] + 2u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[2][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 2u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 2u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[2][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = expf(logits[row_80[ngp_l] + 3u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[3][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 3u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 3u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[3][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
     }
-    float mean_89[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = 0.0f;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = s_81[0][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[0][ngp_l], g_82[0][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = s_81[1][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[1][ngp_l], g_82[1][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = s_81[2][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[2][ngp_l], g_82[2][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = s_81[3][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[3][ngp_l], g_82[3][ngp_l], mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l]] += s_81[0][ngp_l] * (g_82[0][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 1u] += s_81[1][ngp_l] * (g_82[1][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 2u] += s_81[2][ngp_l] * (g_82[2][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 3u] += s_81[3][ngp_l] * (g_82[3][ngp_l] - mean_89[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
-    uint32_t h_60[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_60[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t h_63[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_63[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (837704u + h_60[ngp_l] % 32768u * 4u + probe[20480u + h_63[ngp_l] % 4096u]) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
-    uint32_t h_74[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_74[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    uint32_t first_76[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_76[ngp_l] = 837704u + h_74[ngp_l] % 32768u * 4u;
-    uint32_t h_78[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_78[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
-    uint32_t row_80[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_80[ngp_l] = (20480u + h_78[ngp_l] % 4096u) * 4u;
-    float s_81[4][16] = {};
-    float g_82[4][16] = {};
-    float top_83[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = logits[row_80[ngp_l]];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 1u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 2u]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) top_83[ngp_l] = ngp_max(top_83[ngp_l], logits[row_80[ngp_l] + 3u]);
-    float total_85[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] = 0.0f;
+    uint32_t h_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_55[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t h_58[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_58[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (837704u + h_55[ngp_l] % 32768u * 4u + probe[20480u + h_58[ngp_l] % 4096u]) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_69[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_69[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    uint32_t first_71[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) first_71[ngp_l] = 837704u + h_69[ngp_l] % 32768u * 4u;
+    uint32_t h_73[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] = coords_3[0][ngp_l] * 3538334777u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_73[ngp_l] ^= coords_3[1][ngp_l] * 2767054501u;
+    uint32_t row_75[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) row_75[ngp_l] = (20480u + h_73[ngp_l] % 4096u) * 4u;
+    float g_76[4][16] = {};
+    float mean_77[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = 0.0f;
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = expf(logits[row_80[ngp_l]] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[0][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_76[ngp_l] * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_76[ngp_l] * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[0][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[first_71[ngp_l] * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[first_71[ngp_l] * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[0][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l]], g_76[0][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = expf(logits[row_80[ngp_l] + 1u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[1][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 1u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 1u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[1][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 1u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 1u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[1][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 1u], g_76[1][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = expf(logits[row_80[ngp_l] + 2u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[2][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 2u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 2u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[2][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 2u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 2u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[2][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 2u], g_76[2][ngp_l], mean_77[ngp_l]);
     }
     {
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = expf(logits[row_80[ngp_l] + 3u] - top_83[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) total_85[ngp_l] += s_81[3][ngp_l];
-      float gp_87[16];
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = 0.0f;
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_76[ngp_l] + 3u) * 2u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_87[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_76[ngp_l] + 3u) * 2u + 1u], gp_87[ngp_l]);
-      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_82[3][ngp_l] = w_56[ngp_l] * gp_87[ngp_l];
+      float gp_79[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = 0.0f;
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l]], params[(first_71[ngp_l] + 3u) * 2u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) gp_79[ngp_l] = fmaf(dy[o_20[ngp_l] + 1u], params[(first_71[ngp_l] + 3u) * 2u + 1u], gp_79[ngp_l]);
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_76[3][ngp_l] = w_51[ngp_l] * gp_79[ngp_l];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_77[ngp_l] = fmaf(softmax[row_75[ngp_l] + 3u], g_76[3][ngp_l], mean_77[ngp_l]);
     }
-    float mean_89[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = 0.0f;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[0][ngp_l] = s_81[0][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[0][ngp_l], g_82[0][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[1][ngp_l] = s_81[1][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[1][ngp_l], g_82[1][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[2][ngp_l] = s_81[2][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[2][ngp_l], g_82[2][ngp_l], mean_89[ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) s_81[3][ngp_l] = s_81[3][ngp_l] / total_85[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) mean_89[ngp_l] = fmaf(s_81[3][ngp_l], g_82[3][ngp_l], mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l]] += s_81[0][ngp_l] * (g_82[0][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 1u] += s_81[1][ngp_l] * (g_82[1][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 2u] += s_81[2][ngp_l] * (g_82[2][ngp_l] - mean_89[ngp_l]);
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_80[ngp_l] + 3u] += s_81[3][ngp_l] * (g_82[3][ngp_l] - mean_89[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l]] += softmax[row_75[ngp_l]] * (g_76[0][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 1u] += softmax[row_75[ngp_l] + 1u] * (g_76[1][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 2u] += softmax[row_75[ngp_l] + 2u] * (g_76[2][ngp_l] - mean_77[ngp_l]);
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) logitGrad[row_75[ngp_l] + 3u] += softmax[row_75[ngp_l] + 3u] * (g_76[3][ngp_l] - mean_77[ngp_l]);
   }
 }
 
-extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ logits, int64_t ngp_len_logits, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ grad, int64_t ngp_len_grad, float* __restrict__ logitGrad, int64_t ngp_len_logitGrad) {
-  (void)ngp_len_x; (void)ngp_len_params; (void)ngp_len_probe; (void)ngp_len_logits; (void)ngp_len_dy; (void)ngp_len_grad; (void)ngp_len_logitGrad;
+extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ softmax, int64_t ngp_len_softmax, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ grad, int64_t ngp_len_grad, float* __restrict__ logitGrad, int64_t ngp_len_logitGrad) {
+  (void)ngp_len_x; (void)ngp_len_params; (void)ngp_len_probe; (void)ngp_len_softmax; (void)ngp_len_dy; (void)ngp_len_grad; (void)ngp_len_logitGrad;
   #pragma omp parallel for schedule(dynamic, 1) if (ngp_n >= 4096)
   for (int32_t ngp_p = 0; ngp_p < 16; ++ngp_p) {
     switch (ngp_p) {
       case 0: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass15_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass15((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass15_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass15((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 1: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass14_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass14((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass14_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass14((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 2: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass13_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass13((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass13_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass13((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 3: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass12_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass12((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass12_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass12((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 4: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass11_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass11((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass11_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass11((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 5: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass10_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass10((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass10_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass10((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 6: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass9_prefetch(ngp_g + 64, x, params, probe, logits, dy, grad, logitGrad); gridBackward_pass9_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass9((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass9_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass9_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass9((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 7: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass8_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass8((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass8_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass8((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 8: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass7_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass7((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass7_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass7((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 9: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass6_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass6((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass6_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass6((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 10: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass5_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass5((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass5_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass5((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 11: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass4_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass4((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass4_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass4((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 12: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass3_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass3((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass3_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass3((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 13: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass2_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass2((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass2_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass2((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 14: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass1_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass1((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass1_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass1((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 15: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass0_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass0((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass0_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass0((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
     }
   }

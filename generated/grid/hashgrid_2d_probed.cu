@@ -1376,7 +1376,7 @@ extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64
   return (int32_t)cudaGetLastError();
 }
 
-NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   {
     uint32_t cell_2[2] = {};
     uint32_t coords_3[2] = {};
@@ -1407,48 +1407,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = i * 16u * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 16u;
-      const uint32_t entry_result_70 = index_65 % 256u * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 16u;
+      const uint32_t entry_result_65 = index_60 % 256u * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 16u;
-      const uint32_t entry_result_70 = index_65 % 256u * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 16u;
+      const uint32_t entry_result_65 = index_60 % 256u * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 16u;
-      const uint32_t entry_result_70 = index_65 % 256u * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 16u;
+      const uint32_t entry_result_65 = index_60 % 256u * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 16u;
-      const uint32_t entry_result_70 = index_65 % 256u * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 16u;
+      const uint32_t entry_result_65 = index_60 % 256u * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -1481,48 +1481,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 1u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 23u;
-      const uint32_t entry_result_70 = (256u + index_65 % 536u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 23u;
+      const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 23u;
-      const uint32_t entry_result_70 = (256u + index_65 % 536u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 23u;
+      const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 23u;
-      const uint32_t entry_result_70 = (256u + index_65 % 536u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 23u;
+      const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 23u;
-      const uint32_t entry_result_70 = (256u + index_65 % 536u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 23u;
+      const uint32_t entry_result_65 = (256u + index_60 % 536u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -1555,48 +1555,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 2u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 31u;
-      const uint32_t entry_result_70 = (792u + index_65 % 968u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 31u;
+      const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 31u;
-      const uint32_t entry_result_70 = (792u + index_65 % 968u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 31u;
+      const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 31u;
-      const uint32_t entry_result_70 = (792u + index_65 % 968u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 31u;
+      const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 31u;
-      const uint32_t entry_result_70 = (792u + index_65 % 968u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 31u;
+      const uint32_t entry_result_65 = (792u + index_60 % 968u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -1629,48 +1629,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 3u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 43u;
-      const uint32_t entry_result_70 = (1760u + index_65 % 1856u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 43u;
+      const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 43u;
-      const uint32_t entry_result_70 = (1760u + index_65 % 1856u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 43u;
+      const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 43u;
-      const uint32_t entry_result_70 = (1760u + index_65 % 1856u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 43u;
+      const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 43u;
-      const uint32_t entry_result_70 = (1760u + index_65 % 1856u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 43u;
+      const uint32_t entry_result_65 = (1760u + index_60 % 1856u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -1703,48 +1703,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 4u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 59u;
-      const uint32_t entry_result_70 = (3616u + index_65 % 3488u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 59u;
+      const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 59u;
-      const uint32_t entry_result_70 = (3616u + index_65 % 3488u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 59u;
+      const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 59u;
-      const uint32_t entry_result_70 = (3616u + index_65 % 3488u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 59u;
+      const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 59u;
-      const uint32_t entry_result_70 = (3616u + index_65 % 3488u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 59u;
+      const uint32_t entry_result_65 = (3616u + index_60 % 3488u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -1777,48 +1777,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 5u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 81u;
-      const uint32_t entry_result_70 = (7104u + index_65 % 6568u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 81u;
+      const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 81u;
-      const uint32_t entry_result_70 = (7104u + index_65 % 6568u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 81u;
+      const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 81u;
-      const uint32_t entry_result_70 = (7104u + index_65 % 6568u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 81u;
+      const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 81u;
-      const uint32_t entry_result_70 = (7104u + index_65 % 6568u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 81u;
+      const uint32_t entry_result_65 = (7104u + index_60 % 6568u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -1851,48 +1851,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 6u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 112u;
-      const uint32_t entry_result_70 = (13672u + index_65 % 12544u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 112u;
+      const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 112u;
-      const uint32_t entry_result_70 = (13672u + index_65 % 12544u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 112u;
+      const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 112u;
-      const uint32_t entry_result_70 = (13672u + index_65 % 12544u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 112u;
+      const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 112u;
-      const uint32_t entry_result_70 = (13672u + index_65 % 12544u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 112u;
+      const uint32_t entry_result_65 = (13672u + index_60 % 12544u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -1925,48 +1925,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 7u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 154u;
-      const uint32_t entry_result_70 = (26216u + index_65 % 23720u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 154u;
+      const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 154u;
-      const uint32_t entry_result_70 = (26216u + index_65 % 23720u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 154u;
+      const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 154u;
-      const uint32_t entry_result_70 = (26216u + index_65 % 23720u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 154u;
+      const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 154u;
-      const uint32_t entry_result_70 = (26216u + index_65 % 23720u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 154u;
+      const uint32_t entry_result_65 = (26216u + index_60 % 23720u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -1999,48 +1999,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 8u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 213u;
-      const uint32_t entry_result_70 = (49936u + index_65 % 45376u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 213u;
+      const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 213u;
-      const uint32_t entry_result_70 = (49936u + index_65 % 45376u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 213u;
+      const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 213u;
-      const uint32_t entry_result_70 = (49936u + index_65 % 45376u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 213u;
+      const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 213u;
-      const uint32_t entry_result_70 = (49936u + index_65 % 45376u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 213u;
+      const uint32_t entry_result_65 = (49936u + index_60 % 45376u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2073,48 +2073,48 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 9u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 295u;
-      const uint32_t entry_result_70 = (95312u + index_65 % 87032u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 295u;
+      const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 295u;
-      const uint32_t entry_result_70 = (95312u + index_65 % 87032u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 295u;
+      const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 295u;
-      const uint32_t entry_result_70 = (95312u + index_65 % 87032u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 295u;
+      const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 295u;
-      const uint32_t entry_result_70 = (95312u + index_65 % 87032u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 295u;
+      const uint32_t entry_result_65 = (95312u + index_60 % 87032u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2147,288 +2147,216 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 10u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t h_60 = coords_3[0];
-      h_60 ^= coords_3[1] * 2654435761u;
-      uint32_t h_63 = coords_3[0] * 3538334777u;
-      h_63 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_70 = (182344u + h_60 % 32768u * 4u + probe[h_63 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
-      uint32_t h_74 = coords_3[0];
-      h_74 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_76 = 182344u + h_74 % 32768u * 4u;
-      uint32_t h_78 = coords_3[0] * 3538334777u;
-      h_78 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_80 = h_78 % 4096u * 4u;
-      float s_81[4] = {};
-      float g_82[4] = {};
-      float top_83 = logits[row_80];
-      top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-      float total_85 = 0.0f;
+      uint32_t h_55 = coords_3[0];
+      h_55 ^= coords_3[1] * 2654435761u;
+      uint32_t h_58 = coords_3[0] * 3538334777u;
+      h_58 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_65 = (182344u + h_55 % 32768u * 4u + probe[h_58 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_69 = coords_3[0];
+      h_69 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_71 = 182344u + h_69 % 32768u * 4u;
+      uint32_t h_73 = coords_3[0] * 3538334777u;
+      h_73 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_75 = h_73 % 4096u * 4u;
+      float g_76[4] = {};
+      float mean_77 = 0.0f;
       {
-        s_81[0] = expf(logits[row_80] - top_83);
-        total_85 += s_81[0];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-        g_82[0] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+        g_76[0] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
       }
       {
-        s_81[1] = expf(logits[row_80 + 1u] - top_83);
-        total_85 += s_81[1];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-        g_82[1] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+        g_76[1] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
       }
       {
-        s_81[2] = expf(logits[row_80 + 2u] - top_83);
-        total_85 += s_81[2];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-        g_82[2] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+        g_76[2] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
       }
       {
-        s_81[3] = expf(logits[row_80 + 3u] - top_83);
-        total_85 += s_81[3];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-        g_82[3] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+        g_76[3] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
       }
-      float mean_89 = 0.0f;
-      s_81[0] = s_81[0] / total_85;
-      mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-      s_81[1] = s_81[1] / total_85;
-      mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-      s_81[2] = s_81[2] / total_85;
-      mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-      s_81[3] = s_81[3] / total_85;
-      mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-      atomicAdd(&logitGrad[row_80], s_81[0] * (g_82[0] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 1u], s_81[1] * (g_82[1] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 2u], s_81[2] * (g_82[2] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 3u], s_81[3] * (g_82[3] - mean_89));
+      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t h_60 = coords_3[0];
-      h_60 ^= coords_3[1] * 2654435761u;
-      uint32_t h_63 = coords_3[0] * 3538334777u;
-      h_63 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_70 = (182344u + h_60 % 32768u * 4u + probe[h_63 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
-      uint32_t h_74 = coords_3[0];
-      h_74 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_76 = 182344u + h_74 % 32768u * 4u;
-      uint32_t h_78 = coords_3[0] * 3538334777u;
-      h_78 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_80 = h_78 % 4096u * 4u;
-      float s_81[4] = {};
-      float g_82[4] = {};
-      float top_83 = logits[row_80];
-      top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-      float total_85 = 0.0f;
+      uint32_t h_55 = coords_3[0];
+      h_55 ^= coords_3[1] * 2654435761u;
+      uint32_t h_58 = coords_3[0] * 3538334777u;
+      h_58 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_65 = (182344u + h_55 % 32768u * 4u + probe[h_58 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_69 = coords_3[0];
+      h_69 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_71 = 182344u + h_69 % 32768u * 4u;
+      uint32_t h_73 = coords_3[0] * 3538334777u;
+      h_73 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_75 = h_73 % 4096u * 4u;
+      float g_76[4] = {};
+      float mean_77 = 0.0f;
       {
-        s_81[0] = expf(logits[row_80] - top_83);
-        total_85 += s_81[0];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-        g_82[0] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+        g_76[0] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
       }
       {
-        s_81[1] = expf(logits[row_80 + 1u] - top_83);
-        total_85 += s_81[1];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-        g_82[1] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+        g_76[1] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
       }
       {
-        s_81[2] = expf(logits[row_80 + 2u] - top_83);
-        total_85 += s_81[2];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-        g_82[2] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+        g_76[2] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
       }
       {
-        s_81[3] = expf(logits[row_80 + 3u] - top_83);
-        total_85 += s_81[3];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-        g_82[3] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+        g_76[3] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
       }
-      float mean_89 = 0.0f;
-      s_81[0] = s_81[0] / total_85;
-      mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-      s_81[1] = s_81[1] / total_85;
-      mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-      s_81[2] = s_81[2] / total_85;
-      mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-      s_81[3] = s_81[3] / total_85;
-      mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-      atomicAdd(&logitGrad[row_80], s_81[0] * (g_82[0] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 1u], s_81[1] * (g_82[1] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 2u], s_81[2] * (g_82[2] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 3u], s_81[3] * (g_82[3] - mean_89));
+      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_60 = coords_3[0];
-      h_60 ^= coords_3[1] * 2654435761u;
-      uint32_t h_63 = coords_3[0] * 3538334777u;
-      h_63 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_70 = (182344u + h_60 % 32768u * 4u + probe[h_63 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
-      uint32_t h_74 = coords_3[0];
-      h_74 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_76 = 182344u + h_74 % 32768u * 4u;
-      uint32_t h_78 = coords_3[0] * 3538334777u;
-      h_78 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_80 = h_78 % 4096u * 4u;
-      float s_81[4] = {};
-      float g_82[4] = {};
-      float top_83 = logits[row_80];
-      top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-      float total_85 = 0.0f;
+      uint32_t h_55 = coords_3[0];
+      h_55 ^= coords_3[1] * 2654435761u;
+      uint32_t h_58 = coords_3[0] * 3538334777u;
+      h_58 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_65 = (182344u + h_55 % 32768u * 4u + probe[h_58 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_69 = coords_3[0];
+      h_69 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_71 = 182344u + h_69 % 32768u * 4u;
+      uint32_t h_73 = coords_3[0] * 3538334777u;
+      h_73 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_75 = h_73 % 4096u * 4u;
+      float g_76[4] = {};
+      float mean_77 = 0.0f;
       {
-        s_81[0] = expf(logits[row_80] - top_83);
-        total_85 += s_81[0];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-        g_82[0] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+        g_76[0] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
       }
       {
-        s_81[1] = expf(logits[row_80 + 1u] - top_83);
-        total_85 += s_81[1];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-        g_82[1] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+        g_76[1] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
       }
       {
-        s_81[2] = expf(logits[row_80 + 2u] - top_83);
-        total_85 += s_81[2];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-        g_82[2] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+        g_76[2] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
       }
       {
-        s_81[3] = expf(logits[row_80 + 3u] - top_83);
-        total_85 += s_81[3];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-        g_82[3] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+        g_76[3] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
       }
-      float mean_89 = 0.0f;
-      s_81[0] = s_81[0] / total_85;
-      mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-      s_81[1] = s_81[1] / total_85;
-      mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-      s_81[2] = s_81[2] / total_85;
-      mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-      s_81[3] = s_81[3] / total_85;
-      mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-      atomicAdd(&logitGrad[row_80], s_81[0] * (g_82[0] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 1u], s_81[1] * (g_82[1] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 2u], s_81[2] * (g_82[2] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 3u], s_81[3] * (g_82[3] - mean_89));
+      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_60 = coords_3[0];
-      h_60 ^= coords_3[1] * 2654435761u;
-      uint32_t h_63 = coords_3[0] * 3538334777u;
-      h_63 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_70 = (182344u + h_60 % 32768u * 4u + probe[h_63 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
-      uint32_t h_74 = coords_3[0];
-      h_74 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_76 = 182344u + h_74 % 32768u * 4u;
-      uint32_t h_78 = coords_3[0] * 3538334777u;
-      h_78 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_80 = h_78 % 4096u * 4u;
-      float s_81[4] = {};
-      float g_82[4] = {};
-      float top_83 = logits[row_80];
-      top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-      float total_85 = 0.0f;
+      uint32_t h_55 = coords_3[0];
+      h_55 ^= coords_3[1] * 2654435761u;
+      uint32_t h_58 = coords_3[0] * 3538334777u;
+      h_58 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_65 = (182344u + h_55 % 32768u * 4u + probe[h_58 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_69 = coords_3[0];
+      h_69 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_71 = 182344u + h_69 % 32768u * 4u;
+      uint32_t h_73 = coords_3[0] * 3538334777u;
+      h_73 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_75 = h_73 % 4096u * 4u;
+      float g_76[4] = {};
+      float mean_77 = 0.0f;
       {
-        s_81[0] = expf(logits[row_80] - top_83);
-        total_85 += s_81[0];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-        g_82[0] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+        g_76[0] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
       }
       {
-        s_81[1] = expf(logits[row_80 + 1u] - top_83);
-        total_85 += s_81[1];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-        g_82[1] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+        g_76[1] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
       }
       {
-        s_81[2] = expf(logits[row_80 + 2u] - top_83);
-        total_85 += s_81[2];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-        g_82[2] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+        g_76[2] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
       }
       {
-        s_81[3] = expf(logits[row_80 + 3u] - top_83);
-        total_85 += s_81[3];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-        g_82[3] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+        g_76[3] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
       }
-      float mean_89 = 0.0f;
-      s_81[0] = s_81[0] / total_85;
-      mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-      s_81[1] = s_81[1] / total_85;
-      mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-      s_81[2] = s_81[2] / total_85;
-      mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-      s_81[3] = s_81[3] / total_85;
-      mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-      atomicAdd(&logitGrad[row_80], s_81[0] * (g_82[0] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 1u], s_81[1] * (g_82[1] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 2u], s_81[2] * (g_82[2] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 3u], s_81[3] * (g_82[3] - mean_89));
+      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
   }
   {
@@ -2461,288 +2389,216 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 11u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t h_60 = coords_3[0];
-      h_60 ^= coords_3[1] * 2654435761u;
-      uint32_t h_63 = coords_3[0] * 3538334777u;
-      h_63 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_70 = (313416u + h_60 % 32768u * 4u + probe[4096u + h_63 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
-      uint32_t h_74 = coords_3[0];
-      h_74 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_76 = 313416u + h_74 % 32768u * 4u;
-      uint32_t h_78 = coords_3[0] * 3538334777u;
-      h_78 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_80 = (4096u + h_78 % 4096u) * 4u;
-      float s_81[4] = {};
-      float g_82[4] = {};
-      float top_83 = logits[row_80];
-      top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-      float total_85 = 0.0f;
+      uint32_t h_55 = coords_3[0];
+      h_55 ^= coords_3[1] * 2654435761u;
+      uint32_t h_58 = coords_3[0] * 3538334777u;
+      h_58 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_65 = (313416u + h_55 % 32768u * 4u + probe[4096u + h_58 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_69 = coords_3[0];
+      h_69 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_71 = 313416u + h_69 % 32768u * 4u;
+      uint32_t h_73 = coords_3[0] * 3538334777u;
+      h_73 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_75 = (4096u + h_73 % 4096u) * 4u;
+      float g_76[4] = {};
+      float mean_77 = 0.0f;
       {
-        s_81[0] = expf(logits[row_80] - top_83);
-        total_85 += s_81[0];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-        g_82[0] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+        g_76[0] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
       }
       {
-        s_81[1] = expf(logits[row_80 + 1u] - top_83);
-        total_85 += s_81[1];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-        g_82[1] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+        g_76[1] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
       }
       {
-        s_81[2] = expf(logits[row_80 + 2u] - top_83);
-        total_85 += s_81[2];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-        g_82[2] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+        g_76[2] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
       }
       {
-        s_81[3] = expf(logits[row_80 + 3u] - top_83);
-        total_85 += s_81[3];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-        g_82[3] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+        g_76[3] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
       }
-      float mean_89 = 0.0f;
-      s_81[0] = s_81[0] / total_85;
-      mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-      s_81[1] = s_81[1] / total_85;
-      mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-      s_81[2] = s_81[2] / total_85;
-      mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-      s_81[3] = s_81[3] / total_85;
-      mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-      atomicAdd(&logitGrad[row_80], s_81[0] * (g_82[0] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 1u], s_81[1] * (g_82[1] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 2u], s_81[2] * (g_82[2] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 3u], s_81[3] * (g_82[3] - mean_89));
+      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t h_60 = coords_3[0];
-      h_60 ^= coords_3[1] * 2654435761u;
-      uint32_t h_63 = coords_3[0] * 3538334777u;
-      h_63 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_70 = (313416u + h_60 % 32768u * 4u + probe[4096u + h_63 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
-      uint32_t h_74 = coords_3[0];
-      h_74 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_76 = 313416u + h_74 % 32768u * 4u;
-      uint32_t h_78 = coords_3[0] * 3538334777u;
-      h_78 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_80 = (4096u + h_78 % 4096u) * 4u;
-      float s_81[4] = {};
-      float g_82[4] = {};
-      float top_83 = logits[row_80];
-      top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-      float total_85 = 0.0f;
+      uint32_t h_55 = coords_3[0];
+      h_55 ^= coords_3[1] * 2654435761u;
+      uint32_t h_58 = coords_3[0] * 3538334777u;
+      h_58 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_65 = (313416u + h_55 % 32768u * 4u + probe[4096u + h_58 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_69 = coords_3[0];
+      h_69 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_71 = 313416u + h_69 % 32768u * 4u;
+      uint32_t h_73 = coords_3[0] * 3538334777u;
+      h_73 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_75 = (4096u + h_73 % 4096u) * 4u;
+      float g_76[4] = {};
+      float mean_77 = 0.0f;
       {
-        s_81[0] = expf(logits[row_80] - top_83);
-        total_85 += s_81[0];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-        g_82[0] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+        g_76[0] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
       }
       {
-        s_81[1] = expf(logits[row_80 + 1u] - top_83);
-        total_85 += s_81[1];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-        g_82[1] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+        g_76[1] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
       }
       {
-        s_81[2] = expf(logits[row_80 + 2u] - top_83);
-        total_85 += s_81[2];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-        g_82[2] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+        g_76[2] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
       }
       {
-        s_81[3] = expf(logits[row_80 + 3u] - top_83);
-        total_85 += s_81[3];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-        g_82[3] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+        g_76[3] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
       }
-      float mean_89 = 0.0f;
-      s_81[0] = s_81[0] / total_85;
-      mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-      s_81[1] = s_81[1] / total_85;
-      mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-      s_81[2] = s_81[2] / total_85;
-      mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-      s_81[3] = s_81[3] / total_85;
-      mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-      atomicAdd(&logitGrad[row_80], s_81[0] * (g_82[0] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 1u], s_81[1] * (g_82[1] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 2u], s_81[2] * (g_82[2] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 3u], s_81[3] * (g_82[3] - mean_89));
+      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_60 = coords_3[0];
-      h_60 ^= coords_3[1] * 2654435761u;
-      uint32_t h_63 = coords_3[0] * 3538334777u;
-      h_63 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_70 = (313416u + h_60 % 32768u * 4u + probe[4096u + h_63 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
-      uint32_t h_74 = coords_3[0];
-      h_74 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_76 = 313416u + h_74 % 32768u * 4u;
-      uint32_t h_78 = coords_3[0] * 3538334777u;
-      h_78 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_80 = (4096u + h_78 % 4096u) * 4u;
-      float s_81[4] = {};
-      float g_82[4] = {};
-      float top_83 = logits[row_80];
-      top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-      float total_85 = 0.0f;
+      uint32_t h_55 = coords_3[0];
+      h_55 ^= coords_3[1] * 2654435761u;
+      uint32_t h_58 = coords_3[0] * 3538334777u;
+      h_58 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_65 = (313416u + h_55 % 32768u * 4u + probe[4096u + h_58 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_69 = coords_3[0];
+      h_69 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_71 = 313416u + h_69 % 32768u * 4u;
+      uint32_t h_73 = coords_3[0] * 3538334777u;
+      h_73 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_75 = (4096u + h_73 % 4096u) * 4u;
+      float g_76[4] = {};
+      float mean_77 = 0.0f;
       {
-        s_81[0] = expf(logits[row_80] - top_83);
-        total_85 += s_81[0];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-        g_82[0] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+        g_76[0] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
       }
       {
-        s_81[1] = expf(logits[row_80 + 1u] - top_83);
-        total_85 += s_81[1];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-        g_82[1] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+        g_76[1] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
       }
       {
-        s_81[2] = expf(logits[row_80 + 2u] - top_83);
-        total_85 += s_81[2];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-        g_82[2] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+        g_76[2] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
       }
       {
-        s_81[3] = expf(logits[row_80 + 3u] - top_83);
-        total_85 += s_81[3];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-        g_82[3] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+        g_76[3] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
       }
-      float mean_89 = 0.0f;
-      s_81[0] = s_81[0] / total_85;
-      mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-      s_81[1] = s_81[1] / total_85;
-      mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-      s_81[2] = s_81[2] / total_85;
-      mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-      s_81[3] = s_81[3] / total_85;
-      mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-      atomicAdd(&logitGrad[row_80], s_81[0] * (g_82[0] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 1u], s_81[1] * (g_82[1] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 2u], s_81[2] * (g_82[2] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 3u], s_81[3] * (g_82[3] - mean_89));
+      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_60 = coords_3[0];
-      h_60 ^= coords_3[1] * 2654435761u;
-      uint32_t h_63 = coords_3[0] * 3538334777u;
-      h_63 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_70 = (313416u + h_60 % 32768u * 4u + probe[4096u + h_63 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
-      uint32_t h_74 = coords_3[0];
-      h_74 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_76 = 313416u + h_74 % 32768u * 4u;
-      uint32_t h_78 = coords_3[0] * 3538334777u;
-      h_78 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_80 = (4096u + h_78 % 4096u) * 4u;
-      float s_81[4] = {};
-      float g_82[4] = {};
-      float top_83 = logits[row_80];
-      top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-      float total_85 = 0.0f;
+      uint32_t h_55 = coords_3[0];
+      h_55 ^= coords_3[1] * 2654435761u;
+      uint32_t h_58 = coords_3[0] * 3538334777u;
+      h_58 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_65 = (313416u + h_55 % 32768u * 4u + probe[4096u + h_58 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_69 = coords_3[0];
+      h_69 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_71 = 313416u + h_69 % 32768u * 4u;
+      uint32_t h_73 = coords_3[0] * 3538334777u;
+      h_73 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_75 = (4096u + h_73 % 4096u) * 4u;
+      float g_76[4] = {};
+      float mean_77 = 0.0f;
       {
-        s_81[0] = expf(logits[row_80] - top_83);
-        total_85 += s_81[0];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-        g_82[0] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+        g_76[0] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
       }
       {
-        s_81[1] = expf(logits[row_80 + 1u] - top_83);
-        total_85 += s_81[1];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-        g_82[1] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+        g_76[1] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
       }
       {
-        s_81[2] = expf(logits[row_80 + 2u] - top_83);
-        total_85 += s_81[2];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-        g_82[2] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+        g_76[2] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
       }
       {
-        s_81[3] = expf(logits[row_80 + 3u] - top_83);
-        total_85 += s_81[3];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-        g_82[3] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+        g_76[3] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
       }
-      float mean_89 = 0.0f;
-      s_81[0] = s_81[0] / total_85;
-      mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-      s_81[1] = s_81[1] / total_85;
-      mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-      s_81[2] = s_81[2] / total_85;
-      mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-      s_81[3] = s_81[3] / total_85;
-      mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-      atomicAdd(&logitGrad[row_80], s_81[0] * (g_82[0] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 1u], s_81[1] * (g_82[1] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 2u], s_81[2] * (g_82[2] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 3u], s_81[3] * (g_82[3] - mean_89));
+      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
   }
   {
@@ -2775,288 +2631,216 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 12u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t h_60 = coords_3[0];
-      h_60 ^= coords_3[1] * 2654435761u;
-      uint32_t h_63 = coords_3[0] * 3538334777u;
-      h_63 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_70 = (444488u + h_60 % 32768u * 4u + probe[8192u + h_63 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
-      uint32_t h_74 = coords_3[0];
-      h_74 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_76 = 444488u + h_74 % 32768u * 4u;
-      uint32_t h_78 = coords_3[0] * 3538334777u;
-      h_78 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_80 = (8192u + h_78 % 4096u) * 4u;
-      float s_81[4] = {};
-      float g_82[4] = {};
-      float top_83 = logits[row_80];
-      top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-      float total_85 = 0.0f;
+      uint32_t h_55 = coords_3[0];
+      h_55 ^= coords_3[1] * 2654435761u;
+      uint32_t h_58 = coords_3[0] * 3538334777u;
+      h_58 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_65 = (444488u + h_55 % 32768u * 4u + probe[8192u + h_58 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_69 = coords_3[0];
+      h_69 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_71 = 444488u + h_69 % 32768u * 4u;
+      uint32_t h_73 = coords_3[0] * 3538334777u;
+      h_73 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_75 = (8192u + h_73 % 4096u) * 4u;
+      float g_76[4] = {};
+      float mean_77 = 0.0f;
       {
-        s_81[0] = expf(logits[row_80] - top_83);
-        total_85 += s_81[0];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-        g_82[0] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+        g_76[0] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
       }
       {
-        s_81[1] = expf(logits[row_80 + 1u] - top_83);
-        total_85 += s_81[1];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-        g_82[1] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+        g_76[1] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
       }
       {
-        s_81[2] = expf(logits[row_80 + 2u] - top_83);
-        total_85 += s_81[2];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-        g_82[2] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+        g_76[2] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
       }
       {
-        s_81[3] = expf(logits[row_80 + 3u] - top_83);
-        total_85 += s_81[3];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-        g_82[3] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+        g_76[3] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
       }
-      float mean_89 = 0.0f;
-      s_81[0] = s_81[0] / total_85;
-      mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-      s_81[1] = s_81[1] / total_85;
-      mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-      s_81[2] = s_81[2] / total_85;
-      mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-      s_81[3] = s_81[3] / total_85;
-      mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-      atomicAdd(&logitGrad[row_80], s_81[0] * (g_82[0] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 1u], s_81[1] * (g_82[1] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 2u], s_81[2] * (g_82[2] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 3u], s_81[3] * (g_82[3] - mean_89));
+      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t h_60 = coords_3[0];
-      h_60 ^= coords_3[1] * 2654435761u;
-      uint32_t h_63 = coords_3[0] * 3538334777u;
-      h_63 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_70 = (444488u + h_60 % 32768u * 4u + probe[8192u + h_63 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
-      uint32_t h_74 = coords_3[0];
-      h_74 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_76 = 444488u + h_74 % 32768u * 4u;
-      uint32_t h_78 = coords_3[0] * 3538334777u;
-      h_78 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_80 = (8192u + h_78 % 4096u) * 4u;
-      float s_81[4] = {};
-      float g_82[4] = {};
-      float top_83 = logits[row_80];
-      top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-      float total_85 = 0.0f;
+      uint32_t h_55 = coords_3[0];
+      h_55 ^= coords_3[1] * 2654435761u;
+      uint32_t h_58 = coords_3[0] * 3538334777u;
+      h_58 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_65 = (444488u + h_55 % 32768u * 4u + probe[8192u + h_58 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_69 = coords_3[0];
+      h_69 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_71 = 444488u + h_69 % 32768u * 4u;
+      uint32_t h_73 = coords_3[0] * 3538334777u;
+      h_73 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_75 = (8192u + h_73 % 4096u) * 4u;
+      float g_76[4] = {};
+      float mean_77 = 0.0f;
       {
-        s_81[0] = expf(logits[row_80] - top_83);
-        total_85 += s_81[0];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-        g_82[0] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+        g_76[0] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
       }
       {
-        s_81[1] = expf(logits[row_80 + 1u] - top_83);
-        total_85 += s_81[1];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-        g_82[1] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+        g_76[1] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
       }
       {
-        s_81[2] = expf(logits[row_80 + 2u] - top_83);
-        total_85 += s_81[2];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-        g_82[2] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+        g_76[2] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
       }
       {
-        s_81[3] = expf(logits[row_80 + 3u] - top_83);
-        total_85 += s_81[3];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-        g_82[3] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+        g_76[3] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
       }
-      float mean_89 = 0.0f;
-      s_81[0] = s_81[0] / total_85;
-      mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-      s_81[1] = s_81[1] / total_85;
-      mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-      s_81[2] = s_81[2] / total_85;
-      mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-      s_81[3] = s_81[3] / total_85;
-      mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-      atomicAdd(&logitGrad[row_80], s_81[0] * (g_82[0] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 1u], s_81[1] * (g_82[1] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 2u], s_81[2] * (g_82[2] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 3u], s_81[3] * (g_82[3] - mean_89));
+      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_60 = coords_3[0];
-      h_60 ^= coords_3[1] * 2654435761u;
-      uint32_t h_63 = coords_3[0] * 3538334777u;
-      h_63 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_70 = (444488u + h_60 % 32768u * 4u + probe[8192u + h_63 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
-      uint32_t h_74 = coords_3[0];
-      h_74 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_76 = 444488u + h_74 % 32768u * 4u;
-      uint32_t h_78 = coords_3[0] * 3538334777u;
-      h_78 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_80 = (8192u + h_78 % 4096u) * 4u;
-      float s_81[4] = {};
-      float g_82[4] = {};
-      float top_83 = logits[row_80];
-      top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-      float total_85 = 0.0f;
+      uint32_t h_55 = coords_3[0];
+      h_55 ^= coords_3[1] * 2654435761u;
+      uint32_t h_58 = coords_3[0] * 3538334777u;
+      h_58 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_65 = (444488u + h_55 % 32768u * 4u + probe[8192u + h_58 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_69 = coords_3[0];
+      h_69 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_71 = 444488u + h_69 % 32768u * 4u;
+      uint32_t h_73 = coords_3[0] * 3538334777u;
+      h_73 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_75 = (8192u + h_73 % 4096u) * 4u;
+      float g_76[4] = {};
+      float mean_77 = 0.0f;
       {
-        s_81[0] = expf(logits[row_80] - top_83);
-        total_85 += s_81[0];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-        g_82[0] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+        g_76[0] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
       }
       {
-        s_81[1] = expf(logits[row_80 + 1u] - top_83);
-        total_85 += s_81[1];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-        g_82[1] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+        g_76[1] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
       }
       {
-        s_81[2] = expf(logits[row_80 + 2u] - top_83);
-        total_85 += s_81[2];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-        g_82[2] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+        g_76[2] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
       }
       {
-        s_81[3] = expf(logits[row_80 + 3u] - top_83);
-        total_85 += s_81[3];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-        g_82[3] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+        g_76[3] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
       }
-      float mean_89 = 0.0f;
-      s_81[0] = s_81[0] / total_85;
-      mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-      s_81[1] = s_81[1] / total_85;
-      mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-      s_81[2] = s_81[2] / total_85;
-      mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-      s_81[3] = s_81[3] / total_85;
-      mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-      atomicAdd(&logitGrad[row_80], s_81[0] * (g_82[0] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 1u], s_81[1] * (g_82[1] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 2u], s_81[2] * (g_82[2] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 3u], s_81[3] * (g_82[3] - mean_89));
+      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_60 = coords_3[0];
-      h_60 ^= coords_3[1] * 2654435761u;
-      uint32_t h_63 = coords_3[0] * 3538334777u;
-      h_63 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_70 = (444488u + h_60 % 32768u * 4u + probe[8192u + h_63 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
-      uint32_t h_74 = coords_3[0];
-      h_74 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_76 = 444488u + h_74 % 32768u * 4u;
-      uint32_t h_78 = coords_3[0] * 3538334777u;
-      h_78 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_80 = (8192u + h_78 % 4096u) * 4u;
-      float s_81[4] = {};
-      float g_82[4] = {};
-      float top_83 = logits[row_80];
-      top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-      float total_85 = 0.0f;
+      uint32_t h_55 = coords_3[0];
+      h_55 ^= coords_3[1] * 2654435761u;
+      uint32_t h_58 = coords_3[0] * 3538334777u;
+      h_58 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_65 = (444488u + h_55 % 32768u * 4u + probe[8192u + h_58 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_69 = coords_3[0];
+      h_69 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_71 = 444488u + h_69 % 32768u * 4u;
+      uint32_t h_73 = coords_3[0] * 3538334777u;
+      h_73 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_75 = (8192u + h_73 % 4096u) * 4u;
+      float g_76[4] = {};
+      float mean_77 = 0.0f;
       {
-        s_81[0] = expf(logits[row_80] - top_83);
-        total_85 += s_81[0];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-        g_82[0] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+        g_76[0] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
       }
       {
-        s_81[1] = expf(logits[row_80 + 1u] - top_83);
-        total_85 += s_81[1];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-        g_82[1] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+        g_76[1] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
       }
       {
-        s_81[2] = expf(logits[row_80 + 2u] - top_83);
-        total_85 += s_81[2];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-        g_82[2] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+        g_76[2] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
       }
       {
-        s_81[3] = expf(logits[row_80 + 3u] - top_83);
-        total_85 += s_81[3];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-        g_82[3] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+        g_76[3] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
       }
-      float mean_89 = 0.0f;
-      s_81[0] = s_81[0] / total_85;
-      mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-      s_81[1] = s_81[1] / total_85;
-      mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-      s_81[2] = s_81[2] / total_85;
-      mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-      s_81[3] = s_81[3] / total_85;
-      mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-      atomicAdd(&logitGrad[row_80], s_81[0] * (g_82[0] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 1u], s_81[1] * (g_82[1] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 2u], s_81[2] * (g_82[2] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 3u], s_81[3] * (g_82[3] - mean_89));
+      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
   }
   {
@@ -3089,288 +2873,216 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 13u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t h_60 = coords_3[0];
-      h_60 ^= coords_3[1] * 2654435761u;
-      uint32_t h_63 = coords_3[0] * 3538334777u;
-      h_63 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_70 = (575560u + h_60 % 32768u * 4u + probe[12288u + h_63 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
-      uint32_t h_74 = coords_3[0];
-      h_74 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_76 = 575560u + h_74 % 32768u * 4u;
-      uint32_t h_78 = coords_3[0] * 3538334777u;
-      h_78 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_80 = (12288u + h_78 % 4096u) * 4u;
-      float s_81[4] = {};
-      float g_82[4] = {};
-      float top_83 = logits[row_80];
-      top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-      float total_85 = 0.0f;
+      uint32_t h_55 = coords_3[0];
+      h_55 ^= coords_3[1] * 2654435761u;
+      uint32_t h_58 = coords_3[0] * 3538334777u;
+      h_58 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_65 = (575560u + h_55 % 32768u * 4u + probe[12288u + h_58 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_69 = coords_3[0];
+      h_69 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_71 = 575560u + h_69 % 32768u * 4u;
+      uint32_t h_73 = coords_3[0] * 3538334777u;
+      h_73 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_75 = (12288u + h_73 % 4096u) * 4u;
+      float g_76[4] = {};
+      float mean_77 = 0.0f;
       {
-        s_81[0] = expf(logits[row_80] - top_83);
-        total_85 += s_81[0];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-        g_82[0] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+        g_76[0] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
       }
       {
-        s_81[1] = expf(logits[row_80 + 1u] - top_83);
-        total_85 += s_81[1];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-        g_82[1] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+        g_76[1] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
       }
       {
-        s_81[2] = expf(logits[row_80 + 2u] - top_83);
-        total_85 += s_81[2];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-        g_82[2] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+        g_76[2] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
       }
       {
-        s_81[3] = expf(logits[row_80 + 3u] - top_83);
-        total_85 += s_81[3];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-        g_82[3] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+        g_76[3] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
       }
-      float mean_89 = 0.0f;
-      s_81[0] = s_81[0] / total_85;
-      mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-      s_81[1] = s_81[1] / total_85;
-      mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-      s_81[2] = s_81[2] / total_85;
-      mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-      s_81[3] = s_81[3] / total_85;
-      mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-      atomicAdd(&logitGrad[row_80], s_81[0] * (g_82[0] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 1u], s_81[1] * (g_82[1] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 2u], s_81[2] * (g_82[2] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 3u], s_81[3] * (g_82[3] - mean_89));
+      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t h_60 = coords_3[0];
-      h_60 ^= coords_3[1] * 2654435761u;
-      uint32_t h_63 = coords_3[0] * 3538334777u;
-      h_63 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_70 = (575560u + h_60 % 32768u * 4u + probe[12288u + h_63 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
-      uint32_t h_74 = coords_3[0];
-      h_74 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_76 = 575560u + h_74 % 32768u * 4u;
-      uint32_t h_78 = coords_3[0] * 3538334777u;
-      h_78 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_80 = (12288u + h_78 % 4096u) * 4u;
-      float s_81[4] = {};
-      float g_82[4] = {};
-      float top_83 = logits[row_80];
-      top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-      float total_85 = 0.0f;
+      uint32_t h_55 = coords_3[0];
+      h_55 ^= coords_3[1] * 2654435761u;
+      uint32_t h_58 = coords_3[0] * 3538334777u;
+      h_58 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_65 = (575560u + h_55 % 32768u * 4u + probe[12288u + h_58 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_69 = coords_3[0];
+      h_69 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_71 = 575560u + h_69 % 32768u * 4u;
+      uint32_t h_73 = coords_3[0] * 3538334777u;
+      h_73 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_75 = (12288u + h_73 % 4096u) * 4u;
+      float g_76[4] = {};
+      float mean_77 = 0.0f;
       {
-        s_81[0] = expf(logits[row_80] - top_83);
-        total_85 += s_81[0];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-        g_82[0] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+        g_76[0] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
       }
       {
-        s_81[1] = expf(logits[row_80 + 1u] - top_83);
-        total_85 += s_81[1];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-        g_82[1] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+        g_76[1] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
       }
       {
-        s_81[2] = expf(logits[row_80 + 2u] - top_83);
-        total_85 += s_81[2];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-        g_82[2] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+        g_76[2] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
       }
       {
-        s_81[3] = expf(logits[row_80 + 3u] - top_83);
-        total_85 += s_81[3];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-        g_82[3] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+        g_76[3] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
       }
-      float mean_89 = 0.0f;
-      s_81[0] = s_81[0] / total_85;
-      mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-      s_81[1] = s_81[1] / total_85;
-      mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-      s_81[2] = s_81[2] / total_85;
-      mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-      s_81[3] = s_81[3] / total_85;
-      mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-      atomicAdd(&logitGrad[row_80], s_81[0] * (g_82[0] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 1u], s_81[1] * (g_82[1] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 2u], s_81[2] * (g_82[2] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 3u], s_81[3] * (g_82[3] - mean_89));
+      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_60 = coords_3[0];
-      h_60 ^= coords_3[1] * 2654435761u;
-      uint32_t h_63 = coords_3[0] * 3538334777u;
-      h_63 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_70 = (575560u + h_60 % 32768u * 4u + probe[12288u + h_63 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
-      uint32_t h_74 = coords_3[0];
-      h_74 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_76 = 575560u + h_74 % 32768u * 4u;
-      uint32_t h_78 = coords_3[0] * 3538334777u;
-      h_78 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_80 = (12288u + h_78 % 4096u) * 4u;
-      float s_81[4] = {};
-      float g_82[4] = {};
-      float top_83 = logits[row_80];
-      top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-      float total_85 = 0.0f;
+      uint32_t h_55 = coords_3[0];
+      h_55 ^= coords_3[1] * 2654435761u;
+      uint32_t h_58 = coords_3[0] * 3538334777u;
+      h_58 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_65 = (575560u + h_55 % 32768u * 4u + probe[12288u + h_58 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_69 = coords_3[0];
+      h_69 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_71 = 575560u + h_69 % 32768u * 4u;
+      uint32_t h_73 = coords_3[0] * 3538334777u;
+      h_73 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_75 = (12288u + h_73 % 4096u) * 4u;
+      float g_76[4] = {};
+      float mean_77 = 0.0f;
       {
-        s_81[0] = expf(logits[row_80] - top_83);
-        total_85 += s_81[0];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-        g_82[0] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+        g_76[0] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
       }
       {
-        s_81[1] = expf(logits[row_80 + 1u] - top_83);
-        total_85 += s_81[1];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-        g_82[1] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+        g_76[1] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
       }
       {
-        s_81[2] = expf(logits[row_80 + 2u] - top_83);
-        total_85 += s_81[2];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-        g_82[2] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+        g_76[2] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
       }
       {
-        s_81[3] = expf(logits[row_80 + 3u] - top_83);
-        total_85 += s_81[3];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-        g_82[3] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+        g_76[3] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
       }
-      float mean_89 = 0.0f;
-      s_81[0] = s_81[0] / total_85;
-      mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-      s_81[1] = s_81[1] / total_85;
-      mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-      s_81[2] = s_81[2] / total_85;
-      mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-      s_81[3] = s_81[3] / total_85;
-      mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-      atomicAdd(&logitGrad[row_80], s_81[0] * (g_82[0] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 1u], s_81[1] * (g_82[1] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 2u], s_81[2] * (g_82[2] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 3u], s_81[3] * (g_82[3] - mean_89));
+      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_60 = coords_3[0];
-      h_60 ^= coords_3[1] * 2654435761u;
-      uint32_t h_63 = coords_3[0] * 3538334777u;
-      h_63 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_70 = (575560u + h_60 % 32768u * 4u + probe[12288u + h_63 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
-      uint32_t h_74 = coords_3[0];
-      h_74 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_76 = 575560u + h_74 % 32768u * 4u;
-      uint32_t h_78 = coords_3[0] * 3538334777u;
-      h_78 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_80 = (12288u + h_78 % 4096u) * 4u;
-      float s_81[4] = {};
-      float g_82[4] = {};
-      float top_83 = logits[row_80];
-      top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-      float total_85 = 0.0f;
+      uint32_t h_55 = coords_3[0];
+      h_55 ^= coords_3[1] * 2654435761u;
+      uint32_t h_58 = coords_3[0] * 3538334777u;
+      h_58 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_65 = (575560u + h_55 % 32768u * 4u + probe[12288u + h_58 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_69 = coords_3[0];
+      h_69 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_71 = 575560u + h_69 % 32768u * 4u;
+      uint32_t h_73 = coords_3[0] * 3538334777u;
+      h_73 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_75 = (12288u + h_73 % 4096u) * 4u;
+      float g_76[4] = {};
+      float mean_77 = 0.0f;
       {
-        s_81[0] = expf(logits[row_80] - top_83);
-        total_85 += s_81[0];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-        g_82[0] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+        g_76[0] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
       }
       {
-        s_81[1] = expf(logits[row_80 + 1u] - top_83);
-        total_85 += s_81[1];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-        g_82[1] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+        g_76[1] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
       }
       {
-        s_81[2] = expf(logits[row_80 + 2u] - top_83);
-        total_85 += s_81[2];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-        g_82[2] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+        g_76[2] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
       }
       {
-        s_81[3] = expf(logits[row_80 + 3u] - top_83);
-        total_85 += s_81[3];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-        g_82[3] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+        g_76[3] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
       }
-      float mean_89 = 0.0f;
-      s_81[0] = s_81[0] / total_85;
-      mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-      s_81[1] = s_81[1] / total_85;
-      mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-      s_81[2] = s_81[2] / total_85;
-      mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-      s_81[3] = s_81[3] / total_85;
-      mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-      atomicAdd(&logitGrad[row_80], s_81[0] * (g_82[0] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 1u], s_81[1] * (g_82[1] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 2u], s_81[2] * (g_82[2] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 3u], s_81[3] * (g_82[3] - mean_89));
+      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
   }
   {
@@ -3403,288 +3115,216 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 14u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t h_60 = coords_3[0];
-      h_60 ^= coords_3[1] * 2654435761u;
-      uint32_t h_63 = coords_3[0] * 3538334777u;
-      h_63 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_70 = (706632u + h_60 % 32768u * 4u + probe[16384u + h_63 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
-      uint32_t h_74 = coords_3[0];
-      h_74 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_76 = 706632u + h_74 % 32768u * 4u;
-      uint32_t h_78 = coords_3[0] * 3538334777u;
-      h_78 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_80 = (16384u + h_78 % 4096u) * 4u;
-      float s_81[4] = {};
-      float g_82[4] = {};
-      float top_83 = logits[row_80];
-      top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-      float total_85 = 0.0f;
+      uint32_t h_55 = coords_3[0];
+      h_55 ^= coords_3[1] * 2654435761u;
+      uint32_t h_58 = coords_3[0] * 3538334777u;
+      h_58 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_65 = (706632u + h_55 % 32768u * 4u + probe[16384u + h_58 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_69 = coords_3[0];
+      h_69 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_71 = 706632u + h_69 % 32768u * 4u;
+      uint32_t h_73 = coords_3[0] * 3538334777u;
+      h_73 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_75 = (16384u + h_73 % 4096u) * 4u;
+      float g_76[4] = {};
+      float mean_77 = 0.0f;
       {
-        s_81[0] = expf(logits[row_80] - top_83);
-        total_85 += s_81[0];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-        g_82[0] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+        g_76[0] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
       }
       {
-        s_81[1] = expf(logits[row_80 + 1u] - top_83);
-        total_85 += s_81[1];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-        g_82[1] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+        g_76[1] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
       }
       {
-        s_81[2] = expf(logits[row_80 + 2u] - top_83);
-        total_85 += s_81[2];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-        g_82[2] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+        g_76[2] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
       }
       {
-        s_81[3] = expf(logits[row_80 + 3u] - top_83);
-        total_85 += s_81[3];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-        g_82[3] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+        g_76[3] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
       }
-      float mean_89 = 0.0f;
-      s_81[0] = s_81[0] / total_85;
-      mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-      s_81[1] = s_81[1] / total_85;
-      mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-      s_81[2] = s_81[2] / total_85;
-      mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-      s_81[3] = s_81[3] / total_85;
-      mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-      atomicAdd(&logitGrad[row_80], s_81[0] * (g_82[0] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 1u], s_81[1] * (g_82[1] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 2u], s_81[2] * (g_82[2] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 3u], s_81[3] * (g_82[3] - mean_89));
+      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t h_60 = coords_3[0];
-      h_60 ^= coords_3[1] * 2654435761u;
-      uint32_t h_63 = coords_3[0] * 3538334777u;
-      h_63 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_70 = (706632u + h_60 % 32768u * 4u + probe[16384u + h_63 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
-      uint32_t h_74 = coords_3[0];
-      h_74 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_76 = 706632u + h_74 % 32768u * 4u;
-      uint32_t h_78 = coords_3[0] * 3538334777u;
-      h_78 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_80 = (16384u + h_78 % 4096u) * 4u;
-      float s_81[4] = {};
-      float g_82[4] = {};
-      float top_83 = logits[row_80];
-      top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-      float total_85 = 0.0f;
+      uint32_t h_55 = coords_3[0];
+      h_55 ^= coords_3[1] * 2654435761u;
+      uint32_t h_58 = coords_3[0] * 3538334777u;
+      h_58 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_65 = (706632u + h_55 % 32768u * 4u + probe[16384u + h_58 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_69 = coords_3[0];
+      h_69 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_71 = 706632u + h_69 % 32768u * 4u;
+      uint32_t h_73 = coords_3[0] * 3538334777u;
+      h_73 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_75 = (16384u + h_73 % 4096u) * 4u;
+      float g_76[4] = {};
+      float mean_77 = 0.0f;
       {
-        s_81[0] = expf(logits[row_80] - top_83);
-        total_85 += s_81[0];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-        g_82[0] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+        g_76[0] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
       }
       {
-        s_81[1] = expf(logits[row_80 + 1u] - top_83);
-        total_85 += s_81[1];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-        g_82[1] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+        g_76[1] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
       }
       {
-        s_81[2] = expf(logits[row_80 + 2u] - top_83);
-        total_85 += s_81[2];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-        g_82[2] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+        g_76[2] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
       }
       {
-        s_81[3] = expf(logits[row_80 + 3u] - top_83);
-        total_85 += s_81[3];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-        g_82[3] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+        g_76[3] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
       }
-      float mean_89 = 0.0f;
-      s_81[0] = s_81[0] / total_85;
-      mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-      s_81[1] = s_81[1] / total_85;
-      mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-      s_81[2] = s_81[2] / total_85;
-      mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-      s_81[3] = s_81[3] / total_85;
-      mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-      atomicAdd(&logitGrad[row_80], s_81[0] * (g_82[0] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 1u], s_81[1] * (g_82[1] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 2u], s_81[2] * (g_82[2] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 3u], s_81[3] * (g_82[3] - mean_89));
+      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_60 = coords_3[0];
-      h_60 ^= coords_3[1] * 2654435761u;
-      uint32_t h_63 = coords_3[0] * 3538334777u;
-      h_63 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_70 = (706632u + h_60 % 32768u * 4u + probe[16384u + h_63 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
-      uint32_t h_74 = coords_3[0];
-      h_74 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_76 = 706632u + h_74 % 32768u * 4u;
-      uint32_t h_78 = coords_3[0] * 3538334777u;
-      h_78 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_80 = (16384u + h_78 % 4096u) * 4u;
-      float s_81[4] = {};
-      float g_82[4] = {};
-      float top_83 = logits[row_80];
-      top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-      float total_85 = 0.0f;
+      uint32_t h_55 = coords_3[0];
+      h_55 ^= coords_3[1] * 2654435761u;
+      uint32_t h_58 = coords_3[0] * 3538334777u;
+      h_58 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_65 = (706632u + h_55 % 32768u * 4u + probe[16384u + h_58 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_69 = coords_3[0];
+      h_69 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_71 = 706632u + h_69 % 32768u * 4u;
+      uint32_t h_73 = coords_3[0] * 3538334777u;
+      h_73 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_75 = (16384u + h_73 % 4096u) * 4u;
+      float g_76[4] = {};
+      float mean_77 = 0.0f;
       {
-        s_81[0] = expf(logits[row_80] - top_83);
-        total_85 += s_81[0];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-        g_82[0] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+        g_76[0] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
       }
       {
-        s_81[1] = expf(logits[row_80 + 1u] - top_83);
-        total_85 += s_81[1];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-        g_82[1] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+        g_76[1] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
       }
       {
-        s_81[2] = expf(logits[row_80 + 2u] - top_83);
-        total_85 += s_81[2];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-        g_82[2] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+        g_76[2] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
       }
       {
-        s_81[3] = expf(logits[row_80 + 3u] - top_83);
-        total_85 += s_81[3];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-        g_82[3] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+        g_76[3] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
       }
-      float mean_89 = 0.0f;
-      s_81[0] = s_81[0] / total_85;
-      mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-      s_81[1] = s_81[1] / total_85;
-      mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-      s_81[2] = s_81[2] / total_85;
-      mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-      s_81[3] = s_81[3] / total_85;
-      mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-      atomicAdd(&logitGrad[row_80], s_81[0] * (g_82[0] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 1u], s_81[1] * (g_82[1] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 2u], s_81[2] * (g_82[2] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 3u], s_81[3] * (g_82[3] - mean_89));
+      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_60 = coords_3[0];
-      h_60 ^= coords_3[1] * 2654435761u;
-      uint32_t h_63 = coords_3[0] * 3538334777u;
-      h_63 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_70 = (706632u + h_60 % 32768u * 4u + probe[16384u + h_63 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
-      uint32_t h_74 = coords_3[0];
-      h_74 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_76 = 706632u + h_74 % 32768u * 4u;
-      uint32_t h_78 = coords_3[0] * 3538334777u;
-      h_78 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_80 = (16384u + h_78 % 4096u) * 4u;
-      float s_81[4] = {};
-      float g_82[4] = {};
-      float top_83 = logits[row_80];
-      top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-      float total_85 = 0.0f;
+      uint32_t h_55 = coords_3[0];
+      h_55 ^= coords_3[1] * 2654435761u;
+      uint32_t h_58 = coords_3[0] * 3538334777u;
+      h_58 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_65 = (706632u + h_55 % 32768u * 4u + probe[16384u + h_58 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_69 = coords_3[0];
+      h_69 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_71 = 706632u + h_69 % 32768u * 4u;
+      uint32_t h_73 = coords_3[0] * 3538334777u;
+      h_73 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_75 = (16384u + h_73 % 4096u) * 4u;
+      float g_76[4] = {};
+      float mean_77 = 0.0f;
       {
-        s_81[0] = expf(logits[row_80] - top_83);
-        total_85 += s_81[0];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-        g_82[0] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+        g_76[0] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
       }
       {
-        s_81[1] = expf(logits[row_80 + 1u] - top_83);
-        total_85 += s_81[1];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-        g_82[1] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+        g_76[1] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
       }
       {
-        s_81[2] = expf(logits[row_80 + 2u] - top_83);
-        total_85 += s_81[2];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-        g_82[2] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+        g_76[2] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
       }
       {
-        s_81[3] = expf(logits[row_80 + 3u] - top_83);
-        total_85 += s_81[3];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-        g_82[3] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+        g_76[3] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
       }
-      float mean_89 = 0.0f;
-      s_81[0] = s_81[0] / total_85;
-      mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-      s_81[1] = s_81[1] / total_85;
-      mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-      s_81[2] = s_81[2] / total_85;
-      mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-      s_81[3] = s_81[3] / total_85;
-      mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-      atomicAdd(&logitGrad[row_80], s_81[0] * (g_82[0] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 1u], s_81[1] * (g_82[1] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 2u], s_81[2] * (g_82[2] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 3u], s_81[3] * (g_82[3] - mean_89));
+      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
   }
   {
@@ -3717,302 +3357,230 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 15u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
-      uint32_t h_60 = coords_3[0];
-      h_60 ^= coords_3[1] * 2654435761u;
-      uint32_t h_63 = coords_3[0] * 3538334777u;
-      h_63 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_70 = (837704u + h_60 % 32768u * 4u + probe[20480u + h_63 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
-      uint32_t h_74 = coords_3[0];
-      h_74 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_76 = 837704u + h_74 % 32768u * 4u;
-      uint32_t h_78 = coords_3[0] * 3538334777u;
-      h_78 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_80 = (20480u + h_78 % 4096u) * 4u;
-      float s_81[4] = {};
-      float g_82[4] = {};
-      float top_83 = logits[row_80];
-      top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-      float total_85 = 0.0f;
+      uint32_t h_55 = coords_3[0];
+      h_55 ^= coords_3[1] * 2654435761u;
+      uint32_t h_58 = coords_3[0] * 3538334777u;
+      h_58 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_65 = (837704u + h_55 % 32768u * 4u + probe[20480u + h_58 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_69 = coords_3[0];
+      h_69 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_71 = 837704u + h_69 % 32768u * 4u;
+      uint32_t h_73 = coords_3[0] * 3538334777u;
+      h_73 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_75 = (20480u + h_73 % 4096u) * 4u;
+      float g_76[4] = {};
+      float mean_77 = 0.0f;
       {
-        s_81[0] = expf(logits[row_80] - top_83);
-        total_85 += s_81[0];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-        g_82[0] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+        g_76[0] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
       }
       {
-        s_81[1] = expf(logits[row_80 + 1u] - top_83);
-        total_85 += s_81[1];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-        g_82[1] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+        g_76[1] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
       }
       {
-        s_81[2] = expf(logits[row_80 + 2u] - top_83);
-        total_85 += s_81[2];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-        g_82[2] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+        g_76[2] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
       }
       {
-        s_81[3] = expf(logits[row_80 + 3u] - top_83);
-        total_85 += s_81[3];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-        g_82[3] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+        g_76[3] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
       }
-      float mean_89 = 0.0f;
-      s_81[0] = s_81[0] / total_85;
-      mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-      s_81[1] = s_81[1] / total_85;
-      mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-      s_81[2] = s_81[2] / total_85;
-      mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-      s_81[3] = s_81[3] / total_85;
-      mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-      atomicAdd(&logitGrad[row_80], s_81[0] * (g_82[0] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 1u], s_81[1] * (g_82[1] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 2u], s_81[2] * (g_82[2] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 3u], s_81[3] * (g_82[3] - mean_89));
+      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
-      uint32_t h_60 = coords_3[0];
-      h_60 ^= coords_3[1] * 2654435761u;
-      uint32_t h_63 = coords_3[0] * 3538334777u;
-      h_63 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_70 = (837704u + h_60 % 32768u * 4u + probe[20480u + h_63 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
-      uint32_t h_74 = coords_3[0];
-      h_74 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_76 = 837704u + h_74 % 32768u * 4u;
-      uint32_t h_78 = coords_3[0] * 3538334777u;
-      h_78 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_80 = (20480u + h_78 % 4096u) * 4u;
-      float s_81[4] = {};
-      float g_82[4] = {};
-      float top_83 = logits[row_80];
-      top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-      float total_85 = 0.0f;
+      uint32_t h_55 = coords_3[0];
+      h_55 ^= coords_3[1] * 2654435761u;
+      uint32_t h_58 = coords_3[0] * 3538334777u;
+      h_58 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_65 = (837704u + h_55 % 32768u * 4u + probe[20480u + h_58 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_69 = coords_3[0];
+      h_69 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_71 = 837704u + h_69 % 32768u * 4u;
+      uint32_t h_73 = coords_3[0] * 3538334777u;
+      h_73 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_75 = (20480u + h_73 % 4096u) * 4u;
+      float g_76[4] = {};
+      float mean_77 = 0.0f;
       {
-        s_81[0] = expf(logits[row_80] - top_83);
-        total_85 += s_81[0];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-        g_82[0] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+        g_76[0] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
       }
       {
-        s_81[1] = expf(logits[row_80 + 1u] - top_83);
-        total_85 += s_81[1];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-        g_82[1] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+        g_76[1] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
       }
       {
-        s_81[2] = expf(logits[row_80 + 2u] - top_83);
-        total_85 += s_81[2];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-        g_82[2] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+        g_76[2] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
       }
       {
-        s_81[3] = expf(logits[row_80 + 3u] - top_83);
-        total_85 += s_81[3];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-        g_82[3] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+        g_76[3] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
       }
-      float mean_89 = 0.0f;
-      s_81[0] = s_81[0] / total_85;
-      mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-      s_81[1] = s_81[1] / total_85;
-      mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-      s_81[2] = s_81[2] / total_85;
-      mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-      s_81[3] = s_81[3] / total_85;
-      mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-      atomicAdd(&logitGrad[row_80], s_81[0] * (g_82[0] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 1u], s_81[1] * (g_82[1] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 2u], s_81[2] * (g_82[2] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 3u], s_81[3] * (g_82[3] - mean_89));
+      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_60 = coords_3[0];
-      h_60 ^= coords_3[1] * 2654435761u;
-      uint32_t h_63 = coords_3[0] * 3538334777u;
-      h_63 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_70 = (837704u + h_60 % 32768u * 4u + probe[20480u + h_63 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
-      uint32_t h_74 = coords_3[0];
-      h_74 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_76 = 837704u + h_74 % 32768u * 4u;
-      uint32_t h_78 = coords_3[0] * 3538334777u;
-      h_78 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_80 = (20480u + h_78 % 4096u) * 4u;
-      float s_81[4] = {};
-      float g_82[4] = {};
-      float top_83 = logits[row_80];
-      top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-      float total_85 = 0.0f;
+      uint32_t h_55 = coords_3[0];
+      h_55 ^= coords_3[1] * 2654435761u;
+      uint32_t h_58 = coords_3[0] * 3538334777u;
+      h_58 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_65 = (837704u + h_55 % 32768u * 4u + probe[20480u + h_58 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_69 = coords_3[0];
+      h_69 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_71 = 837704u + h_69 % 32768u * 4u;
+      uint32_t h_73 = coords_3[0] * 3538334777u;
+      h_73 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_75 = (20480u + h_73 % 4096u) * 4u;
+      float g_76[4] = {};
+      float mean_77 = 0.0f;
       {
-        s_81[0] = expf(logits[row_80] - top_83);
-        total_85 += s_81[0];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-        g_82[0] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+        g_76[0] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
       }
       {
-        s_81[1] = expf(logits[row_80 + 1u] - top_83);
-        total_85 += s_81[1];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-        g_82[1] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+        g_76[1] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
       }
       {
-        s_81[2] = expf(logits[row_80 + 2u] - top_83);
-        total_85 += s_81[2];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-        g_82[2] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+        g_76[2] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
       }
       {
-        s_81[3] = expf(logits[row_80 + 3u] - top_83);
-        total_85 += s_81[3];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-        g_82[3] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+        g_76[3] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
       }
-      float mean_89 = 0.0f;
-      s_81[0] = s_81[0] / total_85;
-      mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-      s_81[1] = s_81[1] / total_85;
-      mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-      s_81[2] = s_81[2] / total_85;
-      mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-      s_81[3] = s_81[3] / total_85;
-      mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-      atomicAdd(&logitGrad[row_80], s_81[0] * (g_82[0] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 1u], s_81[1] * (g_82[1] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 2u], s_81[2] * (g_82[2] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 3u], s_81[3] * (g_82[3] - mean_89));
+      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
-      uint32_t h_60 = coords_3[0];
-      h_60 ^= coords_3[1] * 2654435761u;
-      uint32_t h_63 = coords_3[0] * 3538334777u;
-      h_63 ^= coords_3[1] * 2767054501u;
-      const uint32_t entry_result_70 = (837704u + h_60 % 32768u * 4u + probe[20480u + h_63 % 4096u]) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
-      uint32_t h_74 = coords_3[0];
-      h_74 ^= coords_3[1] * 2654435761u;
-      const uint32_t first_76 = 837704u + h_74 % 32768u * 4u;
-      uint32_t h_78 = coords_3[0] * 3538334777u;
-      h_78 ^= coords_3[1] * 2767054501u;
-      const uint32_t row_80 = (20480u + h_78 % 4096u) * 4u;
-      float s_81[4] = {};
-      float g_82[4] = {};
-      float top_83 = logits[row_80];
-      top_83 = ngp_max(top_83, logits[row_80 + 1u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 2u]);
-      top_83 = ngp_max(top_83, logits[row_80 + 3u]);
-      float total_85 = 0.0f;
+      uint32_t h_55 = coords_3[0];
+      h_55 ^= coords_3[1] * 2654435761u;
+      uint32_t h_58 = coords_3[0] * 3538334777u;
+      h_58 ^= coords_3[1] * 2767054501u;
+      const uint32_t entry_result_65 = (837704u + h_55 % 32768u * 4u + probe[20480u + h_58 % 4096u]) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
+      uint32_t h_69 = coords_3[0];
+      h_69 ^= coords_3[1] * 2654435761u;
+      const uint32_t first_71 = 837704u + h_69 % 32768u * 4u;
+      uint32_t h_73 = coords_3[0] * 3538334777u;
+      h_73 ^= coords_3[1] * 2767054501u;
+      const uint32_t row_75 = (20480u + h_73 % 4096u) * 4u;
+      float g_76[4] = {};
+      float mean_77 = 0.0f;
       {
-        s_81[0] = expf(logits[row_80] - top_83);
-        total_85 += s_81[0];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[first_76 * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[first_76 * 2u + 1u], gp_87);
-        g_82[0] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[first_71 * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[first_71 * 2u + 1u], gp_79);
+        g_76[0] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75], g_76[0], mean_77);
       }
       {
-        s_81[1] = expf(logits[row_80 + 1u] - top_83);
-        total_85 += s_81[1];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 1u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 1u) * 2u + 1u], gp_87);
-        g_82[1] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 1u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 1u) * 2u + 1u], gp_79);
+        g_76[1] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 1u], g_76[1], mean_77);
       }
       {
-        s_81[2] = expf(logits[row_80 + 2u] - top_83);
-        total_85 += s_81[2];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 2u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 2u) * 2u + 1u], gp_87);
-        g_82[2] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 2u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 2u) * 2u + 1u], gp_79);
+        g_76[2] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 2u], g_76[2], mean_77);
       }
       {
-        s_81[3] = expf(logits[row_80 + 3u] - top_83);
-        total_85 += s_81[3];
-        float gp_87 = 0.0f;
-        gp_87 = fmaf(dy[o_20], params[(first_76 + 3u) * 2u], gp_87);
-        gp_87 = fmaf(dy[o_20 + 1u], params[(first_76 + 3u) * 2u + 1u], gp_87);
-        g_82[3] = w_56 * gp_87;
+        float gp_79 = 0.0f;
+        gp_79 = fmaf(dy[o_20], params[(first_71 + 3u) * 2u], gp_79);
+        gp_79 = fmaf(dy[o_20 + 1u], params[(first_71 + 3u) * 2u + 1u], gp_79);
+        g_76[3] = w_51 * gp_79;
+        mean_77 = fmaf(softmax[row_75 + 3u], g_76[3], mean_77);
       }
-      float mean_89 = 0.0f;
-      s_81[0] = s_81[0] / total_85;
-      mean_89 = fmaf(s_81[0], g_82[0], mean_89);
-      s_81[1] = s_81[1] / total_85;
-      mean_89 = fmaf(s_81[1], g_82[1], mean_89);
-      s_81[2] = s_81[2] / total_85;
-      mean_89 = fmaf(s_81[2], g_82[2], mean_89);
-      s_81[3] = s_81[3] / total_85;
-      mean_89 = fmaf(s_81[3], g_82[3], mean_89);
-      atomicAdd(&logitGrad[row_80], s_81[0] * (g_82[0] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 1u], s_81[1] * (g_82[1] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 2u], s_81[2] * (g_82[2] - mean_89));
-      atomicAdd(&logitGrad[row_80 + 3u], s_81[3] * (g_82[3] - mean_89));
+      atomicAdd(&logitGrad[row_75], softmax[row_75] * (g_76[0] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 1u], softmax[row_75 + 1u] * (g_76[1] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 2u], softmax[row_75 + 2u] * (g_76[2] - mean_77));
+      atomicAdd(&logitGrad[row_75 + 3u], softmax[row_75 + 3u] * (g_76[3] - mean_77));
     }
   }
 }
 
-__global__ void gridBackward_kernel(int64_t ngp_n, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
+__global__ void gridBackward_kernel(int64_t ngp_n, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, float* __restrict__ logitGrad) {
   const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
-    gridBackward_body((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+    gridBackward_body((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
 }
 
-extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ logits, int64_t ngp_len_logits, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ grad, int64_t ngp_len_grad, float* __restrict__ logitGrad, int64_t ngp_len_logitGrad) {
+extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ softmax, int64_t ngp_len_softmax, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ grad, int64_t ngp_len_grad, float* __restrict__ logitGrad, int64_t ngp_len_logitGrad) {
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
-  gridBackward_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, params, probe, logits, dy, grad, logitGrad);
+  gridBackward_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, params, probe, softmax, dy, grad, logitGrad);
   return (int32_t)cudaGetLastError();
 }
 

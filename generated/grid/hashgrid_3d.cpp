@@ -8054,7 +8054,7 @@ extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64
   return 0;
 }
 
-NGP_FN void gridBackward_pass0(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass0(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3] = {};
   uint32_t coords_3[3] = {};
   float w0_4[3] = {};
@@ -8095,120 +8095,120 @@ NGP_FN void gridBackward_pass0(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = i * 16u * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 16u;
-    index_65 += coords_3[2] * 256u;
-    const uint32_t entry_result_70 = index_65 % 4096u * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 16u;
+    index_60 += coords_3[2] * 256u;
+    const uint32_t entry_result_65 = index_60 % 4096u * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 16u;
-    index_65 += coords_3[2] * 256u;
-    const uint32_t entry_result_70 = index_65 % 4096u * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 16u;
+    index_60 += coords_3[2] * 256u;
+    const uint32_t entry_result_65 = index_60 % 4096u * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 16u;
-    index_65 += coords_3[2] * 256u;
-    const uint32_t entry_result_70 = index_65 % 4096u * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 16u;
+    index_60 += coords_3[2] * 256u;
+    const uint32_t entry_result_65 = index_60 % 4096u * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 16u;
-    index_65 += coords_3[2] * 256u;
-    const uint32_t entry_result_70 = index_65 % 4096u * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 16u;
+    index_60 += coords_3[2] * 256u;
+    const uint32_t entry_result_65 = index_60 % 4096u * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 16u;
-    index_65 += coords_3[2] * 256u;
-    const uint32_t entry_result_70 = index_65 % 4096u * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 16u;
+    index_60 += coords_3[2] * 256u;
+    const uint32_t entry_result_65 = index_60 % 4096u * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 16u;
-    index_65 += coords_3[2] * 256u;
-    const uint32_t entry_result_70 = index_65 % 4096u * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 16u;
+    index_60 += coords_3[2] * 256u;
+    const uint32_t entry_result_65 = index_60 % 4096u * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 16u;
-    index_65 += coords_3[2] * 256u;
-    const uint32_t entry_result_70 = index_65 % 4096u * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 16u;
+    index_60 += coords_3[2] * 256u;
+    const uint32_t entry_result_65 = index_60 % 4096u * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 16u;
-    index_65 += coords_3[2] * 256u;
-    const uint32_t entry_result_70 = index_65 % 4096u * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 16u;
+    index_60 += coords_3[2] * 256u;
+    const uint32_t entry_result_65 = index_60 % 4096u * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   float w0_4[3][16] = {};
@@ -8265,144 +8265,144 @@ NGP_FN void gridBackward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 16u * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 16u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 256u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = index_65[ngp_l] % 4096u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 16u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 256u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 4096u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 16u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 256u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = index_65[ngp_l] % 4096u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 16u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 256u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 4096u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 16u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 256u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = index_65[ngp_l] % 4096u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 16u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 256u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 4096u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 16u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 256u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = index_65[ngp_l] % 4096u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 16u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 256u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 4096u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 16u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 256u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = index_65[ngp_l] % 4096u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 16u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 256u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 4096u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 16u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 256u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = index_65[ngp_l] % 4096u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 16u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 256u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 4096u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 16u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 256u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = index_65[ngp_l] % 4096u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 16u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 256u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 4096u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 16u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 256u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = index_65[ngp_l] % 4096u * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 16u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 256u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = index_60[ngp_l] % 4096u * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass1(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass1(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3] = {};
   uint32_t coords_3[3] = {};
   float w0_4[3] = {};
@@ -8443,120 +8443,120 @@ NGP_FN void gridBackward_pass1(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 1u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 21u;
-    index_65 += coords_3[2] * 441u;
-    const uint32_t entry_result_70 = (4096u + index_65 % 9264u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 21u;
+    index_60 += coords_3[2] * 441u;
+    const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 21u;
-    index_65 += coords_3[2] * 441u;
-    const uint32_t entry_result_70 = (4096u + index_65 % 9264u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 21u;
+    index_60 += coords_3[2] * 441u;
+    const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 21u;
-    index_65 += coords_3[2] * 441u;
-    const uint32_t entry_result_70 = (4096u + index_65 % 9264u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 21u;
+    index_60 += coords_3[2] * 441u;
+    const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 21u;
-    index_65 += coords_3[2] * 441u;
-    const uint32_t entry_result_70 = (4096u + index_65 % 9264u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 21u;
+    index_60 += coords_3[2] * 441u;
+    const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 21u;
-    index_65 += coords_3[2] * 441u;
-    const uint32_t entry_result_70 = (4096u + index_65 % 9264u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 21u;
+    index_60 += coords_3[2] * 441u;
+    const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 21u;
-    index_65 += coords_3[2] * 441u;
-    const uint32_t entry_result_70 = (4096u + index_65 % 9264u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 21u;
+    index_60 += coords_3[2] * 441u;
+    const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 21u;
-    index_65 += coords_3[2] * 441u;
-    const uint32_t entry_result_70 = (4096u + index_65 % 9264u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 21u;
+    index_60 += coords_3[2] * 441u;
+    const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 21u;
-    index_65 += coords_3[2] * 441u;
-    const uint32_t entry_result_70 = (4096u + index_65 % 9264u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 21u;
+    index_60 += coords_3[2] * 441u;
+    const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   float w0_4[3][16] = {};
@@ -8613,144 +8613,144 @@ NGP_FN void gridBackward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 1u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 21u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 441u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4096u + index_65[ngp_l] % 9264u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 21u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 441u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4096u + index_60[ngp_l] % 9264u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 21u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 441u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4096u + index_65[ngp_l] % 9264u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 21u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 441u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4096u + index_60[ngp_l] % 9264u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 21u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 441u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4096u + index_65[ngp_l] % 9264u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 21u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 441u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4096u + index_60[ngp_l] % 9264u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 21u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 441u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4096u + index_65[ngp_l] % 9264u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 21u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 441u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4096u + index_60[ngp_l] % 9264u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 21u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 441u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4096u + index_65[ngp_l] % 9264u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 21u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 441u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4096u + index_60[ngp_l] % 9264u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 21u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 441u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4096u + index_65[ngp_l] % 9264u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 21u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 441u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4096u + index_60[ngp_l] % 9264u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 21u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 441u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4096u + index_65[ngp_l] % 9264u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 21u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 441u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4096u + index_60[ngp_l] % 9264u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 21u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 441u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4096u + index_65[ngp_l] % 9264u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 21u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 441u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4096u + index_60[ngp_l] % 9264u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass2(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass2(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3] = {};
   uint32_t coords_3[3] = {};
   float w0_4[3] = {};
@@ -8791,120 +8791,120 @@ NGP_FN void gridBackward_pass2(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 2u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 26u;
-    index_65 += coords_3[2] * 676u;
-    const uint32_t entry_result_70 = (13360u + index_65 % 17576u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 26u;
+    index_60 += coords_3[2] * 676u;
+    const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 26u;
-    index_65 += coords_3[2] * 676u;
-    const uint32_t entry_result_70 = (13360u + index_65 % 17576u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 26u;
+    index_60 += coords_3[2] * 676u;
+    const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 26u;
-    index_65 += coords_3[2] * 676u;
-    const uint32_t entry_result_70 = (13360u + index_65 % 17576u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 26u;
+    index_60 += coords_3[2] * 676u;
+    const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 26u;
-    index_65 += coords_3[2] * 676u;
-    const uint32_t entry_result_70 = (13360u + index_65 % 17576u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 26u;
+    index_60 += coords_3[2] * 676u;
+    const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 26u;
-    index_65 += coords_3[2] * 676u;
-    const uint32_t entry_result_70 = (13360u + index_65 % 17576u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 26u;
+    index_60 += coords_3[2] * 676u;
+    const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 26u;
-    index_65 += coords_3[2] * 676u;
-    const uint32_t entry_result_70 = (13360u + index_65 % 17576u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 26u;
+    index_60 += coords_3[2] * 676u;
+    const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 26u;
-    index_65 += coords_3[2] * 676u;
-    const uint32_t entry_result_70 = (13360u + index_65 % 17576u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 26u;
+    index_60 += coords_3[2] * 676u;
+    const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 26u;
-    index_65 += coords_3[2] * 676u;
-    const uint32_t entry_result_70 = (13360u + index_65 % 17576u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 26u;
+    index_60 += coords_3[2] * 676u;
+    const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   float w0_4[3][16] = {};
@@ -8961,144 +8961,144 @@ NGP_FN void gridBackward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 2u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 26u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 676u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (13360u + index_65[ngp_l] % 17576u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 26u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 676u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13360u + index_60[ngp_l] % 17576u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 26u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 676u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (13360u + index_65[ngp_l] % 17576u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 26u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 676u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13360u + index_60[ngp_l] % 17576u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 26u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 676u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (13360u + index_65[ngp_l] % 17576u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 26u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 676u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13360u + index_60[ngp_l] % 17576u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 26u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 676u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (13360u + index_65[ngp_l] % 17576u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 26u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 676u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13360u + index_60[ngp_l] % 17576u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 26u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 676u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (13360u + index_65[ngp_l] % 17576u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 26u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 676u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13360u + index_60[ngp_l] % 17576u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 26u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 676u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (13360u + index_65[ngp_l] % 17576u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 26u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 676u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13360u + index_60[ngp_l] % 17576u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 26u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 676u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (13360u + index_65[ngp_l] % 17576u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 26u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 676u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13360u + index_60[ngp_l] % 17576u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 26u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 676u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (13360u + index_65[ngp_l] % 17576u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 26u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 676u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (13360u + index_60[ngp_l] % 17576u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass3(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass3(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3] = {};
   uint32_t coords_3[3] = {};
   float w0_4[3] = {};
@@ -9139,120 +9139,120 @@ NGP_FN void gridBackward_pass3(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 3u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 32u;
-    index_65 += coords_3[2] * 1024u;
-    const uint32_t entry_result_70 = (30936u + index_65 % 32768u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 32u;
+    index_60 += coords_3[2] * 1024u;
+    const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 32u;
-    index_65 += coords_3[2] * 1024u;
-    const uint32_t entry_result_70 = (30936u + index_65 % 32768u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 32u;
+    index_60 += coords_3[2] * 1024u;
+    const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 32u;
-    index_65 += coords_3[2] * 1024u;
-    const uint32_t entry_result_70 = (30936u + index_65 % 32768u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 32u;
+    index_60 += coords_3[2] * 1024u;
+    const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 32u;
-    index_65 += coords_3[2] * 1024u;
-    const uint32_t entry_result_70 = (30936u + index_65 % 32768u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 32u;
+    index_60 += coords_3[2] * 1024u;
+    const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 32u;
-    index_65 += coords_3[2] * 1024u;
-    const uint32_t entry_result_70 = (30936u + index_65 % 32768u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 32u;
+    index_60 += coords_3[2] * 1024u;
+    const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 32u;
-    index_65 += coords_3[2] * 1024u;
-    const uint32_t entry_result_70 = (30936u + index_65 % 32768u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 32u;
+    index_60 += coords_3[2] * 1024u;
+    const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 32u;
-    index_65 += coords_3[2] * 1024u;
-    const uint32_t entry_result_70 = (30936u + index_65 % 32768u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 32u;
+    index_60 += coords_3[2] * 1024u;
+    const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 32u;
-    index_65 += coords_3[2] * 1024u;
-    const uint32_t entry_result_70 = (30936u + index_65 % 32768u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 32u;
+    index_60 += coords_3[2] * 1024u;
+    const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   float w0_4[3][16] = {};
@@ -9309,144 +9309,144 @@ NGP_FN void gridBackward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 3u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 32u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 1024u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (30936u + index_65[ngp_l] % 32768u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 32u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 1024u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (30936u + index_60[ngp_l] % 32768u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 32u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 1024u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (30936u + index_65[ngp_l] % 32768u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 32u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 1024u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (30936u + index_60[ngp_l] % 32768u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 32u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 1024u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (30936u + index_65[ngp_l] % 32768u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 32u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 1024u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (30936u + index_60[ngp_l] % 32768u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 32u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 1024u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (30936u + index_65[ngp_l] % 32768u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 32u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 1024u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (30936u + index_60[ngp_l] % 32768u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 32u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 1024u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (30936u + index_65[ngp_l] % 32768u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 32u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 1024u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (30936u + index_60[ngp_l] % 32768u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 32u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 1024u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (30936u + index_65[ngp_l] % 32768u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 32u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 1024u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (30936u + index_60[ngp_l] % 32768u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 32u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 1024u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (30936u + index_65[ngp_l] % 32768u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 32u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 1024u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (30936u + index_60[ngp_l] % 32768u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 32u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 1024u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (30936u + index_65[ngp_l] % 32768u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 32u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 1024u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (30936u + index_60[ngp_l] % 32768u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass4(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass4(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3] = {};
   uint32_t coords_3[3] = {};
   float w0_4[3] = {};
@@ -9487,120 +9487,120 @@ NGP_FN void gridBackward_pass4(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 4u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 41u;
-    index_65 += coords_3[2] * 1681u;
-    const uint32_t entry_result_70 = (63704u + index_65 % 68928u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 41u;
+    index_60 += coords_3[2] * 1681u;
+    const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 41u;
-    index_65 += coords_3[2] * 1681u;
-    const uint32_t entry_result_70 = (63704u + index_65 % 68928u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 41u;
+    index_60 += coords_3[2] * 1681u;
+    const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 41u;
-    index_65 += coords_3[2] * 1681u;
-    const uint32_t entry_result_70 = (63704u + index_65 % 68928u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 41u;
+    index_60 += coords_3[2] * 1681u;
+    const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 41u;
-    index_65 += coords_3[2] * 1681u;
-    const uint32_t entry_result_70 = (63704u + index_65 % 68928u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 41u;
+    index_60 += coords_3[2] * 1681u;
+    const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 41u;
-    index_65 += coords_3[2] * 1681u;
-    const uint32_t entry_result_70 = (63704u + index_65 % 68928u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 41u;
+    index_60 += coords_3[2] * 1681u;
+    const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 41u;
-    index_65 += coords_3[2] * 1681u;
-    const uint32_t entry_result_70 = (63704u + index_65 % 68928u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 41u;
+    index_60 += coords_3[2] * 1681u;
+    const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 41u;
-    index_65 += coords_3[2] * 1681u;
-    const uint32_t entry_result_70 = (63704u + index_65 % 68928u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 41u;
+    index_60 += coords_3[2] * 1681u;
+    const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 41u;
-    index_65 += coords_3[2] * 1681u;
-    const uint32_t entry_result_70 = (63704u + index_65 % 68928u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 41u;
+    index_60 += coords_3[2] * 1681u;
+    const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   float w0_4[3][16] = {};
@@ -9657,144 +9657,144 @@ NGP_FN void gridBackward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 4u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 1681u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (63704u + index_65[ngp_l] % 68928u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 1681u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (63704u + index_60[ngp_l] % 68928u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 1681u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (63704u + index_65[ngp_l] % 68928u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 1681u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (63704u + index_60[ngp_l] % 68928u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 1681u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (63704u + index_65[ngp_l] % 68928u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 1681u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (63704u + index_60[ngp_l] % 68928u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 1681u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (63704u + index_65[ngp_l] % 68928u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 1681u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (63704u + index_60[ngp_l] % 68928u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 1681u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (63704u + index_65[ngp_l] % 68928u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 1681u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (63704u + index_60[ngp_l] % 68928u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 1681u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (63704u + index_65[ngp_l] % 68928u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 1681u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (63704u + index_60[ngp_l] % 68928u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 1681u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (63704u + index_65[ngp_l] % 68928u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 1681u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (63704u + index_60[ngp_l] % 68928u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 1681u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (63704u + index_65[ngp_l] % 68928u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 1681u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (63704u + index_60[ngp_l] % 68928u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass4_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass4_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   {
@@ -9828,101 +9828,101 @@ NGP_FN void gridBackward_pass4_prefetch(int64_t ngp_i0, const float* __restrict_
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 1681u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (63704u + index_65[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 1681u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (63704u + index_60[ngp_l] % 68928u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 1681u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (63704u + index_65[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 1681u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (63704u + index_60[ngp_l] % 68928u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 1681u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (63704u + index_65[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 1681u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (63704u + index_60[ngp_l] % 68928u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 1681u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (63704u + index_65[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 1681u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (63704u + index_60[ngp_l] % 68928u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 1681u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (63704u + index_65[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 1681u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (63704u + index_60[ngp_l] % 68928u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 1681u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (63704u + index_65[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 1681u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (63704u + index_60[ngp_l] % 68928u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 1681u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (63704u + index_65[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 1681u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (63704u + index_60[ngp_l] % 68928u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 1681u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (63704u + index_65[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 1681u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (63704u + index_60[ngp_l] % 68928u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
 }
 
-NGP_FN void gridBackward_pass5(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass5(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3] = {};
   uint32_t coords_3[3] = {};
   float w0_4[3] = {};
@@ -9963,120 +9963,120 @@ NGP_FN void gridBackward_pass5(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 5u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 51u;
-    index_65 += coords_3[2] * 2601u;
-    const uint32_t entry_result_70 = (132632u + index_65 % 132656u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 51u;
+    index_60 += coords_3[2] * 2601u;
+    const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 51u;
-    index_65 += coords_3[2] * 2601u;
-    const uint32_t entry_result_70 = (132632u + index_65 % 132656u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 51u;
+    index_60 += coords_3[2] * 2601u;
+    const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 51u;
-    index_65 += coords_3[2] * 2601u;
-    const uint32_t entry_result_70 = (132632u + index_65 % 132656u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 51u;
+    index_60 += coords_3[2] * 2601u;
+    const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 51u;
-    index_65 += coords_3[2] * 2601u;
-    const uint32_t entry_result_70 = (132632u + index_65 % 132656u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 51u;
+    index_60 += coords_3[2] * 2601u;
+    const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 51u;
-    index_65 += coords_3[2] * 2601u;
-    const uint32_t entry_result_70 = (132632u + index_65 % 132656u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 51u;
+    index_60 += coords_3[2] * 2601u;
+    const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 51u;
-    index_65 += coords_3[2] * 2601u;
-    const uint32_t entry_result_70 = (132632u + index_65 % 132656u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 51u;
+    index_60 += coords_3[2] * 2601u;
+    const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 51u;
-    index_65 += coords_3[2] * 2601u;
-    const uint32_t entry_result_70 = (132632u + index_65 % 132656u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 51u;
+    index_60 += coords_3[2] * 2601u;
+    const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 51u;
-    index_65 += coords_3[2] * 2601u;
-    const uint32_t entry_result_70 = (132632u + index_65 % 132656u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 51u;
+    index_60 += coords_3[2] * 2601u;
+    const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   float w0_4[3][16] = {};
@@ -10133,144 +10133,144 @@ NGP_FN void gridBackward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 5u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 2601u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (132632u + index_65[ngp_l] % 132656u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 2601u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (132632u + index_60[ngp_l] % 132656u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 2601u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (132632u + index_65[ngp_l] % 132656u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 2601u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (132632u + index_60[ngp_l] % 132656u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 2601u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (132632u + index_65[ngp_l] % 132656u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 2601u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (132632u + index_60[ngp_l] % 132656u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 2601u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (132632u + index_65[ngp_l] % 132656u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 2601u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (132632u + index_60[ngp_l] % 132656u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 2601u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (132632u + index_65[ngp_l] % 132656u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 2601u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (132632u + index_60[ngp_l] % 132656u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 2601u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (132632u + index_65[ngp_l] % 132656u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 2601u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (132632u + index_60[ngp_l] % 132656u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 2601u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (132632u + index_65[ngp_l] % 132656u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 2601u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (132632u + index_60[ngp_l] % 132656u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 2601u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (132632u + index_65[ngp_l] % 132656u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 2601u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (132632u + index_60[ngp_l] % 132656u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass5_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass5_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   {
@@ -10304,101 +10304,101 @@ NGP_FN void gridBackward_pass5_prefetch(int64_t ngp_i0, const float* __restrict_
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 2601u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (132632u + index_65[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 2601u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (132632u + index_60[ngp_l] % 132656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 2601u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (132632u + index_65[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 2601u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (132632u + index_60[ngp_l] % 132656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 2601u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (132632u + index_65[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 2601u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (132632u + index_60[ngp_l] % 132656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 2601u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (132632u + index_65[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 2601u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (132632u + index_60[ngp_l] % 132656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 2601u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (132632u + index_65[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 2601u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (132632u + index_60[ngp_l] % 132656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 2601u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (132632u + index_65[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 2601u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (132632u + index_60[ngp_l] % 132656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 2601u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (132632u + index_65[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 2601u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (132632u + index_60[ngp_l] % 132656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 2601u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (132632u + index_65[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 2601u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (132632u + index_60[ngp_l] % 132656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
 }
 
-NGP_FN void gridBackward_pass6(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass6(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3] = {};
   uint32_t coords_3[3] = {};
   float w0_4[3] = {};
@@ -10439,120 +10439,120 @@ NGP_FN void gridBackward_pass6(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 6u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 64u;
-    index_65 += coords_3[2] * 4096u;
-    const uint32_t entry_result_70 = (265288u + index_65 % 262144u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 64u;
+    index_60 += coords_3[2] * 4096u;
+    const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 64u;
-    index_65 += coords_3[2] * 4096u;
-    const uint32_t entry_result_70 = (265288u + index_65 % 262144u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 64u;
+    index_60 += coords_3[2] * 4096u;
+    const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 64u;
-    index_65 += coords_3[2] * 4096u;
-    const uint32_t entry_result_70 = (265288u + index_65 % 262144u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 64u;
+    index_60 += coords_3[2] * 4096u;
+    const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 64u;
-    index_65 += coords_3[2] * 4096u;
-    const uint32_t entry_result_70 = (265288u + index_65 % 262144u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 64u;
+    index_60 += coords_3[2] * 4096u;
+    const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 64u;
-    index_65 += coords_3[2] * 4096u;
-    const uint32_t entry_result_70 = (265288u + index_65 % 262144u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 64u;
+    index_60 += coords_3[2] * 4096u;
+    const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 64u;
-    index_65 += coords_3[2] * 4096u;
-    const uint32_t entry_result_70 = (265288u + index_65 % 262144u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 64u;
+    index_60 += coords_3[2] * 4096u;
+    const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 64u;
-    index_65 += coords_3[2] * 4096u;
-    const uint32_t entry_result_70 = (265288u + index_65 % 262144u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 64u;
+    index_60 += coords_3[2] * 4096u;
+    const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t index_65 = coords_3[0];
-    index_65 += coords_3[1] * 64u;
-    index_65 += coords_3[2] * 4096u;
-    const uint32_t entry_result_70 = (265288u + index_65 % 262144u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t index_60 = coords_3[0];
+    index_60 += coords_3[1] * 64u;
+    index_60 += coords_3[2] * 4096u;
+    const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   float w0_4[3][16] = {};
@@ -10609,144 +10609,144 @@ NGP_FN void gridBackward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 6u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 4096u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (265288u + index_65[ngp_l] % 262144u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 4096u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (265288u + index_60[ngp_l] % 262144u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 4096u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (265288u + index_65[ngp_l] % 262144u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 4096u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (265288u + index_60[ngp_l] % 262144u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 4096u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (265288u + index_65[ngp_l] % 262144u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 4096u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (265288u + index_60[ngp_l] % 262144u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 4096u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (265288u + index_65[ngp_l] % 262144u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 4096u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (265288u + index_60[ngp_l] % 262144u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 4096u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (265288u + index_65[ngp_l] % 262144u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 4096u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (265288u + index_60[ngp_l] % 262144u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 4096u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (265288u + index_65[ngp_l] % 262144u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 4096u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (265288u + index_60[ngp_l] % 262144u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 4096u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (265288u + index_65[ngp_l] % 262144u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 4096u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (265288u + index_60[ngp_l] % 262144u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 4096u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (265288u + index_65[ngp_l] % 262144u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 4096u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (265288u + index_60[ngp_l] % 262144u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass6_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass6_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   {
@@ -10780,101 +10780,101 @@ NGP_FN void gridBackward_pass6_prefetch(int64_t ngp_i0, const float* __restrict_
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 4096u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (265288u + index_65[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 4096u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (265288u + index_60[ngp_l] % 262144u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 4096u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (265288u + index_65[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 4096u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (265288u + index_60[ngp_l] % 262144u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 4096u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (265288u + index_65[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 4096u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (265288u + index_60[ngp_l] % 262144u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 4096u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (265288u + index_65[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 4096u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (265288u + index_60[ngp_l] % 262144u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 4096u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (265288u + index_65[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 4096u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (265288u + index_60[ngp_l] % 262144u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 4096u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (265288u + index_65[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 4096u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (265288u + index_60[ngp_l] % 262144u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 4096u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (265288u + index_65[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 4096u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (265288u + index_60[ngp_l] % 262144u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] += coords_3[2][ngp_l] * 4096u;
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (265288u + index_65[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] += coords_3[2][ngp_l] * 4096u;
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (265288u + index_60[ngp_l] % 262144u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
 }
 
-NGP_FN void gridBackward_pass7(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass7(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3] = {};
   uint32_t coords_3[3] = {};
   float w0_4[3] = {};
@@ -10915,128 +10915,128 @@ NGP_FN void gridBackward_pass7(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 7u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (527432u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (527432u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (527432u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (527432u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (527432u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (527432u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (527432u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (527432u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   float w0_4[3][16] = {};
@@ -11093,160 +11093,160 @@ NGP_FN void gridBackward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 7u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (527432u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (527432u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (527432u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (527432u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (527432u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (527432u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (527432u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (527432u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (527432u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (527432u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (527432u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (527432u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (527432u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (527432u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (527432u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (527432u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass7_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass7_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   {
@@ -11280,117 +11280,117 @@ NGP_FN void gridBackward_pass7_prefetch(int64_t ngp_i0, const float* __restrict_
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (527432u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (527432u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (527432u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (527432u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (527432u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (527432u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (527432u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (527432u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (527432u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (527432u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (527432u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (527432u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (527432u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (527432u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (527432u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (527432u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
 }
 
-NGP_FN void gridBackward_pass8(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass8(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3] = {};
   uint32_t coords_3[3] = {};
   float w0_4[3] = {};
@@ -11431,128 +11431,128 @@ NGP_FN void gridBackward_pass8(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 8u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (1051720u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (1051720u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (1051720u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (1051720u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (1051720u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (1051720u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (1051720u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (1051720u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   float w0_4[3][16] = {};
@@ -11609,160 +11609,160 @@ NGP_FN void gridBackward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 8u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1051720u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1051720u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1051720u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1051720u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1051720u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1051720u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1051720u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1051720u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1051720u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1051720u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1051720u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1051720u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1051720u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1051720u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1051720u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1051720u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass8_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass8_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   {
@@ -11796,117 +11796,117 @@ NGP_FN void gridBackward_pass8_prefetch(int64_t ngp_i0, const float* __restrict_
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1051720u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1051720u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1051720u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1051720u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1051720u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1051720u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1051720u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1051720u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1051720u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1051720u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1051720u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1051720u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1051720u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1051720u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1051720u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1051720u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
 }
 
-NGP_FN void gridBackward_pass9(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass9(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3] = {};
   uint32_t coords_3[3] = {};
   float w0_4[3] = {};
@@ -11947,128 +11947,128 @@ NGP_FN void gridBackward_pass9(uint32_t i, const float* __restrict__ x, const fl
   }
   const uint32_t o_20 = (i * 16u + 9u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (1576008u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (1576008u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (1576008u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (1576008u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (1576008u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (1576008u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (1576008u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (1576008u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   float w0_4[3][16] = {};
@@ -12125,160 +12125,160 @@ NGP_FN void gridBackward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 9u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1576008u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1576008u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1576008u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1576008u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1576008u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1576008u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1576008u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1576008u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1576008u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1576008u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1576008u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1576008u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1576008u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1576008u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1576008u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1576008u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   {
@@ -12312,117 +12312,117 @@ NGP_FN void gridBackward_pass9_prefetch(int64_t ngp_i0, const float* __restrict_
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1576008u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1576008u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1576008u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1576008u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1576008u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1576008u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1576008u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1576008u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1576008u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1576008u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1576008u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1576008u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1576008u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1576008u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (1576008u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (1576008u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
 }
 
-NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3] = {};
   uint32_t coords_3[3] = {};
   float w0_4[3] = {};
@@ -12463,128 +12463,128 @@ NGP_FN void gridBackward_pass10(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 10u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (2100296u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (2100296u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (2100296u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (2100296u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (2100296u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (2100296u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (2100296u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (2100296u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   float w0_4[3][16] = {};
@@ -12641,160 +12641,160 @@ NGP_FN void gridBackward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 10u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2100296u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2100296u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2100296u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2100296u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2100296u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2100296u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2100296u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2100296u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2100296u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2100296u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2100296u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2100296u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2100296u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2100296u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2100296u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2100296u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass10_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass10_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   {
@@ -12828,117 +12828,117 @@ NGP_FN void gridBackward_pass10_prefetch(int64_t ngp_i0, const float* __restrict
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2100296u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2100296u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2100296u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2100296u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2100296u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2100296u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2100296u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2100296u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2100296u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2100296u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2100296u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2100296u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2100296u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2100296u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2100296u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2100296u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
 }
 
-NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3] = {};
   uint32_t coords_3[3] = {};
   float w0_4[3] = {};
@@ -12979,128 +12979,128 @@ NGP_FN void gridBackward_pass11(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 11u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (2624584u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (2624584u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (2624584u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (2624584u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (2624584u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (2624584u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (2624584u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (2624584u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   float w0_4[3][16] = {};
@@ -13157,160 +13157,160 @@ NGP_FN void gridBackward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 11u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2624584u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2624584u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2624584u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2624584u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2624584u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2624584u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2624584u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2624584u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2624584u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2624584u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2624584u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2624584u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2624584u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2624584u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2624584u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2624584u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass11_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass11_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   {
@@ -13344,117 +13344,117 @@ NGP_FN void gridBackward_pass11_prefetch(int64_t ngp_i0, const float* __restrict
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2624584u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2624584u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2624584u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2624584u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2624584u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2624584u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2624584u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2624584u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2624584u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2624584u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2624584u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2624584u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2624584u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2624584u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (2624584u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (2624584u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
 }
 
-NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3] = {};
   uint32_t coords_3[3] = {};
   float w0_4[3] = {};
@@ -13495,128 +13495,128 @@ NGP_FN void gridBackward_pass12(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 12u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (3148872u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (3148872u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (3148872u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (3148872u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (3148872u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (3148872u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (3148872u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (3148872u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   float w0_4[3][16] = {};
@@ -13673,160 +13673,160 @@ NGP_FN void gridBackward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 12u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3148872u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3148872u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3148872u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3148872u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3148872u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3148872u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3148872u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3148872u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3148872u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3148872u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3148872u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3148872u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3148872u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3148872u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3148872u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3148872u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass12_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass12_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   {
@@ -13860,117 +13860,117 @@ NGP_FN void gridBackward_pass12_prefetch(int64_t ngp_i0, const float* __restrict
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3148872u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3148872u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3148872u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3148872u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3148872u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3148872u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3148872u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3148872u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3148872u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3148872u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3148872u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3148872u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3148872u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3148872u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3148872u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3148872u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
 }
 
-NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3] = {};
   uint32_t coords_3[3] = {};
   float w0_4[3] = {};
@@ -14011,128 +14011,128 @@ NGP_FN void gridBackward_pass13(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 13u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (3673160u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (3673160u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (3673160u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (3673160u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (3673160u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (3673160u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (3673160u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (3673160u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   float w0_4[3][16] = {};
@@ -14189,160 +14189,160 @@ NGP_FN void gridBackward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 13u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3673160u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3673160u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3673160u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3673160u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3673160u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3673160u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3673160u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3673160u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3673160u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3673160u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3673160u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3673160u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3673160u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3673160u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3673160u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3673160u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass13_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass13_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   {
@@ -14376,117 +14376,117 @@ NGP_FN void gridBackward_pass13_prefetch(int64_t ngp_i0, const float* __restrict
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3673160u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3673160u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3673160u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3673160u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3673160u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3673160u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3673160u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3673160u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3673160u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3673160u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3673160u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3673160u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3673160u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3673160u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (3673160u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (3673160u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
 }
 
-NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3] = {};
   uint32_t coords_3[3] = {};
   float w0_4[3] = {};
@@ -14527,128 +14527,128 @@ NGP_FN void gridBackward_pass14(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 14u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (4197448u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (4197448u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (4197448u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (4197448u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (4197448u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (4197448u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (4197448u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (4197448u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   float w0_4[3][16] = {};
@@ -14705,160 +14705,160 @@ NGP_FN void gridBackward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 14u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4197448u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4197448u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4197448u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4197448u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4197448u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4197448u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4197448u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4197448u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4197448u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4197448u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4197448u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4197448u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4197448u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4197448u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4197448u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4197448u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass14_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass14_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   {
@@ -14892,117 +14892,117 @@ NGP_FN void gridBackward_pass14_prefetch(int64_t ngp_i0, const float* __restrict
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4197448u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4197448u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4197448u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4197448u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4197448u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4197448u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4197448u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4197448u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4197448u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4197448u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4197448u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4197448u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4197448u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4197448u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4197448u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4197448u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
 }
 
-NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3] = {};
   uint32_t coords_3[3] = {};
   float w0_4[3] = {};
@@ -15043,128 +15043,128 @@ NGP_FN void gridBackward_pass15(uint32_t i, const float* __restrict__ x, const f
   }
   const uint32_t o_20 = (i * 16u + 15u) * 2u;
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (4721736u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (4721736u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (4721736u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w0_4[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w0_4[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2];
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (4721736u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (4721736u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w0_4[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w0_4[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1];
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (4721736u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w0_4[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w0_4[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0];
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (4721736u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
   {
-    float w_56 = w1_5[0];
-    w_56 *= w1_5[1];
-    w_56 *= w1_5[2];
+    float w_51 = w1_5[0];
+    w_51 *= w1_5[1];
+    w_51 *= w1_5[2];
     coords_3[0] = cell_2[0] + 1u;
     coords_3[1] = cell_2[1] + 1u;
     coords_3[2] = cell_2[2] + 1u;
-    uint32_t h_67 = coords_3[0];
-    h_67 ^= coords_3[1] * 2654435761u;
-    h_67 ^= coords_3[2] * 805459861u;
-    uint32_t index_65 = h_67;
-    const uint32_t entry_result_70 = (4721736u + index_65 % 524288u) * 2u;
-    grad[entry_result_70] += w_56 * dy[o_20];
-    grad[entry_result_70 + 1u] += w_56 * dy[o_20 + 1u];
+    uint32_t h_62 = coords_3[0];
+    h_62 ^= coords_3[1] * 2654435761u;
+    h_62 ^= coords_3[2] * 805459861u;
+    uint32_t index_60 = h_62;
+    const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
+    grad[entry_result_65] += w_51 * dy[o_20];
+    grad[entry_result_65 + 1u] += w_51 * dy[o_20 + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   float w0_4[3][16] = {};
@@ -15221,160 +15221,160 @@ NGP_FN void gridBackward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ 
   uint32_t o_20[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_20[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 15u) * 2u;
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4721736u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4721736u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4721736u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4721736u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4721736u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4721736u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4721736u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4721736u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4721736u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4721736u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w0_4[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4721736u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4721736u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w0_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4721736u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4721736u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
   {
-    float w_56[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_56[ngp_l] *= w1_5[2][ngp_l];
+    float w_51[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] = w1_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_51[ngp_l] *= w1_5[2][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4721736u + index_65[ngp_l] % 524288u) * 2u;
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l]] += w_56[ngp_l] * dy[o_20[ngp_l]];
-    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_70[ngp_l] + 1u] += w_56[ngp_l] * dy[o_20[ngp_l] + 1u];
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4721736u + index_60[ngp_l] % 524288u) * 2u;
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l]] += w_51[ngp_l] * dy[o_20[ngp_l]];
+    for (int ngp_l = 0; ngp_l < 16; ++ngp_l) grad[entry_result_65[ngp_l] + 1u] += w_51[ngp_l] * dy[o_20[ngp_l] + 1u];
   }
 }
 
-NGP_FN void gridBackward_pass15_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_pass15_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   uint32_t cell_2[3][16] = {};
   uint32_t coords_3[3][16] = {};
   {
@@ -15408,200 +15408,200 @@ NGP_FN void gridBackward_pass15_prefetch(int64_t ngp_i0, const float* __restrict
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4721736u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4721736u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4721736u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4721736u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4721736u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4721736u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l];
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4721736u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4721736u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4721736u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4721736u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4721736u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4721736u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4721736u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4721736u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[2][ngp_l] = cell_2[2][ngp_l] + 1u;
-    uint32_t h_67[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_67[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
-    uint32_t index_65[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_65[ngp_l] = h_67[ngp_l];
-    uint32_t entry_result_70[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_70[ngp_l] = (4721736u + index_65[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_70[ngp_l]]);
+    uint32_t h_62[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] = coords_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_62[ngp_l] ^= coords_3[2][ngp_l] * 805459861u;
+    uint32_t index_60[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_60[ngp_l] = h_62[ngp_l];
+    uint32_t entry_result_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_65[ngp_l] = (4721736u + index_60[ngp_l] % 524288u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&grad[entry_result_65[ngp_l]]);
   }
 }
 
-extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ logits, int64_t ngp_len_logits, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ grad, int64_t ngp_len_grad, const float* __restrict__ logitGrad, int64_t ngp_len_logitGrad) {
-  (void)ngp_len_x; (void)ngp_len_params; (void)ngp_len_probe; (void)ngp_len_logits; (void)ngp_len_dy; (void)ngp_len_grad; (void)ngp_len_logitGrad;
+extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ softmax, int64_t ngp_len_softmax, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ grad, int64_t ngp_len_grad, const float* __restrict__ logitGrad, int64_t ngp_len_logitGrad) {
+  (void)ngp_len_x; (void)ngp_len_params; (void)ngp_len_probe; (void)ngp_len_softmax; (void)ngp_len_dy; (void)ngp_len_grad; (void)ngp_len_logitGrad;
   #pragma omp parallel for schedule(dynamic, 1) if (ngp_n >= 4096)
   for (int32_t ngp_p = 0; ngp_p < 16; ++ngp_p) {
     switch (ngp_p) {
       case 0: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass15_prefetch(ngp_g + 64, x, params, probe, logits, dy, grad, logitGrad); gridBackward_pass15_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass15((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass15_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass15_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass15((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 1: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass14_prefetch(ngp_g + 64, x, params, probe, logits, dy, grad, logitGrad); gridBackward_pass14_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass14((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass14_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass14_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass14((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 2: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass13_prefetch(ngp_g + 64, x, params, probe, logits, dy, grad, logitGrad); gridBackward_pass13_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass13((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass13_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass13_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass13((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 3: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass12_prefetch(ngp_g + 64, x, params, probe, logits, dy, grad, logitGrad); gridBackward_pass12_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass12((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass12_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass12_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass12((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 4: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass11_prefetch(ngp_g + 64, x, params, probe, logits, dy, grad, logitGrad); gridBackward_pass11_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass11((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass11_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass11_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass11((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 5: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass10_prefetch(ngp_g + 64, x, params, probe, logits, dy, grad, logitGrad); gridBackward_pass10_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass10((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass10_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass10_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass10((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 6: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass9_prefetch(ngp_g + 64, x, params, probe, logits, dy, grad, logitGrad); gridBackward_pass9_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass9((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass9_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass9_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass9((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 7: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass8_prefetch(ngp_g + 64, x, params, probe, logits, dy, grad, logitGrad); gridBackward_pass8_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass8((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass8_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass8_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass8((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 8: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass7_prefetch(ngp_g + 64, x, params, probe, logits, dy, grad, logitGrad); gridBackward_pass7_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass7((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass7_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass7_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass7((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 9: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass6_prefetch(ngp_g + 64, x, params, probe, logits, dy, grad, logitGrad); gridBackward_pass6_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass6((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass6_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass6_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass6((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 10: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass5_prefetch(ngp_g + 64, x, params, probe, logits, dy, grad, logitGrad); gridBackward_pass5_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass5((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass5_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass5_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass5((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 11: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass4_prefetch(ngp_g + 64, x, params, probe, logits, dy, grad, logitGrad); gridBackward_pass4_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass4((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridBackward_pass4_prefetch(ngp_g + 64, x, params, probe, softmax, dy, grad, logitGrad); gridBackward_pass4_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass4((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 12: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass3_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass3((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass3_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass3((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 13: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass2_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass2((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass2_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass2((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 14: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass1_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass1((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass1_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass1((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
       case 15: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass0_lanes(ngp_g, x, params, probe, logits, dy, grad, logitGrad); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass0((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridBackward_pass0_lanes(ngp_g, x, params, probe, softmax, dy, grad, logitGrad); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridBackward_pass0((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
     } break;
     }
   }

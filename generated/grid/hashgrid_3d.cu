@@ -2728,7 +2728,7 @@ extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64
   return (int32_t)cudaGetLastError();
 }
 
-NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   {
     uint32_t cell_2[3] = {};
     uint32_t coords_3[3] = {};
@@ -2770,116 +2770,116 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = i * 16u * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 16u;
-      index_65 += coords_3[2] * 256u;
-      const uint32_t entry_result_70 = index_65 % 4096u * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 16u;
+      index_60 += coords_3[2] * 256u;
+      const uint32_t entry_result_65 = index_60 % 4096u * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 16u;
-      index_65 += coords_3[2] * 256u;
-      const uint32_t entry_result_70 = index_65 % 4096u * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 16u;
+      index_60 += coords_3[2] * 256u;
+      const uint32_t entry_result_65 = index_60 % 4096u * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 16u;
-      index_65 += coords_3[2] * 256u;
-      const uint32_t entry_result_70 = index_65 % 4096u * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 16u;
+      index_60 += coords_3[2] * 256u;
+      const uint32_t entry_result_65 = index_60 % 4096u * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 16u;
-      index_65 += coords_3[2] * 256u;
-      const uint32_t entry_result_70 = index_65 % 4096u * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 16u;
+      index_60 += coords_3[2] * 256u;
+      const uint32_t entry_result_65 = index_60 % 4096u * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 16u;
-      index_65 += coords_3[2] * 256u;
-      const uint32_t entry_result_70 = index_65 % 4096u * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 16u;
+      index_60 += coords_3[2] * 256u;
+      const uint32_t entry_result_65 = index_60 % 4096u * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 16u;
-      index_65 += coords_3[2] * 256u;
-      const uint32_t entry_result_70 = index_65 % 4096u * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 16u;
+      index_60 += coords_3[2] * 256u;
+      const uint32_t entry_result_65 = index_60 % 4096u * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 16u;
-      index_65 += coords_3[2] * 256u;
-      const uint32_t entry_result_70 = index_65 % 4096u * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 16u;
+      index_60 += coords_3[2] * 256u;
+      const uint32_t entry_result_65 = index_60 % 4096u * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 16u;
-      index_65 += coords_3[2] * 256u;
-      const uint32_t entry_result_70 = index_65 % 4096u * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 16u;
+      index_60 += coords_3[2] * 256u;
+      const uint32_t entry_result_65 = index_60 % 4096u * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -2923,116 +2923,116 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 1u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 21u;
-      index_65 += coords_3[2] * 441u;
-      const uint32_t entry_result_70 = (4096u + index_65 % 9264u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 21u;
+      index_60 += coords_3[2] * 441u;
+      const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 21u;
-      index_65 += coords_3[2] * 441u;
-      const uint32_t entry_result_70 = (4096u + index_65 % 9264u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 21u;
+      index_60 += coords_3[2] * 441u;
+      const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 21u;
-      index_65 += coords_3[2] * 441u;
-      const uint32_t entry_result_70 = (4096u + index_65 % 9264u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 21u;
+      index_60 += coords_3[2] * 441u;
+      const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 21u;
-      index_65 += coords_3[2] * 441u;
-      const uint32_t entry_result_70 = (4096u + index_65 % 9264u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 21u;
+      index_60 += coords_3[2] * 441u;
+      const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 21u;
-      index_65 += coords_3[2] * 441u;
-      const uint32_t entry_result_70 = (4096u + index_65 % 9264u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 21u;
+      index_60 += coords_3[2] * 441u;
+      const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 21u;
-      index_65 += coords_3[2] * 441u;
-      const uint32_t entry_result_70 = (4096u + index_65 % 9264u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 21u;
+      index_60 += coords_3[2] * 441u;
+      const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 21u;
-      index_65 += coords_3[2] * 441u;
-      const uint32_t entry_result_70 = (4096u + index_65 % 9264u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 21u;
+      index_60 += coords_3[2] * 441u;
+      const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 21u;
-      index_65 += coords_3[2] * 441u;
-      const uint32_t entry_result_70 = (4096u + index_65 % 9264u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 21u;
+      index_60 += coords_3[2] * 441u;
+      const uint32_t entry_result_65 = (4096u + index_60 % 9264u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -3076,116 +3076,116 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 2u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 26u;
-      index_65 += coords_3[2] * 676u;
-      const uint32_t entry_result_70 = (13360u + index_65 % 17576u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 26u;
+      index_60 += coords_3[2] * 676u;
+      const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 26u;
-      index_65 += coords_3[2] * 676u;
-      const uint32_t entry_result_70 = (13360u + index_65 % 17576u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 26u;
+      index_60 += coords_3[2] * 676u;
+      const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 26u;
-      index_65 += coords_3[2] * 676u;
-      const uint32_t entry_result_70 = (13360u + index_65 % 17576u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 26u;
+      index_60 += coords_3[2] * 676u;
+      const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 26u;
-      index_65 += coords_3[2] * 676u;
-      const uint32_t entry_result_70 = (13360u + index_65 % 17576u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 26u;
+      index_60 += coords_3[2] * 676u;
+      const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 26u;
-      index_65 += coords_3[2] * 676u;
-      const uint32_t entry_result_70 = (13360u + index_65 % 17576u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 26u;
+      index_60 += coords_3[2] * 676u;
+      const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 26u;
-      index_65 += coords_3[2] * 676u;
-      const uint32_t entry_result_70 = (13360u + index_65 % 17576u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 26u;
+      index_60 += coords_3[2] * 676u;
+      const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 26u;
-      index_65 += coords_3[2] * 676u;
-      const uint32_t entry_result_70 = (13360u + index_65 % 17576u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 26u;
+      index_60 += coords_3[2] * 676u;
+      const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 26u;
-      index_65 += coords_3[2] * 676u;
-      const uint32_t entry_result_70 = (13360u + index_65 % 17576u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 26u;
+      index_60 += coords_3[2] * 676u;
+      const uint32_t entry_result_65 = (13360u + index_60 % 17576u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -3229,116 +3229,116 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 3u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 32u;
-      index_65 += coords_3[2] * 1024u;
-      const uint32_t entry_result_70 = (30936u + index_65 % 32768u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 32u;
+      index_60 += coords_3[2] * 1024u;
+      const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 32u;
-      index_65 += coords_3[2] * 1024u;
-      const uint32_t entry_result_70 = (30936u + index_65 % 32768u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 32u;
+      index_60 += coords_3[2] * 1024u;
+      const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 32u;
-      index_65 += coords_3[2] * 1024u;
-      const uint32_t entry_result_70 = (30936u + index_65 % 32768u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 32u;
+      index_60 += coords_3[2] * 1024u;
+      const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 32u;
-      index_65 += coords_3[2] * 1024u;
-      const uint32_t entry_result_70 = (30936u + index_65 % 32768u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 32u;
+      index_60 += coords_3[2] * 1024u;
+      const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 32u;
-      index_65 += coords_3[2] * 1024u;
-      const uint32_t entry_result_70 = (30936u + index_65 % 32768u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 32u;
+      index_60 += coords_3[2] * 1024u;
+      const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 32u;
-      index_65 += coords_3[2] * 1024u;
-      const uint32_t entry_result_70 = (30936u + index_65 % 32768u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 32u;
+      index_60 += coords_3[2] * 1024u;
+      const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 32u;
-      index_65 += coords_3[2] * 1024u;
-      const uint32_t entry_result_70 = (30936u + index_65 % 32768u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 32u;
+      index_60 += coords_3[2] * 1024u;
+      const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 32u;
-      index_65 += coords_3[2] * 1024u;
-      const uint32_t entry_result_70 = (30936u + index_65 % 32768u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 32u;
+      index_60 += coords_3[2] * 1024u;
+      const uint32_t entry_result_65 = (30936u + index_60 % 32768u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -3382,116 +3382,116 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 4u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 41u;
-      index_65 += coords_3[2] * 1681u;
-      const uint32_t entry_result_70 = (63704u + index_65 % 68928u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 41u;
+      index_60 += coords_3[2] * 1681u;
+      const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 41u;
-      index_65 += coords_3[2] * 1681u;
-      const uint32_t entry_result_70 = (63704u + index_65 % 68928u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 41u;
+      index_60 += coords_3[2] * 1681u;
+      const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 41u;
-      index_65 += coords_3[2] * 1681u;
-      const uint32_t entry_result_70 = (63704u + index_65 % 68928u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 41u;
+      index_60 += coords_3[2] * 1681u;
+      const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 41u;
-      index_65 += coords_3[2] * 1681u;
-      const uint32_t entry_result_70 = (63704u + index_65 % 68928u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 41u;
+      index_60 += coords_3[2] * 1681u;
+      const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 41u;
-      index_65 += coords_3[2] * 1681u;
-      const uint32_t entry_result_70 = (63704u + index_65 % 68928u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 41u;
+      index_60 += coords_3[2] * 1681u;
+      const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 41u;
-      index_65 += coords_3[2] * 1681u;
-      const uint32_t entry_result_70 = (63704u + index_65 % 68928u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 41u;
+      index_60 += coords_3[2] * 1681u;
+      const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 41u;
-      index_65 += coords_3[2] * 1681u;
-      const uint32_t entry_result_70 = (63704u + index_65 % 68928u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 41u;
+      index_60 += coords_3[2] * 1681u;
+      const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 41u;
-      index_65 += coords_3[2] * 1681u;
-      const uint32_t entry_result_70 = (63704u + index_65 % 68928u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 41u;
+      index_60 += coords_3[2] * 1681u;
+      const uint32_t entry_result_65 = (63704u + index_60 % 68928u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -3535,116 +3535,116 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 5u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 51u;
-      index_65 += coords_3[2] * 2601u;
-      const uint32_t entry_result_70 = (132632u + index_65 % 132656u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 51u;
+      index_60 += coords_3[2] * 2601u;
+      const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 51u;
-      index_65 += coords_3[2] * 2601u;
-      const uint32_t entry_result_70 = (132632u + index_65 % 132656u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 51u;
+      index_60 += coords_3[2] * 2601u;
+      const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 51u;
-      index_65 += coords_3[2] * 2601u;
-      const uint32_t entry_result_70 = (132632u + index_65 % 132656u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 51u;
+      index_60 += coords_3[2] * 2601u;
+      const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 51u;
-      index_65 += coords_3[2] * 2601u;
-      const uint32_t entry_result_70 = (132632u + index_65 % 132656u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 51u;
+      index_60 += coords_3[2] * 2601u;
+      const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 51u;
-      index_65 += coords_3[2] * 2601u;
-      const uint32_t entry_result_70 = (132632u + index_65 % 132656u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 51u;
+      index_60 += coords_3[2] * 2601u;
+      const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 51u;
-      index_65 += coords_3[2] * 2601u;
-      const uint32_t entry_result_70 = (132632u + index_65 % 132656u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 51u;
+      index_60 += coords_3[2] * 2601u;
+      const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 51u;
-      index_65 += coords_3[2] * 2601u;
-      const uint32_t entry_result_70 = (132632u + index_65 % 132656u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 51u;
+      index_60 += coords_3[2] * 2601u;
+      const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 51u;
-      index_65 += coords_3[2] * 2601u;
-      const uint32_t entry_result_70 = (132632u + index_65 % 132656u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 51u;
+      index_60 += coords_3[2] * 2601u;
+      const uint32_t entry_result_65 = (132632u + index_60 % 132656u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -3688,116 +3688,116 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 6u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 64u;
-      index_65 += coords_3[2] * 4096u;
-      const uint32_t entry_result_70 = (265288u + index_65 % 262144u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 64u;
+      index_60 += coords_3[2] * 4096u;
+      const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 64u;
-      index_65 += coords_3[2] * 4096u;
-      const uint32_t entry_result_70 = (265288u + index_65 % 262144u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 64u;
+      index_60 += coords_3[2] * 4096u;
+      const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 64u;
-      index_65 += coords_3[2] * 4096u;
-      const uint32_t entry_result_70 = (265288u + index_65 % 262144u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 64u;
+      index_60 += coords_3[2] * 4096u;
+      const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 64u;
-      index_65 += coords_3[2] * 4096u;
-      const uint32_t entry_result_70 = (265288u + index_65 % 262144u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 64u;
+      index_60 += coords_3[2] * 4096u;
+      const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 64u;
-      index_65 += coords_3[2] * 4096u;
-      const uint32_t entry_result_70 = (265288u + index_65 % 262144u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 64u;
+      index_60 += coords_3[2] * 4096u;
+      const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 64u;
-      index_65 += coords_3[2] * 4096u;
-      const uint32_t entry_result_70 = (265288u + index_65 % 262144u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 64u;
+      index_60 += coords_3[2] * 4096u;
+      const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 64u;
-      index_65 += coords_3[2] * 4096u;
-      const uint32_t entry_result_70 = (265288u + index_65 % 262144u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 64u;
+      index_60 += coords_3[2] * 4096u;
+      const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t index_65 = coords_3[0];
-      index_65 += coords_3[1] * 64u;
-      index_65 += coords_3[2] * 4096u;
-      const uint32_t entry_result_70 = (265288u + index_65 % 262144u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t index_60 = coords_3[0];
+      index_60 += coords_3[1] * 64u;
+      index_60 += coords_3[2] * 4096u;
+      const uint32_t entry_result_65 = (265288u + index_60 % 262144u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -3841,124 +3841,124 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 7u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (527432u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (527432u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (527432u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (527432u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (527432u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (527432u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (527432u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (527432u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (527432u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -4002,124 +4002,124 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 8u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (1051720u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (1051720u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (1051720u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (1051720u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (1051720u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (1051720u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (1051720u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (1051720u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1051720u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -4163,124 +4163,124 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 9u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (1576008u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (1576008u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (1576008u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (1576008u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (1576008u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (1576008u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (1576008u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (1576008u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (1576008u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -4324,124 +4324,124 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 10u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (2100296u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (2100296u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (2100296u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (2100296u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (2100296u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (2100296u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (2100296u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (2100296u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2100296u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -4485,124 +4485,124 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 11u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (2624584u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (2624584u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (2624584u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (2624584u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (2624584u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (2624584u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (2624584u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (2624584u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (2624584u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -4646,124 +4646,124 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 12u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (3148872u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (3148872u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (3148872u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (3148872u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (3148872u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (3148872u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (3148872u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (3148872u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3148872u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -4807,124 +4807,124 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 13u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (3673160u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (3673160u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (3673160u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (3673160u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (3673160u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (3673160u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (3673160u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (3673160u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (3673160u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -4968,124 +4968,124 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 14u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (4197448u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (4197448u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (4197448u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (4197448u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (4197448u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (4197448u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (4197448u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (4197448u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4197448u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
   {
@@ -5129,138 +5129,138 @@ NGP_FN void gridBackward_body(uint32_t i, const float* __restrict__ x, const flo
     }
     const uint32_t o_20 = (i * 16u + 15u) * 2u;
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (4721736u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (4721736u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (4721736u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w0_4[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w0_4[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2];
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (4721736u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (4721736u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w0_4[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w0_4[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1];
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (4721736u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w0_4[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w0_4[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0];
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (4721736u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
     {
-      float w_56 = w1_5[0];
-      w_56 *= w1_5[1];
-      w_56 *= w1_5[2];
+      float w_51 = w1_5[0];
+      w_51 *= w1_5[1];
+      w_51 *= w1_5[2];
       coords_3[0] = cell_2[0] + 1u;
       coords_3[1] = cell_2[1] + 1u;
       coords_3[2] = cell_2[2] + 1u;
-      uint32_t h_67 = coords_3[0];
-      h_67 ^= coords_3[1] * 2654435761u;
-      h_67 ^= coords_3[2] * 805459861u;
-      uint32_t index_65 = h_67;
-      const uint32_t entry_result_70 = (4721736u + index_65 % 524288u) * 2u;
-      atomicAdd(&grad[entry_result_70], w_56 * dy[o_20]);
-      atomicAdd(&grad[entry_result_70 + 1u], w_56 * dy[o_20 + 1u]);
+      uint32_t h_62 = coords_3[0];
+      h_62 ^= coords_3[1] * 2654435761u;
+      h_62 ^= coords_3[2] * 805459861u;
+      uint32_t index_60 = h_62;
+      const uint32_t entry_result_65 = (4721736u + index_60 % 524288u) * 2u;
+      atomicAdd(&grad[entry_result_65], w_51 * dy[o_20]);
+      atomicAdd(&grad[entry_result_65 + 1u], w_51 * dy[o_20 + 1u]);
     }
   }
 }
 
-__global__ void gridBackward_kernel(int64_t ngp_n, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ logits, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
+__global__ void gridBackward_kernel(int64_t ngp_n, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ dy, float* __restrict__ grad, const float* __restrict__ logitGrad) {
   const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
-    gridBackward_body((uint32_t)ngp_i, x, params, probe, logits, dy, grad, logitGrad);
+    gridBackward_body((uint32_t)ngp_i, x, params, probe, softmax, dy, grad, logitGrad);
 }
 
-extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ logits, int64_t ngp_len_logits, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ grad, int64_t ngp_len_grad, const float* __restrict__ logitGrad, int64_t ngp_len_logitGrad) {
+extern "C" int32_t gridBackward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ softmax, int64_t ngp_len_softmax, const float* __restrict__ dy, int64_t ngp_len_dy, float* __restrict__ grad, int64_t ngp_len_grad, const float* __restrict__ logitGrad, int64_t ngp_len_logitGrad) {
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
-  gridBackward_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, params, probe, logits, dy, grad, logitGrad);
+  gridBackward_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, params, probe, softmax, dy, grad, logitGrad);
   return (int32_t)cudaGetLastError();
 }
 

@@ -50,7 +50,7 @@ extern "C" int32_t sgdStep(int64_t ngp_n, float* __restrict__ params, int64_t ng
   return 0;
 }
 
-NGP_FN void adamStepArgmax_body(uint32_t i, float* __restrict__ params, float* __restrict__ grads, float* __restrict__ m, float* __restrict__ v, uint32_t* __restrict__ argmax, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
+NGP_FN void adamStepRows_body(uint32_t i, float* __restrict__ params, float* __restrict__ grads, float* __restrict__ m, float* __restrict__ v, uint32_t* __restrict__ argmax, float* __restrict__ softmax, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
   {
     const uint32_t i_1 = i * 4u;
     const float g_2 = gradScale * grads[i_1] + weightDecay * params[i_1];
@@ -91,34 +91,68 @@ NGP_FN void adamStepArgmax_body(uint32_t i, float* __restrict__ params, float* _
     params[i_1] = params[i_1] - stepSize * mi_3 / (sqrtf(vi_4) + eps);
     grads[i_1] = 0.0f;
   }
-  const uint32_t first_5 = i * 4u;
-  uint32_t best_6 = 0u;
+  const uint32_t first_6 = i * 4u;
+  float e_7[4] = {};
+  uint32_t best_8 = 0u;
+  float top_9 = params[first_6];
   {
-    if (params[first_5 + 1u] > params[first_5 + best_6]) {
-      best_6 = 1u;
+    if (params[first_6 + 1u] > top_9) {
+      best_8 = 1u;
     }
+    top_9 = ngp_max(top_9, params[first_6 + 1u]);
   }
   {
-    if (params[first_5 + 2u] > params[first_5 + best_6]) {
-      best_6 = 2u;
+    if (params[first_6 + 2u] > top_9) {
+      best_8 = 2u;
     }
+    top_9 = ngp_max(top_9, params[first_6 + 2u]);
   }
   {
-    if (params[first_5 + 3u] > params[first_5 + best_6]) {
-      best_6 = 3u;
+    if (params[first_6 + 3u] > top_9) {
+      best_8 = 3u;
     }
+    top_9 = ngp_max(top_9, params[first_6 + 3u]);
   }
-  argmax[i] = best_6;
+  float total_11 = 0.0f;
+  {
+    e_7[0] = expf(params[first_6] - top_9);
+    total_11 += e_7[0];
+  }
+  {
+    e_7[1] = expf(params[first_6 + 1u] - top_9);
+    total_11 += e_7[1];
+  }
+  {
+    e_7[2] = expf(params[first_6 + 2u] - top_9);
+    total_11 += e_7[2];
+  }
+  {
+    e_7[3] = expf(params[first_6 + 3u] - top_9);
+    total_11 += e_7[3];
+  }
+  {
+    softmax[first_6] = e_7[0] / total_11;
+  }
+  {
+    softmax[first_6 + 1u] = e_7[1] / total_11;
+  }
+  {
+    softmax[first_6 + 2u] = e_7[2] / total_11;
+  }
+  {
+    softmax[first_6 + 3u] = e_7[3] / total_11;
+  }
+  argmax[i] = best_8;
 }
 
-extern "C" int32_t adamStepArgmax(int64_t ngp_n, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, float* __restrict__ m, int64_t ngp_len_m, float* __restrict__ v, int64_t ngp_len_v, uint32_t* __restrict__ argmax, int64_t ngp_len_argmax, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
-  (void)ngp_len_params; (void)ngp_len_grads; (void)ngp_len_m; (void)ngp_len_v; (void)ngp_len_argmax;
+extern "C" int32_t adamStepRows(int64_t ngp_n, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, float* __restrict__ m, int64_t ngp_len_m, float* __restrict__ v, int64_t ngp_len_v, uint32_t* __restrict__ argmax, int64_t ngp_len_argmax, float* __restrict__ softmax, int64_t ngp_len_softmax, float stepSize, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
+  (void)ngp_len_params; (void)ngp_len_grads; (void)ngp_len_m; (void)ngp_len_v; (void)ngp_len_argmax; (void)ngp_len_softmax;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
-  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) adamStepArgmax_body((uint32_t)ngp_i, params, grads, m, v, argmax, stepSize, beta1, beta2, eps, weightDecay, gradScale);
+  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) adamStepRows_body((uint32_t)ngp_i, params, grads, m, v, argmax, softmax, stepSize, beta1, beta2, eps, weightDecay, gradScale);
   return 0;
 }
 
-NGP_FN void sgdStepArgmax_body(uint32_t i, float* __restrict__ params, float* __restrict__ grads, uint32_t* __restrict__ argmax, float lr, float weightDecay, float gradScale) {
+NGP_FN void sgdStepRows_body(uint32_t i, float* __restrict__ params, float* __restrict__ grads, uint32_t* __restrict__ argmax, float* __restrict__ softmax, float lr, float weightDecay, float gradScale) {
   {
     const uint32_t i_1 = i * 4u;
     params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
@@ -139,30 +173,64 @@ NGP_FN void sgdStepArgmax_body(uint32_t i, float* __restrict__ params, float* __
     params[i_1] = params[i_1] - lr * (gradScale * grads[i_1] + weightDecay * params[i_1]);
     grads[i_1] = 0.0f;
   }
-  const uint32_t first_2 = i * 4u;
-  uint32_t best_3 = 0u;
+  const uint32_t first_3 = i * 4u;
+  float e_4[4] = {};
+  uint32_t best_5 = 0u;
+  float top_6 = params[first_3];
   {
-    if (params[first_2 + 1u] > params[first_2 + best_3]) {
-      best_3 = 1u;
+    if (params[first_3 + 1u] > top_6) {
+      best_5 = 1u;
     }
+    top_6 = ngp_max(top_6, params[first_3 + 1u]);
   }
   {
-    if (params[first_2 + 2u] > params[first_2 + best_3]) {
-      best_3 = 2u;
+    if (params[first_3 + 2u] > top_6) {
+      best_5 = 2u;
     }
+    top_6 = ngp_max(top_6, params[first_3 + 2u]);
   }
   {
-    if (params[first_2 + 3u] > params[first_2 + best_3]) {
-      best_3 = 3u;
+    if (params[first_3 + 3u] > top_6) {
+      best_5 = 3u;
     }
+    top_6 = ngp_max(top_6, params[first_3 + 3u]);
   }
-  argmax[i] = best_3;
+  float total_8 = 0.0f;
+  {
+    e_4[0] = expf(params[first_3] - top_6);
+    total_8 += e_4[0];
+  }
+  {
+    e_4[1] = expf(params[first_3 + 1u] - top_6);
+    total_8 += e_4[1];
+  }
+  {
+    e_4[2] = expf(params[first_3 + 2u] - top_6);
+    total_8 += e_4[2];
+  }
+  {
+    e_4[3] = expf(params[first_3 + 3u] - top_6);
+    total_8 += e_4[3];
+  }
+  {
+    softmax[first_3] = e_4[0] / total_8;
+  }
+  {
+    softmax[first_3 + 1u] = e_4[1] / total_8;
+  }
+  {
+    softmax[first_3 + 2u] = e_4[2] / total_8;
+  }
+  {
+    softmax[first_3 + 3u] = e_4[3] / total_8;
+  }
+  argmax[i] = best_5;
 }
 
-extern "C" int32_t sgdStepArgmax(int64_t ngp_n, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, uint32_t* __restrict__ argmax, int64_t ngp_len_argmax, float lr, float weightDecay, float gradScale) {
-  (void)ngp_len_params; (void)ngp_len_grads; (void)ngp_len_argmax;
+extern "C" int32_t sgdStepRows(int64_t ngp_n, float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, uint32_t* __restrict__ argmax, int64_t ngp_len_argmax, float* __restrict__ softmax, int64_t ngp_len_softmax, float lr, float weightDecay, float gradScale) {
+  (void)ngp_len_params; (void)ngp_len_grads; (void)ngp_len_argmax; (void)ngp_len_softmax;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
-  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) sgdStepArgmax_body((uint32_t)ngp_i, params, grads, argmax, lr, weightDecay, gradScale);
+  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) sgdStepRows_body((uint32_t)ngp_i, params, grads, argmax, softmax, lr, weightDecay, gradScale);
   return 0;
 }
 

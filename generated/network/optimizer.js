@@ -44,7 +44,7 @@ export function sgdStep(ngp_n, params, grads, lr, weightDecay, gradScale) {
   for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) sgdStep_body(ngp_i, params, grads, lr, weightDecay, gradScale);
 }
 
-function adamStepArgmax_body(i, params, grads, m, v, argmax, stepSize, beta1, beta2, eps, weightDecay, gradScale) {
+function adamStepRows_body(i, params, grads, m, v, argmax, softmax, stepSize, beta1, beta2, eps, weightDecay, gradScale) {
   {
     const i_1 = (Math.imul(i, 4) >>> 0);
     const g_2 = Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]));
@@ -85,30 +85,64 @@ function adamStepArgmax_body(i, params, grads, m, v, argmax, stepSize, beta1, be
     params[i_1] = Math.fround(params[i_1] - Math.fround(Math.fround(stepSize * mi_3) / Math.fround(Math.fround(Math.sqrt(vi_4)) + eps)));
     grads[i_1] = 0;
   }
-  const first_5 = (Math.imul(i, 4) >>> 0);
-  let best_6 = 0;
+  const first_6 = (Math.imul(i, 4) >>> 0);
+  const e_7 = new Float32Array(4);
+  let best_8 = 0;
+  let top_9 = params[first_6];
   {
-    if (params[((first_5 + 1) >>> 0)] > params[((first_5 + best_6) >>> 0)]) {
-      best_6 = 1;
+    if (params[((first_6 + 1) >>> 0)] > top_9) {
+      best_8 = 1;
     }
+    top_9 = __max(top_9, params[((first_6 + 1) >>> 0)]);
   }
   {
-    if (params[((first_5 + 2) >>> 0)] > params[((first_5 + best_6) >>> 0)]) {
-      best_6 = 2;
+    if (params[((first_6 + 2) >>> 0)] > top_9) {
+      best_8 = 2;
     }
+    top_9 = __max(top_9, params[((first_6 + 2) >>> 0)]);
   }
   {
-    if (params[((first_5 + 3) >>> 0)] > params[((first_5 + best_6) >>> 0)]) {
-      best_6 = 3;
+    if (params[((first_6 + 3) >>> 0)] > top_9) {
+      best_8 = 3;
     }
+    top_9 = __max(top_9, params[((first_6 + 3) >>> 0)]);
   }
-  argmax[i] = best_6;
+  let total_11 = 0;
+  {
+    e_7[0] = Math.fround(Math.exp(Math.fround(params[first_6] - top_9)));
+    total_11 = Math.fround(total_11 + e_7[0]);
+  }
+  {
+    e_7[1] = Math.fround(Math.exp(Math.fround(params[((first_6 + 1) >>> 0)] - top_9)));
+    total_11 = Math.fround(total_11 + e_7[1]);
+  }
+  {
+    e_7[2] = Math.fround(Math.exp(Math.fround(params[((first_6 + 2) >>> 0)] - top_9)));
+    total_11 = Math.fround(total_11 + e_7[2]);
+  }
+  {
+    e_7[3] = Math.fround(Math.exp(Math.fround(params[((first_6 + 3) >>> 0)] - top_9)));
+    total_11 = Math.fround(total_11 + e_7[3]);
+  }
+  {
+    softmax[first_6] = Math.fround(e_7[0] / total_11);
+  }
+  {
+    softmax[((first_6 + 1) >>> 0)] = Math.fround(e_7[1] / total_11);
+  }
+  {
+    softmax[((first_6 + 2) >>> 0)] = Math.fround(e_7[2] / total_11);
+  }
+  {
+    softmax[((first_6 + 3) >>> 0)] = Math.fround(e_7[3] / total_11);
+  }
+  argmax[i] = best_8;
 }
-export function adamStepArgmax(ngp_n, params, grads, m, v, argmax, stepSize, beta1, beta2, eps, weightDecay, gradScale) {
-  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) adamStepArgmax_body(ngp_i, params, grads, m, v, argmax, stepSize, beta1, beta2, eps, weightDecay, gradScale);
+export function adamStepRows(ngp_n, params, grads, m, v, argmax, softmax, stepSize, beta1, beta2, eps, weightDecay, gradScale) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) adamStepRows_body(ngp_i, params, grads, m, v, argmax, softmax, stepSize, beta1, beta2, eps, weightDecay, gradScale);
 }
 
-function sgdStepArgmax_body(i, params, grads, argmax, lr, weightDecay, gradScale) {
+function sgdStepRows_body(i, params, grads, argmax, softmax, lr, weightDecay, gradScale) {
   {
     const i_1 = (Math.imul(i, 4) >>> 0);
     params[i_1] = Math.fround(params[i_1] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]))));
@@ -129,27 +163,61 @@ function sgdStepArgmax_body(i, params, grads, argmax, lr, weightDecay, gradScale
     params[i_1] = Math.fround(params[i_1] - Math.fround(lr * Math.fround(Math.fround(gradScale * grads[i_1]) + Math.fround(weightDecay * params[i_1]))));
     grads[i_1] = 0;
   }
-  const first_2 = (Math.imul(i, 4) >>> 0);
-  let best_3 = 0;
+  const first_3 = (Math.imul(i, 4) >>> 0);
+  const e_4 = new Float32Array(4);
+  let best_5 = 0;
+  let top_6 = params[first_3];
   {
-    if (params[((first_2 + 1) >>> 0)] > params[((first_2 + best_3) >>> 0)]) {
-      best_3 = 1;
+    if (params[((first_3 + 1) >>> 0)] > top_6) {
+      best_5 = 1;
     }
+    top_6 = __max(top_6, params[((first_3 + 1) >>> 0)]);
   }
   {
-    if (params[((first_2 + 2) >>> 0)] > params[((first_2 + best_3) >>> 0)]) {
-      best_3 = 2;
+    if (params[((first_3 + 2) >>> 0)] > top_6) {
+      best_5 = 2;
     }
+    top_6 = __max(top_6, params[((first_3 + 2) >>> 0)]);
   }
   {
-    if (params[((first_2 + 3) >>> 0)] > params[((first_2 + best_3) >>> 0)]) {
-      best_3 = 3;
+    if (params[((first_3 + 3) >>> 0)] > top_6) {
+      best_5 = 3;
     }
+    top_6 = __max(top_6, params[((first_3 + 3) >>> 0)]);
   }
-  argmax[i] = best_3;
+  let total_8 = 0;
+  {
+    e_4[0] = Math.fround(Math.exp(Math.fround(params[first_3] - top_6)));
+    total_8 = Math.fround(total_8 + e_4[0]);
+  }
+  {
+    e_4[1] = Math.fround(Math.exp(Math.fround(params[((first_3 + 1) >>> 0)] - top_6)));
+    total_8 = Math.fround(total_8 + e_4[1]);
+  }
+  {
+    e_4[2] = Math.fround(Math.exp(Math.fround(params[((first_3 + 2) >>> 0)] - top_6)));
+    total_8 = Math.fround(total_8 + e_4[2]);
+  }
+  {
+    e_4[3] = Math.fround(Math.exp(Math.fround(params[((first_3 + 3) >>> 0)] - top_6)));
+    total_8 = Math.fround(total_8 + e_4[3]);
+  }
+  {
+    softmax[first_3] = Math.fround(e_4[0] / total_8);
+  }
+  {
+    softmax[((first_3 + 1) >>> 0)] = Math.fround(e_4[1] / total_8);
+  }
+  {
+    softmax[((first_3 + 2) >>> 0)] = Math.fround(e_4[2] / total_8);
+  }
+  {
+    softmax[((first_3 + 3) >>> 0)] = Math.fround(e_4[3] / total_8);
+  }
+  argmax[i] = best_5;
 }
-export function sgdStepArgmax(ngp_n, params, grads, argmax, lr, weightDecay, gradScale) {
-  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) sgdStepArgmax_body(ngp_i, params, grads, argmax, lr, weightDecay, gradScale);
+export function sgdStepRows(ngp_n, params, grads, argmax, softmax, lr, weightDecay, gradScale) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) sgdStepRows_body(ngp_i, params, grads, argmax, softmax, lr, weightDecay, gradScale);
 }
 
 function storeHalf_body(i, master, params) {
