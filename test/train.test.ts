@@ -155,6 +155,22 @@ describe("resume", () => {
     expect(resumed.result.psnr).toBe(a.result.psnr);
   });
 
+  test("learned probing: 10 steps then resume to 20 equals 20 straight (logits and their moments too); the logits learn", async () => {
+    const probing = (over: Partial<TrainConfigInput> = {}) => base({ encoding: { levels: 4, log2HashmapSize: 10, finestResolution: 256, probing: { range: 4, codebookSize: 64 } }, ...over });
+    const a = await run(probing());
+    const half = await run(probing({ steps: 10 }));
+    const resumed = await run(probing(), { resume: half.result.files.checkpoint });
+    expect(Object.keys(a.ck.arrays)).toContain("probing.params");
+    expect(Object.keys(a.ck.arrays)).toContain("optimizer.probing.m");
+    expectSameArrays(a.ck, resumed.ck);
+    expect(resumed.result.psnr).toBe(a.result.psnr);
+    // The logits moved away from their initial values (their gradient is not zero).
+    const initial = await HashGrid.create({ dims: 2, levels: 4, log2HashmapSize: 10, finestResolution: 256, probing: { range: 4, codebookSize: 64 }, seed: 7 }, { backend: "js" });
+    const moved = a.ck.arrays["probing.params"]!.filter((v, k) => Math.abs(v - initial.logits.download()[k]!) > 1e-3).length;
+    initial.close();
+    expect(moved).toBeGreaterThan(10);
+  });
+
   test("with accumulate 2 and periodic evaluations: 6 then resume to 12 equals 12 straight; evaluating does not change the training", async () => {
     const acc = (over: Partial<TrainConfigInput>) => base({ accumulate: 2, steps: 12, evalEvery: 4, ...over });
     const a = await run(acc({}));
