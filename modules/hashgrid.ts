@@ -244,6 +244,34 @@ export function probingLayout(s: HashGridSettings, levels: GridLevel[] = gridLev
   return { range, codebookSize, probed, rowOffset, rows };
 }
 
+export interface GridMemory {
+  /** Parameters in their precision, f32 gradient and Adam moments; logits likewise, and the probe table. */
+  trainingBytes: number;
+  /** Features in `featureBytes` per value and the packed probe indices. */
+  inferenceBytes: number;
+  /** Learned probing's argmax indices, packed at log2(N_p) bits per codebook row (whole bytes). */
+  indexBytes: number;
+}
+
+/**
+ * Memory of an encoding. Training: parameters in their precision, their f32 gradient and two f32
+ * Adam moments, and with probing the logits (f32, with gradient, moments and softmax) and the
+ * probe table (u32). Inference: the features in `featureBytes` per value and, per probed level,
+ * its N_c argmax indices packed at log2(N_p) bits (rounded up to whole bytes).
+ */
+export function gridMemory(s: HashGridSettings, levels: GridLevel[] = gridLevels(s), featureBytes: 2 | 4 = s.precision === "f16" ? 2 : 4): GridMemory {
+  const last = levels[levels.length - 1]!;
+  const params = (last.offset + last.size) * s.featuresPerLevel;
+  const p = probingLayout(s, levels);
+  const logits = p.rows * p.range;
+  const indexBytes = p.rows ? Math.ceil((p.rows * Math.log2(p.range)) / 8) : 0;
+  return {
+    trainingBytes: params * ((s.precision === "f16" ? 2 : 4) + 12) + (p.rows ? logits * 20 + p.rows * 4 : 0),
+    inferenceBytes: params * featureBytes + indexBytes,
+    indexBytes,
+  };
+}
+
 /** Per level: distinct grid vertices touched and the fraction of them sharing a slot with another. */
 export interface LevelCollisions {
   level: number;
@@ -333,18 +361,9 @@ export class HashGrid {
     if (this.probing.rows) this.mod.kernels.gridRefreshProbes!(this.probing.rows, this.logits, this.probe, this.softmax);
   }
 
-  /**
-   * Memory of the encoding. Training: parameters in their precision, their f32 gradient and two
-   * f32 Adam moments, and with probing the logits (f32, with gradient and moments) and the probe
-   * table (u32). Inference: the features in `featureBytes` per value and, per probed level, its
-   * N_c argmax indices packed at log2(N_p) bits (rounded up to whole bytes).
-   */
-  memory(featureBytes: 2 | 4 = this.settings.precision === "f16" ? 2 : 4): { trainingBytes: number; inferenceBytes: number; indexBytes: number } {
-    const p = this.probing;
-    const paramBytes = this.settings.precision === "f16" ? 2 : 4;
-    const trainingBytes = this.paramCount * (paramBytes + 12) + (p.rows ? this.logitCount * 16 + p.rows * 4 : 0);
-    const indexBytes = p.rows ? Math.ceil((p.rows * Math.log2(p.range)) / 8) : 0;
-    return { trainingBytes, inferenceBytes: this.paramCount * featureBytes + indexBytes, indexBytes };
+  /** Memory of the encoding (see gridMemory). */
+  memory(featureBytes: 2 | 4 = this.settings.precision === "f16" ? 2 : 4): GridMemory {
+    return gridMemory(this.settings, this.levels, featureBytes);
   }
 
   /** Validate `options`, derive the levels, and compile (or load from cache) the kernels. */

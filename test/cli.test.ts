@@ -49,6 +49,21 @@ test("bun run grid prints the levels and the parameter count", async () => {
   expect(r.out).toMatch(/15 {2}2048 x 2048 +524288 {2}hashed/);
 });
 
+test("bun run grid accounts learned probing's memory: training, and inference with the indices packed", async () => {
+  // 2^17 entries per level; hashed levels 11 to 15 probed with N_p = 4: 5 x 4096 rows of 2 bits.
+  const r = await run("cli/grid.ts", "--finest", "2048", "--log2-table", "17", "--probing-range", "4", "--json");
+  expect(r.code).toBe(0);
+  const j = JSON.parse(r.out);
+  const hashed = j.levels.filter((lv: { hashed: boolean }) => lv.hashed).length;
+  expect(j.logits).toBe(hashed * 4096 * 4);
+  expect(j.indexBytes).toBe((hashed * 4096 * 2) / 8);
+  expect(j.inferenceBytes.f16).toBe(j.params * 2 + j.indexBytes);
+  expect(j.trainingBytes).toBe(j.params * 16 + j.logits * 20 + hashed * 4096 * 4);
+  const text = await run("cli/grid.ts", "--finest", "2048", "--log2-table", "17", "--probing-range", "4");
+  expect(text.out).toMatch(/15 {2}2048 x 2048 +131072 {2}hashed, learned probing: 32768 buckets of 4, 4096 codebook rows/);
+  expect(text.out).toContain("inference:");
+});
+
 test("bun run grid names the flag of a bad setting, the value given and what is allowed", async () => {
   const cases: [string[], string][] = [
     [["--levels", "100"], "error: --levels: 100 is out of range (allowed: an integer from 1 to 64)"],
@@ -61,6 +76,8 @@ test("bun run grid names the flag of a bad setting, the value given and what is 
     [["--base", "16,16,4"], "error: --base: has 3 values but --dims is 2"],
     [["--scale", "2", "--finest", "512"], "error: --scale: give --scale or --finest, not both"],
     [["--finest", "1e9"], "lower --finest or --levels"],
+    [["--probing-range", "3"], "error: --probing-range: 3 is not allowed (allowed: a power of two from 1 to 64)"],
+    [["--codebook-size", "0"], "error: --codebook-size: 0 is out of range (allowed: an integer from 1 to 16777216 (2^24))"],
   ];
   for (const [args, message] of cases) {
     const r = await run("cli/grid.ts", ...args);
