@@ -145,6 +145,36 @@ describe("learned probing", () => {
     });
   }
 
+  test("N_p = 64 (no fixed-size array bounds it): forward and logit gradient still match the reference", async () => {
+    const seed = freshSeed("probing N_p = 64");
+    const options = { ...SMALL, log2HashmapSize: 11, probing: { range: 64, codebookSize: 16 } };
+    const grid = await probedGrid("js", seed, options);
+    expect(grid.probing.probed).toEqual([false, false, true, true]);
+    const r = rng(seed + 5);
+    const n = 20;
+    const x = uniformF32(r, n * 2, 0, 1);
+    const y = grid.forward(x).download();
+    const params = grid.params.download() as Float32Array;
+    const logits = grid.logits.download();
+    for (let i = 0; i < n; i++)
+      reference(grid, params, logits, [x[2 * i]!, x[2 * i + 1]!], true).forEach((v, k) => expect(Math.abs(v - y[i * grid.outputDim + k]!)).toBeLessThan(1e-5));
+    const dy = uniformF32(r, n * grid.outputDim, -1, 1);
+    grid.backward(dy);
+    const got = grid.logitGrad.download();
+    // Per touched row the straight-through gradients sum to 0 (softmax's Jacobian), and some are not 0.
+    const NP = 64;
+    let nonzero = 0;
+    for (let row = 0; row < got.length / NP; row++) {
+      const g = got.subarray(row * NP, row * NP + NP);
+      const sum = g.reduce((a, b) => a + b, 0);
+      const mag = g.reduce((a, b) => a + Math.abs(b), 0);
+      expect(Math.abs(sum)).toBeLessThan(1e-5 * Math.max(1, mag));
+      if (mag > 0) nonzero++;
+    }
+    expect(nonzero).toBeGreaterThan(3);
+    grid.close();
+  });
+
   test("N_p = 1 is the plain grid, bit for bit (forward, both gradients)", async () => {
     const seed = freshSeed("probing N_p = 1");
     const backend = CPU ?? "js";
