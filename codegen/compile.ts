@@ -6,6 +6,7 @@ import { emitCpu } from "./emit/cpu.ts";
 import { emitCuda } from "./emit/cuda.ts";
 import { emitJs } from "./emit/js.ts";
 import { parseProgram } from "./parse.ts";
+import { deriveAdjoint } from "./adjoint.ts";
 import { specialize, type ConfigValue, type SpecializeOptions } from "./specialize.ts";
 
 export interface CompileOptions extends SpecializeOptions {
@@ -18,6 +19,8 @@ export interface CompileOptions extends SpecializeOptions {
 }
 
 const EMITTERS = { cpu: emitCpu, cuda: emitCuda, js: emitJs } as const;
+/** Loops a derived kernel's source may unroll (the adjoint needs straight-line code: 2^8 corners of an 8-D cell, say). */
+const ADJOINT_UNROLL = 4096;
 
 export function compileFile(file: string, target: Target, opts: CompileOptions = {}): EmittedModule {
   // The front end reports every independent mistake at once; specializing needs a correct program.
@@ -27,12 +30,19 @@ export function compileFile(file: string, target: Target, opts: CompileOptions =
   sink.throwIfAny();
   // File-level diagnostics point at the top of the file.
   const top = { file: program.file, start: 0, end: 1, line: 1, col: 1 };
-  const available = program.kernels.map((k) => k.name).join(", ") || "none";
-  const kernels = opts.kernels
-    ? opts.kernels.map((name) => program.kernels.find((k) => k.name === name) ?? fail("NGP1026", top, `'${name}' (kernels in this file: ${available})`))
-    : program.kernels;
-  if (kernels.length === 0) fail("NGP1026", top, "the file declares no kernel");
+  // Kernels derived by automatic differentiation (`@adjoint` tags) are kernels of the file too.
+  const derived = program.kernels.flatMap((k) => (k.adjoints ?? []).map((a) => ({ ...a, from: k })));
+  const available = [...program.kernels.map((k) => k.name), ...derived.map((d) => d.name)].join(", ") || "none";
+  const names = opts.kernels ?? [...program.kernels.map((k) => k.name), ...derived.map((d) => d.name)];
+  if (names.length === 0) fail("NGP1026", top, "the file declares no kernel");
   // JS engines stop optimizing very large functions: unroll less there (the result is the same).
   const maxUnroll = opts.maxUnroll ?? (target === "js" ? 8 : 64);
-  return EMITTERS[target](kernels.map((k) => specialize(program, k, opts.config, { ...opts, maxUnroll })), { boundsChecks: opts.boundsChecks });
+  const specialized = names.map((name) => {
+    const kernel = program.kernels.find((k) => k.name === name);
+    if (kernel) return specialize(program, kernel, opts.config, { ...opts, maxUnroll });
+    const d = derived.find((x) => x.name === name) ?? fail("NGP1026", top, `'${name}' (kernels in this file: ${available})`);
+    // The adjoint needs straight-line code: unroll as on the native targets, JS included.
+    return deriveAdjoint(specialize(program, d.from, opts.config, { ...opts, maxUnroll: opts.maxUnroll ?? ADJOINT_UNROLL }), d);
+  });
+  return EMITTERS[target](specialized, { boundsChecks: opts.boundsChecks });
 }

@@ -113,6 +113,8 @@ export interface Func {
    * or the name of a configuration field, and may use the tile operations (dsl/tiles.ts).
    */
   block?: number | string;
+  /** Kernels derived from this one by automatic differentiation (`@adjoint` tags, codegen/adjoint.ts). */
+  adjoints?: { name: string; wrt: string[]; owner: boolean; span: Span }[];
   span: Span;
 }
 

@@ -250,6 +250,7 @@ class Parser {
       key, name, params, ret, kernel, span: span(decl.getNameNode() ?? decl), body: [],
       schedule: this.sink.guard(() => scheduleOf(decl)),
       block: this.sink.guard(() => blockOf(decl)),
+      adjoints: this.sink.guard(() => adjointsOf(decl)),
     };
     this.lowering.push(key);
     if (body && Node.isBlock(body)) fn.body = this.block(scope, body.getStatements(), new Set(params.map((p) => p.name)));
@@ -633,6 +634,21 @@ function blockOf(decl: FunctionDeclaration): number | string | undefined {
       fail("NGP1040", span(tag), `@block ${value}`, "write @block 64 or @block <field> (a field of the kernel's Const<> configuration)");
     }
   return undefined;
+}
+
+/** `@adjoint <name> <buffer>[,<buffer>...] [owner]`: a kernel derived by automatic differentiation. */
+function adjointsOf(decl: FunctionDeclaration): Func["adjoints"] {
+  const out: NonNullable<Func["adjoints"]> = [];
+  for (const doc of decl.getJsDocs())
+    for (const tag of doc.getTags()) {
+      if (tag.getTagName() !== "adjoint") continue;
+      const words = (tag.getCommentText() ?? "").trim().split(/\s+/);
+      const [name, wrt, mode, ...rest] = words;
+      if (!name || !/^[A-Za-z_]\w*$/.test(name) || !wrt || rest.length || (mode !== undefined && mode !== "owner"))
+        fail("NGP1051", span(tag), `@adjoint ${words.join(" ")}`);
+      out.push({ name, wrt: wrt.split(",").filter(Boolean), owner: mode === "owner", span: span(tag) });
+    }
+  return out.length ? out : undefined;
 }
 
 function isKernel(decl: FunctionDeclaration): boolean {

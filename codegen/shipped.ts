@@ -42,6 +42,8 @@ export const SHIPPED: Shipped[] = [
   { name: "examples/smoothstep", file: "dsl/examples/smoothstep.ts", config: { smooth: true } },
   { name: "examples/local_arrays", file: "dsl/examples/local_arrays.ts", config: { width: 5, weights: [0.1, 0.2, 0.4, 0.2, 0.1] } },
   { name: "grid/hashgrid_2d", file: "dsl/kernels/grid.ts", config: gridConfig(parseHashGridOptions(DEFAULT_GRID_2D)), kernels: GRID_KERNELS },
+  // A derived backward (codegen/adjoint.ts): the forward's parameter gradient, beside the hand-written one.
+  { name: "grid/hashgrid_2d_adjoint", file: "dsl/kernels/grid.ts", config: gridConfig(parseHashGridOptions(DEFAULT_GRID_2D)), kernels: ["gridForwardParamGrad", "gridForwardInputGrad"] },
   { name: "grid/hashgrid_2d_probed", file: "dsl/kernels/grid.ts", config: gridConfig(parseHashGridOptions(PROBED_GRID_2D)), kernels: ["gridForward", "gridBackward"] },
   { name: "grid/hashgrid_3d", file: "dsl/kernels/grid.ts", config: gridConfig(parseHashGridOptions(DEFAULT_GRID_3D)), kernels: GRID_KERNELS },
   { name: "network/mlp", file: "dsl/kernels/mlp.ts", config: mlpShipped(64), targets: ["cpu", "js"] },

@@ -5,7 +5,8 @@
 //   - its spelling in C (shared by the CPU and CUDA emitters unless `cpu`/`cuda` override it) and
 //     in the exact-semantics JavaScript backend (`$0`, `$1`, ... are the arguments),
 //   - `impl`, the JS twin that lets a kernel file also run as plain TypeScript,
-//   - `exact`: the backends agree bit for bit, so the specializer may fold it at compile time.
+//   - `exact`: the backends agree bit for bit, so the specializer may fold it at compile time,
+//   - `grad`, its reverse-mode derivative (codegen/adjoint.ts) for intrinsics with f32 arguments.
 // Adding an intrinsic means adding one entry; no emitter changes are needed.
 import { TILE_INTRINSICS, type TileOp } from "./tiles.ts";
 import type { Buf, f32, i32, u32 } from "./types.ts";
@@ -40,7 +41,31 @@ export interface Intrinsic {
   writes?: number;
   /** A tile operation (dsl/tiles.ts): only in block kernels; its shape rule and lowering. */
   tile?: TileOp;
+  /**
+   * The reverse-mode derivative: given the adjoint `a` of the result `r`, what each argument's
+   * adjoint receives (null: nothing, e.g. a condition or a function that is piecewise constant).
+   */
+  grad?: Grad;
 }
+
+/** Builds the expressions of derivative rules (the compiler supplies its IR; see codegen/adjoint.ts). */
+export interface DerivBuilder<E> {
+  lit(v: number): E;
+  add(a: E, b: E): E;
+  sub(a: E, b: E): E;
+  mul(a: E, b: E): E;
+  div(a: E, b: E): E;
+  neg(a: E): E;
+  lt(a: E, b: E): E;
+  not(a: E): E;
+  select(c: E, a: E, b: E): E;
+  /** An f32 intrinsic of this table. */
+  call(fn: string, ...args: E[]): E;
+}
+export type Grad = <E>(b: DerivBuilder<E>, a: E, r: E, ...args: E[]) => (E | null)[];
+
+/** A function that is constant between jumps: derivative 0 (almost everywhere). */
+export const piecewiseConstant: Grad = () => [null];
 
 const F = Math.fround;
 const f32Bits = new Float32Array(1);
@@ -108,43 +133,59 @@ export const INTRINSICS = {
     c: { f32: "ngp_f2uint_rz($0)", i32: "((uint32_t)($0))", u32: "($0)" }, cuda: { f32: "__float2uint_rz($0)", i32: "((uint32_t)($0))", u32: "($0)" },
     js: { f32: "__f2u32($0)", i32: "(($0) >>> 0)", u32: "($0)" }, pure: true, exact: true, impl: toU32,
   },
-  floor: { doc: "largest integer value not greater than x", params: ["f32"], ret: "f32", c: "floorf($0)", js: "Math.floor($0)", pure: true, exact: true, impl: (x: f32): f32 => Math.floor(x) },
-  ceil: { doc: "smallest integer value not less than x", params: ["f32"], ret: "f32", c: "ceilf($0)", js: "Math.ceil($0)", pure: true, exact: true, impl: (x: f32): f32 => Math.ceil(x) },
-  trunc: { doc: "x rounded toward zero", params: ["f32"], ret: "f32", c: "truncf($0)", js: "Math.trunc($0)", pure: true, exact: true, impl: (x: f32): f32 => Math.trunc(x) },
+  floor: { doc: "largest integer value not greater than x", params: ["f32"], ret: "f32", c: "floorf($0)", js: "Math.floor($0)", pure: true, exact: true, impl: (x: f32): f32 => Math.floor(x), grad: piecewiseConstant },
+  ceil: { doc: "smallest integer value not less than x", params: ["f32"], ret: "f32", c: "ceilf($0)", js: "Math.ceil($0)", pure: true, exact: true, impl: (x: f32): f32 => Math.ceil(x), grad: piecewiseConstant },
+  trunc: { doc: "x rounded toward zero", params: ["f32"], ret: "f32", c: "truncf($0)", js: "Math.trunc($0)", pure: true, exact: true, impl: (x: f32): f32 => Math.trunc(x), grad: piecewiseConstant },
   abs: {
     doc: "absolute value", params: ["T"], ret: "T", T: ["f32", "i32"],
     c: { f32: "fabsf($0)", i32: "ngp_abs($0)" }, js: { f32: "Math.abs($0)", i32: "(Math.abs($0) | 0)" },
     pure: true, exact: true, impl: <T extends number>(x: T): T => Math.abs(x) as T,
+    grad: (b, a, _r, x) => [b.select(b.lt(x!, b.lit(0)), b.neg(a), a)],
   },
-  min: { doc: "the smaller of a and b (a if either is NaN)", params: ["T", "T"], ret: "T", T: NUM, c: "ngp_min($0, $1)", js: "__min($0, $1)", pure: true, exact: true, impl: minImpl },
-  max: { doc: "the larger of a and b (a if either is NaN)", params: ["T", "T"], ret: "T", T: NUM, c: "ngp_max($0, $1)", js: "__max($0, $1)", pure: true, exact: true, impl: maxImpl },
+  min: {
+    doc: "the smaller of a and b (a if either is NaN)", params: ["T", "T"], ret: "T", T: NUM, c: "ngp_min($0, $1)", js: "__min($0, $1)", pure: true, exact: true, impl: minImpl,
+    grad: (b, a, _r, x, y) => [b.select(b.lt(y!, x!), b.lit(0), a), b.select(b.lt(y!, x!), a, b.lit(0))],
+  },
+  max: {
+    doc: "the larger of a and b (a if either is NaN)", params: ["T", "T"], ret: "T", T: NUM, c: "ngp_max($0, $1)", js: "__max($0, $1)", pure: true, exact: true, impl: maxImpl,
+    grad: (b, a, _r, x, y) => [b.select(b.lt(x!, y!), b.lit(0), a), b.select(b.lt(x!, y!), a, b.lit(0))],
+  },
   clamp: {
     doc: "min(max(x, lo), hi)", params: ["T", "T", "T"], ret: "T", T: NUM, c: "ngp_min(ngp_max($0, $1), $2)", js: "__min(__max($0, $1), $2)",
     pure: true, exact: true, impl: <T extends number>(x: T, lo: T, hi: T): T => minImpl(maxImpl(x, lo), hi),
+    // min(m, hi) with m = max(x, lo): hi when hi < m, else m (x unless x < lo).
+    grad: (b, a, _r, x, lo, hi) => {
+      const m = b.call("max", x!, lo!);
+      const toM = b.select(b.lt(hi!, m), b.lit(0), a);
+      return [b.select(b.lt(x!, lo!), b.lit(0), toM), b.select(b.lt(x!, lo!), toM, b.lit(0)), b.select(b.lt(hi!, m), a, b.lit(0))];
+    },
   },
   select: {
     doc: "c ? a : b, evaluated without branching on the condition's side effects", params: ["bool", "T", "T"], ret: "T", T: ["f32", "i32", "u32", "bool"],
     c: "(($0) ? ($1) : ($2))", js: "(($0) ? ($1) : ($2))", pure: true, exact: true,
     impl: <T>(c: boolean, a: T, b: T): T => (c ? a : b),
+    grad: (b, a, _r, c) => [null, b.select(c!, a, b.lit(0)), b.select(c!, b.lit(0), a)],
   },
   fma: {
     doc: "a * b + c with one rounding", params: ["f32", "f32", "f32"], ret: "f32",
     c: "fmaf($0, $1, $2)", js: "__fma($0, $1, $2)", pure: true, exact: true, impl: fmaImpl,
+    grad: (b, a, _r, x, y) => [b.mul(a, y!), b.mul(a, x!), a],
   },
-  sqrt: { doc: "square root", params: ["f32"], ret: "f32", c: "sqrtf($0)", js: "Math.sqrt($0)", pure: true, exact: true, impl: (x: f32): f32 => F(Math.sqrt(x)) },
+  sqrt: { doc: "square root", params: ["f32"], ret: "f32", c: "sqrtf($0)", js: "Math.sqrt($0)", pure: true, exact: true, impl: (x: f32): f32 => F(Math.sqrt(x)), grad: (b, a, r) => [b.div(b.mul(a, b.lit(0.5)), r)] },
   rsqrt: {
     doc: "1 / sqrt(x) (CUDA: the fast approximate rsqrtf)", params: ["f32"], ret: "f32",
     c: "(1.0f / sqrtf($0))", cuda: "rsqrtf($0)", js: "(1 / Math.fround(Math.sqrt($0)))", pure: true, exact: false,
     impl: (x: f32): f32 => F(1 / F(Math.sqrt(x))),
+    grad: (b, a, r) => [b.mul(a, b.mul(b.lit(-0.5), b.mul(r, b.mul(r, r))))],
   },
-  exp: { doc: "e^x", params: ["f32"], ret: "f32", c: "expf($0)", js: "Math.exp($0)", pure: true, exact: false, impl: (x: f32): f32 => F(Math.exp(x)) },
-  exp2: { doc: "2^x", params: ["f32"], ret: "f32", c: "exp2f($0)", js: "Math.pow(2, $0)", pure: true, exact: false, impl: (x: f32): f32 => F(2 ** x) },
-  log: { doc: "natural logarithm", params: ["f32"], ret: "f32", c: "logf($0)", js: "Math.log($0)", pure: true, exact: false, impl: (x: f32): f32 => F(Math.log(x)) },
-  log2: { doc: "base-2 logarithm", params: ["f32"], ret: "f32", c: "log2f($0)", js: "Math.log2($0)", pure: true, exact: false, impl: (x: f32): f32 => F(Math.log2(x)) },
-  pow: { doc: "x^y", params: ["f32", "f32"], ret: "f32", c: "powf($0, $1)", js: "Math.pow($0, $1)", pure: true, exact: false, impl: (x: f32, y: f32): f32 => F(x ** y) },
-  sin: { doc: "sine", params: ["f32"], ret: "f32", c: "sinf($0)", js: "Math.sin($0)", pure: true, exact: false, impl: (x: f32): f32 => F(Math.sin(x)) },
-  cos: { doc: "cosine", params: ["f32"], ret: "f32", c: "cosf($0)", js: "Math.cos($0)", pure: true, exact: false, impl: (x: f32): f32 => F(Math.cos(x)) },
-  tanh: { doc: "hyperbolic tangent", params: ["f32"], ret: "f32", c: "tanhf($0)", js: "Math.tanh($0)", pure: true, exact: false, impl: (x: f32): f32 => F(Math.tanh(x)) },
+  exp: { doc: "e^x", params: ["f32"], ret: "f32", c: "expf($0)", js: "Math.exp($0)", pure: true, exact: false, impl: (x: f32): f32 => F(Math.exp(x)), grad: (b, a, r) => [b.mul(a, r)] },
+  exp2: { doc: "2^x", params: ["f32"], ret: "f32", c: "exp2f($0)", js: "Math.pow(2, $0)", pure: true, exact: false, impl: (x: f32): f32 => F(2 ** x), grad: (b, a, r) => [b.mul(a, b.mul(r, b.lit(Math.LN2)))] },
+  log: { doc: "natural logarithm", params: ["f32"], ret: "f32", c: "logf($0)", js: "Math.log($0)", pure: true, exact: false, impl: (x: f32): f32 => F(Math.log(x)), grad: (b, a, _r, x) => [b.div(a, x!)] },
+  log2: { doc: "base-2 logarithm", params: ["f32"], ret: "f32", c: "log2f($0)", js: "Math.log2($0)", pure: true, exact: false, impl: (x: f32): f32 => F(Math.log2(x)), grad: (b, a, _r, x) => [b.div(a, b.mul(x!, b.lit(Math.LN2)))] },
+  pow: { doc: "x^y", params: ["f32", "f32"], ret: "f32", c: "powf($0, $1)", js: "Math.pow($0, $1)", pure: true, exact: false, impl: (x: f32, y: f32): f32 => F(x ** y), grad: (b, a, r, x, y) => [b.mul(a, b.mul(y!, b.call("pow", x!, b.sub(y!, b.lit(1))))), b.mul(a, b.mul(r, b.call("log", x!)))] },
+  sin: { doc: "sine", params: ["f32"], ret: "f32", c: "sinf($0)", js: "Math.sin($0)", pure: true, exact: false, impl: (x: f32): f32 => F(Math.sin(x)), grad: (b, a, _r, x) => [b.mul(a, b.call("cos", x!))] },
+  cos: { doc: "cosine", params: ["f32"], ret: "f32", c: "cosf($0)", js: "Math.cos($0)", pure: true, exact: false, impl: (x: f32): f32 => F(Math.cos(x)), grad: (b, a, _r, x) => [b.neg(b.mul(a, b.call("sin", x!)))] },
+  tanh: { doc: "hyperbolic tangent", params: ["f32"], ret: "f32", c: "tanhf($0)", js: "Math.tanh($0)", pure: true, exact: false, impl: (x: f32): f32 => F(Math.tanh(x)), grad: (b, a, r) => [b.mul(a, b.sub(b.lit(1), b.mul(r, r)))] },
   floatBitsToUint: {
     doc: "the IEEE bits of an f32", params: ["f32"], ret: "u32", c: "ngp_f32_bits($0)", cuda: "__float_as_uint($0)", js: "__f32bits($0)",
     pure: true, exact: true, impl: (x: f32): u32 => ((f32Bits[0] = x), u32Bits[0]!),

@@ -244,8 +244,13 @@ function inputGrad(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Floa
 // at probed levels: a grid without probing passes placeholders.
 
 /**
+ * The forward, and its adjoints derived by the compiler (codegen/adjoint.ts): the parameter
+ * gradient, one level per thread like gridBackward, and the input gradient. The hand-written
+ * gridBackward and gridInputGrad are their oracles in the tests.
  * @kernel
  * @schedule split
+ * @adjoint gridForwardParamGrad params owner
+ * @adjoint gridForwardInputGrad x
  */
 export function gridForward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f32>, probe: Buf<u32>, out: Buf<f32>): void {
   forward(i, cfg, x, params, probe, out);

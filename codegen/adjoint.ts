@@ -1,0 +1,421 @@
+// Phase 3b, reverse-mode automatic differentiation: from a specialized kernel (straight-line code
+// after inlining and unrolling), the kernel of its adjoint with respect to the buffers the author
+// names differentiable. A kernel asks for it with a JSDoc tag,
+//
+//   @adjoint <name> <buffer>[,<buffer>...] [owner]
+//
+// and <name> becomes a kernel of the module like any other. Its parameters: the source kernel's,
+// without the buffers it writes (its outputs); then d_<output> for each f32 output (the adjoint of
+// the loss with respect to it, read); then d_<buffer> for each differentiable buffer (f32, the
+// gradient, added to: the caller zeroes it or accumulates).
+//
+// How: the body is linearized into single assignments (each f32 operation its own constant, each
+// mutable variable and local-array element a new version per assignment). The adjoint kernel
+// recomputes those values (the forward sweep), then walks them backwards (the reverse sweep),
+// accumulating each value's adjoint from its uses and passing it to its operands by the derivative
+// rules of the operators and of the intrinsics (dsl/intrinsics.ts, `grad`, next to each
+// intrinsic's spellings). A read of a differentiable buffer becomes an atomicAdd into its gradient;
+// a write to an output reads that output's adjoint. Integer, boolean and conversion values have no
+// derivative (floor, casts, comparisons, bit operations), and `select` passes the adjoint to the
+// branch it chose.
+//
+// With `owner`, the body's passes (a split or owner schedule's unrolled loop, e.g. one per level)
+// are differentiated one by one and the adjoint runs with the owner schedule: each pass's gradient
+// writes are its own (the author's promise, as for a hand-written @schedule owner kernel), so on
+// the CPU they need no atomics.
+//
+// Refused, with a diagnostic at the author's line: loops or branches that remain at run time
+// (unroll them over Const fields, or use select), local arrays indexed at run time, writes to a
+// differentiable buffer, f32 intrinsics without a derivative rule, block kernels (tiles).
+import { lookupIntrinsic, piecewiseConstant, type DerivBuilder } from "../dsl/intrinsics.ts";
+import { fail } from "./diagnostics.ts";
+import type { Expr, Param, Scalar, Span, Stmt } from "./ir.ts";
+import { splitPasses } from "./schedule.ts";
+import { writtenBuffers, type SpecializedKernel } from "./specialize.ts";
+import { tidy } from "./tidy.ts";
+
+export interface AdjointSpec {
+  /** The derived kernel's name. */
+  name: string;
+  /** The buffers differentiated with respect to (their gradients are d_<name>). */
+  wrt: string[];
+  /** Differentiate pass by pass and run with the owner schedule. */
+  owner?: boolean;
+  span: Span;
+}
+
+/** The adjoint of a buffer (or value) `name`. */
+export const adjointName = (name: string): string => `d_${name}`;
+
+/** One entry of the linearized body: a constant, or a write to an output. */
+type Tape = { k: "let"; name: string; ty: Scalar; e: Expr; span: Span } | { k: "write"; buf: string; index: Expr; value: Expr; span: Span };
+
+export function deriveAdjoint(k: SpecializedKernel, spec: AdjointSpec): SpecializedKernel {
+  if (k.block) fail("NGP1050", spec.span, `'${k.name}' is a block kernel`, "automatic differentiation of tile operations is not supported yet: write the backward block kernel by hand");
+  const buffers = new Map(k.params.filter((p) => p.ty.k === "buf").map((p) => [p.name, p]));
+  const outputs = new Set([...writtenBuffers(k.body)].filter((b) => buffers.has(b)));
+  for (const w of spec.wrt) {
+    const p = buffers.get(w);
+    if (!p) fail("NGP1051", spec.span, `'${w}' is not a buffer parameter of '${k.name}' (buffers: ${[...buffers.keys()].join(", ")})`);
+    const elem = (p.ty as { elem: string }).elem;
+    if (elem !== "f32" && elem !== "f16") fail("NGP1051", spec.span, `'${w}' holds ${elem}: only f32 (or f16) buffers have a gradient`);
+    if (outputs.has(w)) fail("NGP1052", spec.span, `'${k.name}' writes '${w}', which is differentiated: a value read from it may be overwritten`, "give the output a buffer of its own");
+  }
+  const floatOutputs = [...outputs].filter((o) => (buffers.get(o)!.ty as { elem: string }).elem === "f32");
+  const ctx: Ctx = { wrt: new Set(spec.wrt), outputs: new Set(floatOutputs), names: new Set(), kernel: k.name };
+  let body: Stmt[];
+  if (spec.owner) {
+    const { prologue, passes } = splitPasses(k);
+    const first = k.body.findIndex((s) => s.k === "block" && s.unrolled);
+    const blocks = k.body.slice(first) as Extract<Stmt, { k: "block" }>[];
+    body = [...prologue, ...passes.map((p, n) => ({ ...blocks[n]!, body: differentiate(p, ctx, prologue) }))];
+  } else {
+    body = differentiate(k.body, ctx, []);
+  }
+  const params: Param[] = [
+    ...k.params.filter((p) => !outputs.has(p.name)),
+    ...floatOutputs.map((o) => ({ name: adjointName(o), ty: { k: "buf" as const, elem: "f32" as const }, span: spec.span })),
+    ...spec.wrt.map((w) => ({ name: adjointName(w), ty: { k: "buf" as const, elem: "f32" as const }, span: spec.span })),
+  ];
+  for (const p of params) if (k.params.some((q) => q.name === p.name && q !== p)) fail("NGP1051", spec.span, `the kernel already has a parameter named '${p.name}'`);
+  return {
+    ...k,
+    name: spec.name,
+    schedule: spec.owner ? "owner" : undefined,
+    params,
+    body: tidy(deadCode(body), [k.index.name, ...params.map((p) => p.name)]),
+    span: spec.span,
+  };
+}
+
+interface Ctx {
+  wrt: Set<string>;
+  outputs: Set<string>;
+  /** Every name given out, so that new ones are unique. */
+  names: Set<string>;
+  kernel: string;
+}
+
+/** The forward sweep (the linearized body, outputs not written) and the reverse sweep. */
+function differentiate(body: Stmt[], ctx: Ctx, outer: Stmt[]): Stmt[] {
+  const lin = new Linearizer(ctx, outer);
+  lin.stmts(body);
+  const forward: Stmt[] = lin.tape.flatMap((t): Stmt[] => (t.k === "let" ? [{ k: "let", name: t.name, mutable: false, ty: t.ty, init: t.e, span: t.span }] : []));
+  return [...forward, ...reverse(lin.tape, ctx)];
+}
+
+const NO_SPAN: Span = { file: "", start: 0, end: 0, line: 0, col: 0 };
+/** The scalar type of an expression (undefined for buffers, tables and the like). */
+const tyOf = (e: Expr): Scalar | undefined => ("ty" in e ? e.ty : undefined);
+const isFloat = (e: Expr): boolean => tyOf(e) === "f32";
+const lit = (v: number, span: Span = NO_SPAN): Expr => ({ k: "lit", v, ty: "f32", span });
+const v = (name: string, ty: Scalar, span: Span = NO_SPAN): Expr => ({ k: "var", name, ty, span });
+
+/** Single assignments: every f32 operation becomes a constant of the tape; versions of variables. */
+class Linearizer {
+  readonly tape: Tape[] = [];
+  /** Current value of each variable and local-array element (`name#k`). */
+  private env = new Map<string, Expr>();
+  private types = new Map<string, Scalar>();
+
+  constructor(
+    private readonly ctx: Ctx,
+    outer: Stmt[],
+  ) {
+    // Names declared before the differentiated passes (the prologue) are read as they are.
+    for (const s of outer) if (s.k === "let") ctx.names.add(s.name);
+  }
+
+  private fresh(base: string): string {
+    const stem = base.replace(/_[0-9]+$/, "");
+    let n = 1;
+    while (this.ctx.names.has(`${stem}_${n}`)) n++;
+    const name = `${stem}_${n}`;
+    this.ctx.names.add(name);
+    return name;
+  }
+
+  /** A constant of the tape holding `e`, or `e` itself if it is a variable or literal. */
+  private constant(e: Expr, hint: string): Expr {
+    if (e.k === "var" || e.k === "lit") return e;
+    const name = this.fresh(hint);
+    this.tape.push({ k: "let", name, ty: tyOf(e)!, e, span: e.span });
+    return v(name, tyOf(e)!, e.span);
+  }
+
+  stmts(body: Stmt[]): void {
+    for (const s of body) this.stmt(s);
+  }
+
+  private stmt(s: Stmt): void {
+    switch (s.k) {
+      case "let": {
+        if (s.tile) fail("NGP1050", s.span, "a tile", "automatic differentiation of tile operations is not supported yet");
+        this.types.set(s.name, s.ty!);
+        this.env.set(s.name, this.constant(this.expr(s.init), s.name));
+        return;
+      }
+      case "array": {
+        const n = s.size.k === "lit" ? (s.size.v as number) : fail("NGP1053", s.span, `local array '${s.name}' has a size known only at run time`);
+        for (let i = 0; i < n; i++) this.env.set(`${s.name}#${i}`, { k: "lit", v: s.elem === "bool" ? false : 0, ty: s.elem, span: s.span });
+        this.types.set(s.name, s.elem);
+        return;
+      }
+      case "assign":
+        return this.assign(s);
+      case "expr": {
+        const e = s.e;
+        if (e.k === "call" && e.fn === "atomicAdd") {
+          const [buf, index, value] = e.args as [Expr, Expr, Expr];
+          const name = (buf as { name: string }).name;
+          if (this.ctx.wrt.has(name)) fail("NGP1052", s.span, `'${name}' is differentiated and written here`, "give the output a buffer of its own");
+          if (this.ctx.outputs.has(name)) this.tape.push({ k: "write", buf: name, index: this.expr(index), value: this.constant(this.expr(value), "v"), span: s.span });
+          return;
+        }
+        if (e.k === "call" && e.fn === "prefetch") return;
+        return fail("NGP1054", s.span, "a statement with effects the adjoint cannot follow");
+      }
+      case "block": {
+        // Names declared inside go out of scope at its end: restore what they shadowed.
+        const saved = new Map(this.env);
+        this.stmts(s.body);
+        const declared = new Set(s.body.flatMap((t) => (t.k === "let" || t.k === "array" ? [t.name] : [])));
+        for (const [key, value] of this.env) {
+          const base = key.split("#")[0]!;
+          if (declared.has(base)) {
+            if (saved.has(key)) this.env.set(key, saved.get(key)!);
+            else this.env.delete(key);
+          }
+        }
+        return;
+      }
+      case "if":
+        return fail("NGP1055", s.span, "a branch on a value known only at run time", "compute both values and choose with select(cond, a, b): the adjoint then follows the chosen one");
+      case "for":
+        return fail("NGP1055", s.span, "a loop that remains at run time", "loop over Const fields or literals, so that the loop unrolls");
+      default:
+        return fail("NGP1054", s.span, `'${s.k}' statement`);
+    }
+  }
+
+  private assign(s: Extract<Stmt, { k: "assign" }>): void {
+    const t = s.target;
+    const op = s.op === "=" ? undefined : (s.op.slice(0, -1) as Extract<Expr, { k: "bin" }>["op"]);
+    if (t.k === "index" && t.base.k === "var" && !this.types.has(t.base.name)) {
+      // A buffer element.
+      const name = t.base.name;
+      if (this.ctx.wrt.has(name)) fail("NGP1052", s.span, `'${name}' is differentiated and written here`, "give the output a buffer of its own");
+      // out[i] += v adds v: its adjoint is the output's, as for out[i] = v.
+      if (this.ctx.outputs.has(name)) this.tape.push({ k: "write", buf: name, index: this.expr(t.index), value: this.constant(this.expr(s.value), "v"), span: s.span });
+      return;
+    }
+    let key: string;
+    let ty: Scalar;
+    if (t.k === "var") {
+      key = t.name;
+      ty = this.types.get(t.name) ?? t.ty!;
+    } else if (t.k === "index" && t.base.k === "var") {
+      const index = this.expr(t.index);
+      if (index.k !== "lit") fail("NGP1053", s.span, `local array '${t.base.name}' indexed by a value known only at run time`, "index local arrays with constants (loop counters of unrolled loops)");
+      key = `${t.base.name}#${index.v}`;
+      ty = this.types.get(t.base.name)!;
+    } else {
+      return fail("NGP1054", s.span, "an assignment the adjoint cannot follow");
+    }
+    const value = this.expr(s.value);
+    const next: Expr = op ? { k: "bin", op, a: this.env.get(key)!, b: value, ty, span: s.span } : value;
+    this.env.set(key, this.constant(next, key.split("#")[0]!));
+  }
+
+  /** `e` over the current versions, its f32 operations made constants of the tape. */
+  expr(e: Expr): Expr {
+    switch (e.k) {
+      case "lit":
+      case "table":
+      case "fnref":
+      case "field":
+        return e;
+      case "var":
+        return this.env.get(e.name) ?? e; // parameters and the prologue's names are read as they are
+      case "index": {
+        if (e.base.k === "var" && this.types.has(e.base.name)) {
+          const index = this.expr(e.index);
+          if (index.k !== "lit") fail("NGP1053", e.span, `local array '${e.base.name}' indexed by a value known only at run time`, "index local arrays with constants (loop counters of unrolled loops)");
+          return this.env.get(`${e.base.name}#${index.v}`)!;
+        }
+        const out: Expr = { ...e, index: this.expr(e.index) };
+        return isFloat(e) ? this.constant(out, e.base.k === "var" ? e.base.name : "r") : out;
+      }
+      case "bin": {
+        const out: Expr = { ...e, a: this.expr(e.a), b: this.expr(e.b) };
+        return isFloat(e) ? this.constant(out, "t") : out;
+      }
+      case "un": {
+        const out: Expr = { ...e, a: this.expr(e.a) };
+        return isFloat(e) ? this.constant(out, "t") : out;
+      }
+      case "call": {
+        if (e.kind !== "intrinsic") return fail("NGP1054", e.span, `a call of '${e.fn}' left after inlining`);
+        const out: Expr = { ...e, args: e.args.map((a) => this.expr(a)) };
+        return isFloat(e) ? this.constant(out, e.fn) : out;
+      }
+    }
+  }
+}
+
+/** Builds IR for the intrinsics' derivative rules. */
+const builder: DerivBuilder<Expr> = {
+  lit: (x) => lit(x),
+  add: (a, b) => ({ k: "bin", op: "+", a, b, ty: "f32", span: NO_SPAN }),
+  sub: (a, b) => ({ k: "bin", op: "-", a, b, ty: "f32", span: NO_SPAN }),
+  mul: (a, b) => ({ k: "bin", op: "*", a, b, ty: "f32", span: NO_SPAN }),
+  div: (a, b) => ({ k: "bin", op: "/", a, b, ty: "f32", span: NO_SPAN }),
+  neg: (a) => ({ k: "un", op: "-", a, ty: "f32", span: NO_SPAN }),
+  lt: (a, b) => ({ k: "bin", op: "<", a, b, ty: "bool", span: NO_SPAN }),
+  not: (a) => ({ k: "un", op: "!", a, ty: "bool", span: NO_SPAN }),
+  select: (c, a, b) => ({ k: "call", fn: "select", kind: "intrinsic", args: [c, a, b], T: "f32", ty: "f32", span: NO_SPAN }),
+  call: (fn, ...args) => ({ k: "call", fn, kind: "intrinsic", args, ty: "f32", span: NO_SPAN }),
+};
+
+/** The reverse sweep over the tape: adjoints of constants, gradients added to the buffers. */
+function reverse(tape: Tape[], ctx: Ctx): Stmt[] {
+  const out: Stmt[] = [];
+  const adj = new Map<string, string>(); // constant -> its adjoint variable
+  const types = new Map(tape.flatMap((t) => (t.k === "let" ? [[t.name, t.ty] as const] : [])));
+  // Activity: only f32 values computed from a differentiated buffer carry an adjoint worth having.
+  const active = new Set<string>();
+  const reaches = (e: Expr): boolean => {
+    switch (e.k) {
+      case "var":
+        return active.has(e.name);
+      case "index":
+        return (e.base.k === "var" && ctx.wrt.has(e.base.name)) || reaches(e.index);
+      case "bin":
+        return reaches(e.a) || reaches(e.b);
+      case "un":
+        return reaches(e.a);
+      case "call":
+        // floor, ceil, trunc: constant between jumps, so their results carry no adjoint.
+        return lookupIntrinsic(e.fn)?.grad !== piecewiseConstant && e.args.some(reaches);
+      default:
+        return false;
+    }
+  };
+  for (const t of tape) if (t.k === "let" && t.ty === "f32" && reaches(t.e)) active.add(t.name);
+  const fresh = (base: string) => {
+    let n = 1;
+    while (ctx.names.has(`${base}_${n}`)) n++;
+    ctx.names.add(`${base}_${n}`);
+    return `${base}_${n}`;
+  };
+  /** Add `value` to the adjoint of operand `e` (a constant of the tape; others have none). */
+  const contribute = (e: Expr, value: Expr, span: Span) => {
+    if (e.k !== "var" || types.get(e.name) !== "f32" || !active.has(e.name)) return;
+    const a = adj.get(e.name);
+    if (a === undefined) {
+      const name = fresh(adjointName(e.name));
+      adj.set(e.name, name);
+      out.push({ k: "let", name, mutable: true, ty: "f32", init: value, span });
+    } else {
+      out.push({ k: "assign", target: v(a, "f32"), op: "+=", value, span });
+    }
+  };
+  for (let n = tape.length - 1; n >= 0; n--) {
+    const t = tape[n]!;
+    if (t.k === "write") {
+      const d: Expr = { k: "index", base: { k: "var", name: adjointName(t.buf), span: t.span }, index: t.index, ty: "f32", span: t.span };
+      contribute(t.value, d, t.span);
+      continue;
+    }
+    const name = adj.get(t.name);
+    if (t.ty !== "f32" || name === undefined) continue;
+    const a = v(name, "f32", t.span);
+    const e = t.e;
+    switch (e.k) {
+      case "var":
+        contribute(e, a, t.span);
+        break;
+      case "index":
+        if (e.base.k === "var" && ctx.wrt.has(e.base.name)) {
+          const call: Expr = { k: "call", fn: "atomicAdd", kind: "intrinsic", args: [v(adjointName(e.base.name), "f32", t.span), e.index, a], T: "f32", span: t.span };
+          out.push({ k: "expr", e: call, span: t.span });
+        }
+        break;
+      case "un":
+        if (e.op === "-") contribute(e.a, builder.neg(a), t.span);
+        break;
+      case "bin":
+        switch (e.op) {
+          case "+":
+            contribute(e.a, a, t.span);
+            contribute(e.b, a, t.span);
+            break;
+          case "-":
+            contribute(e.a, a, t.span);
+            contribute(e.b, builder.neg(a), t.span);
+            break;
+          case "*":
+            contribute(e.a, builder.mul(a, e.b), t.span);
+            contribute(e.b, builder.mul(a, e.a), t.span);
+            break;
+          case "/":
+            contribute(e.a, builder.div(a, e.b), t.span);
+            contribute(e.b, builder.neg(builder.div(builder.mul(a, v(t.name, "f32")), e.b)), t.span);
+            break;
+          case "%":
+            contribute(e.a, a, t.span); // x % y = x - y * trunc(x / y): d/dx = 1, d/dy = -trunc(x/y)
+            contribute(e.b, builder.neg(builder.mul(a, builder.call("trunc", builder.div(e.a, e.b)))), t.span);
+            break;
+        }
+        break;
+      case "call": {
+        const intrinsic = lookupIntrinsic(e.fn);
+        if (e.fn === "f32") {
+          if (isFloat(e.args[0]!)) contribute(e.args[0]!, a, t.span);
+          break;
+        }
+        if (!intrinsic?.grad) {
+          if (e.args.some(isFloat)) fail("NGP1056", e.span, `'${e.fn}' has no derivative rule`, "add a `grad` rule to its entry in dsl/intrinsics.ts, or keep its arguments out of the differentiated values");
+          break;
+        }
+        const parts = intrinsic.grad(builder, a, v(t.name, "f32"), ...e.args);
+        parts.forEach((p, i) => p && contribute(e.args[i]!, p, t.span));
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+/** Drop constants nobody reads (the forward sweep's values the adjoint does not need). */
+function deadCode(body: Stmt[]): Stmt[] {
+  const used = new Set<string>();
+  const mark = (e: Expr): void => {
+    if (e.k === "var") used.add(e.name);
+    if (e.k === "bin") (mark(e.a), mark(e.b));
+    if (e.k === "un") mark(e.a);
+    if (e.k === "call") e.args.forEach(mark);
+    if (e.k === "index") (mark(e.base), mark(e.index));
+  };
+  const sweep = (b: Stmt[]): Stmt[] => {
+    const kept: Stmt[] = [];
+    for (let n = b.length - 1; n >= 0; n--) {
+      const s = b[n]!;
+      if (s.k === "block") {
+        const inner = sweep(s.body);
+        if (inner.length) kept.push({ ...s, body: inner });
+        continue;
+      }
+      if (s.k === "let" && !used.has(s.name)) continue;
+      // An assignment to a variable nobody reads afterwards (an adjoint that leads nowhere).
+      if (s.k === "assign" && s.target.k === "var" && !used.has(s.target.name)) continue;
+      if (s.k === "let") mark(s.init);
+      else if (s.k === "assign") (mark(s.target), mark(s.value));
+      else if (s.k === "expr") mark(s.e);
+      else if (s.k === "array") mark(s.size);
+      kept.push(s);
+    }
+    return kept.reverse();
+  };
+  return sweep(body);
+}
