@@ -272,6 +272,7 @@ const builder: DerivBuilder<Expr> = {
   div: (a, b) => ({ k: "bin", op: "/", a, b, ty: "f32", span: NO_SPAN }),
   neg: (a) => ({ k: "un", op: "-", a, ty: "f32", span: NO_SPAN }),
   lt: (a, b) => ({ k: "bin", op: "<", a, b, ty: "bool", span: NO_SPAN }),
+  le: (a, b) => ({ k: "bin", op: "<=", a, b, ty: "bool", span: NO_SPAN }),
   not: (a) => ({ k: "un", op: "!", a, ty: "bool", span: NO_SPAN }),
   select: (c, a, b) => ({ k: "call", fn: "select", kind: "intrinsic", args: [c, a, b], T: "f32", ty: "f32", span: NO_SPAN }),
   call: (fn, ...args) => ({ k: "call", fn, kind: "intrinsic", args, ty: "f32", span: NO_SPAN }),
@@ -281,6 +282,7 @@ const builder: DerivBuilder<Expr> = {
 function reverse(tape: Tape[], ctx: Ctx): Stmt[] {
   const out: Stmt[] = [];
   const adj = new Map<string, string>(); // constant -> its adjoint variable
+  const sums = new Map<string, { name: string; buf: string; index: Expr; span: Span }>(); // gradient element -> its sum
   const types = new Map(tape.flatMap((t) => (t.k === "let" ? [[t.name, t.ty] as const] : [])));
   // Activity: only f32 values computed from a differentiated buffer carry an adjoint worth having.
   const active = new Set<string>();
@@ -337,8 +339,16 @@ function reverse(tape: Tape[], ctx: Ctx): Stmt[] {
         break;
       case "index":
         if (e.base.k === "var" && ctx.wrt.has(e.base.name)) {
-          const call: Expr = { k: "call", fn: "atomicAdd", kind: "intrinsic", args: [v(adjointName(e.base.name), "f32", t.span), e.index, a], T: "f32", span: t.span };
-          out.push({ k: "expr", e: call, span: t.span });
+          // Reads of one element (the same index expression over the same values, e.g. x[i * 2u]
+          // at every level) share one sum, added to the gradient once, at the end.
+          const key = e.base.name + JSON.stringify(e.index, (k, x) => (k === "span" ? undefined : x));
+          const sum = sums.get(key);
+          if (sum) out.push({ k: "assign", target: v(sum.name, "f32"), op: "+=", value: a, span: t.span });
+          else {
+            const name = fresh(adjointName(e.base.name));
+            sums.set(key, { name, buf: e.base.name, index: e.index, span: t.span });
+            out.push({ k: "let", name, mutable: true, ty: "f32", init: a, span: t.span });
+          }
         }
         break;
       case "un":
@@ -383,6 +393,10 @@ function reverse(tape: Tape[], ctx: Ctx): Stmt[] {
         break;
       }
     }
+  }
+  for (const s of sums.values()) {
+    const call: Expr = { k: "call", fn: "atomicAdd", kind: "intrinsic", args: [v(adjointName(s.buf), "f32", s.span), s.index, v(s.name, "f32", s.span)], T: "f32", span: s.span };
+    out.push({ k: "expr", e: call, span: s.span });
   }
   return out;
 }

@@ -16,6 +16,8 @@ export interface CompileOptions extends SpecializeOptions {
   config?: ConfigValue;
   /** Source text to compile instead of reading the file. */
   text?: string;
+  /** A variant of the hash-grid encoding: its functions replace those of dsl/kernels/parts.ts. */
+  variant?: string;
 }
 
 const EMITTERS = { cpu: emitCpu, cuda: emitCuda, js: emitJs } as const;
@@ -25,7 +27,7 @@ const ADJOINT_UNROLL = 4096;
 export function compileFile(file: string, target: Target, opts: CompileOptions = {}): EmittedModule {
   // The front end reports every independent mistake at once; specializing needs a correct program.
   const sink = new DiagnosticSink();
-  const program = parseProgram(file, sink, { text: opts.text });
+  const program = parseProgram(file, sink, { text: opts.text, variant: opts.variant });
   checkProgram(program, sink);
   sink.throwIfAny();
   // File-level diagnostics point at the top of the file.

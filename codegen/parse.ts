@@ -90,7 +90,15 @@ class FileScope {
 export interface ParseOptions {
   /** Source text to use instead of reading `file` from disk. */
   text?: string;
+  /**
+   * A variant of the hash-grid encoding (dsl/kernels/parts.ts): a kernel file whose exported
+   * functions replace those of parts.ts with the same names, wherever they are called.
+   */
+  variant?: string;
 }
+
+/** The parts of the encoding a variant may replace. */
+export const VARIANT_PARTS = resolve(DSL_DIR, "kernels/parts.ts");
 
 let sharedProject: Project | undefined;
 function project(): Project {
@@ -107,11 +115,14 @@ function project(): Project {
  * into `sink`. Only syntax errors are thrown (fatal): TypeScript's recovered tree is not worth checking.
  */
 export function parseProgram(file: string, sink: DiagnosticSink, opts: ParseOptions = {}): Program {
-  return new Parser(sink).program(resolve(file), opts.text);
+  return new Parser(sink, opts.variant ? resolve(opts.variant) : undefined).program(resolve(file), opts.text);
 }
 
 class Parser {
-  constructor(private readonly sink: DiagnosticSink) {}
+  constructor(
+    private readonly sink: DiagnosticSink,
+    private readonly variant?: string,
+  ) {}
   private readonly scopes = new Map<string, FileScope>();
   private readonly funcs = new Map<string, Func>();
   /** Functions being lowered, outermost first: a call to one of them is recursion. */
@@ -600,7 +611,12 @@ class Parser {
 
   private resolveFunction(scope: FileScope, name: string, sp: Span): Func | undefined {
     const imp = scope.imports.get(name);
-    const [owner, fname] = scope.functions.has(name) ? [scope, name] : imp ? [this.fileScope(imp.file), imp.name] : [scope, ""];
+    let [owner, fname] = scope.functions.has(name) ? [scope, name] : imp ? [this.fileScope(imp.file), imp.name] : [scope, ""];
+    // A part of the encoding the variant replaces: its function, wherever the part is called.
+    if (this.variant && imp?.file === VARIANT_PARTS && scope.sf.getFilePath() !== this.variant) {
+      const variant = this.fileScope(this.variant);
+      if (variant.functions.has(imp.name)) owner = variant;
+    }
     if (!owner.functions.has(fname)) return undefined;
     const key = `${owner.sf.getFilePath()}#${fname}`;
     const cycle = this.lowering.indexOf(key);
@@ -664,6 +680,8 @@ function numericLiteral(text: string, value: number, sp: Span): Expr {
 
 function resolveModule(fromDir: string, spec: string): string | undefined {
   if (spec === "ngp-kernels/dsl" || spec === "ngp-kernels") return resolve(DSL_DIR, "index.ts");
+  // The project's own kernel files, e.g. "ngp-kernels/dsl/kernels/lookup.ts" from a variant.
+  if (spec.startsWith("ngp-kernels/")) return resolveModule(resolve(DSL_DIR, ".."), `./${spec.slice("ngp-kernels/".length)}`);
   if (!spec.startsWith(".") && !spec.startsWith("/")) return undefined;
   const base = resolve(fromDir, spec);
   for (const candidate of [base, `${base}.ts`, resolve(base, "index.ts")]) if (candidate.endsWith(".ts") && existsSync(candidate)) return candidate;

@@ -57,6 +57,7 @@ export interface DerivBuilder<E> {
   div(a: E, b: E): E;
   neg(a: E): E;
   lt(a: E, b: E): E;
+  le(a: E, b: E): E;
   not(a: E): E;
   select(c: E, a: E, b: E): E;
   /** An f32 intrinsic of this table. */
@@ -148,7 +149,9 @@ export const INTRINSICS = {
   },
   max: {
     doc: "the larger of a and b (a if either is NaN)", params: ["T", "T"], ret: "T", T: NUM, c: "ngp_max($0, $1)", js: "__max($0, $1)", pure: true, exact: true, impl: maxImpl,
-    grad: (b, a, _r, x, y) => [b.select(b.lt(x!, y!), b.lit(0), a), b.select(b.lt(x!, y!), a, b.lit(0))],
+    // At a tie the second operand takes the adjoint, so that max(0, x) passes it at x = 0 (a
+    // clamp to [0, 1] then keeps the gradient on the closed interval); with a NaN, the first.
+    grad: (b, a, _r, x, y) => [b.select(b.le(x!, y!), b.lit(0), a), b.select(b.le(x!, y!), a, b.lit(0))],
   },
   clamp: {
     doc: "min(max(x, lo), hi)", params: ["T", "T", "T"], ret: "T", T: NUM, c: "ngp_min(ngp_max($0, $1), $2)", js: "__min(__max($0, $1), $2)",

@@ -1,6 +1,7 @@
 // The multiresolution hash-grid encoding as a module: validates the user's settings, derives the
 // per-level tables exactly as tiny-cuda-nn does (in 64-bit arithmetic), compiles the kernels of
 // dsl/kernels/grid.ts for that configuration, and owns the parameters and their gradient.
+import { existsSync, statSync } from "node:fs";
 import { totalmem } from "node:os";
 import { resolve } from "node:path";
 import { z } from "zod";
@@ -51,9 +52,19 @@ export const HashGridOptions = z
       .object({ range: z.number().default(1), codebookSize: z.number().default(PROBING_DEFAULTS.codebookSize) })
       .strict()
       .optional(),
+    /**
+     * A variant of the encoding: a kernel file replacing some of dsl/kernels/parts.ts (the spatial
+     * hash, the interpolation weight, the index scheme or the whole per-level lookup); its
+     * gradients are derived by the compiler.
+     */
+    variant: z.string().min(1).optional(),
   })
   .strict()
   .superRefine((o, ctx) => {
+    if (o.variant !== undefined && !(o.variant.endsWith(".ts") && existsSync(o.variant) && statSync(o.variant).isFile()))
+      ctx.addIssue({ code: "custom", path: ["variant"], message: `${JSON.stringify(o.variant)} is not a kernel file (.ts) that exists` });
+    if (o.variant !== undefined && (o.probing?.range ?? 1) > 1)
+      ctx.addIssue({ code: "custom", path: ["probing"], message: "learned probing with a variant is not supported yet: its straight-through gradient is written by hand for the default lookup" });
     if (o.probing) {
       const { range, codebookSize } = o.probing;
       if (!(Number.isInteger(range) && range >= 1 && range <= MAX_PROBE_RANGE && (range & (range - 1)) === 0))
@@ -83,6 +94,7 @@ const ALLOWED: Record<string, string> = {
   precision: "f32, f16",
   seed: "an integer of at most 2^53 in magnitude",
   probing: "{ range, codebookSize }",
+  variant: "the path of a kernel file",
 };
 
 
@@ -220,6 +232,29 @@ export function gridConfig(s: HashGridSettings, levels: GridLevel[] = gridLevels
   };
 }
 
+/**
+ * The kernels a grid runs: the forward, and the gradients the compiler derives from it
+ * (dsl/kernels/grid.ts, `@adjoint`). Two exceptions keep the hand-written ones: learned probing
+ * (its backward also gives the logits their straight-through gradient), and grids of more than 6
+ * dimensions without a variant (the derived kernels unroll all 2^D corners of a cell: from 128
+ * corners on, their C++ takes minutes to build, where the hand-written kernels keep a loop).
+ */
+export function gridKernels(s: HashGridSettings): { forward: string; paramGrad: string; inputGrad: string; slots: string; refresh: string } {
+  const half = s.precision === "f16" ? "Half" : "";
+  const probed = (s.probing?.range ?? 1) > 1;
+  const derived = s.variant !== undefined || s.dims <= MAX_DERIVED_DIMS;
+  return {
+    forward: `gridForward${half}`,
+    paramGrad: probed ? `gridBackward${half}` : derived ? `gridForward${half}ParamGrad` : `gridBackward${half}`,
+    inputGrad: derived ? `gridForward${half}InputGrad` : `gridInputGrad${half}`,
+    slots: "gridSlots",
+    refresh: "gridRefreshProbes",
+  };
+}
+
+/** Above this many dimensions a grid without a variant runs the hand-written gradients (see gridKernels). */
+export const MAX_DERIVED_DIMS = 6;
+
 /** Learned probing's layout: which levels are probed, and their codebook rows (N_c each, level after level). */
 export interface ProbingLayout {
   range: number;
@@ -319,6 +354,8 @@ export class HashGrid {
   readonly logitGrad: DeviceBuffer<"f32">;
   readonly probe: DeviceBuffer<"u32">;
   readonly softmax: DeviceBuffer<"f32">;
+  /** The kernels it runs (see gridKernels). */
+  readonly kernels: ReturnType<typeof gridKernels>;
   #lastX: DeviceBuffer<"f32"> | undefined;
   #lastN = 0;
 
@@ -336,6 +373,7 @@ export class HashGrid {
     this.params = mod.upload(settings.precision, init);
     this.grad = mod.alloc("f32", this.paramCount);
     this.probing = probingLayout(settings, levels);
+    this.kernels = gridKernels(settings);
     const logits = new Float32Array(Math.max(1, this.logitCount));
     // Small random logits: every row starts at a (seeded) random slot of its bucket.
     initParams(logits, settings.seed ^ 0x10c1);
@@ -373,10 +411,13 @@ export class HashGrid {
     const config = gridConfig(settings, levels);
     // Compile only the kernels this precision uses (each costs C++ build time).
     const half = settings.precision === "f16";
-    const kernels = [...(half ? ["gridForwardHalf", "gridBackwardHalf", "gridInputGradHalf"] : ["gridForward", "gridBackward", "gridInputGrad"]), "gridSlots", "gridRefreshProbes"];
+    const kernels = Object.values(gridKernels(settings));
     // Unchecked: every index is in range by construction (table offsets and sizes come from the
-    // levels; forward and backward check the lengths of x, dy and out before each launch).
-    const mod = await loadKernels(GRID_KERNELS, { config, kernels, backend: load.backend, cacheDir: load.cacheDir, log: load.log, boundsChecks: false });
+    // levels; forward and backward check the lengths of x, dy and out before each launch). A
+    // variant's indices are the variant author's: checked.
+    const mod = await loadKernels(GRID_KERNELS, {
+      config, kernels, variant: settings.variant, backend: load.backend, cacheDir: load.cacheDir, log: load.log, boundsChecks: settings.variant !== undefined,
+    });
     return new HashGrid(settings, levels, config, mod);
   }
 
@@ -408,7 +449,7 @@ export class HashGrid {
     const { n, buf } = this.points(x);
     out ??= this.mod.alloc("f32", n * this.outputDim);
     if (out.length !== n * this.outputDim) throw new RangeError(`HashGrid.forward: out has ${out.length} values, expected ${n * this.outputDim}`);
-    this.mod.kernels[this.settings.precision === "f16" ? "gridForwardHalf" : "gridForward"]!(n, buf, this.params, this.probe, out);
+    this.mod.kernels[this.kernels.forward]!(n, buf, this.params, this.probe, out);
     this.#lastX = buf;
     this.#lastN = n;
     return out;
@@ -429,11 +470,12 @@ export class HashGrid {
       this.grad.zero();
       this.logitGrad.zero();
     }
-    const half = this.settings.precision === "f16";
-    this.mod.kernels[half ? "gridBackwardHalf" : "gridBackward"]!(n, x, this.params, this.probe, this.softmax, dy, this.grad, this.logitGrad);
+    const k = this.kernels;
+    if (k.paramGrad.startsWith("gridBackward")) this.mod.kernels[k.paramGrad]!(n, x, this.params, this.probe, this.softmax, dy, this.grad, this.logitGrad);
+    else this.mod.kernels[k.paramGrad]!(n, x, this.params, this.probe, dy, this.grad);
     if (!opts.inputs) return { params: this.grad };
-    const dx = this.mod.alloc("f32", n * this.settings.dims);
-    this.mod.kernels[half ? "gridInputGradHalf" : "gridInputGrad"]!(n, x, this.params, this.probe, dy, dx);
+    const dx = this.mod.alloc("f32", n * this.settings.dims); // zeroed: the derived gradient adds to it
+    this.mod.kernels[k.inputGrad]!(n, x, this.params, this.probe, dy, dx);
     return { params: this.grad, inputs: dx };
   }
 

@@ -14,138 +14,16 @@
 // by the optimizer step (optimizer.ts, adamStepRows) with the row's softmax. The forward reads the argmax slot; the
 // backward also gives the logits the gradient of a softmax over the row (straight-through). With
 // N_p = 1 no level is probed and every probing statement folds away: the plain grid.
-import { type Buf, type Const, type Float, type bool, type f16, type f32, type i32, atomicAdd, floor, fma, localArray, max, min, select, u32 } from "../index.ts";
-import { coherentHash, indexHash } from "./hash.ts";
+import { type Buf, type Const, type Float, type f16, type f32, type i32, atomicAdd, fma, localArray, select, u32 } from "../index.ts";
+import { NEAREST } from "./interpolate.ts";
+import { type GridConfig, bucket, codebookRow, cornerWeight, entry, locate } from "./lookup.ts";
+import { encodeLevel } from "./parts.ts";
 import { refreshRow } from "./probe.ts";
-import { NEAREST, weight, weightDerivative } from "./interpolate.ts";
-
-export interface GridConfig {
-  dims: i32;
-  levels: i32;
-  features: i32;
-  /** NEAREST, LINEAR or SMOOTHSTEP (interpolate.ts). */
-  interpolation: i32;
-  /** [l * dims + d]: scale of axis d at level l (resolution - 1 cells across [0, 1]). */
-  scale: f32[];
-  /** [l * dims + d]: dense stride of axis d (0 for axes tiny-cuda-nn leaves out of the index). */
-  stride: u32[];
-  /** [l]: table entries of level l. */
-  size: u32[];
-  /** [l]: first entry of level l. */
-  offset: u32[];
-  /** [l]: the level is hashed (its grid has more vertices than its table). */
-  hashed: bool[];
-  /** N_p: slots per bucket of a probed level (a power of two; 1: no probing). */
-  probeRange: i32;
-  /** N_c: rows of a probed level's index codebook. */
-  codebookSize: i32;
-  /** [l]: the level uses learned probing (hashed, and probeRange > 1). */
-  probed: bool[];
-  /** [l]: first codebook row of level l (rows of probe[], of N_p logits each). */
-  rowOffset: u32[];
-}
-
-/**
- * Cell of point i at level l, and per axis the weights of its lower (w0) and upper (w1) corner and
- * dw = d w1 / d x. The cell is floor(x * scale + 0.5) as in tiny-cuda-nn, but of the exact value:
- * the f32 sum can round up onto the next integer, which a negative fraction reveals and one step
- * back corrects. The fraction and its complement are then each one rounding of the exact
- * x * scale + 0.5 - cell (fma), in [0, 1], rather than the f32 difference pos - floor(pos), which
- * loses 11 bits at resolution 2048. (0.5 - g is exact: resolutions are at most 2^23.)
- */
-function locate(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u32, cell: u32[], w0: f32[], w1: f32[], dw: f32[]): void {
-  for (let d = 0; d < cfg.dims; d++) {
-    // max(a, b) returns a when either is NaN: max(0, NaN) is 0 at no extra cost (clamp(NaN) is NaN).
-    const xd = min(max(0.0, x[i * u32(cfg.dims) + u32(d)]), 1.0);
-    const s = cfg.scale[l * cfg.dims + d];
-    const rounded = floor(fma(xd, s, 0.5));
-    const g = select(fma(xd, s, 0.5 - rounded) < 0.0, rounded - 1.0, rounded);
-    cell[d] = u32(g);
-    const f = fma(xd, s, 0.5 - g);
-    const omf = fma(-xd, s, g + 0.5);
-    w1[d] = weight(cfg.interpolation, f);
-    w0[d] = weight(cfg.interpolation, omf);
-    dw[d] = s * weightDerivative(cfg.interpolation, f, omf);
-  }
-}
-
-/** coords = the grid vertex of corner `corner` of the cell. */
-function cornerCoords(cfg: Const<GridConfig>, cell: u32[], corner: i32, coords: u32[]): void {
-  for (let d = 0; d < cfg.dims; d++) {
-    coords[d] = cell[d] + u32((corner >> d) & 1);
-  }
-}
-
-/** Slot of vertex `coords` within level l's table, for an unprobed level. */
-function slot(cfg: Const<GridConfig>, l: i32, coords: u32[]): u32 {
-  let index: u32 = 0;
-  if (cfg.hashed[l]) {
-    index = coherentHash(coords, cfg.dims);
-  } else {
-    for (let d = 0; d < cfg.dims; d++) {
-      index += coords[d] * cfg.stride[l * cfg.dims + d];
-    }
-  }
-  return index % cfg.size[l];
-}
-
-/** First entry of the bucket of vertex `coords` at probed level l (its N_p slots follow). */
-function bucket(cfg: Const<GridConfig>, l: i32, coords: u32[]): u32 {
-  return cfg.offset[l] + coherentHash(coords, cfg.dims) % (cfg.size[l] / u32(cfg.probeRange)) * u32(cfg.probeRange);
-}
-
-/** Codebook row (over all levels) of vertex `coords` at probed level l. */
-function codebookRow(cfg: Const<GridConfig>, l: i32, coords: u32[]): u32 {
-  return cfg.rowOffset[l] + indexHash(coords, cfg.dims) % u32(cfg.codebookSize);
-}
-
-/** Table entry (times `features`, plus the level offset) of corner `corner` of the cell. */
-function entry(cfg: Const<GridConfig>, l: i32, cell: u32[], corner: i32, coords: u32[], probe: Buf<u32>): u32 {
-  cornerCoords(cfg, cell, corner, coords);
-  if (cfg.probed[l]) {
-    return (bucket(cfg, l, coords) + probe[codebookRow(cfg, l, coords)]) * u32(cfg.features);
-  } else {
-    return (cfg.offset[l] + slot(cfg, l, coords)) * u32(cfg.features);
-  }
-}
-
-/** Interpolation weight of corner `corner`: the product over axes of w1 or w0. */
-function cornerWeight(cfg: Const<GridConfig>, corner: i32, w0: f32[], w1: f32[]): f32 {
-  let w: f32 = 1.0;
-  for (let d = 0; d < cfg.dims; d++) {
-    w *= select(((corner >> d) & 1) === 1, w1[d], w0[d]);
-  }
-  return w;
-}
 
 /** out[i][l][f]: the encoding of point i, levels concatenated ([n][levels * features]). */
 function forward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Float>, probe: Buf<u32>, out: Buf<f32>): void {
   for (let l = 0; l < cfg.levels; l++) {
-    const cell = localArray<u32>(cfg.dims);
-    const coords = localArray<u32>(cfg.dims);
-    const w0 = localArray<f32>(cfg.dims);
-    const w1 = localArray<f32>(cfg.dims);
-    const dw = localArray<f32>(cfg.dims);
-    locate(cfg, l, x, i, cell, w0, w1, dw);
-    const acc = localArray<f32>(cfg.features);
-    if (cfg.interpolation === NEAREST) {
-      const base = entry(cfg, l, cell, 0, coords, probe);
-      for (let f = 0; f < cfg.features; f++) {
-        acc[f] = params[base + u32(f)];
-      }
-    } else {
-      for (let c = 0; c < 1 << cfg.dims; c++) {
-        const w = cornerWeight(cfg, c, w0, w1);
-        const base = entry(cfg, l, cell, c, coords, probe);
-        for (let f = 0; f < cfg.features; f++) {
-          acc[f] = fma(w, params[base + u32(f)], acc[f]);
-        }
-      }
-    }
-    const o = (i * u32(cfg.levels) + u32(l)) * u32(cfg.features);
-    for (let f = 0; f < cfg.features; f++) {
-      out[o + u32(f)] = acc[f];
-    }
+    encodeLevel(cfg, l, x, i, params, probe, out);
   }
 }
 
@@ -259,6 +137,8 @@ export function gridForward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params:
 /**
  * @kernel
  * @schedule split
+ * @adjoint gridForwardHalfParamGrad params owner
+ * @adjoint gridForwardHalfInputGrad x
  */
 export function gridForwardHalf(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f16>, probe: Buf<u32>, out: Buf<f32>): void {
   forward(i, cfg, x, params, probe, out);
