@@ -10,3 +10,4 @@ export { train, TrainError, type TrainHooks, type TrainResult } from "./train/tr
 export { parseTrainConfig, type TrainConfigInput } from "./train/config.ts";
 export { loadKernels, type KernelModule } from "./runtime/module.ts";
 export { compileFile } from "./codegen/compile.ts";
+export { exportModel, loadModelWeights, ModelFileError, readModelFile, writeModelFile, type ModelFile } from "./train/model_file.ts";

@@ -1,17 +1,22 @@
 // `bun run render --checkpoint <file> [--width W --height H | --scale S] --out image.png`: evaluates
 // a trained field at any resolution, in tiles of rows (bounded memory), on the EMA weights when the
-// checkpoint has them (--raw: the trained parameters themselves).
+// checkpoint has them (--raw: the trained parameters themselves). `--model <file>` renders an
+// exported model (`bun run export`) the same way; either flag takes either kind of file (told
+// apart by their magic, and said so).
 import { parseArgs } from "node:util";
 import { CacheDirError } from "../runtime/cache.ts";
 import { UsageError } from "../runtime/cli_input.ts";
 import { ConfigError } from "../modules/options.ts";
+import type { HashGrid } from "../modules/hashgrid.ts";
+import type { Mlp } from "../modules/mlp.ts";
 import { CheckpointError, readCheckpoint } from "../train/checkpoint.ts";
-import { parseTrainConfig } from "../train/config.ts";
+import { parseTrainConfig, type TrainConfig } from "../train/config.ts";
 import { quantize } from "../train/eval.ts";
 import { ImageError, writeImage } from "../train/image.ts";
+import { fileKind, loadModelWeights, ModelFileError, readModelFile } from "../train/model_file.ts";
 import { createField, fieldOf, loadCheckpointWeights } from "../train/trainer.ts";
 
-const USAGE = "usage: bun run render --checkpoint FILE [--width W --height H | --scale S] --out IMAGE.png [--raw] [--backend auto|cuda|cpu|js]";
+const USAGE = "usage: bun run render (--checkpoint FILE | --model FILE.ngp) [--width W --height H | --scale S] --out IMAGE.png [--raw] [--backend auto|cuda|cpu|js]";
 /** Pixels per tile. */
 const TILE = 1 << 16;
 
@@ -34,12 +39,66 @@ function size(values: Record<string, string | boolean | undefined>, trained: { w
   return { width, height };
 }
 
+/** What a field is rendered from: its configuration, trained image, and how to load its weights. */
+interface Source {
+  cfg: TrainConfig;
+  image: { width: number; height: number; channels: number; bits: 8 | 16 };
+  load(f: { grid: HashGrid; mlp: Mlp }): void;
+  /** For the closing line: "from FILE (...)". */
+  describe: string;
+}
+
+async function checkpointSource(file: string, raw: boolean, note: string): Promise<Source> {
+  const ck = await readCheckpoint(file);
+  return {
+    cfg: parseTrainConfig(ck.config),
+    image: ck.meta.image as Source["image"],
+    load: (f) => loadCheckpointWeights(f, ck, raw),
+    describe: `${file} (${note ? `a checkpoint ${note}` : ""}step ${ck.step}${raw ? "" : ck.arrays["ema.encoding"] ? ", EMA weights" : ""}`,
+  };
+}
+
+async function modelSource(file: string, raw: boolean, note: string): Promise<Source> {
+  if (raw) throw new UsageError(`--raw: ${file} is an exported model, whose weights were chosen when it was exported (bun run export --raw)`);
+  const m = await readModelFile(file);
+  const features = m.features instanceof Float16Array ? "f16" : "f32";
+  return {
+    cfg: parseTrainConfig(m.config),
+    image: m.image,
+    load: (f) => loadModelWeights(f, m),
+    describe: `${file} (${note}exported model of step ${m.source.step}, ${m.source.weights === "ema" ? "EMA" : "trained"} weights, ${features} features`,
+  };
+}
+
+/** Evaluates the field at width x height pixel centres in tiles of rows; the quantized pixels. */
+function renderTiles(f: { grid: HashGrid; mlp: Mlp }, out: { width: number; height: number; channels: number; bits: 8 | 16 }, colorspace: TrainConfig["colorspace"]): Uint8Array | Uint16Array {
+  const { width, height, channels: C, bits } = out;
+  const { grid } = f;
+  const field = fieldOf(f);
+  const pixels = bits === 16 ? new Uint16Array(width * height * C) : new Uint8Array(width * height * C);
+  const rows = Math.max(1, Math.floor(TILE / width));
+  const coords = new Float32Array(2 * width * rows);
+  let buf = grid.alloc(coords.length);
+  for (let y0 = 0; y0 < height; y0 += rows) {
+    const h = Math.min(rows, height - y0);
+    for (let y = 0; y < h; y++)
+      for (let x = 0; x < width; x++) {
+        coords[2 * (y * width + x)] = (x + 0.5) / width;
+        coords[2 * (y * width + x) + 1] = (y0 + y + 0.5) / height;
+      }
+    if (h < rows) buf = grid.alloc(2 * width * h); // the last, shorter tile
+    buf.upload(coords.subarray(0, 2 * width * h));
+    quantize(field(buf, width * h), pixels, y0 * width * C, { channels: C, bits, colorspace });
+  }
+  return pixels;
+}
+
 export async function main(argv: string[]): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
       args: argv,
-      options: { checkpoint: { type: "string" }, width: { type: "string" }, height: { type: "string" }, scale: { type: "string" }, out: { type: "string" }, raw: { type: "boolean" }, backend: { type: "string" }, help: { type: "boolean" } },
+      options: { checkpoint: { type: "string" }, model: { type: "string" }, width: { type: "string" }, height: { type: "string" }, scale: { type: "string" }, out: { type: "string" }, raw: { type: "boolean" }, backend: { type: "string" }, help: { type: "boolean" } },
     }));
   } catch (e) {
     console.error(`error: ${(e as Error).message}\n${USAGE}`);
@@ -47,11 +106,19 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (values.help) return console.log(USAGE), 0;
   try {
-    if (typeof values.checkpoint !== "string") throw new UsageError("--checkpoint is required");
+    if (typeof values.checkpoint === "string" && typeof values.model === "string") throw new UsageError("give --checkpoint or --model, not both");
+    if (typeof values.checkpoint !== "string" && typeof values.model !== "string") throw new UsageError("--checkpoint is required (or --model, an exported model)");
     if (typeof values.out !== "string") throw new UsageError("--out is required");
-    const ck = await readCheckpoint(values.checkpoint);
-    const cfg = parseTrainConfig(ck.config);
-    const trained = ck.meta.image as { width: number; height: number; channels: number; bits: 8 | 16 };
+    const raw = values.raw === true;
+    // The flag says what the file should be; its magic says what it is (a missing or foreign
+    // file is refused by the reader the flag names).
+    const asModel = typeof values.model === "string";
+    const file = (asModel ? values.model : values.checkpoint) as string;
+    const kind = (await fileKind(file)) ?? (asModel ? "model" : "checkpoint");
+    const note = kind === "model" && !asModel ? "given to --checkpoint; " : kind === "checkpoint" && asModel ? "given to --model; " : "";
+    const src = kind === "model" ? await modelSource(file, raw, note) : await checkpointSource(file, raw, note);
+    if (note) console.error(`note: ${file} is ${kind === "model" ? "an exported model (bun run export), not a checkpoint" : "a checkpoint, not an exported model"}: rendering it as one`);
+    const { cfg, image: trained } = src;
     const { width, height } = size(values, trained);
     let backend = cfg.backend;
     if (values.backend !== undefined) {
@@ -63,26 +130,11 @@ export async function main(argv: string[]): Promise<number> {
     }
     const { grid, mlp } = await createField(cfg, trained.channels, { backend });
     try {
-      loadCheckpointWeights({ grid, mlp }, ck, values.raw === true);
-      const field = fieldOf({ grid, mlp });
+      src.load({ grid, mlp });
       const C = trained.channels;
-      const pixels = trained.bits === 16 ? new Uint16Array(width * height * C) : new Uint8Array(width * height * C);
-      const rows = Math.max(1, Math.floor(TILE / width));
-      const coords = new Float32Array(2 * width * rows);
-      let buf = grid.alloc(coords.length);
-      for (let y0 = 0; y0 < height; y0 += rows) {
-        const h = Math.min(rows, height - y0);
-        for (let y = 0; y < h; y++)
-          for (let x = 0; x < width; x++) {
-            coords[2 * (y * width + x)] = (x + 0.5) / width;
-            coords[2 * (y * width + x) + 1] = (y0 + y + 0.5) / height;
-          }
-        if (h < rows) buf = grid.alloc(2 * width * h); // the last, shorter tile
-        buf.upload(coords.subarray(0, 2 * width * h));
-        quantize(field(buf, width * h), pixels, y0 * width * C, { channels: C, bits: trained.bits, colorspace: cfg.colorspace });
-      }
+      const pixels = renderTiles({ grid, mlp }, { width, height, channels: C, bits: trained.bits }, cfg.colorspace);
       await writeImage(values.out as string, { width, height, channels: C, bits: trained.bits }, pixels);
-      console.log(`${values.out}: ${width}x${height}, ${C} channel${C > 1 ? "s" : ""}, ${trained.bits}-bit, from ${values.checkpoint} (step ${ck.step}${values.raw ? "" : ck.arrays["ema.encoding"] ? ", EMA weights" : ""}; backend ${grid.backend})`);
+      console.log(`${values.out}: ${width}x${height}, ${C} channel${C > 1 ? "s" : ""}, ${trained.bits}-bit, from ${src.describe}; backend ${grid.backend})`);
       return 0;
     } finally {
       grid.close();
@@ -90,7 +142,7 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (e) {
     if (e instanceof UsageError) return console.error(`error: ${e.message}\n${USAGE}`), 2;
-    if (e instanceof ConfigError || e instanceof CheckpointError || e instanceof ImageError || e instanceof CacheDirError) return console.error(`error: ${(e as Error).message}`), 2;
+    if (e instanceof ConfigError || e instanceof CheckpointError || e instanceof ModelFileError || e instanceof ImageError || e instanceof CacheDirError) return console.error(`error: ${(e as Error).message}`), 2;
     throw e;
   }
 }

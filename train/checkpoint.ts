@@ -14,6 +14,10 @@
 //   raw f32 data at D + offset (offsets multiples of 64, zeros between), nothing after it.
 // headerSha256 is the SHA-256 of the header's bytes with its own 64 hex digits written as "0"s; the
 // payload's sha256 covers its P bytes (padding included). A flipped byte anywhere is detected.
+//
+// The container (writeContainer, readContainer) is shared with exported models
+// (train/model_file.ts): another magic and version, other header fields, typed arrays (each entry
+// with a "type": f32, f16 or u8) aligned to their element size instead of 64 bytes.
 import { createHash, randomBytes } from "node:crypto";
 import { constants, type Stats } from "node:fs";
 import { type FileHandle, open, rename, stat, unlink } from "node:fs/promises";
@@ -67,10 +71,10 @@ const sha256 = (...chunks: Uint8Array[]) => {
   for (const c of chunks) h.update(c);
   return h.digest("hex");
 };
-const bytesOf = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+const bytesOf = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
 /** The first path inside `value` that JSON cannot hold faithfully, with why (undefined when fine). */
-function notJson(value: unknown, at: string): string | undefined {
+export function notJson(value: unknown, at: string): string | undefined {
   switch (typeof value) {
     case "string":
     case "boolean":
@@ -110,6 +114,43 @@ async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> {
   }
 }
 
+/** Element types of a container's arrays: f32, f16 (IEEE binary16) and u8, little-endian. */
+export const ARRAY_TYPES = { f32: Float32Array, f16: Float16Array, u8: Uint8Array } as const;
+export type ArrayType = keyof typeof ARRAY_TYPES;
+export type ContainerArray = Float32Array | Float16Array | Uint8Array;
+
+/** A file format built on the container: its magic, version, name in messages and arrays' layout. */
+export interface ContainerFormat {
+  /** 8 ASCII bytes at the start of the file. */
+  magic: string;
+  /** The version this code writes; it reads 1..version. */
+  version: number;
+  /** What the file is called in messages ("checkpoint", "model file"). */
+  what: string;
+  /** Array offsets in the payload are multiples of this ("natural": of their element size). */
+  align: number | "natural";
+  /** Arrays of several types (each entry has a "type"); otherwise f32 only, entries without one. */
+  typed: boolean;
+  /** The error to throw (its message names the file and the problem). */
+  error: (message: string, file: string, problem: CheckpointProblem) => Error;
+  /** Whether a checksummed header has the format's own fields (besides arrays and payload). */
+  valid: (header: Record<string, unknown>) => boolean;
+}
+
+const CHECKPOINT: ContainerFormat = {
+  magic: MAGIC,
+  version: FORMAT_VERSION,
+  what: "checkpoint",
+  align: ALIGN,
+  typed: false,
+  error: (message, file, problem) => new CheckpointError(message, { file, problem }),
+  valid: (h) => Number.isSafeInteger(h.step) && (h.step as number) >= 0 && h.meta !== null && typeof h.meta === "object",
+};
+
+const typeOf = (a: unknown): ArrayType | undefined => (Object.keys(ARRAY_TYPES) as ArrayType[]).find((t) => a instanceof ARRAY_TYPES[t]);
+const arrayAlign = (f: ContainerFormat, type: ArrayType) => (f.align === "natural" ? ARRAY_TYPES[type].BYTES_PER_ELEMENT : f.align);
+const alignTo = (n: number, a: number) => Math.ceil(n / a) * a;
+
 /**
  * Writes `ck` to `path` atomically: a temporary file in the same directory, fsync, rename (and an
  * fsync of the directory). Nothing is left behind and an existing file is untouched on failure.
@@ -123,14 +164,28 @@ export async function writeCheckpoint(path: string, ck: Omit<Checkpoint, "versio
     if (bad) throw invalid(bad);
   }
   if (ck.meta === null || typeof ck.meta !== "object" || Array.isArray(ck.meta)) throw invalid("meta is not an object");
+  await writeContainer(path, CHECKPOINT, { config: ck.config ?? null, step: ck.step, rng: ck.rng ?? null, meta: ck.meta }, ck.arrays ?? {});
+}
 
-  // The layout: each array at a 64-byte aligned offset of the payload.
-  const entries: { name: string; offset: number; length: number; data: Float32Array }[] = [];
+/**
+ * Writes a container file atomically: the header {headerSha256, ...fields, arrays, payload} and the
+ * arrays in their order (at offsets aligned as the format says). `fields` must be JSON already
+ * (check it with notJson's callers' rules); the arrays' types must be the format's.
+ */
+export async function writeContainer(path: string, format: ContainerFormat, fields: Record<string, unknown>, arrays: Record<string, ContainerArray>): Promise<void> {
+  const invalid = (why: string) => format.error(`${format.what} ${path}: cannot write it: ${why}`, path, "invalid");
+  const bad = notJson(fields, "header");
+  if (bad) throw invalid(bad);
+
+  // The layout: each array at an aligned offset of the payload.
+  const entries: { name: string; type: ArrayType; offset: number; length: number; data: ContainerArray }[] = [];
   let bytes = 0;
-  for (const [name, data] of Object.entries(ck.arrays ?? {})) {
-    if (!(data instanceof Float32Array)) throw invalid(`array ${JSON.stringify(name)} is not a Float32Array`);
-    bytes = align(bytes);
-    entries.push({ name, offset: bytes, length: data.length, data });
+  for (const [name, data] of Object.entries(arrays)) {
+    const type = typeOf(data);
+    if (!format.typed && type !== "f32") throw invalid(`array ${JSON.stringify(name)} is not a Float32Array`);
+    if (!type) throw invalid(`array ${JSON.stringify(name)} is not a Float32Array, Float16Array or Uint8Array`);
+    bytes = alignTo(bytes, arrayAlign(format, type));
+    entries.push({ name, type, offset: bytes, length: data.length, data });
     bytes += data.byteLength;
   }
   if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw invalid("this machine is big-endian; the format is little-endian");
@@ -145,11 +200,8 @@ export async function writeCheckpoint(path: string, ck: Omit<Checkpoint, "versio
   }
   const header = {
     headerSha256: ZERO_DIGEST,
-    config: ck.config ?? null,
-    step: ck.step,
-    rng: ck.rng ?? null,
-    meta: ck.meta,
-    arrays: entries.map(({ name, offset, length }) => ({ name, offset, length })),
+    ...fields,
+    arrays: entries.map(({ name, type, offset, length }) => (format.typed ? { name, type, offset, length } : { name, offset, length })),
     payload: { bytes, sha256: digest.digest("hex") },
   };
   const text = JSON.stringify(header);
@@ -157,9 +209,9 @@ export async function writeCheckpoint(path: string, ck: Omit<Checkpoint, "versio
   const signed = new TextEncoder().encode(DIGEST_FIELD + sha256(unsigned) + text.slice(DIGEST_FIELD.length + 64));
   const start = align(PREFIX + signed.length);
   const head = new Uint8Array(start);
-  head.set(new TextEncoder().encode(MAGIC), 0);
+  head.set(new TextEncoder().encode(format.magic), 0);
   const view = new DataView(head.buffer);
-  view.setUint32(8, FORMAT_VERSION, true);
+  view.setUint32(8, format.version, true);
   view.setBigUint64(12, BigInt(signed.length), true);
   head.set(signed, PREFIX);
 
@@ -171,7 +223,7 @@ export async function writeCheckpoint(path: string, ck: Omit<Checkpoint, "versio
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     const why = code === "ENOENT" ? "does not exist" : code === "ENOTDIR" ? "is not a directory" : code === "EACCES" || code === "EPERM" || code === "EROFS" ? "is not writable" : `cannot be written (${(e as Error).message})`;
-    throw new CheckpointError(`checkpoint ${path}: cannot write it: directory ${dir} ${why}${code ? ` (${code})` : ""}`, { file: path, problem: "unwritable" });
+    throw format.error(`${format.what} ${path}: cannot write it: directory ${dir} ${why}${code ? ` (${code})` : ""}`, path, "unwritable");
   }
   try {
     try {
@@ -190,7 +242,7 @@ export async function writeCheckpoint(path: string, ck: Omit<Checkpoint, "versio
   } catch (e) {
     await unlink(tmp).catch(() => {});
     const code = (e as NodeJS.ErrnoException).code;
-    throw new CheckpointError(`checkpoint ${path}: writing it failed (${code ?? (e as Error).message}${code === "ENOSPC" ? ": no space left" : ""}); ${dir} is unchanged`, { file: path, problem: "unwritable" });
+    throw format.error(`${format.what} ${path}: writing it failed (${code ?? (e as Error).message}${code === "ENOSPC" ? ": no space left" : ""}); ${dir} is unchanged`, path, "unwritable");
   }
   // Make the rename durable (best effort: not every file system lets a directory be opened).
   try {
@@ -205,7 +257,17 @@ export async function writeCheckpoint(path: string, ck: Omit<Checkpoint, "versio
 
 /** Reads and checks a checkpoint; the arrays are Float32Array views of the file's one buffer. */
 export async function readCheckpoint(path: string): Promise<Checkpoint> {
-  const fail = (problem: CheckpointProblem, what: string) => new CheckpointError(`checkpoint ${path}: ${what}`, { file: path, problem });
+  const { version, header, arrays } = await readContainer(path, CHECKPOINT);
+  return { version, config: header.config, step: header.step as number, rng: header.rng, meta: header.meta as Record<string, unknown>, arrays: arrays as Record<string, Float32Array>, path };
+}
+
+/**
+ * Reads and checks a container file of `format`: its version, its header (checksummed JSON, with
+ * the format's fields) and its arrays, typed views of the file's one buffer (no copies).
+ */
+export async function readContainer(path: string, format: ContainerFormat): Promise<{ version: number; header: Record<string, unknown>; arrays: Record<string, ContainerArray>; bytes: number }> {
+  const { what } = format;
+  const fail = (problem: CheckpointProblem, msg: string) => format.error(`${what} ${path}: ${msg}`, path, problem);
   let st: Stats;
   try {
     st = await stat(path);
@@ -214,8 +276,8 @@ export async function readCheckpoint(path: string): Promise<Checkpoint> {
     if (code === "ENOENT" || code === "ENOTDIR") throw fail("missing", "no such file");
     throw fail("missing", `cannot be read (${code ?? (e as Error).message})`);
   }
-  if (st.isDirectory()) throw fail("directory", "is a directory, not a checkpoint file");
-  if (st.size === 0) throw fail("empty", "is empty (0 bytes): not a checkpoint, or its writing was interrupted");
+  if (st.isDirectory()) throw fail("directory", `is a directory, not a ${what.endsWith(" file") ? what : `${what} file`}`);
+  if (st.size === 0) throw fail("empty", `is empty (0 bytes): not a ${what}, or its writing was interrupted`);
   let buf: ArrayBuffer;
   try {
     buf = await Bun.file(path).arrayBuffer();
@@ -223,16 +285,16 @@ export async function readCheckpoint(path: string): Promise<Checkpoint> {
     throw fail("missing", `cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
   const u8 = new Uint8Array(buf);
-  const magic = new TextEncoder().encode(MAGIC);
+  const magic = new TextEncoder().encode(format.magic);
   const n = Math.min(u8.length, magic.length);
   if (!magic.subarray(0, n).every((b, k) => u8[k] === b)) {
-    throw fail("foreign", `is not a checkpoint (it starts with ${describeStart(u8)}, a checkpoint with "${MAGIC}")`);
+    throw fail("foreign", `is not a ${what} (it starts with ${describeStart(u8)}, a ${what} with "${format.magic}")`);
   }
-  if (u8.length < PREFIX) throw fail("truncated", `is truncated: ${u8.length} bytes, shorter than the ${PREFIX}-byte start of a checkpoint`);
+  if (u8.length < PREFIX) throw fail("truncated", `is truncated: ${u8.length} bytes, shorter than the ${PREFIX}-byte start of a ${what}`);
   const view = new DataView(buf);
   const version = view.getUint32(8, true);
-  if (version > FORMAT_VERSION) throw fail("version", `has format version ${version}, newer than this program reads (up to ${FORMAT_VERSION}): update ngp-kernels to read it`);
-  if (version < 1) throw fail("version", `has an unknown format version ${version} (this program reads 1 to ${FORMAT_VERSION})`);
+  if (version > format.version) throw fail("version", `has format version ${version}, newer than this program reads (up to ${format.version}): update ngp-kernels to read it`);
+  if (version < 1) throw fail("version", `has an unknown format version ${version} (this program reads 1 to ${format.version})`);
   const headerLength = view.getBigUint64(12, true);
   if (headerLength > BigInt(u8.length - PREFIX)) throw fail("truncated", `is truncated: ${u8.length} bytes, but its header alone needs ${PREFIX + Number(headerLength)}`);
   const headerBytes = u8.subarray(PREFIX, PREFIX + Number(headerLength));
@@ -247,28 +309,30 @@ export async function readCheckpoint(path: string): Promise<Checkpoint> {
   const digest = text.startsWith(DIGEST_FIELD) ? text.slice(DIGEST_FIELD.length, DIGEST_FIELD.length + 64) : undefined;
   if (!digest || digest !== header?.headerSha256 || sha256(new TextEncoder().encode(DIGEST_FIELD + ZERO_DIGEST + text.slice(DIGEST_FIELD.length + 64))) !== digest)
     throw fail("corrupt", "is corrupt: its header does not match its checksum");
-  const arrays = header.arrays as { name: string; offset: number; length: number }[];
+  const arrays = header.arrays as { name: string; type?: string; offset: number; length: number }[];
   const payload = header.payload as { bytes: number; sha256: string };
   const int = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0;
-  if (!int(header.step) || !Array.isArray(arrays) || !payload || !int(payload.bytes) || typeof payload.sha256 !== "string" || header.meta === null || typeof header.meta !== "object")
-    throw fail("corrupt", "is corrupt: its header lacks the fields of a checkpoint");
+  if (!Array.isArray(arrays) || !payload || !int(payload.bytes) || typeof payload.sha256 !== "string" || !format.valid(header))
+    throw fail("corrupt", `is corrupt: its header lacks the fields of a ${what}`);
   const start = align(PREFIX + Number(headerLength));
   if (!u8.subarray(PREFIX + Number(headerLength), Math.min(start, u8.length)).every((b) => b === 0)) throw fail("corrupt", "is corrupt: the padding after its header is not zeros");
   const end = start + payload.bytes;
   if (end > u8.length) throw fail("truncated", `is truncated: ${u8.length} bytes, its header says ${end}`);
   if (end < u8.length) throw fail("corrupt", `is corrupt: ${u8.length} bytes, ${u8.length - end} more than its header says (${end})`);
   if (sha256(u8.subarray(start, end)) !== payload.sha256) throw fail("corrupt", "is corrupt: its data does not match its checksum (sha256)");
-  const out: Record<string, Float32Array> = {};
+  const out: Record<string, ContainerArray> = {};
   for (const a of arrays) {
-    if (typeof a?.name !== "string" || !int(a.offset) || a.offset % ALIGN !== 0 || !int(a.length) || a.offset + 4 * a.length > payload.bytes || Object.hasOwn(out, a.name))
+    const type: ArrayType | undefined = format.typed ? (Object.hasOwn(ARRAY_TYPES, a?.type ?? "") ? (a.type as ArrayType) : undefined) : "f32";
+    const Type = type && ARRAY_TYPES[type];
+    if (!Type || typeof a?.name !== "string" || !int(a.offset) || a.offset % arrayAlign(format, type!) !== 0 || !int(a.length) || a.offset + Type.BYTES_PER_ELEMENT * a.length > payload.bytes || Object.hasOwn(out, a.name))
       throw fail("corrupt", `is corrupt: array entry ${JSON.stringify(a)} is not within its data`);
-    out[a.name] = new Float32Array(buf, start + a.offset, a.length);
+    out[a.name] = new Type(buf, start + a.offset, a.length);
   }
-  return { version, config: header.config, step: header.step as number, rng: header.rng, meta: header.meta as Record<string, unknown>, arrays: out, path };
+  return { version, header, arrays: out, bytes: u8.length };
 }
 
 /** The first bytes of a foreign file, for the message: its type when known, else printable text or hex. */
-function describeStart(u8: Uint8Array): string {
+export function describeStart(u8: Uint8Array): string {
   const starts = (sig: number[]) => sig.every((b, k) => u8[k] === b);
   if (starts([0x89, 0x50, 0x4e, 0x47])) return "a PNG signature";
   if (starts([0xff, 0xd8, 0xff])) return "a JPEG signature";
