@@ -26,7 +26,8 @@
 //
 // Refused, with a diagnostic at the author's line: loops or branches that remain at run time
 // (unroll them over Const fields, or use select), local arrays indexed at run time, writes to a
-// differentiable buffer, f32 intrinsics without a derivative rule, block kernels (tiles).
+// differentiable buffer, reads of an output, f32 intrinsics without a derivative rule, block
+// kernels (tiles).
 import { lookupIntrinsic, piecewiseConstant, type DerivBuilder } from "../dsl/intrinsics.ts";
 import { fail } from "./diagnostics.ts";
 import type { Expr, Param, Scalar, Span, Stmt } from "./ir.ts";
@@ -243,6 +244,8 @@ class Linearizer {
           if (index.k !== "lit") fail("NGP1053", e.span, `local array '${e.base.name}' indexed by a value known only at run time`, "index local arrays with constants (loop counters of unrolled loops)");
           return this.env.get(`${e.base.name}#${index.v}`)!;
         }
+        if (e.base.k === "var" && this.ctx.outputs.has(e.base.name))
+          fail("NGP1057", e.span, `'${e.base.name}' is read here and written by the kernel`, "keep the value in a variable (or a local array) instead of reading it back from the output");
         const out: Expr = { ...e, index: this.expr(e.index) };
         return isFloat(e) ? this.constant(out, e.base.k === "var" ? e.base.name : "r") : out;
       }

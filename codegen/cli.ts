@@ -6,10 +6,15 @@ import { readInputFile, UsageError } from "../runtime/cli_input.ts";
 import { compileFile } from "./compile.ts";
 import { DiagnosticError, formatDiagnostic } from "./diagnostics.ts";
 import type { ConfigValue } from "./specialize.ts";
+import { ConfigError, GRID_KERNELS, gridConfig, gridKernels, parseHashGridOptions } from "../modules/hashgrid.ts";
 
 const USAGE = `usage: bun run compile <file.ts> [--target cpu|cuda|js] [--config <json or file>] [--kernel <name>]...
 
-Compiles the @kernel functions of a kernel-language file and prints the generated source.
+Compiles the @kernel functions of a kernel-language file and prints the generated source. A
+variant of the encoding (a file exporting spatialHash, interpolationWeight, cornerSlot or
+encodeLevel, see dsl/kernels/parts.ts) prints the hash grid's kernels built with it: the forward
+and the gradients the compiler derives, as C++ and CUDA (or --target's), for the HashGrid options
+given as --config (default: the 2D grid of 16 levels).
   --target   cpu (C++/OpenMP, default), cuda (CUDA C++) or js (exact-semantics JavaScript)
   --config   the Const<> configuration, as JSON text or the path of a JSON file
   --kernel   compile only this kernel (repeatable)
@@ -34,7 +39,7 @@ function main(argv: string[]): number {
       args: argv,
       allowPositionals: true,
       options: {
-        target: { type: "string", default: "cpu" },
+        target: { type: "string" },
         config: { type: "string" },
         kernel: { type: "string", multiple: true },
         signature: { type: "boolean", default: false },
@@ -50,7 +55,7 @@ function main(argv: string[]): number {
   if (values.help) return console.log(USAGE), 0;
   if (positionals.length !== 1) return console.error(USAGE), 2;
   const file = positionals[0]!;
-  const target = values.target;
+  const target = values.target ?? "cpu";
   if (target !== "cpu" && target !== "cuda" && target !== "js") return console.error(`error: --target must be cpu, cuda or js (got '${target}')`), 2;
   let text, config;
   try {
@@ -61,10 +66,12 @@ function main(argv: string[]): number {
     return console.error(`error: ${e.message}`), 2;
   }
   try {
+    if (isVariant(text)) return printVariant(file, values.target === undefined ? ["cpu", "cuda"] : [target], config, values.kernel);
     const mod = compileFile(file, target, { text, config, kernels: values.kernel, boundsChecks: values["bounds-checks"] });
     process.stdout.write(values.signature ? JSON.stringify(mod.kernels, null, 2) + "\n" : mod.source);
     return 0;
   } catch (e) {
+    if (e instanceof ConfigError) return console.error(`error: ${e.message}`), 2;
     if (!(e instanceof DiagnosticError)) throw e;
     console.error(e.diagnostics.map((d) => formatDiagnostic(d)).join("\n\n"));
     console.error(`\n${e.diagnostics.length} error${e.diagnostics.length > 1 ? "s" : ""}`);
@@ -72,4 +79,22 @@ function main(argv: string[]): number {
   }
 }
 
-process.exit(main(process.argv.slice(2)));
+/** A variant of the encoding: no kernel of its own, and at least one of parts.ts's functions. */
+function isVariant(text: string): boolean {
+  return !/@kernel\b/.test(text) && /export\s+function\s+(spatialHash|interpolationWeight|cornerSlot|encodeLevel)\b/.test(text);
+}
+
+/** The grid's kernels built with the variant (the HashGrid options in `config`), per target. */
+function printVariant(file: string, targets: ("cpu" | "cuda" | "js")[], config: ConfigValue | undefined, kernels: string[] | undefined): number {
+  const settings = parseHashGridOptions({ dims: 2, ...(config ?? {}), variant: file });
+  const chosen = gridKernels(settings);
+  const names = kernels ?? [chosen.forward, chosen.paramGrad, chosen.inputGrad];
+  for (const t of targets) {
+    const mod = compileFile(GRID_KERNELS, t, { config: gridConfig(settings), kernels: names, variant: file });
+    process.stdout.write(`// ---- ${file} in the hash grid (${t === "cpu" ? "C++" : t === "cuda" ? "CUDA" : "JavaScript"}): ${names.join(", ")}\n${mod.source}`);
+  }
+  return 0;
+}
+
+// exitCode, not exit(): a large source written to a pipe is still being flushed.
+process.exitCode = main(process.argv.slice(2));

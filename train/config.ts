@@ -36,6 +36,8 @@ export const TrainConfigSchema = z
         precision: z.enum(["f32", "f16"]).default("f32"),
         /** Learning rate of the encoding (default: optimizer.lr). */
         lr: z.number().positive().optional(),
+        /** A variant of the encoding: a kernel file replacing parts of it (dsl/kernels/parts.ts). */
+        variant: z.string().min(1).transform((p) => resolve(p)).optional(),
         /**
          * Learned hash probing (Compact NGP) on the hashed levels: N_p slots per bucket chosen by
          * an index codebook of N_c rows per level, whose logits train as their own group.
@@ -99,7 +101,7 @@ export type TrainConfig = z.output<typeof TrainConfigSchema>;
 export const MODEL_FIELDS = [
   "encoding.levels", "encoding.featuresPerLevel", "encoding.log2HashmapSize", "encoding.baseResolution",
   "encoding.finestResolution", "encoding.gridType", "encoding.interpolation", "encoding.precision",
-  "encoding.probing.range", "encoding.probing.codebookSize",
+  "encoding.probing.range", "encoding.probing.codebookSize", "encoding.variant",
   "network.width", "network.hiddenLayers", "network.activation", "network.outputActivation", "network.biases",
   "optimizer.kind", "ema.enabled", "colorspace",
 ];

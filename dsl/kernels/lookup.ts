@@ -112,17 +112,16 @@ export function cornerWeight(cfg: Const<GridConfig>, corner: i32, w0: f32[], w1:
 }
 
 /**
- * The default per-level lookup: out[i][l][f] = the interpolation, over the corners of point i's
- * cell at level l, of their table entries (variants replace it as `encodeLevel`, parts.ts).
+ * acc[f] = the features of point i at level l: the interpolation, over the corners of its cell,
+ * of their table entries.
  */
-export function defaultEncodeLevel(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u32, params: Buf<Float>, probe: Buf<u32>, out: Buf<f32>): void {
+export function levelFeatures(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u32, params: Buf<Float>, probe: Buf<u32>, acc: f32[]): void {
   const cell = localArray<u32>(cfg.dims);
   const coords = localArray<u32>(cfg.dims);
   const w0 = localArray<f32>(cfg.dims);
   const w1 = localArray<f32>(cfg.dims);
   const dw = localArray<f32>(cfg.dims);
   locate(cfg, l, x, i, cell, w0, w1, dw);
-  const acc = localArray<f32>(cfg.features);
   if (cfg.interpolation === NEAREST) {
     const base = entry(cfg, l, cell, 0, coords, probe);
     for (let f = 0; f < cfg.features; f++) {
@@ -137,6 +136,15 @@ export function defaultEncodeLevel(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, 
       }
     }
   }
+}
+
+/**
+ * The default per-level lookup: out[i][l][f] = levelFeatures (variants replace it as
+ * `encodeLevel`, parts.ts).
+ */
+export function defaultEncodeLevel(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u32, params: Buf<Float>, probe: Buf<u32>, out: Buf<f32>): void {
+  const acc = localArray<f32>(cfg.features);
+  levelFeatures(cfg, l, x, i, params, probe, acc);
   const o = (i * u32(cfg.levels) + u32(l)) * u32(cfg.features);
   for (let f = 0; f < cfg.features; f++) {
     out[o + u32(f)] = acc[f];

@@ -22,1972 +22,1972 @@ NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 
 
 
 NGP_FN void gridForward_pass0(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2] = {};
-  uint32_t coords_3[2] = {};
-  float w0_4[2] = {};
-  float w1_5[2] = {};
-  float dw_6[2] = {};
+  float acc_2[2] = {};
+  uint32_t cell_3[2] = {};
+  uint32_t coords_4[2] = {};
+  float w0_5[2] = {};
+  float w1_6[2] = {};
+  float dw_7[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[0] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 15.0f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 15.0f, g_11 + 0.5f);
-    w1_5[0] = f_12;
-    w0_4[0] = omf_13;
-    dw_6[0] = 15.0f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 15.0f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[0] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 15.0f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 15.0f, g_12 + 0.5f);
+    w1_6[0] = f_13;
+    w0_5[0] = omf_14;
+    dw_7[0] = 15.0f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 15.0f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 15.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[1] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 15.0f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 15.0f, g_11 + 0.5f);
-    w1_5[1] = f_12;
-    w0_4[1] = omf_13;
-    dw_6[1] = 15.0f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 15.0f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 15.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[1] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 15.0f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 15.0f, g_12 + 0.5f);
+    w1_6[1] = f_13;
+    w0_5[1] = omf_14;
+    dw_7[1] = 15.0f;
   }
-  float acc_20[2] = {};
   {
-    float w_37 = w0_4[0];
-    w_37 *= w0_4[1];
+    float w_37 = w0_5[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1];
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 16u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1];
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 16u;
     const uint32_t entry_result_52 = index_47 % 256u * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w0_4[1];
+    float w_37 = w1_6[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1];
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 16u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1];
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 16u;
     const uint32_t entry_result_52 = index_47 % 256u * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w0_4[0];
-    w_37 *= w1_5[1];
+    float w_37 = w0_5[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 16u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 16u;
     const uint32_t entry_result_52 = index_47 % 256u * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w1_5[1];
+    float w_37 = w1_6[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 16u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 16u;
     const uint32_t entry_result_52 = index_47 % 256u * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   const uint32_t o_55 = i * 16u * 2u;
-  out[o_55] = acc_20[0];
-  out[o_55 + 1u] = acc_20[1];
+  out[o_55] = acc_2[0];
+  out[o_55 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
-  float w0_4[2][16] = {};
-  float w1_5[2][16] = {};
-  float dw_6[2][16] = {};
+  float acc_2[2][16] = {};
+  uint32_t cell_3[2][16] = {};
+  uint32_t coords_4[2][16] = {};
+  float w0_5[2][16] = {};
+  float w1_6[2][16] = {};
+  float dw_7[2][16] = {};
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 15.0f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 15.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 15.0f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 15.0f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 15.0f;
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 15.0f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 15.0f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[0][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 15.0f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 15.0f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[0][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[0][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[0][ngp_l] = 15.0f;
   }
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 15.0f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 15.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 15.0f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 15.0f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 15.0f;
-  }
-  float acc_20[2][16] = {};
-  {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 16u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = index_47[ngp_l] % 256u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 15.0f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 15.0f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[1][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 15.0f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 15.0f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[1][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[1][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 15.0f;
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 16u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 16u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = index_47[ngp_l] % 256u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 16u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 16u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = index_47[ngp_l] % 256u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 16u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 16u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = index_47[ngp_l] % 256u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+  }
+  {
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 16u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = index_47[ngp_l] % 256u * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   uint32_t o_55[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 16u * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2] = {};
-  uint32_t coords_3[2] = {};
-  float w0_4[2] = {};
-  float w1_5[2] = {};
-  float dw_6[2] = {};
+  float acc_2[2] = {};
+  uint32_t cell_3[2] = {};
+  uint32_t coords_4[2] = {};
+  float w0_5[2] = {};
+  float w1_6[2] = {};
+  float dw_7[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 21.110605f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 21.110605f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[0] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 21.110605f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 21.110605f, g_11 + 0.5f);
-    w1_5[0] = f_12;
-    w0_4[0] = omf_13;
-    dw_6[0] = 21.110605f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 21.110605f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 21.110605f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[0] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 21.110605f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 21.110605f, g_12 + 0.5f);
+    w1_6[0] = f_13;
+    w0_5[0] = omf_14;
+    dw_7[0] = 21.110605f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 21.110605f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 21.110605f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[1] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 21.110605f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 21.110605f, g_11 + 0.5f);
-    w1_5[1] = f_12;
-    w0_4[1] = omf_13;
-    dw_6[1] = 21.110605f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 21.110605f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 21.110605f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[1] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 21.110605f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 21.110605f, g_12 + 0.5f);
+    w1_6[1] = f_13;
+    w0_5[1] = omf_14;
+    dw_7[1] = 21.110605f;
   }
-  float acc_20[2] = {};
   {
-    float w_37 = w0_4[0];
-    w_37 *= w0_4[1];
+    float w_37 = w0_5[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1];
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 23u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1];
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 23u;
     const uint32_t entry_result_52 = (256u + index_47 % 536u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w0_4[1];
+    float w_37 = w1_6[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1];
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 23u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1];
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 23u;
     const uint32_t entry_result_52 = (256u + index_47 % 536u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w0_4[0];
-    w_37 *= w1_5[1];
+    float w_37 = w0_5[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 23u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 23u;
     const uint32_t entry_result_52 = (256u + index_47 % 536u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w1_5[1];
+    float w_37 = w1_6[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 23u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 23u;
     const uint32_t entry_result_52 = (256u + index_47 % 536u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   const uint32_t o_55 = (i * 16u + 1u) * 2u;
-  out[o_55] = acc_20[0];
-  out[o_55 + 1u] = acc_20[1];
+  out[o_55] = acc_2[0];
+  out[o_55 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
-  float w0_4[2][16] = {};
-  float w1_5[2][16] = {};
-  float dw_6[2][16] = {};
+  float acc_2[2][16] = {};
+  uint32_t cell_3[2][16] = {};
+  uint32_t coords_4[2][16] = {};
+  float w0_5[2][16] = {};
+  float w1_6[2][16] = {};
+  float dw_7[2][16] = {};
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 21.110605f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 21.110605f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 21.110605f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 21.110605f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 21.110605f;
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 21.110605f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 21.110605f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[0][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 21.110605f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 21.110605f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[0][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[0][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[0][ngp_l] = 21.110605f;
   }
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 21.110605f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 21.110605f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 21.110605f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 21.110605f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 21.110605f;
-  }
-  float acc_20[2][16] = {};
-  {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 23u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (256u + index_47[ngp_l] % 536u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 21.110605f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 21.110605f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[1][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 21.110605f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 21.110605f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[1][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[1][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 21.110605f;
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 23u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 23u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (256u + index_47[ngp_l] % 536u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 23u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 23u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (256u + index_47[ngp_l] % 536u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 23u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 23u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (256u + index_47[ngp_l] % 536u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+  }
+  {
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 23u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (256u + index_47[ngp_l] % 536u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   uint32_t o_55[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 1u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2] = {};
-  uint32_t coords_3[2] = {};
-  float w0_4[2] = {};
-  float w1_5[2] = {};
-  float dw_6[2] = {};
+  float acc_2[2] = {};
+  uint32_t cell_3[2] = {};
+  uint32_t coords_4[2] = {};
+  float w0_5[2] = {};
+  float w1_6[2] = {};
+  float dw_7[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 29.554932f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 29.554932f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[0] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 29.554932f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 29.554932f, g_11 + 0.5f);
-    w1_5[0] = f_12;
-    w0_4[0] = omf_13;
-    dw_6[0] = 29.554932f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 29.554932f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 29.554932f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[0] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 29.554932f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 29.554932f, g_12 + 0.5f);
+    w1_6[0] = f_13;
+    w0_5[0] = omf_14;
+    dw_7[0] = 29.554932f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 29.554932f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 29.554932f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[1] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 29.554932f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 29.554932f, g_11 + 0.5f);
-    w1_5[1] = f_12;
-    w0_4[1] = omf_13;
-    dw_6[1] = 29.554932f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 29.554932f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 29.554932f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[1] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 29.554932f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 29.554932f, g_12 + 0.5f);
+    w1_6[1] = f_13;
+    w0_5[1] = omf_14;
+    dw_7[1] = 29.554932f;
   }
-  float acc_20[2] = {};
   {
-    float w_37 = w0_4[0];
-    w_37 *= w0_4[1];
+    float w_37 = w0_5[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1];
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 31u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1];
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 31u;
     const uint32_t entry_result_52 = (792u + index_47 % 968u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w0_4[1];
+    float w_37 = w1_6[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1];
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 31u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1];
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 31u;
     const uint32_t entry_result_52 = (792u + index_47 % 968u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w0_4[0];
-    w_37 *= w1_5[1];
+    float w_37 = w0_5[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 31u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 31u;
     const uint32_t entry_result_52 = (792u + index_47 % 968u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w1_5[1];
+    float w_37 = w1_6[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 31u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 31u;
     const uint32_t entry_result_52 = (792u + index_47 % 968u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   const uint32_t o_55 = (i * 16u + 2u) * 2u;
-  out[o_55] = acc_20[0];
-  out[o_55 + 1u] = acc_20[1];
+  out[o_55] = acc_2[0];
+  out[o_55 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
-  float w0_4[2][16] = {};
-  float w1_5[2][16] = {};
-  float dw_6[2][16] = {};
+  float acc_2[2][16] = {};
+  uint32_t cell_3[2][16] = {};
+  uint32_t coords_4[2][16] = {};
+  float w0_5[2][16] = {};
+  float w1_6[2][16] = {};
+  float dw_7[2][16] = {};
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 29.554932f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 29.554932f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 29.554932f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 29.554932f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 29.554932f;
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 29.554932f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 29.554932f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[0][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 29.554932f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 29.554932f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[0][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[0][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[0][ngp_l] = 29.554932f;
   }
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 29.554932f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 29.554932f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 29.554932f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 29.554932f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 29.554932f;
-  }
-  float acc_20[2][16] = {};
-  {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 31u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (792u + index_47[ngp_l] % 968u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 29.554932f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 29.554932f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[1][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 29.554932f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 29.554932f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[1][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[1][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 29.554932f;
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 31u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 31u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (792u + index_47[ngp_l] % 968u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 31u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 31u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (792u + index_47[ngp_l] % 968u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 31u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 31u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (792u + index_47[ngp_l] % 968u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+  }
+  {
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 31u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (792u + index_47[ngp_l] % 968u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   uint32_t o_55[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 2u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2] = {};
-  uint32_t coords_3[2] = {};
-  float w0_4[2] = {};
-  float w1_5[2] = {};
-  float dw_6[2] = {};
+  float acc_2[2] = {};
+  uint32_t cell_3[2] = {};
+  uint32_t coords_4[2] = {};
+  float w0_5[2] = {};
+  float w1_6[2] = {};
+  float dw_7[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 41.224255f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 41.224255f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[0] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 41.224255f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 41.224255f, g_11 + 0.5f);
-    w1_5[0] = f_12;
-    w0_4[0] = omf_13;
-    dw_6[0] = 41.224255f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 41.224255f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 41.224255f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[0] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 41.224255f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 41.224255f, g_12 + 0.5f);
+    w1_6[0] = f_13;
+    w0_5[0] = omf_14;
+    dw_7[0] = 41.224255f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 41.224255f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 41.224255f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[1] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 41.224255f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 41.224255f, g_11 + 0.5f);
-    w1_5[1] = f_12;
-    w0_4[1] = omf_13;
-    dw_6[1] = 41.224255f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 41.224255f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 41.224255f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[1] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 41.224255f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 41.224255f, g_12 + 0.5f);
+    w1_6[1] = f_13;
+    w0_5[1] = omf_14;
+    dw_7[1] = 41.224255f;
   }
-  float acc_20[2] = {};
   {
-    float w_37 = w0_4[0];
-    w_37 *= w0_4[1];
+    float w_37 = w0_5[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1];
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 43u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1];
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 43u;
     const uint32_t entry_result_52 = (1760u + index_47 % 1856u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w0_4[1];
+    float w_37 = w1_6[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1];
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 43u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1];
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 43u;
     const uint32_t entry_result_52 = (1760u + index_47 % 1856u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w0_4[0];
-    w_37 *= w1_5[1];
+    float w_37 = w0_5[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 43u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 43u;
     const uint32_t entry_result_52 = (1760u + index_47 % 1856u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w1_5[1];
+    float w_37 = w1_6[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 43u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 43u;
     const uint32_t entry_result_52 = (1760u + index_47 % 1856u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   const uint32_t o_55 = (i * 16u + 3u) * 2u;
-  out[o_55] = acc_20[0];
-  out[o_55 + 1u] = acc_20[1];
+  out[o_55] = acc_2[0];
+  out[o_55 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
-  float w0_4[2][16] = {};
-  float w1_5[2][16] = {};
-  float dw_6[2][16] = {};
+  float acc_2[2][16] = {};
+  uint32_t cell_3[2][16] = {};
+  uint32_t coords_4[2][16] = {};
+  float w0_5[2][16] = {};
+  float w1_6[2][16] = {};
+  float dw_7[2][16] = {};
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 41.224255f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 41.224255f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 41.224255f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 41.224255f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 41.224255f;
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 41.224255f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 41.224255f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[0][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 41.224255f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 41.224255f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[0][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[0][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[0][ngp_l] = 41.224255f;
   }
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 41.224255f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 41.224255f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 41.224255f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 41.224255f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 41.224255f;
-  }
-  float acc_20[2][16] = {};
-  {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 43u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1760u + index_47[ngp_l] % 1856u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 41.224255f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 41.224255f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[1][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 41.224255f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 41.224255f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[1][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[1][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 41.224255f;
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 43u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 43u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1760u + index_47[ngp_l] % 1856u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 43u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 43u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1760u + index_47[ngp_l] % 1856u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 43u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 43u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1760u + index_47[ngp_l] % 1856u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+  }
+  {
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 43u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1760u + index_47[ngp_l] % 1856u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   uint32_t o_55[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 3u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2] = {};
-  uint32_t coords_3[2] = {};
-  float w0_4[2] = {};
-  float w1_5[2] = {};
-  float dw_6[2] = {};
+  float acc_2[2] = {};
+  uint32_t cell_3[2] = {};
+  uint32_t coords_4[2] = {};
+  float w0_5[2] = {};
+  float w1_6[2] = {};
+  float dw_7[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 57.35024f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 57.35024f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[0] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 57.35024f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 57.35024f, g_11 + 0.5f);
-    w1_5[0] = f_12;
-    w0_4[0] = omf_13;
-    dw_6[0] = 57.35024f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 57.35024f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 57.35024f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[0] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 57.35024f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 57.35024f, g_12 + 0.5f);
+    w1_6[0] = f_13;
+    w0_5[0] = omf_14;
+    dw_7[0] = 57.35024f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 57.35024f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 57.35024f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[1] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 57.35024f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 57.35024f, g_11 + 0.5f);
-    w1_5[1] = f_12;
-    w0_4[1] = omf_13;
-    dw_6[1] = 57.35024f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 57.35024f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 57.35024f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[1] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 57.35024f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 57.35024f, g_12 + 0.5f);
+    w1_6[1] = f_13;
+    w0_5[1] = omf_14;
+    dw_7[1] = 57.35024f;
   }
-  float acc_20[2] = {};
   {
-    float w_37 = w0_4[0];
-    w_37 *= w0_4[1];
+    float w_37 = w0_5[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1];
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 59u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1];
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 59u;
     const uint32_t entry_result_52 = (3616u + index_47 % 3488u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w0_4[1];
+    float w_37 = w1_6[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1];
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 59u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1];
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 59u;
     const uint32_t entry_result_52 = (3616u + index_47 % 3488u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w0_4[0];
-    w_37 *= w1_5[1];
+    float w_37 = w0_5[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 59u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 59u;
     const uint32_t entry_result_52 = (3616u + index_47 % 3488u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w1_5[1];
+    float w_37 = w1_6[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 59u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 59u;
     const uint32_t entry_result_52 = (3616u + index_47 % 3488u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   const uint32_t o_55 = (i * 16u + 4u) * 2u;
-  out[o_55] = acc_20[0];
-  out[o_55 + 1u] = acc_20[1];
+  out[o_55] = acc_2[0];
+  out[o_55 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
-  float w0_4[2][16] = {};
-  float w1_5[2][16] = {};
-  float dw_6[2][16] = {};
+  float acc_2[2][16] = {};
+  uint32_t cell_3[2][16] = {};
+  uint32_t coords_4[2][16] = {};
+  float w0_5[2][16] = {};
+  float w1_6[2][16] = {};
+  float dw_7[2][16] = {};
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 57.35024f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 57.35024f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 57.35024f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 57.35024f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 57.35024f;
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 57.35024f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 57.35024f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[0][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 57.35024f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 57.35024f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[0][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[0][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[0][ngp_l] = 57.35024f;
   }
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 57.35024f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 57.35024f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 57.35024f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 57.35024f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 57.35024f;
-  }
-  float acc_20[2][16] = {};
-  {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 59u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3616u + index_47[ngp_l] % 3488u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 57.35024f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 57.35024f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[1][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 57.35024f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 57.35024f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[1][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[1][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 57.35024f;
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 59u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 59u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3616u + index_47[ngp_l] % 3488u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 59u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 59u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3616u + index_47[ngp_l] % 3488u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 59u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 59u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3616u + index_47[ngp_l] % 3488u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+  }
+  {
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 59u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3616u + index_47[ngp_l] % 3488u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   uint32_t o_55[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 4u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2] = {};
-  uint32_t coords_3[2] = {};
-  float w0_4[2] = {};
-  float w1_5[2] = {};
-  float dw_6[2] = {};
+  float acc_2[2] = {};
+  uint32_t cell_3[2] = {};
+  uint32_t coords_4[2] = {};
+  float w0_5[2] = {};
+  float w1_6[2] = {};
+  float dw_7[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[0] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 79.63495f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 79.63495f, g_11 + 0.5f);
-    w1_5[0] = f_12;
-    w0_4[0] = omf_13;
-    dw_6[0] = 79.63495f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 79.63495f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[0] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 79.63495f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 79.63495f, g_12 + 0.5f);
+    w1_6[0] = f_13;
+    w0_5[0] = omf_14;
+    dw_7[0] = 79.63495f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 79.63495f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 79.63495f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[1] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 79.63495f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 79.63495f, g_11 + 0.5f);
-    w1_5[1] = f_12;
-    w0_4[1] = omf_13;
-    dw_6[1] = 79.63495f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 79.63495f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 79.63495f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[1] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 79.63495f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 79.63495f, g_12 + 0.5f);
+    w1_6[1] = f_13;
+    w0_5[1] = omf_14;
+    dw_7[1] = 79.63495f;
   }
-  float acc_20[2] = {};
   {
-    float w_37 = w0_4[0];
-    w_37 *= w0_4[1];
+    float w_37 = w0_5[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1];
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 81u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1];
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 81u;
     const uint32_t entry_result_52 = (7104u + index_47 % 6568u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w0_4[1];
+    float w_37 = w1_6[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1];
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 81u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1];
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 81u;
     const uint32_t entry_result_52 = (7104u + index_47 % 6568u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w0_4[0];
-    w_37 *= w1_5[1];
+    float w_37 = w0_5[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 81u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 81u;
     const uint32_t entry_result_52 = (7104u + index_47 % 6568u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w1_5[1];
+    float w_37 = w1_6[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 81u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 81u;
     const uint32_t entry_result_52 = (7104u + index_47 % 6568u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   const uint32_t o_55 = (i * 16u + 5u) * 2u;
-  out[o_55] = acc_20[0];
-  out[o_55 + 1u] = acc_20[1];
+  out[o_55] = acc_2[0];
+  out[o_55 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
-  float w0_4[2][16] = {};
-  float w1_5[2][16] = {};
-  float dw_6[2][16] = {};
+  float acc_2[2][16] = {};
+  uint32_t cell_3[2][16] = {};
+  uint32_t coords_4[2][16] = {};
+  float w0_5[2][16] = {};
+  float w1_6[2][16] = {};
+  float dw_7[2][16] = {};
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 79.63495f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 79.63495f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 79.63495f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 79.63495f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 79.63495f;
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 79.63495f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 79.63495f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[0][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 79.63495f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 79.63495f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[0][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[0][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[0][ngp_l] = 79.63495f;
   }
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 79.63495f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 79.63495f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 79.63495f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 79.63495f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 79.63495f;
-  }
-  float acc_20[2][16] = {};
-  {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 81u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (7104u + index_47[ngp_l] % 6568u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 79.63495f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 79.63495f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[1][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 79.63495f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 79.63495f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[1][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[1][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 79.63495f;
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 81u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 81u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (7104u + index_47[ngp_l] % 6568u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 81u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 81u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (7104u + index_47[ngp_l] % 6568u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 81u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 81u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (7104u + index_47[ngp_l] % 6568u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+  }
+  {
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 81u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (7104u + index_47[ngp_l] % 6568u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   uint32_t o_55[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 5u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2] = {};
-  uint32_t coords_3[2] = {};
-  float w0_4[2] = {};
-  float w1_5[2] = {};
-  float dw_6[2] = {};
+  float acc_2[2] = {};
+  uint32_t cell_3[2] = {};
+  uint32_t coords_4[2] = {};
+  float w0_5[2] = {};
+  float w1_6[2] = {};
+  float dw_7[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 110.43047f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 110.43047f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[0] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 110.43047f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 110.43047f, g_11 + 0.5f);
-    w1_5[0] = f_12;
-    w0_4[0] = omf_13;
-    dw_6[0] = 110.43047f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 110.43047f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 110.43047f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[0] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 110.43047f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 110.43047f, g_12 + 0.5f);
+    w1_6[0] = f_13;
+    w0_5[0] = omf_14;
+    dw_7[0] = 110.43047f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 110.43047f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 110.43047f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[1] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 110.43047f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 110.43047f, g_11 + 0.5f);
-    w1_5[1] = f_12;
-    w0_4[1] = omf_13;
-    dw_6[1] = 110.43047f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 110.43047f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 110.43047f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[1] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 110.43047f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 110.43047f, g_12 + 0.5f);
+    w1_6[1] = f_13;
+    w0_5[1] = omf_14;
+    dw_7[1] = 110.43047f;
   }
-  float acc_20[2] = {};
   {
-    float w_37 = w0_4[0];
-    w_37 *= w0_4[1];
+    float w_37 = w0_5[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1];
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 112u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1];
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 112u;
     const uint32_t entry_result_52 = (13672u + index_47 % 12544u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w0_4[1];
+    float w_37 = w1_6[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1];
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 112u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1];
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 112u;
     const uint32_t entry_result_52 = (13672u + index_47 % 12544u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w0_4[0];
-    w_37 *= w1_5[1];
+    float w_37 = w0_5[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 112u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 112u;
     const uint32_t entry_result_52 = (13672u + index_47 % 12544u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w1_5[1];
+    float w_37 = w1_6[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 112u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 112u;
     const uint32_t entry_result_52 = (13672u + index_47 % 12544u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   const uint32_t o_55 = (i * 16u + 6u) * 2u;
-  out[o_55] = acc_20[0];
-  out[o_55 + 1u] = acc_20[1];
+  out[o_55] = acc_2[0];
+  out[o_55 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
-  float w0_4[2][16] = {};
-  float w1_5[2][16] = {};
-  float dw_6[2][16] = {};
+  float acc_2[2][16] = {};
+  uint32_t cell_3[2][16] = {};
+  uint32_t coords_4[2][16] = {};
+  float w0_5[2][16] = {};
+  float w1_6[2][16] = {};
+  float dw_7[2][16] = {};
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 110.43047f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 110.43047f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 110.43047f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 110.43047f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 110.43047f;
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 110.43047f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 110.43047f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[0][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 110.43047f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 110.43047f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[0][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[0][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[0][ngp_l] = 110.43047f;
   }
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 110.43047f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 110.43047f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 110.43047f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 110.43047f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 110.43047f;
-  }
-  float acc_20[2][16] = {};
-  {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 112u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (13672u + index_47[ngp_l] % 12544u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 110.43047f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 110.43047f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[1][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 110.43047f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 110.43047f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[1][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[1][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 110.43047f;
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 112u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 112u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (13672u + index_47[ngp_l] % 12544u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 112u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 112u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (13672u + index_47[ngp_l] % 12544u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 112u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 112u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (13672u + index_47[ngp_l] % 12544u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+  }
+  {
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 112u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (13672u + index_47[ngp_l] % 12544u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   uint32_t o_55[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 6u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2] = {};
-  uint32_t coords_3[2] = {};
-  float w0_4[2] = {};
-  float w1_5[2] = {};
-  float dw_6[2] = {};
+  float acc_2[2] = {};
+  uint32_t cell_3[2] = {};
+  uint32_t coords_4[2] = {};
+  float w0_5[2] = {};
+  float w1_6[2] = {};
+  float dw_7[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 152.9872f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 152.9872f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[0] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 152.9872f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 152.9872f, g_11 + 0.5f);
-    w1_5[0] = f_12;
-    w0_4[0] = omf_13;
-    dw_6[0] = 152.9872f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 152.9872f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 152.9872f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[0] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 152.9872f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 152.9872f, g_12 + 0.5f);
+    w1_6[0] = f_13;
+    w0_5[0] = omf_14;
+    dw_7[0] = 152.9872f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 152.9872f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 152.9872f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[1] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 152.9872f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 152.9872f, g_11 + 0.5f);
-    w1_5[1] = f_12;
-    w0_4[1] = omf_13;
-    dw_6[1] = 152.9872f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 152.9872f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 152.9872f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[1] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 152.9872f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 152.9872f, g_12 + 0.5f);
+    w1_6[1] = f_13;
+    w0_5[1] = omf_14;
+    dw_7[1] = 152.9872f;
   }
-  float acc_20[2] = {};
   {
-    float w_37 = w0_4[0];
-    w_37 *= w0_4[1];
+    float w_37 = w0_5[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1];
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 154u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1];
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 154u;
     const uint32_t entry_result_52 = (26216u + index_47 % 23720u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w0_4[1];
+    float w_37 = w1_6[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1];
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 154u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1];
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 154u;
     const uint32_t entry_result_52 = (26216u + index_47 % 23720u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w0_4[0];
-    w_37 *= w1_5[1];
+    float w_37 = w0_5[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 154u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 154u;
     const uint32_t entry_result_52 = (26216u + index_47 % 23720u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w1_5[1];
+    float w_37 = w1_6[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 154u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 154u;
     const uint32_t entry_result_52 = (26216u + index_47 % 23720u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   const uint32_t o_55 = (i * 16u + 7u) * 2u;
-  out[o_55] = acc_20[0];
-  out[o_55 + 1u] = acc_20[1];
+  out[o_55] = acc_2[0];
+  out[o_55 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
-  float w0_4[2][16] = {};
-  float w1_5[2][16] = {};
-  float dw_6[2][16] = {};
+  float acc_2[2][16] = {};
+  uint32_t cell_3[2][16] = {};
+  uint32_t coords_4[2][16] = {};
+  float w0_5[2][16] = {};
+  float w1_6[2][16] = {};
+  float dw_7[2][16] = {};
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 152.9872f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 152.9872f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 152.9872f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 152.9872f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 152.9872f;
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 152.9872f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 152.9872f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[0][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 152.9872f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 152.9872f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[0][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[0][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[0][ngp_l] = 152.9872f;
   }
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 152.9872f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 152.9872f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 152.9872f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 152.9872f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 152.9872f;
-  }
-  float acc_20[2][16] = {};
-  {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 154u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (26216u + index_47[ngp_l] % 23720u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 152.9872f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 152.9872f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[1][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 152.9872f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 152.9872f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[1][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[1][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 152.9872f;
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 154u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 154u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (26216u + index_47[ngp_l] % 23720u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 154u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 154u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (26216u + index_47[ngp_l] % 23720u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 154u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 154u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (26216u + index_47[ngp_l] % 23720u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+  }
+  {
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 154u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (26216u + index_47[ngp_l] % 23720u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   uint32_t o_55[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 7u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2] = {};
-  uint32_t coords_3[2] = {};
-  float w0_4[2] = {};
-  float w1_5[2] = {};
-  float dw_6[2] = {};
+  float acc_2[2] = {};
+  uint32_t cell_3[2] = {};
+  uint32_t coords_4[2] = {};
+  float w0_5[2] = {};
+  float w1_6[2] = {};
+  float dw_7[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 211.7969f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 211.7969f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[0] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 211.7969f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 211.7969f, g_11 + 0.5f);
-    w1_5[0] = f_12;
-    w0_4[0] = omf_13;
-    dw_6[0] = 211.7969f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 211.7969f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 211.7969f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[0] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 211.7969f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 211.7969f, g_12 + 0.5f);
+    w1_6[0] = f_13;
+    w0_5[0] = omf_14;
+    dw_7[0] = 211.7969f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 211.7969f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 211.7969f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[1] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 211.7969f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 211.7969f, g_11 + 0.5f);
-    w1_5[1] = f_12;
-    w0_4[1] = omf_13;
-    dw_6[1] = 211.7969f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 211.7969f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 211.7969f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[1] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 211.7969f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 211.7969f, g_12 + 0.5f);
+    w1_6[1] = f_13;
+    w0_5[1] = omf_14;
+    dw_7[1] = 211.7969f;
   }
-  float acc_20[2] = {};
   {
-    float w_37 = w0_4[0];
-    w_37 *= w0_4[1];
+    float w_37 = w0_5[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1];
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 213u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1];
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 213u;
     const uint32_t entry_result_52 = (49936u + index_47 % 45376u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w0_4[1];
+    float w_37 = w1_6[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1];
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 213u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1];
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 213u;
     const uint32_t entry_result_52 = (49936u + index_47 % 45376u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w0_4[0];
-    w_37 *= w1_5[1];
+    float w_37 = w0_5[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 213u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 213u;
     const uint32_t entry_result_52 = (49936u + index_47 % 45376u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w1_5[1];
+    float w_37 = w1_6[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 213u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 213u;
     const uint32_t entry_result_52 = (49936u + index_47 % 45376u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   const uint32_t o_55 = (i * 16u + 8u) * 2u;
-  out[o_55] = acc_20[0];
-  out[o_55 + 1u] = acc_20[1];
+  out[o_55] = acc_2[0];
+  out[o_55 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
-  float w0_4[2][16] = {};
-  float w1_5[2][16] = {};
-  float dw_6[2][16] = {};
+  float acc_2[2][16] = {};
+  uint32_t cell_3[2][16] = {};
+  uint32_t coords_4[2][16] = {};
+  float w0_5[2][16] = {};
+  float w1_6[2][16] = {};
+  float dw_7[2][16] = {};
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 211.7969f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 211.7969f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 211.7969f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 211.7969f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 211.7969f;
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 211.7969f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 211.7969f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[0][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 211.7969f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 211.7969f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[0][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[0][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[0][ngp_l] = 211.7969f;
   }
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 211.7969f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 211.7969f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 211.7969f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 211.7969f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 211.7969f;
-  }
-  float acc_20[2][16] = {};
-  {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 213u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (49936u + index_47[ngp_l] % 45376u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 211.7969f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 211.7969f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[1][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 211.7969f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 211.7969f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[1][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[1][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 211.7969f;
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 213u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 213u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (49936u + index_47[ngp_l] % 45376u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 213u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 213u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (49936u + index_47[ngp_l] % 45376u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 213u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 213u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (49936u + index_47[ngp_l] % 45376u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+  }
+  {
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 213u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (49936u + index_47[ngp_l] % 45376u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   uint32_t o_55[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 8u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2] = {};
-  uint32_t coords_3[2] = {};
-  float w0_4[2] = {};
-  float w1_5[2] = {};
-  float dw_6[2] = {};
+  float acc_2[2] = {};
+  uint32_t cell_3[2] = {};
+  uint32_t coords_4[2] = {};
+  float w0_5[2] = {};
+  float w1_6[2] = {};
+  float dw_7[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 293.06677f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 293.06677f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[0] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 293.06677f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 293.06677f, g_11 + 0.5f);
-    w1_5[0] = f_12;
-    w0_4[0] = omf_13;
-    dw_6[0] = 293.06677f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 293.06677f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 293.06677f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[0] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 293.06677f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 293.06677f, g_12 + 0.5f);
+    w1_6[0] = f_13;
+    w0_5[0] = omf_14;
+    dw_7[0] = 293.06677f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 293.06677f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 293.06677f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[1] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 293.06677f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 293.06677f, g_11 + 0.5f);
-    w1_5[1] = f_12;
-    w0_4[1] = omf_13;
-    dw_6[1] = 293.06677f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 293.06677f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 293.06677f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[1] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 293.06677f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 293.06677f, g_12 + 0.5f);
+    w1_6[1] = f_13;
+    w0_5[1] = omf_14;
+    dw_7[1] = 293.06677f;
   }
-  float acc_20[2] = {};
   {
-    float w_37 = w0_4[0];
-    w_37 *= w0_4[1];
+    float w_37 = w0_5[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1];
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 295u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1];
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 295u;
     const uint32_t entry_result_52 = (95312u + index_47 % 87032u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w0_4[1];
+    float w_37 = w1_6[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1];
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 295u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1];
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 295u;
     const uint32_t entry_result_52 = (95312u + index_47 % 87032u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w0_4[0];
-    w_37 *= w1_5[1];
+    float w_37 = w0_5[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 295u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 295u;
     const uint32_t entry_result_52 = (95312u + index_47 % 87032u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w1_5[1];
+    float w_37 = w1_6[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 295u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 295u;
     const uint32_t entry_result_52 = (95312u + index_47 % 87032u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   const uint32_t o_55 = (i * 16u + 9u) * 2u;
-  out[o_55] = acc_20[0];
-  out[o_55 + 1u] = acc_20[1];
+  out[o_55] = acc_2[0];
+  out[o_55 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
-  float w0_4[2][16] = {};
-  float w1_5[2][16] = {};
-  float dw_6[2][16] = {};
+  float acc_2[2][16] = {};
+  uint32_t cell_3[2][16] = {};
+  uint32_t coords_4[2][16] = {};
+  float w0_5[2][16] = {};
+  float w1_6[2][16] = {};
+  float dw_7[2][16] = {};
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 293.06677f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 293.06677f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 293.06677f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 293.06677f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 293.06677f;
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 293.06677f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 293.06677f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[0][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 293.06677f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 293.06677f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[0][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[0][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[0][ngp_l] = 293.06677f;
   }
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 293.06677f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 293.06677f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 293.06677f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 293.06677f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 293.06677f;
-  }
-  float acc_20[2][16] = {};
-  {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 295u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (95312u + index_47[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 293.06677f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 293.06677f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[1][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 293.06677f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 293.06677f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[1][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[1][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 293.06677f;
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 295u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 295u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (95312u + index_47[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 295u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 295u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (95312u + index_47[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 295u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 295u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (95312u + index_47[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+  }
+  {
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 295u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (95312u + index_47[ngp_l] % 87032u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   uint32_t o_55[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 9u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
+  uint32_t cell_3[2][16] = {};
+  uint32_t coords_4[2][16] = {};
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 293.06677f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 293.06677f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 293.06677f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 293.06677f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[0][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
   }
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 293.06677f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 293.06677f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 293.06677f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 293.06677f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[1][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 295u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 295u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (95312u + index_47[ngp_l] % 87032u) * 2u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 295u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 295u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (95312u + index_47[ngp_l] % 87032u) * 2u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 295u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 295u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (95312u + index_47[ngp_l] % 87032u) * 2u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 295u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 295u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (95312u + index_47[ngp_l] % 87032u) * 2u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
@@ -1995,253 +1995,253 @@ NGP_FN void gridForward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__
 }
 
 NGP_FN void gridForward_pass10(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2] = {};
-  uint32_t coords_3[2] = {};
-  float w0_4[2] = {};
-  float w1_5[2] = {};
-  float dw_6[2] = {};
+  float acc_2[2] = {};
+  uint32_t cell_3[2] = {};
+  uint32_t coords_4[2] = {};
+  float w0_5[2] = {};
+  float w1_6[2] = {};
+  float dw_7[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[0] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 405.37466f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 405.37466f, g_11 + 0.5f);
-    w1_5[0] = f_12;
-    w0_4[0] = omf_13;
-    dw_6[0] = 405.37466f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 405.37466f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[0] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 405.37466f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 405.37466f, g_12 + 0.5f);
+    w1_6[0] = f_13;
+    w0_5[0] = omf_14;
+    dw_7[0] = 405.37466f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 405.37466f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 405.37466f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[1] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 405.37466f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 405.37466f, g_11 + 0.5f);
-    w1_5[1] = f_12;
-    w0_4[1] = omf_13;
-    dw_6[1] = 405.37466f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 405.37466f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 405.37466f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[1] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 405.37466f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 405.37466f, g_12 + 0.5f);
+    w1_6[1] = f_13;
+    w0_5[1] = omf_14;
+    dw_7[1] = 405.37466f;
   }
-  float acc_20[2] = {};
   {
-    float w_37 = w0_4[0];
-    w_37 *= w0_4[1];
+    float w_37 = w0_5[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1];
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 407u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1];
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 407u;
     const uint32_t entry_result_52 = (182344u + index_47 % 165656u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w0_4[1];
+    float w_37 = w1_6[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1];
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 407u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1];
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 407u;
     const uint32_t entry_result_52 = (182344u + index_47 % 165656u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w0_4[0];
-    w_37 *= w1_5[1];
+    float w_37 = w0_5[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 407u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 407u;
     const uint32_t entry_result_52 = (182344u + index_47 % 165656u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w1_5[1];
+    float w_37 = w1_6[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 407u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 407u;
     const uint32_t entry_result_52 = (182344u + index_47 % 165656u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   const uint32_t o_55 = (i * 16u + 10u) * 2u;
-  out[o_55] = acc_20[0];
-  out[o_55 + 1u] = acc_20[1];
+  out[o_55] = acc_2[0];
+  out[o_55 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
-  float w0_4[2][16] = {};
-  float w1_5[2][16] = {};
-  float dw_6[2][16] = {};
+  float acc_2[2][16] = {};
+  uint32_t cell_3[2][16] = {};
+  uint32_t coords_4[2][16] = {};
+  float w0_5[2][16] = {};
+  float w1_6[2][16] = {};
+  float dw_7[2][16] = {};
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 405.37466f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 405.37466f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 405.37466f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 405.37466f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 405.37466f;
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 405.37466f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 405.37466f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[0][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 405.37466f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 405.37466f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[0][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[0][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[0][ngp_l] = 405.37466f;
   }
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 405.37466f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 405.37466f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 405.37466f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 405.37466f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 405.37466f;
-  }
-  float acc_20[2][16] = {};
-  {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 407u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (182344u + index_47[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 405.37466f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 405.37466f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[1][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 405.37466f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 405.37466f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[1][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[1][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 405.37466f;
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 407u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 407u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (182344u + index_47[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 407u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 407u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (182344u + index_47[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 407u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 407u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (182344u + index_47[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+  }
+  {
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 407u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (182344u + index_47[ngp_l] % 165656u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   uint32_t o_55[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 10u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass10_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
+  uint32_t cell_3[2][16] = {};
+  uint32_t coords_4[2][16] = {};
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 405.37466f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 405.37466f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 405.37466f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 405.37466f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[0][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
   }
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 405.37466f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 405.37466f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 405.37466f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 405.37466f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[1][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 407u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 407u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (182344u + index_47[ngp_l] % 165656u) * 2u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 407u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 407u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (182344u + index_47[ngp_l] % 165656u) * 2u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 407u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 407u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (182344u + index_47[ngp_l] % 165656u) * 2u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 407u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 407u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (182344u + index_47[ngp_l] % 165656u) * 2u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
@@ -2249,253 +2249,253 @@ NGP_FN void gridForward_pass10_prefetch(int64_t ngp_i0, const float* __restrict_
 }
 
 NGP_FN void gridForward_pass11(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2] = {};
-  uint32_t coords_3[2] = {};
-  float w0_4[2] = {};
-  float w1_5[2] = {};
-  float dw_6[2] = {};
+  float acc_2[2] = {};
+  uint32_t cell_3[2] = {};
+  uint32_t coords_4[2] = {};
+  float w0_5[2] = {};
+  float w1_6[2] = {};
+  float dw_7[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 560.5744f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 560.5744f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[0] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 560.5744f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 560.5744f, g_11 + 0.5f);
-    w1_5[0] = f_12;
-    w0_4[0] = omf_13;
-    dw_6[0] = 560.5744f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 560.5744f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 560.5744f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[0] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 560.5744f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 560.5744f, g_12 + 0.5f);
+    w1_6[0] = f_13;
+    w0_5[0] = omf_14;
+    dw_7[0] = 560.5744f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 560.5744f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 560.5744f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[1] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 560.5744f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 560.5744f, g_11 + 0.5f);
-    w1_5[1] = f_12;
-    w0_4[1] = omf_13;
-    dw_6[1] = 560.5744f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 560.5744f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 560.5744f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[1] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 560.5744f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 560.5744f, g_12 + 0.5f);
+    w1_6[1] = f_13;
+    w0_5[1] = omf_14;
+    dw_7[1] = 560.5744f;
   }
-  float acc_20[2] = {};
   {
-    float w_37 = w0_4[0];
-    w_37 *= w0_4[1];
+    float w_37 = w0_5[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1];
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 562u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1];
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 562u;
     const uint32_t entry_result_52 = (348000u + index_47 % 315848u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w0_4[1];
+    float w_37 = w1_6[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1];
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 562u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1];
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 562u;
     const uint32_t entry_result_52 = (348000u + index_47 % 315848u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w0_4[0];
-    w_37 *= w1_5[1];
+    float w_37 = w0_5[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 562u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 562u;
     const uint32_t entry_result_52 = (348000u + index_47 % 315848u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w1_5[1];
+    float w_37 = w1_6[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t index_47 = coords_3[0];
-    index_47 += coords_3[1] * 562u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t index_47 = coords_4[0];
+    index_47 += coords_4[1] * 562u;
     const uint32_t entry_result_52 = (348000u + index_47 % 315848u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   const uint32_t o_55 = (i * 16u + 11u) * 2u;
-  out[o_55] = acc_20[0];
-  out[o_55 + 1u] = acc_20[1];
+  out[o_55] = acc_2[0];
+  out[o_55 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
-  float w0_4[2][16] = {};
-  float w1_5[2][16] = {};
-  float dw_6[2][16] = {};
+  float acc_2[2][16] = {};
+  uint32_t cell_3[2][16] = {};
+  uint32_t coords_4[2][16] = {};
+  float w0_5[2][16] = {};
+  float w1_6[2][16] = {};
+  float dw_7[2][16] = {};
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 560.5744f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 560.5744f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 560.5744f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 560.5744f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 560.5744f;
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 560.5744f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 560.5744f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[0][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 560.5744f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 560.5744f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[0][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[0][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[0][ngp_l] = 560.5744f;
   }
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 560.5744f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 560.5744f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 560.5744f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 560.5744f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 560.5744f;
-  }
-  float acc_20[2][16] = {};
-  {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 562u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (348000u + index_47[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 560.5744f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 560.5744f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[1][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 560.5744f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 560.5744f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[1][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[1][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 560.5744f;
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 562u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 562u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (348000u + index_47[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 562u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 562u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (348000u + index_47[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 562u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 562u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (348000u + index_47[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+  }
+  {
+    float w_37[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
+    float w_39[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
+    uint32_t index_47[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 562u;
+    uint32_t entry_result_52[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (348000u + index_47[ngp_l] % 315848u) * 2u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   uint32_t o_55[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 11u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass11_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
+  uint32_t cell_3[2][16] = {};
+  uint32_t coords_4[2][16] = {};
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 560.5744f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 560.5744f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 560.5744f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 560.5744f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[0][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
   }
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 560.5744f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 560.5744f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 560.5744f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 560.5744f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[1][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 562u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 562u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (348000u + index_47[ngp_l] % 315848u) * 2u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 562u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 562u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (348000u + index_47[ngp_l] % 315848u) * 2u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 562u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 562u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (348000u + index_47[ngp_l] % 315848u) * 2u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_3[1][ngp_l] * 562u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 562u;
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (348000u + index_47[ngp_l] % 315848u) * 2u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
@@ -2503,235 +2503,235 @@ NGP_FN void gridForward_pass11_prefetch(int64_t ngp_i0, const float* __restrict_
 }
 
 NGP_FN void gridForward_pass12(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2] = {};
-  uint32_t coords_3[2] = {};
-  float w0_4[2] = {};
-  float w1_5[2] = {};
-  float dw_6[2] = {};
+  float acc_2[2] = {};
+  uint32_t cell_3[2] = {};
+  uint32_t coords_4[2] = {};
+  float w0_5[2] = {};
+  float w1_6[2] = {};
+  float dw_7[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 775.0469f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 775.0469f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[0] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 775.0469f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 775.0469f, g_11 + 0.5f);
-    w1_5[0] = f_12;
-    w0_4[0] = omf_13;
-    dw_6[0] = 775.0469f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 775.0469f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 775.0469f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[0] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 775.0469f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 775.0469f, g_12 + 0.5f);
+    w1_6[0] = f_13;
+    w0_5[0] = omf_14;
+    dw_7[0] = 775.0469f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 775.0469f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 775.0469f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[1] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 775.0469f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 775.0469f, g_11 + 0.5f);
-    w1_5[1] = f_12;
-    w0_4[1] = omf_13;
-    dw_6[1] = 775.0469f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 775.0469f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 775.0469f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[1] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 775.0469f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 775.0469f, g_12 + 0.5f);
+    w1_6[1] = f_13;
+    w0_5[1] = omf_14;
+    dw_7[1] = 775.0469f;
   }
-  float acc_20[2] = {};
   {
-    float w_37 = w0_4[0];
-    w_37 *= w0_4[1];
+    float w_37 = w0_5[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1];
-    uint32_t h_49 = coords_3[0];
-    h_49 ^= coords_3[1] * 2654435761u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1];
+    uint32_t h_49 = coords_4[0];
+    h_49 ^= coords_4[1] * 2654435761u;
     uint32_t index_47 = h_49;
     const uint32_t entry_result_52 = (663848u + index_47 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w0_4[1];
+    float w_37 = w1_6[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1];
-    uint32_t h_49 = coords_3[0];
-    h_49 ^= coords_3[1] * 2654435761u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1];
+    uint32_t h_49 = coords_4[0];
+    h_49 ^= coords_4[1] * 2654435761u;
     uint32_t index_47 = h_49;
     const uint32_t entry_result_52 = (663848u + index_47 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w0_4[0];
-    w_37 *= w1_5[1];
+    float w_37 = w0_5[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_49 = coords_3[0];
-    h_49 ^= coords_3[1] * 2654435761u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t h_49 = coords_4[0];
+    h_49 ^= coords_4[1] * 2654435761u;
     uint32_t index_47 = h_49;
     const uint32_t entry_result_52 = (663848u + index_47 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w1_5[1];
+    float w_37 = w1_6[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_49 = coords_3[0];
-    h_49 ^= coords_3[1] * 2654435761u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t h_49 = coords_4[0];
+    h_49 ^= coords_4[1] * 2654435761u;
     uint32_t index_47 = h_49;
     const uint32_t entry_result_52 = (663848u + index_47 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   const uint32_t o_55 = (i * 16u + 12u) * 2u;
-  out[o_55] = acc_20[0];
-  out[o_55 + 1u] = acc_20[1];
+  out[o_55] = acc_2[0];
+  out[o_55 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
-  float w0_4[2][16] = {};
-  float w1_5[2][16] = {};
-  float dw_6[2][16] = {};
+  float acc_2[2][16] = {};
+  uint32_t cell_3[2][16] = {};
+  uint32_t coords_4[2][16] = {};
+  float w0_5[2][16] = {};
+  float w1_6[2][16] = {};
+  float dw_7[2][16] = {};
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 775.0469f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 775.0469f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 775.0469f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 775.0469f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 775.0469f;
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 775.0469f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 775.0469f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[0][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 775.0469f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 775.0469f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[0][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[0][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[0][ngp_l] = 775.0469f;
   }
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 775.0469f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 775.0469f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 775.0469f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 775.0469f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 775.0469f;
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 775.0469f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 775.0469f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[1][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 775.0469f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 775.0469f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[1][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[1][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 775.0469f;
   }
-  float acc_20[2][16] = {};
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (663848u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (663848u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (663848u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (663848u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   uint32_t o_55[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 12u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass12_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
+  uint32_t cell_3[2][16] = {};
+  uint32_t coords_4[2][16] = {};
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 775.0469f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 775.0469f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 775.0469f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 775.0469f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[0][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
   }
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 775.0469f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 775.0469f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 775.0469f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 775.0469f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[1][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
@@ -2739,11 +2739,11 @@ NGP_FN void gridForward_pass12_prefetch(int64_t ngp_i0, const float* __restrict_
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
@@ -2751,11 +2751,11 @@ NGP_FN void gridForward_pass12_prefetch(int64_t ngp_i0, const float* __restrict_
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
@@ -2763,11 +2763,11 @@ NGP_FN void gridForward_pass12_prefetch(int64_t ngp_i0, const float* __restrict_
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
@@ -2777,235 +2777,235 @@ NGP_FN void gridForward_pass12_prefetch(int64_t ngp_i0, const float* __restrict_
 }
 
 NGP_FN void gridForward_pass13(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2] = {};
-  uint32_t coords_3[2] = {};
-  float w0_4[2] = {};
-  float w1_5[2] = {};
-  float dw_6[2] = {};
+  float acc_2[2] = {};
+  uint32_t cell_3[2] = {};
+  uint32_t coords_4[2] = {};
+  float w0_5[2] = {};
+  float w1_6[2] = {};
+  float dw_7[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 1071.4292f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 1071.4292f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[0] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 1071.4292f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 1071.4292f, g_11 + 0.5f);
-    w1_5[0] = f_12;
-    w0_4[0] = omf_13;
-    dw_6[0] = 1071.4292f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 1071.4292f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 1071.4292f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[0] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 1071.4292f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 1071.4292f, g_12 + 0.5f);
+    w1_6[0] = f_13;
+    w0_5[0] = omf_14;
+    dw_7[0] = 1071.4292f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 1071.4292f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 1071.4292f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[1] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 1071.4292f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 1071.4292f, g_11 + 0.5f);
-    w1_5[1] = f_12;
-    w0_4[1] = omf_13;
-    dw_6[1] = 1071.4292f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 1071.4292f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 1071.4292f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[1] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 1071.4292f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 1071.4292f, g_12 + 0.5f);
+    w1_6[1] = f_13;
+    w0_5[1] = omf_14;
+    dw_7[1] = 1071.4292f;
   }
-  float acc_20[2] = {};
   {
-    float w_37 = w0_4[0];
-    w_37 *= w0_4[1];
+    float w_37 = w0_5[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1];
-    uint32_t h_49 = coords_3[0];
-    h_49 ^= coords_3[1] * 2654435761u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1];
+    uint32_t h_49 = coords_4[0];
+    h_49 ^= coords_4[1] * 2654435761u;
     uint32_t index_47 = h_49;
     const uint32_t entry_result_52 = (1188136u + index_47 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w0_4[1];
+    float w_37 = w1_6[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1];
-    uint32_t h_49 = coords_3[0];
-    h_49 ^= coords_3[1] * 2654435761u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1];
+    uint32_t h_49 = coords_4[0];
+    h_49 ^= coords_4[1] * 2654435761u;
     uint32_t index_47 = h_49;
     const uint32_t entry_result_52 = (1188136u + index_47 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w0_4[0];
-    w_37 *= w1_5[1];
+    float w_37 = w0_5[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_49 = coords_3[0];
-    h_49 ^= coords_3[1] * 2654435761u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t h_49 = coords_4[0];
+    h_49 ^= coords_4[1] * 2654435761u;
     uint32_t index_47 = h_49;
     const uint32_t entry_result_52 = (1188136u + index_47 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w1_5[1];
+    float w_37 = w1_6[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_49 = coords_3[0];
-    h_49 ^= coords_3[1] * 2654435761u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t h_49 = coords_4[0];
+    h_49 ^= coords_4[1] * 2654435761u;
     uint32_t index_47 = h_49;
     const uint32_t entry_result_52 = (1188136u + index_47 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   const uint32_t o_55 = (i * 16u + 13u) * 2u;
-  out[o_55] = acc_20[0];
-  out[o_55 + 1u] = acc_20[1];
+  out[o_55] = acc_2[0];
+  out[o_55 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
-  float w0_4[2][16] = {};
-  float w1_5[2][16] = {};
-  float dw_6[2][16] = {};
+  float acc_2[2][16] = {};
+  uint32_t cell_3[2][16] = {};
+  uint32_t coords_4[2][16] = {};
+  float w0_5[2][16] = {};
+  float w1_6[2][16] = {};
+  float dw_7[2][16] = {};
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1071.4292f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 1071.4292f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 1071.4292f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 1071.4292f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 1071.4292f;
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 1071.4292f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 1071.4292f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[0][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 1071.4292f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 1071.4292f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[0][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[0][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[0][ngp_l] = 1071.4292f;
   }
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1071.4292f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 1071.4292f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 1071.4292f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 1071.4292f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 1071.4292f;
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 1071.4292f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 1071.4292f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[1][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 1071.4292f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 1071.4292f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[1][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[1][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 1071.4292f;
   }
-  float acc_20[2][16] = {};
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1188136u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1188136u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1188136u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1188136u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   uint32_t o_55[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 13u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass13_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
+  uint32_t cell_3[2][16] = {};
+  uint32_t coords_4[2][16] = {};
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1071.4292f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 1071.4292f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 1071.4292f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 1071.4292f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[0][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
   }
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1071.4292f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 1071.4292f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 1071.4292f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 1071.4292f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[1][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
@@ -3013,11 +3013,11 @@ NGP_FN void gridForward_pass13_prefetch(int64_t ngp_i0, const float* __restrict_
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
@@ -3025,11 +3025,11 @@ NGP_FN void gridForward_pass13_prefetch(int64_t ngp_i0, const float* __restrict_
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
@@ -3037,11 +3037,11 @@ NGP_FN void gridForward_pass13_prefetch(int64_t ngp_i0, const float* __restrict_
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
@@ -3051,235 +3051,235 @@ NGP_FN void gridForward_pass13_prefetch(int64_t ngp_i0, const float* __restrict_
 }
 
 NGP_FN void gridForward_pass14(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2] = {};
-  uint32_t coords_3[2] = {};
-  float w0_4[2] = {};
-  float w1_5[2] = {};
-  float dw_6[2] = {};
+  float acc_2[2] = {};
+  uint32_t cell_3[2] = {};
+  uint32_t coords_4[2] = {};
+  float w0_5[2] = {};
+  float w1_6[2] = {};
+  float dw_7[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 1481.0037f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 1481.0037f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[0] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 1481.0037f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 1481.0037f, g_11 + 0.5f);
-    w1_5[0] = f_12;
-    w0_4[0] = omf_13;
-    dw_6[0] = 1481.0037f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 1481.0037f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 1481.0037f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[0] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 1481.0037f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 1481.0037f, g_12 + 0.5f);
+    w1_6[0] = f_13;
+    w0_5[0] = omf_14;
+    dw_7[0] = 1481.0037f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 1481.0037f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 1481.0037f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[1] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 1481.0037f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 1481.0037f, g_11 + 0.5f);
-    w1_5[1] = f_12;
-    w0_4[1] = omf_13;
-    dw_6[1] = 1481.0037f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 1481.0037f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 1481.0037f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[1] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 1481.0037f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 1481.0037f, g_12 + 0.5f);
+    w1_6[1] = f_13;
+    w0_5[1] = omf_14;
+    dw_7[1] = 1481.0037f;
   }
-  float acc_20[2] = {};
   {
-    float w_37 = w0_4[0];
-    w_37 *= w0_4[1];
+    float w_37 = w0_5[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1];
-    uint32_t h_49 = coords_3[0];
-    h_49 ^= coords_3[1] * 2654435761u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1];
+    uint32_t h_49 = coords_4[0];
+    h_49 ^= coords_4[1] * 2654435761u;
     uint32_t index_47 = h_49;
     const uint32_t entry_result_52 = (1712424u + index_47 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w0_4[1];
+    float w_37 = w1_6[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1];
-    uint32_t h_49 = coords_3[0];
-    h_49 ^= coords_3[1] * 2654435761u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1];
+    uint32_t h_49 = coords_4[0];
+    h_49 ^= coords_4[1] * 2654435761u;
     uint32_t index_47 = h_49;
     const uint32_t entry_result_52 = (1712424u + index_47 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w0_4[0];
-    w_37 *= w1_5[1];
+    float w_37 = w0_5[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_49 = coords_3[0];
-    h_49 ^= coords_3[1] * 2654435761u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t h_49 = coords_4[0];
+    h_49 ^= coords_4[1] * 2654435761u;
     uint32_t index_47 = h_49;
     const uint32_t entry_result_52 = (1712424u + index_47 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w1_5[1];
+    float w_37 = w1_6[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_49 = coords_3[0];
-    h_49 ^= coords_3[1] * 2654435761u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t h_49 = coords_4[0];
+    h_49 ^= coords_4[1] * 2654435761u;
     uint32_t index_47 = h_49;
     const uint32_t entry_result_52 = (1712424u + index_47 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   const uint32_t o_55 = (i * 16u + 14u) * 2u;
-  out[o_55] = acc_20[0];
-  out[o_55 + 1u] = acc_20[1];
+  out[o_55] = acc_2[0];
+  out[o_55 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
-  float w0_4[2][16] = {};
-  float w1_5[2][16] = {};
-  float dw_6[2][16] = {};
+  float acc_2[2][16] = {};
+  uint32_t cell_3[2][16] = {};
+  uint32_t coords_4[2][16] = {};
+  float w0_5[2][16] = {};
+  float w1_6[2][16] = {};
+  float dw_7[2][16] = {};
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1481.0037f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 1481.0037f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 1481.0037f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 1481.0037f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 1481.0037f;
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 1481.0037f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 1481.0037f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[0][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 1481.0037f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 1481.0037f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[0][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[0][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[0][ngp_l] = 1481.0037f;
   }
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1481.0037f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 1481.0037f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 1481.0037f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 1481.0037f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 1481.0037f;
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 1481.0037f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 1481.0037f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[1][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 1481.0037f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 1481.0037f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[1][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[1][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 1481.0037f;
   }
-  float acc_20[2][16] = {};
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1712424u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1712424u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1712424u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1712424u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   uint32_t o_55[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 14u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass14_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
+  uint32_t cell_3[2][16] = {};
+  uint32_t coords_4[2][16] = {};
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1481.0037f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 1481.0037f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 1481.0037f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 1481.0037f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[0][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
   }
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 1481.0037f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 1481.0037f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 1481.0037f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 1481.0037f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[1][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
@@ -3287,11 +3287,11 @@ NGP_FN void gridForward_pass14_prefetch(int64_t ngp_i0, const float* __restrict_
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
@@ -3299,11 +3299,11 @@ NGP_FN void gridForward_pass14_prefetch(int64_t ngp_i0, const float* __restrict_
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
@@ -3311,11 +3311,11 @@ NGP_FN void gridForward_pass14_prefetch(int64_t ngp_i0, const float* __restrict_
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
@@ -3325,235 +3325,235 @@ NGP_FN void gridForward_pass14_prefetch(int64_t ngp_i0, const float* __restrict_
 }
 
 NGP_FN void gridForward_pass15(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2] = {};
-  uint32_t coords_3[2] = {};
-  float w0_4[2] = {};
-  float w1_5[2] = {};
-  float dw_6[2] = {};
+  float acc_2[2] = {};
+  uint32_t cell_3[2] = {};
+  uint32_t coords_4[2] = {};
+  float w0_5[2] = {};
+  float w1_6[2] = {};
+  float dw_7[2] = {};
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 2047.0f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 2047.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[0] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 2047.0f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 2047.0f, g_11 + 0.5f);
-    w1_5[0] = f_12;
-    w0_4[0] = omf_13;
-    dw_6[0] = 2047.0f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 2047.0f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 2047.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[0] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 2047.0f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 2047.0f, g_12 + 0.5f);
+    w1_6[0] = f_13;
+    w0_5[0] = omf_14;
+    dw_7[0] = 2047.0f;
   }
   {
-    const float xd_8 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
-    const float rounded_10 = floorf(fmaf(xd_8, 2047.0f, 0.5f));
-    const float g_11 = ((fmaf(xd_8, 2047.0f, 0.5f - rounded_10) < 0.0f) ? (rounded_10 - 1.0f) : rounded_10);
-    cell_2[1] = ngp_f2uint_rz(g_11);
-    const float f_12 = fmaf(xd_8, 2047.0f, 0.5f - g_11);
-    const float omf_13 = fmaf(-xd_8, 2047.0f, g_11 + 0.5f);
-    w1_5[1] = f_12;
-    w0_4[1] = omf_13;
-    dw_6[1] = 2047.0f;
+    const float xd_9 = ngp_min(ngp_max(0.0f, x[i * 2u + 1u]), 1.0f);
+    const float rounded_11 = floorf(fmaf(xd_9, 2047.0f, 0.5f));
+    const float g_12 = ((fmaf(xd_9, 2047.0f, 0.5f - rounded_11) < 0.0f) ? (rounded_11 - 1.0f) : rounded_11);
+    cell_3[1] = ngp_f2uint_rz(g_12);
+    const float f_13 = fmaf(xd_9, 2047.0f, 0.5f - g_12);
+    const float omf_14 = fmaf(-xd_9, 2047.0f, g_12 + 0.5f);
+    w1_6[1] = f_13;
+    w0_5[1] = omf_14;
+    dw_7[1] = 2047.0f;
   }
-  float acc_20[2] = {};
   {
-    float w_37 = w0_4[0];
-    w_37 *= w0_4[1];
+    float w_37 = w0_5[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1];
-    uint32_t h_49 = coords_3[0];
-    h_49 ^= coords_3[1] * 2654435761u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1];
+    uint32_t h_49 = coords_4[0];
+    h_49 ^= coords_4[1] * 2654435761u;
     uint32_t index_47 = h_49;
     const uint32_t entry_result_52 = (2236712u + index_47 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w0_4[1];
+    float w_37 = w1_6[0];
+    w_37 *= w0_5[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1];
-    uint32_t h_49 = coords_3[0];
-    h_49 ^= coords_3[1] * 2654435761u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1];
+    uint32_t h_49 = coords_4[0];
+    h_49 ^= coords_4[1] * 2654435761u;
     uint32_t index_47 = h_49;
     const uint32_t entry_result_52 = (2236712u + index_47 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w0_4[0];
-    w_37 *= w1_5[1];
+    float w_37 = w0_5[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0];
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_49 = coords_3[0];
-    h_49 ^= coords_3[1] * 2654435761u;
+    coords_4[0] = cell_3[0];
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t h_49 = coords_4[0];
+    h_49 ^= coords_4[1] * 2654435761u;
     uint32_t index_47 = h_49;
     const uint32_t entry_result_52 = (2236712u + index_47 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   {
-    float w_37 = w1_5[0];
-    w_37 *= w1_5[1];
+    float w_37 = w1_6[0];
+    w_37 *= w1_6[1];
     const float w_39 = w_37;
-    coords_3[0] = cell_2[0] + 1u;
-    coords_3[1] = cell_2[1] + 1u;
-    uint32_t h_49 = coords_3[0];
-    h_49 ^= coords_3[1] * 2654435761u;
+    coords_4[0] = cell_3[0] + 1u;
+    coords_4[1] = cell_3[1] + 1u;
+    uint32_t h_49 = coords_4[0];
+    h_49 ^= coords_4[1] * 2654435761u;
     uint32_t index_47 = h_49;
     const uint32_t entry_result_52 = (2236712u + index_47 % 524288u) * 2u;
-    acc_20[0] = fmaf(w_39, params[entry_result_52], acc_20[0]);
-    acc_20[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_20[1]);
+    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
+    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
   }
   const uint32_t o_55 = (i * 16u + 15u) * 2u;
-  out[o_55] = acc_20[0];
-  out[o_55 + 1u] = acc_20[1];
+  out[o_55] = acc_2[0];
+  out[o_55 + 1u] = acc_2[1];
 }
 
 NGP_FN void gridForward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
-  float w0_4[2][16] = {};
-  float w1_5[2][16] = {};
-  float dw_6[2][16] = {};
+  float acc_2[2][16] = {};
+  uint32_t cell_3[2][16] = {};
+  uint32_t coords_4[2][16] = {};
+  float w0_5[2][16] = {};
+  float w1_6[2][16] = {};
+  float dw_7[2][16] = {};
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 2047.0f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 2047.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 2047.0f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 2047.0f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[0][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[0][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[0][ngp_l] = 2047.0f;
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 2047.0f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 2047.0f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[0][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 2047.0f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 2047.0f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[0][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[0][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[0][ngp_l] = 2047.0f;
   }
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 2047.0f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 2047.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
-    float f_12[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_12[ngp_l] = fmaf(xd_8[ngp_l], 2047.0f, 0.5f - g_11[ngp_l]);
-    float omf_13[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_13[ngp_l] = fmaf(-xd_8[ngp_l], 2047.0f, g_11[ngp_l] + 0.5f);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_5[1][ngp_l] = f_12[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_4[1][ngp_l] = omf_13[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_6[1][ngp_l] = 2047.0f;
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 2047.0f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 2047.0f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[1][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
+    float f_13[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) f_13[ngp_l] = fmaf(xd_9[ngp_l], 2047.0f, 0.5f - g_12[ngp_l]);
+    float omf_14[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) omf_14[ngp_l] = fmaf(-xd_9[ngp_l], 2047.0f, g_12[ngp_l] + 0.5f);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w1_6[1][ngp_l] = f_13[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w0_5[1][ngp_l] = omf_14[ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 2047.0f;
   }
-  float acc_20[2][16] = {};
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2236712u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_4[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2236712u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2236712u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   {
     float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
     float w_39[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2236712u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_20[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_20[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_20[1][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
   }
   uint32_t o_55[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 15u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_20[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_20[1][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
 NGP_FN void gridForward_pass15_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
-  uint32_t cell_2[2][16] = {};
-  uint32_t coords_3[2][16] = {};
+  uint32_t cell_3[2][16] = {};
+  uint32_t coords_4[2][16] = {};
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 2047.0f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 2047.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[0][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 2047.0f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 2047.0f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[0][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
   }
   {
-    float xd_8[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_8[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
-    float rounded_10[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_10[ngp_l] = floorf(fmaf(xd_8[ngp_l], 2047.0f, 0.5f));
-    float g_11[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_11[ngp_l] = ((fmaf(xd_8[ngp_l], 2047.0f, 0.5f - rounded_10[ngp_l]) < 0.0f) ? (rounded_10[ngp_l] - 1.0f) : (rounded_10[ngp_l]));
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_2[1][ngp_l] = ngp_f2uint_rz(g_11[ngp_l]);
+    float xd_9[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) xd_9[ngp_l] = ngp_min(ngp_max(0.0f, x[((uint32_t)(ngp_i0 + ngp_l)) * 2u + 1u]), 1.0f);
+    float rounded_11[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) rounded_11[ngp_l] = floorf(fmaf(xd_9[ngp_l], 2047.0f, 0.5f));
+    float g_12[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) g_12[ngp_l] = ((fmaf(xd_9[ngp_l], 2047.0f, 0.5f - rounded_11[ngp_l]) < 0.0f) ? (rounded_11[ngp_l] - 1.0f) : (rounded_11[ngp_l]));
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) cell_3[1][ngp_l] = ngp_f2uint_rz(g_12[ngp_l]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
@@ -3561,11 +3561,11 @@ NGP_FN void gridForward_pass15_prefetch(int64_t ngp_i0, const float* __restrict_
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
@@ -3573,11 +3573,11 @@ NGP_FN void gridForward_pass15_prefetch(int64_t ngp_i0, const float* __restrict_
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];
@@ -3585,11 +3585,11 @@ NGP_FN void gridForward_pass15_prefetch(int64_t ngp_i0, const float* __restrict_
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
   }
   {
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[0][ngp_l] = cell_2[0][ngp_l] + 1u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_3[1][ngp_l] = cell_2[1][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_3[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_3[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
     uint32_t index_47[16];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
     uint32_t entry_result_52[16];

@@ -32,155 +32,155 @@ const tbl_cfg_stride = new Uint32Array([1, 16, 1, 23, 1, 31, 1, 43, 1, 59, 1, 81
 
 function gridForward_body(i, x, params, probe, out) {
   for (let l_1 = 0; l_1 < 16; l_1 = ((l_1 + 1) | 0)) {
-    const cell_2 = new Uint32Array(2);
-    const coords_3 = new Uint32Array(2);
-    const w0_4 = new Float32Array(2);
-    const w1_5 = new Float32Array(2);
-    const dw_6 = new Float32Array(2);
+    const acc_2 = new Float32Array(2);
+    const cell_3 = new Uint32Array(2);
+    const coords_4 = new Uint32Array(2);
+    const w0_5 = new Float32Array(2);
+    const w1_6 = new Float32Array(2);
+    const dw_7 = new Float32Array(2);
     {
-      const xd_8 = __min(__max(0, x[(Math.imul(i, 2) >>> 0)]), 1);
-      const s_9 = tbl_cfg_scale[(Math.imul(l_1, 2) | 0)];
-      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, s_9, 0.5)));
-      const g_11 = ((__fma(xd_8, s_9, Math.fround(0.5 - rounded_10)) < 0) ? Math.fround(rounded_10 - 1) : rounded_10);
-      cell_2[0] = __f2u32(g_11);
-      const f_12 = __fma(xd_8, s_9, Math.fround(0.5 - g_11));
-      const omf_13 = __fma((-xd_8), s_9, Math.fround(g_11 + 0.5));
-      w1_5[0] = f_12;
-      w0_4[0] = omf_13;
-      dw_6[0] = s_9;
+      const xd_9 = __min(__max(0, x[(Math.imul(i, 2) >>> 0)]), 1);
+      const s_10 = tbl_cfg_scale[(Math.imul(l_1, 2) | 0)];
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, s_10, 0.5)));
+      const g_12 = ((__fma(xd_9, s_10, Math.fround(0.5 - rounded_11)) < 0) ? Math.fround(rounded_11 - 1) : rounded_11);
+      cell_3[0] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, s_10, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), s_10, Math.fround(g_12 + 0.5));
+      w1_6[0] = f_13;
+      w0_5[0] = omf_14;
+      dw_7[0] = s_10;
     }
     {
-      const xd_8 = __min(__max(0, x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)]), 1);
-      const s_9 = tbl_cfg_scale[(((Math.imul(l_1, 2) | 0) + 1) | 0)];
-      const rounded_10 = Math.fround(Math.floor(__fma(xd_8, s_9, 0.5)));
-      const g_11 = ((__fma(xd_8, s_9, Math.fround(0.5 - rounded_10)) < 0) ? Math.fround(rounded_10 - 1) : rounded_10);
-      cell_2[1] = __f2u32(g_11);
-      const f_12 = __fma(xd_8, s_9, Math.fround(0.5 - g_11));
-      const omf_13 = __fma((-xd_8), s_9, Math.fround(g_11 + 0.5));
-      w1_5[1] = f_12;
-      w0_4[1] = omf_13;
-      dw_6[1] = s_9;
+      const xd_9 = __min(__max(0, x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)]), 1);
+      const s_10 = tbl_cfg_scale[(((Math.imul(l_1, 2) | 0) + 1) | 0)];
+      const rounded_11 = Math.fround(Math.floor(__fma(xd_9, s_10, 0.5)));
+      const g_12 = ((__fma(xd_9, s_10, Math.fround(0.5 - rounded_11)) < 0) ? Math.fround(rounded_11 - 1) : rounded_11);
+      cell_3[1] = __f2u32(g_12);
+      const f_13 = __fma(xd_9, s_10, Math.fround(0.5 - g_12));
+      const omf_14 = __fma((-xd_9), s_10, Math.fround(g_12 + 0.5));
+      w1_6[1] = f_13;
+      w0_5[1] = omf_14;
+      dw_7[1] = s_10;
     }
-    const acc_20 = new Float32Array(2);
     {
-      let w_37 = w0_4[0];
-      w_37 = Math.fround(w_37 * w0_4[1]);
+      let w_37 = w0_5[0];
+      w_37 = Math.fround(w_37 * w0_5[1]);
       const w_39 = w_37;
       let entry_result_52 = 0;
-      coords_3[0] = cell_2[0];
-      coords_3[1] = cell_2[1];
+      coords_4[0] = cell_3[0];
+      coords_4[1] = cell_3[1];
       if (tbl_cfg_probed[l_1]) {
-        let h_42 = coords_3[0];
-        h_42 = ((h_42 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        let h_45 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_45 = ((h_45 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        let h_42 = coords_4[0];
+        h_42 = ((h_42 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        let h_45 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_45 = ((h_45 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         entry_result_52 = ((Math.imul(((((tbl_cfg_offset[l_1] + ((Math.imul(__umod(h_42, __udiv(tbl_cfg_size[l_1], 4)), 4)) >>> 0)) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_45, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_47 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_49 = coords_3[0];
-          h_49 = ((h_49 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          let h_49 = coords_4[0];
+          h_49 = ((h_49 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
           index_47 = h_49;
         } else {
-          index_47 = ((index_47 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 2) | 0)])) >>> 0)) >>> 0);
-          index_47 = ((index_47 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 2) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_47 = ((index_47 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 2) | 0)])) >>> 0)) >>> 0);
+          index_47 = ((index_47 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 2) | 0) + 1) | 0)])) >>> 0)) >>> 0);
         }
         entry_result_52 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_47, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
       const base_53 = entry_result_52;
-      acc_20[0] = __fma(w_39, params[base_53], acc_20[0]);
-      acc_20[1] = __fma(w_39, params[((base_53 + 1) >>> 0)], acc_20[1]);
+      acc_2[0] = __fma(w_39, params[base_53], acc_2[0]);
+      acc_2[1] = __fma(w_39, params[((base_53 + 1) >>> 0)], acc_2[1]);
     }
     {
-      let w_37 = w1_5[0];
-      w_37 = Math.fround(w_37 * w0_4[1]);
+      let w_37 = w1_6[0];
+      w_37 = Math.fround(w_37 * w0_5[1]);
       const w_39 = w_37;
       let entry_result_52 = 0;
-      coords_3[0] = ((cell_2[0] + 1) >>> 0);
-      coords_3[1] = cell_2[1];
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = cell_3[1];
       if (tbl_cfg_probed[l_1]) {
-        let h_42 = coords_3[0];
-        h_42 = ((h_42 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        let h_45 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_45 = ((h_45 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        let h_42 = coords_4[0];
+        h_42 = ((h_42 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        let h_45 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_45 = ((h_45 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         entry_result_52 = ((Math.imul(((((tbl_cfg_offset[l_1] + ((Math.imul(__umod(h_42, __udiv(tbl_cfg_size[l_1], 4)), 4)) >>> 0)) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_45, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_47 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_49 = coords_3[0];
-          h_49 = ((h_49 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          let h_49 = coords_4[0];
+          h_49 = ((h_49 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
           index_47 = h_49;
         } else {
-          index_47 = ((index_47 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 2) | 0)])) >>> 0)) >>> 0);
-          index_47 = ((index_47 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 2) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_47 = ((index_47 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 2) | 0)])) >>> 0)) >>> 0);
+          index_47 = ((index_47 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 2) | 0) + 1) | 0)])) >>> 0)) >>> 0);
         }
         entry_result_52 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_47, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
       const base_53 = entry_result_52;
-      acc_20[0] = __fma(w_39, params[base_53], acc_20[0]);
-      acc_20[1] = __fma(w_39, params[((base_53 + 1) >>> 0)], acc_20[1]);
+      acc_2[0] = __fma(w_39, params[base_53], acc_2[0]);
+      acc_2[1] = __fma(w_39, params[((base_53 + 1) >>> 0)], acc_2[1]);
     }
     {
-      let w_37 = w0_4[0];
-      w_37 = Math.fround(w_37 * w1_5[1]);
+      let w_37 = w0_5[0];
+      w_37 = Math.fround(w_37 * w1_6[1]);
       const w_39 = w_37;
       let entry_result_52 = 0;
-      coords_3[0] = cell_2[0];
-      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_4[0] = cell_3[0];
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
       if (tbl_cfg_probed[l_1]) {
-        let h_42 = coords_3[0];
-        h_42 = ((h_42 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        let h_45 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_45 = ((h_45 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        let h_42 = coords_4[0];
+        h_42 = ((h_42 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        let h_45 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_45 = ((h_45 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         entry_result_52 = ((Math.imul(((((tbl_cfg_offset[l_1] + ((Math.imul(__umod(h_42, __udiv(tbl_cfg_size[l_1], 4)), 4)) >>> 0)) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_45, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_47 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_49 = coords_3[0];
-          h_49 = ((h_49 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          let h_49 = coords_4[0];
+          h_49 = ((h_49 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
           index_47 = h_49;
         } else {
-          index_47 = ((index_47 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 2) | 0)])) >>> 0)) >>> 0);
-          index_47 = ((index_47 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 2) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_47 = ((index_47 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 2) | 0)])) >>> 0)) >>> 0);
+          index_47 = ((index_47 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 2) | 0) + 1) | 0)])) >>> 0)) >>> 0);
         }
         entry_result_52 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_47, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
       const base_53 = entry_result_52;
-      acc_20[0] = __fma(w_39, params[base_53], acc_20[0]);
-      acc_20[1] = __fma(w_39, params[((base_53 + 1) >>> 0)], acc_20[1]);
+      acc_2[0] = __fma(w_39, params[base_53], acc_2[0]);
+      acc_2[1] = __fma(w_39, params[((base_53 + 1) >>> 0)], acc_2[1]);
     }
     {
-      let w_37 = w1_5[0];
-      w_37 = Math.fround(w_37 * w1_5[1]);
+      let w_37 = w1_6[0];
+      w_37 = Math.fround(w_37 * w1_6[1]);
       const w_39 = w_37;
       let entry_result_52 = 0;
-      coords_3[0] = ((cell_2[0] + 1) >>> 0);
-      coords_3[1] = ((cell_2[1] + 1) >>> 0);
+      coords_4[0] = ((cell_3[0] + 1) >>> 0);
+      coords_4[1] = ((cell_3[1] + 1) >>> 0);
       if (tbl_cfg_probed[l_1]) {
-        let h_42 = coords_3[0];
-        h_42 = ((h_42 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
-        let h_45 = (Math.imul(coords_3[0], 3538334777) >>> 0);
-        h_45 = ((h_45 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
+        let h_42 = coords_4[0];
+        h_42 = ((h_42 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        let h_45 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_45 = ((h_45 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         entry_result_52 = ((Math.imul(((((tbl_cfg_offset[l_1] + ((Math.imul(__umod(h_42, __udiv(tbl_cfg_size[l_1], 4)), 4)) >>> 0)) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_45, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_47 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_49 = coords_3[0];
-          h_49 = ((h_49 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
+          let h_49 = coords_4[0];
+          h_49 = ((h_49 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
           index_47 = h_49;
         } else {
-          index_47 = ((index_47 + ((Math.imul(coords_3[0], tbl_cfg_stride[(Math.imul(l_1, 2) | 0)])) >>> 0)) >>> 0);
-          index_47 = ((index_47 + ((Math.imul(coords_3[1], tbl_cfg_stride[(((Math.imul(l_1, 2) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_47 = ((index_47 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 2) | 0)])) >>> 0)) >>> 0);
+          index_47 = ((index_47 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 2) | 0) + 1) | 0)])) >>> 0)) >>> 0);
         }
         entry_result_52 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_47, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
       const base_53 = entry_result_52;
-      acc_20[0] = __fma(w_39, params[base_53], acc_20[0]);
-      acc_20[1] = __fma(w_39, params[((base_53 + 1) >>> 0)], acc_20[1]);
+      acc_2[0] = __fma(w_39, params[base_53], acc_2[0]);
+      acc_2[1] = __fma(w_39, params[((base_53 + 1) >>> 0)], acc_2[1]);
     }
     const o_55 = ((Math.imul((((Math.imul(i, 16) >>> 0) + (l_1 >>> 0)) >>> 0), 2)) >>> 0);
-    out[o_55] = acc_20[0];
-    out[((o_55 + 1) >>> 0)] = acc_20[1];
+    out[o_55] = acc_2[0];
+    out[((o_55 + 1) >>> 0)] = acc_2[1];
   }
 }
 export function gridForward(ngp_n, x, params, probe, out) {

@@ -1,0 +1,194 @@
+// `bun run gradcheck --encoding <variant.ts> [grid flags] [--points N] [--seed S] [--json]`:
+// checks the gradients of an encoding (a variant's, or the default one without --encoding), the
+// ones the compiler derives or a variant declares, against central finite differences of its
+// forward, on random points and parameters, on the JS backend (exact f32 semantics, no build).
+// L = <dy, encode(x)> for a random dy; for each checked parameter and each input coordinate,
+// (L(v + h) - L(v - h)) / 2h is compared with the gradient. Points where the forward has a kink
+// inside the difference (a cell boundary, a clamp; detected by the second difference) are skipped
+// and counted. Exit status 0 when everything agrees, 1 when something disagrees (listed), 2 on bad
+// input.
+import { parseArgs } from "node:util";
+import { ConfigError, HashGrid, type HashGridOptionsInput } from "../modules/hashgrid.ts";
+import { DiagnosticError, formatDiagnostic } from "../codegen/diagnostics.ts";
+import { seededUniform } from "../modules/common.ts";
+
+export interface GradcheckOptions {
+  grid: HashGridOptionsInput;
+  /** Points to check at (default 8). */
+  points?: number;
+  seed?: number;
+  /** Parameters checked (default 96: the ones the points touch first). */
+  params?: number;
+  /** Changes the gradients before they are checked (to test the checker itself). */
+  tamper?: (grad: Float32Array, dx: Float32Array) => void;
+}
+
+export interface Disagreement {
+  what: string;
+  analytic: number;
+  numeric: number;
+}
+
+export interface GradcheckReport {
+  params: { checked: number; skipped: number; worst: number; bad: Disagreement[] };
+  inputs: { checked: number; skipped: number; worst: number; bad: Disagreement[] };
+  ok: boolean;
+}
+
+/** Relative tolerance of a check (f32 forward, central differences). */
+export const TOLERANCE = 2e-2;
+
+export async function gradcheck(o: GradcheckOptions): Promise<GradcheckReport> {
+  const grid = await HashGrid.create(o.grid, { backend: "js" });
+  try {
+    const rand = seededUniform(o.seed ?? 1);
+    const n = o.points ?? 8;
+    const D = grid.settings.dims;
+    const x = Float32Array.from({ length: n * D }, () => 0.05 + 0.9 * rand());
+    const params = Float32Array.from({ length: grid.paramCount }, () => rand() * 2 - 1);
+    const dy = Float32Array.from({ length: n * grid.outputDim }, () => rand() * 2 - 1);
+    grid.params.upload(params);
+    const loss = (xs: Float32Array): number => {
+      const y = grid.forward(xs).download();
+      let s = 0;
+      for (let k = 0; k < y.length; k++) s += dy[k]! * y[k]!;
+      return s;
+    };
+    grid.forward(x);
+    const { params: g, inputs } = grid.backward(dy, { inputs: true });
+    const grad = g.download();
+    const dx = inputs!.download();
+    o.tamper?.(grad, dx);
+
+    // Parameters: the touched ones (non-zero gradient) and as many untouched, up to o.params.
+    const touched = [...grad.keys()].filter((k) => grad[k] !== 0);
+    const untouched = Array.from({ length: 16 }, () => Math.floor(rand() * grid.paramCount)).filter((k) => grad[k] === 0);
+    const pick = [...touched.slice(0, o.params ?? 96), ...untouched];
+    const p = { checked: 0, skipped: 0, worst: 0, bad: [] as Disagreement[] };
+    const paramPairs: Disagreement[] = [];
+    const h = 1e-2;
+    for (const k of pick) {
+      const v = params[k]!;
+      const at = (delta: number) => {
+        params[k] = v + delta;
+        grid.params.upload(params);
+        return loss(x);
+      };
+      const [up, mid, down] = [at(h), at(0), at(-h)];
+      params[k] = v;
+      grid.params.upload(params);
+      const numeric = (up - down) / (2 * h);
+      if (Math.abs(up - 2 * mid + down) > 1e-3 * (Math.abs(up - down) + 1e-3)) {
+        p.skipped++;
+        continue;
+      }
+      paramPairs.push({ what: `parameter ${k} (level ${levelOf(grid, k)})`, analytic: grad[k]!, numeric });
+    }
+    judge(p, paramPairs);
+    // Inputs: every coordinate of every point.
+    const q = { checked: 0, skipped: 0, worst: 0, bad: [] as Disagreement[] };
+    const inputPairs: Disagreement[] = [];
+    const hx = 2e-4;
+    for (let i = 0; i < n; i++)
+      for (let d = 0; d < D; d++) {
+        const k = i * D + d;
+        const v = x[k]!;
+        const at = (delta: number) => {
+          x[k] = v + delta;
+          return loss(x);
+        };
+        const [up, mid, down] = [at(hx), at(0), at(-hx)];
+        x[k] = v;
+        const numeric = (up - down) / (2 * hx);
+        // The one-sided slopes differ by more than half the tolerance: a kink (or strong curvature).
+        if (Math.abs(up - 2 * mid + down) > (TOLERANCE / 2) * (Math.abs(up - down) + 1e-4)) {
+          q.skipped++;
+          continue;
+        }
+        inputPairs.push({ what: `point ${i} axis ${d}`, analytic: dx[k]!, numeric });
+      }
+    judge(q, inputPairs);
+    return { params: p, inputs: q, ok: p.bad.length === 0 && q.bad.length === 0 };
+  } finally {
+    grid.close();
+  }
+}
+
+/**
+ * Relative errors of the pairs checked: |analytic - numeric| over |numeric|, or over a thousandth
+ * of the largest |numeric| of the set for values near 0 (whose differences are mostly rounding).
+ */
+function judge(r: GradcheckReport["params"], pairs: Disagreement[]): void {
+  const scale = pairs.reduce((m, p) => Math.max(m, Math.abs(p.numeric)), 0);
+  for (const p of pairs) {
+    r.checked++;
+    const err = Math.abs(p.analytic - p.numeric) / Math.max(Math.abs(p.numeric), 1e-3 * scale, 1e-6);
+    r.worst = Math.max(r.worst, err);
+    if (err > TOLERANCE) r.bad.push(p);
+  }
+}
+
+function levelOf(grid: HashGrid, k: number): number {
+  const entry = Math.floor(k / grid.settings.featuresPerLevel);
+  return grid.levels.findIndex((lv) => entry >= lv.offset && entry < lv.offset + lv.size);
+}
+
+const USAGE = `usage: bun run gradcheck [--encoding variant.ts] [--dims D] [--levels L] [--features F] [--log2-table T]
+                         [--base N] [--scale B] [--points N] [--seed S] [--json]
+
+Checks an encoding's gradients (with respect to its parameters and to its inputs) against central
+finite differences of its forward, on random points, on the JS backend. Defaults: --dims 2
+--levels 4 --features 2 --log2-table 12 --base 8 --scale 2 --points 8 --seed 1.`;
+
+async function main(argv: string[]): Promise<number> {
+  let values;
+  try {
+    values = parseArgs({
+      args: argv,
+      options: {
+        encoding: { type: "string" }, dims: { type: "string" }, levels: { type: "string" }, features: { type: "string" },
+        "log2-table": { type: "string" }, base: { type: "string" }, scale: { type: "string" }, points: { type: "string" },
+        seed: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean" },
+      },
+    }).values;
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) return console.log(USAGE), 0;
+  const num = (flag: keyof typeof values, fallback: number): number => {
+    const v = values[flag];
+    if (v === undefined) return fallback;
+    const x = Number(v);
+    if (typeof v !== "string" || v.trim() === "" || !Number.isFinite(x)) throw new ConfigError(`--${flag}: ${JSON.stringify(v)} is not a number`);
+    return x;
+  };
+  try {
+    const grid: HashGridOptionsInput = {
+      dims: num("dims", 2), levels: num("levels", 4), featuresPerLevel: num("features", 2) as 2, log2HashmapSize: num("log2-table", 12),
+      baseResolution: num("base", 8), perLevelScale: num("scale", 2), ...(values.encoding ? { variant: values.encoding } : {}),
+    };
+    const points = num("points", 8);
+    if (!Number.isInteger(points) || points < 1 || points > 1024) throw new ConfigError(`--points: ${points} is out of range (allowed: an integer from 1 to 1024)`);
+    const r = await gradcheck({ grid, points, seed: num("seed", 1) });
+    const line = (name: string, c: GradcheckReport["params"]) =>
+      `${name}: ${c.checked} checked, ${c.skipped} skipped (a kink within the difference), worst relative error ${c.worst.toExponential(2)}${c.bad.length ? `, ${c.bad.length} DISAGREE` : ""}`;
+    console.log(`gradcheck of ${values.encoding ?? "the default encoding"} (tolerance ${TOLERANCE})`);
+    console.log(line("parameter gradient", r.params));
+    console.log(line("input gradient", r.inputs));
+    for (const b of [...r.params.bad, ...r.inputs.bad].slice(0, 20)) console.log(`  ${b.what}: gradient ${b.analytic.toPrecision(6)}, finite difference ${b.numeric.toPrecision(6)}`);
+    console.log(r.ok ? "OK: the gradients agree with finite differences" : "the gradients DISAGREE with finite differences");
+    if (values.json) console.log(JSON.stringify(r));
+    return r.ok ? 0 : 1;
+  } catch (e) {
+    if (e instanceof ConfigError) return console.error(`error: ${e.message.replace(/hashGrid\.variant/g, "--encoding")}`), 2;
+    if (e instanceof DiagnosticError) {
+      console.error(e.diagnostics.map((d) => formatDiagnostic(d)).join("\n\n"));
+      console.error(`\n${e.diagnostics.length} error${e.diagnostics.length > 1 ? "s" : ""}`);
+      return 2;
+    }
+    throw e;
+  }
+}
+
+if (import.meta.main) process.exit(await main(process.argv.slice(2)));
