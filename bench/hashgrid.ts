@@ -15,9 +15,9 @@
 import { parseArgs } from "node:util";
 import { DEFAULT_GRID_2D, DEFAULT_GRID_3D } from "../codegen/shipped.ts";
 import { HostBuffer } from "../runtime/buffer.ts";
-import { HashGrid } from "../modules/hashgrid.ts";
+import { GRID_KERNELS, HashGrid, gridConfig, hashGridParamCount, parseHashGridOptions } from "../modules/hashgrid.ts";
 import type { Backend } from "../runtime/backend.ts";
-import type { Kernel, KernelModule } from "../runtime/module.ts";
+import { loadKernels, type Kernel, type KernelModule } from "../runtime/module.ts";
 import { gridTables, HAND_ISAS, handBackward, handForward, loadHand, type HandIsa, type HandLib } from "./hand.ts";
 import { runReference } from "./reference.ts";
 
@@ -68,6 +68,61 @@ function uniform(n: number, seed: number, lo = 0, hi = 1): Float32Array {
   });
 }
 
+type Arg = Parameters<Kernel>[1];
+
+/** A grid's forward and parameter gradient as HashGrid runs them (gridKernels: derived or hand-written). */
+function gridCalls(g: HashGrid, k: Record<string, Kernel>) {
+  const names = g.kernels;
+  const hand = names.paramGrad.startsWith("gridBackward");
+  return {
+    fwd: (n: number, x: Arg, params: Arg, out: Arg) => k[names.forward]!(n, x, params, g.probe, out),
+    bwd: (n: number, x: Arg, params: Arg, dy: Arg, grad: Arg) =>
+      hand ? k[names.paramGrad]!(n, x, params, g.probe, g.softmax, dy, grad, g.logitGrad) : k[names.paramGrad]!(n, x, params, g.probe, dy, grad),
+  };
+}
+
+/**
+ * The gradients the compiler derives (gridForwardParamGrad, gridForwardInputGrad) against the
+ * hand-written ones (gridBackward, gridInputGrad), generated CPU code both, on the same inputs:
+ * medians in ms, alternating round by round.
+ */
+async function benchDerived(dims: 2 | 3, n: number, reps: number): Promise<DerivedRow> {
+  const opts = dims === 2 ? DEFAULT_GRID_2D : DEFAULT_GRID_3D;
+  const s = parseHashGridOptions(opts);
+  const mod = await loadKernels(GRID_KERNELS, { config: gridConfig(s), kernels: ["gridBackward", "gridInputGrad", "gridForwardParamGrad", "gridForwardInputGrad"], backend: "cpu", boundsChecks: false });
+  try {
+    const P = hashGridParamCount(opts);
+    const x = mod.upload("f32", uniform(n * dims, 1));
+    const params = mod.upload("f32", uniform(P, 3, -1, 1));
+    const dy = mod.upload("f32", uniform(n * s.levels * s.featuresPerLevel, 2, -1, 1));
+    const [probe, one, grad, dx] = [mod.alloc("u32", 1), mod.alloc("f32", 1), mod.alloc("f32", P), mod.alloc("f32", n * dims)];
+    const k = mod.kernels;
+    const runs = {
+      handParam: () => k.gridBackward!(n, x, params, probe, one, dy, grad, one),
+      derivedParam: () => k.gridForwardParamGrad!(n, x, params, probe, dy, grad),
+      handInput: () => k.gridInputGrad!(n, x, params, probe, dy, dx),
+      derivedInput: () => k.gridForwardInputGrad!(n, x, params, probe, dy, dx),
+    };
+    const t: Record<keyof typeof runs, number[]> = { handParam: [], derivedParam: [], handInput: [], derivedInput: [] };
+    for (let r = 0; r < 2 + reps; r++) for (const [name, f] of Object.entries(runs)) {
+      const ms = timeMs(f);
+      if (r >= 2) t[name as keyof typeof runs].push(ms);
+    }
+    return { dims, n, handParam: median(t.handParam), derivedParam: median(t.derivedParam), handInput: median(t.handInput), derivedInput: median(t.derivedInput) };
+  } finally {
+    mod.close();
+  }
+}
+
+interface DerivedRow {
+  dims: number;
+  n: number;
+  handParam: number;
+  derivedParam: number;
+  handInput: number;
+  derivedInput: number;
+}
+
 async function benchConfig(dims: 2 | 3, sizes: number[], reps: number, log: (s: string) => void, hand: HandLib): Promise<Row[]> {
   const opts = dims === 2 ? DEFAULT_GRID_2D : DEFAULT_GRID_3D;
   const [cpu, js] = await Promise.all([HashGrid.create(opts, { backend: "cpu" }), HashGrid.create(opts, { backend: "js" })]);
@@ -84,10 +139,11 @@ async function benchConfig(dims: 2 | 3, sizes: number[], reps: number, log: (s: 
     const dy = uniform(n * cpu.outputDim, 2, -1, 1);
     const out = new Float32Array(n * cpu.outputDim);
     const handOut = new Float32Array(n * cpu.outputDim);
+    const [gen, jsGen] = [gridCalls(cpu, kernels), gridCalls(js, jsKernels)];
     const variants = {
-      generated: { fwd: () => kernels.gridForward!(n, x, params, out), bwd: () => kernels.gridBackward!(n, x, dy, grad) },
+      generated: { fwd: () => gen.fwd(n, x, params, out), bwd: () => gen.bwd(n, x, params, dy, grad) },
       hand: { fwd: () => handForward(tables, n, x, params, handOut, hand), bwd: () => handBackward(tables, n, x, dy, grad, hand) },
-      js: { fwd: () => jsKernels.gridForward!(n, x, params, out), bwd: () => jsKernels.gridBackward!(n, x, dy, grad) },
+      js: { fwd: () => jsGen.fwd(n, x, params, out), bwd: () => jsGen.bwd(n, x, params, dy, grad) },
     };
     // Same inputs, same outputs: the comparison is of the same work.
     variants.generated.fwd();
@@ -163,14 +219,13 @@ async function benchDevice(backend: Backend, dims: 2 | 3, sizes: number[], reps:
     const xc = cmod.upload("f32", x);
     const dyc = cmod.upload("f32", dy);
     const outc = cmod.alloc("f32", n * dev.outputDim);
-    const k = mod.kernels;
-    const kc = cmod.kernels;
+    const [k, kc] = [gridCalls(dev, mod.kernels), gridCalls(cpu, cmod.kernels)];
     const variants = {
       device: {
-        fwd: () => (k.gridForward!(n, xd, dev.params, outd), mod.synchronize()),
-        bwd: () => (k.gridBackward!(n, xd, dyd, dev.grad), mod.synchronize()),
+        fwd: () => (k.fwd(n, xd, dev.params, outd), mod.synchronize()),
+        bwd: () => (k.bwd(n, xd, dev.params, dyd, dev.grad), mod.synchronize()),
       },
-      cpu: { fwd: () => kc.gridForward!(n, xc, cpu.params, outc), bwd: () => kc.gridBackward!(n, xc, dyc, cpu.grad) },
+      cpu: { fwd: () => kc.fwd(n, xc, cpu.params, outc), bwd: () => kc.bwd(n, xc, cpu.params, dyc, cpu.grad) },
     };
     variants.device.fwd();
     variants.cpu.fwd();
@@ -259,6 +314,12 @@ async function main(): Promise<number> {
   for (const dims of [2, 3] as const) rows.push(...(await benchConfig(dims, sizes, reps, log, hand)));
   log("");
   log(table(rows));
+  const derived: DerivedRow[] = [];
+  for (const dims of [2, 3] as const) derived.push(await benchDerived(dims, 1 << 16, reps));
+  log("\ngradients derived by the compiler vs hand-written (generated CPU code both; ms, medians; n = 65536)");
+  log("D  | param: hand-written  derived  ratio | input: hand-written  derived  ratio");
+  for (const d of derived)
+    log(`${d.dims}  |        ${d.handParam.toFixed(2).padStart(8)} ${d.derivedParam.toFixed(2).padStart(8)}  ${(d.derivedParam / d.handParam).toFixed(2)}x |        ${d.handInput.toFixed(2).padStart(8)} ${d.derivedInput.toFixed(2).padStart(8)}  ${(d.derivedInput / d.handInput).toFixed(2)}x`);
   let reference;
   if (values.reference) {
     log("\nrunning the shared reference (../shared/reference/hashgrid_ref.cpp --quick) ...");
@@ -267,7 +328,7 @@ async function main(): Promise<number> {
     if (!run.figures) log(`reference not run: ${run.reason}`);
     else for (const fgr of run.figures.figures) log(`reference D=${fgr.dims} n=${fgr.n} threads=${fgr.threads}: fwd ${fgr.fwd.toFixed(1)} bwd ${fgr.bwdNoZero.toFixed(1)} (no zeroing) fwd+bwd ${fgr.fwdBwd.toFixed(1)} M points/s`);
   }
-  if (values.json) console.log(JSON.stringify({ unit: "M points/s", reps, hand: { isa, vectorPath: hand.vectorPath, vectorBits: hand.vectorBits }, rows, reference: reference?.figures }));
+  if (values.json) console.log(JSON.stringify({ unit: "M points/s", reps, hand: { isa, vectorPath: hand.vectorPath, vectorBits: hand.vectorBits }, rows, derived, reference: reference?.figures }));
   return 0;
 }
 
