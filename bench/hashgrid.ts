@@ -73,11 +73,9 @@ type Arg = Parameters<Kernel>[1];
 /** A grid's forward and parameter gradient as HashGrid runs them (gridKernels: derived or hand-written). */
 function gridCalls(g: HashGrid, k: Record<string, Kernel>) {
   const names = g.kernels;
-  const hand = names.paramGrad.startsWith("gridBackward");
   return {
-    fwd: (n: number, x: Arg, params: Arg, out: Arg) => k[names.forward]!(n, x, params, g.probe, out),
-    bwd: (n: number, x: Arg, params: Arg, dy: Arg, grad: Arg) =>
-      hand ? k[names.paramGrad]!(n, x, params, g.probe, g.softmax, dy, grad, g.logitGrad) : k[names.paramGrad]!(n, x, params, g.probe, dy, grad),
+    fwd: (n: number, x: Arg, params: Arg, out: Arg) => k[names.forward]!(n, x, params, g.probe, g.softmax, out),
+    bwd: (n: number, x: Arg, params: Arg, dy: Arg, grad: Arg) => k[names.paramGrad]!(n, x, params, g.probe, g.softmax, dy, grad, g.logitGrad),
   };
 }
 
@@ -99,9 +97,9 @@ async function benchDerived(dims: 2 | 3, n: number, reps: number): Promise<Deriv
     const k = mod.kernels;
     const runs = {
       handParam: () => k.gridBackward!(n, x, params, probe, one, dy, grad, one),
-      derivedParam: () => k.gridForwardParamGrad!(n, x, params, probe, dy, grad),
+      derivedParam: () => k.gridForwardParamGrad!(n, x, params, probe, one, dy, grad, one),
       handInput: () => k.gridInputGrad!(n, x, params, probe, dy, dx),
-      derivedInput: () => k.gridForwardInputGrad!(n, x, params, probe, dy, dx),
+      derivedInput: () => k.gridForwardInputGrad!(n, x, params, probe, one, dy, dx),
     };
     const t: Record<keyof typeof runs, number[]> = { handParam: [], derivedParam: [], handInput: [], derivedInput: [] };
     for (let r = 0; r < 2 + reps; r++) for (const [name, f] of Object.entries(runs)) {

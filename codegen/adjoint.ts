@@ -48,8 +48,15 @@ export interface AdjointSpec {
 /** The adjoint of a buffer (or value) `name`. */
 export const adjointName = (name: string): string => `d_${name}`;
 
-/** One entry of the linearized body: a constant, or a write to an output. */
-type Tape = { k: "let"; name: string; ty: Scalar; e: Expr; span: Span } | { k: "write"; buf: string; index: Expr; value: Expr; span: Span };
+/**
+ * One entry of the linearized body: a constant (`opaque`: computed inside a helper with a declared
+ * derivative, which the adjoint does not look into), a write to an output, or the declared
+ * derivative of such a helper (its own linearized statements, run in the reverse sweep).
+ */
+type Tape =
+  | { k: "let"; name: string; ty: Scalar; e: Expr; span: Span; opaque?: boolean }
+  | { k: "write"; buf: string; index: Expr; value: Expr; span: Span }
+  | { k: "derivative"; result: string; adj: string; tape: Tape[]; bufs: Map<string, string>; span: Span };
 
 export function deriveAdjoint(k: SpecializedKernel, spec: AdjointSpec): SpecializedKernel {
   if (k.block) fail("NGP1050", spec.span, `'${k.name}' is a block kernel`, "automatic differentiation of tile operations is not supported yet: write the backward block kernel by hand");
@@ -118,6 +125,12 @@ class Linearizer {
   /** Current value of each variable and local-array element (`name#k`). */
   private env = new Map<string, Expr>();
   private types = new Map<string, Scalar>();
+  /** Inside a helper with a declared derivative: its constants carry no adjoint. */
+  private opaque = 0;
+  /** In a declared derivative: its gradient placeholders, to the buffers they stand for. */
+  private placeholders = new Map<string, string>();
+  /** The declared derivative just linearized, for its enclosing helper block. */
+  private pendingDerivative: { adj: string; tape: Tape[]; bufs: Map<string, string>; span: Span } | undefined;
 
   constructor(
     private readonly ctx: Ctx,
@@ -125,6 +138,15 @@ class Linearizer {
   ) {
     // Names declared before the differentiated passes (the prologue) are read as they are.
     for (const s of outer) if (s.k === "let") ctx.names.add(s.name);
+  }
+
+  /** A linearizer for a declared derivative: the same values in scope, its own tape. */
+  private nested(placeholders: Map<string, string>): Linearizer {
+    const sub = new Linearizer(this.ctx, []);
+    sub.env = new Map(this.env);
+    sub.types = new Map(this.types);
+    sub.placeholders = placeholders;
+    return sub;
   }
 
   private fresh(base: string): string {
@@ -140,7 +162,7 @@ class Linearizer {
   private constant(e: Expr, hint: string): Expr {
     if (e.k === "var" || e.k === "lit") return e;
     const name = this.fresh(hint);
-    this.tape.push({ k: "let", name, ty: tyOf(e)!, e, span: e.span });
+    this.tape.push({ k: "let", name, ty: tyOf(e)!, e, span: e.span, ...(this.opaque ? { opaque: true } : {}) });
     return v(name, tyOf(e)!, e.span);
   }
 
@@ -169,6 +191,12 @@ class Linearizer {
         if (e.k === "call" && e.fn === "atomicAdd") {
           const [buf, index, value] = e.args as [Expr, Expr, Expr];
           const name = (buf as { name: string }).name;
+          // A declared derivative adding to a gradient: kept if that buffer is differentiated.
+          const target = this.placeholders.get(name);
+          if (target !== undefined) {
+            if (this.ctx.wrt.has(target)) this.tape.push({ k: "write", buf: target, index: this.expr(index), value: this.constant(this.expr(value), "g"), span: s.span });
+            return;
+          }
           if (this.ctx.wrt.has(name)) fail("NGP1052", s.span, `'${name}' is differentiated and written here`, "give the output a buffer of its own");
           if (this.ctx.outputs.has(name)) this.tape.push({ k: "write", buf: name, index: this.expr(index), value: this.constant(this.expr(value), "v"), span: s.span });
           return;
@@ -177,9 +205,30 @@ class Linearizer {
         return fail("NGP1054", s.span, "a statement with effects the adjoint cannot follow");
       }
       case "block": {
+        if (s.derivative) {
+          // The declared derivative of the enclosing helper: linearized apart, run in the reverse
+          // sweep with the adjoint of the helper's result.
+          const bufs = new Map(s.derivative.bufs.map((b) => [b.placeholder, b.buffer.k === "var" ? b.buffer.name : ""]));
+          const sub = this.nested(bufs);
+          // The adjoint's name, unique per call (an unrolled loop repeats the block).
+          const adj = this.fresh("adj");
+          sub.types.set(s.derivative.adj, "f32");
+          sub.env.set(s.derivative.adj, v(adj, "f32"));
+          sub.stmts(s.body);
+          this.pendingDerivative = { adj, tape: sub.tape, bufs, span: s.span };
+          return;
+        }
         // Names declared inside go out of scope at its end: restore what they shadowed.
         const saved = new Map(this.env);
+        if (s.custom) this.opaque++;
         this.stmts(s.body);
+        if (s.custom) {
+          this.opaque--;
+          const d = this.pendingDerivative;
+          this.pendingDerivative = undefined;
+          const result = this.env.get(s.custom.result);
+          if (d && result?.k === "var") this.tape.push({ k: "derivative", result: result.name, adj: d.adj, tape: d.tape, bufs: d.bufs, span: d.span });
+        }
         const declared = new Set(s.body.flatMap((t) => (t.k === "let" || t.k === "array" ? [t.name] : [])));
         for (const [key, value] of this.env) {
           const base = key.split("#")[0]!;
@@ -287,6 +336,7 @@ function reverse(tape: Tape[], ctx: Ctx): Stmt[] {
   const adj = new Map<string, string>(); // constant -> its adjoint variable
   const sums = new Map<string, { name: string; buf: string; index: Expr; span: Span }>(); // gradient element -> its sum
   const types = new Map(tape.flatMap((t) => (t.k === "let" ? [[t.name, t.ty] as const] : [])));
+  for (const t of tape) if (t.k === "derivative") types.set(t.result, "f32");
   // Activity: only f32 values computed from a differentiated buffer carry an adjoint worth having.
   const active = new Set<string>();
   const reaches = (e: Expr): boolean => {
@@ -306,7 +356,12 @@ function reverse(tape: Tape[], ctx: Ctx): Stmt[] {
         return false;
     }
   };
-  for (const t of tape) if (t.k === "let" && t.ty === "f32" && reaches(t.e)) active.add(t.name);
+  for (const t of tape) {
+    if (t.k === "let" && t.ty === "f32" && !t.opaque && reaches(t.e)) active.add(t.name);
+    // A helper with a declared derivative: its result carries an adjoint if the derivative adds
+    // to a differentiated buffer's gradient.
+    if (t.k === "derivative" && [...t.bufs.values()].some((b) => ctx.wrt.has(b))) active.add(t.result);
+  }
   const fresh = (base: string) => {
     let n = 1;
     while (ctx.names.has(`${base}_${n}`)) n++;
@@ -327,13 +382,27 @@ function reverse(tape: Tape[], ctx: Ctx): Stmt[] {
   };
   for (let n = tape.length - 1; n >= 0; n--) {
     const t = tape[n]!;
+    if (t.k === "derivative") {
+      // The declared derivative, with its adjoint bound to the result's.
+      const a = adj.get(t.result);
+      if (a === undefined) continue;
+      out.push({ k: "let", name: t.adj, mutable: false, ty: "f32", init: v(a, "f32"), span: t.span });
+      for (const d of t.tape) {
+        if (d.k === "let") out.push({ k: "let", name: d.name, mutable: false, ty: d.ty, init: d.e, span: d.span });
+        else if (d.k === "write") {
+          const call: Expr = { k: "call", fn: "atomicAdd", kind: "intrinsic", args: [v(adjointName(d.buf), "f32", d.span), d.index, d.value], T: "f32", span: d.span };
+          out.push({ k: "expr", e: call, span: d.span });
+        }
+      }
+      continue;
+    }
     if (t.k === "write") {
       const d: Expr = { k: "index", base: { k: "var", name: adjointName(t.buf), span: t.span }, index: t.index, ty: "f32", span: t.span };
       contribute(t.value, d, t.span);
       continue;
     }
     const name = adj.get(t.name);
-    if (t.ty !== "f32" || name === undefined) continue;
+    if (t.ty !== "f32" || name === undefined || t.opaque) continue;
     const a = v(name, "f32", t.span);
     const e = t.e;
     switch (e.k) {

@@ -44,7 +44,7 @@ export function compileFile(file: string, target: Target, opts: CompileOptions =
     if (kernel) return specialize(program, kernel, opts.config, { ...opts, maxUnroll });
     const d = derived.find((x) => x.name === name) ?? fail("NGP1026", top, `'${name}' (kernels in this file: ${available})`);
     // The adjoint needs straight-line code: unroll as on the native targets, JS included.
-    return deriveAdjoint(specialize(program, d.from, opts.config, { ...opts, maxUnroll: opts.maxUnroll ?? ADJOINT_UNROLL }), d);
+    return deriveAdjoint(specialize(program, d.from, opts.config, { ...opts, maxUnroll: opts.maxUnroll ?? ADJOINT_UNROLL, derivatives: true }), d);
   });
   return EMITTERS[target](specialized, { boundsChecks: opts.boundsChecks });
 }

@@ -63,6 +63,7 @@ export const CODES = {
   NGP1053: { title: "cannot differentiate: a local array indexed at run time", hint: "index local arrays with constants (counters of loops over Const fields, which unroll)" },
   NGP1054: { title: "cannot differentiate this statement", hint: "the adjoint follows lets, assignments, buffer reads and writes, atomicAdd and intrinsic calls" },
   NGP1055: { title: "cannot differentiate: a loop or branch that remains at run time", hint: "loop over Const fields (the loop unrolls) and choose values with select(cond, a, b)" },
+  NGP1058: { title: "bad @grad tag", hint: "write @grad <helper> on a helper returning f32; the helper takes the same parameters, then adj: f32, then a Buf<f32> gradient per buffer parameter, and returns void" },
   NGP1057: { title: "cannot differentiate: an output read back", hint: "keep the value in a variable or a local array: the adjoint does not follow values through memory" },
   NGP1056: { title: "an intrinsic without a derivative rule", hint: "add a `grad` rule to its entry in dsl/intrinsics.ts, or keep it out of the differentiated values" },
 } as const;

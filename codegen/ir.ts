@@ -82,7 +82,23 @@ export type Stmt =
   | { k: "break"; span: Span }
   | { k: "continue"; span: Span }
   /** `unrolled` marks iteration `iter` of unrolled loop number `loop` (the CPU schedule splits on it). */
-  | { k: "block"; body: Stmt[]; span: Span; unrolled?: { loop: number; iter: number } };
+  | {
+      k: "block";
+      body: Stmt[];
+      span: Span;
+      unrolled?: { loop: number; iter: number };
+      /**
+       * An inlined call of a helper with a declared derivative (`@grad`, codegen/adjoint.ts): the
+       * body computes the variable `result`, and ends with the `derivative` block.
+       */
+      custom?: { result: string };
+      /**
+       * The declared derivative of the enclosing `custom` block, inlined: `adj` names the adjoint
+       * of the result, and each of `bufs` a placeholder for the gradient of a buffer argument.
+       * Only the adjoint phase runs it; specialization removes it from every other kernel.
+       */
+      derivative?: { adj: string; bufs: { placeholder: string; buffer: Expr }[] };
+    };
 
 export interface Param {
   name: string;
@@ -113,6 +129,8 @@ export interface Func {
    * or the name of a configuration field, and may use the tile operations (dsl/tiles.ts).
    */
   block?: number | string;
+  /** The helper that is this helper's derivative (`@grad <name>`), by key. */
+  grad?: { key: string; span: Span };
   /** Kernels derived from this one by automatic differentiation (`@adjoint` tags, codegen/adjoint.ts). */
   adjoints?: { name: string; wrt: string[]; owner: boolean; span: Span }[];
   span: Span;

@@ -267,6 +267,8 @@ class Parser {
     if (body && Node.isBlock(body)) fn.body = this.block(scope, body.getStatements(), new Set(params.map((p) => p.name)));
     this.lowering.pop();
     this.funcs.set(key, fn);
+    const grad = this.sink.guard(() => gradTagOf(decl));
+    if (grad) this.sink.guard(() => (fn.grad = { key: this.derivative(scope, fn, grad.name, grad.span).key, span: grad.span }));
     return fn;
   }
 
@@ -609,6 +611,22 @@ class Parser {
     return [{ k: "fnref", fn: helper.key, span: span(first) }, ...rest.map((a) => this.expr(scope, a, locals))];
   }
 
+  /**
+   * The helper named by `fn`'s `@grad` tag: fn's parameters, then the adjoint of its f32 result,
+   * then a Buf<f32> (the gradient) per buffer parameter of fn; it returns nothing.
+   */
+  private derivative(scope: FileScope, fn: Func, name: string, sp: Span): Func {
+    const g = this.resolveFunction(scope, name, sp) ?? fail("NGP1058", sp, `'${name}' is not a function of this file or imported into it`);
+    const bufs = fn.params.filter((p) => p.ty.k === "buf");
+    const want = [...fn.params.map((p) => p.ty), { k: "scalar", s: "f32" }, ...bufs.map(() => ({ k: "buf", elem: "f32" }))];
+    const same = (a: Type, b: Type) => JSON.stringify(a, (k, v) => (k === "span" || k === "cfg" ? undefined : v)) === JSON.stringify(b, (k, v) => (k === "span" || k === "cfg" ? undefined : v));
+    const expected = `${fn.params.map((p) => p.name).join(", ")}, adj: f32${bufs.map((p) => `, d_${p.name}: Buf<f32>`).join("")}`;
+    if (fn.kernel || fn.ret.k !== "scalar" || fn.ret.s !== "f32") fail("NGP1058", sp, `'${fn.name}' must be a helper returning f32 to declare a derivative`);
+    if (g.ret.k !== "void" || g.params.length !== want.length || g.params.some((p, i) => !same(p.ty, want[i] as Type)))
+      fail("NGP1058", sp, `'${name}' must take (${expected}) and return void`);
+    return g;
+  }
+
   private resolveFunction(scope: FileScope, name: string, sp: Span): Func | undefined {
     const imp = scope.imports.get(name);
     let [owner, fname] = scope.functions.has(name) ? [scope, name] : imp ? [this.fileScope(imp.file), imp.name] : [scope, ""];
@@ -648,6 +666,18 @@ function blockOf(decl: FunctionDeclaration): number | string | undefined {
       if (/^[0-9]+$/.test(value)) return Number(value);
       if (/^[A-Za-z_]\w*$/.test(value)) return value;
       fail("NGP1040", span(tag), `@block ${value}`, "write @block 64 or @block <field> (a field of the kernel's Const<> configuration)");
+    }
+  return undefined;
+}
+
+/** `@grad <name>`: the helper that is this helper's derivative. */
+function gradTagOf(decl: FunctionDeclaration): { name: string; span: Span } | undefined {
+  for (const doc of decl.getJsDocs())
+    for (const tag of doc.getTags()) {
+      if (tag.getTagName() !== "grad") continue;
+      const name = (tag.getCommentText() ?? "").trim();
+      if (!/^[A-Za-z_]\w*$/.test(name)) fail("NGP1058", span(tag), `@grad ${name}`, "write @grad <helper>, naming the function that is this helper's derivative");
+      return { name, span: span(tag) };
     }
   return undefined;
 }

@@ -19,6 +19,8 @@ export interface SpecializeOptions {
   maxUnroll?: number;
   /** Check every buffer index at run time; an out-of-bounds access is reported, not performed. */
   boundsChecks?: boolean;
+  /** Keep helpers' declared derivatives (`@grad`) in the body: for the adjoint phase. */
+  derivatives?: boolean;
 }
 
 export interface SpecializedKernel {
@@ -50,6 +52,7 @@ export function specialize(program: Program, kernel: Func, config: ConfigValue |
   let body = new Inliner(program, names).body(kernel.body, new Scope(new Map(), false));
   if (cfgParam && bound) body = bindConfig(body, cfgParam.name, bound);
   body = new Simplifier(opts.maxUnroll ?? 64).run(body);
+  if (!opts.derivatives) body = withoutDerivatives(body);
   const params = rest.filter((p) => p.ty.k !== "config");
   const rows = blockRows(kernel, bound);
   const buffers = new Set(params.filter((p) => p.ty.k === "buf").map((p) => p.name));
@@ -318,6 +321,33 @@ class Inliner {
   /** Append the body of helper call `call` (arguments already hoisted) to `pre`; return its value. */
   private inlineCall(call: Extract<Expr, { k: "call" }>, pre: Stmt[], ty: Scalar | "tile" | undefined): Expr | undefined {
     const fn = this.program.funcs.get(call.fn)!;
+    if (fn.grad && ty === "f32") return this.inlineWithDerivative(fn, call, pre);
+    return this.inlineBody(fn, call, pre, ty);
+  }
+
+  /**
+   * A helper with a declared derivative: `let r; { <its body>; r = value; { <its derivative> } }`,
+   * the blocks marked for the adjoint phase (codegen/adjoint.ts); the derivative's adjoint and
+   * gradient buffers are placeholders, and specialization removes it from every other kernel.
+   */
+  private inlineWithDerivative(fn: Func, call: Extract<Expr, { k: "call" }>, pre: Stmt[]): Expr {
+    const result = this.names.fresh(`${fn.name}_value`);
+    const rv: Expr = { k: "var", name: result, ty: "f32", span: call.span };
+    pre.push({ k: "let", name: result, mutable: true, ty: "f32", init: zero("f32", call.span), span: call.span });
+    const body: Stmt[] = [];
+    const value = this.inlineBody(fn, call, body, "f32")!;
+    body.push({ k: "assign", target: rv, op: "=", value, span: call.span });
+    const adj = this.names.fresh("ngp_adj");
+    const bufs = fn.params.flatMap((p, i) => (p.ty.k === "buf" ? [{ placeholder: this.names.fresh(`ngp_grad_${p.name}`), buffer: call.args[i]! }] : []));
+    const args = [...call.args, { k: "var", name: adj, ty: "f32", span: call.span } as Expr, ...bufs.map((b) => ({ k: "var", name: b.placeholder, span: call.span }) as Expr)];
+    const derivative: Stmt[] = [];
+    this.inlineBody(this.program.funcs.get(fn.grad!.key)!, { ...call, fn: fn.grad!.key, args, ty: undefined }, derivative, undefined);
+    body.push({ k: "block", body: derivative, derivative: { adj, bufs }, span: fn.grad!.span });
+    pre.push({ k: "block", body, custom: { result }, span: call.span });
+    return rv;
+  }
+
+  private inlineBody(fn: Func, call: Extract<Expr, { k: "call" }>, pre: Stmt[], ty: Scalar | "tile" | undefined): Expr | undefined {
     const scope = new Scope(new Map(), true);
     const renames = scope.renames;
     const assigned = assignedNames(fn.body);
@@ -353,6 +383,11 @@ class Inliner {
     pre.push(...stripReturns(body, rv));
     return rv;
   }
+}
+
+/** The body without the declared derivatives of helpers (only the adjoint phase runs them). */
+function withoutDerivatives(body: Stmt[]): Stmt[] {
+  return mapBody(body, (s) => (s.k === "block" && (s.derivative || s.custom) ? { ...s, body: s.body.filter((t) => !(t.k === "block" && t.derivative)), custom: undefined } : s));
 }
 
 /** A tile operation or a reference to a tile (tiles carry no scalar type). */

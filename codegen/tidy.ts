@@ -48,7 +48,8 @@ function flatten(body: Stmt[], top = false): Stmt[] {
         return [{ ...s, body: flatten(s.body) }];
       case "block": {
         const inner = flatten(s.body);
-        if (top && s.unrolled) return [{ ...s, body: inner }];
+        // Unrolled iterations (passes), and the marks of declared derivatives (for the adjoint), stay.
+        if ((top && s.unrolled) || s.custom || s.derivative) return [{ ...s, body: inner }];
         // A block that declares names the rest of its parent neither declares nor reads (an
         // inlined helper's or a folded if's) is spliced in too: nothing can tell the difference.
         const names = inner.flatMap((t) => (t.k === "let" || t.k === "array" ? [t.name] : []));

@@ -63,8 +63,6 @@ export const HashGridOptions = z
   .superRefine((o, ctx) => {
     if (o.variant !== undefined && !(o.variant.endsWith(".ts") && existsSync(o.variant) && statSync(o.variant).isFile()))
       ctx.addIssue({ code: "custom", path: ["variant"], message: `${JSON.stringify(o.variant)} is not a kernel file (.ts) that exists` });
-    if (o.variant !== undefined && (o.probing?.range ?? 1) > 1)
-      ctx.addIssue({ code: "custom", path: ["probing"], message: "learned probing with a variant is not supported yet: its straight-through gradient is written by hand for the default lookup" });
     if (o.probing) {
       const { range, codebookSize } = o.probing;
       if (!(Number.isInteger(range) && range >= 1 && range <= MAX_PROBE_RANGE && (range & (range - 1)) === 0))
@@ -234,21 +232,21 @@ export function gridConfig(s: HashGridSettings, levels: GridLevel[] = gridLevels
 
 /**
  * The kernels a grid runs: the forward, and the gradients the compiler derives from it
- * (dsl/kernels/grid.ts, `@adjoint`). Two exceptions keep the hand-written ones: learned probing
- * (its backward also gives the logits their straight-through gradient), and grids of more than 6
- * dimensions without a variant (the derived kernels unroll all 2^D corners of a cell: from 128
- * corners on, their C++ takes minutes to build, where the hand-written kernels keep a loop).
+ * (dsl/kernels/grid.ts, `@adjoint`), learned probing's straight-through logit gradient included
+ * (declared by dsl/kernels/lookup.ts's feature()). Grids of more than 6 dimensions without a
+ * variant keep the hand-written gradients: the derived kernels unroll all 2^D corners of a cell,
+ * and from 128 corners on their C++ takes minutes to build, where the hand-written ones keep a loop.
  */
-export function gridKernels(s: HashGridSettings): { forward: string; paramGrad: string; inputGrad: string; slots: string; refresh: string } {
+export function gridKernels(s: HashGridSettings): { forward: string; paramGrad: string; inputGrad: string; slots: string; refresh: string; derived: boolean } {
   const half = s.precision === "f16" ? "Half" : "";
-  const probed = (s.probing?.range ?? 1) > 1;
   const derived = s.variant !== undefined || s.dims <= MAX_DERIVED_DIMS;
   return {
     forward: `gridForward${half}`,
-    paramGrad: probed ? `gridBackward${half}` : derived ? `gridForward${half}ParamGrad` : `gridBackward${half}`,
+    paramGrad: derived ? `gridForward${half}ParamGrad` : `gridBackward${half}`,
     inputGrad: derived ? `gridForward${half}InputGrad` : `gridInputGrad${half}`,
     slots: "gridSlots",
     refresh: "gridRefreshProbes",
+    derived,
   };
 }
 
@@ -411,7 +409,8 @@ export class HashGrid {
     const config = gridConfig(settings, levels);
     // Compile only the kernels this precision uses (each costs C++ build time).
     const half = settings.precision === "f16";
-    const kernels = Object.values(gridKernels(settings));
+    const { derived: _, ...names } = gridKernels(settings);
+    const kernels = Object.values(names);
     // Unchecked: every index is in range by construction (table offsets and sizes come from the
     // levels; forward and backward check the lengths of x, dy and out before each launch). A
     // variant's indices are the variant author's: checked.
@@ -449,7 +448,7 @@ export class HashGrid {
     const { n, buf } = this.points(x);
     out ??= this.mod.alloc("f32", n * this.outputDim);
     if (out.length !== n * this.outputDim) throw new RangeError(`HashGrid.forward: out has ${out.length} values, expected ${n * this.outputDim}`);
-    this.mod.kernels[this.kernels.forward]!(n, buf, this.params, this.probe, out);
+    this.mod.kernels[this.kernels.forward]!(n, buf, this.params, this.probe, this.softmax, out);
     this.#lastX = buf;
     this.#lastN = n;
     return out;
@@ -471,11 +470,12 @@ export class HashGrid {
       this.logitGrad.zero();
     }
     const k = this.kernels;
-    if (k.paramGrad.startsWith("gridBackward")) this.mod.kernels[k.paramGrad]!(n, x, this.params, this.probe, this.softmax, dy, this.grad, this.logitGrad);
-    else this.mod.kernels[k.paramGrad]!(n, x, this.params, this.probe, dy, this.grad);
+    // Derived or hand-written: (x, params, probe, softmax, dy, grad, the logits' gradient).
+    this.mod.kernels[k.paramGrad]!(n, x, this.params, this.probe, this.softmax, dy, this.grad, this.logitGrad);
     if (!opts.inputs) return { params: this.grad };
     const dx = this.mod.alloc("f32", n * this.settings.dims); // zeroed: the derived gradient adds to it
-    this.mod.kernels[k.inputGrad]!(n, x, this.params, this.probe, dy, dx);
+    if (k.derived) this.mod.kernels[k.inputGrad]!(n, x, this.params, this.probe, this.softmax, dy, dx);
+    else this.mod.kernels[k.inputGrad]!(n, x, this.params, this.probe, dy, dx);
     return { params: this.grad, inputs: dx };
   }
 

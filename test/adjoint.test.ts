@@ -1,7 +1,9 @@
 // Reverse-mode automatic differentiation (codegen/adjoint.ts). The hand-written kernels are the
 // oracles: the compiler's adjoints of gridForward (`@adjoint` tags in dsl/kernels/grid.ts), its
 // parameter gradient and its input gradient, against gridBackward and gridInputGrad, for every grid
-// type and interpolation and D = 1 to 8, on fresh random points and parameters. Every derivative
+// type and interpolation and D = 1 to 8, and learned probing's logit gradient (a declared
+// derivative, `@grad`), on fresh random points and parameters. A declared derivative replaces the
+// derived one. Every derivative
 // rule of the intrinsic table against central finite differences. The refusals, with their codes.
 import { describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -10,7 +12,7 @@ import { join, resolve } from "node:path";
 import { compileFile } from "../codegen/compile.ts";
 import { DiagnosticError } from "../codegen/diagnostics.ts";
 import { INTRINSICS } from "../dsl/intrinsics.ts";
-import { gridConfig, gridLevels, parseHashGridOptions, type HashGridOptionsInput } from "../modules/hashgrid.ts";
+import { argmaxRows, gridConfig, gridLevels, parseHashGridOptions, probingLayout, type HashGridOptionsInput } from "../modules/hashgrid.ts";
 import { loadKernels } from "../runtime/module.ts";
 import { findCxx } from "../runtime/toolchain.ts";
 import { freshSeed, rng, uniformF32 } from "./util.ts";
@@ -31,6 +33,19 @@ function relErr(a: Float32Array, b: Float32Array): { err: number; scale: number 
   return { err: scale ? err / scale : err, scale };
 }
 
+/** Learned probing's tables for random logits: the argmax of each row, and its softmax. */
+function probeTables(rows: number, width: number, r: () => number): { probe: Uint32Array; softmax: Float32Array } {
+  const logits = uniformF32(r, rows * width, -2, 2);
+  const softmax = new Float32Array(rows * width);
+  for (let row = 0; row < rows; row++) {
+    const z = Array.from(logits.subarray(row * width, row * width + width));
+    const e = z.map((v) => Math.exp(v - Math.max(...z)));
+    const sum = e.reduce((a, b) => a + b, 0);
+    e.forEach((v, p) => (softmax[row * width + p] = v / sum));
+  }
+  return { probe: argmaxRows(logits, width), softmax };
+}
+
 async function compare(options: HashGridOptionsInput, backend: "js" | "cpu", seed: number) {
   const s = parseHashGridOptions(options);
   const levels = gridLevels(s);
@@ -44,16 +59,18 @@ async function compare(options: HashGridOptionsInput, backend: "js" | "cpu", see
   const x = mod.upload("f32", uniformF32(r, n * s.dims, 0, 1));
   const params = mod.upload("f32", uniformF32(r, P, -1, 1));
   const dy = mod.upload("f32", uniformF32(r, n * width, -1, 1));
-  const probe = mod.alloc("u32", 1);
-  const softmax = mod.alloc("f32", 1);
-  const logitGrad = mod.alloc("f32", 1);
+  const layout = probingLayout(s, levels);
+  const tables = probeTables(Math.max(1, layout.rows), layout.range, r);
+  const probe = mod.upload("u32", tables.probe);
+  const softmax = mod.upload("f32", tables.softmax);
+  const [logitHand, logitDerived] = [mod.alloc("f32", tables.softmax.length), mod.alloc("f32", tables.softmax.length)];
   const [hand, derived] = [mod.alloc("f32", P), mod.alloc("f32", P)];
-  mod.kernels.gridBackward!(n, x, params, probe, softmax, dy, hand, logitGrad);
-  mod.kernels.gridForwardParamGrad!(n, x, params, probe, dy, derived);
+  mod.kernels.gridBackward!(n, x, params, probe, softmax, dy, hand, logitHand);
+  mod.kernels.gridForwardParamGrad!(n, x, params, probe, softmax, dy, derived, logitDerived);
   const [dxHand, dxDerived] = [mod.alloc("f32", n * s.dims), mod.alloc("f32", n * s.dims)];
   mod.kernels.gridInputGrad!(n, x, params, probe, dy, dxHand);
-  mod.kernels.gridForwardInputGrad!(n, x, params, probe, dy, dxDerived);
-  const out = { param: relErr(hand.download(), derived.download()), input: relErr(dxHand.download(), dxDerived.download()) };
+  mod.kernels.gridForwardInputGrad!(n, x, params, probe, softmax, dy, dxDerived);
+  const out = { param: relErr(hand.download(), derived.download()), input: relErr(dxHand.download(), dxDerived.download()), logits: relErr(logitHand.download(), logitDerived.download()) };
   mod.close();
   return out;
 }
@@ -72,13 +89,20 @@ const CASES: [string, HashGridOptionsInput][] = [
   ["6D linear hash", { dims: 6, levels: 1, log2HashmapSize: 10, baseResolution: 3 }],
   ["7D linear hash", { dims: 7, levels: 1, log2HashmapSize: 10, baseResolution: 3 }],
   ["8D linear hash", { dims: 8, levels: 1, log2HashmapSize: 10, baseResolution: 3 }],
+  // Learned probing: the straight-through logit gradient is the derivative feature() declares.
+  ["2D probing N_p = 4", { dims: 2, levels: 4, log2HashmapSize: 10, baseResolution: 8, perLevelScale: 2, probing: { range: 4, codebookSize: 64 } }],
+  ["3D probing N_p = 16", { dims: 3, levels: 3, log2HashmapSize: 10, baseResolution: 4, perLevelScale: 2, probing: { range: 16, codebookSize: 32 } }],
 ];
 
 describe("derived grid gradients against the hand-written kernels", () => {
   for (const [name, options] of CASES) {
     test(`${name} (JS)`, async () => {
       const seed = freshSeed(`adjoint ${name}`);
-      const { param, input } = await compare(options, "js", seed);
+      const { param, input, logits } = await compare(options, "js", seed);
+      if (options.probing) {
+        expect(logits.scale).toBeGreaterThan(0);
+        expect(logits.err).toBeLessThan(1e-5); // the hand-written kernel sums over features first
+      }
       // The parameter gradient adds the same products (corners in the opposite order): equal to
       // f32 rounding of a sum. The input gradient is the same derivative computed another way.
       expect(param.scale).toBeGreaterThan(0);
@@ -193,4 +217,52 @@ test("what cannot be differentiated correctly is refused with a code at the auth
   expect(refusal("  y[i] = x[i];", "@adjoint g nope")).toMatch(/NGP1051[\s\S]*'nope' is not a buffer/);
   expect(refusal("  y[i] = x[i];", "@adjoint g")).toMatch(/NGP1051/);
   expect(refusal("  y[i] = select(x[i] > 0.0, exp(x[i]), x[i]);")).toBe("compiled");
+});
+
+test("a helper's declared derivative (@grad) replaces the derived one; a wrong signature is refused", async () => {
+  const file = join(dir, "custom.ts");
+  const header = `import { type Buf, type f32, type u32, atomicAdd } from "${resolve(import.meta.dir, "../dsl/index.ts")}";`;
+  writeFileSync(
+    file,
+    `${header}
+/** @grad squareGrad */
+function square(x: Buf<f32>, i: u32): f32 {
+  return x[i] * x[i];
+}
+/** Deliberately not the derivative (3x instead of 2x): the adjoint must use it as declared. */
+function squareGrad(x: Buf<f32>, i: u32, adj: f32, d_x: Buf<f32>): void {
+  atomicAdd(d_x, i, 3.0 * adj * x[i]);
+}
+/**
+ * @kernel
+ * @adjoint g x
+ */
+export function f(i: u32, x: Buf<f32>, y: Buf<f32>): void {
+  y[i] = 2.0 * square(x, i) + x[i];
+}
+`,
+  );
+  const mod = await loadKernels(file, { backend: "js" });
+  const x = mod.upload("f32", [1, 2, 3]);
+  const [y, dx] = [mod.alloc("f32", 3), mod.alloc("f32", 3)];
+  mod.kernels.f!(3, x, y);
+  mod.kernels.g!(3, x, mod.upload("f32", [1, 1, 1]), dx);
+  expect([...y.download()]).toEqual([3, 10, 21]); // the forward is unchanged
+  expect([...dx.download()]).toEqual([7, 13, 19]); // 2 * 3x + 1: the declared derivative, then the rest
+  mod.close();
+  const bad = join(dir, "bad_grad.ts");
+  writeFileSync(bad, `${header}
+/** @grad squareGrad */
+function square(x: Buf<f32>, i: u32): f32 {
+  return x[i] * x[i];
+}
+function squareGrad(x: Buf<f32>, i: u32, adj: f32): void {
+  atomicAdd(x, i, adj);
+}
+/** @kernel */
+export function f(i: u32, x: Buf<f32>, y: Buf<f32>): void {
+  y[i] = square(x, i);
+}
+`);
+  expect(() => compileFile(bad, "js")).toThrow(/NGP1058[\s\S]*'squareGrad' must take \(x, i, adj: f32, d_x: Buf<f32>\) and return void[\s\S]*bad_grad\.ts:2/);
 });

@@ -21,9 +21,9 @@ import { encodeLevel } from "./parts.ts";
 import { refreshRow } from "./probe.ts";
 
 /** out[i][l][f]: the encoding of point i, levels concatenated ([n][levels * features]). */
-function forward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Float>, probe: Buf<u32>, out: Buf<f32>): void {
+function forward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Float>, probe: Buf<u32>, softmax: Buf<f32>, out: Buf<f32>): void {
   for (let l = 0; l < cfg.levels; l++) {
-    encodeLevel(cfg, l, x, i, params, probe, out);
+    encodeLevel(cfg, l, x, i, params, probe, softmax, out);
   }
 }
 
@@ -123,25 +123,26 @@ function inputGrad(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<Floa
 
 /**
  * The forward, and its adjoints derived by the compiler (codegen/adjoint.ts): the parameter
- * gradient, one level per thread like gridBackward, and the input gradient. The hand-written
- * gridBackward and gridInputGrad are their oracles in the tests.
+ * gradient, one level per thread like gridBackward, with learned probing's logit gradient (the
+ * straight-through estimator declared by lookup.ts's feature(); d_softmax receives it), and the
+ * input gradient. The hand-written gridBackward and gridInputGrad are their oracles in the tests.
  * @kernel
  * @schedule split
- * @adjoint gridForwardParamGrad params owner
+ * @adjoint gridForwardParamGrad params,softmax owner
  * @adjoint gridForwardInputGrad x
  */
-export function gridForward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f32>, probe: Buf<u32>, out: Buf<f32>): void {
-  forward(i, cfg, x, params, probe, out);
+export function gridForward(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f32>, probe: Buf<u32>, softmax: Buf<f32>, out: Buf<f32>): void {
+  forward(i, cfg, x, params, probe, softmax, out);
 }
 
 /**
  * @kernel
  * @schedule split
- * @adjoint gridForwardHalfParamGrad params owner
+ * @adjoint gridForwardHalfParamGrad params,softmax owner
  * @adjoint gridForwardHalfInputGrad x
  */
-export function gridForwardHalf(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f16>, probe: Buf<u32>, out: Buf<f32>): void {
-  forward(i, cfg, x, params, probe, out);
+export function gridForwardHalf(i: u32, cfg: Const<GridConfig>, x: Buf<f32>, params: Buf<f16>, probe: Buf<u32>, softmax: Buf<f32>, out: Buf<f32>): void {
+  forward(i, cfg, x, params, probe, softmax, out);
 }
 
 /**

@@ -3,7 +3,7 @@
 // combines them. grid.ts builds the kernels from these; the parts a variant may replace
 // (spatialHash, interpolationWeight, cornerSlot, encodeLevel) are called through parts.ts, so that
 // replacing one of them changes every default that uses it.
-import { type Buf, type Const, type Float, type bool, type f32, type i32, floor, fma, localArray, max, min, select, u32 } from "../index.ts";
+import { type Buf, type Const, type Float, type bool, type f32, type i32, atomicAdd, floor, fma, localArray, max, min, select, u32 } from "../index.ts";
 import { indexHash } from "./hash.ts";
 import { NEAREST, weightDerivative } from "./interpolate.ts";
 import { cornerSlot, interpolationWeight, spatialHash } from "./parts.ts";
@@ -112,10 +112,44 @@ export function cornerWeight(cfg: Const<GridConfig>, corner: i32, w0: f32[], w1:
 }
 
 /**
+ * Feature f of the table entry at `base` (entry() * features), read for corner `coords` of level l.
+ * Its declared derivative (featureGrad) is what the compiler's adjoint uses: the entry's feature
+ * receives the adjoint, and at a probed level the logits of the vertex's codebook row receive
+ * learned probing's straight-through gradient.
+ * @grad featureGrad
+ */
+export function feature(cfg: Const<GridConfig>, l: i32, coords: u32[], base: u32, f: i32, params: Buf<Float>, softmax: Buf<f32>): f32 {
+  return params[base + u32(f)];
+}
+
+/**
+ * The derivative of feature(): d_params[base + f] += adj and, at a probed level, with
+ * s = softmax(logits of the row) and g_p = adj * E[bucket + p][f] (how the loss would move per
+ * unit of this feature on slot p), d_softmax[row][p] += s_p * (g_p - sum_q s_q g_q): the gradient
+ * of the soft lookup sum_p s_p E[bucket + p], added to the logits' gradient (d_softmax stands for
+ * it). g_p depends on p through slot p's feature: with one g for every p the logits get exactly 0.
+ */
+export function featureGrad(cfg: Const<GridConfig>, l: i32, coords: u32[], base: u32, f: i32, params: Buf<Float>, softmax: Buf<f32>, adj: f32, d_params: Buf<f32>, d_softmax: Buf<f32>): void {
+  atomicAdd(d_params, base + u32(f), adj);
+  if (cfg.probed[l]) {
+    const first = bucket(cfg, l, coords);
+    const row = codebookRow(cfg, l, coords) * u32(cfg.probeRange);
+    let mean: f32 = 0.0;
+    for (let p = 0; p < cfg.probeRange; p++) {
+      mean = fma(softmax[row + u32(p)], params[(first + u32(p)) * u32(cfg.features) + u32(f)], mean);
+    }
+    for (let p = 0; p < cfg.probeRange; p++) {
+      const e = params[(first + u32(p)) * u32(cfg.features) + u32(f)];
+      atomicAdd(d_softmax, row + u32(p), softmax[row + u32(p)] * (adj * (e - mean)));
+    }
+  }
+}
+
+/**
  * acc[f] = the features of point i at level l: the interpolation, over the corners of its cell,
  * of their table entries.
  */
-export function levelFeatures(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u32, params: Buf<Float>, probe: Buf<u32>, acc: f32[]): void {
+export function levelFeatures(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u32, params: Buf<Float>, probe: Buf<u32>, softmax: Buf<f32>, acc: f32[]): void {
   const cell = localArray<u32>(cfg.dims);
   const coords = localArray<u32>(cfg.dims);
   const w0 = localArray<f32>(cfg.dims);
@@ -125,14 +159,14 @@ export function levelFeatures(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u3
   if (cfg.interpolation === NEAREST) {
     const base = entry(cfg, l, cell, 0, coords, probe);
     for (let f = 0; f < cfg.features; f++) {
-      acc[f] = params[base + u32(f)];
+      acc[f] = feature(cfg, l, coords, base, f, params, softmax);
     }
   } else {
     for (let c = 0; c < 1 << cfg.dims; c++) {
       const w = cornerWeight(cfg, c, w0, w1);
       const base = entry(cfg, l, cell, c, coords, probe);
       for (let f = 0; f < cfg.features; f++) {
-        acc[f] = fma(w, params[base + u32(f)], acc[f]);
+        acc[f] = fma(w, feature(cfg, l, coords, base, f, params, softmax), acc[f]);
       }
     }
   }
@@ -142,9 +176,9 @@ export function levelFeatures(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u3
  * The default per-level lookup: out[i][l][f] = levelFeatures (variants replace it as
  * `encodeLevel`, parts.ts).
  */
-export function defaultEncodeLevel(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u32, params: Buf<Float>, probe: Buf<u32>, out: Buf<f32>): void {
+export function defaultEncodeLevel(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u32, params: Buf<Float>, probe: Buf<u32>, softmax: Buf<f32>, out: Buf<f32>): void {
   const acc = localArray<f32>(cfg.features);
-  levelFeatures(cfg, l, x, i, params, probe, acc);
+  levelFeatures(cfg, l, x, i, params, probe, softmax, acc);
   const o = (i * u32(cfg.levels) + u32(l)) * u32(cfg.features);
   for (let f = 0; f < cfg.features; f++) {
     out[o + u32(f)] = acc[f];

@@ -28,8 +28,9 @@ export function cornerSlot(cfg: Const<GridConfig>, l: i32, coords: u32[]): u32 {
 
 /**
  * The whole per-level lookup: writes out[(i * levels + l) * features + f] for f < features,
- * reading params[(offset[l] + slot) * features + f] (probe: learned probing's table).
+ * reading params[(offset[l] + slot) * features + f] (probe and softmax: learned probing's table
+ * and slot probabilities, for lookup.ts's feature()).
  */
-export function encodeLevel(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u32, params: Buf<Float>, probe: Buf<u32>, out: Buf<f32>): void {
-  defaultEncodeLevel(cfg, l, x, i, params, probe, out);
+export function encodeLevel(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u32, params: Buf<Float>, probe: Buf<u32>, softmax: Buf<f32>, out: Buf<f32>): void {
+  defaultEncodeLevel(cfg, l, x, i, params, probe, softmax, out);
 }

@@ -17,9 +17,9 @@ export function tri(t: f32): f32 {
 }
 
 /** Replaces parts.ts's encodeLevel: the default features plus the wave. */
-export function encodeLevel(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u32, params: Buf<Float>, probe: Buf<u32>, out: Buf<f32>): void {
+export function encodeLevel(cfg: Const<GridConfig>, l: i32, x: Buf<f32>, i: u32, params: Buf<Float>, probe: Buf<u32>, softmax: Buf<f32>, out: Buf<f32>): void {
   const acc = localArray<f32>(cfg.features);
-  levelFeatures(cfg, l, x, i, params, probe, acc);
+  levelFeatures(cfg, l, x, i, params, probe, softmax, acc);
   const o = (i * u32(cfg.levels) + u32(l)) * u32(cfg.features);
   for (let f = 0; f < cfg.features; f++) {
     const d = f % cfg.dims;

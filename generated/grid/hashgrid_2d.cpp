@@ -21,7 +21,7 @@ NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 
 NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }
 
 
-NGP_FN void gridForward_pass0(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass0(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[2] = {};
   uint32_t coords_4[2] = {};
@@ -51,59 +51,83 @@ NGP_FN void gridForward_pass0(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 15.0f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 16u;
-    const uint32_t entry_result_52 = index_47 % 256u * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 16u;
+    const uint32_t entry_result_68 = index_63 % 256u * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 16u;
-    const uint32_t entry_result_52 = index_47 % 256u * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 16u;
+    const uint32_t entry_result_68 = index_63 % 256u * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 16u;
-    const uint32_t entry_result_52 = index_47 % 256u * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 16u;
+    const uint32_t entry_result_68 = index_63 % 256u * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 16u;
-    const uint32_t entry_result_52 = index_47 % 256u * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 16u;
+    const uint32_t entry_result_68 = index_63 % 256u * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = i * 16u * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = i * 16u * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[2][16] = {};
   uint32_t coords_4[2][16] = {};
@@ -143,76 +167,108 @@ NGP_FN void gridForward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 15.0f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 16u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = index_47[ngp_l] % 256u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 16u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = index_63[ngp_l] % 256u * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 16u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = index_47[ngp_l] % 256u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 16u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = index_63[ngp_l] % 256u * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 16u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = index_47[ngp_l] % 256u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 16u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = index_63[ngp_l] % 256u * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 16u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = index_47[ngp_l] % 256u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 16u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = index_63[ngp_l] % 256u * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 16u * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 16u * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[2] = {};
   uint32_t coords_4[2] = {};
@@ -242,59 +298,83 @@ NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 21.110605f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 23u;
-    const uint32_t entry_result_52 = (256u + index_47 % 536u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 23u;
+    const uint32_t entry_result_68 = (256u + index_63 % 536u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 23u;
-    const uint32_t entry_result_52 = (256u + index_47 % 536u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 23u;
+    const uint32_t entry_result_68 = (256u + index_63 % 536u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 23u;
-    const uint32_t entry_result_52 = (256u + index_47 % 536u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 23u;
+    const uint32_t entry_result_68 = (256u + index_63 % 536u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 23u;
-    const uint32_t entry_result_52 = (256u + index_47 % 536u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 23u;
+    const uint32_t entry_result_68 = (256u + index_63 % 536u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 1u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 1u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[2][16] = {};
   uint32_t coords_4[2][16] = {};
@@ -334,76 +414,108 @@ NGP_FN void gridForward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 21.110605f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 23u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (256u + index_47[ngp_l] % 536u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 23u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (256u + index_63[ngp_l] % 536u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 23u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (256u + index_47[ngp_l] % 536u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 23u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (256u + index_63[ngp_l] % 536u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 23u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (256u + index_47[ngp_l] % 536u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 23u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (256u + index_63[ngp_l] % 536u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 23u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (256u + index_47[ngp_l] % 536u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 23u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (256u + index_63[ngp_l] % 536u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 1u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 1u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[2] = {};
   uint32_t coords_4[2] = {};
@@ -433,59 +545,83 @@ NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 29.554932f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 31u;
-    const uint32_t entry_result_52 = (792u + index_47 % 968u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 31u;
+    const uint32_t entry_result_68 = (792u + index_63 % 968u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 31u;
-    const uint32_t entry_result_52 = (792u + index_47 % 968u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 31u;
+    const uint32_t entry_result_68 = (792u + index_63 % 968u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 31u;
-    const uint32_t entry_result_52 = (792u + index_47 % 968u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 31u;
+    const uint32_t entry_result_68 = (792u + index_63 % 968u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 31u;
-    const uint32_t entry_result_52 = (792u + index_47 % 968u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 31u;
+    const uint32_t entry_result_68 = (792u + index_63 % 968u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 2u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 2u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[2][16] = {};
   uint32_t coords_4[2][16] = {};
@@ -525,76 +661,108 @@ NGP_FN void gridForward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 29.554932f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 31u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (792u + index_47[ngp_l] % 968u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 31u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (792u + index_63[ngp_l] % 968u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 31u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (792u + index_47[ngp_l] % 968u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 31u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (792u + index_63[ngp_l] % 968u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 31u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (792u + index_47[ngp_l] % 968u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 31u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (792u + index_63[ngp_l] % 968u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 31u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (792u + index_47[ngp_l] % 968u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 31u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (792u + index_63[ngp_l] % 968u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 2u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 2u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[2] = {};
   uint32_t coords_4[2] = {};
@@ -624,59 +792,83 @@ NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 41.224255f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 43u;
-    const uint32_t entry_result_52 = (1760u + index_47 % 1856u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 43u;
+    const uint32_t entry_result_68 = (1760u + index_63 % 1856u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 43u;
-    const uint32_t entry_result_52 = (1760u + index_47 % 1856u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 43u;
+    const uint32_t entry_result_68 = (1760u + index_63 % 1856u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 43u;
-    const uint32_t entry_result_52 = (1760u + index_47 % 1856u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 43u;
+    const uint32_t entry_result_68 = (1760u + index_63 % 1856u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 43u;
-    const uint32_t entry_result_52 = (1760u + index_47 % 1856u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 43u;
+    const uint32_t entry_result_68 = (1760u + index_63 % 1856u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 3u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 3u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[2][16] = {};
   uint32_t coords_4[2][16] = {};
@@ -716,76 +908,108 @@ NGP_FN void gridForward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 41.224255f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 43u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1760u + index_47[ngp_l] % 1856u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 43u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1760u + index_63[ngp_l] % 1856u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 43u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1760u + index_47[ngp_l] % 1856u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 43u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1760u + index_63[ngp_l] % 1856u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 43u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1760u + index_47[ngp_l] % 1856u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 43u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1760u + index_63[ngp_l] % 1856u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 43u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1760u + index_47[ngp_l] % 1856u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 43u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1760u + index_63[ngp_l] % 1856u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 3u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 3u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[2] = {};
   uint32_t coords_4[2] = {};
@@ -815,59 +1039,83 @@ NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 57.35024f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 59u;
-    const uint32_t entry_result_52 = (3616u + index_47 % 3488u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 59u;
+    const uint32_t entry_result_68 = (3616u + index_63 % 3488u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 59u;
-    const uint32_t entry_result_52 = (3616u + index_47 % 3488u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 59u;
+    const uint32_t entry_result_68 = (3616u + index_63 % 3488u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 59u;
-    const uint32_t entry_result_52 = (3616u + index_47 % 3488u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 59u;
+    const uint32_t entry_result_68 = (3616u + index_63 % 3488u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 59u;
-    const uint32_t entry_result_52 = (3616u + index_47 % 3488u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 59u;
+    const uint32_t entry_result_68 = (3616u + index_63 % 3488u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 4u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 4u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[2][16] = {};
   uint32_t coords_4[2][16] = {};
@@ -907,76 +1155,108 @@ NGP_FN void gridForward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 57.35024f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 59u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3616u + index_47[ngp_l] % 3488u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 59u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3616u + index_63[ngp_l] % 3488u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 59u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3616u + index_47[ngp_l] % 3488u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 59u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3616u + index_63[ngp_l] % 3488u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 59u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3616u + index_47[ngp_l] % 3488u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 59u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3616u + index_63[ngp_l] % 3488u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 59u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3616u + index_47[ngp_l] % 3488u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 59u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3616u + index_63[ngp_l] % 3488u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 4u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 4u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[2] = {};
   uint32_t coords_4[2] = {};
@@ -1006,59 +1286,83 @@ NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 79.63495f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 81u;
-    const uint32_t entry_result_52 = (7104u + index_47 % 6568u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 81u;
+    const uint32_t entry_result_68 = (7104u + index_63 % 6568u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 81u;
-    const uint32_t entry_result_52 = (7104u + index_47 % 6568u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 81u;
+    const uint32_t entry_result_68 = (7104u + index_63 % 6568u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 81u;
-    const uint32_t entry_result_52 = (7104u + index_47 % 6568u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 81u;
+    const uint32_t entry_result_68 = (7104u + index_63 % 6568u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 81u;
-    const uint32_t entry_result_52 = (7104u + index_47 % 6568u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 81u;
+    const uint32_t entry_result_68 = (7104u + index_63 % 6568u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 5u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 5u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[2][16] = {};
   uint32_t coords_4[2][16] = {};
@@ -1098,76 +1402,108 @@ NGP_FN void gridForward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 79.63495f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 81u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (7104u + index_47[ngp_l] % 6568u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 81u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (7104u + index_63[ngp_l] % 6568u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 81u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (7104u + index_47[ngp_l] % 6568u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 81u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (7104u + index_63[ngp_l] % 6568u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 81u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (7104u + index_47[ngp_l] % 6568u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 81u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (7104u + index_63[ngp_l] % 6568u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 81u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (7104u + index_47[ngp_l] % 6568u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 81u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (7104u + index_63[ngp_l] % 6568u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 5u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 5u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[2] = {};
   uint32_t coords_4[2] = {};
@@ -1197,59 +1533,83 @@ NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 110.43047f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 112u;
-    const uint32_t entry_result_52 = (13672u + index_47 % 12544u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 112u;
+    const uint32_t entry_result_68 = (13672u + index_63 % 12544u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 112u;
-    const uint32_t entry_result_52 = (13672u + index_47 % 12544u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 112u;
+    const uint32_t entry_result_68 = (13672u + index_63 % 12544u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 112u;
-    const uint32_t entry_result_52 = (13672u + index_47 % 12544u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 112u;
+    const uint32_t entry_result_68 = (13672u + index_63 % 12544u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 112u;
-    const uint32_t entry_result_52 = (13672u + index_47 % 12544u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 112u;
+    const uint32_t entry_result_68 = (13672u + index_63 % 12544u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 6u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 6u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[2][16] = {};
   uint32_t coords_4[2][16] = {};
@@ -1289,76 +1649,108 @@ NGP_FN void gridForward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 110.43047f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 112u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (13672u + index_47[ngp_l] % 12544u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 112u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (13672u + index_63[ngp_l] % 12544u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 112u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (13672u + index_47[ngp_l] % 12544u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 112u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (13672u + index_63[ngp_l] % 12544u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 112u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (13672u + index_47[ngp_l] % 12544u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 112u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (13672u + index_63[ngp_l] % 12544u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 112u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (13672u + index_47[ngp_l] % 12544u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 112u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (13672u + index_63[ngp_l] % 12544u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 6u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 6u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[2] = {};
   uint32_t coords_4[2] = {};
@@ -1388,59 +1780,83 @@ NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 152.9872f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 154u;
-    const uint32_t entry_result_52 = (26216u + index_47 % 23720u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 154u;
+    const uint32_t entry_result_68 = (26216u + index_63 % 23720u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 154u;
-    const uint32_t entry_result_52 = (26216u + index_47 % 23720u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 154u;
+    const uint32_t entry_result_68 = (26216u + index_63 % 23720u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 154u;
-    const uint32_t entry_result_52 = (26216u + index_47 % 23720u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 154u;
+    const uint32_t entry_result_68 = (26216u + index_63 % 23720u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 154u;
-    const uint32_t entry_result_52 = (26216u + index_47 % 23720u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 154u;
+    const uint32_t entry_result_68 = (26216u + index_63 % 23720u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 7u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 7u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[2][16] = {};
   uint32_t coords_4[2][16] = {};
@@ -1480,76 +1896,108 @@ NGP_FN void gridForward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 152.9872f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 154u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (26216u + index_47[ngp_l] % 23720u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 154u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (26216u + index_63[ngp_l] % 23720u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 154u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (26216u + index_47[ngp_l] % 23720u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 154u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (26216u + index_63[ngp_l] % 23720u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 154u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (26216u + index_47[ngp_l] % 23720u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 154u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (26216u + index_63[ngp_l] % 23720u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 154u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (26216u + index_47[ngp_l] % 23720u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 154u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (26216u + index_63[ngp_l] % 23720u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 7u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 7u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[2] = {};
   uint32_t coords_4[2] = {};
@@ -1579,59 +2027,83 @@ NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 211.7969f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 213u;
-    const uint32_t entry_result_52 = (49936u + index_47 % 45376u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 213u;
+    const uint32_t entry_result_68 = (49936u + index_63 % 45376u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 213u;
-    const uint32_t entry_result_52 = (49936u + index_47 % 45376u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 213u;
+    const uint32_t entry_result_68 = (49936u + index_63 % 45376u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 213u;
-    const uint32_t entry_result_52 = (49936u + index_47 % 45376u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 213u;
+    const uint32_t entry_result_68 = (49936u + index_63 % 45376u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 213u;
-    const uint32_t entry_result_52 = (49936u + index_47 % 45376u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 213u;
+    const uint32_t entry_result_68 = (49936u + index_63 % 45376u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 8u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 8u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[2][16] = {};
   uint32_t coords_4[2][16] = {};
@@ -1671,76 +2143,108 @@ NGP_FN void gridForward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 211.7969f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 213u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (49936u + index_47[ngp_l] % 45376u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 213u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (49936u + index_63[ngp_l] % 45376u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 213u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (49936u + index_47[ngp_l] % 45376u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 213u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (49936u + index_63[ngp_l] % 45376u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 213u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (49936u + index_47[ngp_l] % 45376u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 213u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (49936u + index_63[ngp_l] % 45376u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 213u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (49936u + index_47[ngp_l] % 45376u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 213u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (49936u + index_63[ngp_l] % 45376u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 8u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 8u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[2] = {};
   uint32_t coords_4[2] = {};
@@ -1770,59 +2274,83 @@ NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const flo
     dw_7[1] = 293.06677f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 295u;
-    const uint32_t entry_result_52 = (95312u + index_47 % 87032u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 295u;
+    const uint32_t entry_result_68 = (95312u + index_63 % 87032u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 295u;
-    const uint32_t entry_result_52 = (95312u + index_47 % 87032u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 295u;
+    const uint32_t entry_result_68 = (95312u + index_63 % 87032u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 295u;
-    const uint32_t entry_result_52 = (95312u + index_47 % 87032u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 295u;
+    const uint32_t entry_result_68 = (95312u + index_63 % 87032u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 295u;
-    const uint32_t entry_result_52 = (95312u + index_47 % 87032u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 295u;
+    const uint32_t entry_result_68 = (95312u + index_63 % 87032u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 9u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 9u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[2][16] = {};
   uint32_t coords_4[2][16] = {};
@@ -1862,76 +2390,108 @@ NGP_FN void gridForward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 293.06677f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 295u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (95312u + index_47[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 295u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (95312u + index_63[ngp_l] % 87032u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 295u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (95312u + index_47[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 295u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (95312u + index_63[ngp_l] % 87032u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 295u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (95312u + index_47[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 295u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (95312u + index_63[ngp_l] % 87032u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 295u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (95312u + index_47[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 295u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (95312u + index_63[ngp_l] % 87032u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 9u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 9u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   uint32_t cell_3[2][16] = {};
   uint32_t coords_4[2][16] = {};
   {
@@ -1955,46 +2515,66 @@ NGP_FN void gridForward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 295u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (95312u + index_47[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 295u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (95312u + index_63[ngp_l] % 87032u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 295u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (95312u + index_47[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 295u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (95312u + index_63[ngp_l] % 87032u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 295u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (95312u + index_47[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 295u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (95312u + index_63[ngp_l] % 87032u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 295u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (95312u + index_47[ngp_l] % 87032u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 295u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (95312u + index_63[ngp_l] % 87032u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
 }
 
-NGP_FN void gridForward_pass10(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass10(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[2] = {};
   uint32_t coords_4[2] = {};
@@ -2024,59 +2604,83 @@ NGP_FN void gridForward_pass10(uint32_t i, const float* __restrict__ x, const fl
     dw_7[1] = 405.37466f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 407u;
-    const uint32_t entry_result_52 = (182344u + index_47 % 165656u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 407u;
+    const uint32_t entry_result_68 = (182344u + index_63 % 165656u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 407u;
-    const uint32_t entry_result_52 = (182344u + index_47 % 165656u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 407u;
+    const uint32_t entry_result_68 = (182344u + index_63 % 165656u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 407u;
-    const uint32_t entry_result_52 = (182344u + index_47 % 165656u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 407u;
+    const uint32_t entry_result_68 = (182344u + index_63 % 165656u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 407u;
-    const uint32_t entry_result_52 = (182344u + index_47 % 165656u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 407u;
+    const uint32_t entry_result_68 = (182344u + index_63 % 165656u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 10u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 10u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[2][16] = {};
   uint32_t coords_4[2][16] = {};
@@ -2116,76 +2720,108 @@ NGP_FN void gridForward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 405.37466f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 407u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (182344u + index_47[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 407u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (182344u + index_63[ngp_l] % 165656u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 407u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (182344u + index_47[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 407u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (182344u + index_63[ngp_l] % 165656u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 407u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (182344u + index_47[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 407u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (182344u + index_63[ngp_l] % 165656u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 407u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (182344u + index_47[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 407u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (182344u + index_63[ngp_l] % 165656u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 10u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 10u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass10_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass10_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   uint32_t cell_3[2][16] = {};
   uint32_t coords_4[2][16] = {};
   {
@@ -2209,46 +2845,66 @@ NGP_FN void gridForward_pass10_prefetch(int64_t ngp_i0, const float* __restrict_
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 407u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (182344u + index_47[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 407u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (182344u + index_63[ngp_l] % 165656u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 407u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (182344u + index_47[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 407u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (182344u + index_63[ngp_l] % 165656u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 407u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (182344u + index_47[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 407u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (182344u + index_63[ngp_l] % 165656u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 407u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (182344u + index_47[ngp_l] % 165656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 407u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (182344u + index_63[ngp_l] % 165656u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
 }
 
-NGP_FN void gridForward_pass11(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass11(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[2] = {};
   uint32_t coords_4[2] = {};
@@ -2278,59 +2934,83 @@ NGP_FN void gridForward_pass11(uint32_t i, const float* __restrict__ x, const fl
     dw_7[1] = 560.5744f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 562u;
-    const uint32_t entry_result_52 = (348000u + index_47 % 315848u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 562u;
+    const uint32_t entry_result_68 = (348000u + index_63 % 315848u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 562u;
-    const uint32_t entry_result_52 = (348000u + index_47 % 315848u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 562u;
+    const uint32_t entry_result_68 = (348000u + index_63 % 315848u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 562u;
-    const uint32_t entry_result_52 = (348000u + index_47 % 315848u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 562u;
+    const uint32_t entry_result_68 = (348000u + index_63 % 315848u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 562u;
-    const uint32_t entry_result_52 = (348000u + index_47 % 315848u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 562u;
+    const uint32_t entry_result_68 = (348000u + index_63 % 315848u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 11u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 11u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[2][16] = {};
   uint32_t coords_4[2][16] = {};
@@ -2370,76 +3050,108 @@ NGP_FN void gridForward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 560.5744f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 562u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (348000u + index_47[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 562u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (348000u + index_63[ngp_l] % 315848u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 562u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (348000u + index_47[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 562u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (348000u + index_63[ngp_l] % 315848u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 562u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (348000u + index_47[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 562u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (348000u + index_63[ngp_l] % 315848u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 562u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (348000u + index_47[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 562u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (348000u + index_63[ngp_l] % 315848u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 11u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 11u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass11_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass11_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   uint32_t cell_3[2][16] = {};
   uint32_t coords_4[2][16] = {};
   {
@@ -2463,46 +3175,66 @@ NGP_FN void gridForward_pass11_prefetch(int64_t ngp_i0, const float* __restrict_
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 562u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (348000u + index_47[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 562u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (348000u + index_63[ngp_l] % 315848u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 562u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (348000u + index_47[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 562u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (348000u + index_63[ngp_l] % 315848u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 562u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (348000u + index_47[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 562u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (348000u + index_63[ngp_l] % 315848u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 562u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (348000u + index_47[ngp_l] % 315848u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 562u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (348000u + index_63[ngp_l] % 315848u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
 }
 
-NGP_FN void gridForward_pass12(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass12(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[2] = {};
   uint32_t coords_4[2] = {};
@@ -2532,63 +3264,87 @@ NGP_FN void gridForward_pass12(uint32_t i, const float* __restrict__ x, const fl
     dw_7[1] = 775.0469f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (663848u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (663848u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (663848u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (663848u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (663848u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (663848u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (663848u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (663848u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 12u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 12u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[2][16] = {};
   uint32_t coords_4[2][16] = {};
@@ -2628,84 +3384,116 @@ NGP_FN void gridForward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 775.0469f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (663848u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (663848u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (663848u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (663848u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (663848u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (663848u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (663848u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (663848u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 12u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 12u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass12_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass12_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   uint32_t cell_3[2][16] = {};
   uint32_t coords_4[2][16] = {};
   {
@@ -2729,54 +3517,74 @@ NGP_FN void gridForward_pass12_prefetch(int64_t ngp_i0, const float* __restrict_
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (663848u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (663848u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (663848u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (663848u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (663848u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (663848u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (663848u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (663848u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
 }
 
-NGP_FN void gridForward_pass13(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass13(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[2] = {};
   uint32_t coords_4[2] = {};
@@ -2806,63 +3614,87 @@ NGP_FN void gridForward_pass13(uint32_t i, const float* __restrict__ x, const fl
     dw_7[1] = 1071.4292f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (1188136u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (1188136u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (1188136u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (1188136u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (1188136u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (1188136u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (1188136u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (1188136u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 13u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 13u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[2][16] = {};
   uint32_t coords_4[2][16] = {};
@@ -2902,84 +3734,116 @@ NGP_FN void gridForward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 1071.4292f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1188136u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1188136u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1188136u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1188136u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1188136u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1188136u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1188136u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1188136u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 13u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 13u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass13_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass13_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   uint32_t cell_3[2][16] = {};
   uint32_t coords_4[2][16] = {};
   {
@@ -3003,54 +3867,74 @@ NGP_FN void gridForward_pass13_prefetch(int64_t ngp_i0, const float* __restrict_
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1188136u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1188136u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1188136u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1188136u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1188136u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1188136u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1188136u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1188136u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
 }
 
-NGP_FN void gridForward_pass14(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass14(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[2] = {};
   uint32_t coords_4[2] = {};
@@ -3080,63 +3964,87 @@ NGP_FN void gridForward_pass14(uint32_t i, const float* __restrict__ x, const fl
     dw_7[1] = 1481.0037f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (1712424u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (1712424u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (1712424u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (1712424u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (1712424u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (1712424u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (1712424u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (1712424u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 14u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 14u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[2][16] = {};
   uint32_t coords_4[2][16] = {};
@@ -3176,84 +4084,116 @@ NGP_FN void gridForward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 1481.0037f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1712424u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1712424u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1712424u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1712424u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1712424u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1712424u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1712424u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1712424u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 14u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 14u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass14_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass14_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   uint32_t cell_3[2][16] = {};
   uint32_t coords_4[2][16] = {};
   {
@@ -3277,54 +4217,74 @@ NGP_FN void gridForward_pass14_prefetch(int64_t ngp_i0, const float* __restrict_
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1712424u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1712424u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1712424u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1712424u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1712424u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1712424u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1712424u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1712424u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
 }
 
-NGP_FN void gridForward_pass15(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass15(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[2] = {};
   uint32_t coords_4[2] = {};
@@ -3354,63 +4314,87 @@ NGP_FN void gridForward_pass15(uint32_t i, const float* __restrict__ x, const fl
     dw_7[1] = 2047.0f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (2236712u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (2236712u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (2236712u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (2236712u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (2236712u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (2236712u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (2236712u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (2236712u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 15u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 15u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[2][16] = {};
   uint32_t coords_4[2][16] = {};
@@ -3450,84 +4434,116 @@ NGP_FN void gridForward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[1][ngp_l] = 2047.0f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2236712u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2236712u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2236712u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2236712u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2236712u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2236712u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2236712u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2236712u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 15u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 15u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass15_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass15_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   uint32_t cell_3[2][16] = {};
   uint32_t coords_4[2][16] = {};
   {
@@ -3551,137 +4567,157 @@ NGP_FN void gridForward_pass15_prefetch(int64_t ngp_i0, const float* __restrict_
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2236712u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2236712u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2236712u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2236712u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2236712u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2236712u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2236712u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2236712u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
 }
 
-extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, float* __restrict__ out, int64_t ngp_len_out) {
-  (void)ngp_len_x; (void)ngp_len_params; (void)ngp_len_probe; (void)ngp_len_out;
+extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ softmax, int64_t ngp_len_softmax, float* __restrict__ out, int64_t ngp_len_out) {
+  (void)ngp_len_x; (void)ngp_len_params; (void)ngp_len_probe; (void)ngp_len_softmax; (void)ngp_len_out;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
   for (int64_t ngp_c = 0; ngp_c < ngp_n; ngp_c += 256) {
     const int64_t ngp_e = ngp_c + 256 < ngp_n ? ngp_c + 256 : ngp_n;
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass0_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass0((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass0_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass0((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass1_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass1((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass1_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass1((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass2_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass2((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass2_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass2((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass3_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass3((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass3_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass3((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass4_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass4((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass4_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass4((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass5_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass5((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass5_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass5((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass6_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass6((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass6_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass6((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass7_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass7((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass7_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass7((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass8_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass8((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass8_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass8((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass9_prefetch(ngp_g + 64, x, params, probe, out); gridForward_pass9_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass9((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass9_prefetch(ngp_g + 64, x, params, probe, softmax, out); gridForward_pass9_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass9((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass10_prefetch(ngp_g + 64, x, params, probe, out); gridForward_pass10_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass10((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass10_prefetch(ngp_g + 64, x, params, probe, softmax, out); gridForward_pass10_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass10((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass11_prefetch(ngp_g + 64, x, params, probe, out); gridForward_pass11_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass11((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass11_prefetch(ngp_g + 64, x, params, probe, softmax, out); gridForward_pass11_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass11((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass12_prefetch(ngp_g + 64, x, params, probe, out); gridForward_pass12_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass12((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass12_prefetch(ngp_g + 64, x, params, probe, softmax, out); gridForward_pass12_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass12((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass13_prefetch(ngp_g + 64, x, params, probe, out); gridForward_pass13_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass13((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass13_prefetch(ngp_g + 64, x, params, probe, softmax, out); gridForward_pass13_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass13((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass14_prefetch(ngp_g + 64, x, params, probe, out); gridForward_pass14_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass14((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass14_prefetch(ngp_g + 64, x, params, probe, softmax, out); gridForward_pass14_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass14((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass15_prefetch(ngp_g + 64, x, params, probe, out); gridForward_pass15_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass15((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass15_prefetch(ngp_g + 64, x, params, probe, softmax, out); gridForward_pass15_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass15((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
   }
   return 0;

@@ -16,7 +16,7 @@ NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 
 NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }
 
 
-NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   {
     float acc_2[2] = {};
     uint32_t cell_3[2] = {};
@@ -47,56 +47,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 15.0f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 16u;
-      const uint32_t entry_result_52 = index_47 % 256u * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 16u;
+      const uint32_t entry_result_68 = index_63 % 256u * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 16u;
-      const uint32_t entry_result_52 = index_47 % 256u * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 16u;
+      const uint32_t entry_result_68 = index_63 % 256u * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 16u;
-      const uint32_t entry_result_52 = index_47 % 256u * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 16u;
+      const uint32_t entry_result_68 = index_63 % 256u * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 16u;
-      const uint32_t entry_result_52 = index_47 % 256u * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 16u;
+      const uint32_t entry_result_68 = index_63 % 256u * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = i * 16u * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = i * 16u * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -128,56 +152,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 21.110605f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 23u;
-      const uint32_t entry_result_52 = (256u + index_47 % 536u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 23u;
+      const uint32_t entry_result_68 = (256u + index_63 % 536u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 23u;
-      const uint32_t entry_result_52 = (256u + index_47 % 536u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 23u;
+      const uint32_t entry_result_68 = (256u + index_63 % 536u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 23u;
-      const uint32_t entry_result_52 = (256u + index_47 % 536u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 23u;
+      const uint32_t entry_result_68 = (256u + index_63 % 536u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 23u;
-      const uint32_t entry_result_52 = (256u + index_47 % 536u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 23u;
+      const uint32_t entry_result_68 = (256u + index_63 % 536u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 1u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 1u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -209,56 +257,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 29.554932f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 31u;
-      const uint32_t entry_result_52 = (792u + index_47 % 968u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 31u;
+      const uint32_t entry_result_68 = (792u + index_63 % 968u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 31u;
-      const uint32_t entry_result_52 = (792u + index_47 % 968u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 31u;
+      const uint32_t entry_result_68 = (792u + index_63 % 968u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 31u;
-      const uint32_t entry_result_52 = (792u + index_47 % 968u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 31u;
+      const uint32_t entry_result_68 = (792u + index_63 % 968u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 31u;
-      const uint32_t entry_result_52 = (792u + index_47 % 968u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 31u;
+      const uint32_t entry_result_68 = (792u + index_63 % 968u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 2u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 2u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -290,56 +362,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 41.224255f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 43u;
-      const uint32_t entry_result_52 = (1760u + index_47 % 1856u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 43u;
+      const uint32_t entry_result_68 = (1760u + index_63 % 1856u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 43u;
-      const uint32_t entry_result_52 = (1760u + index_47 % 1856u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 43u;
+      const uint32_t entry_result_68 = (1760u + index_63 % 1856u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 43u;
-      const uint32_t entry_result_52 = (1760u + index_47 % 1856u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 43u;
+      const uint32_t entry_result_68 = (1760u + index_63 % 1856u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 43u;
-      const uint32_t entry_result_52 = (1760u + index_47 % 1856u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 43u;
+      const uint32_t entry_result_68 = (1760u + index_63 % 1856u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 3u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 3u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -371,56 +467,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 57.35024f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 59u;
-      const uint32_t entry_result_52 = (3616u + index_47 % 3488u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 59u;
+      const uint32_t entry_result_68 = (3616u + index_63 % 3488u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 59u;
-      const uint32_t entry_result_52 = (3616u + index_47 % 3488u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 59u;
+      const uint32_t entry_result_68 = (3616u + index_63 % 3488u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 59u;
-      const uint32_t entry_result_52 = (3616u + index_47 % 3488u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 59u;
+      const uint32_t entry_result_68 = (3616u + index_63 % 3488u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 59u;
-      const uint32_t entry_result_52 = (3616u + index_47 % 3488u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 59u;
+      const uint32_t entry_result_68 = (3616u + index_63 % 3488u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 4u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 4u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -452,56 +572,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 79.63495f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 81u;
-      const uint32_t entry_result_52 = (7104u + index_47 % 6568u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 81u;
+      const uint32_t entry_result_68 = (7104u + index_63 % 6568u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 81u;
-      const uint32_t entry_result_52 = (7104u + index_47 % 6568u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 81u;
+      const uint32_t entry_result_68 = (7104u + index_63 % 6568u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 81u;
-      const uint32_t entry_result_52 = (7104u + index_47 % 6568u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 81u;
+      const uint32_t entry_result_68 = (7104u + index_63 % 6568u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 81u;
-      const uint32_t entry_result_52 = (7104u + index_47 % 6568u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 81u;
+      const uint32_t entry_result_68 = (7104u + index_63 % 6568u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 5u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 5u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -533,56 +677,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 110.43047f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 112u;
-      const uint32_t entry_result_52 = (13672u + index_47 % 12544u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 112u;
+      const uint32_t entry_result_68 = (13672u + index_63 % 12544u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 112u;
-      const uint32_t entry_result_52 = (13672u + index_47 % 12544u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 112u;
+      const uint32_t entry_result_68 = (13672u + index_63 % 12544u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 112u;
-      const uint32_t entry_result_52 = (13672u + index_47 % 12544u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 112u;
+      const uint32_t entry_result_68 = (13672u + index_63 % 12544u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 112u;
-      const uint32_t entry_result_52 = (13672u + index_47 % 12544u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 112u;
+      const uint32_t entry_result_68 = (13672u + index_63 % 12544u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 6u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 6u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -614,56 +782,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 152.9872f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 154u;
-      const uint32_t entry_result_52 = (26216u + index_47 % 23720u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 154u;
+      const uint32_t entry_result_68 = (26216u + index_63 % 23720u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 154u;
-      const uint32_t entry_result_52 = (26216u + index_47 % 23720u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 154u;
+      const uint32_t entry_result_68 = (26216u + index_63 % 23720u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 154u;
-      const uint32_t entry_result_52 = (26216u + index_47 % 23720u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 154u;
+      const uint32_t entry_result_68 = (26216u + index_63 % 23720u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 154u;
-      const uint32_t entry_result_52 = (26216u + index_47 % 23720u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 154u;
+      const uint32_t entry_result_68 = (26216u + index_63 % 23720u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 7u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 7u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -695,56 +887,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 211.7969f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 213u;
-      const uint32_t entry_result_52 = (49936u + index_47 % 45376u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 213u;
+      const uint32_t entry_result_68 = (49936u + index_63 % 45376u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 213u;
-      const uint32_t entry_result_52 = (49936u + index_47 % 45376u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 213u;
+      const uint32_t entry_result_68 = (49936u + index_63 % 45376u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 213u;
-      const uint32_t entry_result_52 = (49936u + index_47 % 45376u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 213u;
+      const uint32_t entry_result_68 = (49936u + index_63 % 45376u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 213u;
-      const uint32_t entry_result_52 = (49936u + index_47 % 45376u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 213u;
+      const uint32_t entry_result_68 = (49936u + index_63 % 45376u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 8u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 8u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -776,56 +992,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 293.06677f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 295u;
-      const uint32_t entry_result_52 = (95312u + index_47 % 87032u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 295u;
+      const uint32_t entry_result_68 = (95312u + index_63 % 87032u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 295u;
-      const uint32_t entry_result_52 = (95312u + index_47 % 87032u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 295u;
+      const uint32_t entry_result_68 = (95312u + index_63 % 87032u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 295u;
-      const uint32_t entry_result_52 = (95312u + index_47 % 87032u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 295u;
+      const uint32_t entry_result_68 = (95312u + index_63 % 87032u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 295u;
-      const uint32_t entry_result_52 = (95312u + index_47 % 87032u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 295u;
+      const uint32_t entry_result_68 = (95312u + index_63 % 87032u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 9u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 9u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -857,56 +1097,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 405.37466f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 407u;
-      const uint32_t entry_result_52 = (182344u + index_47 % 165656u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 407u;
+      const uint32_t entry_result_68 = (182344u + index_63 % 165656u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 407u;
-      const uint32_t entry_result_52 = (182344u + index_47 % 165656u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 407u;
+      const uint32_t entry_result_68 = (182344u + index_63 % 165656u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 407u;
-      const uint32_t entry_result_52 = (182344u + index_47 % 165656u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 407u;
+      const uint32_t entry_result_68 = (182344u + index_63 % 165656u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 407u;
-      const uint32_t entry_result_52 = (182344u + index_47 % 165656u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 407u;
+      const uint32_t entry_result_68 = (182344u + index_63 % 165656u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 10u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 10u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -938,56 +1202,80 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 560.5744f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 562u;
-      const uint32_t entry_result_52 = (348000u + index_47 % 315848u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 562u;
+      const uint32_t entry_result_68 = (348000u + index_63 % 315848u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 562u;
-      const uint32_t entry_result_52 = (348000u + index_47 % 315848u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 562u;
+      const uint32_t entry_result_68 = (348000u + index_63 % 315848u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 562u;
-      const uint32_t entry_result_52 = (348000u + index_47 % 315848u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 562u;
+      const uint32_t entry_result_68 = (348000u + index_63 % 315848u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 562u;
-      const uint32_t entry_result_52 = (348000u + index_47 % 315848u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 562u;
+      const uint32_t entry_result_68 = (348000u + index_63 % 315848u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 11u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 11u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -1019,60 +1307,84 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 775.0469f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (663848u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (663848u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (663848u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (663848u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (663848u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (663848u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (663848u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (663848u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 12u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 12u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -1104,60 +1416,84 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 1071.4292f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (1188136u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (1188136u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (1188136u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (1188136u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (1188136u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (1188136u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (1188136u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (1188136u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 13u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 13u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -1189,60 +1525,84 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 1481.0037f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (1712424u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (1712424u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (1712424u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (1712424u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (1712424u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (1712424u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (1712424u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (1712424u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 14u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 14u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -1274,73 +1634,97 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[1] = 2047.0f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (2236712u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (2236712u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (2236712u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (2236712u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (2236712u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (2236712u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (2236712u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (2236712u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 15u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 15u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
 }
 
-__global__ void gridForward_kernel(int64_t ngp_n, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+__global__ void gridForward_kernel(int64_t ngp_n, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
-    gridForward_body((uint32_t)ngp_i, x, params, probe, out);
+    gridForward_body((uint32_t)ngp_i, x, params, probe, softmax, out);
 }
 
-extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, float* __restrict__ out, int64_t ngp_len_out) {
+extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ softmax, int64_t ngp_len_softmax, float* __restrict__ out, int64_t ngp_len_out) {
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
-  gridForward_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, params, probe, out);
+  gridForward_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, params, probe, softmax, out);
   return (int32_t)cudaGetLastError();
 }
 

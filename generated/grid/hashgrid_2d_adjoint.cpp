@@ -21,7 +21,7 @@ NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 
 NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }
 
 
-NGP_FN void gridForwardParamGrad_pass0(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass0(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   const float x_1 = x[i * 2u];
   const float max_1 = ngp_max(0.0f, x_1);
   const float min_1 = ngp_min(max_1, 1.0f);
@@ -72,24 +72,24 @@ NGP_FN void gridForwardParamGrad_pass0(uint32_t i, const float* __restrict__ x, 
   const float d_fma_16_1 = d_out[o_1 + 1u];
   const float d_fma_15_1 = d_out[o_1];
   const float d_params_8_1 = d_fma_16_1 * w_4;
-  const float d_params_7_1 = d_fma_15_1 * w_4;
-  const float d_params_6_1 = d_fma_16_1 * w_3;
-  const float d_params_5_1 = d_fma_15_1 * w_3;
-  const float d_params_4_1 = d_fma_16_1 * w_2;
-  const float d_params_3_1 = d_fma_15_1 * w_2;
-  const float d_params_2_1 = d_fma_16_1 * w_1;
-  const float d_params_1_1 = d_fma_15_1 * w_1;
   d_params[entry_result_4 + 1u] += d_params_8_1;
+  const float d_params_7_1 = d_fma_15_1 * w_4;
   d_params[entry_result_4] += d_params_7_1;
+  const float d_params_6_1 = d_fma_16_1 * w_3;
   d_params[entry_result_3 + 1u] += d_params_6_1;
+  const float d_params_5_1 = d_fma_15_1 * w_3;
   d_params[entry_result_3] += d_params_5_1;
+  const float d_params_4_1 = d_fma_16_1 * w_2;
   d_params[entry_result_2 + 1u] += d_params_4_1;
+  const float d_params_3_1 = d_fma_15_1 * w_2;
   d_params[entry_result_2] += d_params_3_1;
+  const float d_params_2_1 = d_fma_16_1 * w_1;
   d_params[entry_result_1 + 1u] += d_params_2_1;
+  const float d_params_1_1 = d_fma_15_1 * w_1;
   d_params[entry_result_1] += d_params_1_1;
 }
 
-NGP_FN void gridForwardParamGrad_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   float x_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) x_1[ngp_l] = x[((uint32_t)(ngp_i0 + ngp_l)) * 2u];
   float max_1[16];
@@ -190,31 +190,31 @@ NGP_FN void gridForwardParamGrad_pass0_lanes(int64_t ngp_i0, const float* __rest
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_fma_15_1[ngp_l] = d_out[o_1[ngp_l]];
   float d_params_8_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_8_1[ngp_l] = d_fma_16_1[ngp_l] * w_4[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_4[ngp_l] + 1u] += d_params_8_1[ngp_l];
   float d_params_7_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_7_1[ngp_l] = d_fma_15_1[ngp_l] * w_4[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_4[ngp_l]] += d_params_7_1[ngp_l];
   float d_params_6_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_6_1[ngp_l] = d_fma_16_1[ngp_l] * w_3[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_3[ngp_l] + 1u] += d_params_6_1[ngp_l];
   float d_params_5_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_5_1[ngp_l] = d_fma_15_1[ngp_l] * w_3[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_3[ngp_l]] += d_params_5_1[ngp_l];
   float d_params_4_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_4_1[ngp_l] = d_fma_16_1[ngp_l] * w_2[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_2[ngp_l] + 1u] += d_params_4_1[ngp_l];
   float d_params_3_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_3_1[ngp_l] = d_fma_15_1[ngp_l] * w_2[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_2[ngp_l]] += d_params_3_1[ngp_l];
   float d_params_2_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_2_1[ngp_l] = d_fma_16_1[ngp_l] * w_1[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_1[ngp_l] + 1u] += d_params_2_1[ngp_l];
   float d_params_1_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_1_1[ngp_l] = d_fma_15_1[ngp_l] * w_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_4[ngp_l] + 1u] += d_params_8_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_4[ngp_l]] += d_params_7_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_3[ngp_l] + 1u] += d_params_6_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_3[ngp_l]] += d_params_5_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_2[ngp_l] + 1u] += d_params_4_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_2[ngp_l]] += d_params_3_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_1[ngp_l] + 1u] += d_params_2_1[ngp_l];
   for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_1[ngp_l]] += d_params_1_1[ngp_l];
 }
 
-NGP_FN void gridForwardParamGrad_pass1(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass1(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   const float x_3 = x[i * 2u];
   const float max_3 = ngp_max(0.0f, x_3);
   const float min_3 = ngp_min(max_3, 1.0f);
@@ -265,24 +265,24 @@ NGP_FN void gridForwardParamGrad_pass1(uint32_t i, const float* __restrict__ x, 
   const float d_fma_32_1 = d_out[o_2 + 1u];
   const float d_fma_31_1 = d_out[o_2];
   const float d_params_16_1 = d_fma_32_1 * w_8;
-  const float d_params_15_1 = d_fma_31_1 * w_8;
-  const float d_params_14_1 = d_fma_32_1 * w_7;
-  const float d_params_13_1 = d_fma_31_1 * w_7;
-  const float d_params_12_1 = d_fma_32_1 * w_6;
-  const float d_params_11_1 = d_fma_31_1 * w_6;
-  const float d_params_10_1 = d_fma_32_1 * w_5;
-  const float d_params_9_1 = d_fma_31_1 * w_5;
   d_params[entry_result_8 + 1u] += d_params_16_1;
+  const float d_params_15_1 = d_fma_31_1 * w_8;
   d_params[entry_result_8] += d_params_15_1;
+  const float d_params_14_1 = d_fma_32_1 * w_7;
   d_params[entry_result_7 + 1u] += d_params_14_1;
+  const float d_params_13_1 = d_fma_31_1 * w_7;
   d_params[entry_result_7] += d_params_13_1;
+  const float d_params_12_1 = d_fma_32_1 * w_6;
   d_params[entry_result_6 + 1u] += d_params_12_1;
+  const float d_params_11_1 = d_fma_31_1 * w_6;
   d_params[entry_result_6] += d_params_11_1;
+  const float d_params_10_1 = d_fma_32_1 * w_5;
   d_params[entry_result_5 + 1u] += d_params_10_1;
+  const float d_params_9_1 = d_fma_31_1 * w_5;
   d_params[entry_result_5] += d_params_9_1;
 }
 
-NGP_FN void gridForwardParamGrad_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   float x_3[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) x_3[ngp_l] = x[((uint32_t)(ngp_i0 + ngp_l)) * 2u];
   float max_3[16];
@@ -383,31 +383,31 @@ NGP_FN void gridForwardParamGrad_pass1_lanes(int64_t ngp_i0, const float* __rest
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_fma_31_1[ngp_l] = d_out[o_2[ngp_l]];
   float d_params_16_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_16_1[ngp_l] = d_fma_32_1[ngp_l] * w_8[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_8[ngp_l] + 1u] += d_params_16_1[ngp_l];
   float d_params_15_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_15_1[ngp_l] = d_fma_31_1[ngp_l] * w_8[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_8[ngp_l]] += d_params_15_1[ngp_l];
   float d_params_14_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_14_1[ngp_l] = d_fma_32_1[ngp_l] * w_7[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_7[ngp_l] + 1u] += d_params_14_1[ngp_l];
   float d_params_13_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_13_1[ngp_l] = d_fma_31_1[ngp_l] * w_7[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_7[ngp_l]] += d_params_13_1[ngp_l];
   float d_params_12_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_12_1[ngp_l] = d_fma_32_1[ngp_l] * w_6[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_6[ngp_l] + 1u] += d_params_12_1[ngp_l];
   float d_params_11_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_11_1[ngp_l] = d_fma_31_1[ngp_l] * w_6[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_6[ngp_l]] += d_params_11_1[ngp_l];
   float d_params_10_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_10_1[ngp_l] = d_fma_32_1[ngp_l] * w_5[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_5[ngp_l] + 1u] += d_params_10_1[ngp_l];
   float d_params_9_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_9_1[ngp_l] = d_fma_31_1[ngp_l] * w_5[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_8[ngp_l] + 1u] += d_params_16_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_8[ngp_l]] += d_params_15_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_7[ngp_l] + 1u] += d_params_14_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_7[ngp_l]] += d_params_13_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_6[ngp_l] + 1u] += d_params_12_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_6[ngp_l]] += d_params_11_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_5[ngp_l] + 1u] += d_params_10_1[ngp_l];
   for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_5[ngp_l]] += d_params_9_1[ngp_l];
 }
 
-NGP_FN void gridForwardParamGrad_pass2(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass2(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   const float x_5 = x[i * 2u];
   const float max_5 = ngp_max(0.0f, x_5);
   const float min_5 = ngp_min(max_5, 1.0f);
@@ -458,24 +458,24 @@ NGP_FN void gridForwardParamGrad_pass2(uint32_t i, const float* __restrict__ x, 
   const float d_fma_48_1 = d_out[o_3 + 1u];
   const float d_fma_47_1 = d_out[o_3];
   const float d_params_24_1 = d_fma_48_1 * w_12;
-  const float d_params_23_1 = d_fma_47_1 * w_12;
-  const float d_params_22_1 = d_fma_48_1 * w_11;
-  const float d_params_21_1 = d_fma_47_1 * w_11;
-  const float d_params_20_1 = d_fma_48_1 * w_10;
-  const float d_params_19_1 = d_fma_47_1 * w_10;
-  const float d_params_18_1 = d_fma_48_1 * w_9;
-  const float d_params_17_1 = d_fma_47_1 * w_9;
   d_params[entry_result_12 + 1u] += d_params_24_1;
+  const float d_params_23_1 = d_fma_47_1 * w_12;
   d_params[entry_result_12] += d_params_23_1;
+  const float d_params_22_1 = d_fma_48_1 * w_11;
   d_params[entry_result_11 + 1u] += d_params_22_1;
+  const float d_params_21_1 = d_fma_47_1 * w_11;
   d_params[entry_result_11] += d_params_21_1;
+  const float d_params_20_1 = d_fma_48_1 * w_10;
   d_params[entry_result_10 + 1u] += d_params_20_1;
+  const float d_params_19_1 = d_fma_47_1 * w_10;
   d_params[entry_result_10] += d_params_19_1;
+  const float d_params_18_1 = d_fma_48_1 * w_9;
   d_params[entry_result_9 + 1u] += d_params_18_1;
+  const float d_params_17_1 = d_fma_47_1 * w_9;
   d_params[entry_result_9] += d_params_17_1;
 }
 
-NGP_FN void gridForwardParamGrad_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   float x_5[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) x_5[ngp_l] = x[((uint32_t)(ngp_i0 + ngp_l)) * 2u];
   float max_5[16];
@@ -576,31 +576,31 @@ NGP_FN void gridForwardParamGrad_pass2_lanes(int64_t ngp_i0, const float* __rest
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_fma_47_1[ngp_l] = d_out[o_3[ngp_l]];
   float d_params_24_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_24_1[ngp_l] = d_fma_48_1[ngp_l] * w_12[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_12[ngp_l] + 1u] += d_params_24_1[ngp_l];
   float d_params_23_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_23_1[ngp_l] = d_fma_47_1[ngp_l] * w_12[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_12[ngp_l]] += d_params_23_1[ngp_l];
   float d_params_22_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_22_1[ngp_l] = d_fma_48_1[ngp_l] * w_11[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_11[ngp_l] + 1u] += d_params_22_1[ngp_l];
   float d_params_21_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_21_1[ngp_l] = d_fma_47_1[ngp_l] * w_11[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_11[ngp_l]] += d_params_21_1[ngp_l];
   float d_params_20_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_20_1[ngp_l] = d_fma_48_1[ngp_l] * w_10[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_10[ngp_l] + 1u] += d_params_20_1[ngp_l];
   float d_params_19_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_19_1[ngp_l] = d_fma_47_1[ngp_l] * w_10[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_10[ngp_l]] += d_params_19_1[ngp_l];
   float d_params_18_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_18_1[ngp_l] = d_fma_48_1[ngp_l] * w_9[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_9[ngp_l] + 1u] += d_params_18_1[ngp_l];
   float d_params_17_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_17_1[ngp_l] = d_fma_47_1[ngp_l] * w_9[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_12[ngp_l] + 1u] += d_params_24_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_12[ngp_l]] += d_params_23_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_11[ngp_l] + 1u] += d_params_22_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_11[ngp_l]] += d_params_21_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_10[ngp_l] + 1u] += d_params_20_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_10[ngp_l]] += d_params_19_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_9[ngp_l] + 1u] += d_params_18_1[ngp_l];
   for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_9[ngp_l]] += d_params_17_1[ngp_l];
 }
 
-NGP_FN void gridForwardParamGrad_pass3(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass3(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   const float x_7 = x[i * 2u];
   const float max_7 = ngp_max(0.0f, x_7);
   const float min_7 = ngp_min(max_7, 1.0f);
@@ -651,24 +651,24 @@ NGP_FN void gridForwardParamGrad_pass3(uint32_t i, const float* __restrict__ x, 
   const float d_fma_64_1 = d_out[o_4 + 1u];
   const float d_fma_63_1 = d_out[o_4];
   const float d_params_32_1 = d_fma_64_1 * w_16;
-  const float d_params_31_1 = d_fma_63_1 * w_16;
-  const float d_params_30_1 = d_fma_64_1 * w_15;
-  const float d_params_29_1 = d_fma_63_1 * w_15;
-  const float d_params_28_1 = d_fma_64_1 * w_14;
-  const float d_params_27_1 = d_fma_63_1 * w_14;
-  const float d_params_26_1 = d_fma_64_1 * w_13;
-  const float d_params_25_1 = d_fma_63_1 * w_13;
   d_params[entry_result_16 + 1u] += d_params_32_1;
+  const float d_params_31_1 = d_fma_63_1 * w_16;
   d_params[entry_result_16] += d_params_31_1;
+  const float d_params_30_1 = d_fma_64_1 * w_15;
   d_params[entry_result_15 + 1u] += d_params_30_1;
+  const float d_params_29_1 = d_fma_63_1 * w_15;
   d_params[entry_result_15] += d_params_29_1;
+  const float d_params_28_1 = d_fma_64_1 * w_14;
   d_params[entry_result_14 + 1u] += d_params_28_1;
+  const float d_params_27_1 = d_fma_63_1 * w_14;
   d_params[entry_result_14] += d_params_27_1;
+  const float d_params_26_1 = d_fma_64_1 * w_13;
   d_params[entry_result_13 + 1u] += d_params_26_1;
+  const float d_params_25_1 = d_fma_63_1 * w_13;
   d_params[entry_result_13] += d_params_25_1;
 }
 
-NGP_FN void gridForwardParamGrad_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   float x_7[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) x_7[ngp_l] = x[((uint32_t)(ngp_i0 + ngp_l)) * 2u];
   float max_7[16];
@@ -769,31 +769,31 @@ NGP_FN void gridForwardParamGrad_pass3_lanes(int64_t ngp_i0, const float* __rest
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_fma_63_1[ngp_l] = d_out[o_4[ngp_l]];
   float d_params_32_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_32_1[ngp_l] = d_fma_64_1[ngp_l] * w_16[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_16[ngp_l] + 1u] += d_params_32_1[ngp_l];
   float d_params_31_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_31_1[ngp_l] = d_fma_63_1[ngp_l] * w_16[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_16[ngp_l]] += d_params_31_1[ngp_l];
   float d_params_30_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_30_1[ngp_l] = d_fma_64_1[ngp_l] * w_15[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_15[ngp_l] + 1u] += d_params_30_1[ngp_l];
   float d_params_29_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_29_1[ngp_l] = d_fma_63_1[ngp_l] * w_15[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_15[ngp_l]] += d_params_29_1[ngp_l];
   float d_params_28_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_28_1[ngp_l] = d_fma_64_1[ngp_l] * w_14[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_14[ngp_l] + 1u] += d_params_28_1[ngp_l];
   float d_params_27_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_27_1[ngp_l] = d_fma_63_1[ngp_l] * w_14[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_14[ngp_l]] += d_params_27_1[ngp_l];
   float d_params_26_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_26_1[ngp_l] = d_fma_64_1[ngp_l] * w_13[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_13[ngp_l] + 1u] += d_params_26_1[ngp_l];
   float d_params_25_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_25_1[ngp_l] = d_fma_63_1[ngp_l] * w_13[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_16[ngp_l] + 1u] += d_params_32_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_16[ngp_l]] += d_params_31_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_15[ngp_l] + 1u] += d_params_30_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_15[ngp_l]] += d_params_29_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_14[ngp_l] + 1u] += d_params_28_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_14[ngp_l]] += d_params_27_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_13[ngp_l] + 1u] += d_params_26_1[ngp_l];
   for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_13[ngp_l]] += d_params_25_1[ngp_l];
 }
 
-NGP_FN void gridForwardParamGrad_pass4(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass4(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   const float x_9 = x[i * 2u];
   const float max_9 = ngp_max(0.0f, x_9);
   const float min_9 = ngp_min(max_9, 1.0f);
@@ -844,24 +844,24 @@ NGP_FN void gridForwardParamGrad_pass4(uint32_t i, const float* __restrict__ x, 
   const float d_fma_80_1 = d_out[o_5 + 1u];
   const float d_fma_79_1 = d_out[o_5];
   const float d_params_40_1 = d_fma_80_1 * w_20;
-  const float d_params_39_1 = d_fma_79_1 * w_20;
-  const float d_params_38_1 = d_fma_80_1 * w_19;
-  const float d_params_37_1 = d_fma_79_1 * w_19;
-  const float d_params_36_1 = d_fma_80_1 * w_18;
-  const float d_params_35_1 = d_fma_79_1 * w_18;
-  const float d_params_34_1 = d_fma_80_1 * w_17;
-  const float d_params_33_1 = d_fma_79_1 * w_17;
   d_params[entry_result_20 + 1u] += d_params_40_1;
+  const float d_params_39_1 = d_fma_79_1 * w_20;
   d_params[entry_result_20] += d_params_39_1;
+  const float d_params_38_1 = d_fma_80_1 * w_19;
   d_params[entry_result_19 + 1u] += d_params_38_1;
+  const float d_params_37_1 = d_fma_79_1 * w_19;
   d_params[entry_result_19] += d_params_37_1;
+  const float d_params_36_1 = d_fma_80_1 * w_18;
   d_params[entry_result_18 + 1u] += d_params_36_1;
+  const float d_params_35_1 = d_fma_79_1 * w_18;
   d_params[entry_result_18] += d_params_35_1;
+  const float d_params_34_1 = d_fma_80_1 * w_17;
   d_params[entry_result_17 + 1u] += d_params_34_1;
+  const float d_params_33_1 = d_fma_79_1 * w_17;
   d_params[entry_result_17] += d_params_33_1;
 }
 
-NGP_FN void gridForwardParamGrad_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   float x_9[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) x_9[ngp_l] = x[((uint32_t)(ngp_i0 + ngp_l)) * 2u];
   float max_9[16];
@@ -962,31 +962,31 @@ NGP_FN void gridForwardParamGrad_pass4_lanes(int64_t ngp_i0, const float* __rest
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_fma_79_1[ngp_l] = d_out[o_5[ngp_l]];
   float d_params_40_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_40_1[ngp_l] = d_fma_80_1[ngp_l] * w_20[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_20[ngp_l] + 1u] += d_params_40_1[ngp_l];
   float d_params_39_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_39_1[ngp_l] = d_fma_79_1[ngp_l] * w_20[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_20[ngp_l]] += d_params_39_1[ngp_l];
   float d_params_38_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_38_1[ngp_l] = d_fma_80_1[ngp_l] * w_19[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_19[ngp_l] + 1u] += d_params_38_1[ngp_l];
   float d_params_37_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_37_1[ngp_l] = d_fma_79_1[ngp_l] * w_19[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_19[ngp_l]] += d_params_37_1[ngp_l];
   float d_params_36_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_36_1[ngp_l] = d_fma_80_1[ngp_l] * w_18[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_18[ngp_l] + 1u] += d_params_36_1[ngp_l];
   float d_params_35_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_35_1[ngp_l] = d_fma_79_1[ngp_l] * w_18[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_18[ngp_l]] += d_params_35_1[ngp_l];
   float d_params_34_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_34_1[ngp_l] = d_fma_80_1[ngp_l] * w_17[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_17[ngp_l] + 1u] += d_params_34_1[ngp_l];
   float d_params_33_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_33_1[ngp_l] = d_fma_79_1[ngp_l] * w_17[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_20[ngp_l] + 1u] += d_params_40_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_20[ngp_l]] += d_params_39_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_19[ngp_l] + 1u] += d_params_38_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_19[ngp_l]] += d_params_37_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_18[ngp_l] + 1u] += d_params_36_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_18[ngp_l]] += d_params_35_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_17[ngp_l] + 1u] += d_params_34_1[ngp_l];
   for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_17[ngp_l]] += d_params_33_1[ngp_l];
 }
 
-NGP_FN void gridForwardParamGrad_pass5(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass5(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   const float x_11 = x[i * 2u];
   const float max_11 = ngp_max(0.0f, x_11);
   const float min_11 = ngp_min(max_11, 1.0f);
@@ -1037,24 +1037,24 @@ NGP_FN void gridForwardParamGrad_pass5(uint32_t i, const float* __restrict__ x, 
   const float d_fma_96_1 = d_out[o_6 + 1u];
   const float d_fma_95_1 = d_out[o_6];
   const float d_params_48_1 = d_fma_96_1 * w_24;
-  const float d_params_47_1 = d_fma_95_1 * w_24;
-  const float d_params_46_1 = d_fma_96_1 * w_23;
-  const float d_params_45_1 = d_fma_95_1 * w_23;
-  const float d_params_44_1 = d_fma_96_1 * w_22;
-  const float d_params_43_1 = d_fma_95_1 * w_22;
-  const float d_params_42_1 = d_fma_96_1 * w_21;
-  const float d_params_41_1 = d_fma_95_1 * w_21;
   d_params[entry_result_24 + 1u] += d_params_48_1;
+  const float d_params_47_1 = d_fma_95_1 * w_24;
   d_params[entry_result_24] += d_params_47_1;
+  const float d_params_46_1 = d_fma_96_1 * w_23;
   d_params[entry_result_23 + 1u] += d_params_46_1;
+  const float d_params_45_1 = d_fma_95_1 * w_23;
   d_params[entry_result_23] += d_params_45_1;
+  const float d_params_44_1 = d_fma_96_1 * w_22;
   d_params[entry_result_22 + 1u] += d_params_44_1;
+  const float d_params_43_1 = d_fma_95_1 * w_22;
   d_params[entry_result_22] += d_params_43_1;
+  const float d_params_42_1 = d_fma_96_1 * w_21;
   d_params[entry_result_21 + 1u] += d_params_42_1;
+  const float d_params_41_1 = d_fma_95_1 * w_21;
   d_params[entry_result_21] += d_params_41_1;
 }
 
-NGP_FN void gridForwardParamGrad_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   float x_11[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) x_11[ngp_l] = x[((uint32_t)(ngp_i0 + ngp_l)) * 2u];
   float max_11[16];
@@ -1155,31 +1155,31 @@ NGP_FN void gridForwardParamGrad_pass5_lanes(int64_t ngp_i0, const float* __rest
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_fma_95_1[ngp_l] = d_out[o_6[ngp_l]];
   float d_params_48_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_48_1[ngp_l] = d_fma_96_1[ngp_l] * w_24[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_24[ngp_l] + 1u] += d_params_48_1[ngp_l];
   float d_params_47_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_47_1[ngp_l] = d_fma_95_1[ngp_l] * w_24[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_24[ngp_l]] += d_params_47_1[ngp_l];
   float d_params_46_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_46_1[ngp_l] = d_fma_96_1[ngp_l] * w_23[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_23[ngp_l] + 1u] += d_params_46_1[ngp_l];
   float d_params_45_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_45_1[ngp_l] = d_fma_95_1[ngp_l] * w_23[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_23[ngp_l]] += d_params_45_1[ngp_l];
   float d_params_44_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_44_1[ngp_l] = d_fma_96_1[ngp_l] * w_22[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_22[ngp_l] + 1u] += d_params_44_1[ngp_l];
   float d_params_43_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_43_1[ngp_l] = d_fma_95_1[ngp_l] * w_22[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_22[ngp_l]] += d_params_43_1[ngp_l];
   float d_params_42_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_42_1[ngp_l] = d_fma_96_1[ngp_l] * w_21[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_21[ngp_l] + 1u] += d_params_42_1[ngp_l];
   float d_params_41_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_41_1[ngp_l] = d_fma_95_1[ngp_l] * w_21[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_24[ngp_l] + 1u] += d_params_48_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_24[ngp_l]] += d_params_47_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_23[ngp_l] + 1u] += d_params_46_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_23[ngp_l]] += d_params_45_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_22[ngp_l] + 1u] += d_params_44_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_22[ngp_l]] += d_params_43_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_21[ngp_l] + 1u] += d_params_42_1[ngp_l];
   for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_21[ngp_l]] += d_params_41_1[ngp_l];
 }
 
-NGP_FN void gridForwardParamGrad_pass6(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass6(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   const float x_13 = x[i * 2u];
   const float max_13 = ngp_max(0.0f, x_13);
   const float min_13 = ngp_min(max_13, 1.0f);
@@ -1230,24 +1230,24 @@ NGP_FN void gridForwardParamGrad_pass6(uint32_t i, const float* __restrict__ x, 
   const float d_fma_112_1 = d_out[o_7 + 1u];
   const float d_fma_111_1 = d_out[o_7];
   const float d_params_56_1 = d_fma_112_1 * w_28;
-  const float d_params_55_1 = d_fma_111_1 * w_28;
-  const float d_params_54_1 = d_fma_112_1 * w_27;
-  const float d_params_53_1 = d_fma_111_1 * w_27;
-  const float d_params_52_1 = d_fma_112_1 * w_26;
-  const float d_params_51_1 = d_fma_111_1 * w_26;
-  const float d_params_50_1 = d_fma_112_1 * w_25;
-  const float d_params_49_1 = d_fma_111_1 * w_25;
   d_params[entry_result_28 + 1u] += d_params_56_1;
+  const float d_params_55_1 = d_fma_111_1 * w_28;
   d_params[entry_result_28] += d_params_55_1;
+  const float d_params_54_1 = d_fma_112_1 * w_27;
   d_params[entry_result_27 + 1u] += d_params_54_1;
+  const float d_params_53_1 = d_fma_111_1 * w_27;
   d_params[entry_result_27] += d_params_53_1;
+  const float d_params_52_1 = d_fma_112_1 * w_26;
   d_params[entry_result_26 + 1u] += d_params_52_1;
+  const float d_params_51_1 = d_fma_111_1 * w_26;
   d_params[entry_result_26] += d_params_51_1;
+  const float d_params_50_1 = d_fma_112_1 * w_25;
   d_params[entry_result_25 + 1u] += d_params_50_1;
+  const float d_params_49_1 = d_fma_111_1 * w_25;
   d_params[entry_result_25] += d_params_49_1;
 }
 
-NGP_FN void gridForwardParamGrad_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   float x_13[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) x_13[ngp_l] = x[((uint32_t)(ngp_i0 + ngp_l)) * 2u];
   float max_13[16];
@@ -1348,31 +1348,31 @@ NGP_FN void gridForwardParamGrad_pass6_lanes(int64_t ngp_i0, const float* __rest
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_fma_111_1[ngp_l] = d_out[o_7[ngp_l]];
   float d_params_56_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_56_1[ngp_l] = d_fma_112_1[ngp_l] * w_28[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_28[ngp_l] + 1u] += d_params_56_1[ngp_l];
   float d_params_55_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_55_1[ngp_l] = d_fma_111_1[ngp_l] * w_28[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_28[ngp_l]] += d_params_55_1[ngp_l];
   float d_params_54_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_54_1[ngp_l] = d_fma_112_1[ngp_l] * w_27[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_27[ngp_l] + 1u] += d_params_54_1[ngp_l];
   float d_params_53_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_53_1[ngp_l] = d_fma_111_1[ngp_l] * w_27[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_27[ngp_l]] += d_params_53_1[ngp_l];
   float d_params_52_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_52_1[ngp_l] = d_fma_112_1[ngp_l] * w_26[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_26[ngp_l] + 1u] += d_params_52_1[ngp_l];
   float d_params_51_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_51_1[ngp_l] = d_fma_111_1[ngp_l] * w_26[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_26[ngp_l]] += d_params_51_1[ngp_l];
   float d_params_50_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_50_1[ngp_l] = d_fma_112_1[ngp_l] * w_25[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_25[ngp_l] + 1u] += d_params_50_1[ngp_l];
   float d_params_49_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_49_1[ngp_l] = d_fma_111_1[ngp_l] * w_25[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_28[ngp_l] + 1u] += d_params_56_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_28[ngp_l]] += d_params_55_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_27[ngp_l] + 1u] += d_params_54_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_27[ngp_l]] += d_params_53_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_26[ngp_l] + 1u] += d_params_52_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_26[ngp_l]] += d_params_51_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_25[ngp_l] + 1u] += d_params_50_1[ngp_l];
   for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_25[ngp_l]] += d_params_49_1[ngp_l];
 }
 
-NGP_FN void gridForwardParamGrad_pass7(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass7(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   const float x_15 = x[i * 2u];
   const float max_15 = ngp_max(0.0f, x_15);
   const float min_15 = ngp_min(max_15, 1.0f);
@@ -1423,24 +1423,24 @@ NGP_FN void gridForwardParamGrad_pass7(uint32_t i, const float* __restrict__ x, 
   const float d_fma_128_1 = d_out[o_8 + 1u];
   const float d_fma_127_1 = d_out[o_8];
   const float d_params_64_1 = d_fma_128_1 * w_32;
-  const float d_params_63_1 = d_fma_127_1 * w_32;
-  const float d_params_62_1 = d_fma_128_1 * w_31;
-  const float d_params_61_1 = d_fma_127_1 * w_31;
-  const float d_params_60_1 = d_fma_128_1 * w_30;
-  const float d_params_59_1 = d_fma_127_1 * w_30;
-  const float d_params_58_1 = d_fma_128_1 * w_29;
-  const float d_params_57_1 = d_fma_127_1 * w_29;
   d_params[entry_result_32 + 1u] += d_params_64_1;
+  const float d_params_63_1 = d_fma_127_1 * w_32;
   d_params[entry_result_32] += d_params_63_1;
+  const float d_params_62_1 = d_fma_128_1 * w_31;
   d_params[entry_result_31 + 1u] += d_params_62_1;
+  const float d_params_61_1 = d_fma_127_1 * w_31;
   d_params[entry_result_31] += d_params_61_1;
+  const float d_params_60_1 = d_fma_128_1 * w_30;
   d_params[entry_result_30 + 1u] += d_params_60_1;
+  const float d_params_59_1 = d_fma_127_1 * w_30;
   d_params[entry_result_30] += d_params_59_1;
+  const float d_params_58_1 = d_fma_128_1 * w_29;
   d_params[entry_result_29 + 1u] += d_params_58_1;
+  const float d_params_57_1 = d_fma_127_1 * w_29;
   d_params[entry_result_29] += d_params_57_1;
 }
 
-NGP_FN void gridForwardParamGrad_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   float x_15[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) x_15[ngp_l] = x[((uint32_t)(ngp_i0 + ngp_l)) * 2u];
   float max_15[16];
@@ -1541,31 +1541,31 @@ NGP_FN void gridForwardParamGrad_pass7_lanes(int64_t ngp_i0, const float* __rest
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_fma_127_1[ngp_l] = d_out[o_8[ngp_l]];
   float d_params_64_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_64_1[ngp_l] = d_fma_128_1[ngp_l] * w_32[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_32[ngp_l] + 1u] += d_params_64_1[ngp_l];
   float d_params_63_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_63_1[ngp_l] = d_fma_127_1[ngp_l] * w_32[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_32[ngp_l]] += d_params_63_1[ngp_l];
   float d_params_62_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_62_1[ngp_l] = d_fma_128_1[ngp_l] * w_31[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_31[ngp_l] + 1u] += d_params_62_1[ngp_l];
   float d_params_61_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_61_1[ngp_l] = d_fma_127_1[ngp_l] * w_31[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_31[ngp_l]] += d_params_61_1[ngp_l];
   float d_params_60_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_60_1[ngp_l] = d_fma_128_1[ngp_l] * w_30[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_30[ngp_l] + 1u] += d_params_60_1[ngp_l];
   float d_params_59_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_59_1[ngp_l] = d_fma_127_1[ngp_l] * w_30[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_30[ngp_l]] += d_params_59_1[ngp_l];
   float d_params_58_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_58_1[ngp_l] = d_fma_128_1[ngp_l] * w_29[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_29[ngp_l] + 1u] += d_params_58_1[ngp_l];
   float d_params_57_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_57_1[ngp_l] = d_fma_127_1[ngp_l] * w_29[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_32[ngp_l] + 1u] += d_params_64_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_32[ngp_l]] += d_params_63_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_31[ngp_l] + 1u] += d_params_62_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_31[ngp_l]] += d_params_61_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_30[ngp_l] + 1u] += d_params_60_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_30[ngp_l]] += d_params_59_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_29[ngp_l] + 1u] += d_params_58_1[ngp_l];
   for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_29[ngp_l]] += d_params_57_1[ngp_l];
 }
 
-NGP_FN void gridForwardParamGrad_pass8(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass8(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   const float x_17 = x[i * 2u];
   const float max_17 = ngp_max(0.0f, x_17);
   const float min_17 = ngp_min(max_17, 1.0f);
@@ -1616,24 +1616,24 @@ NGP_FN void gridForwardParamGrad_pass8(uint32_t i, const float* __restrict__ x, 
   const float d_fma_144_1 = d_out[o_9 + 1u];
   const float d_fma_143_1 = d_out[o_9];
   const float d_params_72_1 = d_fma_144_1 * w_36;
-  const float d_params_71_1 = d_fma_143_1 * w_36;
-  const float d_params_70_1 = d_fma_144_1 * w_35;
-  const float d_params_69_1 = d_fma_143_1 * w_35;
-  const float d_params_68_1 = d_fma_144_1 * w_34;
-  const float d_params_67_1 = d_fma_143_1 * w_34;
-  const float d_params_66_1 = d_fma_144_1 * w_33;
-  const float d_params_65_1 = d_fma_143_1 * w_33;
   d_params[entry_result_36 + 1u] += d_params_72_1;
+  const float d_params_71_1 = d_fma_143_1 * w_36;
   d_params[entry_result_36] += d_params_71_1;
+  const float d_params_70_1 = d_fma_144_1 * w_35;
   d_params[entry_result_35 + 1u] += d_params_70_1;
+  const float d_params_69_1 = d_fma_143_1 * w_35;
   d_params[entry_result_35] += d_params_69_1;
+  const float d_params_68_1 = d_fma_144_1 * w_34;
   d_params[entry_result_34 + 1u] += d_params_68_1;
+  const float d_params_67_1 = d_fma_143_1 * w_34;
   d_params[entry_result_34] += d_params_67_1;
+  const float d_params_66_1 = d_fma_144_1 * w_33;
   d_params[entry_result_33 + 1u] += d_params_66_1;
+  const float d_params_65_1 = d_fma_143_1 * w_33;
   d_params[entry_result_33] += d_params_65_1;
 }
 
-NGP_FN void gridForwardParamGrad_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   float x_17[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) x_17[ngp_l] = x[((uint32_t)(ngp_i0 + ngp_l)) * 2u];
   float max_17[16];
@@ -1734,31 +1734,31 @@ NGP_FN void gridForwardParamGrad_pass8_lanes(int64_t ngp_i0, const float* __rest
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_fma_143_1[ngp_l] = d_out[o_9[ngp_l]];
   float d_params_72_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_72_1[ngp_l] = d_fma_144_1[ngp_l] * w_36[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_36[ngp_l] + 1u] += d_params_72_1[ngp_l];
   float d_params_71_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_71_1[ngp_l] = d_fma_143_1[ngp_l] * w_36[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_36[ngp_l]] += d_params_71_1[ngp_l];
   float d_params_70_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_70_1[ngp_l] = d_fma_144_1[ngp_l] * w_35[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_35[ngp_l] + 1u] += d_params_70_1[ngp_l];
   float d_params_69_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_69_1[ngp_l] = d_fma_143_1[ngp_l] * w_35[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_35[ngp_l]] += d_params_69_1[ngp_l];
   float d_params_68_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_68_1[ngp_l] = d_fma_144_1[ngp_l] * w_34[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_34[ngp_l] + 1u] += d_params_68_1[ngp_l];
   float d_params_67_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_67_1[ngp_l] = d_fma_143_1[ngp_l] * w_34[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_34[ngp_l]] += d_params_67_1[ngp_l];
   float d_params_66_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_66_1[ngp_l] = d_fma_144_1[ngp_l] * w_33[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_33[ngp_l] + 1u] += d_params_66_1[ngp_l];
   float d_params_65_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_65_1[ngp_l] = d_fma_143_1[ngp_l] * w_33[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_36[ngp_l] + 1u] += d_params_72_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_36[ngp_l]] += d_params_71_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_35[ngp_l] + 1u] += d_params_70_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_35[ngp_l]] += d_params_69_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_34[ngp_l] + 1u] += d_params_68_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_34[ngp_l]] += d_params_67_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_33[ngp_l] + 1u] += d_params_66_1[ngp_l];
   for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_33[ngp_l]] += d_params_65_1[ngp_l];
 }
 
-NGP_FN void gridForwardParamGrad_pass9(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass9(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   const float x_19 = x[i * 2u];
   const float max_19 = ngp_max(0.0f, x_19);
   const float min_19 = ngp_min(max_19, 1.0f);
@@ -1809,24 +1809,24 @@ NGP_FN void gridForwardParamGrad_pass9(uint32_t i, const float* __restrict__ x, 
   const float d_fma_160_1 = d_out[o_10 + 1u];
   const float d_fma_159_1 = d_out[o_10];
   const float d_params_80_1 = d_fma_160_1 * w_40;
-  const float d_params_79_1 = d_fma_159_1 * w_40;
-  const float d_params_78_1 = d_fma_160_1 * w_39;
-  const float d_params_77_1 = d_fma_159_1 * w_39;
-  const float d_params_76_1 = d_fma_160_1 * w_38;
-  const float d_params_75_1 = d_fma_159_1 * w_38;
-  const float d_params_74_1 = d_fma_160_1 * w_37;
-  const float d_params_73_1 = d_fma_159_1 * w_37;
   d_params[entry_result_40 + 1u] += d_params_80_1;
+  const float d_params_79_1 = d_fma_159_1 * w_40;
   d_params[entry_result_40] += d_params_79_1;
+  const float d_params_78_1 = d_fma_160_1 * w_39;
   d_params[entry_result_39 + 1u] += d_params_78_1;
+  const float d_params_77_1 = d_fma_159_1 * w_39;
   d_params[entry_result_39] += d_params_77_1;
+  const float d_params_76_1 = d_fma_160_1 * w_38;
   d_params[entry_result_38 + 1u] += d_params_76_1;
+  const float d_params_75_1 = d_fma_159_1 * w_38;
   d_params[entry_result_38] += d_params_75_1;
+  const float d_params_74_1 = d_fma_160_1 * w_37;
   d_params[entry_result_37 + 1u] += d_params_74_1;
+  const float d_params_73_1 = d_fma_159_1 * w_37;
   d_params[entry_result_37] += d_params_73_1;
 }
 
-NGP_FN void gridForwardParamGrad_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   float x_19[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) x_19[ngp_l] = x[((uint32_t)(ngp_i0 + ngp_l)) * 2u];
   float max_19[16];
@@ -1927,31 +1927,31 @@ NGP_FN void gridForwardParamGrad_pass9_lanes(int64_t ngp_i0, const float* __rest
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_fma_159_1[ngp_l] = d_out[o_10[ngp_l]];
   float d_params_80_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_80_1[ngp_l] = d_fma_160_1[ngp_l] * w_40[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_40[ngp_l] + 1u] += d_params_80_1[ngp_l];
   float d_params_79_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_79_1[ngp_l] = d_fma_159_1[ngp_l] * w_40[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_40[ngp_l]] += d_params_79_1[ngp_l];
   float d_params_78_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_78_1[ngp_l] = d_fma_160_1[ngp_l] * w_39[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_39[ngp_l] + 1u] += d_params_78_1[ngp_l];
   float d_params_77_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_77_1[ngp_l] = d_fma_159_1[ngp_l] * w_39[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_39[ngp_l]] += d_params_77_1[ngp_l];
   float d_params_76_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_76_1[ngp_l] = d_fma_160_1[ngp_l] * w_38[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_38[ngp_l] + 1u] += d_params_76_1[ngp_l];
   float d_params_75_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_75_1[ngp_l] = d_fma_159_1[ngp_l] * w_38[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_38[ngp_l]] += d_params_75_1[ngp_l];
   float d_params_74_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_74_1[ngp_l] = d_fma_160_1[ngp_l] * w_37[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_37[ngp_l] + 1u] += d_params_74_1[ngp_l];
   float d_params_73_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_73_1[ngp_l] = d_fma_159_1[ngp_l] * w_37[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_40[ngp_l] + 1u] += d_params_80_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_40[ngp_l]] += d_params_79_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_39[ngp_l] + 1u] += d_params_78_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_39[ngp_l]] += d_params_77_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_38[ngp_l] + 1u] += d_params_76_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_38[ngp_l]] += d_params_75_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_37[ngp_l] + 1u] += d_params_74_1[ngp_l];
   for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_37[ngp_l]] += d_params_73_1[ngp_l];
 }
 
-NGP_FN void gridForwardParamGrad_pass9_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass9_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   float x_19[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) x_19[ngp_l] = x[((uint32_t)(ngp_i0 + ngp_l)) * 2u];
   float max_19[16];
@@ -2022,7 +2022,7 @@ NGP_FN void gridForwardParamGrad_pass9_prefetch(int64_t ngp_i0, const float* __r
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_37[ngp_l] + 1u]);
 }
 
-NGP_FN void gridForwardParamGrad_pass10(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass10(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   const float x_21 = x[i * 2u];
   const float max_21 = ngp_max(0.0f, x_21);
   const float min_21 = ngp_min(max_21, 1.0f);
@@ -2073,24 +2073,24 @@ NGP_FN void gridForwardParamGrad_pass10(uint32_t i, const float* __restrict__ x,
   const float d_fma_176_1 = d_out[o_11 + 1u];
   const float d_fma_175_1 = d_out[o_11];
   const float d_params_88_1 = d_fma_176_1 * w_44;
-  const float d_params_87_1 = d_fma_175_1 * w_44;
-  const float d_params_86_1 = d_fma_176_1 * w_43;
-  const float d_params_85_1 = d_fma_175_1 * w_43;
-  const float d_params_84_1 = d_fma_176_1 * w_42;
-  const float d_params_83_1 = d_fma_175_1 * w_42;
-  const float d_params_82_1 = d_fma_176_1 * w_41;
-  const float d_params_81_1 = d_fma_175_1 * w_41;
   d_params[entry_result_44 + 1u] += d_params_88_1;
+  const float d_params_87_1 = d_fma_175_1 * w_44;
   d_params[entry_result_44] += d_params_87_1;
+  const float d_params_86_1 = d_fma_176_1 * w_43;
   d_params[entry_result_43 + 1u] += d_params_86_1;
+  const float d_params_85_1 = d_fma_175_1 * w_43;
   d_params[entry_result_43] += d_params_85_1;
+  const float d_params_84_1 = d_fma_176_1 * w_42;
   d_params[entry_result_42 + 1u] += d_params_84_1;
+  const float d_params_83_1 = d_fma_175_1 * w_42;
   d_params[entry_result_42] += d_params_83_1;
+  const float d_params_82_1 = d_fma_176_1 * w_41;
   d_params[entry_result_41 + 1u] += d_params_82_1;
+  const float d_params_81_1 = d_fma_175_1 * w_41;
   d_params[entry_result_41] += d_params_81_1;
 }
 
-NGP_FN void gridForwardParamGrad_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   float x_21[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) x_21[ngp_l] = x[((uint32_t)(ngp_i0 + ngp_l)) * 2u];
   float max_21[16];
@@ -2191,31 +2191,31 @@ NGP_FN void gridForwardParamGrad_pass10_lanes(int64_t ngp_i0, const float* __res
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_fma_175_1[ngp_l] = d_out[o_11[ngp_l]];
   float d_params_88_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_88_1[ngp_l] = d_fma_176_1[ngp_l] * w_44[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_44[ngp_l] + 1u] += d_params_88_1[ngp_l];
   float d_params_87_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_87_1[ngp_l] = d_fma_175_1[ngp_l] * w_44[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_44[ngp_l]] += d_params_87_1[ngp_l];
   float d_params_86_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_86_1[ngp_l] = d_fma_176_1[ngp_l] * w_43[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_43[ngp_l] + 1u] += d_params_86_1[ngp_l];
   float d_params_85_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_85_1[ngp_l] = d_fma_175_1[ngp_l] * w_43[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_43[ngp_l]] += d_params_85_1[ngp_l];
   float d_params_84_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_84_1[ngp_l] = d_fma_176_1[ngp_l] * w_42[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_42[ngp_l] + 1u] += d_params_84_1[ngp_l];
   float d_params_83_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_83_1[ngp_l] = d_fma_175_1[ngp_l] * w_42[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_42[ngp_l]] += d_params_83_1[ngp_l];
   float d_params_82_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_82_1[ngp_l] = d_fma_176_1[ngp_l] * w_41[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_41[ngp_l] + 1u] += d_params_82_1[ngp_l];
   float d_params_81_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_81_1[ngp_l] = d_fma_175_1[ngp_l] * w_41[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_44[ngp_l] + 1u] += d_params_88_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_44[ngp_l]] += d_params_87_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_43[ngp_l] + 1u] += d_params_86_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_43[ngp_l]] += d_params_85_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_42[ngp_l] + 1u] += d_params_84_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_42[ngp_l]] += d_params_83_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_41[ngp_l] + 1u] += d_params_82_1[ngp_l];
   for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_41[ngp_l]] += d_params_81_1[ngp_l];
 }
 
-NGP_FN void gridForwardParamGrad_pass10_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass10_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   float x_21[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) x_21[ngp_l] = x[((uint32_t)(ngp_i0 + ngp_l)) * 2u];
   float max_21[16];
@@ -2286,7 +2286,7 @@ NGP_FN void gridForwardParamGrad_pass10_prefetch(int64_t ngp_i0, const float* __
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_41[ngp_l] + 1u]);
 }
 
-NGP_FN void gridForwardParamGrad_pass11(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass11(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   const float x_23 = x[i * 2u];
   const float max_23 = ngp_max(0.0f, x_23);
   const float min_23 = ngp_min(max_23, 1.0f);
@@ -2337,24 +2337,24 @@ NGP_FN void gridForwardParamGrad_pass11(uint32_t i, const float* __restrict__ x,
   const float d_fma_192_1 = d_out[o_12 + 1u];
   const float d_fma_191_1 = d_out[o_12];
   const float d_params_96_1 = d_fma_192_1 * w_48;
-  const float d_params_95_1 = d_fma_191_1 * w_48;
-  const float d_params_94_1 = d_fma_192_1 * w_47;
-  const float d_params_93_1 = d_fma_191_1 * w_47;
-  const float d_params_92_1 = d_fma_192_1 * w_46;
-  const float d_params_91_1 = d_fma_191_1 * w_46;
-  const float d_params_90_1 = d_fma_192_1 * w_45;
-  const float d_params_89_1 = d_fma_191_1 * w_45;
   d_params[entry_result_48 + 1u] += d_params_96_1;
+  const float d_params_95_1 = d_fma_191_1 * w_48;
   d_params[entry_result_48] += d_params_95_1;
+  const float d_params_94_1 = d_fma_192_1 * w_47;
   d_params[entry_result_47 + 1u] += d_params_94_1;
+  const float d_params_93_1 = d_fma_191_1 * w_47;
   d_params[entry_result_47] += d_params_93_1;
+  const float d_params_92_1 = d_fma_192_1 * w_46;
   d_params[entry_result_46 + 1u] += d_params_92_1;
+  const float d_params_91_1 = d_fma_191_1 * w_46;
   d_params[entry_result_46] += d_params_91_1;
+  const float d_params_90_1 = d_fma_192_1 * w_45;
   d_params[entry_result_45 + 1u] += d_params_90_1;
+  const float d_params_89_1 = d_fma_191_1 * w_45;
   d_params[entry_result_45] += d_params_89_1;
 }
 
-NGP_FN void gridForwardParamGrad_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   float x_23[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) x_23[ngp_l] = x[((uint32_t)(ngp_i0 + ngp_l)) * 2u];
   float max_23[16];
@@ -2455,31 +2455,31 @@ NGP_FN void gridForwardParamGrad_pass11_lanes(int64_t ngp_i0, const float* __res
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_fma_191_1[ngp_l] = d_out[o_12[ngp_l]];
   float d_params_96_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_96_1[ngp_l] = d_fma_192_1[ngp_l] * w_48[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_48[ngp_l] + 1u] += d_params_96_1[ngp_l];
   float d_params_95_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_95_1[ngp_l] = d_fma_191_1[ngp_l] * w_48[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_48[ngp_l]] += d_params_95_1[ngp_l];
   float d_params_94_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_94_1[ngp_l] = d_fma_192_1[ngp_l] * w_47[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_47[ngp_l] + 1u] += d_params_94_1[ngp_l];
   float d_params_93_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_93_1[ngp_l] = d_fma_191_1[ngp_l] * w_47[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_47[ngp_l]] += d_params_93_1[ngp_l];
   float d_params_92_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_92_1[ngp_l] = d_fma_192_1[ngp_l] * w_46[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_46[ngp_l] + 1u] += d_params_92_1[ngp_l];
   float d_params_91_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_91_1[ngp_l] = d_fma_191_1[ngp_l] * w_46[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_46[ngp_l]] += d_params_91_1[ngp_l];
   float d_params_90_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_90_1[ngp_l] = d_fma_192_1[ngp_l] * w_45[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_45[ngp_l] + 1u] += d_params_90_1[ngp_l];
   float d_params_89_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_89_1[ngp_l] = d_fma_191_1[ngp_l] * w_45[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_48[ngp_l] + 1u] += d_params_96_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_48[ngp_l]] += d_params_95_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_47[ngp_l] + 1u] += d_params_94_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_47[ngp_l]] += d_params_93_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_46[ngp_l] + 1u] += d_params_92_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_46[ngp_l]] += d_params_91_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_45[ngp_l] + 1u] += d_params_90_1[ngp_l];
   for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_45[ngp_l]] += d_params_89_1[ngp_l];
 }
 
-NGP_FN void gridForwardParamGrad_pass11_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass11_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   float x_23[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) x_23[ngp_l] = x[((uint32_t)(ngp_i0 + ngp_l)) * 2u];
   float max_23[16];
@@ -2550,7 +2550,7 @@ NGP_FN void gridForwardParamGrad_pass11_prefetch(int64_t ngp_i0, const float* __
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_45[ngp_l] + 1u]);
 }
 
-NGP_FN void gridForwardParamGrad_pass12(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass12(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   const float x_25 = x[i * 2u];
   const float max_25 = ngp_max(0.0f, x_25);
   const float min_25 = ngp_min(max_25, 1.0f);
@@ -2601,24 +2601,24 @@ NGP_FN void gridForwardParamGrad_pass12(uint32_t i, const float* __restrict__ x,
   const float d_fma_208_1 = d_out[o_13 + 1u];
   const float d_fma_207_1 = d_out[o_13];
   const float d_params_104_1 = d_fma_208_1 * w_52;
-  const float d_params_103_1 = d_fma_207_1 * w_52;
-  const float d_params_102_1 = d_fma_208_1 * w_51;
-  const float d_params_101_1 = d_fma_207_1 * w_51;
-  const float d_params_100_1 = d_fma_208_1 * w_50;
-  const float d_params_99_1 = d_fma_207_1 * w_50;
-  const float d_params_98_1 = d_fma_208_1 * w_49;
-  const float d_params_97_1 = d_fma_207_1 * w_49;
   d_params[entry_result_52 + 1u] += d_params_104_1;
+  const float d_params_103_1 = d_fma_207_1 * w_52;
   d_params[entry_result_52] += d_params_103_1;
+  const float d_params_102_1 = d_fma_208_1 * w_51;
   d_params[entry_result_51 + 1u] += d_params_102_1;
+  const float d_params_101_1 = d_fma_207_1 * w_51;
   d_params[entry_result_51] += d_params_101_1;
+  const float d_params_100_1 = d_fma_208_1 * w_50;
   d_params[entry_result_50 + 1u] += d_params_100_1;
+  const float d_params_99_1 = d_fma_207_1 * w_50;
   d_params[entry_result_50] += d_params_99_1;
+  const float d_params_98_1 = d_fma_208_1 * w_49;
   d_params[entry_result_49 + 1u] += d_params_98_1;
+  const float d_params_97_1 = d_fma_207_1 * w_49;
   d_params[entry_result_49] += d_params_97_1;
 }
 
-NGP_FN void gridForwardParamGrad_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   float x_25[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) x_25[ngp_l] = x[((uint32_t)(ngp_i0 + ngp_l)) * 2u];
   float max_25[16];
@@ -2719,31 +2719,31 @@ NGP_FN void gridForwardParamGrad_pass12_lanes(int64_t ngp_i0, const float* __res
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_fma_207_1[ngp_l] = d_out[o_13[ngp_l]];
   float d_params_104_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_104_1[ngp_l] = d_fma_208_1[ngp_l] * w_52[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_52[ngp_l] + 1u] += d_params_104_1[ngp_l];
   float d_params_103_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_103_1[ngp_l] = d_fma_207_1[ngp_l] * w_52[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_52[ngp_l]] += d_params_103_1[ngp_l];
   float d_params_102_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_102_1[ngp_l] = d_fma_208_1[ngp_l] * w_51[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_51[ngp_l] + 1u] += d_params_102_1[ngp_l];
   float d_params_101_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_101_1[ngp_l] = d_fma_207_1[ngp_l] * w_51[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_51[ngp_l]] += d_params_101_1[ngp_l];
   float d_params_100_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_100_1[ngp_l] = d_fma_208_1[ngp_l] * w_50[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_50[ngp_l] + 1u] += d_params_100_1[ngp_l];
   float d_params_99_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_99_1[ngp_l] = d_fma_207_1[ngp_l] * w_50[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_50[ngp_l]] += d_params_99_1[ngp_l];
   float d_params_98_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_98_1[ngp_l] = d_fma_208_1[ngp_l] * w_49[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_49[ngp_l] + 1u] += d_params_98_1[ngp_l];
   float d_params_97_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_97_1[ngp_l] = d_fma_207_1[ngp_l] * w_49[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_52[ngp_l] + 1u] += d_params_104_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_52[ngp_l]] += d_params_103_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_51[ngp_l] + 1u] += d_params_102_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_51[ngp_l]] += d_params_101_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_50[ngp_l] + 1u] += d_params_100_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_50[ngp_l]] += d_params_99_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_49[ngp_l] + 1u] += d_params_98_1[ngp_l];
   for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_49[ngp_l]] += d_params_97_1[ngp_l];
 }
 
-NGP_FN void gridForwardParamGrad_pass12_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass12_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   float x_25[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) x_25[ngp_l] = x[((uint32_t)(ngp_i0 + ngp_l)) * 2u];
   float max_25[16];
@@ -2814,7 +2814,7 @@ NGP_FN void gridForwardParamGrad_pass12_prefetch(int64_t ngp_i0, const float* __
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_49[ngp_l] + 1u]);
 }
 
-NGP_FN void gridForwardParamGrad_pass13(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass13(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   const float x_27 = x[i * 2u];
   const float max_27 = ngp_max(0.0f, x_27);
   const float min_27 = ngp_min(max_27, 1.0f);
@@ -2865,24 +2865,24 @@ NGP_FN void gridForwardParamGrad_pass13(uint32_t i, const float* __restrict__ x,
   const float d_fma_224_1 = d_out[o_14 + 1u];
   const float d_fma_223_1 = d_out[o_14];
   const float d_params_112_1 = d_fma_224_1 * w_56;
-  const float d_params_111_1 = d_fma_223_1 * w_56;
-  const float d_params_110_1 = d_fma_224_1 * w_55;
-  const float d_params_109_1 = d_fma_223_1 * w_55;
-  const float d_params_108_1 = d_fma_224_1 * w_54;
-  const float d_params_107_1 = d_fma_223_1 * w_54;
-  const float d_params_106_1 = d_fma_224_1 * w_53;
-  const float d_params_105_1 = d_fma_223_1 * w_53;
   d_params[entry_result_56 + 1u] += d_params_112_1;
+  const float d_params_111_1 = d_fma_223_1 * w_56;
   d_params[entry_result_56] += d_params_111_1;
+  const float d_params_110_1 = d_fma_224_1 * w_55;
   d_params[entry_result_55 + 1u] += d_params_110_1;
+  const float d_params_109_1 = d_fma_223_1 * w_55;
   d_params[entry_result_55] += d_params_109_1;
+  const float d_params_108_1 = d_fma_224_1 * w_54;
   d_params[entry_result_54 + 1u] += d_params_108_1;
+  const float d_params_107_1 = d_fma_223_1 * w_54;
   d_params[entry_result_54] += d_params_107_1;
+  const float d_params_106_1 = d_fma_224_1 * w_53;
   d_params[entry_result_53 + 1u] += d_params_106_1;
+  const float d_params_105_1 = d_fma_223_1 * w_53;
   d_params[entry_result_53] += d_params_105_1;
 }
 
-NGP_FN void gridForwardParamGrad_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   float x_27[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) x_27[ngp_l] = x[((uint32_t)(ngp_i0 + ngp_l)) * 2u];
   float max_27[16];
@@ -2983,31 +2983,31 @@ NGP_FN void gridForwardParamGrad_pass13_lanes(int64_t ngp_i0, const float* __res
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_fma_223_1[ngp_l] = d_out[o_14[ngp_l]];
   float d_params_112_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_112_1[ngp_l] = d_fma_224_1[ngp_l] * w_56[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_56[ngp_l] + 1u] += d_params_112_1[ngp_l];
   float d_params_111_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_111_1[ngp_l] = d_fma_223_1[ngp_l] * w_56[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_56[ngp_l]] += d_params_111_1[ngp_l];
   float d_params_110_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_110_1[ngp_l] = d_fma_224_1[ngp_l] * w_55[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_55[ngp_l] + 1u] += d_params_110_1[ngp_l];
   float d_params_109_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_109_1[ngp_l] = d_fma_223_1[ngp_l] * w_55[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_55[ngp_l]] += d_params_109_1[ngp_l];
   float d_params_108_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_108_1[ngp_l] = d_fma_224_1[ngp_l] * w_54[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_54[ngp_l] + 1u] += d_params_108_1[ngp_l];
   float d_params_107_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_107_1[ngp_l] = d_fma_223_1[ngp_l] * w_54[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_54[ngp_l]] += d_params_107_1[ngp_l];
   float d_params_106_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_106_1[ngp_l] = d_fma_224_1[ngp_l] * w_53[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_53[ngp_l] + 1u] += d_params_106_1[ngp_l];
   float d_params_105_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_105_1[ngp_l] = d_fma_223_1[ngp_l] * w_53[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_56[ngp_l] + 1u] += d_params_112_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_56[ngp_l]] += d_params_111_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_55[ngp_l] + 1u] += d_params_110_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_55[ngp_l]] += d_params_109_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_54[ngp_l] + 1u] += d_params_108_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_54[ngp_l]] += d_params_107_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_53[ngp_l] + 1u] += d_params_106_1[ngp_l];
   for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_53[ngp_l]] += d_params_105_1[ngp_l];
 }
 
-NGP_FN void gridForwardParamGrad_pass13_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass13_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   float x_27[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) x_27[ngp_l] = x[((uint32_t)(ngp_i0 + ngp_l)) * 2u];
   float max_27[16];
@@ -3078,7 +3078,7 @@ NGP_FN void gridForwardParamGrad_pass13_prefetch(int64_t ngp_i0, const float* __
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_53[ngp_l] + 1u]);
 }
 
-NGP_FN void gridForwardParamGrad_pass14(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass14(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   const float x_29 = x[i * 2u];
   const float max_29 = ngp_max(0.0f, x_29);
   const float min_29 = ngp_min(max_29, 1.0f);
@@ -3129,24 +3129,24 @@ NGP_FN void gridForwardParamGrad_pass14(uint32_t i, const float* __restrict__ x,
   const float d_fma_240_1 = d_out[o_15 + 1u];
   const float d_fma_239_1 = d_out[o_15];
   const float d_params_120_1 = d_fma_240_1 * w_60;
-  const float d_params_119_1 = d_fma_239_1 * w_60;
-  const float d_params_118_1 = d_fma_240_1 * w_59;
-  const float d_params_117_1 = d_fma_239_1 * w_59;
-  const float d_params_116_1 = d_fma_240_1 * w_58;
-  const float d_params_115_1 = d_fma_239_1 * w_58;
-  const float d_params_114_1 = d_fma_240_1 * w_57;
-  const float d_params_113_1 = d_fma_239_1 * w_57;
   d_params[entry_result_60 + 1u] += d_params_120_1;
+  const float d_params_119_1 = d_fma_239_1 * w_60;
   d_params[entry_result_60] += d_params_119_1;
+  const float d_params_118_1 = d_fma_240_1 * w_59;
   d_params[entry_result_59 + 1u] += d_params_118_1;
+  const float d_params_117_1 = d_fma_239_1 * w_59;
   d_params[entry_result_59] += d_params_117_1;
+  const float d_params_116_1 = d_fma_240_1 * w_58;
   d_params[entry_result_58 + 1u] += d_params_116_1;
+  const float d_params_115_1 = d_fma_239_1 * w_58;
   d_params[entry_result_58] += d_params_115_1;
+  const float d_params_114_1 = d_fma_240_1 * w_57;
   d_params[entry_result_57 + 1u] += d_params_114_1;
+  const float d_params_113_1 = d_fma_239_1 * w_57;
   d_params[entry_result_57] += d_params_113_1;
 }
 
-NGP_FN void gridForwardParamGrad_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   float x_29[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) x_29[ngp_l] = x[((uint32_t)(ngp_i0 + ngp_l)) * 2u];
   float max_29[16];
@@ -3247,31 +3247,31 @@ NGP_FN void gridForwardParamGrad_pass14_lanes(int64_t ngp_i0, const float* __res
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_fma_239_1[ngp_l] = d_out[o_15[ngp_l]];
   float d_params_120_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_120_1[ngp_l] = d_fma_240_1[ngp_l] * w_60[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_60[ngp_l] + 1u] += d_params_120_1[ngp_l];
   float d_params_119_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_119_1[ngp_l] = d_fma_239_1[ngp_l] * w_60[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_60[ngp_l]] += d_params_119_1[ngp_l];
   float d_params_118_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_118_1[ngp_l] = d_fma_240_1[ngp_l] * w_59[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_59[ngp_l] + 1u] += d_params_118_1[ngp_l];
   float d_params_117_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_117_1[ngp_l] = d_fma_239_1[ngp_l] * w_59[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_59[ngp_l]] += d_params_117_1[ngp_l];
   float d_params_116_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_116_1[ngp_l] = d_fma_240_1[ngp_l] * w_58[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_58[ngp_l] + 1u] += d_params_116_1[ngp_l];
   float d_params_115_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_115_1[ngp_l] = d_fma_239_1[ngp_l] * w_58[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_58[ngp_l]] += d_params_115_1[ngp_l];
   float d_params_114_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_114_1[ngp_l] = d_fma_240_1[ngp_l] * w_57[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_57[ngp_l] + 1u] += d_params_114_1[ngp_l];
   float d_params_113_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_113_1[ngp_l] = d_fma_239_1[ngp_l] * w_57[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_60[ngp_l] + 1u] += d_params_120_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_60[ngp_l]] += d_params_119_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_59[ngp_l] + 1u] += d_params_118_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_59[ngp_l]] += d_params_117_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_58[ngp_l] + 1u] += d_params_116_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_58[ngp_l]] += d_params_115_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_57[ngp_l] + 1u] += d_params_114_1[ngp_l];
   for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_57[ngp_l]] += d_params_113_1[ngp_l];
 }
 
-NGP_FN void gridForwardParamGrad_pass14_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass14_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   float x_29[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) x_29[ngp_l] = x[((uint32_t)(ngp_i0 + ngp_l)) * 2u];
   float max_29[16];
@@ -3342,7 +3342,7 @@ NGP_FN void gridForwardParamGrad_pass14_prefetch(int64_t ngp_i0, const float* __
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_57[ngp_l] + 1u]);
 }
 
-NGP_FN void gridForwardParamGrad_pass15(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass15(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   const float x_31 = x[i * 2u];
   const float max_31 = ngp_max(0.0f, x_31);
   const float min_31 = ngp_min(max_31, 1.0f);
@@ -3393,24 +3393,24 @@ NGP_FN void gridForwardParamGrad_pass15(uint32_t i, const float* __restrict__ x,
   const float d_fma_256_1 = d_out[o_16 + 1u];
   const float d_fma_255_1 = d_out[o_16];
   const float d_params_128_1 = d_fma_256_1 * w_64;
-  const float d_params_127_1 = d_fma_255_1 * w_64;
-  const float d_params_126_1 = d_fma_256_1 * w_63;
-  const float d_params_125_1 = d_fma_255_1 * w_63;
-  const float d_params_124_1 = d_fma_256_1 * w_62;
-  const float d_params_123_1 = d_fma_255_1 * w_62;
-  const float d_params_122_1 = d_fma_256_1 * w_61;
-  const float d_params_121_1 = d_fma_255_1 * w_61;
   d_params[entry_result_64 + 1u] += d_params_128_1;
+  const float d_params_127_1 = d_fma_255_1 * w_64;
   d_params[entry_result_64] += d_params_127_1;
+  const float d_params_126_1 = d_fma_256_1 * w_63;
   d_params[entry_result_63 + 1u] += d_params_126_1;
+  const float d_params_125_1 = d_fma_255_1 * w_63;
   d_params[entry_result_63] += d_params_125_1;
+  const float d_params_124_1 = d_fma_256_1 * w_62;
   d_params[entry_result_62 + 1u] += d_params_124_1;
+  const float d_params_123_1 = d_fma_255_1 * w_62;
   d_params[entry_result_62] += d_params_123_1;
+  const float d_params_122_1 = d_fma_256_1 * w_61;
   d_params[entry_result_61 + 1u] += d_params_122_1;
+  const float d_params_121_1 = d_fma_255_1 * w_61;
   d_params[entry_result_61] += d_params_121_1;
 }
 
-NGP_FN void gridForwardParamGrad_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   float x_31[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) x_31[ngp_l] = x[((uint32_t)(ngp_i0 + ngp_l)) * 2u];
   float max_31[16];
@@ -3511,31 +3511,31 @@ NGP_FN void gridForwardParamGrad_pass15_lanes(int64_t ngp_i0, const float* __res
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_fma_255_1[ngp_l] = d_out[o_16[ngp_l]];
   float d_params_128_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_128_1[ngp_l] = d_fma_256_1[ngp_l] * w_64[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_64[ngp_l] + 1u] += d_params_128_1[ngp_l];
   float d_params_127_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_127_1[ngp_l] = d_fma_255_1[ngp_l] * w_64[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_64[ngp_l]] += d_params_127_1[ngp_l];
   float d_params_126_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_126_1[ngp_l] = d_fma_256_1[ngp_l] * w_63[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_63[ngp_l] + 1u] += d_params_126_1[ngp_l];
   float d_params_125_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_125_1[ngp_l] = d_fma_255_1[ngp_l] * w_63[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_63[ngp_l]] += d_params_125_1[ngp_l];
   float d_params_124_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_124_1[ngp_l] = d_fma_256_1[ngp_l] * w_62[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_62[ngp_l] + 1u] += d_params_124_1[ngp_l];
   float d_params_123_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_123_1[ngp_l] = d_fma_255_1[ngp_l] * w_62[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_62[ngp_l]] += d_params_123_1[ngp_l];
   float d_params_122_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_122_1[ngp_l] = d_fma_256_1[ngp_l] * w_61[ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_61[ngp_l] + 1u] += d_params_122_1[ngp_l];
   float d_params_121_1[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params_121_1[ngp_l] = d_fma_255_1[ngp_l] * w_61[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_64[ngp_l] + 1u] += d_params_128_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_64[ngp_l]] += d_params_127_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_63[ngp_l] + 1u] += d_params_126_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_63[ngp_l]] += d_params_125_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_62[ngp_l] + 1u] += d_params_124_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_62[ngp_l]] += d_params_123_1[ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_61[ngp_l] + 1u] += d_params_122_1[ngp_l];
   for (int ngp_l = 0; ngp_l < 16; ++ngp_l) d_params[entry_result_61[ngp_l]] += d_params_121_1[ngp_l];
 }
 
-NGP_FN void gridForwardParamGrad_pass15_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_pass15_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   float x_31[16];
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) x_31[ngp_l] = x[((uint32_t)(ngp_i0 + ngp_l)) * 2u];
   float max_31[16];
@@ -3606,97 +3606,97 @@ NGP_FN void gridForwardParamGrad_pass15_prefetch(int64_t ngp_i0, const float* __
   _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&d_params[entry_result_61[ngp_l] + 1u]);
 }
 
-extern "C" int32_t gridForwardParamGrad(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ d_out, int64_t ngp_len_d_out, float* __restrict__ d_params, int64_t ngp_len_d_params) {
-  (void)ngp_len_x; (void)ngp_len_params; (void)ngp_len_probe; (void)ngp_len_d_out; (void)ngp_len_d_params;
+extern "C" int32_t gridForwardParamGrad(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ softmax, int64_t ngp_len_softmax, const float* __restrict__ d_out, int64_t ngp_len_d_out, float* __restrict__ d_params, int64_t ngp_len_d_params, const float* __restrict__ d_softmax, int64_t ngp_len_d_softmax) {
+  (void)ngp_len_x; (void)ngp_len_params; (void)ngp_len_probe; (void)ngp_len_softmax; (void)ngp_len_d_out; (void)ngp_len_d_params; (void)ngp_len_d_softmax;
   #pragma omp parallel for schedule(dynamic, 1) if (ngp_n >= 4096)
   for (int32_t ngp_p = 0; ngp_p < 16; ++ngp_p) {
     switch (ngp_p) {
       case 0: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForwardParamGrad_pass15_prefetch(ngp_g + 64, x, params, probe, d_out, d_params); gridForwardParamGrad_pass15_lanes(ngp_g, x, params, probe, d_out, d_params); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass15((uint32_t)ngp_i, x, params, probe, d_out, d_params);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForwardParamGrad_pass15_prefetch(ngp_g + 64, x, params, probe, softmax, d_out, d_params, d_softmax); gridForwardParamGrad_pass15_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass15((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_params, d_softmax);
     } break;
       case 1: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForwardParamGrad_pass14_prefetch(ngp_g + 64, x, params, probe, d_out, d_params); gridForwardParamGrad_pass14_lanes(ngp_g, x, params, probe, d_out, d_params); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass14((uint32_t)ngp_i, x, params, probe, d_out, d_params);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForwardParamGrad_pass14_prefetch(ngp_g + 64, x, params, probe, softmax, d_out, d_params, d_softmax); gridForwardParamGrad_pass14_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass14((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_params, d_softmax);
     } break;
       case 2: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForwardParamGrad_pass13_prefetch(ngp_g + 64, x, params, probe, d_out, d_params); gridForwardParamGrad_pass13_lanes(ngp_g, x, params, probe, d_out, d_params); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass13((uint32_t)ngp_i, x, params, probe, d_out, d_params);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForwardParamGrad_pass13_prefetch(ngp_g + 64, x, params, probe, softmax, d_out, d_params, d_softmax); gridForwardParamGrad_pass13_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass13((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_params, d_softmax);
     } break;
       case 3: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForwardParamGrad_pass12_prefetch(ngp_g + 64, x, params, probe, d_out, d_params); gridForwardParamGrad_pass12_lanes(ngp_g, x, params, probe, d_out, d_params); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass12((uint32_t)ngp_i, x, params, probe, d_out, d_params);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForwardParamGrad_pass12_prefetch(ngp_g + 64, x, params, probe, softmax, d_out, d_params, d_softmax); gridForwardParamGrad_pass12_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass12((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_params, d_softmax);
     } break;
       case 4: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForwardParamGrad_pass11_prefetch(ngp_g + 64, x, params, probe, d_out, d_params); gridForwardParamGrad_pass11_lanes(ngp_g, x, params, probe, d_out, d_params); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass11((uint32_t)ngp_i, x, params, probe, d_out, d_params);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForwardParamGrad_pass11_prefetch(ngp_g + 64, x, params, probe, softmax, d_out, d_params, d_softmax); gridForwardParamGrad_pass11_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass11((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_params, d_softmax);
     } break;
       case 5: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForwardParamGrad_pass10_prefetch(ngp_g + 64, x, params, probe, d_out, d_params); gridForwardParamGrad_pass10_lanes(ngp_g, x, params, probe, d_out, d_params); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass10((uint32_t)ngp_i, x, params, probe, d_out, d_params);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForwardParamGrad_pass10_prefetch(ngp_g + 64, x, params, probe, softmax, d_out, d_params, d_softmax); gridForwardParamGrad_pass10_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass10((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_params, d_softmax);
     } break;
       case 6: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForwardParamGrad_pass9_prefetch(ngp_g + 64, x, params, probe, d_out, d_params); gridForwardParamGrad_pass9_lanes(ngp_g, x, params, probe, d_out, d_params); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass9((uint32_t)ngp_i, x, params, probe, d_out, d_params);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForwardParamGrad_pass9_prefetch(ngp_g + 64, x, params, probe, softmax, d_out, d_params, d_softmax); gridForwardParamGrad_pass9_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass9((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_params, d_softmax);
     } break;
       case 7: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridForwardParamGrad_pass8_lanes(ngp_g, x, params, probe, d_out, d_params); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass8((uint32_t)ngp_i, x, params, probe, d_out, d_params);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridForwardParamGrad_pass8_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass8((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_params, d_softmax);
     } break;
       case 8: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridForwardParamGrad_pass7_lanes(ngp_g, x, params, probe, d_out, d_params); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass7((uint32_t)ngp_i, x, params, probe, d_out, d_params);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridForwardParamGrad_pass7_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass7((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_params, d_softmax);
     } break;
       case 9: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridForwardParamGrad_pass6_lanes(ngp_g, x, params, probe, d_out, d_params); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass6((uint32_t)ngp_i, x, params, probe, d_out, d_params);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridForwardParamGrad_pass6_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass6((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_params, d_softmax);
     } break;
       case 10: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridForwardParamGrad_pass5_lanes(ngp_g, x, params, probe, d_out, d_params); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass5((uint32_t)ngp_i, x, params, probe, d_out, d_params);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridForwardParamGrad_pass5_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass5((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_params, d_softmax);
     } break;
       case 11: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridForwardParamGrad_pass4_lanes(ngp_g, x, params, probe, d_out, d_params); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass4((uint32_t)ngp_i, x, params, probe, d_out, d_params);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridForwardParamGrad_pass4_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass4((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_params, d_softmax);
     } break;
       case 12: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridForwardParamGrad_pass3_lanes(ngp_g, x, params, probe, d_out, d_params); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass3((uint32_t)ngp_i, x, params, probe, d_out, d_params);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridForwardParamGrad_pass3_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass3((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_params, d_softmax);
     } break;
       case 13: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridForwardParamGrad_pass2_lanes(ngp_g, x, params, probe, d_out, d_params); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass2((uint32_t)ngp_i, x, params, probe, d_out, d_params);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridForwardParamGrad_pass2_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass2((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_params, d_softmax);
     } break;
       case 14: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridForwardParamGrad_pass1_lanes(ngp_g, x, params, probe, d_out, d_params); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass1((uint32_t)ngp_i, x, params, probe, d_out, d_params);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridForwardParamGrad_pass1_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass1((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_params, d_softmax);
     } break;
       case 15: {
       int64_t ngp_g = 0;
-      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridForwardParamGrad_pass0_lanes(ngp_g, x, params, probe, d_out, d_params); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass0((uint32_t)ngp_i, x, params, probe, d_out, d_params);
+      for (; ngp_g + 16 <= ngp_n; ngp_g += 16) { gridForwardParamGrad_pass0_lanes(ngp_g, x, params, probe, softmax, d_out, d_params, d_softmax); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_n; ++ngp_i) gridForwardParamGrad_pass0((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_params, d_softmax);
     } break;
     }
   }
   return 0;
 }
 
-NGP_FN void gridForwardInputGrad_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_x) {
+NGP_FN void gridForwardInputGrad_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_x) {
   const float x_1 = x[i * 2u];
   const float max_1 = ngp_max(0.0f, x_1);
   const float min_1 = ngp_min(max_1, 1.0f);
@@ -4997,9 +4997,9 @@ NGP_FN void gridForwardInputGrad_body(uint32_t i, const float* __restrict__ x, c
   ngp_atomic_add(&d_x[i * 2u], d_x_2);
 }
 
-extern "C" int32_t gridForwardInputGrad(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ d_out, int64_t ngp_len_d_out, float* __restrict__ d_x, int64_t ngp_len_d_x) {
-  (void)ngp_len_x; (void)ngp_len_params; (void)ngp_len_probe; (void)ngp_len_d_out; (void)ngp_len_d_x;
+extern "C" int32_t gridForwardInputGrad(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ softmax, int64_t ngp_len_softmax, const float* __restrict__ d_out, int64_t ngp_len_d_out, float* __restrict__ d_x, int64_t ngp_len_d_x) {
+  (void)ngp_len_x; (void)ngp_len_params; (void)ngp_len_probe; (void)ngp_len_softmax; (void)ngp_len_d_out; (void)ngp_len_d_x;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
-  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) gridForwardInputGrad_body((uint32_t)ngp_i, x, params, probe, d_out, d_x);
+  for (uint32_t ngp_i = 0; ngp_i < (uint32_t)ngp_n; ++ngp_i) gridForwardInputGrad_body((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_x);
   return 0;
 }

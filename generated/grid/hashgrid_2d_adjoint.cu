@@ -16,7 +16,7 @@ NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 
 NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }
 
 
-NGP_FN void gridForwardParamGrad_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+NGP_FN void gridForwardParamGrad_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   {
     const float x_1 = x[i * 2u];
     const float max_1 = ngp_max(0.0f, x_1);
@@ -68,20 +68,20 @@ NGP_FN void gridForwardParamGrad_body(uint32_t i, const float* __restrict__ x, c
     const float d_fma_16_1 = d_out[o_1 + 1u];
     const float d_fma_15_1 = d_out[o_1];
     const float d_params_8_1 = d_fma_16_1 * w_4;
-    const float d_params_7_1 = d_fma_15_1 * w_4;
-    const float d_params_6_1 = d_fma_16_1 * w_3;
-    const float d_params_5_1 = d_fma_15_1 * w_3;
-    const float d_params_4_1 = d_fma_16_1 * w_2;
-    const float d_params_3_1 = d_fma_15_1 * w_2;
-    const float d_params_2_1 = d_fma_16_1 * w_1;
-    const float d_params_1_1 = d_fma_15_1 * w_1;
     atomicAdd(&d_params[entry_result_4 + 1u], d_params_8_1);
+    const float d_params_7_1 = d_fma_15_1 * w_4;
     atomicAdd(&d_params[entry_result_4], d_params_7_1);
+    const float d_params_6_1 = d_fma_16_1 * w_3;
     atomicAdd(&d_params[entry_result_3 + 1u], d_params_6_1);
+    const float d_params_5_1 = d_fma_15_1 * w_3;
     atomicAdd(&d_params[entry_result_3], d_params_5_1);
+    const float d_params_4_1 = d_fma_16_1 * w_2;
     atomicAdd(&d_params[entry_result_2 + 1u], d_params_4_1);
+    const float d_params_3_1 = d_fma_15_1 * w_2;
     atomicAdd(&d_params[entry_result_2], d_params_3_1);
+    const float d_params_2_1 = d_fma_16_1 * w_1;
     atomicAdd(&d_params[entry_result_1 + 1u], d_params_2_1);
+    const float d_params_1_1 = d_fma_15_1 * w_1;
     atomicAdd(&d_params[entry_result_1], d_params_1_1);
   }
   {
@@ -135,20 +135,20 @@ NGP_FN void gridForwardParamGrad_body(uint32_t i, const float* __restrict__ x, c
     const float d_fma_32_1 = d_out[o_2 + 1u];
     const float d_fma_31_1 = d_out[o_2];
     const float d_params_16_1 = d_fma_32_1 * w_8;
-    const float d_params_15_1 = d_fma_31_1 * w_8;
-    const float d_params_14_1 = d_fma_32_1 * w_7;
-    const float d_params_13_1 = d_fma_31_1 * w_7;
-    const float d_params_12_1 = d_fma_32_1 * w_6;
-    const float d_params_11_1 = d_fma_31_1 * w_6;
-    const float d_params_10_1 = d_fma_32_1 * w_5;
-    const float d_params_9_1 = d_fma_31_1 * w_5;
     atomicAdd(&d_params[entry_result_8 + 1u], d_params_16_1);
+    const float d_params_15_1 = d_fma_31_1 * w_8;
     atomicAdd(&d_params[entry_result_8], d_params_15_1);
+    const float d_params_14_1 = d_fma_32_1 * w_7;
     atomicAdd(&d_params[entry_result_7 + 1u], d_params_14_1);
+    const float d_params_13_1 = d_fma_31_1 * w_7;
     atomicAdd(&d_params[entry_result_7], d_params_13_1);
+    const float d_params_12_1 = d_fma_32_1 * w_6;
     atomicAdd(&d_params[entry_result_6 + 1u], d_params_12_1);
+    const float d_params_11_1 = d_fma_31_1 * w_6;
     atomicAdd(&d_params[entry_result_6], d_params_11_1);
+    const float d_params_10_1 = d_fma_32_1 * w_5;
     atomicAdd(&d_params[entry_result_5 + 1u], d_params_10_1);
+    const float d_params_9_1 = d_fma_31_1 * w_5;
     atomicAdd(&d_params[entry_result_5], d_params_9_1);
   }
   {
@@ -202,20 +202,20 @@ NGP_FN void gridForwardParamGrad_body(uint32_t i, const float* __restrict__ x, c
     const float d_fma_48_1 = d_out[o_3 + 1u];
     const float d_fma_47_1 = d_out[o_3];
     const float d_params_24_1 = d_fma_48_1 * w_12;
-    const float d_params_23_1 = d_fma_47_1 * w_12;
-    const float d_params_22_1 = d_fma_48_1 * w_11;
-    const float d_params_21_1 = d_fma_47_1 * w_11;
-    const float d_params_20_1 = d_fma_48_1 * w_10;
-    const float d_params_19_1 = d_fma_47_1 * w_10;
-    const float d_params_18_1 = d_fma_48_1 * w_9;
-    const float d_params_17_1 = d_fma_47_1 * w_9;
     atomicAdd(&d_params[entry_result_12 + 1u], d_params_24_1);
+    const float d_params_23_1 = d_fma_47_1 * w_12;
     atomicAdd(&d_params[entry_result_12], d_params_23_1);
+    const float d_params_22_1 = d_fma_48_1 * w_11;
     atomicAdd(&d_params[entry_result_11 + 1u], d_params_22_1);
+    const float d_params_21_1 = d_fma_47_1 * w_11;
     atomicAdd(&d_params[entry_result_11], d_params_21_1);
+    const float d_params_20_1 = d_fma_48_1 * w_10;
     atomicAdd(&d_params[entry_result_10 + 1u], d_params_20_1);
+    const float d_params_19_1 = d_fma_47_1 * w_10;
     atomicAdd(&d_params[entry_result_10], d_params_19_1);
+    const float d_params_18_1 = d_fma_48_1 * w_9;
     atomicAdd(&d_params[entry_result_9 + 1u], d_params_18_1);
+    const float d_params_17_1 = d_fma_47_1 * w_9;
     atomicAdd(&d_params[entry_result_9], d_params_17_1);
   }
   {
@@ -269,20 +269,20 @@ NGP_FN void gridForwardParamGrad_body(uint32_t i, const float* __restrict__ x, c
     const float d_fma_64_1 = d_out[o_4 + 1u];
     const float d_fma_63_1 = d_out[o_4];
     const float d_params_32_1 = d_fma_64_1 * w_16;
-    const float d_params_31_1 = d_fma_63_1 * w_16;
-    const float d_params_30_1 = d_fma_64_1 * w_15;
-    const float d_params_29_1 = d_fma_63_1 * w_15;
-    const float d_params_28_1 = d_fma_64_1 * w_14;
-    const float d_params_27_1 = d_fma_63_1 * w_14;
-    const float d_params_26_1 = d_fma_64_1 * w_13;
-    const float d_params_25_1 = d_fma_63_1 * w_13;
     atomicAdd(&d_params[entry_result_16 + 1u], d_params_32_1);
+    const float d_params_31_1 = d_fma_63_1 * w_16;
     atomicAdd(&d_params[entry_result_16], d_params_31_1);
+    const float d_params_30_1 = d_fma_64_1 * w_15;
     atomicAdd(&d_params[entry_result_15 + 1u], d_params_30_1);
+    const float d_params_29_1 = d_fma_63_1 * w_15;
     atomicAdd(&d_params[entry_result_15], d_params_29_1);
+    const float d_params_28_1 = d_fma_64_1 * w_14;
     atomicAdd(&d_params[entry_result_14 + 1u], d_params_28_1);
+    const float d_params_27_1 = d_fma_63_1 * w_14;
     atomicAdd(&d_params[entry_result_14], d_params_27_1);
+    const float d_params_26_1 = d_fma_64_1 * w_13;
     atomicAdd(&d_params[entry_result_13 + 1u], d_params_26_1);
+    const float d_params_25_1 = d_fma_63_1 * w_13;
     atomicAdd(&d_params[entry_result_13], d_params_25_1);
   }
   {
@@ -336,20 +336,20 @@ NGP_FN void gridForwardParamGrad_body(uint32_t i, const float* __restrict__ x, c
     const float d_fma_80_1 = d_out[o_5 + 1u];
     const float d_fma_79_1 = d_out[o_5];
     const float d_params_40_1 = d_fma_80_1 * w_20;
-    const float d_params_39_1 = d_fma_79_1 * w_20;
-    const float d_params_38_1 = d_fma_80_1 * w_19;
-    const float d_params_37_1 = d_fma_79_1 * w_19;
-    const float d_params_36_1 = d_fma_80_1 * w_18;
-    const float d_params_35_1 = d_fma_79_1 * w_18;
-    const float d_params_34_1 = d_fma_80_1 * w_17;
-    const float d_params_33_1 = d_fma_79_1 * w_17;
     atomicAdd(&d_params[entry_result_20 + 1u], d_params_40_1);
+    const float d_params_39_1 = d_fma_79_1 * w_20;
     atomicAdd(&d_params[entry_result_20], d_params_39_1);
+    const float d_params_38_1 = d_fma_80_1 * w_19;
     atomicAdd(&d_params[entry_result_19 + 1u], d_params_38_1);
+    const float d_params_37_1 = d_fma_79_1 * w_19;
     atomicAdd(&d_params[entry_result_19], d_params_37_1);
+    const float d_params_36_1 = d_fma_80_1 * w_18;
     atomicAdd(&d_params[entry_result_18 + 1u], d_params_36_1);
+    const float d_params_35_1 = d_fma_79_1 * w_18;
     atomicAdd(&d_params[entry_result_18], d_params_35_1);
+    const float d_params_34_1 = d_fma_80_1 * w_17;
     atomicAdd(&d_params[entry_result_17 + 1u], d_params_34_1);
+    const float d_params_33_1 = d_fma_79_1 * w_17;
     atomicAdd(&d_params[entry_result_17], d_params_33_1);
   }
   {
@@ -403,20 +403,20 @@ NGP_FN void gridForwardParamGrad_body(uint32_t i, const float* __restrict__ x, c
     const float d_fma_96_1 = d_out[o_6 + 1u];
     const float d_fma_95_1 = d_out[o_6];
     const float d_params_48_1 = d_fma_96_1 * w_24;
-    const float d_params_47_1 = d_fma_95_1 * w_24;
-    const float d_params_46_1 = d_fma_96_1 * w_23;
-    const float d_params_45_1 = d_fma_95_1 * w_23;
-    const float d_params_44_1 = d_fma_96_1 * w_22;
-    const float d_params_43_1 = d_fma_95_1 * w_22;
-    const float d_params_42_1 = d_fma_96_1 * w_21;
-    const float d_params_41_1 = d_fma_95_1 * w_21;
     atomicAdd(&d_params[entry_result_24 + 1u], d_params_48_1);
+    const float d_params_47_1 = d_fma_95_1 * w_24;
     atomicAdd(&d_params[entry_result_24], d_params_47_1);
+    const float d_params_46_1 = d_fma_96_1 * w_23;
     atomicAdd(&d_params[entry_result_23 + 1u], d_params_46_1);
+    const float d_params_45_1 = d_fma_95_1 * w_23;
     atomicAdd(&d_params[entry_result_23], d_params_45_1);
+    const float d_params_44_1 = d_fma_96_1 * w_22;
     atomicAdd(&d_params[entry_result_22 + 1u], d_params_44_1);
+    const float d_params_43_1 = d_fma_95_1 * w_22;
     atomicAdd(&d_params[entry_result_22], d_params_43_1);
+    const float d_params_42_1 = d_fma_96_1 * w_21;
     atomicAdd(&d_params[entry_result_21 + 1u], d_params_42_1);
+    const float d_params_41_1 = d_fma_95_1 * w_21;
     atomicAdd(&d_params[entry_result_21], d_params_41_1);
   }
   {
@@ -470,20 +470,20 @@ NGP_FN void gridForwardParamGrad_body(uint32_t i, const float* __restrict__ x, c
     const float d_fma_112_1 = d_out[o_7 + 1u];
     const float d_fma_111_1 = d_out[o_7];
     const float d_params_56_1 = d_fma_112_1 * w_28;
-    const float d_params_55_1 = d_fma_111_1 * w_28;
-    const float d_params_54_1 = d_fma_112_1 * w_27;
-    const float d_params_53_1 = d_fma_111_1 * w_27;
-    const float d_params_52_1 = d_fma_112_1 * w_26;
-    const float d_params_51_1 = d_fma_111_1 * w_26;
-    const float d_params_50_1 = d_fma_112_1 * w_25;
-    const float d_params_49_1 = d_fma_111_1 * w_25;
     atomicAdd(&d_params[entry_result_28 + 1u], d_params_56_1);
+    const float d_params_55_1 = d_fma_111_1 * w_28;
     atomicAdd(&d_params[entry_result_28], d_params_55_1);
+    const float d_params_54_1 = d_fma_112_1 * w_27;
     atomicAdd(&d_params[entry_result_27 + 1u], d_params_54_1);
+    const float d_params_53_1 = d_fma_111_1 * w_27;
     atomicAdd(&d_params[entry_result_27], d_params_53_1);
+    const float d_params_52_1 = d_fma_112_1 * w_26;
     atomicAdd(&d_params[entry_result_26 + 1u], d_params_52_1);
+    const float d_params_51_1 = d_fma_111_1 * w_26;
     atomicAdd(&d_params[entry_result_26], d_params_51_1);
+    const float d_params_50_1 = d_fma_112_1 * w_25;
     atomicAdd(&d_params[entry_result_25 + 1u], d_params_50_1);
+    const float d_params_49_1 = d_fma_111_1 * w_25;
     atomicAdd(&d_params[entry_result_25], d_params_49_1);
   }
   {
@@ -537,20 +537,20 @@ NGP_FN void gridForwardParamGrad_body(uint32_t i, const float* __restrict__ x, c
     const float d_fma_128_1 = d_out[o_8 + 1u];
     const float d_fma_127_1 = d_out[o_8];
     const float d_params_64_1 = d_fma_128_1 * w_32;
-    const float d_params_63_1 = d_fma_127_1 * w_32;
-    const float d_params_62_1 = d_fma_128_1 * w_31;
-    const float d_params_61_1 = d_fma_127_1 * w_31;
-    const float d_params_60_1 = d_fma_128_1 * w_30;
-    const float d_params_59_1 = d_fma_127_1 * w_30;
-    const float d_params_58_1 = d_fma_128_1 * w_29;
-    const float d_params_57_1 = d_fma_127_1 * w_29;
     atomicAdd(&d_params[entry_result_32 + 1u], d_params_64_1);
+    const float d_params_63_1 = d_fma_127_1 * w_32;
     atomicAdd(&d_params[entry_result_32], d_params_63_1);
+    const float d_params_62_1 = d_fma_128_1 * w_31;
     atomicAdd(&d_params[entry_result_31 + 1u], d_params_62_1);
+    const float d_params_61_1 = d_fma_127_1 * w_31;
     atomicAdd(&d_params[entry_result_31], d_params_61_1);
+    const float d_params_60_1 = d_fma_128_1 * w_30;
     atomicAdd(&d_params[entry_result_30 + 1u], d_params_60_1);
+    const float d_params_59_1 = d_fma_127_1 * w_30;
     atomicAdd(&d_params[entry_result_30], d_params_59_1);
+    const float d_params_58_1 = d_fma_128_1 * w_29;
     atomicAdd(&d_params[entry_result_29 + 1u], d_params_58_1);
+    const float d_params_57_1 = d_fma_127_1 * w_29;
     atomicAdd(&d_params[entry_result_29], d_params_57_1);
   }
   {
@@ -604,20 +604,20 @@ NGP_FN void gridForwardParamGrad_body(uint32_t i, const float* __restrict__ x, c
     const float d_fma_144_1 = d_out[o_9 + 1u];
     const float d_fma_143_1 = d_out[o_9];
     const float d_params_72_1 = d_fma_144_1 * w_36;
-    const float d_params_71_1 = d_fma_143_1 * w_36;
-    const float d_params_70_1 = d_fma_144_1 * w_35;
-    const float d_params_69_1 = d_fma_143_1 * w_35;
-    const float d_params_68_1 = d_fma_144_1 * w_34;
-    const float d_params_67_1 = d_fma_143_1 * w_34;
-    const float d_params_66_1 = d_fma_144_1 * w_33;
-    const float d_params_65_1 = d_fma_143_1 * w_33;
     atomicAdd(&d_params[entry_result_36 + 1u], d_params_72_1);
+    const float d_params_71_1 = d_fma_143_1 * w_36;
     atomicAdd(&d_params[entry_result_36], d_params_71_1);
+    const float d_params_70_1 = d_fma_144_1 * w_35;
     atomicAdd(&d_params[entry_result_35 + 1u], d_params_70_1);
+    const float d_params_69_1 = d_fma_143_1 * w_35;
     atomicAdd(&d_params[entry_result_35], d_params_69_1);
+    const float d_params_68_1 = d_fma_144_1 * w_34;
     atomicAdd(&d_params[entry_result_34 + 1u], d_params_68_1);
+    const float d_params_67_1 = d_fma_143_1 * w_34;
     atomicAdd(&d_params[entry_result_34], d_params_67_1);
+    const float d_params_66_1 = d_fma_144_1 * w_33;
     atomicAdd(&d_params[entry_result_33 + 1u], d_params_66_1);
+    const float d_params_65_1 = d_fma_143_1 * w_33;
     atomicAdd(&d_params[entry_result_33], d_params_65_1);
   }
   {
@@ -671,20 +671,20 @@ NGP_FN void gridForwardParamGrad_body(uint32_t i, const float* __restrict__ x, c
     const float d_fma_160_1 = d_out[o_10 + 1u];
     const float d_fma_159_1 = d_out[o_10];
     const float d_params_80_1 = d_fma_160_1 * w_40;
-    const float d_params_79_1 = d_fma_159_1 * w_40;
-    const float d_params_78_1 = d_fma_160_1 * w_39;
-    const float d_params_77_1 = d_fma_159_1 * w_39;
-    const float d_params_76_1 = d_fma_160_1 * w_38;
-    const float d_params_75_1 = d_fma_159_1 * w_38;
-    const float d_params_74_1 = d_fma_160_1 * w_37;
-    const float d_params_73_1 = d_fma_159_1 * w_37;
     atomicAdd(&d_params[entry_result_40 + 1u], d_params_80_1);
+    const float d_params_79_1 = d_fma_159_1 * w_40;
     atomicAdd(&d_params[entry_result_40], d_params_79_1);
+    const float d_params_78_1 = d_fma_160_1 * w_39;
     atomicAdd(&d_params[entry_result_39 + 1u], d_params_78_1);
+    const float d_params_77_1 = d_fma_159_1 * w_39;
     atomicAdd(&d_params[entry_result_39], d_params_77_1);
+    const float d_params_76_1 = d_fma_160_1 * w_38;
     atomicAdd(&d_params[entry_result_38 + 1u], d_params_76_1);
+    const float d_params_75_1 = d_fma_159_1 * w_38;
     atomicAdd(&d_params[entry_result_38], d_params_75_1);
+    const float d_params_74_1 = d_fma_160_1 * w_37;
     atomicAdd(&d_params[entry_result_37 + 1u], d_params_74_1);
+    const float d_params_73_1 = d_fma_159_1 * w_37;
     atomicAdd(&d_params[entry_result_37], d_params_73_1);
   }
   {
@@ -738,20 +738,20 @@ NGP_FN void gridForwardParamGrad_body(uint32_t i, const float* __restrict__ x, c
     const float d_fma_176_1 = d_out[o_11 + 1u];
     const float d_fma_175_1 = d_out[o_11];
     const float d_params_88_1 = d_fma_176_1 * w_44;
-    const float d_params_87_1 = d_fma_175_1 * w_44;
-    const float d_params_86_1 = d_fma_176_1 * w_43;
-    const float d_params_85_1 = d_fma_175_1 * w_43;
-    const float d_params_84_1 = d_fma_176_1 * w_42;
-    const float d_params_83_1 = d_fma_175_1 * w_42;
-    const float d_params_82_1 = d_fma_176_1 * w_41;
-    const float d_params_81_1 = d_fma_175_1 * w_41;
     atomicAdd(&d_params[entry_result_44 + 1u], d_params_88_1);
+    const float d_params_87_1 = d_fma_175_1 * w_44;
     atomicAdd(&d_params[entry_result_44], d_params_87_1);
+    const float d_params_86_1 = d_fma_176_1 * w_43;
     atomicAdd(&d_params[entry_result_43 + 1u], d_params_86_1);
+    const float d_params_85_1 = d_fma_175_1 * w_43;
     atomicAdd(&d_params[entry_result_43], d_params_85_1);
+    const float d_params_84_1 = d_fma_176_1 * w_42;
     atomicAdd(&d_params[entry_result_42 + 1u], d_params_84_1);
+    const float d_params_83_1 = d_fma_175_1 * w_42;
     atomicAdd(&d_params[entry_result_42], d_params_83_1);
+    const float d_params_82_1 = d_fma_176_1 * w_41;
     atomicAdd(&d_params[entry_result_41 + 1u], d_params_82_1);
+    const float d_params_81_1 = d_fma_175_1 * w_41;
     atomicAdd(&d_params[entry_result_41], d_params_81_1);
   }
   {
@@ -805,20 +805,20 @@ NGP_FN void gridForwardParamGrad_body(uint32_t i, const float* __restrict__ x, c
     const float d_fma_192_1 = d_out[o_12 + 1u];
     const float d_fma_191_1 = d_out[o_12];
     const float d_params_96_1 = d_fma_192_1 * w_48;
-    const float d_params_95_1 = d_fma_191_1 * w_48;
-    const float d_params_94_1 = d_fma_192_1 * w_47;
-    const float d_params_93_1 = d_fma_191_1 * w_47;
-    const float d_params_92_1 = d_fma_192_1 * w_46;
-    const float d_params_91_1 = d_fma_191_1 * w_46;
-    const float d_params_90_1 = d_fma_192_1 * w_45;
-    const float d_params_89_1 = d_fma_191_1 * w_45;
     atomicAdd(&d_params[entry_result_48 + 1u], d_params_96_1);
+    const float d_params_95_1 = d_fma_191_1 * w_48;
     atomicAdd(&d_params[entry_result_48], d_params_95_1);
+    const float d_params_94_1 = d_fma_192_1 * w_47;
     atomicAdd(&d_params[entry_result_47 + 1u], d_params_94_1);
+    const float d_params_93_1 = d_fma_191_1 * w_47;
     atomicAdd(&d_params[entry_result_47], d_params_93_1);
+    const float d_params_92_1 = d_fma_192_1 * w_46;
     atomicAdd(&d_params[entry_result_46 + 1u], d_params_92_1);
+    const float d_params_91_1 = d_fma_191_1 * w_46;
     atomicAdd(&d_params[entry_result_46], d_params_91_1);
+    const float d_params_90_1 = d_fma_192_1 * w_45;
     atomicAdd(&d_params[entry_result_45 + 1u], d_params_90_1);
+    const float d_params_89_1 = d_fma_191_1 * w_45;
     atomicAdd(&d_params[entry_result_45], d_params_89_1);
   }
   {
@@ -872,20 +872,20 @@ NGP_FN void gridForwardParamGrad_body(uint32_t i, const float* __restrict__ x, c
     const float d_fma_208_1 = d_out[o_13 + 1u];
     const float d_fma_207_1 = d_out[o_13];
     const float d_params_104_1 = d_fma_208_1 * w_52;
-    const float d_params_103_1 = d_fma_207_1 * w_52;
-    const float d_params_102_1 = d_fma_208_1 * w_51;
-    const float d_params_101_1 = d_fma_207_1 * w_51;
-    const float d_params_100_1 = d_fma_208_1 * w_50;
-    const float d_params_99_1 = d_fma_207_1 * w_50;
-    const float d_params_98_1 = d_fma_208_1 * w_49;
-    const float d_params_97_1 = d_fma_207_1 * w_49;
     atomicAdd(&d_params[entry_result_52 + 1u], d_params_104_1);
+    const float d_params_103_1 = d_fma_207_1 * w_52;
     atomicAdd(&d_params[entry_result_52], d_params_103_1);
+    const float d_params_102_1 = d_fma_208_1 * w_51;
     atomicAdd(&d_params[entry_result_51 + 1u], d_params_102_1);
+    const float d_params_101_1 = d_fma_207_1 * w_51;
     atomicAdd(&d_params[entry_result_51], d_params_101_1);
+    const float d_params_100_1 = d_fma_208_1 * w_50;
     atomicAdd(&d_params[entry_result_50 + 1u], d_params_100_1);
+    const float d_params_99_1 = d_fma_207_1 * w_50;
     atomicAdd(&d_params[entry_result_50], d_params_99_1);
+    const float d_params_98_1 = d_fma_208_1 * w_49;
     atomicAdd(&d_params[entry_result_49 + 1u], d_params_98_1);
+    const float d_params_97_1 = d_fma_207_1 * w_49;
     atomicAdd(&d_params[entry_result_49], d_params_97_1);
   }
   {
@@ -939,20 +939,20 @@ NGP_FN void gridForwardParamGrad_body(uint32_t i, const float* __restrict__ x, c
     const float d_fma_224_1 = d_out[o_14 + 1u];
     const float d_fma_223_1 = d_out[o_14];
     const float d_params_112_1 = d_fma_224_1 * w_56;
-    const float d_params_111_1 = d_fma_223_1 * w_56;
-    const float d_params_110_1 = d_fma_224_1 * w_55;
-    const float d_params_109_1 = d_fma_223_1 * w_55;
-    const float d_params_108_1 = d_fma_224_1 * w_54;
-    const float d_params_107_1 = d_fma_223_1 * w_54;
-    const float d_params_106_1 = d_fma_224_1 * w_53;
-    const float d_params_105_1 = d_fma_223_1 * w_53;
     atomicAdd(&d_params[entry_result_56 + 1u], d_params_112_1);
+    const float d_params_111_1 = d_fma_223_1 * w_56;
     atomicAdd(&d_params[entry_result_56], d_params_111_1);
+    const float d_params_110_1 = d_fma_224_1 * w_55;
     atomicAdd(&d_params[entry_result_55 + 1u], d_params_110_1);
+    const float d_params_109_1 = d_fma_223_1 * w_55;
     atomicAdd(&d_params[entry_result_55], d_params_109_1);
+    const float d_params_108_1 = d_fma_224_1 * w_54;
     atomicAdd(&d_params[entry_result_54 + 1u], d_params_108_1);
+    const float d_params_107_1 = d_fma_223_1 * w_54;
     atomicAdd(&d_params[entry_result_54], d_params_107_1);
+    const float d_params_106_1 = d_fma_224_1 * w_53;
     atomicAdd(&d_params[entry_result_53 + 1u], d_params_106_1);
+    const float d_params_105_1 = d_fma_223_1 * w_53;
     atomicAdd(&d_params[entry_result_53], d_params_105_1);
   }
   {
@@ -1006,20 +1006,20 @@ NGP_FN void gridForwardParamGrad_body(uint32_t i, const float* __restrict__ x, c
     const float d_fma_240_1 = d_out[o_15 + 1u];
     const float d_fma_239_1 = d_out[o_15];
     const float d_params_120_1 = d_fma_240_1 * w_60;
-    const float d_params_119_1 = d_fma_239_1 * w_60;
-    const float d_params_118_1 = d_fma_240_1 * w_59;
-    const float d_params_117_1 = d_fma_239_1 * w_59;
-    const float d_params_116_1 = d_fma_240_1 * w_58;
-    const float d_params_115_1 = d_fma_239_1 * w_58;
-    const float d_params_114_1 = d_fma_240_1 * w_57;
-    const float d_params_113_1 = d_fma_239_1 * w_57;
     atomicAdd(&d_params[entry_result_60 + 1u], d_params_120_1);
+    const float d_params_119_1 = d_fma_239_1 * w_60;
     atomicAdd(&d_params[entry_result_60], d_params_119_1);
+    const float d_params_118_1 = d_fma_240_1 * w_59;
     atomicAdd(&d_params[entry_result_59 + 1u], d_params_118_1);
+    const float d_params_117_1 = d_fma_239_1 * w_59;
     atomicAdd(&d_params[entry_result_59], d_params_117_1);
+    const float d_params_116_1 = d_fma_240_1 * w_58;
     atomicAdd(&d_params[entry_result_58 + 1u], d_params_116_1);
+    const float d_params_115_1 = d_fma_239_1 * w_58;
     atomicAdd(&d_params[entry_result_58], d_params_115_1);
+    const float d_params_114_1 = d_fma_240_1 * w_57;
     atomicAdd(&d_params[entry_result_57 + 1u], d_params_114_1);
+    const float d_params_113_1 = d_fma_239_1 * w_57;
     atomicAdd(&d_params[entry_result_57], d_params_113_1);
   }
   {
@@ -1073,38 +1073,38 @@ NGP_FN void gridForwardParamGrad_body(uint32_t i, const float* __restrict__ x, c
     const float d_fma_256_1 = d_out[o_16 + 1u];
     const float d_fma_255_1 = d_out[o_16];
     const float d_params_128_1 = d_fma_256_1 * w_64;
-    const float d_params_127_1 = d_fma_255_1 * w_64;
-    const float d_params_126_1 = d_fma_256_1 * w_63;
-    const float d_params_125_1 = d_fma_255_1 * w_63;
-    const float d_params_124_1 = d_fma_256_1 * w_62;
-    const float d_params_123_1 = d_fma_255_1 * w_62;
-    const float d_params_122_1 = d_fma_256_1 * w_61;
-    const float d_params_121_1 = d_fma_255_1 * w_61;
     atomicAdd(&d_params[entry_result_64 + 1u], d_params_128_1);
+    const float d_params_127_1 = d_fma_255_1 * w_64;
     atomicAdd(&d_params[entry_result_64], d_params_127_1);
+    const float d_params_126_1 = d_fma_256_1 * w_63;
     atomicAdd(&d_params[entry_result_63 + 1u], d_params_126_1);
+    const float d_params_125_1 = d_fma_255_1 * w_63;
     atomicAdd(&d_params[entry_result_63], d_params_125_1);
+    const float d_params_124_1 = d_fma_256_1 * w_62;
     atomicAdd(&d_params[entry_result_62 + 1u], d_params_124_1);
+    const float d_params_123_1 = d_fma_255_1 * w_62;
     atomicAdd(&d_params[entry_result_62], d_params_123_1);
+    const float d_params_122_1 = d_fma_256_1 * w_61;
     atomicAdd(&d_params[entry_result_61 + 1u], d_params_122_1);
+    const float d_params_121_1 = d_fma_255_1 * w_61;
     atomicAdd(&d_params[entry_result_61], d_params_121_1);
   }
 }
 
-__global__ void gridForwardParamGrad_kernel(int64_t ngp_n, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_params) {
+__global__ void gridForwardParamGrad_kernel(int64_t ngp_n, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_params, const float* __restrict__ d_softmax) {
   const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
-    gridForwardParamGrad_body((uint32_t)ngp_i, x, params, probe, d_out, d_params);
+    gridForwardParamGrad_body((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_params, d_softmax);
 }
 
-extern "C" int32_t gridForwardParamGrad(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ d_out, int64_t ngp_len_d_out, float* __restrict__ d_params, int64_t ngp_len_d_params) {
+extern "C" int32_t gridForwardParamGrad(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ softmax, int64_t ngp_len_softmax, const float* __restrict__ d_out, int64_t ngp_len_d_out, float* __restrict__ d_params, int64_t ngp_len_d_params, const float* __restrict__ d_softmax, int64_t ngp_len_d_softmax) {
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
-  gridForwardParamGrad_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, params, probe, d_out, d_params);
+  gridForwardParamGrad_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, params, probe, softmax, d_out, d_params, d_softmax);
   return (int32_t)cudaGetLastError();
 }
 
-NGP_FN void gridForwardInputGrad_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_x) {
+NGP_FN void gridForwardInputGrad_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_x) {
   const float x_1 = x[i * 2u];
   const float max_1 = ngp_max(0.0f, x_1);
   const float min_1 = ngp_min(max_1, 1.0f);
@@ -2405,16 +2405,16 @@ NGP_FN void gridForwardInputGrad_body(uint32_t i, const float* __restrict__ x, c
   atomicAdd(&d_x[i * 2u], d_x_2);
 }
 
-__global__ void gridForwardInputGrad_kernel(int64_t ngp_n, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ d_out, float* __restrict__ d_x) {
+__global__ void gridForwardInputGrad_kernel(int64_t ngp_n, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, const float* __restrict__ d_out, float* __restrict__ d_x) {
   const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
-    gridForwardInputGrad_body((uint32_t)ngp_i, x, params, probe, d_out, d_x);
+    gridForwardInputGrad_body((uint32_t)ngp_i, x, params, probe, softmax, d_out, d_x);
 }
 
-extern "C" int32_t gridForwardInputGrad(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ d_out, int64_t ngp_len_d_out, float* __restrict__ d_x, int64_t ngp_len_d_x) {
+extern "C" int32_t gridForwardInputGrad(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ softmax, int64_t ngp_len_softmax, const float* __restrict__ d_out, int64_t ngp_len_d_out, float* __restrict__ d_x, int64_t ngp_len_d_x) {
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
-  gridForwardInputGrad_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, params, probe, d_out, d_x);
+  gridForwardInputGrad_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, params, probe, softmax, d_out, d_x);
   return (int32_t)cudaGetLastError();
 }
 

@@ -23,7 +23,7 @@ const __f2i32 = (x) => (x !== x ? 0 : x >= 2147483648 ? 2147483647 : x <= -21474
 const __f2u32 = (x) => (x !== x || x <= 0 ? 0 : x >= 4294967296 ? 4294967295 : Math.trunc(x));
 
 
-function gridForwardParamGrad_body(i, x, params, probe, d_out, d_params) {
+function gridForwardParamGrad_body(i, x, params, probe, softmax, d_out, d_params, d_softmax) {
   {
     const x_1 = x[(Math.imul(i, 2) >>> 0)];
     const max_1 = __max(0, x_1);
@@ -75,20 +75,20 @@ function gridForwardParamGrad_body(i, x, params, probe, d_out, d_params) {
     const d_fma_16_1 = d_out[((o_1 + 1) >>> 0)];
     const d_fma_15_1 = d_out[o_1];
     const d_params_8_1 = Math.fround(d_fma_16_1 * w_4);
-    const d_params_7_1 = Math.fround(d_fma_15_1 * w_4);
-    const d_params_6_1 = Math.fround(d_fma_16_1 * w_3);
-    const d_params_5_1 = Math.fround(d_fma_15_1 * w_3);
-    const d_params_4_1 = Math.fround(d_fma_16_1 * w_2);
-    const d_params_3_1 = Math.fround(d_fma_15_1 * w_2);
-    const d_params_2_1 = Math.fround(d_fma_16_1 * w_1);
-    const d_params_1_1 = Math.fround(d_fma_15_1 * w_1);
     d_params[((entry_result_4 + 1) >>> 0)] += d_params_8_1;
+    const d_params_7_1 = Math.fround(d_fma_15_1 * w_4);
     d_params[entry_result_4] += d_params_7_1;
+    const d_params_6_1 = Math.fround(d_fma_16_1 * w_3);
     d_params[((entry_result_3 + 1) >>> 0)] += d_params_6_1;
+    const d_params_5_1 = Math.fround(d_fma_15_1 * w_3);
     d_params[entry_result_3] += d_params_5_1;
+    const d_params_4_1 = Math.fround(d_fma_16_1 * w_2);
     d_params[((entry_result_2 + 1) >>> 0)] += d_params_4_1;
+    const d_params_3_1 = Math.fround(d_fma_15_1 * w_2);
     d_params[entry_result_2] += d_params_3_1;
+    const d_params_2_1 = Math.fround(d_fma_16_1 * w_1);
     d_params[((entry_result_1 + 1) >>> 0)] += d_params_2_1;
+    const d_params_1_1 = Math.fround(d_fma_15_1 * w_1);
     d_params[entry_result_1] += d_params_1_1;
   }
   {
@@ -142,20 +142,20 @@ function gridForwardParamGrad_body(i, x, params, probe, d_out, d_params) {
     const d_fma_32_1 = d_out[((o_2 + 1) >>> 0)];
     const d_fma_31_1 = d_out[o_2];
     const d_params_16_1 = Math.fround(d_fma_32_1 * w_8);
-    const d_params_15_1 = Math.fround(d_fma_31_1 * w_8);
-    const d_params_14_1 = Math.fround(d_fma_32_1 * w_7);
-    const d_params_13_1 = Math.fround(d_fma_31_1 * w_7);
-    const d_params_12_1 = Math.fround(d_fma_32_1 * w_6);
-    const d_params_11_1 = Math.fround(d_fma_31_1 * w_6);
-    const d_params_10_1 = Math.fround(d_fma_32_1 * w_5);
-    const d_params_9_1 = Math.fround(d_fma_31_1 * w_5);
     d_params[((entry_result_8 + 1) >>> 0)] += d_params_16_1;
+    const d_params_15_1 = Math.fround(d_fma_31_1 * w_8);
     d_params[entry_result_8] += d_params_15_1;
+    const d_params_14_1 = Math.fround(d_fma_32_1 * w_7);
     d_params[((entry_result_7 + 1) >>> 0)] += d_params_14_1;
+    const d_params_13_1 = Math.fround(d_fma_31_1 * w_7);
     d_params[entry_result_7] += d_params_13_1;
+    const d_params_12_1 = Math.fround(d_fma_32_1 * w_6);
     d_params[((entry_result_6 + 1) >>> 0)] += d_params_12_1;
+    const d_params_11_1 = Math.fround(d_fma_31_1 * w_6);
     d_params[entry_result_6] += d_params_11_1;
+    const d_params_10_1 = Math.fround(d_fma_32_1 * w_5);
     d_params[((entry_result_5 + 1) >>> 0)] += d_params_10_1;
+    const d_params_9_1 = Math.fround(d_fma_31_1 * w_5);
     d_params[entry_result_5] += d_params_9_1;
   }
   {
@@ -209,20 +209,20 @@ function gridForwardParamGrad_body(i, x, params, probe, d_out, d_params) {
     const d_fma_48_1 = d_out[((o_3 + 1) >>> 0)];
     const d_fma_47_1 = d_out[o_3];
     const d_params_24_1 = Math.fround(d_fma_48_1 * w_12);
-    const d_params_23_1 = Math.fround(d_fma_47_1 * w_12);
-    const d_params_22_1 = Math.fround(d_fma_48_1 * w_11);
-    const d_params_21_1 = Math.fround(d_fma_47_1 * w_11);
-    const d_params_20_1 = Math.fround(d_fma_48_1 * w_10);
-    const d_params_19_1 = Math.fround(d_fma_47_1 * w_10);
-    const d_params_18_1 = Math.fround(d_fma_48_1 * w_9);
-    const d_params_17_1 = Math.fround(d_fma_47_1 * w_9);
     d_params[((entry_result_12 + 1) >>> 0)] += d_params_24_1;
+    const d_params_23_1 = Math.fround(d_fma_47_1 * w_12);
     d_params[entry_result_12] += d_params_23_1;
+    const d_params_22_1 = Math.fround(d_fma_48_1 * w_11);
     d_params[((entry_result_11 + 1) >>> 0)] += d_params_22_1;
+    const d_params_21_1 = Math.fround(d_fma_47_1 * w_11);
     d_params[entry_result_11] += d_params_21_1;
+    const d_params_20_1 = Math.fround(d_fma_48_1 * w_10);
     d_params[((entry_result_10 + 1) >>> 0)] += d_params_20_1;
+    const d_params_19_1 = Math.fround(d_fma_47_1 * w_10);
     d_params[entry_result_10] += d_params_19_1;
+    const d_params_18_1 = Math.fround(d_fma_48_1 * w_9);
     d_params[((entry_result_9 + 1) >>> 0)] += d_params_18_1;
+    const d_params_17_1 = Math.fround(d_fma_47_1 * w_9);
     d_params[entry_result_9] += d_params_17_1;
   }
   {
@@ -276,20 +276,20 @@ function gridForwardParamGrad_body(i, x, params, probe, d_out, d_params) {
     const d_fma_64_1 = d_out[((o_4 + 1) >>> 0)];
     const d_fma_63_1 = d_out[o_4];
     const d_params_32_1 = Math.fround(d_fma_64_1 * w_16);
-    const d_params_31_1 = Math.fround(d_fma_63_1 * w_16);
-    const d_params_30_1 = Math.fround(d_fma_64_1 * w_15);
-    const d_params_29_1 = Math.fround(d_fma_63_1 * w_15);
-    const d_params_28_1 = Math.fround(d_fma_64_1 * w_14);
-    const d_params_27_1 = Math.fround(d_fma_63_1 * w_14);
-    const d_params_26_1 = Math.fround(d_fma_64_1 * w_13);
-    const d_params_25_1 = Math.fround(d_fma_63_1 * w_13);
     d_params[((entry_result_16 + 1) >>> 0)] += d_params_32_1;
+    const d_params_31_1 = Math.fround(d_fma_63_1 * w_16);
     d_params[entry_result_16] += d_params_31_1;
+    const d_params_30_1 = Math.fround(d_fma_64_1 * w_15);
     d_params[((entry_result_15 + 1) >>> 0)] += d_params_30_1;
+    const d_params_29_1 = Math.fround(d_fma_63_1 * w_15);
     d_params[entry_result_15] += d_params_29_1;
+    const d_params_28_1 = Math.fround(d_fma_64_1 * w_14);
     d_params[((entry_result_14 + 1) >>> 0)] += d_params_28_1;
+    const d_params_27_1 = Math.fround(d_fma_63_1 * w_14);
     d_params[entry_result_14] += d_params_27_1;
+    const d_params_26_1 = Math.fround(d_fma_64_1 * w_13);
     d_params[((entry_result_13 + 1) >>> 0)] += d_params_26_1;
+    const d_params_25_1 = Math.fround(d_fma_63_1 * w_13);
     d_params[entry_result_13] += d_params_25_1;
   }
   {
@@ -343,20 +343,20 @@ function gridForwardParamGrad_body(i, x, params, probe, d_out, d_params) {
     const d_fma_80_1 = d_out[((o_5 + 1) >>> 0)];
     const d_fma_79_1 = d_out[o_5];
     const d_params_40_1 = Math.fround(d_fma_80_1 * w_20);
-    const d_params_39_1 = Math.fround(d_fma_79_1 * w_20);
-    const d_params_38_1 = Math.fround(d_fma_80_1 * w_19);
-    const d_params_37_1 = Math.fround(d_fma_79_1 * w_19);
-    const d_params_36_1 = Math.fround(d_fma_80_1 * w_18);
-    const d_params_35_1 = Math.fround(d_fma_79_1 * w_18);
-    const d_params_34_1 = Math.fround(d_fma_80_1 * w_17);
-    const d_params_33_1 = Math.fround(d_fma_79_1 * w_17);
     d_params[((entry_result_20 + 1) >>> 0)] += d_params_40_1;
+    const d_params_39_1 = Math.fround(d_fma_79_1 * w_20);
     d_params[entry_result_20] += d_params_39_1;
+    const d_params_38_1 = Math.fround(d_fma_80_1 * w_19);
     d_params[((entry_result_19 + 1) >>> 0)] += d_params_38_1;
+    const d_params_37_1 = Math.fround(d_fma_79_1 * w_19);
     d_params[entry_result_19] += d_params_37_1;
+    const d_params_36_1 = Math.fround(d_fma_80_1 * w_18);
     d_params[((entry_result_18 + 1) >>> 0)] += d_params_36_1;
+    const d_params_35_1 = Math.fround(d_fma_79_1 * w_18);
     d_params[entry_result_18] += d_params_35_1;
+    const d_params_34_1 = Math.fround(d_fma_80_1 * w_17);
     d_params[((entry_result_17 + 1) >>> 0)] += d_params_34_1;
+    const d_params_33_1 = Math.fround(d_fma_79_1 * w_17);
     d_params[entry_result_17] += d_params_33_1;
   }
   {
@@ -410,20 +410,20 @@ function gridForwardParamGrad_body(i, x, params, probe, d_out, d_params) {
     const d_fma_96_1 = d_out[((o_6 + 1) >>> 0)];
     const d_fma_95_1 = d_out[o_6];
     const d_params_48_1 = Math.fround(d_fma_96_1 * w_24);
-    const d_params_47_1 = Math.fround(d_fma_95_1 * w_24);
-    const d_params_46_1 = Math.fround(d_fma_96_1 * w_23);
-    const d_params_45_1 = Math.fround(d_fma_95_1 * w_23);
-    const d_params_44_1 = Math.fround(d_fma_96_1 * w_22);
-    const d_params_43_1 = Math.fround(d_fma_95_1 * w_22);
-    const d_params_42_1 = Math.fround(d_fma_96_1 * w_21);
-    const d_params_41_1 = Math.fround(d_fma_95_1 * w_21);
     d_params[((entry_result_24 + 1) >>> 0)] += d_params_48_1;
+    const d_params_47_1 = Math.fround(d_fma_95_1 * w_24);
     d_params[entry_result_24] += d_params_47_1;
+    const d_params_46_1 = Math.fround(d_fma_96_1 * w_23);
     d_params[((entry_result_23 + 1) >>> 0)] += d_params_46_1;
+    const d_params_45_1 = Math.fround(d_fma_95_1 * w_23);
     d_params[entry_result_23] += d_params_45_1;
+    const d_params_44_1 = Math.fround(d_fma_96_1 * w_22);
     d_params[((entry_result_22 + 1) >>> 0)] += d_params_44_1;
+    const d_params_43_1 = Math.fround(d_fma_95_1 * w_22);
     d_params[entry_result_22] += d_params_43_1;
+    const d_params_42_1 = Math.fround(d_fma_96_1 * w_21);
     d_params[((entry_result_21 + 1) >>> 0)] += d_params_42_1;
+    const d_params_41_1 = Math.fround(d_fma_95_1 * w_21);
     d_params[entry_result_21] += d_params_41_1;
   }
   {
@@ -477,20 +477,20 @@ function gridForwardParamGrad_body(i, x, params, probe, d_out, d_params) {
     const d_fma_112_1 = d_out[((o_7 + 1) >>> 0)];
     const d_fma_111_1 = d_out[o_7];
     const d_params_56_1 = Math.fround(d_fma_112_1 * w_28);
-    const d_params_55_1 = Math.fround(d_fma_111_1 * w_28);
-    const d_params_54_1 = Math.fround(d_fma_112_1 * w_27);
-    const d_params_53_1 = Math.fround(d_fma_111_1 * w_27);
-    const d_params_52_1 = Math.fround(d_fma_112_1 * w_26);
-    const d_params_51_1 = Math.fround(d_fma_111_1 * w_26);
-    const d_params_50_1 = Math.fround(d_fma_112_1 * w_25);
-    const d_params_49_1 = Math.fround(d_fma_111_1 * w_25);
     d_params[((entry_result_28 + 1) >>> 0)] += d_params_56_1;
+    const d_params_55_1 = Math.fround(d_fma_111_1 * w_28);
     d_params[entry_result_28] += d_params_55_1;
+    const d_params_54_1 = Math.fround(d_fma_112_1 * w_27);
     d_params[((entry_result_27 + 1) >>> 0)] += d_params_54_1;
+    const d_params_53_1 = Math.fround(d_fma_111_1 * w_27);
     d_params[entry_result_27] += d_params_53_1;
+    const d_params_52_1 = Math.fround(d_fma_112_1 * w_26);
     d_params[((entry_result_26 + 1) >>> 0)] += d_params_52_1;
+    const d_params_51_1 = Math.fround(d_fma_111_1 * w_26);
     d_params[entry_result_26] += d_params_51_1;
+    const d_params_50_1 = Math.fround(d_fma_112_1 * w_25);
     d_params[((entry_result_25 + 1) >>> 0)] += d_params_50_1;
+    const d_params_49_1 = Math.fround(d_fma_111_1 * w_25);
     d_params[entry_result_25] += d_params_49_1;
   }
   {
@@ -544,20 +544,20 @@ function gridForwardParamGrad_body(i, x, params, probe, d_out, d_params) {
     const d_fma_128_1 = d_out[((o_8 + 1) >>> 0)];
     const d_fma_127_1 = d_out[o_8];
     const d_params_64_1 = Math.fround(d_fma_128_1 * w_32);
-    const d_params_63_1 = Math.fround(d_fma_127_1 * w_32);
-    const d_params_62_1 = Math.fround(d_fma_128_1 * w_31);
-    const d_params_61_1 = Math.fround(d_fma_127_1 * w_31);
-    const d_params_60_1 = Math.fround(d_fma_128_1 * w_30);
-    const d_params_59_1 = Math.fround(d_fma_127_1 * w_30);
-    const d_params_58_1 = Math.fround(d_fma_128_1 * w_29);
-    const d_params_57_1 = Math.fround(d_fma_127_1 * w_29);
     d_params[((entry_result_32 + 1) >>> 0)] += d_params_64_1;
+    const d_params_63_1 = Math.fround(d_fma_127_1 * w_32);
     d_params[entry_result_32] += d_params_63_1;
+    const d_params_62_1 = Math.fround(d_fma_128_1 * w_31);
     d_params[((entry_result_31 + 1) >>> 0)] += d_params_62_1;
+    const d_params_61_1 = Math.fround(d_fma_127_1 * w_31);
     d_params[entry_result_31] += d_params_61_1;
+    const d_params_60_1 = Math.fround(d_fma_128_1 * w_30);
     d_params[((entry_result_30 + 1) >>> 0)] += d_params_60_1;
+    const d_params_59_1 = Math.fround(d_fma_127_1 * w_30);
     d_params[entry_result_30] += d_params_59_1;
+    const d_params_58_1 = Math.fround(d_fma_128_1 * w_29);
     d_params[((entry_result_29 + 1) >>> 0)] += d_params_58_1;
+    const d_params_57_1 = Math.fround(d_fma_127_1 * w_29);
     d_params[entry_result_29] += d_params_57_1;
   }
   {
@@ -611,20 +611,20 @@ function gridForwardParamGrad_body(i, x, params, probe, d_out, d_params) {
     const d_fma_144_1 = d_out[((o_9 + 1) >>> 0)];
     const d_fma_143_1 = d_out[o_9];
     const d_params_72_1 = Math.fround(d_fma_144_1 * w_36);
-    const d_params_71_1 = Math.fround(d_fma_143_1 * w_36);
-    const d_params_70_1 = Math.fround(d_fma_144_1 * w_35);
-    const d_params_69_1 = Math.fround(d_fma_143_1 * w_35);
-    const d_params_68_1 = Math.fround(d_fma_144_1 * w_34);
-    const d_params_67_1 = Math.fround(d_fma_143_1 * w_34);
-    const d_params_66_1 = Math.fround(d_fma_144_1 * w_33);
-    const d_params_65_1 = Math.fround(d_fma_143_1 * w_33);
     d_params[((entry_result_36 + 1) >>> 0)] += d_params_72_1;
+    const d_params_71_1 = Math.fround(d_fma_143_1 * w_36);
     d_params[entry_result_36] += d_params_71_1;
+    const d_params_70_1 = Math.fround(d_fma_144_1 * w_35);
     d_params[((entry_result_35 + 1) >>> 0)] += d_params_70_1;
+    const d_params_69_1 = Math.fround(d_fma_143_1 * w_35);
     d_params[entry_result_35] += d_params_69_1;
+    const d_params_68_1 = Math.fround(d_fma_144_1 * w_34);
     d_params[((entry_result_34 + 1) >>> 0)] += d_params_68_1;
+    const d_params_67_1 = Math.fround(d_fma_143_1 * w_34);
     d_params[entry_result_34] += d_params_67_1;
+    const d_params_66_1 = Math.fround(d_fma_144_1 * w_33);
     d_params[((entry_result_33 + 1) >>> 0)] += d_params_66_1;
+    const d_params_65_1 = Math.fround(d_fma_143_1 * w_33);
     d_params[entry_result_33] += d_params_65_1;
   }
   {
@@ -678,20 +678,20 @@ function gridForwardParamGrad_body(i, x, params, probe, d_out, d_params) {
     const d_fma_160_1 = d_out[((o_10 + 1) >>> 0)];
     const d_fma_159_1 = d_out[o_10];
     const d_params_80_1 = Math.fround(d_fma_160_1 * w_40);
-    const d_params_79_1 = Math.fround(d_fma_159_1 * w_40);
-    const d_params_78_1 = Math.fround(d_fma_160_1 * w_39);
-    const d_params_77_1 = Math.fround(d_fma_159_1 * w_39);
-    const d_params_76_1 = Math.fround(d_fma_160_1 * w_38);
-    const d_params_75_1 = Math.fround(d_fma_159_1 * w_38);
-    const d_params_74_1 = Math.fround(d_fma_160_1 * w_37);
-    const d_params_73_1 = Math.fround(d_fma_159_1 * w_37);
     d_params[((entry_result_40 + 1) >>> 0)] += d_params_80_1;
+    const d_params_79_1 = Math.fround(d_fma_159_1 * w_40);
     d_params[entry_result_40] += d_params_79_1;
+    const d_params_78_1 = Math.fround(d_fma_160_1 * w_39);
     d_params[((entry_result_39 + 1) >>> 0)] += d_params_78_1;
+    const d_params_77_1 = Math.fround(d_fma_159_1 * w_39);
     d_params[entry_result_39] += d_params_77_1;
+    const d_params_76_1 = Math.fround(d_fma_160_1 * w_38);
     d_params[((entry_result_38 + 1) >>> 0)] += d_params_76_1;
+    const d_params_75_1 = Math.fround(d_fma_159_1 * w_38);
     d_params[entry_result_38] += d_params_75_1;
+    const d_params_74_1 = Math.fround(d_fma_160_1 * w_37);
     d_params[((entry_result_37 + 1) >>> 0)] += d_params_74_1;
+    const d_params_73_1 = Math.fround(d_fma_159_1 * w_37);
     d_params[entry_result_37] += d_params_73_1;
   }
   {
@@ -745,20 +745,20 @@ function gridForwardParamGrad_body(i, x, params, probe, d_out, d_params) {
     const d_fma_176_1 = d_out[((o_11 + 1) >>> 0)];
     const d_fma_175_1 = d_out[o_11];
     const d_params_88_1 = Math.fround(d_fma_176_1 * w_44);
-    const d_params_87_1 = Math.fround(d_fma_175_1 * w_44);
-    const d_params_86_1 = Math.fround(d_fma_176_1 * w_43);
-    const d_params_85_1 = Math.fround(d_fma_175_1 * w_43);
-    const d_params_84_1 = Math.fround(d_fma_176_1 * w_42);
-    const d_params_83_1 = Math.fround(d_fma_175_1 * w_42);
-    const d_params_82_1 = Math.fround(d_fma_176_1 * w_41);
-    const d_params_81_1 = Math.fround(d_fma_175_1 * w_41);
     d_params[((entry_result_44 + 1) >>> 0)] += d_params_88_1;
+    const d_params_87_1 = Math.fround(d_fma_175_1 * w_44);
     d_params[entry_result_44] += d_params_87_1;
+    const d_params_86_1 = Math.fround(d_fma_176_1 * w_43);
     d_params[((entry_result_43 + 1) >>> 0)] += d_params_86_1;
+    const d_params_85_1 = Math.fround(d_fma_175_1 * w_43);
     d_params[entry_result_43] += d_params_85_1;
+    const d_params_84_1 = Math.fround(d_fma_176_1 * w_42);
     d_params[((entry_result_42 + 1) >>> 0)] += d_params_84_1;
+    const d_params_83_1 = Math.fround(d_fma_175_1 * w_42);
     d_params[entry_result_42] += d_params_83_1;
+    const d_params_82_1 = Math.fround(d_fma_176_1 * w_41);
     d_params[((entry_result_41 + 1) >>> 0)] += d_params_82_1;
+    const d_params_81_1 = Math.fround(d_fma_175_1 * w_41);
     d_params[entry_result_41] += d_params_81_1;
   }
   {
@@ -812,20 +812,20 @@ function gridForwardParamGrad_body(i, x, params, probe, d_out, d_params) {
     const d_fma_192_1 = d_out[((o_12 + 1) >>> 0)];
     const d_fma_191_1 = d_out[o_12];
     const d_params_96_1 = Math.fround(d_fma_192_1 * w_48);
-    const d_params_95_1 = Math.fround(d_fma_191_1 * w_48);
-    const d_params_94_1 = Math.fround(d_fma_192_1 * w_47);
-    const d_params_93_1 = Math.fround(d_fma_191_1 * w_47);
-    const d_params_92_1 = Math.fround(d_fma_192_1 * w_46);
-    const d_params_91_1 = Math.fround(d_fma_191_1 * w_46);
-    const d_params_90_1 = Math.fround(d_fma_192_1 * w_45);
-    const d_params_89_1 = Math.fround(d_fma_191_1 * w_45);
     d_params[((entry_result_48 + 1) >>> 0)] += d_params_96_1;
+    const d_params_95_1 = Math.fround(d_fma_191_1 * w_48);
     d_params[entry_result_48] += d_params_95_1;
+    const d_params_94_1 = Math.fround(d_fma_192_1 * w_47);
     d_params[((entry_result_47 + 1) >>> 0)] += d_params_94_1;
+    const d_params_93_1 = Math.fround(d_fma_191_1 * w_47);
     d_params[entry_result_47] += d_params_93_1;
+    const d_params_92_1 = Math.fround(d_fma_192_1 * w_46);
     d_params[((entry_result_46 + 1) >>> 0)] += d_params_92_1;
+    const d_params_91_1 = Math.fround(d_fma_191_1 * w_46);
     d_params[entry_result_46] += d_params_91_1;
+    const d_params_90_1 = Math.fround(d_fma_192_1 * w_45);
     d_params[((entry_result_45 + 1) >>> 0)] += d_params_90_1;
+    const d_params_89_1 = Math.fround(d_fma_191_1 * w_45);
     d_params[entry_result_45] += d_params_89_1;
   }
   {
@@ -879,20 +879,20 @@ function gridForwardParamGrad_body(i, x, params, probe, d_out, d_params) {
     const d_fma_208_1 = d_out[((o_13 + 1) >>> 0)];
     const d_fma_207_1 = d_out[o_13];
     const d_params_104_1 = Math.fround(d_fma_208_1 * w_52);
-    const d_params_103_1 = Math.fround(d_fma_207_1 * w_52);
-    const d_params_102_1 = Math.fround(d_fma_208_1 * w_51);
-    const d_params_101_1 = Math.fround(d_fma_207_1 * w_51);
-    const d_params_100_1 = Math.fround(d_fma_208_1 * w_50);
-    const d_params_99_1 = Math.fround(d_fma_207_1 * w_50);
-    const d_params_98_1 = Math.fround(d_fma_208_1 * w_49);
-    const d_params_97_1 = Math.fround(d_fma_207_1 * w_49);
     d_params[((entry_result_52 + 1) >>> 0)] += d_params_104_1;
+    const d_params_103_1 = Math.fround(d_fma_207_1 * w_52);
     d_params[entry_result_52] += d_params_103_1;
+    const d_params_102_1 = Math.fround(d_fma_208_1 * w_51);
     d_params[((entry_result_51 + 1) >>> 0)] += d_params_102_1;
+    const d_params_101_1 = Math.fround(d_fma_207_1 * w_51);
     d_params[entry_result_51] += d_params_101_1;
+    const d_params_100_1 = Math.fround(d_fma_208_1 * w_50);
     d_params[((entry_result_50 + 1) >>> 0)] += d_params_100_1;
+    const d_params_99_1 = Math.fround(d_fma_207_1 * w_50);
     d_params[entry_result_50] += d_params_99_1;
+    const d_params_98_1 = Math.fround(d_fma_208_1 * w_49);
     d_params[((entry_result_49 + 1) >>> 0)] += d_params_98_1;
+    const d_params_97_1 = Math.fround(d_fma_207_1 * w_49);
     d_params[entry_result_49] += d_params_97_1;
   }
   {
@@ -946,20 +946,20 @@ function gridForwardParamGrad_body(i, x, params, probe, d_out, d_params) {
     const d_fma_224_1 = d_out[((o_14 + 1) >>> 0)];
     const d_fma_223_1 = d_out[o_14];
     const d_params_112_1 = Math.fround(d_fma_224_1 * w_56);
-    const d_params_111_1 = Math.fround(d_fma_223_1 * w_56);
-    const d_params_110_1 = Math.fround(d_fma_224_1 * w_55);
-    const d_params_109_1 = Math.fround(d_fma_223_1 * w_55);
-    const d_params_108_1 = Math.fround(d_fma_224_1 * w_54);
-    const d_params_107_1 = Math.fround(d_fma_223_1 * w_54);
-    const d_params_106_1 = Math.fround(d_fma_224_1 * w_53);
-    const d_params_105_1 = Math.fround(d_fma_223_1 * w_53);
     d_params[((entry_result_56 + 1) >>> 0)] += d_params_112_1;
+    const d_params_111_1 = Math.fround(d_fma_223_1 * w_56);
     d_params[entry_result_56] += d_params_111_1;
+    const d_params_110_1 = Math.fround(d_fma_224_1 * w_55);
     d_params[((entry_result_55 + 1) >>> 0)] += d_params_110_1;
+    const d_params_109_1 = Math.fround(d_fma_223_1 * w_55);
     d_params[entry_result_55] += d_params_109_1;
+    const d_params_108_1 = Math.fround(d_fma_224_1 * w_54);
     d_params[((entry_result_54 + 1) >>> 0)] += d_params_108_1;
+    const d_params_107_1 = Math.fround(d_fma_223_1 * w_54);
     d_params[entry_result_54] += d_params_107_1;
+    const d_params_106_1 = Math.fround(d_fma_224_1 * w_53);
     d_params[((entry_result_53 + 1) >>> 0)] += d_params_106_1;
+    const d_params_105_1 = Math.fround(d_fma_223_1 * w_53);
     d_params[entry_result_53] += d_params_105_1;
   }
   {
@@ -1013,20 +1013,20 @@ function gridForwardParamGrad_body(i, x, params, probe, d_out, d_params) {
     const d_fma_240_1 = d_out[((o_15 + 1) >>> 0)];
     const d_fma_239_1 = d_out[o_15];
     const d_params_120_1 = Math.fround(d_fma_240_1 * w_60);
-    const d_params_119_1 = Math.fround(d_fma_239_1 * w_60);
-    const d_params_118_1 = Math.fround(d_fma_240_1 * w_59);
-    const d_params_117_1 = Math.fround(d_fma_239_1 * w_59);
-    const d_params_116_1 = Math.fround(d_fma_240_1 * w_58);
-    const d_params_115_1 = Math.fround(d_fma_239_1 * w_58);
-    const d_params_114_1 = Math.fround(d_fma_240_1 * w_57);
-    const d_params_113_1 = Math.fround(d_fma_239_1 * w_57);
     d_params[((entry_result_60 + 1) >>> 0)] += d_params_120_1;
+    const d_params_119_1 = Math.fround(d_fma_239_1 * w_60);
     d_params[entry_result_60] += d_params_119_1;
+    const d_params_118_1 = Math.fround(d_fma_240_1 * w_59);
     d_params[((entry_result_59 + 1) >>> 0)] += d_params_118_1;
+    const d_params_117_1 = Math.fround(d_fma_239_1 * w_59);
     d_params[entry_result_59] += d_params_117_1;
+    const d_params_116_1 = Math.fround(d_fma_240_1 * w_58);
     d_params[((entry_result_58 + 1) >>> 0)] += d_params_116_1;
+    const d_params_115_1 = Math.fround(d_fma_239_1 * w_58);
     d_params[entry_result_58] += d_params_115_1;
+    const d_params_114_1 = Math.fround(d_fma_240_1 * w_57);
     d_params[((entry_result_57 + 1) >>> 0)] += d_params_114_1;
+    const d_params_113_1 = Math.fround(d_fma_239_1 * w_57);
     d_params[entry_result_57] += d_params_113_1;
   }
   {
@@ -1080,28 +1080,28 @@ function gridForwardParamGrad_body(i, x, params, probe, d_out, d_params) {
     const d_fma_256_1 = d_out[((o_16 + 1) >>> 0)];
     const d_fma_255_1 = d_out[o_16];
     const d_params_128_1 = Math.fround(d_fma_256_1 * w_64);
-    const d_params_127_1 = Math.fround(d_fma_255_1 * w_64);
-    const d_params_126_1 = Math.fround(d_fma_256_1 * w_63);
-    const d_params_125_1 = Math.fround(d_fma_255_1 * w_63);
-    const d_params_124_1 = Math.fround(d_fma_256_1 * w_62);
-    const d_params_123_1 = Math.fround(d_fma_255_1 * w_62);
-    const d_params_122_1 = Math.fround(d_fma_256_1 * w_61);
-    const d_params_121_1 = Math.fround(d_fma_255_1 * w_61);
     d_params[((entry_result_64 + 1) >>> 0)] += d_params_128_1;
+    const d_params_127_1 = Math.fround(d_fma_255_1 * w_64);
     d_params[entry_result_64] += d_params_127_1;
+    const d_params_126_1 = Math.fround(d_fma_256_1 * w_63);
     d_params[((entry_result_63 + 1) >>> 0)] += d_params_126_1;
+    const d_params_125_1 = Math.fround(d_fma_255_1 * w_63);
     d_params[entry_result_63] += d_params_125_1;
+    const d_params_124_1 = Math.fround(d_fma_256_1 * w_62);
     d_params[((entry_result_62 + 1) >>> 0)] += d_params_124_1;
+    const d_params_123_1 = Math.fround(d_fma_255_1 * w_62);
     d_params[entry_result_62] += d_params_123_1;
+    const d_params_122_1 = Math.fround(d_fma_256_1 * w_61);
     d_params[((entry_result_61 + 1) >>> 0)] += d_params_122_1;
+    const d_params_121_1 = Math.fround(d_fma_255_1 * w_61);
     d_params[entry_result_61] += d_params_121_1;
   }
 }
-export function gridForwardParamGrad(ngp_n, x, params, probe, d_out, d_params) {
-  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) gridForwardParamGrad_body(ngp_i, x, params, probe, d_out, d_params);
+export function gridForwardParamGrad(ngp_n, x, params, probe, softmax, d_out, d_params, d_softmax) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) gridForwardParamGrad_body(ngp_i, x, params, probe, softmax, d_out, d_params, d_softmax);
 }
 
-function gridForwardInputGrad_body(i, x, params, probe, d_out, d_x) {
+function gridForwardInputGrad_body(i, x, params, probe, softmax, d_out, d_x) {
   const x_1 = x[(Math.imul(i, 2) >>> 0)];
   const max_1 = __max(0, x_1);
   const min_1 = __min(max_1, 1);
@@ -2401,6 +2401,6 @@ function gridForwardInputGrad_body(i, x, params, probe, d_out, d_x) {
   d_x[(((Math.imul(i, 2) >>> 0) + 1) >>> 0)] += d_x_1;
   d_x[(Math.imul(i, 2) >>> 0)] += d_x_2;
 }
-export function gridForwardInputGrad(ngp_n, x, params, probe, d_out, d_x) {
-  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) gridForwardInputGrad_body(ngp_i, x, params, probe, d_out, d_x);
+export function gridForwardInputGrad(ngp_n, x, params, probe, softmax, d_out, d_x) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) gridForwardInputGrad_body(ngp_i, x, params, probe, softmax, d_out, d_x);
 }

@@ -21,7 +21,7 @@ NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 
 NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }
 
 
-NGP_FN void gridForward_pass0(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass0(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[3] = {};
   uint32_t coords_4[3] = {};
@@ -62,131 +62,179 @@ NGP_FN void gridForward_pass0(uint32_t i, const float* __restrict__ x, const flo
     dw_7[2] = 15.0f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 16u;
-    index_47 += coords_4[2] * 256u;
-    const uint32_t entry_result_52 = index_47 % 4096u * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 16u;
+    index_63 += coords_4[2] * 256u;
+    const uint32_t entry_result_68 = index_63 % 4096u * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 16u;
-    index_47 += coords_4[2] * 256u;
-    const uint32_t entry_result_52 = index_47 % 4096u * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 16u;
+    index_63 += coords_4[2] * 256u;
+    const uint32_t entry_result_68 = index_63 % 4096u * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 16u;
-    index_47 += coords_4[2] * 256u;
-    const uint32_t entry_result_52 = index_47 % 4096u * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 16u;
+    index_63 += coords_4[2] * 256u;
+    const uint32_t entry_result_68 = index_63 % 4096u * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 16u;
-    index_47 += coords_4[2] * 256u;
-    const uint32_t entry_result_52 = index_47 % 4096u * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 16u;
+    index_63 += coords_4[2] * 256u;
+    const uint32_t entry_result_68 = index_63 % 4096u * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 16u;
-    index_47 += coords_4[2] * 256u;
-    const uint32_t entry_result_52 = index_47 % 4096u * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 16u;
+    index_63 += coords_4[2] * 256u;
+    const uint32_t entry_result_68 = index_63 % 4096u * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 16u;
-    index_47 += coords_4[2] * 256u;
-    const uint32_t entry_result_52 = index_47 % 4096u * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 16u;
+    index_63 += coords_4[2] * 256u;
+    const uint32_t entry_result_68 = index_63 % 4096u * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 16u;
-    index_47 += coords_4[2] * 256u;
-    const uint32_t entry_result_52 = index_47 % 4096u * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 16u;
+    index_63 += coords_4[2] * 256u;
+    const uint32_t entry_result_68 = index_63 % 4096u * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 16u;
-    index_47 += coords_4[2] * 256u;
-    const uint32_t entry_result_52 = index_47 % 4096u * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 16u;
+    index_63 += coords_4[2] * 256u;
+    const uint32_t entry_result_68 = index_63 % 4096u * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = i * 16u * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = i * 16u * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
@@ -242,164 +290,228 @@ NGP_FN void gridForward_pass0_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[2][ngp_l] = 15.0f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 16u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 256u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = index_47[ngp_l] % 4096u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 16u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 256u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = index_63[ngp_l] % 4096u * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 16u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 256u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = index_47[ngp_l] % 4096u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 16u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 256u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = index_63[ngp_l] % 4096u * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 16u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 256u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = index_47[ngp_l] % 4096u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 16u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 256u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = index_63[ngp_l] % 4096u * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 16u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 256u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = index_47[ngp_l] % 4096u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 16u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 256u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = index_63[ngp_l] % 4096u * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 16u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 256u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = index_47[ngp_l] % 4096u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 16u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 256u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = index_63[ngp_l] % 4096u * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 16u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 256u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = index_47[ngp_l] % 4096u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 16u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 256u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = index_63[ngp_l] % 4096u * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 16u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 256u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = index_47[ngp_l] % 4096u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 16u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 256u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = index_63[ngp_l] % 4096u * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 16u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 256u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = index_47[ngp_l] % 4096u * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 16u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 256u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = index_63[ngp_l] % 4096u * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 16u * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = ((uint32_t)(ngp_i0 + ngp_l)) * 16u * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[3] = {};
   uint32_t coords_4[3] = {};
@@ -440,131 +552,179 @@ NGP_FN void gridForward_pass1(uint32_t i, const float* __restrict__ x, const flo
     dw_7[2] = 19.158737f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 21u;
-    index_47 += coords_4[2] * 441u;
-    const uint32_t entry_result_52 = (4096u + index_47 % 9264u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 21u;
+    index_63 += coords_4[2] * 441u;
+    const uint32_t entry_result_68 = (4096u + index_63 % 9264u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 21u;
-    index_47 += coords_4[2] * 441u;
-    const uint32_t entry_result_52 = (4096u + index_47 % 9264u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 21u;
+    index_63 += coords_4[2] * 441u;
+    const uint32_t entry_result_68 = (4096u + index_63 % 9264u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 21u;
-    index_47 += coords_4[2] * 441u;
-    const uint32_t entry_result_52 = (4096u + index_47 % 9264u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 21u;
+    index_63 += coords_4[2] * 441u;
+    const uint32_t entry_result_68 = (4096u + index_63 % 9264u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 21u;
-    index_47 += coords_4[2] * 441u;
-    const uint32_t entry_result_52 = (4096u + index_47 % 9264u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 21u;
+    index_63 += coords_4[2] * 441u;
+    const uint32_t entry_result_68 = (4096u + index_63 % 9264u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 21u;
-    index_47 += coords_4[2] * 441u;
-    const uint32_t entry_result_52 = (4096u + index_47 % 9264u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 21u;
+    index_63 += coords_4[2] * 441u;
+    const uint32_t entry_result_68 = (4096u + index_63 % 9264u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 21u;
-    index_47 += coords_4[2] * 441u;
-    const uint32_t entry_result_52 = (4096u + index_47 % 9264u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 21u;
+    index_63 += coords_4[2] * 441u;
+    const uint32_t entry_result_68 = (4096u + index_63 % 9264u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 21u;
-    index_47 += coords_4[2] * 441u;
-    const uint32_t entry_result_52 = (4096u + index_47 % 9264u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 21u;
+    index_63 += coords_4[2] * 441u;
+    const uint32_t entry_result_68 = (4096u + index_63 % 9264u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 21u;
-    index_47 += coords_4[2] * 441u;
-    const uint32_t entry_result_52 = (4096u + index_47 % 9264u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 21u;
+    index_63 += coords_4[2] * 441u;
+    const uint32_t entry_result_68 = (4096u + index_63 % 9264u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 1u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 1u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
@@ -620,164 +780,228 @@ NGP_FN void gridForward_pass1_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[2][ngp_l] = 19.158737f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 21u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 441u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4096u + index_47[ngp_l] % 9264u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 21u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 441u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4096u + index_63[ngp_l] % 9264u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 21u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 441u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4096u + index_47[ngp_l] % 9264u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 21u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 441u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4096u + index_63[ngp_l] % 9264u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 21u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 441u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4096u + index_47[ngp_l] % 9264u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 21u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 441u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4096u + index_63[ngp_l] % 9264u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 21u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 441u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4096u + index_47[ngp_l] % 9264u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 21u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 441u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4096u + index_63[ngp_l] % 9264u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 21u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 441u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4096u + index_47[ngp_l] % 9264u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 21u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 441u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4096u + index_63[ngp_l] % 9264u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 21u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 441u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4096u + index_47[ngp_l] % 9264u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 21u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 441u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4096u + index_63[ngp_l] % 9264u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 21u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 441u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4096u + index_47[ngp_l] % 9264u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 21u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 441u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4096u + index_63[ngp_l] % 9264u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 21u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 441u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4096u + index_47[ngp_l] % 9264u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 21u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 441u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4096u + index_63[ngp_l] % 9264u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 1u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 1u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[3] = {};
   uint32_t coords_4[3] = {};
@@ -818,131 +1042,179 @@ NGP_FN void gridForward_pass2(uint32_t i, const float* __restrict__ x, const flo
     dw_7[2] = 24.398417f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 26u;
-    index_47 += coords_4[2] * 676u;
-    const uint32_t entry_result_52 = (13360u + index_47 % 17576u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 26u;
+    index_63 += coords_4[2] * 676u;
+    const uint32_t entry_result_68 = (13360u + index_63 % 17576u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 26u;
-    index_47 += coords_4[2] * 676u;
-    const uint32_t entry_result_52 = (13360u + index_47 % 17576u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 26u;
+    index_63 += coords_4[2] * 676u;
+    const uint32_t entry_result_68 = (13360u + index_63 % 17576u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 26u;
-    index_47 += coords_4[2] * 676u;
-    const uint32_t entry_result_52 = (13360u + index_47 % 17576u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 26u;
+    index_63 += coords_4[2] * 676u;
+    const uint32_t entry_result_68 = (13360u + index_63 % 17576u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 26u;
-    index_47 += coords_4[2] * 676u;
-    const uint32_t entry_result_52 = (13360u + index_47 % 17576u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 26u;
+    index_63 += coords_4[2] * 676u;
+    const uint32_t entry_result_68 = (13360u + index_63 % 17576u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 26u;
-    index_47 += coords_4[2] * 676u;
-    const uint32_t entry_result_52 = (13360u + index_47 % 17576u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 26u;
+    index_63 += coords_4[2] * 676u;
+    const uint32_t entry_result_68 = (13360u + index_63 % 17576u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 26u;
-    index_47 += coords_4[2] * 676u;
-    const uint32_t entry_result_52 = (13360u + index_47 % 17576u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 26u;
+    index_63 += coords_4[2] * 676u;
+    const uint32_t entry_result_68 = (13360u + index_63 % 17576u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 26u;
-    index_47 += coords_4[2] * 676u;
-    const uint32_t entry_result_52 = (13360u + index_47 % 17576u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 26u;
+    index_63 += coords_4[2] * 676u;
+    const uint32_t entry_result_68 = (13360u + index_63 % 17576u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 26u;
-    index_47 += coords_4[2] * 676u;
-    const uint32_t entry_result_52 = (13360u + index_47 % 17576u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 26u;
+    index_63 += coords_4[2] * 676u;
+    const uint32_t entry_result_68 = (13360u + index_63 % 17576u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 2u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 2u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
@@ -998,164 +1270,228 @@ NGP_FN void gridForward_pass2_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[2][ngp_l] = 24.398417f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 26u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 676u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (13360u + index_47[ngp_l] % 17576u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 26u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 676u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (13360u + index_63[ngp_l] % 17576u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 26u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 676u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (13360u + index_47[ngp_l] % 17576u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 26u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 676u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (13360u + index_63[ngp_l] % 17576u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 26u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 676u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (13360u + index_47[ngp_l] % 17576u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 26u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 676u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (13360u + index_63[ngp_l] % 17576u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 26u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 676u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (13360u + index_47[ngp_l] % 17576u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 26u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 676u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (13360u + index_63[ngp_l] % 17576u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 26u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 676u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (13360u + index_47[ngp_l] % 17576u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 26u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 676u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (13360u + index_63[ngp_l] % 17576u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 26u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 676u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (13360u + index_47[ngp_l] % 17576u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 26u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 676u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (13360u + index_63[ngp_l] % 17576u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 26u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 676u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (13360u + index_47[ngp_l] % 17576u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 26u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 676u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (13360u + index_63[ngp_l] % 17576u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 26u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 676u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (13360u + index_47[ngp_l] % 17576u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 26u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 676u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (13360u + index_63[ngp_l] % 17576u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 2u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 2u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[3] = {};
   uint32_t coords_4[3] = {};
@@ -1196,131 +1532,179 @@ NGP_FN void gridForward_pass3(uint32_t i, const float* __restrict__ x, const flo
     dw_7[2] = 31.0f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 32u;
-    index_47 += coords_4[2] * 1024u;
-    const uint32_t entry_result_52 = (30936u + index_47 % 32768u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 32u;
+    index_63 += coords_4[2] * 1024u;
+    const uint32_t entry_result_68 = (30936u + index_63 % 32768u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 32u;
-    index_47 += coords_4[2] * 1024u;
-    const uint32_t entry_result_52 = (30936u + index_47 % 32768u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 32u;
+    index_63 += coords_4[2] * 1024u;
+    const uint32_t entry_result_68 = (30936u + index_63 % 32768u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 32u;
-    index_47 += coords_4[2] * 1024u;
-    const uint32_t entry_result_52 = (30936u + index_47 % 32768u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 32u;
+    index_63 += coords_4[2] * 1024u;
+    const uint32_t entry_result_68 = (30936u + index_63 % 32768u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 32u;
-    index_47 += coords_4[2] * 1024u;
-    const uint32_t entry_result_52 = (30936u + index_47 % 32768u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 32u;
+    index_63 += coords_4[2] * 1024u;
+    const uint32_t entry_result_68 = (30936u + index_63 % 32768u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 32u;
-    index_47 += coords_4[2] * 1024u;
-    const uint32_t entry_result_52 = (30936u + index_47 % 32768u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 32u;
+    index_63 += coords_4[2] * 1024u;
+    const uint32_t entry_result_68 = (30936u + index_63 % 32768u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 32u;
-    index_47 += coords_4[2] * 1024u;
-    const uint32_t entry_result_52 = (30936u + index_47 % 32768u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 32u;
+    index_63 += coords_4[2] * 1024u;
+    const uint32_t entry_result_68 = (30936u + index_63 % 32768u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 32u;
-    index_47 += coords_4[2] * 1024u;
-    const uint32_t entry_result_52 = (30936u + index_47 % 32768u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 32u;
+    index_63 += coords_4[2] * 1024u;
+    const uint32_t entry_result_68 = (30936u + index_63 % 32768u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 32u;
-    index_47 += coords_4[2] * 1024u;
-    const uint32_t entry_result_52 = (30936u + index_47 % 32768u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 32u;
+    index_63 += coords_4[2] * 1024u;
+    const uint32_t entry_result_68 = (30936u + index_63 % 32768u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 3u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 3u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
@@ -1376,164 +1760,228 @@ NGP_FN void gridForward_pass3_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[2][ngp_l] = 31.0f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 32u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 1024u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (30936u + index_47[ngp_l] % 32768u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 32u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 1024u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (30936u + index_63[ngp_l] % 32768u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 32u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 1024u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (30936u + index_47[ngp_l] % 32768u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 32u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 1024u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (30936u + index_63[ngp_l] % 32768u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 32u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 1024u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (30936u + index_47[ngp_l] % 32768u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 32u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 1024u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (30936u + index_63[ngp_l] % 32768u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 32u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 1024u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (30936u + index_47[ngp_l] % 32768u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 32u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 1024u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (30936u + index_63[ngp_l] % 32768u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 32u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 1024u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (30936u + index_47[ngp_l] % 32768u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 32u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 1024u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (30936u + index_63[ngp_l] % 32768u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 32u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 1024u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (30936u + index_47[ngp_l] % 32768u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 32u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 1024u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (30936u + index_63[ngp_l] % 32768u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 32u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 1024u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (30936u + index_47[ngp_l] % 32768u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 32u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 1024u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (30936u + index_63[ngp_l] % 32768u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 32u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 1024u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (30936u + index_47[ngp_l] % 32768u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 32u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 1024u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (30936u + index_63[ngp_l] % 32768u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 3u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 3u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[3] = {};
   uint32_t coords_4[3] = {};
@@ -1574,131 +2022,179 @@ NGP_FN void gridForward_pass4(uint32_t i, const float* __restrict__ x, const flo
     dw_7[2] = 39.317474f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 41u;
-    index_47 += coords_4[2] * 1681u;
-    const uint32_t entry_result_52 = (63704u + index_47 % 68928u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 41u;
+    index_63 += coords_4[2] * 1681u;
+    const uint32_t entry_result_68 = (63704u + index_63 % 68928u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 41u;
-    index_47 += coords_4[2] * 1681u;
-    const uint32_t entry_result_52 = (63704u + index_47 % 68928u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 41u;
+    index_63 += coords_4[2] * 1681u;
+    const uint32_t entry_result_68 = (63704u + index_63 % 68928u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 41u;
-    index_47 += coords_4[2] * 1681u;
-    const uint32_t entry_result_52 = (63704u + index_47 % 68928u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 41u;
+    index_63 += coords_4[2] * 1681u;
+    const uint32_t entry_result_68 = (63704u + index_63 % 68928u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 41u;
-    index_47 += coords_4[2] * 1681u;
-    const uint32_t entry_result_52 = (63704u + index_47 % 68928u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 41u;
+    index_63 += coords_4[2] * 1681u;
+    const uint32_t entry_result_68 = (63704u + index_63 % 68928u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 41u;
-    index_47 += coords_4[2] * 1681u;
-    const uint32_t entry_result_52 = (63704u + index_47 % 68928u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 41u;
+    index_63 += coords_4[2] * 1681u;
+    const uint32_t entry_result_68 = (63704u + index_63 % 68928u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 41u;
-    index_47 += coords_4[2] * 1681u;
-    const uint32_t entry_result_52 = (63704u + index_47 % 68928u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 41u;
+    index_63 += coords_4[2] * 1681u;
+    const uint32_t entry_result_68 = (63704u + index_63 % 68928u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 41u;
-    index_47 += coords_4[2] * 1681u;
-    const uint32_t entry_result_52 = (63704u + index_47 % 68928u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 41u;
+    index_63 += coords_4[2] * 1681u;
+    const uint32_t entry_result_68 = (63704u + index_63 % 68928u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 41u;
-    index_47 += coords_4[2] * 1681u;
-    const uint32_t entry_result_52 = (63704u + index_47 % 68928u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 41u;
+    index_63 += coords_4[2] * 1681u;
+    const uint32_t entry_result_68 = (63704u + index_63 % 68928u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 4u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 4u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
@@ -1754,164 +2250,228 @@ NGP_FN void gridForward_pass4_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[2][ngp_l] = 39.317474f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 1681u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (63704u + index_47[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 1681u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (63704u + index_63[ngp_l] % 68928u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 1681u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (63704u + index_47[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 1681u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (63704u + index_63[ngp_l] % 68928u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 1681u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (63704u + index_47[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 1681u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (63704u + index_63[ngp_l] % 68928u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 1681u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (63704u + index_47[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 1681u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (63704u + index_63[ngp_l] % 68928u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 1681u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (63704u + index_47[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 1681u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (63704u + index_63[ngp_l] % 68928u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 1681u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (63704u + index_47[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 1681u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (63704u + index_63[ngp_l] % 68928u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 1681u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (63704u + index_47[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 1681u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (63704u + index_63[ngp_l] % 68928u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 1681u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (63704u + index_47[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 1681u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (63704u + index_63[ngp_l] % 68928u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 4u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 4u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass4_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass4_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
   {
@@ -1945,101 +2505,141 @@ NGP_FN void gridForward_pass4_prefetch(int64_t ngp_i0, const float* __restrict__
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 1681u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (63704u + index_47[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 1681u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (63704u + index_63[ngp_l] % 68928u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 1681u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (63704u + index_47[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 1681u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (63704u + index_63[ngp_l] % 68928u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 1681u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (63704u + index_47[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 1681u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (63704u + index_63[ngp_l] % 68928u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 1681u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (63704u + index_47[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 1681u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (63704u + index_63[ngp_l] % 68928u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 1681u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (63704u + index_47[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 1681u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (63704u + index_63[ngp_l] % 68928u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 1681u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (63704u + index_47[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 1681u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (63704u + index_63[ngp_l] % 68928u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 1681u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (63704u + index_47[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 1681u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (63704u + index_63[ngp_l] % 68928u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 41u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 1681u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (63704u + index_47[ngp_l] % 68928u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 41u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 1681u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (63704u + index_63[ngp_l] % 68928u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
 }
 
-NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[3] = {};
   uint32_t coords_4[3] = {};
@@ -2080,131 +2680,179 @@ NGP_FN void gridForward_pass5(uint32_t i, const float* __restrict__ x, const flo
     dw_7[2] = 49.796833f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 51u;
-    index_47 += coords_4[2] * 2601u;
-    const uint32_t entry_result_52 = (132632u + index_47 % 132656u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 51u;
+    index_63 += coords_4[2] * 2601u;
+    const uint32_t entry_result_68 = (132632u + index_63 % 132656u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 51u;
-    index_47 += coords_4[2] * 2601u;
-    const uint32_t entry_result_52 = (132632u + index_47 % 132656u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 51u;
+    index_63 += coords_4[2] * 2601u;
+    const uint32_t entry_result_68 = (132632u + index_63 % 132656u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 51u;
-    index_47 += coords_4[2] * 2601u;
-    const uint32_t entry_result_52 = (132632u + index_47 % 132656u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 51u;
+    index_63 += coords_4[2] * 2601u;
+    const uint32_t entry_result_68 = (132632u + index_63 % 132656u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 51u;
-    index_47 += coords_4[2] * 2601u;
-    const uint32_t entry_result_52 = (132632u + index_47 % 132656u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 51u;
+    index_63 += coords_4[2] * 2601u;
+    const uint32_t entry_result_68 = (132632u + index_63 % 132656u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 51u;
-    index_47 += coords_4[2] * 2601u;
-    const uint32_t entry_result_52 = (132632u + index_47 % 132656u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 51u;
+    index_63 += coords_4[2] * 2601u;
+    const uint32_t entry_result_68 = (132632u + index_63 % 132656u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 51u;
-    index_47 += coords_4[2] * 2601u;
-    const uint32_t entry_result_52 = (132632u + index_47 % 132656u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 51u;
+    index_63 += coords_4[2] * 2601u;
+    const uint32_t entry_result_68 = (132632u + index_63 % 132656u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 51u;
-    index_47 += coords_4[2] * 2601u;
-    const uint32_t entry_result_52 = (132632u + index_47 % 132656u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 51u;
+    index_63 += coords_4[2] * 2601u;
+    const uint32_t entry_result_68 = (132632u + index_63 % 132656u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 51u;
-    index_47 += coords_4[2] * 2601u;
-    const uint32_t entry_result_52 = (132632u + index_47 % 132656u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 51u;
+    index_63 += coords_4[2] * 2601u;
+    const uint32_t entry_result_68 = (132632u + index_63 % 132656u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 5u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 5u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
@@ -2260,164 +2908,228 @@ NGP_FN void gridForward_pass5_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[2][ngp_l] = 49.796833f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 2601u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (132632u + index_47[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 2601u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (132632u + index_63[ngp_l] % 132656u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 2601u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (132632u + index_47[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 2601u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (132632u + index_63[ngp_l] % 132656u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 2601u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (132632u + index_47[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 2601u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (132632u + index_63[ngp_l] % 132656u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 2601u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (132632u + index_47[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 2601u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (132632u + index_63[ngp_l] % 132656u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 2601u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (132632u + index_47[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 2601u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (132632u + index_63[ngp_l] % 132656u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 2601u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (132632u + index_47[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 2601u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (132632u + index_63[ngp_l] % 132656u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 2601u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (132632u + index_47[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 2601u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (132632u + index_63[ngp_l] % 132656u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 2601u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (132632u + index_47[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 2601u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (132632u + index_63[ngp_l] % 132656u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 5u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 5u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass5_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass5_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
   {
@@ -2451,101 +3163,141 @@ NGP_FN void gridForward_pass5_prefetch(int64_t ngp_i0, const float* __restrict__
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 2601u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (132632u + index_47[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 2601u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (132632u + index_63[ngp_l] % 132656u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 2601u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (132632u + index_47[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 2601u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (132632u + index_63[ngp_l] % 132656u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 2601u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (132632u + index_47[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 2601u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (132632u + index_63[ngp_l] % 132656u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 2601u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (132632u + index_47[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 2601u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (132632u + index_63[ngp_l] % 132656u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 2601u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (132632u + index_47[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 2601u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (132632u + index_63[ngp_l] % 132656u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 2601u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (132632u + index_47[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 2601u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (132632u + index_63[ngp_l] % 132656u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 2601u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (132632u + index_47[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 2601u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (132632u + index_63[ngp_l] % 132656u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 51u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 2601u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (132632u + index_47[ngp_l] % 132656u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 51u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 2601u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (132632u + index_63[ngp_l] % 132656u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
 }
 
-NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[3] = {};
   uint32_t coords_4[3] = {};
@@ -2586,131 +3338,179 @@ NGP_FN void gridForward_pass6(uint32_t i, const float* __restrict__ x, const flo
     dw_7[2] = 63.0f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 64u;
-    index_47 += coords_4[2] * 4096u;
-    const uint32_t entry_result_52 = (265288u + index_47 % 262144u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 64u;
+    index_63 += coords_4[2] * 4096u;
+    const uint32_t entry_result_68 = (265288u + index_63 % 262144u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 64u;
-    index_47 += coords_4[2] * 4096u;
-    const uint32_t entry_result_52 = (265288u + index_47 % 262144u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 64u;
+    index_63 += coords_4[2] * 4096u;
+    const uint32_t entry_result_68 = (265288u + index_63 % 262144u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 64u;
-    index_47 += coords_4[2] * 4096u;
-    const uint32_t entry_result_52 = (265288u + index_47 % 262144u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 64u;
+    index_63 += coords_4[2] * 4096u;
+    const uint32_t entry_result_68 = (265288u + index_63 % 262144u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 64u;
-    index_47 += coords_4[2] * 4096u;
-    const uint32_t entry_result_52 = (265288u + index_47 % 262144u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 64u;
+    index_63 += coords_4[2] * 4096u;
+    const uint32_t entry_result_68 = (265288u + index_63 % 262144u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 64u;
-    index_47 += coords_4[2] * 4096u;
-    const uint32_t entry_result_52 = (265288u + index_47 % 262144u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 64u;
+    index_63 += coords_4[2] * 4096u;
+    const uint32_t entry_result_68 = (265288u + index_63 % 262144u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 64u;
-    index_47 += coords_4[2] * 4096u;
-    const uint32_t entry_result_52 = (265288u + index_47 % 262144u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 64u;
+    index_63 += coords_4[2] * 4096u;
+    const uint32_t entry_result_68 = (265288u + index_63 % 262144u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 64u;
-    index_47 += coords_4[2] * 4096u;
-    const uint32_t entry_result_52 = (265288u + index_47 % 262144u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 64u;
+    index_63 += coords_4[2] * 4096u;
+    const uint32_t entry_result_68 = (265288u + index_63 % 262144u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t index_47 = coords_4[0];
-    index_47 += coords_4[1] * 64u;
-    index_47 += coords_4[2] * 4096u;
-    const uint32_t entry_result_52 = (265288u + index_47 % 262144u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t index_63 = coords_4[0];
+    index_63 += coords_4[1] * 64u;
+    index_63 += coords_4[2] * 4096u;
+    const uint32_t entry_result_68 = (265288u + index_63 % 262144u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 6u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 6u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
@@ -2766,164 +3566,228 @@ NGP_FN void gridForward_pass6_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[2][ngp_l] = 63.0f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 4096u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (265288u + index_47[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 4096u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (265288u + index_63[ngp_l] % 262144u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 4096u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (265288u + index_47[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 4096u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (265288u + index_63[ngp_l] % 262144u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 4096u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (265288u + index_47[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 4096u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (265288u + index_63[ngp_l] % 262144u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 4096u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (265288u + index_47[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 4096u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (265288u + index_63[ngp_l] % 262144u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 4096u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (265288u + index_47[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 4096u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (265288u + index_63[ngp_l] % 262144u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 4096u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (265288u + index_47[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 4096u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (265288u + index_63[ngp_l] % 262144u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 4096u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (265288u + index_47[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 4096u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (265288u + index_63[ngp_l] % 262144u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 4096u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (265288u + index_47[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 4096u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (265288u + index_63[ngp_l] % 262144u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 6u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 6u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass6_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass6_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
   {
@@ -2957,101 +3821,141 @@ NGP_FN void gridForward_pass6_prefetch(int64_t ngp_i0, const float* __restrict__
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 4096u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (265288u + index_47[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 4096u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (265288u + index_63[ngp_l] % 262144u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 4096u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (265288u + index_47[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 4096u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (265288u + index_63[ngp_l] % 262144u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 4096u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (265288u + index_47[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 4096u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (265288u + index_63[ngp_l] % 262144u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 4096u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (265288u + index_47[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 4096u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (265288u + index_63[ngp_l] % 262144u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 4096u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (265288u + index_47[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 4096u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (265288u + index_63[ngp_l] % 262144u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 4096u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (265288u + index_47[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 4096u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (265288u + index_63[ngp_l] % 262144u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 4096u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (265288u + index_47[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 4096u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (265288u + index_63[ngp_l] % 262144u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[1][ngp_l] * 64u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] += coords_4[2][ngp_l] * 4096u;
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (265288u + index_47[ngp_l] % 262144u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[1][ngp_l] * 64u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] += coords_4[2][ngp_l] * 4096u;
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (265288u + index_63[ngp_l] % 262144u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
 }
 
-NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[3] = {};
   uint32_t coords_4[3] = {};
@@ -3092,139 +3996,187 @@ NGP_FN void gridForward_pass7(uint32_t i, const float* __restrict__ x, const flo
     dw_7[2] = 79.63495f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (527432u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (527432u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (527432u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (527432u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (527432u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (527432u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (527432u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (527432u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (527432u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (527432u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (527432u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (527432u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (527432u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (527432u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (527432u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (527432u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 7u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 7u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
@@ -3280,180 +4232,244 @@ NGP_FN void gridForward_pass7_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[2][ngp_l] = 79.63495f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (527432u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (527432u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (527432u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (527432u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (527432u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (527432u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (527432u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (527432u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (527432u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (527432u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (527432u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (527432u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (527432u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (527432u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (527432u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (527432u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 7u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 7u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass7_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass7_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
   {
@@ -3487,117 +4503,157 @@ NGP_FN void gridForward_pass7_prefetch(int64_t ngp_i0, const float* __restrict__
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (527432u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (527432u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (527432u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (527432u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (527432u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (527432u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (527432u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (527432u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (527432u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (527432u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (527432u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (527432u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (527432u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (527432u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (527432u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (527432u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
 }
 
-NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[3] = {};
   uint32_t coords_4[3] = {};
@@ -3638,139 +4694,187 @@ NGP_FN void gridForward_pass8(uint32_t i, const float* __restrict__ x, const flo
     dw_7[2] = 100.593666f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (1051720u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (1051720u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (1051720u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (1051720u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (1051720u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (1051720u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (1051720u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (1051720u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (1051720u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (1051720u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (1051720u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (1051720u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (1051720u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (1051720u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (1051720u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (1051720u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 8u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 8u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
@@ -3826,180 +4930,244 @@ NGP_FN void gridForward_pass8_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[2][ngp_l] = 100.593666f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1051720u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1051720u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1051720u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1051720u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1051720u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1051720u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1051720u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1051720u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1051720u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1051720u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1051720u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1051720u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1051720u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1051720u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1051720u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1051720u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 8u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 8u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass8_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass8_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
   {
@@ -4033,117 +5201,157 @@ NGP_FN void gridForward_pass8_prefetch(int64_t ngp_i0, const float* __restrict__
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1051720u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1051720u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1051720u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1051720u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1051720u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1051720u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1051720u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1051720u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1051720u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1051720u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1051720u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1051720u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1051720u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1051720u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1051720u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1051720u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
 }
 
-NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[3] = {};
   uint32_t coords_4[3] = {};
@@ -4184,139 +5392,187 @@ NGP_FN void gridForward_pass9(uint32_t i, const float* __restrict__ x, const flo
     dw_7[2] = 127.0f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (1576008u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (1576008u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (1576008u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (1576008u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (1576008u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (1576008u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (1576008u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (1576008u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (1576008u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (1576008u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (1576008u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (1576008u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (1576008u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (1576008u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (1576008u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (1576008u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 9u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 9u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
@@ -4372,180 +5628,244 @@ NGP_FN void gridForward_pass9_lanes(int64_t ngp_i0, const float* __restrict__ x,
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[2][ngp_l] = 127.0f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1576008u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1576008u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1576008u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1576008u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1576008u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1576008u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1576008u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1576008u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1576008u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1576008u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1576008u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1576008u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1576008u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1576008u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1576008u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1576008u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 9u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 9u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
   {
@@ -4579,117 +5899,157 @@ NGP_FN void gridForward_pass9_prefetch(int64_t ngp_i0, const float* __restrict__
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1576008u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1576008u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1576008u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1576008u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1576008u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1576008u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1576008u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1576008u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1576008u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1576008u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1576008u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1576008u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1576008u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1576008u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (1576008u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (1576008u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
 }
 
-NGP_FN void gridForward_pass10(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass10(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[3] = {};
   uint32_t coords_4[3] = {};
@@ -4730,139 +6090,187 @@ NGP_FN void gridForward_pass10(uint32_t i, const float* __restrict__ x, const fl
     dw_7[2] = 160.2699f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (2100296u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (2100296u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (2100296u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (2100296u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (2100296u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (2100296u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (2100296u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (2100296u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (2100296u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (2100296u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (2100296u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (2100296u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (2100296u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (2100296u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (2100296u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (2100296u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 10u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 10u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
@@ -4918,180 +6326,244 @@ NGP_FN void gridForward_pass10_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[2][ngp_l] = 160.2699f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2100296u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2100296u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2100296u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2100296u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2100296u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2100296u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2100296u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2100296u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2100296u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2100296u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2100296u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2100296u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2100296u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2100296u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2100296u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2100296u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 10u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 10u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass10_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass10_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
   {
@@ -5125,117 +6597,157 @@ NGP_FN void gridForward_pass10_prefetch(int64_t ngp_i0, const float* __restrict_
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2100296u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2100296u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2100296u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2100296u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2100296u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2100296u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2100296u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2100296u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2100296u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2100296u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2100296u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2100296u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2100296u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2100296u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2100296u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2100296u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
 }
 
-NGP_FN void gridForward_pass11(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass11(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[3] = {};
   uint32_t coords_4[3] = {};
@@ -5276,139 +6788,187 @@ NGP_FN void gridForward_pass11(uint32_t i, const float* __restrict__ x, const fl
     dw_7[2] = 202.18733f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (2624584u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (2624584u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (2624584u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (2624584u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (2624584u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (2624584u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (2624584u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (2624584u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (2624584u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (2624584u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (2624584u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (2624584u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (2624584u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (2624584u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (2624584u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (2624584u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 11u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 11u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
@@ -5464,180 +7024,244 @@ NGP_FN void gridForward_pass11_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[2][ngp_l] = 202.18733f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2624584u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2624584u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2624584u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2624584u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2624584u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2624584u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2624584u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2624584u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2624584u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2624584u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2624584u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2624584u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2624584u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2624584u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2624584u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2624584u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 11u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 11u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass11_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass11_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
   {
@@ -5671,117 +7295,157 @@ NGP_FN void gridForward_pass11_prefetch(int64_t ngp_i0, const float* __restrict_
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2624584u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2624584u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2624584u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2624584u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2624584u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2624584u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2624584u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2624584u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2624584u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2624584u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2624584u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2624584u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2624584u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2624584u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (2624584u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (2624584u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
 }
 
-NGP_FN void gridForward_pass12(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass12(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[3] = {};
   uint32_t coords_4[3] = {};
@@ -5822,139 +7486,187 @@ NGP_FN void gridForward_pass12(uint32_t i, const float* __restrict__ x, const fl
     dw_7[2] = 255.0f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (3148872u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (3148872u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (3148872u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (3148872u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (3148872u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (3148872u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (3148872u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (3148872u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (3148872u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (3148872u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (3148872u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (3148872u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (3148872u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (3148872u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (3148872u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (3148872u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 12u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 12u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
@@ -6010,180 +7722,244 @@ NGP_FN void gridForward_pass12_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[2][ngp_l] = 255.0f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3148872u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3148872u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3148872u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3148872u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3148872u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3148872u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3148872u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3148872u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3148872u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3148872u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3148872u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3148872u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3148872u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3148872u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3148872u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3148872u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 12u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 12u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass12_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass12_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
   {
@@ -6217,117 +7993,157 @@ NGP_FN void gridForward_pass12_prefetch(int64_t ngp_i0, const float* __restrict_
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3148872u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3148872u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3148872u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3148872u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3148872u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3148872u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3148872u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3148872u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3148872u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3148872u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3148872u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3148872u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3148872u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3148872u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3148872u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3148872u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
 }
 
-NGP_FN void gridForward_pass13(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass13(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[3] = {};
   uint32_t coords_4[3] = {};
@@ -6368,139 +8184,187 @@ NGP_FN void gridForward_pass13(uint32_t i, const float* __restrict__ x, const fl
     dw_7[2] = 321.5398f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (3673160u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (3673160u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (3673160u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (3673160u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (3673160u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (3673160u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (3673160u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (3673160u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (3673160u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (3673160u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (3673160u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (3673160u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (3673160u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (3673160u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (3673160u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (3673160u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 13u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 13u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
@@ -6556,180 +8420,244 @@ NGP_FN void gridForward_pass13_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[2][ngp_l] = 321.5398f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3673160u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3673160u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3673160u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3673160u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3673160u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3673160u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3673160u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3673160u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3673160u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3673160u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3673160u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3673160u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3673160u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3673160u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3673160u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3673160u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 13u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 13u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass13_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass13_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
   {
@@ -6763,117 +8691,157 @@ NGP_FN void gridForward_pass13_prefetch(int64_t ngp_i0, const float* __restrict_
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3673160u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3673160u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3673160u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3673160u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3673160u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3673160u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3673160u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3673160u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3673160u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3673160u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3673160u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3673160u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3673160u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3673160u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (3673160u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (3673160u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
 }
 
-NGP_FN void gridForward_pass14(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass14(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[3] = {};
   uint32_t coords_4[3] = {};
@@ -6914,139 +8882,187 @@ NGP_FN void gridForward_pass14(uint32_t i, const float* __restrict__ x, const fl
     dw_7[2] = 405.37466f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (4197448u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (4197448u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (4197448u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (4197448u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (4197448u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (4197448u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (4197448u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (4197448u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (4197448u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (4197448u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (4197448u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (4197448u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (4197448u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (4197448u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (4197448u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (4197448u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 14u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 14u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
@@ -7102,180 +9118,244 @@ NGP_FN void gridForward_pass14_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[2][ngp_l] = 405.37466f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4197448u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4197448u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4197448u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4197448u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4197448u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4197448u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4197448u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4197448u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4197448u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4197448u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4197448u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4197448u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4197448u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4197448u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4197448u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4197448u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 14u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 14u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass14_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass14_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
   {
@@ -7309,117 +9389,157 @@ NGP_FN void gridForward_pass14_prefetch(int64_t ngp_i0, const float* __restrict_
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4197448u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4197448u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4197448u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4197448u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4197448u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4197448u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4197448u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4197448u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4197448u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4197448u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4197448u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4197448u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4197448u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4197448u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4197448u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4197448u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
 }
 
-NGP_FN void gridForward_pass15(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass15(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2] = {};
   uint32_t cell_3[3] = {};
   uint32_t coords_4[3] = {};
@@ -7460,139 +9580,187 @@ NGP_FN void gridForward_pass15(uint32_t i, const float* __restrict__ x, const fl
     dw_7[2] = 511.0f;
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (4721736u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (4721736u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (4721736u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (4721736u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (4721736u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (4721736u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w0_5[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w0_5[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2];
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (4721736u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (4721736u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (4721736u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (4721736u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w0_5[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w0_5[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1];
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (4721736u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (4721736u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w0_5[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w0_5[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0];
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (4721736u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (4721736u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
   {
-    float w_37 = w1_6[0];
-    w_37 *= w1_6[1];
-    w_37 *= w1_6[2];
-    const float w_39 = w_37;
+    float w_53 = w1_6[0];
+    w_53 *= w1_6[1];
+    w_53 *= w1_6[2];
+    const float w_55 = w_53;
     coords_4[0] = cell_3[0] + 1u;
     coords_4[1] = cell_3[1] + 1u;
     coords_4[2] = cell_3[2] + 1u;
-    uint32_t h_49 = coords_4[0];
-    h_49 ^= coords_4[1] * 2654435761u;
-    h_49 ^= coords_4[2] * 805459861u;
-    uint32_t index_47 = h_49;
-    const uint32_t entry_result_52 = (4721736u + index_47 % 524288u) * 2u;
-    acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-    acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+    uint32_t h_65 = coords_4[0];
+    h_65 ^= coords_4[1] * 2654435761u;
+    h_65 ^= coords_4[2] * 805459861u;
+    uint32_t index_63 = h_65;
+    const uint32_t entry_result_68 = (4721736u + index_63 % 524288u) * 2u;
+    {
+      const float feature_value_71 = params[entry_result_68];
+      acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+    }
+    {
+      const float feature_value_71 = params[entry_result_68 + 1u];
+      acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+    }
   }
-  const uint32_t o_55 = (i * 16u + 15u) * 2u;
-  out[o_55] = acc_2[0];
-  out[o_55 + 1u] = acc_2[1];
+  const uint32_t o_87 = (i * 16u + 15u) * 2u;
+  out[o_87] = acc_2[0];
+  out[o_87 + 1u] = acc_2[1];
 }
 
-NGP_FN void gridForward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   float acc_2[2][16] = {};
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
@@ -7648,180 +9816,244 @@ NGP_FN void gridForward_pass15_lanes(int64_t ngp_i0, const float* __restrict__ x
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) dw_7[2][ngp_l] = 511.0f;
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4721736u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4721736u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4721736u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4721736u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4721736u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4721736u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4721736u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4721736u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4721736u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4721736u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w0_5[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w0_5[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4721736u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4721736u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w0_5[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w0_5[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4721736u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4721736u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
   {
-    float w_37[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] = w1_6[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[1][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_37[ngp_l] *= w1_6[2][ngp_l];
-    float w_39[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_39[ngp_l] = w_37[ngp_l];
+    float w_53[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] = w1_6[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[1][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_53[ngp_l] *= w1_6[2][ngp_l];
+    float w_55[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) w_55[ngp_l] = w_53[ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4721736u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l]], acc_2[0][ngp_l]);
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_39[ngp_l], params[entry_result_52[ngp_l] + 1u], acc_2[1][ngp_l]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4721736u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l]];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[0][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[0][ngp_l]);
+    }
+    {
+      float feature_value_71[16];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) feature_value_71[ngp_l] = params[entry_result_68[ngp_l] + 1u];
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) acc_2[1][ngp_l] = fmaf(w_55[ngp_l], feature_value_71[ngp_l], acc_2[1][ngp_l]);
+    }
   }
-  uint32_t o_55[16];
-  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_55[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 15u) * 2u;
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l]] = acc_2[0][ngp_l];
-  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_55[ngp_l] + 1u] = acc_2[1][ngp_l];
+  uint32_t o_87[16];
+  _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) o_87[ngp_l] = (((uint32_t)(ngp_i0 + ngp_l)) * 16u + 15u) * 2u;
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l]] = acc_2[0][ngp_l];
+  for (int ngp_l = 0; ngp_l < 16; ++ngp_l) out[o_87[ngp_l] + 1u] = acc_2[1][ngp_l];
 }
 
-NGP_FN void gridForward_pass15_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_pass15_prefetch(int64_t ngp_i0, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   uint32_t cell_3[3][16] = {};
   uint32_t coords_4[3][16] = {};
   {
@@ -7855,200 +10087,240 @@ NGP_FN void gridForward_pass15_prefetch(int64_t ngp_i0, const float* __restrict_
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4721736u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4721736u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4721736u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4721736u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4721736u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4721736u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l];
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4721736u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4721736u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4721736u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4721736u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4721736u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4721736u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l];
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4721736u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4721736u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
   {
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[0][ngp_l] = cell_3[0][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[1][ngp_l] = cell_3[1][ngp_l] + 1u;
     _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) coords_4[2][ngp_l] = cell_3[2][ngp_l] + 1u;
-    uint32_t h_49[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] = coords_4[0][ngp_l];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_49[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
-    uint32_t index_47[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_47[ngp_l] = h_49[ngp_l];
-    uint32_t entry_result_52[16];
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_52[ngp_l] = (4721736u + index_47[ngp_l] % 524288u) * 2u;
-    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_52[ngp_l]]);
+    uint32_t h_65[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] = coords_4[0][ngp_l];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[1][ngp_l] * 2654435761u;
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) h_65[ngp_l] ^= coords_4[2][ngp_l] * 805459861u;
+    uint32_t index_63[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) index_63[ngp_l] = h_65[ngp_l];
+    uint32_t entry_result_68[16];
+    _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) entry_result_68[ngp_l] = (4721736u + index_63[ngp_l] % 524288u) * 2u;
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l]]);
+    }
+    {
+      _Pragma("omp simd") for (int ngp_l = 0; ngp_l < 16; ++ngp_l) __builtin_prefetch(&params[entry_result_68[ngp_l] + 1u]);
+    }
   }
 }
 
-extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, float* __restrict__ out, int64_t ngp_len_out) {
-  (void)ngp_len_x; (void)ngp_len_params; (void)ngp_len_probe; (void)ngp_len_out;
+extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ softmax, int64_t ngp_len_softmax, float* __restrict__ out, int64_t ngp_len_out) {
+  (void)ngp_len_x; (void)ngp_len_params; (void)ngp_len_probe; (void)ngp_len_softmax; (void)ngp_len_out;
   #pragma omp parallel for schedule(static) if (ngp_n >= 4096)
   for (int64_t ngp_c = 0; ngp_c < ngp_n; ngp_c += 256) {
     const int64_t ngp_e = ngp_c + 256 < ngp_n ? ngp_c + 256 : ngp_n;
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass0_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass0((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass0_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass0((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass1_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass1((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass1_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass1((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass2_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass2((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass2_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass2((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass3_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass3((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { gridForward_pass3_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass3((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass4_prefetch(ngp_g + 64, x, params, probe, out); gridForward_pass4_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass4((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass4_prefetch(ngp_g + 64, x, params, probe, softmax, out); gridForward_pass4_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass4((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass5_prefetch(ngp_g + 64, x, params, probe, out); gridForward_pass5_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass5((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass5_prefetch(ngp_g + 64, x, params, probe, softmax, out); gridForward_pass5_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass5((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass6_prefetch(ngp_g + 64, x, params, probe, out); gridForward_pass6_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass6((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass6_prefetch(ngp_g + 64, x, params, probe, softmax, out); gridForward_pass6_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass6((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass7_prefetch(ngp_g + 64, x, params, probe, out); gridForward_pass7_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass7((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass7_prefetch(ngp_g + 64, x, params, probe, softmax, out); gridForward_pass7_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass7((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass8_prefetch(ngp_g + 64, x, params, probe, out); gridForward_pass8_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass8((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass8_prefetch(ngp_g + 64, x, params, probe, softmax, out); gridForward_pass8_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass8((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass9_prefetch(ngp_g + 64, x, params, probe, out); gridForward_pass9_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass9((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass9_prefetch(ngp_g + 64, x, params, probe, softmax, out); gridForward_pass9_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass9((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass10_prefetch(ngp_g + 64, x, params, probe, out); gridForward_pass10_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass10((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass10_prefetch(ngp_g + 64, x, params, probe, softmax, out); gridForward_pass10_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass10((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass11_prefetch(ngp_g + 64, x, params, probe, out); gridForward_pass11_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass11((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass11_prefetch(ngp_g + 64, x, params, probe, softmax, out); gridForward_pass11_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass11((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass12_prefetch(ngp_g + 64, x, params, probe, out); gridForward_pass12_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass12((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass12_prefetch(ngp_g + 64, x, params, probe, softmax, out); gridForward_pass12_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass12((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass13_prefetch(ngp_g + 64, x, params, probe, out); gridForward_pass13_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass13((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass13_prefetch(ngp_g + 64, x, params, probe, softmax, out); gridForward_pass13_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass13((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass14_prefetch(ngp_g + 64, x, params, probe, out); gridForward_pass14_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass14((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass14_prefetch(ngp_g + 64, x, params, probe, softmax, out); gridForward_pass14_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass14((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
     {
       int64_t ngp_g = ngp_c;
-      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass15_prefetch(ngp_g + 64, x, params, probe, out); gridForward_pass15_lanes(ngp_g, x, params, probe, out); }
-      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass15((uint32_t)ngp_i, x, params, probe, out);
+      for (; ngp_g + 16 <= ngp_e; ngp_g += 16) { if (ngp_g + 80 <= ngp_n) gridForward_pass15_prefetch(ngp_g + 64, x, params, probe, softmax, out); gridForward_pass15_lanes(ngp_g, x, params, probe, softmax, out); }
+      for (int64_t ngp_i = ngp_g; ngp_i < ngp_e; ++ngp_i) gridForward_pass15((uint32_t)ngp_i, x, params, probe, softmax, out);
     }
   }
   return 0;

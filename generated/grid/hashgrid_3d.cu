@@ -16,7 +16,7 @@ NGP_FN int32_t ngp_f2int_rz(float x) { return x != x ? 0 : x >= 2147483648.0f ? 
 NGP_FN uint32_t ngp_f2uint_rz(float x) { return x != x || x <= 0.0f ? 0u : x >= 4294967296.0f ? 4294967295u : (uint32_t)x; }
 
 
-NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   {
     float acc_2[2] = {};
     uint32_t cell_3[3] = {};
@@ -58,128 +58,176 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 15.0f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 16u;
-      index_47 += coords_4[2] * 256u;
-      const uint32_t entry_result_52 = index_47 % 4096u * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 16u;
+      index_63 += coords_4[2] * 256u;
+      const uint32_t entry_result_68 = index_63 % 4096u * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 16u;
-      index_47 += coords_4[2] * 256u;
-      const uint32_t entry_result_52 = index_47 % 4096u * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 16u;
+      index_63 += coords_4[2] * 256u;
+      const uint32_t entry_result_68 = index_63 % 4096u * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 16u;
-      index_47 += coords_4[2] * 256u;
-      const uint32_t entry_result_52 = index_47 % 4096u * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 16u;
+      index_63 += coords_4[2] * 256u;
+      const uint32_t entry_result_68 = index_63 % 4096u * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 16u;
-      index_47 += coords_4[2] * 256u;
-      const uint32_t entry_result_52 = index_47 % 4096u * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 16u;
+      index_63 += coords_4[2] * 256u;
+      const uint32_t entry_result_68 = index_63 % 4096u * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 16u;
-      index_47 += coords_4[2] * 256u;
-      const uint32_t entry_result_52 = index_47 % 4096u * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 16u;
+      index_63 += coords_4[2] * 256u;
+      const uint32_t entry_result_68 = index_63 % 4096u * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 16u;
-      index_47 += coords_4[2] * 256u;
-      const uint32_t entry_result_52 = index_47 % 4096u * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 16u;
+      index_63 += coords_4[2] * 256u;
+      const uint32_t entry_result_68 = index_63 % 4096u * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 16u;
-      index_47 += coords_4[2] * 256u;
-      const uint32_t entry_result_52 = index_47 % 4096u * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 16u;
+      index_63 += coords_4[2] * 256u;
+      const uint32_t entry_result_68 = index_63 % 4096u * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 16u;
-      index_47 += coords_4[2] * 256u;
-      const uint32_t entry_result_52 = index_47 % 4096u * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 16u;
+      index_63 += coords_4[2] * 256u;
+      const uint32_t entry_result_68 = index_63 % 4096u * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = i * 16u * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = i * 16u * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -222,128 +270,176 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 19.158737f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 21u;
-      index_47 += coords_4[2] * 441u;
-      const uint32_t entry_result_52 = (4096u + index_47 % 9264u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 21u;
+      index_63 += coords_4[2] * 441u;
+      const uint32_t entry_result_68 = (4096u + index_63 % 9264u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 21u;
-      index_47 += coords_4[2] * 441u;
-      const uint32_t entry_result_52 = (4096u + index_47 % 9264u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 21u;
+      index_63 += coords_4[2] * 441u;
+      const uint32_t entry_result_68 = (4096u + index_63 % 9264u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 21u;
-      index_47 += coords_4[2] * 441u;
-      const uint32_t entry_result_52 = (4096u + index_47 % 9264u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 21u;
+      index_63 += coords_4[2] * 441u;
+      const uint32_t entry_result_68 = (4096u + index_63 % 9264u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 21u;
-      index_47 += coords_4[2] * 441u;
-      const uint32_t entry_result_52 = (4096u + index_47 % 9264u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 21u;
+      index_63 += coords_4[2] * 441u;
+      const uint32_t entry_result_68 = (4096u + index_63 % 9264u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 21u;
-      index_47 += coords_4[2] * 441u;
-      const uint32_t entry_result_52 = (4096u + index_47 % 9264u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 21u;
+      index_63 += coords_4[2] * 441u;
+      const uint32_t entry_result_68 = (4096u + index_63 % 9264u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 21u;
-      index_47 += coords_4[2] * 441u;
-      const uint32_t entry_result_52 = (4096u + index_47 % 9264u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 21u;
+      index_63 += coords_4[2] * 441u;
+      const uint32_t entry_result_68 = (4096u + index_63 % 9264u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 21u;
-      index_47 += coords_4[2] * 441u;
-      const uint32_t entry_result_52 = (4096u + index_47 % 9264u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 21u;
+      index_63 += coords_4[2] * 441u;
+      const uint32_t entry_result_68 = (4096u + index_63 % 9264u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 21u;
-      index_47 += coords_4[2] * 441u;
-      const uint32_t entry_result_52 = (4096u + index_47 % 9264u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 21u;
+      index_63 += coords_4[2] * 441u;
+      const uint32_t entry_result_68 = (4096u + index_63 % 9264u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 1u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 1u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -386,128 +482,176 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 24.398417f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 26u;
-      index_47 += coords_4[2] * 676u;
-      const uint32_t entry_result_52 = (13360u + index_47 % 17576u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 26u;
+      index_63 += coords_4[2] * 676u;
+      const uint32_t entry_result_68 = (13360u + index_63 % 17576u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 26u;
-      index_47 += coords_4[2] * 676u;
-      const uint32_t entry_result_52 = (13360u + index_47 % 17576u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 26u;
+      index_63 += coords_4[2] * 676u;
+      const uint32_t entry_result_68 = (13360u + index_63 % 17576u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 26u;
-      index_47 += coords_4[2] * 676u;
-      const uint32_t entry_result_52 = (13360u + index_47 % 17576u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 26u;
+      index_63 += coords_4[2] * 676u;
+      const uint32_t entry_result_68 = (13360u + index_63 % 17576u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 26u;
-      index_47 += coords_4[2] * 676u;
-      const uint32_t entry_result_52 = (13360u + index_47 % 17576u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 26u;
+      index_63 += coords_4[2] * 676u;
+      const uint32_t entry_result_68 = (13360u + index_63 % 17576u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 26u;
-      index_47 += coords_4[2] * 676u;
-      const uint32_t entry_result_52 = (13360u + index_47 % 17576u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 26u;
+      index_63 += coords_4[2] * 676u;
+      const uint32_t entry_result_68 = (13360u + index_63 % 17576u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 26u;
-      index_47 += coords_4[2] * 676u;
-      const uint32_t entry_result_52 = (13360u + index_47 % 17576u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 26u;
+      index_63 += coords_4[2] * 676u;
+      const uint32_t entry_result_68 = (13360u + index_63 % 17576u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 26u;
-      index_47 += coords_4[2] * 676u;
-      const uint32_t entry_result_52 = (13360u + index_47 % 17576u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 26u;
+      index_63 += coords_4[2] * 676u;
+      const uint32_t entry_result_68 = (13360u + index_63 % 17576u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 26u;
-      index_47 += coords_4[2] * 676u;
-      const uint32_t entry_result_52 = (13360u + index_47 % 17576u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 26u;
+      index_63 += coords_4[2] * 676u;
+      const uint32_t entry_result_68 = (13360u + index_63 % 17576u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 2u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 2u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -550,128 +694,176 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 31.0f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 32u;
-      index_47 += coords_4[2] * 1024u;
-      const uint32_t entry_result_52 = (30936u + index_47 % 32768u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 32u;
+      index_63 += coords_4[2] * 1024u;
+      const uint32_t entry_result_68 = (30936u + index_63 % 32768u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 32u;
-      index_47 += coords_4[2] * 1024u;
-      const uint32_t entry_result_52 = (30936u + index_47 % 32768u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 32u;
+      index_63 += coords_4[2] * 1024u;
+      const uint32_t entry_result_68 = (30936u + index_63 % 32768u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 32u;
-      index_47 += coords_4[2] * 1024u;
-      const uint32_t entry_result_52 = (30936u + index_47 % 32768u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 32u;
+      index_63 += coords_4[2] * 1024u;
+      const uint32_t entry_result_68 = (30936u + index_63 % 32768u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 32u;
-      index_47 += coords_4[2] * 1024u;
-      const uint32_t entry_result_52 = (30936u + index_47 % 32768u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 32u;
+      index_63 += coords_4[2] * 1024u;
+      const uint32_t entry_result_68 = (30936u + index_63 % 32768u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 32u;
-      index_47 += coords_4[2] * 1024u;
-      const uint32_t entry_result_52 = (30936u + index_47 % 32768u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 32u;
+      index_63 += coords_4[2] * 1024u;
+      const uint32_t entry_result_68 = (30936u + index_63 % 32768u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 32u;
-      index_47 += coords_4[2] * 1024u;
-      const uint32_t entry_result_52 = (30936u + index_47 % 32768u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 32u;
+      index_63 += coords_4[2] * 1024u;
+      const uint32_t entry_result_68 = (30936u + index_63 % 32768u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 32u;
-      index_47 += coords_4[2] * 1024u;
-      const uint32_t entry_result_52 = (30936u + index_47 % 32768u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 32u;
+      index_63 += coords_4[2] * 1024u;
+      const uint32_t entry_result_68 = (30936u + index_63 % 32768u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 32u;
-      index_47 += coords_4[2] * 1024u;
-      const uint32_t entry_result_52 = (30936u + index_47 % 32768u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 32u;
+      index_63 += coords_4[2] * 1024u;
+      const uint32_t entry_result_68 = (30936u + index_63 % 32768u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 3u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 3u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -714,128 +906,176 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 39.317474f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 41u;
-      index_47 += coords_4[2] * 1681u;
-      const uint32_t entry_result_52 = (63704u + index_47 % 68928u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 41u;
+      index_63 += coords_4[2] * 1681u;
+      const uint32_t entry_result_68 = (63704u + index_63 % 68928u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 41u;
-      index_47 += coords_4[2] * 1681u;
-      const uint32_t entry_result_52 = (63704u + index_47 % 68928u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 41u;
+      index_63 += coords_4[2] * 1681u;
+      const uint32_t entry_result_68 = (63704u + index_63 % 68928u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 41u;
-      index_47 += coords_4[2] * 1681u;
-      const uint32_t entry_result_52 = (63704u + index_47 % 68928u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 41u;
+      index_63 += coords_4[2] * 1681u;
+      const uint32_t entry_result_68 = (63704u + index_63 % 68928u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 41u;
-      index_47 += coords_4[2] * 1681u;
-      const uint32_t entry_result_52 = (63704u + index_47 % 68928u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 41u;
+      index_63 += coords_4[2] * 1681u;
+      const uint32_t entry_result_68 = (63704u + index_63 % 68928u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 41u;
-      index_47 += coords_4[2] * 1681u;
-      const uint32_t entry_result_52 = (63704u + index_47 % 68928u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 41u;
+      index_63 += coords_4[2] * 1681u;
+      const uint32_t entry_result_68 = (63704u + index_63 % 68928u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 41u;
-      index_47 += coords_4[2] * 1681u;
-      const uint32_t entry_result_52 = (63704u + index_47 % 68928u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 41u;
+      index_63 += coords_4[2] * 1681u;
+      const uint32_t entry_result_68 = (63704u + index_63 % 68928u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 41u;
-      index_47 += coords_4[2] * 1681u;
-      const uint32_t entry_result_52 = (63704u + index_47 % 68928u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 41u;
+      index_63 += coords_4[2] * 1681u;
+      const uint32_t entry_result_68 = (63704u + index_63 % 68928u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 41u;
-      index_47 += coords_4[2] * 1681u;
-      const uint32_t entry_result_52 = (63704u + index_47 % 68928u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 41u;
+      index_63 += coords_4[2] * 1681u;
+      const uint32_t entry_result_68 = (63704u + index_63 % 68928u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 4u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 4u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -878,128 +1118,176 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 49.796833f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 51u;
-      index_47 += coords_4[2] * 2601u;
-      const uint32_t entry_result_52 = (132632u + index_47 % 132656u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 51u;
+      index_63 += coords_4[2] * 2601u;
+      const uint32_t entry_result_68 = (132632u + index_63 % 132656u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 51u;
-      index_47 += coords_4[2] * 2601u;
-      const uint32_t entry_result_52 = (132632u + index_47 % 132656u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 51u;
+      index_63 += coords_4[2] * 2601u;
+      const uint32_t entry_result_68 = (132632u + index_63 % 132656u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 51u;
-      index_47 += coords_4[2] * 2601u;
-      const uint32_t entry_result_52 = (132632u + index_47 % 132656u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 51u;
+      index_63 += coords_4[2] * 2601u;
+      const uint32_t entry_result_68 = (132632u + index_63 % 132656u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 51u;
-      index_47 += coords_4[2] * 2601u;
-      const uint32_t entry_result_52 = (132632u + index_47 % 132656u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 51u;
+      index_63 += coords_4[2] * 2601u;
+      const uint32_t entry_result_68 = (132632u + index_63 % 132656u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 51u;
-      index_47 += coords_4[2] * 2601u;
-      const uint32_t entry_result_52 = (132632u + index_47 % 132656u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 51u;
+      index_63 += coords_4[2] * 2601u;
+      const uint32_t entry_result_68 = (132632u + index_63 % 132656u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 51u;
-      index_47 += coords_4[2] * 2601u;
-      const uint32_t entry_result_52 = (132632u + index_47 % 132656u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 51u;
+      index_63 += coords_4[2] * 2601u;
+      const uint32_t entry_result_68 = (132632u + index_63 % 132656u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 51u;
-      index_47 += coords_4[2] * 2601u;
-      const uint32_t entry_result_52 = (132632u + index_47 % 132656u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 51u;
+      index_63 += coords_4[2] * 2601u;
+      const uint32_t entry_result_68 = (132632u + index_63 % 132656u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 51u;
-      index_47 += coords_4[2] * 2601u;
-      const uint32_t entry_result_52 = (132632u + index_47 % 132656u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 51u;
+      index_63 += coords_4[2] * 2601u;
+      const uint32_t entry_result_68 = (132632u + index_63 % 132656u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 5u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 5u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -1042,128 +1330,176 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 63.0f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 64u;
-      index_47 += coords_4[2] * 4096u;
-      const uint32_t entry_result_52 = (265288u + index_47 % 262144u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 64u;
+      index_63 += coords_4[2] * 4096u;
+      const uint32_t entry_result_68 = (265288u + index_63 % 262144u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 64u;
-      index_47 += coords_4[2] * 4096u;
-      const uint32_t entry_result_52 = (265288u + index_47 % 262144u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 64u;
+      index_63 += coords_4[2] * 4096u;
+      const uint32_t entry_result_68 = (265288u + index_63 % 262144u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 64u;
-      index_47 += coords_4[2] * 4096u;
-      const uint32_t entry_result_52 = (265288u + index_47 % 262144u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 64u;
+      index_63 += coords_4[2] * 4096u;
+      const uint32_t entry_result_68 = (265288u + index_63 % 262144u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 64u;
-      index_47 += coords_4[2] * 4096u;
-      const uint32_t entry_result_52 = (265288u + index_47 % 262144u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 64u;
+      index_63 += coords_4[2] * 4096u;
+      const uint32_t entry_result_68 = (265288u + index_63 % 262144u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 64u;
-      index_47 += coords_4[2] * 4096u;
-      const uint32_t entry_result_52 = (265288u + index_47 % 262144u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 64u;
+      index_63 += coords_4[2] * 4096u;
+      const uint32_t entry_result_68 = (265288u + index_63 % 262144u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 64u;
-      index_47 += coords_4[2] * 4096u;
-      const uint32_t entry_result_52 = (265288u + index_47 % 262144u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 64u;
+      index_63 += coords_4[2] * 4096u;
+      const uint32_t entry_result_68 = (265288u + index_63 % 262144u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 64u;
-      index_47 += coords_4[2] * 4096u;
-      const uint32_t entry_result_52 = (265288u + index_47 % 262144u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 64u;
+      index_63 += coords_4[2] * 4096u;
+      const uint32_t entry_result_68 = (265288u + index_63 % 262144u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t index_47 = coords_4[0];
-      index_47 += coords_4[1] * 64u;
-      index_47 += coords_4[2] * 4096u;
-      const uint32_t entry_result_52 = (265288u + index_47 % 262144u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t index_63 = coords_4[0];
+      index_63 += coords_4[1] * 64u;
+      index_63 += coords_4[2] * 4096u;
+      const uint32_t entry_result_68 = (265288u + index_63 % 262144u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 6u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 6u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -1206,136 +1542,184 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 79.63495f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (527432u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (527432u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (527432u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (527432u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (527432u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (527432u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (527432u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (527432u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (527432u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (527432u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (527432u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (527432u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (527432u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (527432u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (527432u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (527432u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 7u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 7u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -1378,136 +1762,184 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 100.593666f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (1051720u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (1051720u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (1051720u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (1051720u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (1051720u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (1051720u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (1051720u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (1051720u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (1051720u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (1051720u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (1051720u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (1051720u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (1051720u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (1051720u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (1051720u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (1051720u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 8u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 8u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -1550,136 +1982,184 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 127.0f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (1576008u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (1576008u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (1576008u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (1576008u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (1576008u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (1576008u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (1576008u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (1576008u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (1576008u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (1576008u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (1576008u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (1576008u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (1576008u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (1576008u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (1576008u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (1576008u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 9u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 9u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -1722,136 +2202,184 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 160.2699f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (2100296u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (2100296u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (2100296u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (2100296u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (2100296u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (2100296u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (2100296u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (2100296u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (2100296u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (2100296u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (2100296u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (2100296u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (2100296u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (2100296u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (2100296u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (2100296u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 10u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 10u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -1894,136 +2422,184 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 202.18733f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (2624584u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (2624584u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (2624584u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (2624584u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (2624584u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (2624584u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (2624584u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (2624584u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (2624584u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (2624584u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (2624584u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (2624584u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (2624584u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (2624584u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (2624584u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (2624584u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 11u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 11u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -2066,136 +2642,184 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 255.0f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (3148872u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (3148872u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (3148872u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (3148872u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (3148872u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (3148872u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (3148872u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (3148872u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (3148872u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (3148872u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (3148872u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (3148872u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (3148872u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (3148872u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (3148872u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (3148872u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 12u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 12u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -2238,136 +2862,184 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 321.5398f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (3673160u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (3673160u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (3673160u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (3673160u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (3673160u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (3673160u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (3673160u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (3673160u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (3673160u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (3673160u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (3673160u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (3673160u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (3673160u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (3673160u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (3673160u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (3673160u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 13u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 13u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -2410,136 +3082,184 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 405.37466f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (4197448u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (4197448u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (4197448u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (4197448u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (4197448u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (4197448u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (4197448u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (4197448u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (4197448u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (4197448u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (4197448u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (4197448u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (4197448u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (4197448u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (4197448u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (4197448u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 14u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 14u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
   {
     float acc_2[2] = {};
@@ -2582,149 +3302,197 @@ NGP_FN void gridForward_body(uint32_t i, const float* __restrict__ x, const floa
       dw_7[2] = 511.0f;
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (4721736u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (4721736u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (4721736u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (4721736u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (4721736u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (4721736u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w0_5[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w0_5[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2];
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (4721736u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (4721736u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (4721736u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (4721736u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w0_5[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w0_5[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (4721736u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (4721736u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w0_5[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w0_5[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (4721736u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (4721736u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      float w_37 = w1_6[0];
-      w_37 *= w1_6[1];
-      w_37 *= w1_6[2];
-      const float w_39 = w_37;
+      float w_53 = w1_6[0];
+      w_53 *= w1_6[1];
+      w_53 *= w1_6[2];
+      const float w_55 = w_53;
       coords_4[0] = cell_3[0] + 1u;
       coords_4[1] = cell_3[1] + 1u;
       coords_4[2] = cell_3[2] + 1u;
-      uint32_t h_49 = coords_4[0];
-      h_49 ^= coords_4[1] * 2654435761u;
-      h_49 ^= coords_4[2] * 805459861u;
-      uint32_t index_47 = h_49;
-      const uint32_t entry_result_52 = (4721736u + index_47 % 524288u) * 2u;
-      acc_2[0] = fmaf(w_39, params[entry_result_52], acc_2[0]);
-      acc_2[1] = fmaf(w_39, params[entry_result_52 + 1u], acc_2[1]);
+      uint32_t h_65 = coords_4[0];
+      h_65 ^= coords_4[1] * 2654435761u;
+      h_65 ^= coords_4[2] * 805459861u;
+      uint32_t index_63 = h_65;
+      const uint32_t entry_result_68 = (4721736u + index_63 % 524288u) * 2u;
+      {
+        const float feature_value_71 = params[entry_result_68];
+        acc_2[0] = fmaf(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const float feature_value_71 = params[entry_result_68 + 1u];
+        acc_2[1] = fmaf(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const uint32_t o_55 = (i * 16u + 15u) * 2u;
-    out[o_55] = acc_2[0];
-    out[o_55 + 1u] = acc_2[1];
+    const uint32_t o_87 = (i * 16u + 15u) * 2u;
+    out[o_87] = acc_2[0];
+    out[o_87 + 1u] = acc_2[1];
   }
 }
 
-__global__ void gridForward_kernel(int64_t ngp_n, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, float* __restrict__ out) {
+__global__ void gridForward_kernel(int64_t ngp_n, const float* __restrict__ x, const float* __restrict__ params, const uint32_t* __restrict__ probe, const float* __restrict__ softmax, float* __restrict__ out) {
   const int64_t ngp_stride = (int64_t)blockDim.x * gridDim.x;
   for (int64_t ngp_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ngp_i < ngp_n; ngp_i += ngp_stride)
-    gridForward_body((uint32_t)ngp_i, x, params, probe, out);
+    gridForward_body((uint32_t)ngp_i, x, params, probe, softmax, out);
 }
 
-extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, float* __restrict__ out, int64_t ngp_len_out) {
+extern "C" int32_t gridForward(int64_t ngp_n, const float* __restrict__ x, int64_t ngp_len_x, const float* __restrict__ params, int64_t ngp_len_params, const uint32_t* __restrict__ probe, int64_t ngp_len_probe, const float* __restrict__ softmax, int64_t ngp_len_softmax, float* __restrict__ out, int64_t ngp_len_out) {
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 128 - 1) / 128;
-  gridForward_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, params, probe, out);
+  gridForward_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, x, params, probe, softmax, out);
   return (int32_t)cudaGetLastError();
 }
 

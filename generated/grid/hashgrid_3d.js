@@ -30,7 +30,7 @@ const tbl_cfg_rowOffset = new Uint32Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
 const tbl_cfg_hashed = ([false, false, false, false, false, false, false, true, true, true, true, true, true, true, true, true]);
 const tbl_cfg_stride = new Uint32Array([1, 16, 256, 1, 21, 441, 1, 26, 676, 1, 32, 1024, 1, 41, 1681, 1, 51, 2601, 1, 64, 4096, 1, 81, 6561, 1, 102, 10404, 1, 128, 16384, 1, 162, 26244, 1, 204, 41616, 1, 256, 65536, 1, 323, 104329, 1, 407, 165649, 1, 512, 262144]);
 
-function gridForward_body(i, x, params, probe, out) {
+function gridForward_body(i, x, params, probe, softmax, out) {
   for (let l_1 = 0; l_1 < 16; l_1 = ((l_1 + 1) | 0)) {
     const acc_2 = new Float32Array(2);
     const cell_3 = new Uint32Array(3);
@@ -75,292 +75,340 @@ function gridForward_body(i, x, params, probe, out) {
       dw_7[2] = s_10;
     }
     {
-      let w_37 = w0_5[0];
-      w_37 = Math.fround(w_37 * w0_5[1]);
-      w_37 = Math.fround(w_37 * w0_5[2]);
-      const w_39 = w_37;
-      let entry_result_52 = 0;
+      let w_53 = w0_5[0];
+      w_53 = Math.fround(w_53 * w0_5[1]);
+      w_53 = Math.fround(w_53 * w0_5[2]);
+      const w_55 = w_53;
+      let entry_result_68 = 0;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
       if (tbl_cfg_probed[l_1]) {
-        let h_42 = coords_4[0];
-        h_42 = ((h_42 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-        h_42 = ((h_42 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-        let h_45 = (Math.imul(coords_4[0], 3538334777) >>> 0);
-        h_45 = ((h_45 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        h_45 = ((h_45 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_52 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_42, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_45, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_58 = coords_4[0];
+        h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
+        h_61 = ((h_61 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_47 = 0;
+        let index_63 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_49 = coords_4[0];
-          h_49 = ((h_49 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-          h_49 = ((h_49 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-          index_47 = h_49;
+          let h_65 = coords_4[0];
+          h_65 = ((h_65 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+          h_65 = ((h_65 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+          index_63 = h_65;
         } else {
-          index_47 = ((index_47 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-          index_47 = ((index_47 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-          index_47 = ((index_47 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+          index_63 = ((index_63 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_63 = ((index_63 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_63 = ((index_63 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_52 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_47, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_68 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_63, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_53 = entry_result_52;
-      acc_2[0] = __fma(w_39, params[base_53], acc_2[0]);
-      acc_2[1] = __fma(w_39, params[((base_53 + 1) >>> 0)], acc_2[1]);
+      const base_69 = entry_result_68;
+      {
+        const feature_value_71 = params[base_69];
+        acc_2[0] = __fma(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const feature_value_71 = params[((base_69 + 1) >>> 0)];
+        acc_2[1] = __fma(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      let w_37 = w1_6[0];
-      w_37 = Math.fround(w_37 * w0_5[1]);
-      w_37 = Math.fround(w_37 * w0_5[2]);
-      const w_39 = w_37;
-      let entry_result_52 = 0;
+      let w_53 = w1_6[0];
+      w_53 = Math.fround(w_53 * w0_5[1]);
+      w_53 = Math.fround(w_53 * w0_5[2]);
+      const w_55 = w_53;
+      let entry_result_68 = 0;
       coords_4[0] = ((cell_3[0] + 1) >>> 0);
       coords_4[1] = cell_3[1];
       coords_4[2] = cell_3[2];
       if (tbl_cfg_probed[l_1]) {
-        let h_42 = coords_4[0];
-        h_42 = ((h_42 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-        h_42 = ((h_42 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-        let h_45 = (Math.imul(coords_4[0], 3538334777) >>> 0);
-        h_45 = ((h_45 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        h_45 = ((h_45 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_52 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_42, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_45, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_58 = coords_4[0];
+        h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
+        h_61 = ((h_61 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_47 = 0;
+        let index_63 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_49 = coords_4[0];
-          h_49 = ((h_49 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-          h_49 = ((h_49 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-          index_47 = h_49;
+          let h_65 = coords_4[0];
+          h_65 = ((h_65 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+          h_65 = ((h_65 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+          index_63 = h_65;
         } else {
-          index_47 = ((index_47 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-          index_47 = ((index_47 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-          index_47 = ((index_47 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+          index_63 = ((index_63 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_63 = ((index_63 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_63 = ((index_63 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_52 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_47, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_68 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_63, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_53 = entry_result_52;
-      acc_2[0] = __fma(w_39, params[base_53], acc_2[0]);
-      acc_2[1] = __fma(w_39, params[((base_53 + 1) >>> 0)], acc_2[1]);
+      const base_69 = entry_result_68;
+      {
+        const feature_value_71 = params[base_69];
+        acc_2[0] = __fma(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const feature_value_71 = params[((base_69 + 1) >>> 0)];
+        acc_2[1] = __fma(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      let w_37 = w0_5[0];
-      w_37 = Math.fround(w_37 * w1_6[1]);
-      w_37 = Math.fround(w_37 * w0_5[2]);
-      const w_39 = w_37;
-      let entry_result_52 = 0;
+      let w_53 = w0_5[0];
+      w_53 = Math.fround(w_53 * w1_6[1]);
+      w_53 = Math.fround(w_53 * w0_5[2]);
+      const w_55 = w_53;
+      let entry_result_68 = 0;
       coords_4[0] = cell_3[0];
       coords_4[1] = ((cell_3[1] + 1) >>> 0);
       coords_4[2] = cell_3[2];
       if (tbl_cfg_probed[l_1]) {
-        let h_42 = coords_4[0];
-        h_42 = ((h_42 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-        h_42 = ((h_42 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-        let h_45 = (Math.imul(coords_4[0], 3538334777) >>> 0);
-        h_45 = ((h_45 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        h_45 = ((h_45 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_52 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_42, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_45, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_58 = coords_4[0];
+        h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
+        h_61 = ((h_61 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_47 = 0;
+        let index_63 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_49 = coords_4[0];
-          h_49 = ((h_49 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-          h_49 = ((h_49 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-          index_47 = h_49;
+          let h_65 = coords_4[0];
+          h_65 = ((h_65 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+          h_65 = ((h_65 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+          index_63 = h_65;
         } else {
-          index_47 = ((index_47 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-          index_47 = ((index_47 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-          index_47 = ((index_47 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+          index_63 = ((index_63 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_63 = ((index_63 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_63 = ((index_63 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_52 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_47, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_68 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_63, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_53 = entry_result_52;
-      acc_2[0] = __fma(w_39, params[base_53], acc_2[0]);
-      acc_2[1] = __fma(w_39, params[((base_53 + 1) >>> 0)], acc_2[1]);
+      const base_69 = entry_result_68;
+      {
+        const feature_value_71 = params[base_69];
+        acc_2[0] = __fma(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const feature_value_71 = params[((base_69 + 1) >>> 0)];
+        acc_2[1] = __fma(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      let w_37 = w1_6[0];
-      w_37 = Math.fround(w_37 * w1_6[1]);
-      w_37 = Math.fround(w_37 * w0_5[2]);
-      const w_39 = w_37;
-      let entry_result_52 = 0;
+      let w_53 = w1_6[0];
+      w_53 = Math.fround(w_53 * w1_6[1]);
+      w_53 = Math.fround(w_53 * w0_5[2]);
+      const w_55 = w_53;
+      let entry_result_68 = 0;
       coords_4[0] = ((cell_3[0] + 1) >>> 0);
       coords_4[1] = ((cell_3[1] + 1) >>> 0);
       coords_4[2] = cell_3[2];
       if (tbl_cfg_probed[l_1]) {
-        let h_42 = coords_4[0];
-        h_42 = ((h_42 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-        h_42 = ((h_42 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-        let h_45 = (Math.imul(coords_4[0], 3538334777) >>> 0);
-        h_45 = ((h_45 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        h_45 = ((h_45 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_52 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_42, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_45, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_58 = coords_4[0];
+        h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
+        h_61 = ((h_61 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_47 = 0;
+        let index_63 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_49 = coords_4[0];
-          h_49 = ((h_49 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-          h_49 = ((h_49 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-          index_47 = h_49;
+          let h_65 = coords_4[0];
+          h_65 = ((h_65 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+          h_65 = ((h_65 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+          index_63 = h_65;
         } else {
-          index_47 = ((index_47 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-          index_47 = ((index_47 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-          index_47 = ((index_47 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+          index_63 = ((index_63 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_63 = ((index_63 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_63 = ((index_63 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_52 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_47, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_68 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_63, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_53 = entry_result_52;
-      acc_2[0] = __fma(w_39, params[base_53], acc_2[0]);
-      acc_2[1] = __fma(w_39, params[((base_53 + 1) >>> 0)], acc_2[1]);
+      const base_69 = entry_result_68;
+      {
+        const feature_value_71 = params[base_69];
+        acc_2[0] = __fma(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const feature_value_71 = params[((base_69 + 1) >>> 0)];
+        acc_2[1] = __fma(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      let w_37 = w0_5[0];
-      w_37 = Math.fround(w_37 * w0_5[1]);
-      w_37 = Math.fround(w_37 * w1_6[2]);
-      const w_39 = w_37;
-      let entry_result_52 = 0;
+      let w_53 = w0_5[0];
+      w_53 = Math.fround(w_53 * w0_5[1]);
+      w_53 = Math.fround(w_53 * w1_6[2]);
+      const w_55 = w_53;
+      let entry_result_68 = 0;
       coords_4[0] = cell_3[0];
       coords_4[1] = cell_3[1];
       coords_4[2] = ((cell_3[2] + 1) >>> 0);
       if (tbl_cfg_probed[l_1]) {
-        let h_42 = coords_4[0];
-        h_42 = ((h_42 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-        h_42 = ((h_42 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-        let h_45 = (Math.imul(coords_4[0], 3538334777) >>> 0);
-        h_45 = ((h_45 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        h_45 = ((h_45 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_52 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_42, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_45, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_58 = coords_4[0];
+        h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
+        h_61 = ((h_61 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_47 = 0;
+        let index_63 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_49 = coords_4[0];
-          h_49 = ((h_49 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-          h_49 = ((h_49 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-          index_47 = h_49;
+          let h_65 = coords_4[0];
+          h_65 = ((h_65 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+          h_65 = ((h_65 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+          index_63 = h_65;
         } else {
-          index_47 = ((index_47 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-          index_47 = ((index_47 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-          index_47 = ((index_47 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+          index_63 = ((index_63 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_63 = ((index_63 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_63 = ((index_63 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_52 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_47, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_68 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_63, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_53 = entry_result_52;
-      acc_2[0] = __fma(w_39, params[base_53], acc_2[0]);
-      acc_2[1] = __fma(w_39, params[((base_53 + 1) >>> 0)], acc_2[1]);
+      const base_69 = entry_result_68;
+      {
+        const feature_value_71 = params[base_69];
+        acc_2[0] = __fma(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const feature_value_71 = params[((base_69 + 1) >>> 0)];
+        acc_2[1] = __fma(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      let w_37 = w1_6[0];
-      w_37 = Math.fround(w_37 * w0_5[1]);
-      w_37 = Math.fround(w_37 * w1_6[2]);
-      const w_39 = w_37;
-      let entry_result_52 = 0;
+      let w_53 = w1_6[0];
+      w_53 = Math.fround(w_53 * w0_5[1]);
+      w_53 = Math.fround(w_53 * w1_6[2]);
+      const w_55 = w_53;
+      let entry_result_68 = 0;
       coords_4[0] = ((cell_3[0] + 1) >>> 0);
       coords_4[1] = cell_3[1];
       coords_4[2] = ((cell_3[2] + 1) >>> 0);
       if (tbl_cfg_probed[l_1]) {
-        let h_42 = coords_4[0];
-        h_42 = ((h_42 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-        h_42 = ((h_42 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-        let h_45 = (Math.imul(coords_4[0], 3538334777) >>> 0);
-        h_45 = ((h_45 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        h_45 = ((h_45 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_52 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_42, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_45, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_58 = coords_4[0];
+        h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
+        h_61 = ((h_61 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_47 = 0;
+        let index_63 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_49 = coords_4[0];
-          h_49 = ((h_49 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-          h_49 = ((h_49 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-          index_47 = h_49;
+          let h_65 = coords_4[0];
+          h_65 = ((h_65 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+          h_65 = ((h_65 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+          index_63 = h_65;
         } else {
-          index_47 = ((index_47 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-          index_47 = ((index_47 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-          index_47 = ((index_47 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+          index_63 = ((index_63 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_63 = ((index_63 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_63 = ((index_63 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_52 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_47, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_68 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_63, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_53 = entry_result_52;
-      acc_2[0] = __fma(w_39, params[base_53], acc_2[0]);
-      acc_2[1] = __fma(w_39, params[((base_53 + 1) >>> 0)], acc_2[1]);
+      const base_69 = entry_result_68;
+      {
+        const feature_value_71 = params[base_69];
+        acc_2[0] = __fma(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const feature_value_71 = params[((base_69 + 1) >>> 0)];
+        acc_2[1] = __fma(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      let w_37 = w0_5[0];
-      w_37 = Math.fround(w_37 * w1_6[1]);
-      w_37 = Math.fround(w_37 * w1_6[2]);
-      const w_39 = w_37;
-      let entry_result_52 = 0;
+      let w_53 = w0_5[0];
+      w_53 = Math.fround(w_53 * w1_6[1]);
+      w_53 = Math.fround(w_53 * w1_6[2]);
+      const w_55 = w_53;
+      let entry_result_68 = 0;
       coords_4[0] = cell_3[0];
       coords_4[1] = ((cell_3[1] + 1) >>> 0);
       coords_4[2] = ((cell_3[2] + 1) >>> 0);
       if (tbl_cfg_probed[l_1]) {
-        let h_42 = coords_4[0];
-        h_42 = ((h_42 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-        h_42 = ((h_42 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-        let h_45 = (Math.imul(coords_4[0], 3538334777) >>> 0);
-        h_45 = ((h_45 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        h_45 = ((h_45 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_52 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_42, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_45, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_58 = coords_4[0];
+        h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
+        h_61 = ((h_61 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_47 = 0;
+        let index_63 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_49 = coords_4[0];
-          h_49 = ((h_49 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-          h_49 = ((h_49 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-          index_47 = h_49;
+          let h_65 = coords_4[0];
+          h_65 = ((h_65 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+          h_65 = ((h_65 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+          index_63 = h_65;
         } else {
-          index_47 = ((index_47 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-          index_47 = ((index_47 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-          index_47 = ((index_47 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+          index_63 = ((index_63 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_63 = ((index_63 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_63 = ((index_63 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_52 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_47, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_68 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_63, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_53 = entry_result_52;
-      acc_2[0] = __fma(w_39, params[base_53], acc_2[0]);
-      acc_2[1] = __fma(w_39, params[((base_53 + 1) >>> 0)], acc_2[1]);
+      const base_69 = entry_result_68;
+      {
+        const feature_value_71 = params[base_69];
+        acc_2[0] = __fma(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const feature_value_71 = params[((base_69 + 1) >>> 0)];
+        acc_2[1] = __fma(w_55, feature_value_71, acc_2[1]);
+      }
     }
     {
-      let w_37 = w1_6[0];
-      w_37 = Math.fround(w_37 * w1_6[1]);
-      w_37 = Math.fround(w_37 * w1_6[2]);
-      const w_39 = w_37;
-      let entry_result_52 = 0;
+      let w_53 = w1_6[0];
+      w_53 = Math.fround(w_53 * w1_6[1]);
+      w_53 = Math.fround(w_53 * w1_6[2]);
+      const w_55 = w_53;
+      let entry_result_68 = 0;
       coords_4[0] = ((cell_3[0] + 1) >>> 0);
       coords_4[1] = ((cell_3[1] + 1) >>> 0);
       coords_4[2] = ((cell_3[2] + 1) >>> 0);
       if (tbl_cfg_probed[l_1]) {
-        let h_42 = coords_4[0];
-        h_42 = ((h_42 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-        h_42 = ((h_42 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-        let h_45 = (Math.imul(coords_4[0], 3538334777) >>> 0);
-        h_45 = ((h_45 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        h_45 = ((h_45 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_52 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_42, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_45, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        let h_58 = coords_4[0];
+        h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+        h_58 = ((h_58 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+        let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
+        h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
+        h_61 = ((h_61 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
+        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
-        let index_47 = 0;
+        let index_63 = 0;
         if (tbl_cfg_hashed[l_1]) {
-          let h_49 = coords_4[0];
-          h_49 = ((h_49 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
-          h_49 = ((h_49 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
-          index_47 = h_49;
+          let h_65 = coords_4[0];
+          h_65 = ((h_65 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
+          h_65 = ((h_65 ^ (Math.imul(coords_4[2], 805459861) >>> 0)) >>> 0);
+          index_63 = h_65;
         } else {
-          index_47 = ((index_47 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
-          index_47 = ((index_47 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
-          index_47 = ((index_47 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
+          index_63 = ((index_63 + ((Math.imul(coords_4[0], tbl_cfg_stride[(Math.imul(l_1, 3) | 0)])) >>> 0)) >>> 0);
+          index_63 = ((index_63 + ((Math.imul(coords_4[1], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 1) | 0)])) >>> 0)) >>> 0);
+          index_63 = ((index_63 + ((Math.imul(coords_4[2], tbl_cfg_stride[(((Math.imul(l_1, 3) | 0) + 2) | 0)])) >>> 0)) >>> 0);
         }
-        entry_result_52 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_47, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
+        entry_result_68 = ((Math.imul(((tbl_cfg_offset[l_1] + __umod(index_63, tbl_cfg_size[l_1])) >>> 0), 2)) >>> 0);
       }
-      const base_53 = entry_result_52;
-      acc_2[0] = __fma(w_39, params[base_53], acc_2[0]);
-      acc_2[1] = __fma(w_39, params[((base_53 + 1) >>> 0)], acc_2[1]);
+      const base_69 = entry_result_68;
+      {
+        const feature_value_71 = params[base_69];
+        acc_2[0] = __fma(w_55, feature_value_71, acc_2[0]);
+      }
+      {
+        const feature_value_71 = params[((base_69 + 1) >>> 0)];
+        acc_2[1] = __fma(w_55, feature_value_71, acc_2[1]);
+      }
     }
-    const o_55 = ((Math.imul((((Math.imul(i, 16) >>> 0) + (l_1 >>> 0)) >>> 0), 2)) >>> 0);
-    out[o_55] = acc_2[0];
-    out[((o_55 + 1) >>> 0)] = acc_2[1];
+    const o_87 = ((Math.imul((((Math.imul(i, 16) >>> 0) + (l_1 >>> 0)) >>> 0), 2)) >>> 0);
+    out[o_87] = acc_2[0];
+    out[((o_87 + 1) >>> 0)] = acc_2[1];
   }
 }
-export function gridForward(ngp_n, x, params, probe, out) {
-  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) gridForward_body(ngp_i, x, params, probe, out);
+export function gridForward(ngp_n, x, params, probe, softmax, out) {
+  for (let ngp_i = 0; ngp_i < ngp_n; ngp_i++) gridForward_body(ngp_i, x, params, probe, softmax, out);
 }
 
 function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
