@@ -216,3 +216,18 @@ export async function writePlot(path: string, rows: { step: number; loss: number
 export function writeJsonAtomic(path: string, value: unknown): void {
   writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
 }
+
+/**
+ * Any vega-lite specification rendered to a PNG (vega-lite -> vega -> SVG without a browser ->
+ * sharp), written atomically: the path writePlot takes, for other plots (bun run sweep's).
+ */
+export async function writeVegaLitePng(path: string, spec: vl.TopLevelSpec, density = 144): Promise<void> {
+  const view = new vega.View(vega.parse(vl.compile(spec).spec), { renderer: "none" });
+  let svg: string;
+  try {
+    svg = await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+  writeFileAtomic(path, await sharp(Buffer.from(svg), { density }).png().toBuffer());
+}
