@@ -30,7 +30,7 @@
 // kernels (tiles).
 import { lookupIntrinsic, piecewiseConstant, type DerivBuilder } from "../dsl/intrinsics.ts";
 import { fail } from "./diagnostics.ts";
-import type { Expr, Param, Scalar, Span, Stmt } from "./ir.ts";
+import { childBodies, type Expr, type Param, type Scalar, type Span, type Stmt } from "./ir.ts";
 import { splitPasses } from "./schedule.ts";
 import { writtenBuffers, type SpecializedKernel } from "./specialize.ts";
 import { tidy } from "./tidy.ts";
@@ -67,7 +67,7 @@ export function deriveAdjoint(k: SpecializedKernel, spec: AdjointSpec): Speciali
     if (!p) fail("NGP1051", spec.span, `'${w}' is not a buffer parameter of '${k.name}' (buffers: ${[...buffers.keys()].join(", ")})`);
     const elem = (p.ty as { elem: string }).elem;
     if (elem !== "f32" && elem !== "f16") fail("NGP1051", spec.span, `'${w}' holds ${elem}: only f32 (or f16) buffers have a gradient`);
-    if (outputs.has(w)) fail("NGP1052", spec.span, `'${k.name}' writes '${w}', which is differentiated: a value read from it may be overwritten`, "give the output a buffer of its own");
+    if (outputs.has(w)) fail("NGP1052", writeOf(k.body, w) ?? spec.span, `'${k.name}' writes '${w}', which is differentiated: a value read from it may be overwritten`, "give the output a buffer of its own");
   }
   const floatOutputs = [...outputs].filter((o) => (buffers.get(o)!.ty as { elem: string }).elem === "f32");
   const ctx: Ctx = { wrt: new Set(spec.wrt), outputs: new Set(floatOutputs), names: new Set(), kernel: k.name };
@@ -471,6 +471,19 @@ function reverse(tape: Tape[], ctx: Ctx): Stmt[] {
     out.push({ k: "expr", e: call, span: s.span });
   }
   return out;
+}
+
+/** The span of the first statement that writes buffer `name` (a store or an atomicAdd). */
+function writeOf(body: Stmt[], name: string): Span | undefined {
+  for (const s of body) {
+    if (s.k === "assign" && s.target.k === "index" && s.target.base.k === "var" && s.target.base.name === name) return s.span;
+    if (s.k === "expr" && s.e.k === "call" && s.e.fn === "atomicAdd" && s.e.args[0]?.k === "var" && s.e.args[0].name === name) return s.span;
+    for (const b of childBodies(s)) {
+      const at = writeOf(b, name);
+      if (at) return at;
+    }
+  }
+  return undefined;
 }
 
 /** Drop constants nobody reads (the forward sweep's values the adjoint does not need). */
