@@ -1,4 +1,5 @@
-// `bun run train [image] [flags]`: fit a neural field to a photograph (the bundled one by default).
+// `bun run train [image] [flags]`: fit a neural field to a photograph (the bundled one by default),
+// or with --points FILE to scattered N-D points (binary points file or CSV; train/points.ts).
 // Flags override a YAML --config, which overrides the defaults; everything is validated by the
 // trainer's schema (train/config.ts) and a bad value is reported by the flag the user typed.
 // Ctrl-C (or SIGTERM) stops at the next micro-batch and writes a checkpoint; a second one exits.
@@ -10,6 +11,7 @@ import { ConfigError } from "../modules/options.ts";
 import { CheckpointError } from "../train/checkpoint.ts";
 import { DEFAULT_IMAGE, TrainConfigSchema, mergeConfig, parseTrainConfig, readConfigFile } from "../train/config.ts";
 import { ImageError } from "../train/image.ts";
+import { PointsError, peakRss } from "../train/points.ts";
 import { OutDirError, TrainError, train, type StepInfo, type TrainResult } from "../train/trainer.ts";
 
 type Kind = "int" | "number" | "string" | "bool";
@@ -32,6 +34,7 @@ export const FLAGS: Flag[] = [
   { flag: "log2-table", path: "encoding.log2HashmapSize", kind: "int", help: "log2 of the table size per level" },
   { flag: "base", path: "encoding.baseResolution", kind: "number", help: "coarsest resolution" },
   { flag: "finest", path: "encoding.finestResolution", kind: "number", help: "finest resolution" },
+  { flag: "per-level-scale", path: "encoding.perLevelScale", kind: "number", help: "growth factor between levels (replaces --finest; e.g. the space-time variant's)" },
   { flag: "grid-type", path: "encoding.gridType", kind: "string", help: "hash, dense or tiled" },
   { flag: "interpolation", path: "encoding.interpolation", kind: "string", help: "nearest, linear or smoothstep" },
   { flag: "precision", path: "encoding.precision", kind: "string", help: "the encoding's storage: f32, or f16 trained through f32 master weights" },
@@ -68,9 +71,14 @@ export const FLAGS: Flag[] = [
   { flag: "backend", path: "backend", kind: "string", help: "auto, cuda, cpu or js" },
   { flag: "out", path: "out", kind: "string", help: "output directory" },
   { flag: "seed", path: "seed", kind: "int", help: "random seed (same seed, same result on the CPU)" },
+  { flag: "points", path: "points.file", kind: "string", help: "fit scattered N-D points instead of an image: a binary points file (NGPKPNTS) or CSV" },
+  { flag: "dims", path: "points.dims", kind: "int", help: "points: coordinate dimensions (CSV: the first D columns; default all but the last; binary: checked against the header)" },
+  { flag: "max-memory", path: "points.maxMemory", kind: "string", help: "points: memory the data may hold (e.g. 512MB, 64MiB, 2G) [512MB]" },
+  { flag: "holdout", path: "points.holdout", kind: "int", help: "points: every N-th block is held out for validation [10]" },
+  { flag: "block-records", path: "points.blockRecords", kind: "int", help: "points: records per block (read, shuffled and held out by blocks) [4096]" },
 ];
 
-const USAGE = "usage: bun run train [image] [--config file.yaml] [flags] [--resume checkpoint] [--json]";
+const USAGE = "usage: bun run train [image | --points file.bin|file.csv] [--config file.yaml] [flags] [--resume checkpoint] [--json]";
 
 
 function setPath(obj: Record<string, unknown>, path: string, value: unknown): void {
@@ -120,7 +128,10 @@ function byFlag(message: string, set: Set<string>): string {
 
 function help(): string {
   const defaults = TrainConfigSchema.parse({});
-  const lines = [USAGE, "", "Fits a neural field (hash grid -> MLP) to a photograph; with no image, the bundled one", `(${DEFAULT_IMAGE}).`, "", "options (default in brackets):"];
+  const lines = [
+    USAGE, "", "Fits a neural field (hash grid -> MLP) to a photograph; with no image, the bundled one", `(${DEFAULT_IMAGE});`,
+    "with --points, to scattered points in 1 to 8 dimensions, streamed from disk within --max-memory.", "", "options (default in brackets):",
+  ];
   const pad = Math.max(...FLAGS.map((f) => f.flag.length)) + 12;
   const row = (name: string, text: string) => lines.push(`  ${name.padEnd(pad)} ${text}`);
   row("--config FILE", "YAML file of settings (the same fields as summary.json's config); flags override it");
@@ -133,6 +144,7 @@ function help(): string {
   row("--json", "print one JSON object as the last line (psnr, steps, seconds, steps_per_s, ...)");
   row("--help", "this text");
   lines.push("", "outputs in --out: reconstruction.png, metrics.csv, plot.png, summary.json, checkpoint.ngpk");
+  lines.push("(points: validation.csv in place of reconstruction.png; metrics.csv's psnr is the held-out split's)");
   return lines.join("\n");
 }
 
@@ -168,14 +180,21 @@ function progress(json: boolean): { step(i: StepInfo): void; stop(): void } {
 
 function report(r: TrainResult): string {
   const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+  const on = r.points
+    ? `validation loss ${r.points.validationLoss.toExponential(3)}, PSNR ${r.psnr.toFixed(2)} dB (relative to the value range) on ${r.points.heldOutRecords.toLocaleString("en")} held-out points`
+    : `PSNR ${r.psnr.toFixed(2)} dB on the full ${r.image!.width}x${r.image!.height} image`;
   const head = r.stoppedBy === "interrupted"
     ? `interrupted after ${r.steps} steps in ${r.seconds.toFixed(1)} s (${r.stepsPerSecond.toFixed(1)} steps/s)${Number.isFinite(r.psnr) ? `; last PSNR ${r.psnr.toFixed(2)} dB` : ""}`
-    : `PSNR ${r.psnr.toFixed(2)} dB on the full ${r.image.width}x${r.image.height} image after ${r.steps} steps in ${r.seconds.toFixed(1)} s (${r.stepsPerSecond.toFixed(1)} steps/s; stopped by ${r.stoppedBy})`;
+    : `${on} after ${r.steps} steps in ${r.seconds.toFixed(1)} s (${r.stepsPerSecond.toFixed(1)} steps/s; stopped by ${r.stoppedBy})`;
+  const p = r.points;
   return [
     head,
+    ...(p
+      ? [`points: ${p.records.toLocaleString("en")} (${p.dims} coordinates, ${p.channels} value${p.channels === 1 ? "" : "s"}; ${p.heldOutRecords.toLocaleString("en")} held out), box ${JSON.stringify(p.box.min)}..${JSON.stringify(p.box.max)} (from the ${p.boxFrom}); data buffers ${mib(p.dataBytes)} of the ${mib(p.maxMemory)} allowed, peak memory ${mib(peakRss())}`]
+      : []),
     `parameters: encoding ${r.paramsEncoding.toLocaleString("en")}, network ${r.paramsNetwork.toLocaleString("en")} (${mib(r.bytesParams)}; ${mib(r.bytesTraining)} with gradients, optimizer and EMA state; ${mib(r.bytesInference)} for inference, features in f16)`,
     `backend ${r.backendReason}`,
-    `outputs: ${r.stoppedBy === "interrupted" ? "" : `${r.files.reconstruction}, `}${r.files.metrics}, ${r.files.plot}, ${r.files.summary}, ${r.files.checkpoint}`,
+    `outputs: ${r.files.reconstruction && r.stoppedBy !== "interrupted" ? `${r.files.reconstruction}, ` : ""}${r.files.metrics}, ${r.files.plot}, ${r.files.summary}, ${r.files.checkpoint}${r.files.validation ? `, ${r.files.validation}` : ""}`,
   ].join("\n");
 }
 
@@ -209,6 +228,13 @@ export async function main(argv: string[]): Promise<number> {
     const flags = flagConfig(values);
     if (positionals[0]) flags.image = positionals[0];
     const merged = mergeConfig(file, flags);
+    const points = merged.points as Record<string, unknown> | undefined;
+    if (points && merged.image !== undefined)
+      throw new UsageError(`an image (${merged.image}) and --points (${points.file ?? "points settings"}) together: give one of them`);
+    if (points && points.file === undefined) {
+      const given = FLAGS.filter((f) => f.path.startsWith("points.") && set.has(f.flag)).map((f) => `--${f.flag}`);
+      throw new UsageError(`${given.join(", ") || "points settings"} ${given.length === 1 ? "needs" : "need"} --points FILE`);
+    }
     const schedule = merged.schedule as Record<string, unknown> | undefined;
     if (schedule && schedule.kind === undefined) {
       const given = FLAGS.filter((f) => f.path.startsWith("schedule.") && set.has(f.flag)).map((f) => `--${f.flag}`);
@@ -235,12 +261,14 @@ export async function main(argv: string[]): Promise<number> {
         psnr: result.psnr, steps: result.steps, seconds: result.seconds, steps_per_s: result.stepsPerSecond, stopped_by: result.stoppedBy,
         backend: result.backend, backend_reason: result.backendReason, params_encoding: result.paramsEncoding, params_network: result.paramsNetwork,
         bytes_params: result.bytesParams, bytes_training: result.bytesTraining, bytes_inference: result.bytesInference, out: cfg.out,
+        ...(result.points ? { validation_loss: result.points.validationLoss, points: result.points } : {}),
+        max_rss_bytes: peakRss(),
       }));
     }
     return result.stoppedBy === "interrupted" ? 130 : 0;
   } catch (e) {
     bar.stop();
-    const expected = e instanceof UsageError || e instanceof ConfigError || e instanceof ImageError || e instanceof CheckpointError || e instanceof CacheDirError || e instanceof OutDirError;
+    const expected = e instanceof UsageError || e instanceof ConfigError || e instanceof ImageError || e instanceof CheckpointError || e instanceof CacheDirError || e instanceof OutDirError || e instanceof PointsError;
     if (expected) return console.error(`error: ${(e as Error).message}`), 2;
     if (e instanceof TrainError) return console.error(`error: ${e.message}`), 1;
     throw e;

@@ -30,6 +30,11 @@ export const TrainConfigSchema = z
         log2HashmapSize: z.number().int().min(8).max(24).default(19),
         baseResolution: z.number().positive().default(16),
         finestResolution: z.number().positive().default(2048),
+        /**
+         * Growth factor between levels; when given it replaces finestResolution (e.g. the
+         * space-time variant, whose levels are 4 x those of its 3D grids).
+         */
+        perLevelScale: z.number().min(1).optional(),
         gridType: z.enum(["hash", "dense", "tiled"]).default("hash"),
         interpolation: z.enum(["nearest", "linear", "smoothstep"]).default("linear"),
         /** Storage of the encoding's parameters: f16 trains them through f32 master weights (mixed precision). */
@@ -91,8 +96,51 @@ export const TrainConfigSchema = z
     backend: z.enum(["auto", "cuda", "cpu", "js"]).default("auto"),
     /** Where the outputs go. */
     out: z.string().min(1).default("out"),
+    /**
+     * Fit scattered N-D points (train/points.ts) instead of the image: a binary points file
+     * (NGPKPNTS) or CSV, streamed from disk in shards that fit maxMemory.
+     */
+    points: z
+      .object({
+        file: z.string().min(1),
+        /** Coordinate dimensions: CSV: the first `dims` columns (default: all but the last); binary: must match the header. */
+        dims: z.number().int().min(1).max(8).optional(),
+        /** Bytes the data may hold in memory: a number, or text with a unit ("512MB", "64MiB", "2G"). */
+        maxMemory: z
+          .union([z.number(), z.string()])
+          .transform((v, ctx) => {
+            const n = parseBytes(v);
+            if (n === undefined || n < MIN_POINTS_MEMORY) {
+              ctx.addIssue({ code: "custom", message: `is not a size of at least ${MIN_POINTS_MEMORY} bytes (a number of bytes, or e.g. 512MB, 64MiB, 2G)` });
+              return z.NEVER;
+            }
+            return n;
+          })
+          .default(512e6),
+        /** Every this-many-th block of records is held out for validation (which one: by the seed). */
+        holdout: z.number().int().min(2).max(1e6).default(10),
+        /** Records per block: the unit of the held-out split, of reading and of the shuffle's block order. */
+        blockRecords: z.number().int().min(1).max(2 ** 20).default(4096),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
+
+/** The smallest --max-memory (64 KiB). */
+export const MIN_POINTS_MEMORY = 2 ** 16;
+
+const UNITS: Record<string, number> = { "": 1, b: 1, k: 1e3, kb: 1e3, kib: 2 ** 10, m: 1e6, mb: 1e6, mib: 2 ** 20, g: 1e9, gb: 1e9, gib: 2 ** 30, t: 1e12, tb: 1e12, tib: 2 ** 40 };
+
+/** A size in bytes: a number, or "512MB" (SI: KB, MB, GB, TB; binary: KiB, MiB, GiB, TiB; case-insensitive). */
+export function parseBytes(v: number | string): number | undefined {
+  if (typeof v === "number") return Number.isSafeInteger(v) && v > 0 ? v : undefined;
+  const m = /^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)\s*$/i.exec(v);
+  const unit = m ? UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) return undefined;
+  const n = Math.floor(Number(m[1]) * unit);
+  return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+}
 
 export type TrainConfigInput = z.input<typeof TrainConfigSchema>;
 export type TrainConfig = z.output<typeof TrainConfigSchema>;
@@ -100,7 +148,7 @@ export type TrainConfig = z.output<typeof TrainConfigSchema>;
 /** Fields whose change makes a checkpoint unusable (the model's shape and the data). */
 export const MODEL_FIELDS = [
   "encoding.levels", "encoding.featuresPerLevel", "encoding.log2HashmapSize", "encoding.baseResolution",
-  "encoding.finestResolution", "encoding.gridType", "encoding.interpolation", "encoding.precision",
+  "encoding.finestResolution", "encoding.perLevelScale", "encoding.gridType", "encoding.interpolation", "encoding.precision",
   "encoding.probing.range", "encoding.probing.codebookSize", "encoding.variant",
   "network.width", "network.hiddenLayers", "network.activation", "network.outputActivation", "network.biases",
   "optimizer.kind", "ema.enabled", "colorspace",

@@ -1,7 +1,9 @@
-// The trainer: fits a neural field (hash grid -> MLP -> the image's channels) to a photograph, as
-// tiny-cuda-nn's image sample does, with schedules, an EMA of the parameters, gradient accumulation,
-// periodic full-image PSNR, checkpoints and resume. A library function first; the command
-// (cli/train.ts) is a thin layer over it. It never knows which backend runs the kernels.
+// The trainer: fits a neural field (hash grid -> MLP -> the data's channels) to a photograph, as
+// tiny-cuda-nn's image sample does, or to scattered N-D points (train/points.ts), with schedules, an
+// EMA of the parameters, gradient accumulation, periodic evaluation, checkpoints and resume. A
+// library function first; the command (cli/train.ts) is a thin layer over it. It never knows which
+// backend runs the kernels, and its step loop never knows which data it trains on: a DataSource
+// (train/data/source.ts) hands out the micro-batches and evaluates the field.
 //
 // Determinism: every micro-batch's samples come from a counter-based hash of (seed, micro-batch
 // number), the CPU kernels sum in fixed orders (owner schedule, slot reduction), and a checkpoint
@@ -18,9 +20,11 @@ import { Mlp } from "../modules/mlp.ts";
 import { Optimizer, type OptimizerState } from "../modules/optimizer.ts";
 import { CheckpointError, checkCompatible, readCheckpoint, writeCheckpoint, type Checkpoint } from "./checkpoint.ts";
 import { MODEL_FIELDS, parseTrainConfig, type TrainConfig, type TrainConfigInput } from "./config.ts";
+import type { Batch, DataSource, SourceContext, SourceEvaluation } from "./data/source.ts";
 import { evaluate, type Field } from "./eval.ts";
 import { loadImage, writeImage, type ImageData } from "./image.ts";
 import { MetricsLog, writeJsonAtomic, writePlot } from "./outputs.ts";
+import { openPointSource, PointSource, type PointsSummary } from "./points.ts";
 import { ImageSampler } from "./sampler.ts";
 import { makeSchedule, type Schedule } from "./schedule.ts";
 
@@ -39,8 +43,12 @@ export interface StepInfo {
 
 export interface EvalInfo {
   step: number;
+  /** The image: full-image PSNR; points: PSNR of the held-out split relative to the value range. */
   psnr: number;
-  /** Loss of a fixed held-out batch (what the plateau schedule watches). */
+  /**
+   * The image: loss of a fixed held-out batch (what the plateau schedule watches; NaN at the final
+   * evaluation); points: the validation loss, over the whole held-out split.
+   */
   heldOutLoss: number;
 }
 
@@ -58,7 +66,10 @@ export interface TrainHooks {
 export type StopReason = "steps" | "seconds" | "interrupted" | "non-finite loss";
 
 export interface TrainResult {
-  /** Full-image PSNR at the end (an interrupted run: the last evaluation's, NaN if none). */
+  /**
+   * Full-image PSNR at the end (points: the held-out split's PSNR; an interrupted run: the last
+   * evaluation's, NaN if none).
+   */
   psnr: number;
   steps: number;
   seconds: number;
@@ -77,8 +88,12 @@ export interface TrainResult {
    * network in f32.
    */
   bytesInference: number;
-  image: { path: string; width: number; height: number; channels: number; bits: number };
-  files: { reconstruction: string; metrics: string; plot: string; summary: string; checkpoint: string };
+  /** The photograph (an image run). */
+  image?: { path: string; width: number; height: number; channels: number; bits: number };
+  /** The points, their bounding box and the validation figures (a points run). */
+  points?: PointsSummary;
+  /** reconstruction: image runs (not an interrupted one); validation: points runs. */
+  files: { reconstruction?: string; metrics: string; plot: string; summary: string; checkpoint: string; validation?: string };
 }
 
 /** A run that cannot start or continue, with a message for people (no stack trace needed). */
@@ -102,15 +117,18 @@ export async function train(input: TrainConfigInput, hooks: TrainHooks = {}): Pr
   const cfg = parseTrainConfig(input);
   const log = hooks.log ?? (() => {});
   const out = prepareOutDir(cfg.out);
-  const image = await loadImage(cfg.image);
-  const resume = hooks.resume ? await readCheckpoint(hooks.resume) : undefined;
-  if (resume) checkResume(resume, cfg, image, hooks.resume!);
-
-  const m = await buildModel(cfg, image, log);
+  const source: DataSource = cfg.points ? await openPointSource(cfg, { log }) : new ImageSource(await loadImage(cfg.image), cfg);
   try {
-    return await run(cfg, image, m, out, resume, hooks);
+    const ck = hooks.resume ? await readCheckpoint(hooks.resume) : undefined;
+    if (ck) checkResume(ck, cfg, source, hooks.resume!);
+    const m = await buildModel(cfg, source, log);
+    try {
+      return await run(cfg, source, m, out, ck, hooks);
+    } finally {
+      m.close();
+    }
   } finally {
-    m.close();
+    source.close();
   }
 }
 
@@ -119,18 +137,87 @@ interface Model {
   mlp: Mlp;
   opt: Optimizer;
   ema: Ema | undefined;
-  sampler: ImageSampler;
   heldOutLoss: Loss;
   encLr: number;
   netLr: number;
   close(): void;
 }
 
+/** The photograph as a data source: random continuous coordinates and the bilinearly interpolated pixels there. */
+class ImageSource implements DataSource {
+  readonly kind = "image";
+  readonly dims = 2;
+  #sampler: ImageSampler | undefined;
+  #ctx: SourceContext | undefined;
+  #heldOut: { coords: DeviceBuffer<"f32">; targets: DeviceBuffer<"f32">; n: number } | undefined;
+
+  constructor(
+    readonly image: ImageData,
+    private readonly cfg: TrainConfig,
+  ) {}
+
+  get channels(): number {
+    return this.image.channels;
+  }
+
+  async attach(ctx: SourceContext): Promise<void> {
+    this.#ctx = ctx;
+    this.#sampler = await ImageSampler.create(this.image, { backend: ctx.backend, colorspace: this.cfg.colorspace });
+  }
+
+  sample(n: number, micro: number): Batch {
+    return this.#sampler!.sample(n, microSeed(this.cfg.seed, micro));
+  }
+
+  // The held-out loss (a fixed batch, drawn once) is what the plateau schedule watches; it is
+  // computed only when something reads it.
+  #heldOutLoss(): number {
+    const ctx = this.#ctx!;
+    if (!this.#heldOut) {
+      const n = Math.min(HELD_OUT, this.cfg.batch);
+      const h = this.#sampler!.sample(n, microSeed(this.cfg.seed ^ 0x5eed, 0xffffffff));
+      this.#heldOut = { coords: ctx.alloc(2 * n), targets: ctx.alloc(n * this.image.channels), n };
+      this.#heldOut.coords.upload(h.coords.download());
+      this.#heldOut.targets.upload(h.targets.download());
+    }
+    return ctx.loss.evaluate(ctx.field(this.#heldOut.coords, this.#heldOut.n), this.#heldOut.targets).loss;
+  }
+
+  evaluate(_step: number, opts: { final: boolean; wantHeldOut: boolean }): SourceEvaluation {
+    const ctx = this.#ctx!;
+    if (opts.final) {
+      const r = evaluate(this.image, this.#sampler!, ctx.field, { colorspace: this.cfg.colorspace, render: true });
+      return { psnr: r.psnr, heldOutLoss: NaN, pixels: r.pixels };
+    }
+    const r = evaluate(this.image, this.#sampler!, ctx.field, { colorspace: this.cfg.colorspace });
+    return { psnr: r.psnr, heldOutLoss: opts.wantHeldOut ? this.#heldOutLoss() : NaN };
+  }
+
+  meta(): Record<string, unknown> {
+    const { width, height, channels, bits } = this.image;
+    return { image: { width, height, channels, bits } };
+  }
+
+  checkResume(ck: Checkpoint, path: string): void {
+    const image = this.image;
+    const was = ck.meta.image as { width: number; height: number; channels: number } | undefined;
+    if (!was || was.width !== image.width || was.height !== image.height || was.channels !== image.channels)
+      throw new CheckpointError(`${path}: the checkpoint was trained on a ${was?.width}x${was?.height} image with ${was?.channels} channels, not ${image.width}x${image.height} with ${image.channels}`);
+  }
+
+  close(): void {
+    this.#sampler?.close();
+    this.#sampler = undefined;
+  }
+}
+
 /** The field a configuration describes: the hash grid and the MLP on top, freshly initialized. */
-export async function createField(cfg: TrainConfig, channels: number, load: { backend?: BackendRequest; log?: (m: string) => void }): Promise<{ grid: HashGrid; mlp: Mlp }> {
-  const { lr: _encLr, probing: { lr: _probingLr, ...probing }, ...encoding } = cfg.encoding;
+export async function createField(cfg: TrainConfig, channels: number, load: { backend?: BackendRequest; log?: (m: string) => void }, dims = 2): Promise<{ grid: HashGrid; mlp: Mlp }> {
+  const { lr: _encLr, probing: { lr: _probingLr, ...probing }, perLevelScale, finestResolution, ...rest } = cfg.encoding;
+  // perLevelScale, when given, replaces finestResolution (the grid takes one or the other).
+  const encoding = perLevelScale === undefined ? { ...rest, finestResolution } : { ...rest, perLevelScale };
   const { lr: _netLr, weightDecay: _wd, ...network } = cfg.network;
-  const grid = await HashGrid.create({ dims: 2, ...encoding, probing, seed: cfg.seed }, load);
+  const grid = await HashGrid.create({ dims, ...encoding, probing, seed: cfg.seed }, load);
   const mlp = await Mlp.create(
     { inputs: grid.outputDim, outputs: channels, ...network, loss: cfg.loss, huberDelta: cfg.huberDelta, inputGrad: true, seed: cfg.seed + 1 } as never,
     load,
@@ -138,12 +225,12 @@ export async function createField(cfg: TrainConfig, channels: number, load: { ba
   return { grid, mlp };
 }
 
-async function buildModel(cfg: TrainConfig, image: ImageData, log: (m: string) => void): Promise<Model> {
+async function buildModel(cfg: TrainConfig, source: DataSource, log: (m: string) => void): Promise<Model> {
   const load = { backend: cfg.backend as BackendRequest, log };
   const encLr = cfg.encoding.lr ?? cfg.optimizer.lr;
   const netLr = cfg.network.lr ?? cfg.optimizer.lr;
   const weightDecay = cfg.network.weightDecay;
-  const { grid, mlp } = await createField(cfg, image.channels, load);
+  const { grid, mlp } = await createField(cfg, source.channels, load, source.dims);
   const opt = await Optimizer.create(
     [
       { name: "encoding", params: grid.params as DeviceBuffer<"f32"> | DeviceBuffer<"f16">, grad: grid.grad, lr: encLr, weightDecay: 0 },
@@ -161,13 +248,16 @@ async function buildModel(cfg: TrainConfig, image: ImageData, log: (m: string) =
   // average of the logits could pick other ones.
   const groups = [{ name: "encoding", params: opt.master("encoding") }, { name: "network", params: opt.master("network") }];
   const ema = cfg.ema.enabled ? await Ema.create(groups, { decay: cfg.ema.decay }, load) : undefined;
-  const sampler = await ImageSampler.create(image, { backend: load.backend, colorspace: cfg.colorspace });
-  const heldOutLoss = await Loss.create({ kind: cfg.loss as never, width: image.channels, huberDelta: cfg.huberDelta }, load);
+  const heldOutLoss = await Loss.create({ kind: cfg.loss as never, width: source.channels, huberDelta: cfg.huberDelta }, load);
+  const close = () => [grid, mlp, opt, ema, heldOutLoss].forEach((x) => x?.close());
+  try {
+    await source.attach({ backend: load.backend, log, alloc: (n) => grid.alloc(n), field: fieldOf({ grid, mlp }), loss: heldOutLoss });
+  } catch (e) {
+    close();
+    throw e;
+  }
   log(`backend ${grid.backendReason}`);
-  return {
-    grid, mlp, opt, ema, sampler, heldOutLoss, encLr, netLr,
-    close: () => [grid, mlp, opt, ema, sampler, heldOutLoss].forEach((x) => x?.close()),
-  };
+  return { grid, mlp, opt, ema, heldOutLoss, encLr, netLr, close };
 }
 
 /** The out directory cannot be used: bad input (the CLI's exit status 2), found before training. */
@@ -198,22 +288,23 @@ function prepareOutDir(dir: string): string {
   return dir;
 }
 
-function checkResume(ck: Checkpoint, cfg: TrainConfig, image: ImageData, path: string): void {
+function checkResume(ck: Checkpoint, cfg: TrainConfig, source: DataSource, path: string): void {
   checkCompatible(ck, cfg, MODEL_FIELDS);
-  const was = ck.meta.image as { width: number; height: number; channels: number } | undefined;
-  if (!was || was.width !== image.width || was.height !== image.height || was.channels !== image.channels)
-    throw new CheckpointError(`${path}: the checkpoint was trained on a ${was?.width}x${was?.height} image with ${was?.channels} channels, not ${image.width}x${image.height} with ${image.channels}`);
+  source.checkResume(ck, path);
   if (ck.step > cfg.steps) throw new CheckpointError(`${path}: the checkpoint is at step ${ck.step}, past the ${cfg.steps} steps asked for`);
 }
 
-async function run(cfg: TrainConfig, image: ImageData, m: Model, out: string, resume: Checkpoint | undefined, hooks: TrainHooks): Promise<TrainResult> {
-  const { grid, mlp, opt, ema, sampler } = m;
-  const files = {
-    reconstruction: join(out, "reconstruction.png"),
+async function run(cfg: TrainConfig, source: DataSource, m: Model, out: string, resume: Checkpoint | undefined, hooks: TrainHooks): Promise<TrainResult> {
+  const { grid, mlp, opt, ema } = m;
+  const image = source instanceof ImageSource ? source.image : undefined;
+  const points = source instanceof PointSource ? source : undefined;
+  const files: TrainResult["files"] = {
+    ...(image ? { reconstruction: join(out, "reconstruction.png") } : {}),
     metrics: join(out, "metrics.csv"),
     plot: join(out, "plot.png"),
     summary: join(out, "summary.json"),
     checkpoint: join(out, "checkpoint.ngpk"),
+    ...(points ? { validation: join(out, "validation.csv") } : {}),
   };
   let step = 0;
   let micro = 0;
@@ -232,7 +323,6 @@ async function run(cfg: TrainConfig, image: ImageData, m: Model, out: string, re
   const K = cfg.accumulate;
   const enc = grid.alloc(cfg.batch * grid.outputDim);
   const dEnc = grid.alloc(cfg.batch * grid.outputDim);
-  const field = fieldOf(m);
   let lastPsnr: number | undefined = resume?.meta.psnr as number | undefined;
   let stoppedBy: StopReason = "steps";
   let pending: Parameters<MetricsLog["log"]>[0] | undefined;
@@ -249,7 +339,7 @@ async function run(cfg: TrainConfig, image: ImageData, m: Model, out: string, re
       meta: {
         // JSON holds no Infinity or NaN: a non-finite figure is stored as absent.
         schedule: schedule.state(), seconds: seconds(), psnr: finite(lastPsnr),
-        image: { width: image.width, height: image.height, channels: image.channels, bits: image.bits },
+        ...source.meta(),
         optimizer: { step: optState.step, groups: optState.groups.map((g) => ({ name: g.name, lr: g.lr })) },
         ema: ema ? { decay: ema.decay, steps: ema.steps } : undefined,
       },
@@ -258,25 +348,13 @@ async function run(cfg: TrainConfig, image: ImageData, m: Model, out: string, re
     hooks.log?.(`checkpoint: ${files.checkpoint} (step ${step})`);
   };
 
-  // The held-out loss (a fixed batch, drawn once) is what the plateau schedule watches; it is
-  // computed only when something reads it.
+  // The held-out loss is what the plateau schedule watches; the image computes it only when
+  // something reads it.
   const wantHeldOut = cfg.schedule.kind === "plateau" || hooks.onEval !== undefined;
-  let heldOut: { coords: DeviceBuffer<"f32">; targets: DeviceBuffer<"f32">; n: number } | undefined;
-  const heldOutLoss = (): number => {
-    if (!heldOut) {
-      const n = Math.min(HELD_OUT, cfg.batch);
-      const h = sampler.sample(n, microSeed(cfg.seed ^ 0x5eed, 0xffffffff));
-      heldOut = { coords: grid.alloc(2 * n), targets: grid.alloc(n * image.channels), n };
-      heldOut.coords.upload(h.coords.download());
-      heldOut.targets.upload(h.targets.download());
-    }
-    return m.heldOutLoss.evaluate(field(heldOut.coords, heldOut.n), heldOut.targets).loss;
-  };
-  const evaluation = () => {
+  const evaluation = (final: boolean): SourceEvaluation => {
     swapAverage(m);
     try {
-      const r = evaluate(image, sampler, field, { colorspace: cfg.colorspace });
-      return { psnr: r.psnr, heldOutLoss: wantHeldOut ? heldOutLoss() : NaN };
+      return source.evaluate(step, { final, wantHeldOut });
     } finally {
       swapAverage(m);
     }
@@ -299,7 +377,7 @@ async function run(cfg: TrainConfig, image: ImageData, m: Model, out: string, re
       if (hooks.signal?.aborted) stoppedBy = "interrupted";
       else if (cfg.seconds !== undefined && seconds() >= cfg.seconds) stoppedBy = "seconds";
       if (stoppedBy !== "steps") break;
-      const { coords, targets } = sampler.sample(cfg.batch, microSeed(cfg.seed, micro));
+      const { coords, targets } = source.sample(cfg.batch, micro);
       grid.forward(coords, enc);
       const loss = mlp.trainStep(enc, targets, { scale: 1 / K, inputGrad: dEnc });
       if (!Number.isFinite(loss)) {
@@ -327,10 +405,10 @@ async function run(cfg: TrainConfig, image: ImageData, m: Model, out: string, re
     const rate = (step - stepsAtStart) / Math.max(1e-9, t - elapsedBefore);
     let psnr: number | undefined;
     if (cfg.evalEvery > 0 && step % cfg.evalEvery === 0 && step < cfg.steps) {
-      const e = evaluation();
+      const e = evaluation(false);
       psnr = lastPsnr = e.psnr;
       schedule.observe(e.heldOutLoss);
-      hooks.onEval?.({ step, ...e });
+      hooks.onEval?.({ step, psnr: e.psnr, heldOutLoss: e.heldOutLoss });
     }
     // A step's row is written when the next one ends, so that the last one gets the final PSNR.
     if (pending) metrics.log(pending);
@@ -347,29 +425,24 @@ async function run(cfg: TrainConfig, image: ImageData, m: Model, out: string, re
     throw new TrainError(
       `the training loss became non-finite at step ${step + 1}; stopped without applying it` +
         (cfg.checkpointEvery > 0 || resume ? ` (the last good checkpoint, ${files.checkpoint}, is kept)` : "") +
-        ": lower the learning rate, or check the image and the loss",
+        `: lower the learning rate, or check the ${image ? "image" : "points"} and the loss`,
     );
   }
   // Final evaluation and outputs (on the EMA weights when enabled). An interrupted run writes its
   // checkpoint and the cheap outputs at once: the full-image rendering can take long.
   let psnr = lastPsnr ?? NaN;
-  let pixels: Uint8Array | Uint16Array | undefined;
+  let final: SourceEvaluation | undefined;
   if (stoppedBy !== "interrupted") {
-    swapAverage(m);
-    try {
-      const final = evaluate(image, sampler, field, { colorspace: cfg.colorspace, render: true });
-      psnr = lastPsnr = final.psnr;
-      pixels = final.pixels;
-    } finally {
-      swapAverage(m);
-    }
-    hooks.onEval?.({ step, psnr, heldOutLoss: NaN });
+    final = evaluation(true);
+    psnr = lastPsnr = final.psnr;
+    hooks.onEval?.({ step, psnr, heldOutLoss: final.heldOutLoss });
   }
-  if (pending) metrics.log({ ...pending, psnr: pixels ? psnr : pending.psnr });
+  if (pending) metrics.log({ ...pending, psnr: final ? psnr : pending.psnr });
   metrics.close();
   await save();
-  if (pixels) await writeImage(files.reconstruction, image, pixels);
-  await writePlot(files.plot, metrics.rows);
+  if (image && final?.pixels) await writeImage(files.reconstruction!, image, final.pixels);
+  if (points) await points.writeOutputs(files.validation!, files.plot, metrics.rows);
+  else await writePlot(files.plot, metrics.rows);
   const paramsEncoding = grid.paramCount;
   const paramsNetwork = mlp.paramCount;
   const encodingBytes = cfg.encoding.precision === "f16" ? 2 : 4;
@@ -392,7 +465,8 @@ async function run(cfg: TrainConfig, image: ImageData, m: Model, out: string, re
       (encodingBytes === 2 ? 4 * paramsEncoding : 0) +
       (grid.logitCount ? 4 * grid.logitCount * (2 + (cfg.optimizer.kind === "adam" ? 2 : 0)) + 4 * grid.probing.rows : 0),
     bytesInference: grid.memory(2).inferenceBytes + 4 * paramsNetwork,
-    image: { path: image.path, width: image.width, height: image.height, channels: image.channels, bits: image.bits },
+    ...(image ? { image: { path: image.path, width: image.width, height: image.height, channels: image.channels, bits: image.bits } } : {}),
+    ...(points ? { points: points.summary() } : {}),
     files,
   };
   writeJsonAtomic(files.summary, { ...result, config: cfg });
