@@ -1,0 +1,80 @@
+// bench/probing.ts on a tiny configuration (a 64x48 image, batch 256, 2 steps per run, the JS
+// backend: no C++ build; the 3D case left out, its JS kernels take long to emit): every row and
+// check is there and the --json line has its shape; --help and bad flags. The real run takes
+// minutes (see the bench).
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import sharp from "sharp";
+
+const ROOT = resolve(import.meta.dir, "../..");
+const BENCH = join(ROOT, "bench/probing.ts");
+const dir = mkdtempSync(join(tmpdir(), "ngpk-test-bench-probing-"));
+const frames = [join(dir, "a.png"), join(dir, "b.png"), join(dir, "c.png")];
+
+beforeAll(async () => {
+  const src = join(ROOT, "data/astronaut.png");
+  await sharp(src).resize(64, 48, { fit: "cover" }).png().toFile(frames[0]!);
+  await sharp(src).resize(64, 48, { fit: "fill" }).png().toFile(frames[1]!);
+  await sharp(src).resize(64, 48, { fit: "cover", position: "top" }).negate().png().toFile(frames[2]!);
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function bench(args: string[]): { code: number; stdout: string; stderr: string } {
+  const r = Bun.spawnSync(["bun", BENCH, ...args], { cwd: ROOT, stdout: "pipe", stderr: "pipe", timeout: 110_000 });
+  return { code: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}
+
+test("a tiny run prints every row, the collisions and the checks, and a JSON line last", () => {
+  const r = bench(["--backend", "js", "--steps", "2", "--steps-3d", "2", "--batch", "256", "--log2t", "12", "--images", frames[0]!, "--no-3d", "--json"]);
+  expect(r.stderr).toBe("");
+  expect(r.code).toBe(0);
+  const lines = r.stdout.trim().split("\n");
+  expect(lines[0]).toMatch(/^CPU: /);
+  expect(r.stdout).toMatch(/\[1\/4\] 2D a\.png: baseline T \(log2T 12\), 2 steps/);
+  expect(r.stdout).toMatch(/ETA/);
+  const j = JSON.parse(lines.at(-1)!);
+  expect(j.mode).toBe("compare");
+  expect(j.rows).toHaveLength(4);
+  for (const row of j.rows) {
+    for (const k of ["name", "log2T", "probing_range", "psnr", "inference_bytes", "steps_per_s", "dims"]) expect(row).toHaveProperty(k);
+    expect(Number.isFinite(row.psnr)).toBe(true);
+    expect(row.steps_per_s).toBeGreaterThan(0);
+  }
+  expect(j.rows.map((x: { dims: number; log2T: number; probing_range: number }) => [x.dims, x.log2T, x.probing_range])).toEqual([
+    [2, 12, 1], [2, 10, 1], [2, 10, 4], [2, 8, 16],
+  ]);
+  // Probing's packed indices add to the features; a quarter of the table is smaller than T.
+  const [T, T4, P4] = j.rows as { inference_bytes: number }[];
+  expect(P4!.inference_bytes).toBeGreaterThan(T4!.inference_bytes);
+  expect(P4!.inference_bytes).toBeLessThan(T!.inference_bytes);
+  expect(j.checks).toHaveLength(5);
+  for (const c of j.checks) expect(typeof c.met).toBe("boolean");
+  expect(j.collisions.map((c: { dims: number }) => c.dims)).toEqual([2]);
+  for (const c of j.collisions) {
+    expect(c.levels.length).toBeGreaterThan(0);
+    for (const l of c.levels) for (const k of ["baseline", "probing_before", "probing_after"]) expect(l[k]).toBeWithin(0, 1.000001);
+    expect(c.probes_moved).toBeWithin(0, 1.000001);
+  }
+  expect(r.stdout).toMatch(/step time probing T\/4 \/ baseline T\/4 <= 1\.5 +[\d.]+x: (met|NOT MET)/);
+  expect(r.stdout).toMatch(/step time probing T\/4 \/ baseline T <= 1\.5 +[\d.]+x: (met|NOT MET)/);
+}, 120_000);
+
+test("--help, and bad flags are refused with exit status 2", () => {
+  const h = bench(["--help"]);
+  expect(h.code).toBe(0);
+  expect(h.stdout).toMatch(/usage: bun run bench:probing/);
+  for (const [args, msg] of [
+    [["--steps", "0"], /--steps must be an integer from 1/],
+    [["--log2t", "11"], /--log2t must be an integer from 12 to 24, got "11"/],
+    [["--backend", "cuda"], /--backend must be cpu or js/],
+    [["--images", join(dir, "missing.png")], /not found/],
+    [["--volume", frames[0]!], /--volume needs at least 2 images/],
+    [["--bogus"], /Unknown option '--bogus'/],
+  ] as [string[], RegExp][]) {
+    const r = bench(args);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(msg);
+  }
+});
