@@ -19,7 +19,7 @@ export const GRID_KERNELS = resolve(import.meta.dir, "../dsl/kernels/grid.ts");
 export const MAX_PROBE_RANGE = 64;
 export const MAX_CODEBOOK = 2 ** 24;
 /** Defaults, chosen by bench:probing (see the README's "Learned hash probing"). */
-export const PROBING_DEFAULTS = { codebookSize: 4096, lr: 1e-2 } as const;
+export const PROBING_DEFAULTS = { codebookSize: 16384, lr: 0.1 } as const;
 
 /** A number, or one per axis (their count is checked against dims below). */
 const perAxis = (n: z.ZodNumber) => z.union([n, z.array(n).min(1).max(8)]);
@@ -232,14 +232,17 @@ export function gridConfig(s: HashGridSettings, levels: GridLevel[] = gridLevels
 
 /**
  * The kernels a grid runs: the forward, and the gradients the compiler derives from it
- * (dsl/kernels/grid.ts, `@adjoint`), learned probing's straight-through logit gradient included
- * (declared by dsl/kernels/lookup.ts's feature()). Grids of more than 6 dimensions without a
- * variant keep the hand-written gradients: the derived kernels unroll all 2^D corners of a cell,
- * and from 128 corners on their C++ takes minutes to build, where the hand-written ones keep a loop.
+ * (dsl/kernels/grid.ts, `@adjoint`). Two cases keep the hand-written gradients (gridBackward,
+ * gridInputGrad), unless the grid has a variant (whose gradients only the compiler knows):
+ *   - learned probing: its derived backward (the straight-through estimator declared by
+ *     lookup.ts's feature(), per feature and per slot) is correct (the tests compare it with the
+ *     hand-written one) but too large for g++ at N_p = 16 (over 12 GB and 10 minutes to build);
+ *   - more than 6 dimensions: the derived kernels unroll all 2^D corners of a cell, and from 128
+ *     corners on their C++ takes minutes to build, where the hand-written ones keep a loop.
  */
 export function gridKernels(s: HashGridSettings): { forward: string; paramGrad: string; inputGrad: string; slots: string; refresh: string; derived: boolean } {
   const half = s.precision === "f16" ? "Half" : "";
-  const derived = s.variant !== undefined || s.dims <= MAX_DERIVED_DIMS;
+  const derived = s.variant !== undefined || (s.dims <= MAX_DERIVED_DIMS && (s.probing?.range ?? 1) === 1);
   return {
     forward: `gridForward${half}`,
     paramGrad: derived ? `gridForward${half}ParamGrad` : `gridBackward${half}`,

@@ -51,7 +51,7 @@ test("bun run grid prints the levels and the parameter count", async () => {
 
 test("bun run grid accounts learned probing's memory: training, and inference with the indices packed", async () => {
   // 2^17 entries per level; hashed levels 11 to 15 probed with N_p = 4: 5 x 4096 rows of 2 bits.
-  const r = await run("cli/params.ts", "--finest", "2048", "--log2-table", "17", "--probing-range", "4", "--json");
+  const r = await run("cli/params.ts", "--finest", "2048", "--log2-table", "17", "--probing-range", "4", "--codebook-size", "4096", "--json");
   expect(r.code).toBe(0);
   const j = JSON.parse(r.out);
   const hashed = j.levels.filter((lv: { hashed: boolean }) => lv.hashed).length;
@@ -59,7 +59,7 @@ test("bun run grid accounts learned probing's memory: training, and inference wi
   expect(j.indexBytes).toBe((hashed * 4096 * 2) / 8);
   expect(j.inferenceBytes.f16).toBe(j.params * 2 + j.indexBytes);
   expect(j.trainingBytes).toBe(j.params * 16 + j.logits * 20 + hashed * 4096 * 4);
-  const text = await run("cli/params.ts", "--finest", "2048", "--log2-table", "17", "--probing-range", "4");
+  const text = await run("cli/params.ts", "--finest", "2048", "--log2-table", "17", "--probing-range", "4", "--codebook-size", "4096");
   expect(text.out).toMatch(/15 {2}2048 x 2048 +131072 {2}hashed, learned probing: 32768 buckets of 4, 4096 codebook rows/);
   expect(text.out).toContain("inference:");
 });
