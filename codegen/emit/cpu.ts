@@ -11,6 +11,7 @@
 import { NGP_ERR_NO_MEMORY, type EmittedModule } from "../../runtime/abi.ts";
 import { prefetchVariant, splitPasses } from "../schedule.ts";
 import type { SpecializedKernel } from "../specialize.ts";
+import type { Stmt } from "../ir.ts";
 import { emitC, lanesSupported, type BodyRenderer, type CParam, type CTarget, type EmitOptions } from "./c_base.ts";
 import { CPU_TILES, SLOTS } from "./tile_prelude.ts";
 
@@ -22,6 +23,12 @@ export const SPLIT_CHUNK = 256;
 export const LANES = 16;
 /** How many lane groups ahead the prefetch variant of a pass runs. */
 export const PREFETCH_GROUPS = 4;
+/** Passes longer than this (statements) are not emitted in lane form. */
+export const MAX_LANE_STATEMENTS = 400;
+
+function statementCount(stmts: Stmt[]): number {
+  return stmts.reduce((n, s) => n + 1 + (s.k === "block" ? statementCount(s.body) : 0), 0);
+}
 
 const cpu: CTarget = {
   name: "cpu",
@@ -116,7 +123,9 @@ function scheduled(k: SpecializedKernel, params: CParam[], body: BodyRenderer): 
     fns.push(body(name, stmts, { plainAtomics: owner }));
     const scalar = (from: string, to: string) => `for (int64_t ngp_i = ${from}; ngp_i < ${to}; ++ngp_i) ${call(k, name, params)};`;
     const [from, to] = owner ? ["0", "ngp_n"] : ["ngp_c", "ngp_e"];
-    if (!lanesSupported(stmts)) return void runs.push(scalar(from, to));
+    // A very long pass (learned probing with many slots, say) runs one point at a time: its lane
+    // form would multiply a large body by 16 lanes, and GCC's time and memory with it.
+    if (!lanesSupported(stmts) || statementCount(stmts) > MAX_LANE_STATEMENTS) return void runs.push(scalar(from, to));
     // Whole groups of LANES points in lane form (vectorized), the rest one by one; the table
     // lines of group g + PREFETCH_GROUPS are prefetched while group g runs.
     fns.push(body(`${name}_lanes`, stmts, { plainAtomics: owner, lanes: LANES }));
