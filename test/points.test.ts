@@ -226,14 +226,15 @@ describe("larger than memory", () => {
     // libraries, the kernels and the model on the CPU backend; measured 238-272 MiB for the small
     // file, whose data is 1 MB, most of it reached while the kernels load), or the small file's
     // run plus 24 MiB where that is more: the big file under the cap stays under the baseline plus
-    // the cap, and holding it (the run allowed 128 MiB) takes 32 MiB more at its peak (16 while training).
+    // the cap, and holding it (the run allowed 128 MiB) takes at least 16 MiB more while training.
     const mib = (b: number) => `${(b / MiB).toFixed(1)} MiB`;
     const show = (j: typeof jb) => `${mib(j.max_rss_bytes)} peak, ${mib(j.points.trainingRss)} while training, data buffers ${mib(j.points.dataBytes)}`;
     console.log(`RSS: the 1 MB file: ${show(js)}; the ${mib(size)} file under --max-memory 8MiB: ${show(jb)}; under 128MiB: ${show(ju)}`);
     const baseline = Math.max(320 * MiB, js.max_rss_bytes + 24 * MiB);
     expect(jb.max_rss_bytes).toBeLessThan(baseline + cap);
     expect(ju.points.dataBytes).toBeGreaterThan(size * 0.85);
-    expect(ju.max_rss_bytes).toBeGreaterThan(jb.max_rss_bytes + 32 * MiB);
+    // Holding the file shows while training (the peak at exit is mostly the kernels' loading,
+    // which varies by tens of MiB from run to run: not a measure of the data).
     expect(ju.points.trainingRss).toBeGreaterThan(jb.points.trainingRss + 16 * MiB);
     expect(jb.validation_loss).toBeLessThan(0.02);
   }, 120_000);
