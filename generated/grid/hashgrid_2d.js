@@ -74,7 +74,7 @@ function gridForward_body(i, x, params, probe, softmax, out) {
         h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
         let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_63 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -109,7 +109,7 @@ function gridForward_body(i, x, params, probe, softmax, out) {
         h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
         let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_63 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -144,7 +144,7 @@ function gridForward_body(i, x, params, probe, softmax, out) {
         h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
         let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_63 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -179,7 +179,7 @@ function gridForward_body(i, x, params, probe, softmax, out) {
         h_58 = ((h_58 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
         let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_63 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -254,7 +254,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
         let h_58 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -276,7 +276,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         const first_71 = ((tbl_cfg_offset[l_1] + __umod(h_69, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
         let h_73 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_73 = ((h_73 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 4096)) >>> 0);
+        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 16384)) >>> 0);
         const g_76 = new Float32Array(1);
         let mean_77 = 0;
         let gp_79 = 0;
@@ -298,7 +298,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
         let h_58 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -320,7 +320,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         const first_71 = ((tbl_cfg_offset[l_1] + __umod(h_69, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
         let h_73 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_73 = ((h_73 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 4096)) >>> 0);
+        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 16384)) >>> 0);
         const g_76 = new Float32Array(1);
         let mean_77 = 0;
         let gp_79 = 0;
@@ -342,7 +342,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
         let h_58 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -364,7 +364,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         const first_71 = ((tbl_cfg_offset[l_1] + __umod(h_69, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
         let h_73 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_73 = ((h_73 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 4096)) >>> 0);
+        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 16384)) >>> 0);
         const g_76 = new Float32Array(1);
         let mean_77 = 0;
         let gp_79 = 0;
@@ -386,7 +386,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         h_55 = ((h_55 ^ (Math.imul(coords_3[1], 2654435761) >>> 0)) >>> 0);
         let h_58 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -408,7 +408,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         const first_71 = ((tbl_cfg_offset[l_1] + __umod(h_69, __udiv(tbl_cfg_size[l_1], 1))) >>> 0);
         let h_73 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_73 = ((h_73 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
-        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 4096)) >>> 0);
+        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 16384)) >>> 0);
         const g_76 = new Float32Array(1);
         let mean_77 = 0;
         let gp_79 = 0;
@@ -467,7 +467,7 @@ function gridInputGrad_body(i, x, params, probe, dy, dx) {
         h_25 = ((h_25 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
         let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_30 = 0;
         if (tbl_cfg_hashed[l_2]) {
@@ -504,7 +504,7 @@ function gridInputGrad_body(i, x, params, probe, dy, dx) {
         h_25 = ((h_25 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
         let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_30 = 0;
         if (tbl_cfg_hashed[l_2]) {
@@ -541,7 +541,7 @@ function gridInputGrad_body(i, x, params, probe, dy, dx) {
         h_25 = ((h_25 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
         let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_30 = 0;
         if (tbl_cfg_hashed[l_2]) {
@@ -578,7 +578,7 @@ function gridInputGrad_body(i, x, params, probe, dy, dx) {
         h_25 = ((h_25 ^ (Math.imul(coords_4[1], 2654435761) >>> 0)) >>> 0);
         let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
-        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_30 = 0;
         if (tbl_cfg_hashed[l_2]) {

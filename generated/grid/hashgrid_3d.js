@@ -90,7 +90,7 @@ function gridForward_body(i, x, params, probe, softmax, out) {
         let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_61 = ((h_61 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_63 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -131,7 +131,7 @@ function gridForward_body(i, x, params, probe, softmax, out) {
         let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_61 = ((h_61 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_63 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -172,7 +172,7 @@ function gridForward_body(i, x, params, probe, softmax, out) {
         let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_61 = ((h_61 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_63 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -213,7 +213,7 @@ function gridForward_body(i, x, params, probe, softmax, out) {
         let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_61 = ((h_61 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_63 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -254,7 +254,7 @@ function gridForward_body(i, x, params, probe, softmax, out) {
         let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_61 = ((h_61 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_63 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -295,7 +295,7 @@ function gridForward_body(i, x, params, probe, softmax, out) {
         let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_61 = ((h_61 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_63 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -336,7 +336,7 @@ function gridForward_body(i, x, params, probe, softmax, out) {
         let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_61 = ((h_61 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_63 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -377,7 +377,7 @@ function gridForward_body(i, x, params, probe, softmax, out) {
         let h_61 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_61 = ((h_61 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_61 = ((h_61 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_68 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_58, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_61, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_63 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -470,7 +470,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_58 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -496,7 +496,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_73 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_73 = ((h_73 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_73 = ((h_73 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 4096)) >>> 0);
+        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 16384)) >>> 0);
         const g_76 = new Float32Array(1);
         let mean_77 = 0;
         let gp_79 = 0;
@@ -522,7 +522,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_58 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -548,7 +548,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_73 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_73 = ((h_73 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_73 = ((h_73 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 4096)) >>> 0);
+        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 16384)) >>> 0);
         const g_76 = new Float32Array(1);
         let mean_77 = 0;
         let gp_79 = 0;
@@ -574,7 +574,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_58 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -600,7 +600,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_73 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_73 = ((h_73 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_73 = ((h_73 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 4096)) >>> 0);
+        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 16384)) >>> 0);
         const g_76 = new Float32Array(1);
         let mean_77 = 0;
         let gp_79 = 0;
@@ -626,7 +626,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_58 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -652,7 +652,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_73 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_73 = ((h_73 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_73 = ((h_73 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 4096)) >>> 0);
+        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 16384)) >>> 0);
         const g_76 = new Float32Array(1);
         let mean_77 = 0;
         let gp_79 = 0;
@@ -678,7 +678,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_58 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -704,7 +704,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_73 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_73 = ((h_73 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_73 = ((h_73 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 4096)) >>> 0);
+        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 16384)) >>> 0);
         const g_76 = new Float32Array(1);
         let mean_77 = 0;
         let gp_79 = 0;
@@ -730,7 +730,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_58 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -756,7 +756,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_73 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_73 = ((h_73 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_73 = ((h_73 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 4096)) >>> 0);
+        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 16384)) >>> 0);
         const g_76 = new Float32Array(1);
         let mean_77 = 0;
         let gp_79 = 0;
@@ -782,7 +782,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_58 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -808,7 +808,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_73 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_73 = ((h_73 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_73 = ((h_73 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 4096)) >>> 0);
+        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 16384)) >>> 0);
         const g_76 = new Float32Array(1);
         let mean_77 = 0;
         let gp_79 = 0;
@@ -834,7 +834,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_58 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_58 = ((h_58 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_65 = ((Math.imul(((((tbl_cfg_offset[l_1] + __umod(h_55, __udiv(tbl_cfg_size[l_1], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_1] + __umod(h_58, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_60 = 0;
         if (tbl_cfg_hashed[l_1]) {
@@ -860,7 +860,7 @@ function gridBackward_body(i, x, params, probe, softmax, dy, grad, logitGrad) {
         let h_73 = (Math.imul(coords_3[0], 3538334777) >>> 0);
         h_73 = ((h_73 ^ (Math.imul(coords_3[1], 2767054501) >>> 0)) >>> 0);
         h_73 = ((h_73 ^ (Math.imul(coords_3[2], 3983978623) >>> 0)) >>> 0);
-        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 4096)) >>> 0);
+        const row_75 = ((tbl_cfg_rowOffset[l_1] + __umod(h_73, 16384)) >>> 0);
         const g_76 = new Float32Array(1);
         let mean_77 = 0;
         let gp_79 = 0;
@@ -934,7 +934,7 @@ function gridInputGrad_body(i, x, params, probe, dy, dx) {
         let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_30 = 0;
         if (tbl_cfg_hashed[l_2]) {
@@ -984,7 +984,7 @@ function gridInputGrad_body(i, x, params, probe, dy, dx) {
         let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_30 = 0;
         if (tbl_cfg_hashed[l_2]) {
@@ -1034,7 +1034,7 @@ function gridInputGrad_body(i, x, params, probe, dy, dx) {
         let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_30 = 0;
         if (tbl_cfg_hashed[l_2]) {
@@ -1084,7 +1084,7 @@ function gridInputGrad_body(i, x, params, probe, dy, dx) {
         let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_30 = 0;
         if (tbl_cfg_hashed[l_2]) {
@@ -1134,7 +1134,7 @@ function gridInputGrad_body(i, x, params, probe, dy, dx) {
         let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_30 = 0;
         if (tbl_cfg_hashed[l_2]) {
@@ -1184,7 +1184,7 @@ function gridInputGrad_body(i, x, params, probe, dy, dx) {
         let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_30 = 0;
         if (tbl_cfg_hashed[l_2]) {
@@ -1234,7 +1234,7 @@ function gridInputGrad_body(i, x, params, probe, dy, dx) {
         let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_30 = 0;
         if (tbl_cfg_hashed[l_2]) {
@@ -1284,7 +1284,7 @@ function gridInputGrad_body(i, x, params, probe, dy, dx) {
         let h_28 = (Math.imul(coords_4[0], 3538334777) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[1], 2767054501) >>> 0)) >>> 0);
         h_28 = ((h_28 ^ (Math.imul(coords_4[2], 3983978623) >>> 0)) >>> 0);
-        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 4096)) >>> 0)]) >>> 0), 2)) >>> 0);
+        entry_result_35 = ((Math.imul(((((tbl_cfg_offset[l_2] + __umod(h_25, __udiv(tbl_cfg_size[l_2], 1))) >>> 0) + probe[((tbl_cfg_rowOffset[l_2] + __umod(h_28, 16384)) >>> 0)]) >>> 0), 2)) >>> 0);
       } else {
         let index_30 = 0;
         if (tbl_cfg_hashed[l_2]) {
