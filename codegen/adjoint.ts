@@ -19,6 +19,12 @@
 // derivative (floor, casts, comparisons, bit operations), and `select` passes the adjoint to the
 // branch it chose.
 //
+// A helper may declare its own derivative (`@grad <helper>`, a surrogate such as learned probing's
+// straight-through estimator): the inliner marks its call (a `custom` block ending in the
+// `derivative` block, specialize.ts); the values computed inside carry no adjoint, and in the
+// reverse sweep the declared derivative runs with the adjoint of the helper's result, its gradient
+// placeholders bound to the differentiated buffers' gradients (or dropped).
+//
 // With `owner`, the body's passes (a split or owner schedule's unrolled loop, e.g. one per level)
 // are differentiated one by one and the adjoint runs with the owner schedule: each pass's gradient
 // writes are its own (the author's promise, as for a hand-written @schedule owner kernel), so on
