@@ -25,6 +25,7 @@ import { parseArgs } from "node:util";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
+import { seededUniform } from "../modules/common.ts";
 import { Ema } from "../modules/ema.ts";
 import { HashGrid, PROBING_DEFAULTS, type LevelCollisions } from "../modules/hashgrid.ts";
 import { Mlp } from "../modules/mlp.ts";
@@ -127,17 +128,8 @@ const fmtTime = (s: number) => (s >= 60 ? `${Math.floor(s / 60)}m${String(Math.r
 const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
 const busyNote = (share: number | undefined | null) => (share != null && share > 0.05 ? ` (other processes: ${(100 * share).toFixed(0)}% of the CPU time)` : "");
 
-/** mulberry32: a seeded generator for the collision sample and the 3D batches. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded generator for the collision sample and the 3D batches (modules/common.ts's mulberry32). */
+const rng = seededUniform;
 
 function randomPoints(n: number, dims: number, seed: number): Float32Array {
   const r = rng(seed);
