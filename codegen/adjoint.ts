@@ -78,11 +78,23 @@ export function deriveAdjoint(k: SpecializedKernel, spec: AdjointSpec): Speciali
   const floatOutputs = [...outputs].filter((o) => (buffers.get(o)!.ty as { elem: string }).elem === "f32");
   const ctx: Ctx = { wrt: new Set(spec.wrt), outputs: new Set(floatOutputs), names: new Set(), kernel: k.name };
   let body: Stmt[];
-  if (spec.owner) {
+  if (spec.owner || k.schedule) {
+    // Pass by pass (a scheduled kernel's unrolled loop: one pass per level, say), so that only one
+    // pass's values are live at a time. Without `owner` the result runs unscheduled, and the sums
+    // of elements read by every pass (x[i * D + d] at every level) are kept across the passes and
+    // added to the gradient once, after them.
     const { prologue, passes } = splitPasses(k);
     const first = k.body.findIndex((s) => s.k === "block" && s.unrolled);
     const blocks = k.body.slice(first) as Extract<Stmt, { k: "block" }>[];
-    body = [...prologue, ...passes.map((p, n) => ({ ...blocks[n]!, body: differentiate(p, ctx, prologue) }))];
+    const shared: Shared | undefined = spec.owner ? undefined : { sums: new Map(), local: new Set([k.index.name, ...k.params.map((p) => p.name), ...prologue.flatMap((s) => (s.k === "let" ? [s.name] : []))]) };
+    const differentiated = passes.map((p, n) => ({ ...blocks[n]!, body: differentiate(p, ctx, prologue, shared) }));
+    const sums = [...(shared?.sums.values() ?? [])];
+    body = [
+      ...prologue,
+      ...sums.map((x): Stmt => ({ k: "let", name: x.name, mutable: true, ty: "f32", init: lit(0), span: x.span })),
+      ...differentiated,
+      ...sums.map((x) => addTo(x)),
+    ];
   } else {
     body = differentiate(k.body, ctx, []);
   }
@@ -111,11 +123,47 @@ interface Ctx {
 }
 
 /** The forward sweep (the linearized body, outputs not written) and the reverse sweep. */
-function differentiate(body: Stmt[], ctx: Ctx, outer: Stmt[]): Stmt[] {
+function differentiate(body: Stmt[], ctx: Ctx, outer: Stmt[], shared?: Shared): Stmt[] {
   const lin = new Linearizer(ctx, outer);
   lin.stmts(body);
   const forward: Stmt[] = lin.tape.flatMap((t): Stmt[] => (t.k === "let" ? [{ k: "let", name: t.name, mutable: false, ty: t.ty, init: t.e, span: t.span }] : []));
-  return [...forward, ...reverse(lin.tape, ctx)];
+  return [...forward, ...reverse(lin.tape, ctx, shared)];
+}
+
+/** A gradient element's sum: added to `d_<buf>[index]` once, at the end. */
+interface Sum {
+  name: string;
+  buf: string;
+  index: Expr;
+  span: Span;
+}
+
+/**
+ * Sums kept across passes: of the elements whose index reads only `local` names (the kernel's
+ * index and parameters, the prologue's constants), valid after every pass.
+ */
+interface Shared {
+  sums: Map<string, Sum>;
+  local: Set<string>;
+}
+
+function addTo(s: Sum): Stmt {
+  const call: Expr = { k: "call", fn: "atomicAdd", kind: "intrinsic", args: [v(adjointName(s.buf), "f32", s.span), s.index, v(s.name, "f32", s.span)], T: "f32", span: s.span };
+  return { k: "expr", e: call, span: s.span };
+}
+
+/** The names `e` reads. */
+function namesIn(e: Expr): string[] {
+  const out: string[] = [];
+  const walk = (x: Expr): void => {
+    if (x.k === "var") out.push(x.name);
+    if (x.k === "bin") (walk(x.a), walk(x.b));
+    if (x.k === "un") walk(x.a);
+    if (x.k === "call") x.args.forEach(walk);
+    if (x.k === "index") (walk(x.base), walk(x.index));
+  };
+  walk(e);
+  return out;
 }
 
 const NO_SPAN: Span = { file: "", start: 0, end: 0, line: 0, col: 0 };
@@ -337,10 +385,10 @@ const builder: DerivBuilder<Expr> = {
 };
 
 /** The reverse sweep over the tape: adjoints of constants, gradients added to the buffers. */
-function reverse(tape: Tape[], ctx: Ctx): Stmt[] {
+function reverse(tape: Tape[], ctx: Ctx, shared?: Shared): Stmt[] {
   const out: Stmt[] = [];
   const adj = new Map<string, string>(); // constant -> its adjoint variable
-  const sums = new Map<string, { name: string; buf: string; index: Expr; span: Span }>(); // gradient element -> its sum
+  const sums = new Map<string, Sum>(); // gradient element -> its sum, added at the end of this sweep
   const types = new Map(tape.flatMap((t) => (t.k === "let" ? [[t.name, t.ty] as const] : [])));
   for (const t of tape) if (t.k === "derivative") types.set(t.result, "f32");
   // Activity: only f32 values computed from a differentiated buffer carry an adjoint worth having.
@@ -420,9 +468,15 @@ function reverse(tape: Tape[], ctx: Ctx): Stmt[] {
           // Reads of one element (the same index expression over the same values, e.g. x[i * 2u]
           // at every level) share one sum, added to the gradient once, at the end.
           const key = e.base.name + JSON.stringify(e.index, (k, x) => (k === "span" ? undefined : x));
-          const sum = sums.get(key);
+          const across = shared !== undefined && namesIn(e.index).every((n) => shared.local.has(n));
+          const sum = (across ? shared.sums : sums).get(key);
           if (sum) out.push({ k: "assign", target: v(sum.name, "f32"), op: "+=", value: a, span: t.span });
-          else {
+          else if (across) {
+            // Declared before the passes (deriveAdjoint): this pass adds to it.
+            const name = fresh(adjointName(e.base.name));
+            shared.sums.set(key, { name, buf: e.base.name, index: e.index, span: t.span });
+            out.push({ k: "assign", target: v(name, "f32"), op: "+=", value: a, span: t.span });
+          } else {
             const name = fresh(adjointName(e.base.name));
             sums.set(key, { name, buf: e.base.name, index: e.index, span: t.span });
             out.push({ k: "let", name, mutable: true, ty: "f32", init: a, span: t.span });
@@ -472,10 +526,7 @@ function reverse(tape: Tape[], ctx: Ctx): Stmt[] {
       }
     }
   }
-  for (const s of sums.values()) {
-    const call: Expr = { k: "call", fn: "atomicAdd", kind: "intrinsic", args: [v(adjointName(s.buf), "f32", s.span), s.index, v(s.name, "f32", s.span)], T: "f32", span: s.span };
-    out.push({ k: "expr", e: call, span: s.span });
-  }
+  for (const s of sums.values()) out.push(addTo(s));
   return out;
 }
 
