@@ -319,12 +319,14 @@ describe("accumulation", () => {
     expect(done).toBeLessThan(1024);
     expect(Number.isFinite(partial.result.psnr)).toBe(true);
     // The same micro-batches as one full group of `done`: the same step, to rounding (the loss is
-    // scaled by 1/1024 then the gradient by 1024/done, instead of 1/done).
+    // scaled by 1/1024 then the gradient by 1024/done, instead of 1/done). Adam's first step is
+    // lr * g / (|g| + eps): where |g| is tiny it magnifies that rounding, up to about 1e-4 of lr
+    // (0.01) here; a wrong scaling of the partial group would be off by a good part of lr.
     const full = await run(base({ accumulate: done, batch: 4096, steps: 1 }));
     for (const name of ["encoding.params", "network.params", "ema.encoding", "ema.network"]) {
       const [got, want] = [partial.ck.arrays[name]!, full.ck.arrays[name]!];
       for (let i = 0; i < want.length; i++) {
-        if (!(Math.abs(got[i]! - want[i]!) <= 1e-6 + 1e-5 * Math.abs(want[i]!))) throw new Error(`${name}[${i}]: ${got[i]} after the partial group of ${done}, ${want[i]} after a full group of ${done}`);
+        if (!(Math.abs(got[i]! - want[i]!) <= 1e-5 + 1e-5 * Math.abs(want[i]!))) throw new Error(`${name}[${i}]: ${got[i]} after the partial group of ${done}, ${want[i]} after a full group of ${done}`);
       }
     }
     const rows = readMetrics(partial.result.files.metrics);
