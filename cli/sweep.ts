@@ -10,7 +10,7 @@ import { CacheDirError } from "../runtime/cache.ts";
 import { UsageError } from "../runtime/cli_input.ts";
 import { ConfigError } from "../modules/options.ts";
 import { CheckpointError } from "../train/checkpoint.ts";
-import { readConfigFile } from "../train/config.ts";
+import { mergeConfig, readConfigFile } from "../train/config.ts";
 import { ImageError } from "../train/image.ts";
 import { OutDirError } from "../train/trainer.ts";
 import {
@@ -31,7 +31,7 @@ import {
   type SweepGrid,
   type SweepRow,
 } from "../train/sweep.ts";
-import { FLAGS as TRAIN_FLAGS } from "./train.ts";
+import { FLAGS as TRAIN_FLAGS, byFlag, flagConfig } from "./train.ts";
 
 const USAGE = `usage: bun run sweep [--image FILE] [--budgets LIST] [--grid sweep.yaml] [grid flags] [--steps N] [--seed S]
                      [--config train.yaml] [trainer flags] [--out DIR] [--shard i/n] [--keep-checkpoints] [--json]
@@ -100,51 +100,6 @@ function help(): string {
     "interrupted run continues from its checkpoint. Exit status: 0 done, 2 bad input, 130 interrupted.",
   );
   return lines.join("\n");
-}
-
-function setPath(obj: Record<string, unknown>, path: string, value: unknown): void {
-  const keys = path.split(".");
-  let o = obj;
-  for (const k of keys.slice(0, -1)) o = (o[k] ??= {}) as Record<string, unknown>;
-  o[keys.at(-1)!] = value;
-}
-
-/** The trainer settings the pass-through flags ask for. */
-function trainerFlags(values: Record<string, string | boolean | undefined>): Record<string, unknown> {
-  const cfg: Record<string, unknown> = {};
-  for (const f of PASS) {
-    const v = values[f.flag];
-    if (v === undefined) continue;
-    if (f.kind === "bool") setPath(cfg, f.path, !f.flag.startsWith("no-"));
-    else if (f.kind === "string") setPath(cfg, f.path, v);
-    else {
-      const n = Number(v);
-      if (typeof v !== "string" || v.trim() === "" || !Number.isFinite(n)) throw new UsageError(`--${f.flag}: ${JSON.stringify(v)} is not a number`);
-      if (f.kind === "int" && !Number.isInteger(n)) throw new UsageError(`--${f.flag}: ${v} is not an integer`);
-      setPath(cfg, f.path, n);
-    }
-  }
-  return cfg;
-}
-
-/** "network.width: ..." as "--width: ..." where a flag set the field. */
-function byFlag(message: string, set: Set<string>): string {
-  return message
-    .split("\n")
-    .map((line) => {
-      const f = PASS.find((x) => set.has(x.flag) && line.startsWith(`${x.path}:`));
-      return f ? `--${f.flag}${line.slice(f.path.length)}` : line;
-    })
-    .join("\n");
-}
-
-function mergeDeep(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
-  const out = { ...a };
-  for (const [k, v] of Object.entries(b)) {
-    const o = out[k];
-    out[k] = v && typeof v === "object" && !Array.isArray(v) && o && typeof o === "object" && !Array.isArray(o) ? mergeDeep(o as Record<string, unknown>, v as Record<string, unknown>) : v;
-  }
-  return out;
 }
 
 const duration = (s: number | undefined) => {
@@ -285,7 +240,7 @@ export async function main(argv: string[]): Promise<number> {
     };
     const budgets = fromFlags.budgets ?? file.budgets ?? DEFAULT_BUDGETS;
     const trainFile = typeof values.config === "string" ? readConfigFile(values.config) : {};
-    const trainer = mergeDeep(trainFile, trainerFlags(values));
+    const trainer = mergeConfig(trainFile, flagConfig(values, PASS));
     const int = (flag: "steps" | "seed", fallback: number, min: number, max: number): number => {
       const v = values[flag];
       const where = typeof v === "string" ? `--${flag}` : `${flag} (in --config)`;
@@ -318,7 +273,7 @@ export async function main(argv: string[]): Promise<number> {
         { signal: controller.signal, log: bar.log, onRunStart: bar.start, onStep: bar.step, onRunEnd: bar.end },
       );
     } catch (e) {
-      if (e instanceof ConfigError) throw new ConfigError(byFlag(e.message, set));
+      if (e instanceof ConfigError) throw new ConfigError(byFlag(e.message, set, PASS));
       throw e;
     }
     bar.stop();

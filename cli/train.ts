@@ -15,7 +15,7 @@ import { PointsError, peakRss } from "../train/points.ts";
 import { OutDirError, TrainError, train, type StepInfo, type TrainResult } from "../train/trainer.ts";
 
 type Kind = "int" | "number" | "string" | "bool";
-interface Flag {
+export interface Flag {
   flag: string;
   /** Dotted path in the configuration. */
   path: string;
@@ -92,10 +92,10 @@ function getPath(obj: unknown, path: string): unknown {
   return path.split(".").reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], obj);
 }
 
-/** The configuration the flags ask for (only what they set). */
-function flagConfig(values: Record<string, string | boolean | undefined>): Record<string, unknown> {
+/** The configuration the flags ask for (only what they set); `flags`: the ones a command takes. */
+export function flagConfig(values: Record<string, string | boolean | undefined>, flags: Flag[] = FLAGS): Record<string, unknown> {
   const cfg: Record<string, unknown> = {};
-  for (const f of FLAGS) {
+  for (const f of flags) {
     const v = values[f.flag];
     if (v === undefined) continue;
     if (f.kind === "bool") setPath(cfg, f.path, f.flag.startsWith("no-") ? false : true);
@@ -111,16 +111,16 @@ function flagConfig(values: Record<string, string | boolean | undefined>): Recor
 }
 
 /** Rewrites "field.path: ..." config messages into "--flag: ..." where a flag set the field. */
-function byFlag(message: string, set: Set<string>): string {
+export function byFlag(message: string, set: Set<string>, flags: Flag[] = FLAGS): string {
   return message
     .split("\n")
     .map((line) => {
       const unknown = /^schedule: unknown fields? (.*)$/.exec(line);
       if (unknown) {
-        const flags = FLAGS.filter((x) => set.has(x.flag) && unknown[1]!.includes(`"${x.path.slice("schedule.".length)}"`)).map((x) => `--${x.flag}`);
-        if (flags.length) return `${flags.join(", ")}: not a setting of this schedule (see --help for which schedule each belongs to)`;
+        const named = flags.filter((x) => set.has(x.flag) && unknown[1]!.includes(`"${x.path.slice("schedule.".length)}"`)).map((x) => `--${x.flag}`);
+        if (named.length) return `${named.join(", ")}: not a setting of this schedule (see --help for which schedule each belongs to)`;
       }
-      const f = FLAGS.find((x) => set.has(x.flag) && line.startsWith(`${x.path}:`));
+      const f = flags.find((x) => set.has(x.flag) && line.startsWith(`${x.path}:`));
       return f ? `--${f.flag}${line.slice(f.path.length)}` : line;
     })
     .join("\n");

@@ -36,8 +36,8 @@
 // kernels (tiles).
 import { lookupIntrinsic, piecewiseConstant, type DerivBuilder } from "../dsl/intrinsics.ts";
 import { fail } from "./diagnostics.ts";
-import { childBodies, type Expr, type Param, type Scalar, type Span, type Stmt } from "./ir.ts";
-import { splitPasses } from "./schedule.ts";
+import { childBodies, mapExpr, type Expr, type Param, type Scalar, type Span, type Stmt } from "./ir.ts";
+import { deadCodeElimination, splitPasses } from "./schedule.ts";
 import { writtenBuffers, type SpecializedKernel } from "./specialize.ts";
 import { tidy } from "./tidy.ts";
 
@@ -109,7 +109,7 @@ export function deriveAdjoint(k: SpecializedKernel, spec: AdjointSpec): Speciali
     name: spec.name,
     schedule: spec.owner ? "owner" : undefined,
     params,
-    body: tidy(deadCode(body), [k.index.name, ...params.map((p) => p.name)]),
+    body: tidy(deadCodeElimination(body, new Set()), [k.index.name, ...params.map((p) => p.name)]),
     span: spec.span,
   };
 }
@@ -120,6 +120,14 @@ interface Ctx {
   /** Every name given out, so that new ones are unique. */
   names: Set<string>;
   kernel: string;
+}
+
+/** `<base>_<n>`, the first n that no name of the kernel has. */
+function freshName(ctx: Ctx, base: string): string {
+  let n = 1;
+  while (ctx.names.has(`${base}_${n}`)) n++;
+  ctx.names.add(`${base}_${n}`);
+  return `${base}_${n}`;
 }
 
 /** The forward sweep (the linearized body, outputs not written) and the reverse sweep. */
@@ -155,14 +163,7 @@ function addTo(s: Sum): Stmt {
 /** The names `e` reads. */
 function namesIn(e: Expr): string[] {
   const out: string[] = [];
-  const walk = (x: Expr): void => {
-    if (x.k === "var") out.push(x.name);
-    if (x.k === "bin") (walk(x.a), walk(x.b));
-    if (x.k === "un") walk(x.a);
-    if (x.k === "call") x.args.forEach(walk);
-    if (x.k === "index") (walk(x.base), walk(x.index));
-  };
-  walk(e);
+  mapExpr(e, (x) => (x.k === "var" && out.push(x.name), x));
   return out;
 }
 
@@ -204,12 +205,7 @@ class Linearizer {
   }
 
   private fresh(base: string): string {
-    const stem = base.replace(/_[0-9]+$/, "");
-    let n = 1;
-    while (this.ctx.names.has(`${stem}_${n}`)) n++;
-    const name = `${stem}_${n}`;
-    this.ctx.names.add(name);
-    return name;
+    return freshName(this.ctx, base.replace(/_[0-9]+$/, ""));
   }
 
   /** A constant of the tape holding `e`, or `e` itself if it is a variable or literal. */
@@ -416,12 +412,7 @@ function reverse(tape: Tape[], ctx: Ctx, shared?: Shared): Stmt[] {
     // to a differentiated buffer's gradient.
     if (t.k === "derivative" && [...t.bufs.values()].some((b) => ctx.wrt.has(b))) active.add(t.result);
   }
-  const fresh = (base: string) => {
-    let n = 1;
-    while (ctx.names.has(`${base}_${n}`)) n++;
-    ctx.names.add(`${base}_${n}`);
-    return `${base}_${n}`;
-  };
+  const fresh = (base: string) => freshName(ctx, base);
   /** Add `value` to the adjoint of operand `e` (a constant of the tape; others have none). */
   const contribute = (e: Expr, value: Expr, span: Span) => {
     if (e.k !== "var" || types.get(e.name) !== "f32" || !active.has(e.name)) return;
@@ -543,35 +534,3 @@ function writeOf(body: Stmt[], name: string): Span | undefined {
   return undefined;
 }
 
-/** Drop constants nobody reads (the forward sweep's values the adjoint does not need). */
-function deadCode(body: Stmt[]): Stmt[] {
-  const used = new Set<string>();
-  const mark = (e: Expr): void => {
-    if (e.k === "var") used.add(e.name);
-    if (e.k === "bin") (mark(e.a), mark(e.b));
-    if (e.k === "un") mark(e.a);
-    if (e.k === "call") e.args.forEach(mark);
-    if (e.k === "index") (mark(e.base), mark(e.index));
-  };
-  const sweep = (b: Stmt[]): Stmt[] => {
-    const kept: Stmt[] = [];
-    for (let n = b.length - 1; n >= 0; n--) {
-      const s = b[n]!;
-      if (s.k === "block") {
-        const inner = sweep(s.body);
-        if (inner.length) kept.push({ ...s, body: inner });
-        continue;
-      }
-      if (s.k === "let" && !used.has(s.name)) continue;
-      // An assignment to a variable nobody reads afterwards (an adjoint that leads nowhere).
-      if (s.k === "assign" && s.target.k === "var" && !used.has(s.target.name)) continue;
-      if (s.k === "let") mark(s.init);
-      else if (s.k === "assign") (mark(s.target), mark(s.value));
-      else if (s.k === "expr") mark(s.e);
-      else if (s.k === "array") mark(s.size);
-      kept.push(s);
-    }
-    return kept.reverse();
-  };
-  return sweep(body);
-}

@@ -127,7 +127,7 @@ function refs(e: Expr): string[] {
 }
 
 /** Drop statements whose results nobody reads; `live` holds the names read after `body`. */
-function deadCodeElimination(body: Stmt[], live: Set<string>): Stmt[] {
+export function deadCodeElimination(body: Stmt[], live: Set<string>): Stmt[] {
   const kept: Stmt[] = [];
   for (let k = body.length - 1; k >= 0; k--) {
     const s = body[k]!;
