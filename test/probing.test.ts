@@ -253,12 +253,12 @@ describe("learned probing", () => {
     grid.close();
   });
 
-  test("refusals name the field and what is allowed", () => {
+  test("refusals name the field and what is allowed", async () => {
     const bad = async (probing: unknown) => HashGrid.create({ ...SMALL, probing } as HashGridOptionsInput, load("js"));
-    expect(bad({ range: 3, codebookSize: 64 })).rejects.toThrow(/hashGrid\.probing\.range: 3 is not allowed \(allowed: a power of two from 1 to 64\)/);
-    expect(bad({ range: 128 })).rejects.toThrow(/probing\.range: 128 is not allowed/);
-    expect(bad({ range: 4, codebookSize: 0 })).rejects.toThrow(/hashGrid\.probing\.codebookSize: 0 is out of range \(allowed: an integer from 1 to 16777216/);
-    expect(bad({ range: 4, codebookSize: 2 ** 25 })).rejects.toThrow(ConfigError);
-    expect(bad({ range: 4, slots: 2 })).rejects.toThrow(/unknown option "slots"/);
+    await expect(bad({ range: 3, codebookSize: 64 })).rejects.toThrow(/hashGrid\.probing\.range: 3 is not allowed \(allowed: a power of two from 1 to 64\)/);
+    await expect(bad({ range: 128 })).rejects.toThrow(/probing\.range: 128 is not allowed/);
+    await expect(bad({ range: 4, codebookSize: 0 })).rejects.toThrow(/hashGrid\.probing\.codebookSize: 0 is out of range \(allowed: an integer from 1 to 16777216/);
+    await expect(bad({ range: 4, codebookSize: 2 ** 25 })).rejects.toThrow(ConfigError);
+    await expect(bad({ range: 4, slots: 2 })).rejects.toThrow(/unknown option "slots"/);
   });
 });

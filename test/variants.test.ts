@@ -217,7 +217,7 @@ export function spatialHash(coords: u32[], dims: i32): u32 {
   });
 
   test("a variant that is not a file is refused naming the field", async () => {
-    expect(HashGrid.create({ dims: 2, variant: join(dir, "missing.ts") }, { backend: "js" })).rejects.toThrow(/hashGrid\.variant: ".*missing\.ts" is not a kernel file/);
+    await expect(HashGrid.create({ dims: 2, variant: join(dir, "missing.ts") }, { backend: "js" })).rejects.toThrow(/hashGrid\.variant: ".*missing\.ts" is not a kernel file/);
   });
 });
 
