@@ -170,14 +170,20 @@ export function f(i: u32, ${bufs.join(", ")}, y: Buf<f32>): void {
     for (let k = 0; k < e.params.length; k++) {
       if (e.params[k] === "bool") continue;
       const g = grads[wi++]!.download();
+      let compared = 0;
       for (let i = 0; i < n; i++) {
         const at = (delta: number) => impl(...e.params.map((p, j) => (p === "bool" ? inputs[j]![i]! > 0 : inputs[j]![i]! + (j === k ? delta : 0))), "f32");
         const h = 1e-3;
         const fd = (dy[i]! * (at(h) - at(-h))) / (2 * h);
-        // Kinks (min, max, clamp, abs, select) are measure-zero: skip points within h of one.
-        if (Math.abs(at(h) - 2 * at(0) + at(-h)) > 1e-2 * Math.max(1, Math.abs(at(0)))) continue;
+        // Kinks and jumps (abs, min, max, clamp, floor) are measure-zero: skip points with one
+        // within 4h, where the one-sided slopes over 4h disagree (a kink nearer than h would
+        // spoil the central difference; on the smooth domains here 4h|f''| stays far below 10%).
+        const [ahead, behind] = [(at(4 * h) - at(0)) / (4 * h), (at(0) - at(-4 * h)) / (4 * h)];
+        if (Math.abs(ahead - behind) > 0.1 * Math.max(1, Math.abs(ahead), Math.abs(behind))) continue;
         expect(Math.abs(g[i]! - fd), `${name} argument ${k} at ${inputs.map((a) => a[i]).join(", ")}`).toBeLessThan(2e-3 * Math.max(1, Math.abs(fd)));
+        compared++;
       }
+      expect(compared, `${name} argument ${k}: too many points skipped as kinks`).toBeGreaterThan(n / 2);
     }
     mod.close();
     checked.push(name);
