@@ -6,7 +6,7 @@ import { emitCpu } from "./emit/cpu.ts";
 import { emitCuda } from "./emit/cuda.ts";
 import { emitJs } from "./emit/js.ts";
 import { parseProgram } from "./parse.ts";
-import { deriveAdjoint } from "./adjoint.ts";
+import { deriveAdjoint, deriveTileAdjoint } from "./adjoint.ts";
 import { specialize, type ConfigValue, type SpecializeOptions } from "./specialize.ts";
 
 export interface CompileOptions extends SpecializeOptions {
@@ -43,8 +43,11 @@ export function compileFile(file: string, target: Target, opts: CompileOptions =
     const kernel = program.kernels.find((k) => k.name === name);
     if (kernel) return specialize(program, kernel, opts.config, { ...opts, maxUnroll });
     const d = derived.find((x) => x.name === name) ?? fail("NGP1026", top, `'${name}' (kernels in this file: ${available})`);
-    // The adjoint needs straight-line code: unroll as on the native targets, JS included.
-    return deriveAdjoint(specialize(program, d.from, opts.config, { ...opts, maxUnroll: opts.maxUnroll ?? ADJOINT_UNROLL, derivatives: true }), d);
+    // The adjoint needs straight-line code: unroll as on the native targets, JS included. A block
+    // kernel's adjoint is taken of its tile program, before the tiles phase lowers it.
+    const unrolled = { ...opts, maxUnroll: opts.maxUnroll ?? ADJOINT_UNROLL, derivatives: true };
+    if (d.from.block !== undefined) return specialize(program, d.from, opts.config, { ...unrolled, tileProgram: (k) => ({ ...k, ...deriveTileAdjoint(k, d), name: d.name }) });
+    return deriveAdjoint(specialize(program, d.from, opts.config, unrolled), d);
   });
   return EMITTERS[target](specialized, { boundsChecks: opts.boundsChecks });
 }

@@ -21,6 +21,19 @@ export interface SpecializeOptions {
   boundsChecks?: boolean;
   /** Keep helpers' declared derivatives (`@grad`) in the body: for the adjoint phase. */
   derivatives?: boolean;
+  /**
+   * A rewrite of a block kernel's tile program after unrolling, before the tiles phase lowers it:
+   * the adjoint phase derives a block kernel's adjoint there (codegen/compile.ts).
+   */
+  tileProgram?: (k: TileProgram) => TileProgram;
+}
+
+/** A block kernel between specialization and the tiles phase. */
+export interface TileProgram {
+  name: string;
+  rows: number;
+  params: Param[];
+  body: Stmt[];
 }
 
 export interface SpecializedKernel {
@@ -53,13 +66,15 @@ export function specialize(program: Program, kernel: Func, config: ConfigValue |
   if (cfgParam && bound) body = bindConfig(body, cfgParam.name, bound);
   body = new Simplifier(opts.maxUnroll ?? 64).run(body);
   if (!opts.derivatives) body = withoutDerivatives(body);
-  const params = rest.filter((p) => p.ty.k !== "config");
+  let params = rest.filter((p) => p.ty.k !== "config");
+  let name = kernel.name;
   const rows = blockRows(kernel, bound);
+  if (opts.tileProgram && rows !== undefined) ({ name, params, body } = opts.tileProgram({ name, rows, params, body }));
   const buffers = new Set(params.filter((p) => p.ty.k === "buf").map((p) => p.name));
-  const tiles = lowerTiles({ name: kernel.name, index: index!.name, rows, body, buffers, checked: opts.boundsChecks, span: kernel.span });
+  const tiles = lowerTiles({ name, index: index!.name, rows, body, buffers, checked: opts.boundsChecks, span: kernel.span });
   body = tidy(tiles.body, [index!.name, ...params.map((p) => p.name)]);
   return {
-    name: kernel.name,
+    name,
     schedule: kernel.schedule,
     block: rows === undefined ? undefined : { rows, accumulates: tiles.accumulates },
     index: { name: index!.name, ty: (index!.ty as { s: "i32" | "u32" }).s },

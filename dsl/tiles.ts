@@ -64,6 +64,19 @@ export interface TileOp {
    * offset] (R * C consecutive elements). The targets check every index, in the operation's order.
    */
   check?: { kind: "rows" | "span"; args: number[] };
+  /**
+   * The reverse-mode derivative (codegen/adjoint.ts): from the adjoint of the result and the
+   * operands (tiles, undefined for scalars), the adjoint of each tile operand (undefined: none).
+   * Loads, stores and accumulations are the adjoint phase's own (they read and write buffers).
+   */
+  grad?: <T>(b: TileGradBuilder<T>, adj: T, operands: (T | undefined)[]) => (T | undefined)[];
+}
+
+/** Builds the tile expressions of the derivative rules. */
+export interface TileGradBuilder<T> {
+  matmul: (fn: "matmul" | "matmulNT" | "matmulTN", a: T, b: T) => T;
+  /** `t` repeated to the shape of `like` (the adjoint of a sum along an axis). */
+  broadcast: (t: T, like: T) => T;
 }
 
 const unsupported = (): never => {
@@ -85,6 +98,12 @@ function matmulOp(ta: boolean, tb: boolean, doc: string) {
     },
     // <R, K, C, TA, TB>: out is R×C, the sum runs over K.
     extra: ({ tiles: [a] }, out) => [out[0], ta ? a![0] : a![1], out[1], ta, tb],
+    // The adjoint of a product is the same kind of product with the layouts flipped.
+    grad: (m, d, [a, b]) => {
+      if (!ta && !tb) return [m.matmul("matmulNT", d, b!), m.matmul("matmulTN", a!, d)]; // C = A·B
+      if (!ta) return [m.matmul("matmul", d, b!), m.matmul("matmulTN", d, a!)]; // C = A·Bᵀ
+      return [m.matmul("matmulNT", b!, d), m.matmul("matmul", a!, d)]; // C = Aᵀ·B
+    },
   };
   return {
     doc, params: ["Tile", "Tile"], ret: "Tile", tile,
@@ -145,6 +164,7 @@ export const TILE_INTRINSICS = {
       constArgs: [1],
       shape: ({ tiles: [t], consts: [, axis] }) => (axis === 0 ? [1, t![1]] : axis === 1 ? [t![0], 1] : `the axis must be the constant 0 or 1, got ${axis ?? "a run-time value"}`),
       extra: ({ tiles: [t], consts: [, axis] }) => [t![0], t![1], axis!],
+      grad: (m, d, [t]) => [m.broadcast(d, t!)],
     } satisfies TileOp,
     c: "ngp_tile_sum<$3, $4, $5>($0, $1)", js: "__tile_sum($3, $4, $5, $0, $1)",
     pure: true, exact: false, impl: unsupported,

@@ -13,6 +13,7 @@ import { compileFile } from "../codegen/compile.ts";
 import { DiagnosticError } from "../codegen/diagnostics.ts";
 import { INTRINSICS } from "../dsl/intrinsics.ts";
 import { argmaxRows, gridConfig, gridLevels, parseHashGridOptions, probingLayout, type HashGridOptionsInput } from "../modules/hashgrid.ts";
+import { mlpConfig, mlpLayout, parseMlpOptions, type MlpOptionsInput } from "../modules/mlp.ts";
 import { loadKernels } from "../runtime/module.ts";
 import { findCxx } from "../runtime/toolchain.ts";
 import { freshSeed, rng, uniformF32 } from "./util.ts";
@@ -116,6 +117,66 @@ describe("derived grid gradients against the hand-written kernels", () => {
       const { param, input } = await compare(options, "cpu", freshSeed("adjoint cpu"));
       expect(param.err).toBeLessThan(1e-6);
       expect(input.err).toBeLessThan(1e-4);
+    }
+  }, 240_000);
+});
+
+// ---- the network: the derived backward of mlpForward against mlpBackward ------------------------
+
+const MLP = resolve(import.meta.dir, "../dsl/kernels/mlp.ts");
+/** [name, options, exact]: exact where the derived rules compute the same products as the hand-written ones. */
+const MLP_CASES: [string, MlpOptionsInput, boolean][] = [
+  ["relu, biases, 2 hidden layers", { inputs: 5, outputs: 3, width: 16, hiddenLayers: 2, biases: true }, true],
+  ["leaky_relu, exponential output, 3 hidden layers", { inputs: 3, outputs: 4, width: 16, hiddenLayers: 3, activation: "leaky_relu", outputActivation: "exponential", leak: 0.1 }, true],
+  ["tanh, no biases, width 32", { inputs: 8, outputs: 1, width: 32, hiddenLayers: 1, activation: "tanh" }, true],
+  // The hand-written derivatives of these are written from the output y (y (1 - y), 1 - e^-y).
+  ["sigmoid, softplus output, biases", { inputs: 4, outputs: 3, width: 16, hiddenLayers: 2, activation: "sigmoid", outputActivation: "softplus", biases: true }, false],
+  ["softplus, sigmoid output", { inputs: 2, outputs: 2, width: 16, hiddenLayers: 1, activation: "softplus", outputActivation: "sigmoid" }, false],
+];
+
+async function compareMlp(options: MlpOptionsInput, backend: "js" | "cpu", seed: number) {
+  const s = parseMlpOptions({ ...options, inputGrad: true });
+  const layout = mlpLayout(s);
+  const rows = 16;
+  const mod = await loadKernels(MLP, { backend, cacheDir, config: mlpConfig(s, layout, rows), kernels: ["mlpBackward", "mlpForwardGrad", "mlpForwardParamGrad"] });
+  const r = rng(seed);
+  const n = 3 * rows + 5; // a partial block at the end
+  const P = layout.paramCount;
+  const x = mod.upload("f32", uniformF32(r, n * s.inputs, -1, 1));
+  const params = mod.upload("f32", uniformF32(r, P, -0.5, 0.5));
+  const dy = mod.upload("f32", uniformF32(r, n * s.outputs, -1, 1));
+  const before = uniformF32(r, n * s.inputs, -1, 1); // the derived input gradient adds to what is there
+  const [hand, derived, paramOnly] = [mod.alloc("f32", P), mod.alloc("f32", P), mod.alloc("f32", P)];
+  const [dxHand, dxDerived] = [mod.alloc("f32", n * s.inputs), mod.upload("f32", before)];
+  mod.kernels.mlpBackward!(n, x, dy, params, hand, dxHand);
+  mod.kernels.mlpForwardGrad!(n, x, params, dy, derived, dxDerived);
+  mod.kernels.mlpForwardParamGrad!(n, x, params, dy, paramOnly);
+  const out = { hand: hand.download(), derived: derived.download(), paramOnly: paramOnly.download(), dx: dxHand.download().map((d, i) => Math.fround(before[i]! + d)), dxDerived: dxDerived.download() };
+  mod.close();
+  return out;
+}
+
+describe("the derived MLP backward (tile operations) against the hand-written mlpBackward", () => {
+  for (const [name, options, exact] of MLP_CASES) {
+    test(`${name} (JS)`, async () => {
+      const o = await compareMlp(options, "js", freshSeed(`mlp adjoint ${name}`));
+      expect(relErr(o.hand, o.hand).scale).toBeGreaterThan(0);
+      expect([...o.paramOnly]).toEqual([...o.derived]); // without the input gradient: the same kernel minus its last products
+      if (exact) {
+        expect([...o.derived]).toEqual([...o.hand]);
+        expect([...o.dxDerived]).toEqual([...o.dx]);
+      } else {
+        expect(relErr(o.hand, o.derived).err).toBeLessThan(1e-5);
+        expect(relErr(o.dx, o.dxDerived).err).toBeLessThan(1e-5);
+      }
+    }, 60_000);
+  }
+  test.skipIf(!CPU)("relu with biases and sigmoid/softplus (CPU): the same", async () => {
+    for (const [, options, exact] of [MLP_CASES[0]!, MLP_CASES[3]!]) {
+      const o = await compareMlp(options, "cpu", freshSeed("mlp adjoint cpu"));
+      if (exact) expect([...o.derived]).toEqual([...o.hand]);
+      expect(relErr(o.hand, o.derived).err).toBeLessThan(1e-5);
+      expect(relErr(o.dx, o.dxDerived).err).toBeLessThan(1e-5);
     }
   }, 240_000);
 });

@@ -78,9 +78,13 @@ function backward(cfg: Const<MlpConfig>, grads: Buf<f32>, x: Tile, ws: Tiles, ac
 }
 
 /**
- * Inference: output[i] = mlp(input[i]), `inputs` values per item in, `outputs` out.
+ * Inference: output[i] = mlp(input[i]), `inputs` values per item in, `outputs` out. Its derived
+ * adjoints (codegen/adjoint.ts) give the backward pass from d_output: into d_params, and into
+ * d_input as well.
  * @kernel
  * @block rows
+ * @adjoint mlpForwardParamGrad params
+ * @adjoint mlpForwardGrad params,input
  */
 export function mlpForward(block: u32, cfg: Const<MlpConfig>, input: Buf<f32>, params: Buf<f32>, output: Buf<f32>): void {
   const ws = tiles(9);

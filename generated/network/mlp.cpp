@@ -500,3 +500,153 @@ extern "C" int32_t mlpBackward(int64_t ngp_n, const float* __restrict__ input, i
   ngp_reduce_slots(grads, ngp_part_grads, ngp_slots, ngp_len_grads);
   return 0;
 }
+
+NGP_FN void mlpForwardParamGrad_body(uint32_t block, int64_t ngp_n, const float* __restrict__ input, const float* __restrict__ params, const float* __restrict__ d_output, float* __restrict__ d_params) {
+  NGP_TILE float ngp_tile0[2048];
+  NGP_TILE float ngp_tile1[4096];
+  NGP_TILE float ngp_tile2[4096];
+  NGP_TILE float ngp_tile3[4096];
+  NGP_TILE float ngp_tile4[4096];
+  NGP_TILE float ngp_tile5[192];
+  NGP_TILE float ngp_tile6[4096];
+  NGP_TILE float ngp_tile7[192];
+  ngp_tile_load_rows<64, 32>(ngp_tile0, input, 32, 0, block, ngp_n);
+  ngp_tile_mm<64, 32, 64, false, true>(ngp_tile1, ngp_tile0, (params + 0));
+  for (int32_t ngp_e = NGP_TID; ngp_e < 4096; ngp_e += NGP_NTHREADS) {
+    const float el_8 = ngp_tile1[ngp_e];
+    float y_11 = el_8;
+    y_11 = ngp_max(el_8, 0.0f);
+    const float mapped_12 = y_11;
+    ngp_tile2[ngp_e] = mapped_12;
+  }
+  NGP_SYNC();
+  ngp_tile_mm<64, 64, 64, false, true>(ngp_tile3, ngp_tile2, (params + 2048));
+  for (int32_t ngp_e = NGP_TID; ngp_e < 4096; ngp_e += NGP_NTHREADS) {
+    const float el_8 = ngp_tile3[ngp_e];
+    float y_11 = el_8;
+    y_11 = ngp_max(el_8, 0.0f);
+    const float mapped_12 = y_11;
+    ngp_tile4[ngp_e] = mapped_12;
+  }
+  NGP_SYNC();
+  ngp_tile_load_rows<64, 3>(ngp_tile5, d_output, 3, 0, block, ngp_n);
+  ngp_tile_mm<64, 3, 64, false, false>(ngp_tile6, ngp_tile5, (params + 6144));
+  ngp_tile_mm<3, 64, 64, true, false>(ngp_tile7, ngp_tile5, ngp_tile4);
+  ngp_tile_accumulate<3, 64>(d_params, 6144, ngp_tile7);
+  for (int32_t ngp_e = NGP_TID; ngp_e < 4096; ngp_e += NGP_NTHREADS) {
+    const float el_8 = ngp_tile3[ngp_e];
+    const float adj_2 = ngp_tile6[ngp_e];
+    const float d_el_8_2 = ((el_8 <= 0.0f) ? 0.0f : adj_2);
+    ngp_tile4[ngp_e] = d_el_8_2;
+  }
+  NGP_SYNC();
+  ngp_tile_mm<64, 64, 64, false, false>(ngp_tile3, ngp_tile4, (params + 2048));
+  ngp_tile_mm<64, 64, 64, true, false>(ngp_tile6, ngp_tile4, ngp_tile2);
+  ngp_tile_accumulate<64, 64>(d_params, 2048, ngp_tile6);
+  for (int32_t ngp_e = NGP_TID; ngp_e < 4096; ngp_e += NGP_NTHREADS) {
+    const float el_8 = ngp_tile1[ngp_e];
+    const float adj_3 = ngp_tile3[ngp_e];
+    const float d_el_8_3 = ((el_8 <= 0.0f) ? 0.0f : adj_3);
+    ngp_tile4[ngp_e] = d_el_8_3;
+  }
+  NGP_SYNC();
+  ngp_tile_mm<64, 64, 32, true, false>(ngp_tile2, ngp_tile4, ngp_tile0);
+  ngp_tile_accumulate<64, 32>(d_params, 0, ngp_tile2);
+}
+
+extern "C" int32_t mlpForwardParamGrad(int64_t ngp_n, const float* __restrict__ input, int64_t ngp_len_input, const float* __restrict__ params, int64_t ngp_len_params, const float* __restrict__ d_output, int64_t ngp_len_d_output, float* __restrict__ d_params, int64_t ngp_len_d_params) {
+  (void)ngp_len_input; (void)ngp_len_params; (void)ngp_len_d_output; (void)ngp_len_d_params;
+  if (ngp_n <= 0) return 0;
+  const int64_t ngp_blocks = (ngp_n + 63) / 64;
+  const int64_t ngp_slots = ngp_blocks < 16 ? ngp_blocks : 16;
+  static float* ngp_store_d_params = nullptr;
+  static size_t ngp_cap_d_params = 0;
+  float* ngp_part_d_params = ngp_partials(&ngp_store_d_params, &ngp_cap_d_params, (size_t)(ngp_slots * ngp_len_d_params));
+  if (!ngp_part_d_params) return 1000002;
+  #pragma omp parallel for schedule(dynamic, 1) if (ngp_blocks > 1)
+  for (int64_t ngp_s = 0; ngp_s < ngp_slots; ++ngp_s)
+    for (int64_t ngp_b = ngp_s * ngp_blocks / ngp_slots; ngp_b < (ngp_s + 1) * ngp_blocks / ngp_slots; ++ngp_b)
+      mlpForwardParamGrad_body((uint32_t)ngp_b, ngp_n, input, params, d_output, ngp_part_d_params + ngp_s * ngp_len_d_params);
+  ngp_reduce_slots(d_params, ngp_part_d_params, ngp_slots, ngp_len_d_params);
+  return 0;
+}
+
+NGP_FN void mlpForwardGrad_body(uint32_t block, int64_t ngp_n, const float* __restrict__ input, const float* __restrict__ params, const float* __restrict__ d_output, float* __restrict__ d_params, float* __restrict__ d_input) {
+  NGP_TILE float ngp_tile0[2048];
+  NGP_TILE float ngp_tile1[4096];
+  NGP_TILE float ngp_tile2[4096];
+  NGP_TILE float ngp_tile3[4096];
+  NGP_TILE float ngp_tile4[4096];
+  NGP_TILE float ngp_tile5[192];
+  NGP_TILE float ngp_tile6[4096];
+  NGP_TILE float ngp_tile7[192];
+  ngp_tile_load_rows<64, 32>(ngp_tile0, input, 32, 0, block, ngp_n);
+  ngp_tile_mm<64, 32, 64, false, true>(ngp_tile1, ngp_tile0, (params + 0));
+  for (int32_t ngp_e = NGP_TID; ngp_e < 4096; ngp_e += NGP_NTHREADS) {
+    const float el_8 = ngp_tile1[ngp_e];
+    float y_11 = el_8;
+    y_11 = ngp_max(el_8, 0.0f);
+    const float mapped_12 = y_11;
+    ngp_tile2[ngp_e] = mapped_12;
+  }
+  NGP_SYNC();
+  ngp_tile_mm<64, 64, 64, false, true>(ngp_tile3, ngp_tile2, (params + 2048));
+  for (int32_t ngp_e = NGP_TID; ngp_e < 4096; ngp_e += NGP_NTHREADS) {
+    const float el_8 = ngp_tile3[ngp_e];
+    float y_11 = el_8;
+    y_11 = ngp_max(el_8, 0.0f);
+    const float mapped_12 = y_11;
+    ngp_tile4[ngp_e] = mapped_12;
+  }
+  NGP_SYNC();
+  ngp_tile_load_rows<64, 3>(ngp_tile5, d_output, 3, 0, block, ngp_n);
+  ngp_tile_mm<64, 3, 64, false, false>(ngp_tile6, ngp_tile5, (params + 6144));
+  ngp_tile_mm<3, 64, 64, true, false>(ngp_tile7, ngp_tile5, ngp_tile4);
+  ngp_tile_accumulate<3, 64>(d_params, 6144, ngp_tile7);
+  for (int32_t ngp_e = NGP_TID; ngp_e < 4096; ngp_e += NGP_NTHREADS) {
+    const float el_8 = ngp_tile3[ngp_e];
+    const float adj_2 = ngp_tile6[ngp_e];
+    const float d_el_8_2 = ((el_8 <= 0.0f) ? 0.0f : adj_2);
+    ngp_tile4[ngp_e] = d_el_8_2;
+  }
+  NGP_SYNC();
+  ngp_tile_mm<64, 64, 64, false, false>(ngp_tile3, ngp_tile4, (params + 2048));
+  ngp_tile_mm<64, 64, 64, true, false>(ngp_tile6, ngp_tile4, ngp_tile2);
+  ngp_tile_accumulate<64, 64>(d_params, 2048, ngp_tile6);
+  for (int32_t ngp_e = NGP_TID; ngp_e < 4096; ngp_e += NGP_NTHREADS) {
+    const float el_8 = ngp_tile1[ngp_e];
+    const float adj_3 = ngp_tile3[ngp_e];
+    const float d_el_8_3 = ((el_8 <= 0.0f) ? 0.0f : adj_3);
+    ngp_tile4[ngp_e] = d_el_8_3;
+  }
+  NGP_SYNC();
+  ngp_tile_mm<64, 64, 32, false, false>(ngp_tile2, ngp_tile4, (params + 0));
+  ngp_tile_mm<64, 64, 32, true, false>(ngp_tile6, ngp_tile4, ngp_tile0);
+  ngp_tile_accumulate<64, 32>(d_params, 0, ngp_tile6);
+  ngp_tile_load_rows<64, 32>(ngp_tile0, d_input, 32, 0, block, ngp_n);
+  for (int32_t ngp_e = NGP_TID; ngp_e < 2048; ngp_e += NGP_NTHREADS) {
+    const float el_1 = ngp_tile0[ngp_e];
+    const float el_2 = ngp_tile2[ngp_e];
+    const float sum_1 = el_1 + el_2;
+    ngp_tile1[ngp_e] = sum_1;
+  }
+  NGP_SYNC();
+  ngp_tile_store_rows<64, 32>(d_input, 32, 0, ngp_tile1, block, ngp_n);
+}
+
+extern "C" int32_t mlpForwardGrad(int64_t ngp_n, const float* __restrict__ input, int64_t ngp_len_input, const float* __restrict__ params, int64_t ngp_len_params, const float* __restrict__ d_output, int64_t ngp_len_d_output, float* __restrict__ d_params, int64_t ngp_len_d_params, float* __restrict__ d_input, int64_t ngp_len_d_input) {
+  (void)ngp_len_input; (void)ngp_len_params; (void)ngp_len_d_output; (void)ngp_len_d_params; (void)ngp_len_d_input;
+  if (ngp_n <= 0) return 0;
+  const int64_t ngp_blocks = (ngp_n + 63) / 64;
+  const int64_t ngp_slots = ngp_blocks < 16 ? ngp_blocks : 16;
+  static float* ngp_store_d_params = nullptr;
+  static size_t ngp_cap_d_params = 0;
+  float* ngp_part_d_params = ngp_partials(&ngp_store_d_params, &ngp_cap_d_params, (size_t)(ngp_slots * ngp_len_d_params));
+  if (!ngp_part_d_params) return 1000002;
+  #pragma omp parallel for schedule(dynamic, 1) if (ngp_blocks > 1)
+  for (int64_t ngp_s = 0; ngp_s < ngp_slots; ++ngp_s)
+    for (int64_t ngp_b = ngp_s * ngp_blocks / ngp_slots; ngp_b < (ngp_s + 1) * ngp_blocks / ngp_slots; ++ngp_b)
+      mlpForwardGrad_body((uint32_t)ngp_b, ngp_n, input, params, d_output, ngp_part_d_params + ngp_s * ngp_len_d_params, d_input);
+  ngp_reduce_slots(d_params, ngp_part_d_params, ngp_slots, ngp_len_d_params);
+  return 0;
+}

@@ -339,3 +339,142 @@ export function mlpBackward(ngp_n, input, dy, params, grads, dinput) {
   }
   __reduce_slots(grads, ngp_part_grads, ngp_slots);
 }
+
+function mlpForwardParamGrad_body(block, ngp_n, input, params, d_output, d_params) {
+  const ngp_tile0 = new Float32Array(2048);
+  const ngp_tile1 = new Float32Array(4096);
+  const ngp_tile2 = new Float32Array(4096);
+  const ngp_tile3 = new Float32Array(4096);
+  const ngp_tile4 = new Float32Array(4096);
+  const ngp_tile5 = new Float32Array(192);
+  const ngp_tile6 = new Float32Array(4096);
+  const ngp_tile7 = new Float32Array(192);
+  __tile_load_rows(64, 32, ngp_tile0, input, 32, 0, block, ngp_n);
+  __tile_mm(64, 32, 64, false, true, ngp_tile1, ngp_tile0, params.subarray(0));
+  for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_8 = ngp_tile1[ngp_e];
+    let y_11 = el_8;
+    y_11 = __max(el_8, 0);
+    const mapped_12 = y_11;
+    ngp_tile2[ngp_e] = mapped_12;
+  }
+  __tile_mm(64, 64, 64, false, true, ngp_tile3, ngp_tile2, params.subarray(2048));
+  for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_8 = ngp_tile3[ngp_e];
+    let y_11 = el_8;
+    y_11 = __max(el_8, 0);
+    const mapped_12 = y_11;
+    ngp_tile4[ngp_e] = mapped_12;
+  }
+  __tile_load_rows(64, 3, ngp_tile5, d_output, 3, 0, block, ngp_n);
+  __tile_mm(64, 3, 64, false, false, ngp_tile6, ngp_tile5, params.subarray(6144));
+  __tile_mm(3, 64, 64, true, false, ngp_tile7, ngp_tile5, ngp_tile4);
+  __tile_accumulate(3, 64, d_params, 6144, ngp_tile7);
+  for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_8 = ngp_tile3[ngp_e];
+    const adj_2 = ngp_tile6[ngp_e];
+    const d_el_8_2 = ((el_8 <= 0) ? 0 : adj_2);
+    ngp_tile4[ngp_e] = d_el_8_2;
+  }
+  __tile_mm(64, 64, 64, false, false, ngp_tile3, ngp_tile4, params.subarray(2048));
+  __tile_mm(64, 64, 64, true, false, ngp_tile6, ngp_tile4, ngp_tile2);
+  __tile_accumulate(64, 64, d_params, 2048, ngp_tile6);
+  for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_8 = ngp_tile1[ngp_e];
+    const adj_3 = ngp_tile3[ngp_e];
+    const d_el_8_3 = ((el_8 <= 0) ? 0 : adj_3);
+    ngp_tile4[ngp_e] = d_el_8_3;
+  }
+  __tile_mm(64, 64, 32, true, false, ngp_tile2, ngp_tile4, ngp_tile0);
+  __tile_accumulate(64, 32, d_params, 0, ngp_tile2);
+}
+export function mlpForwardParamGrad(ngp_n, input, params, d_output, d_params) {
+  if (!(ngp_n > 0)) return;
+  const ngp_blocks = Math.ceil(ngp_n / 64);
+  const ngp_slots = Math.min(ngp_blocks, 16);
+  const ngp_part_d_params = new Float32Array(ngp_slots * d_params.length);
+  let ngp_b = 0;
+  try {
+    for (let ngp_s = 0; ngp_s < ngp_slots; ngp_s++)
+      for (ngp_b = Math.floor((ngp_s * ngp_blocks) / ngp_slots); ngp_b < Math.floor(((ngp_s + 1) * ngp_blocks) / ngp_slots); ngp_b++)
+        mlpForwardParamGrad_body(ngp_b, ngp_n, input, params, d_output, ngp_part_d_params.subarray(ngp_s * d_params.length, (ngp_s + 1) * d_params.length));
+  } catch (e) {
+    if (e?.ngpFault) e.ngpFault.thread = ngp_b;
+    throw e;
+  }
+  __reduce_slots(d_params, ngp_part_d_params, ngp_slots);
+}
+
+function mlpForwardGrad_body(block, ngp_n, input, params, d_output, d_params, d_input) {
+  const ngp_tile0 = new Float32Array(2048);
+  const ngp_tile1 = new Float32Array(4096);
+  const ngp_tile2 = new Float32Array(4096);
+  const ngp_tile3 = new Float32Array(4096);
+  const ngp_tile4 = new Float32Array(4096);
+  const ngp_tile5 = new Float32Array(192);
+  const ngp_tile6 = new Float32Array(4096);
+  const ngp_tile7 = new Float32Array(192);
+  __tile_load_rows(64, 32, ngp_tile0, input, 32, 0, block, ngp_n);
+  __tile_mm(64, 32, 64, false, true, ngp_tile1, ngp_tile0, params.subarray(0));
+  for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_8 = ngp_tile1[ngp_e];
+    let y_11 = el_8;
+    y_11 = __max(el_8, 0);
+    const mapped_12 = y_11;
+    ngp_tile2[ngp_e] = mapped_12;
+  }
+  __tile_mm(64, 64, 64, false, true, ngp_tile3, ngp_tile2, params.subarray(2048));
+  for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_8 = ngp_tile3[ngp_e];
+    let y_11 = el_8;
+    y_11 = __max(el_8, 0);
+    const mapped_12 = y_11;
+    ngp_tile4[ngp_e] = mapped_12;
+  }
+  __tile_load_rows(64, 3, ngp_tile5, d_output, 3, 0, block, ngp_n);
+  __tile_mm(64, 3, 64, false, false, ngp_tile6, ngp_tile5, params.subarray(6144));
+  __tile_mm(3, 64, 64, true, false, ngp_tile7, ngp_tile5, ngp_tile4);
+  __tile_accumulate(3, 64, d_params, 6144, ngp_tile7);
+  for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_8 = ngp_tile3[ngp_e];
+    const adj_2 = ngp_tile6[ngp_e];
+    const d_el_8_2 = ((el_8 <= 0) ? 0 : adj_2);
+    ngp_tile4[ngp_e] = d_el_8_2;
+  }
+  __tile_mm(64, 64, 64, false, false, ngp_tile3, ngp_tile4, params.subarray(2048));
+  __tile_mm(64, 64, 64, true, false, ngp_tile6, ngp_tile4, ngp_tile2);
+  __tile_accumulate(64, 64, d_params, 2048, ngp_tile6);
+  for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_8 = ngp_tile1[ngp_e];
+    const adj_3 = ngp_tile3[ngp_e];
+    const d_el_8_3 = ((el_8 <= 0) ? 0 : adj_3);
+    ngp_tile4[ngp_e] = d_el_8_3;
+  }
+  __tile_mm(64, 64, 32, false, false, ngp_tile2, ngp_tile4, params.subarray(0));
+  __tile_mm(64, 64, 32, true, false, ngp_tile6, ngp_tile4, ngp_tile0);
+  __tile_accumulate(64, 32, d_params, 0, ngp_tile6);
+  __tile_load_rows(64, 32, ngp_tile0, d_input, 32, 0, block, ngp_n);
+  for (let ngp_e = 0; ngp_e < 2048; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_1 = ngp_tile0[ngp_e];
+    const el_2 = ngp_tile2[ngp_e];
+    const sum_1 = Math.fround(el_1 + el_2);
+    ngp_tile1[ngp_e] = sum_1;
+  }
+  __tile_store_rows(64, 32, d_input, 32, 0, ngp_tile1, block, ngp_n);
+}
+export function mlpForwardGrad(ngp_n, input, params, d_output, d_params, d_input) {
+  if (!(ngp_n > 0)) return;
+  const ngp_blocks = Math.ceil(ngp_n / 64);
+  const ngp_slots = Math.min(ngp_blocks, 16);
+  const ngp_part_d_params = new Float32Array(ngp_slots * d_params.length);
+  let ngp_b = 0;
+  try {
+    for (let ngp_s = 0; ngp_s < ngp_slots; ngp_s++)
+      for (ngp_b = Math.floor((ngp_s * ngp_blocks) / ngp_slots); ngp_b < Math.floor(((ngp_s + 1) * ngp_blocks) / ngp_slots); ngp_b++)
+        mlpForwardGrad_body(ngp_b, ngp_n, input, params, d_output, ngp_part_d_params.subarray(ngp_s * d_params.length, (ngp_s + 1) * d_params.length), d_input);
+  } catch (e) {
+    if (e?.ngpFault) e.ngpFault.thread = ngp_b;
+    throw e;
+  }
+  __reduce_slots(d_params, ngp_part_d_params, ngp_slots);
+}

@@ -368,6 +368,150 @@ extern "C" int32_t mlpBackward(int64_t ngp_n, const float* __restrict__ input, i
   return (int32_t)cudaGetLastError();
 }
 
+NGP_FN void mlpForwardParamGrad_body(uint32_t block, int64_t ngp_n, const float* __restrict__ input, const float* __restrict__ params, const float* __restrict__ d_output, float* __restrict__ d_params) {
+  NGP_TILE float ngp_tile0[512];
+  NGP_TILE float ngp_tile1[1024];
+  NGP_TILE float ngp_tile2[1024];
+  NGP_TILE float ngp_tile3[1024];
+  NGP_TILE float ngp_tile4[1024];
+  NGP_TILE float ngp_tile5[48];
+  NGP_TILE float ngp_tile6[1024];
+  NGP_TILE float ngp_tile7[192];
+  NGP_TILE float ngp_tile8[4096];
+  ngp_tile_load_rows<16, 32>(ngp_tile0, input, 32, 0, block, ngp_n);
+  ngp_tile_mm<16, 32, 64, false, true>(ngp_tile1, ngp_tile0, (params + 0));
+  for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
+    const float el_8 = ngp_tile1[ngp_e];
+    float y_11 = el_8;
+    y_11 = ngp_max(el_8, 0.0f);
+    const float mapped_12 = y_11;
+    ngp_tile2[ngp_e] = mapped_12;
+  }
+  NGP_SYNC();
+  ngp_tile_mm<16, 64, 64, false, true>(ngp_tile3, ngp_tile2, (params + 2048));
+  for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
+    const float el_8 = ngp_tile3[ngp_e];
+    float y_11 = el_8;
+    y_11 = ngp_max(el_8, 0.0f);
+    const float mapped_12 = y_11;
+    ngp_tile4[ngp_e] = mapped_12;
+  }
+  NGP_SYNC();
+  ngp_tile_load_rows<16, 3>(ngp_tile5, d_output, 3, 0, block, ngp_n);
+  ngp_tile_mm<16, 3, 64, false, false>(ngp_tile6, ngp_tile5, (params + 6144));
+  ngp_tile_mm<3, 16, 64, true, false>(ngp_tile7, ngp_tile5, ngp_tile4);
+  ngp_tile_accumulate<3, 64>(d_params, 6144, ngp_tile7);
+  for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
+    const float el_8 = ngp_tile3[ngp_e];
+    const float adj_2 = ngp_tile6[ngp_e];
+    const float d_el_8_2 = ((el_8 <= 0.0f) ? 0.0f : adj_2);
+    ngp_tile4[ngp_e] = d_el_8_2;
+  }
+  NGP_SYNC();
+  ngp_tile_mm<16, 64, 64, false, false>(ngp_tile3, ngp_tile4, (params + 2048));
+  ngp_tile_mm<64, 16, 64, true, false>(ngp_tile8, ngp_tile4, ngp_tile2);
+  ngp_tile_accumulate<64, 64>(d_params, 2048, ngp_tile8);
+  for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
+    const float el_8 = ngp_tile1[ngp_e];
+    const float adj_3 = ngp_tile3[ngp_e];
+    const float d_el_8_3 = ((el_8 <= 0.0f) ? 0.0f : adj_3);
+    ngp_tile6[ngp_e] = d_el_8_3;
+  }
+  NGP_SYNC();
+  ngp_tile_mm<64, 16, 32, true, false>(ngp_tile8, ngp_tile6, ngp_tile0);
+  ngp_tile_accumulate<64, 32>(d_params, 0, ngp_tile8);
+}
+
+__global__ void mlpForwardParamGrad_kernel(int64_t ngp_n, const float* __restrict__ input, const float* __restrict__ params, const float* __restrict__ d_output, float* __restrict__ d_params) {
+  const int64_t ngp_blocks = (ngp_n + 15) / 16;
+  for (int64_t ngp_b = blockIdx.x; ngp_b < ngp_blocks; ngp_b += gridDim.x)
+    mlpForwardParamGrad_body((uint32_t)ngp_b, ngp_n, input, params, d_output, d_params);
+}
+
+extern "C" int32_t mlpForwardParamGrad(int64_t ngp_n, const float* __restrict__ input, int64_t ngp_len_input, const float* __restrict__ params, int64_t ngp_len_params, const float* __restrict__ d_output, int64_t ngp_len_d_output, float* __restrict__ d_params, int64_t ngp_len_d_params) {
+  if (ngp_n <= 0) return 0;
+  const int64_t ngp_blocks = (ngp_n + 15) / 16;
+  mlpForwardParamGrad_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, input, params, d_output, d_params);
+  return (int32_t)cudaGetLastError();
+}
+
+NGP_FN void mlpForwardGrad_body(uint32_t block, int64_t ngp_n, const float* __restrict__ input, const float* __restrict__ params, const float* __restrict__ d_output, float* __restrict__ d_params, float* __restrict__ d_input) {
+  NGP_TILE float ngp_tile0[512];
+  NGP_TILE float ngp_tile1[1024];
+  NGP_TILE float ngp_tile2[1024];
+  NGP_TILE float ngp_tile3[1024];
+  NGP_TILE float ngp_tile4[1024];
+  NGP_TILE float ngp_tile5[48];
+  NGP_TILE float ngp_tile6[1024];
+  NGP_TILE float ngp_tile7[192];
+  NGP_TILE float ngp_tile8[4096];
+  ngp_tile_load_rows<16, 32>(ngp_tile0, input, 32, 0, block, ngp_n);
+  ngp_tile_mm<16, 32, 64, false, true>(ngp_tile1, ngp_tile0, (params + 0));
+  for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
+    const float el_8 = ngp_tile1[ngp_e];
+    float y_11 = el_8;
+    y_11 = ngp_max(el_8, 0.0f);
+    const float mapped_12 = y_11;
+    ngp_tile2[ngp_e] = mapped_12;
+  }
+  NGP_SYNC();
+  ngp_tile_mm<16, 64, 64, false, true>(ngp_tile3, ngp_tile2, (params + 2048));
+  for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
+    const float el_8 = ngp_tile3[ngp_e];
+    float y_11 = el_8;
+    y_11 = ngp_max(el_8, 0.0f);
+    const float mapped_12 = y_11;
+    ngp_tile4[ngp_e] = mapped_12;
+  }
+  NGP_SYNC();
+  ngp_tile_load_rows<16, 3>(ngp_tile5, d_output, 3, 0, block, ngp_n);
+  ngp_tile_mm<16, 3, 64, false, false>(ngp_tile6, ngp_tile5, (params + 6144));
+  ngp_tile_mm<3, 16, 64, true, false>(ngp_tile7, ngp_tile5, ngp_tile4);
+  ngp_tile_accumulate<3, 64>(d_params, 6144, ngp_tile7);
+  for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
+    const float el_8 = ngp_tile3[ngp_e];
+    const float adj_2 = ngp_tile6[ngp_e];
+    const float d_el_8_2 = ((el_8 <= 0.0f) ? 0.0f : adj_2);
+    ngp_tile4[ngp_e] = d_el_8_2;
+  }
+  NGP_SYNC();
+  ngp_tile_mm<16, 64, 64, false, false>(ngp_tile3, ngp_tile4, (params + 2048));
+  ngp_tile_mm<64, 16, 64, true, false>(ngp_tile8, ngp_tile4, ngp_tile2);
+  ngp_tile_accumulate<64, 64>(d_params, 2048, ngp_tile8);
+  for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
+    const float el_8 = ngp_tile1[ngp_e];
+    const float adj_3 = ngp_tile3[ngp_e];
+    const float d_el_8_3 = ((el_8 <= 0.0f) ? 0.0f : adj_3);
+    ngp_tile6[ngp_e] = d_el_8_3;
+  }
+  NGP_SYNC();
+  ngp_tile_mm<16, 64, 32, false, false>(ngp_tile4, ngp_tile6, (params + 0));
+  ngp_tile_mm<64, 16, 32, true, false>(ngp_tile8, ngp_tile6, ngp_tile0);
+  ngp_tile_accumulate<64, 32>(d_params, 0, ngp_tile8);
+  ngp_tile_load_rows<16, 32>(ngp_tile0, d_input, 32, 0, block, ngp_n);
+  for (int32_t ngp_e = NGP_TID; ngp_e < 512; ngp_e += NGP_NTHREADS) {
+    const float el_1 = ngp_tile0[ngp_e];
+    const float el_2 = ngp_tile4[ngp_e];
+    const float sum_1 = el_1 + el_2;
+    ngp_tile2[ngp_e] = sum_1;
+  }
+  NGP_SYNC();
+  ngp_tile_store_rows<16, 32>(d_input, 32, 0, ngp_tile2, block, ngp_n);
+}
+
+__global__ void mlpForwardGrad_kernel(int64_t ngp_n, const float* __restrict__ input, const float* __restrict__ params, const float* __restrict__ d_output, float* __restrict__ d_params, float* __restrict__ d_input) {
+  const int64_t ngp_blocks = (ngp_n + 15) / 16;
+  for (int64_t ngp_b = blockIdx.x; ngp_b < ngp_blocks; ngp_b += gridDim.x)
+    mlpForwardGrad_body((uint32_t)ngp_b, ngp_n, input, params, d_output, d_params, d_input);
+}
+
+extern "C" int32_t mlpForwardGrad(int64_t ngp_n, const float* __restrict__ input, int64_t ngp_len_input, const float* __restrict__ params, int64_t ngp_len_params, const float* __restrict__ d_output, int64_t ngp_len_d_output, float* __restrict__ d_params, int64_t ngp_len_d_params, float* __restrict__ d_input, int64_t ngp_len_d_input) {
+  if (ngp_n <= 0) return 0;
+  const int64_t ngp_blocks = (ngp_n + 15) / 16;
+  mlpForwardGrad_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, input, params, d_output, d_params, d_input);
+  return (int32_t)cudaGetLastError();
+}
+
 extern "C" int32_t ngp_cuda_device_count(int32_t* out) { int n = 0; cudaError_t e = cudaGetDeviceCount(&n); *out = n; return (int32_t)e; }
 extern "C" int32_t ngp_cuda_malloc(uint64_t bytes, uint64_t* out) { void* p = nullptr; cudaError_t e = cudaMalloc(&p, bytes); *out = (uint64_t)p; return (int32_t)e; }
 extern "C" int32_t ngp_cuda_free(uint64_t ptr) { return (int32_t)cudaFree((void*)ptr); }
