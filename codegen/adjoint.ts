@@ -2,12 +2,14 @@
 // after inlining and unrolling), the kernel of its adjoint with respect to the buffers the author
 // names differentiable. A kernel asks for it with a JSDoc tag,
 //
-//   @adjoint <name> <buffer>[,<buffer>...] [owner]
+//   @adjoint <name> <buffer>[,<buffer>...] [owner] [outputs]
 //
 // and <name> becomes a kernel of the module like any other. Its parameters: the source kernel's,
-// without the buffers it writes (its outputs); then d_<output> for each f32 output (the adjoint of
-// the loss with respect to it, read); then d_<buffer> for each differentiable buffer (f32, the
-// gradient, added to: the caller zeroes it or accumulates).
+// without the buffers it writes (its outputs; with `outputs`, a block kernel's derived kernel keeps
+// them and writes them as the source does: a training step that also reports its loss); then
+// d_<output> for each f32 output (the adjoint of the loss with respect to it, read); then
+// d_<buffer> for each differentiable buffer (f32, the gradient, added to: the caller zeroes it or
+// accumulates).
 //
 // How: the body is linearized into single assignments (each f32 operation its own constant, each
 // mutable variable and local-array element a new version per assignment). The adjoint kernel
@@ -50,6 +52,8 @@ export interface AdjointSpec {
   wrt: string[];
   /** Differentiate pass by pass and run with the owner schedule. */
   owner?: boolean;
+  /** Also write the source kernel's outputs (the forward sweep stores them): block kernels. */
+  outputs?: boolean;
   span: Span;
 }
 
@@ -67,6 +71,7 @@ type Tape =
   | { k: "derivative"; result: string; adj: string; tape: Tape[]; bufs: Map<string, string>; span: Span };
 
 export function deriveAdjoint(k: SpecializedKernel, spec: AdjointSpec): SpecializedKernel {
+  if (spec.outputs) fail("NGP1051", spec.span, `@adjoint ${spec.name}: 'outputs' (also writing the outputs) is for block kernels`, "derive the adjoint alone, and run the kernel itself for its outputs");
   const buffers = new Map(k.params.filter((p) => p.ty.k === "buf").map((p) => [p.name, p]));
   const outputs = new Set([...writtenBuffers(k.body)].filter((b) => buffers.has(b)));
   for (const w of spec.wrt) {
@@ -290,11 +295,43 @@ class Linearizer {
         return;
       }
       case "if":
-        return fail("NGP1055", s.span, "a branch on a value known only at run time", "compute both values and choose with select(cond, a, b): the adjoint then follows the chosen one");
+        return this.branch(s);
       case "for":
         return fail("NGP1055", s.span, "a loop that remains at run time", "loop over Const fields or literals, so that the loop unrolls");
       default:
         return fail("NGP1054", s.span, `'${s.k}' statement`);
+    }
+  }
+
+  /**
+   * A branch on a run-time value whose arms only compute values (the inliner makes one of
+   * `select(c, helper(...), v)`) is differentiated as a select: both arms are linearized, and each
+   * variable they leave different becomes select(cond, then, else), whose adjoint goes to the arm
+   * chosen. A branch with effects (stores, atomics, loops) is refused.
+   */
+  private branch(s: Extract<Stmt, { k: "if" }>): void {
+    const pure = (body: Stmt[]): boolean =>
+      body.every((t) =>
+        t.k === "let" || t.k === "array" ? true
+        : t.k === "assign" ? t.target.k === "var" || (t.target.k === "index" && t.target.base.k === "var" && (this.types.has(t.target.base.name) || body.some((d) => d.k === "array" && d.name === (t.target as { base: { name: string } }).base.name)))
+        : t.k === "block" ? !t.custom && !t.derivative && pure(t.body)
+        : t.k === "if" && pure(t.then) && pure(t.else));
+    if (!pure(s.then) || !pure(s.else))
+      fail("NGP1055", s.span, "a branch on a value known only at run time, with effects", "compute both values and choose with select(cond, a, b), and store after the choice");
+    const cond = this.expr(s.cond);
+    const before = new Map(this.env);
+    this.stmts(s.then);
+    const then = this.env;
+    this.env = new Map(before);
+    this.stmts(s.else);
+    const otherwise = this.env;
+    this.env = new Map(before);
+    for (const key of before.keys()) {
+      const [a, b] = [then.get(key)!, otherwise.get(key)!];
+      const same = a === b || (a.k === "var" && b.k === "var" && a.name === b.name) || (a.k === "lit" && b.k === "lit" && a.v === b.v);
+      const base = key.split("#")[0]!;
+      const ty = this.types.get(base) ?? tyOf(a)!;
+      this.env.set(key, same ? a : this.constant({ k: "call", fn: "select", kind: "intrinsic", args: [cond, a, b], T: ty, ty, span: s.span }, base));
     }
   }
 
@@ -404,7 +441,7 @@ function reverseSweep(tape: Tape[], ctx: Ctx, shared?: Shared, elementwise?: { i
       case "un":
         return reaches(e.a);
       case "call":
-        // floor, ceil, trunc: constant between jumps, so their results carry no adjoint.
+        // floor, ceil, trunc (constant between jumps) and detach: their results carry no adjoint.
         return lookupIntrinsic(e.fn)?.grad !== piecewiseConstant && e.args.some(reaches);
       default:
         return false;
@@ -612,12 +649,12 @@ export function deriveTileAdjoint(k: TileProgram, spec: AdjointSpec): { params: 
   const tape = new TileLinearizer(k.rows, ctx);
   tape.stmts(k.body);
   const params: Param[] = [
-    ...k.params.filter((p) => !outputs.has(p.name)),
+    ...k.params.filter((p) => spec.outputs || !outputs.has(p.name)),
     ...floatOutputs.map((o) => ({ name: adjointName(o), ty: { k: "buf" as const, elem: "f32" as const }, span: spec.span })),
     ...spec.wrt.map((w) => ({ name: adjointName(w), ty: { k: "buf" as const, elem: "f32" as const }, span: spec.span })),
   ];
   for (const p of params) if (k.params.some((q) => q.name === p.name && q !== p)) fail("NGP1051", spec.span, `the kernel already has a parameter named '${p.name}'`);
-  return { params, body: [...tape.forward(), ...tape.reverse()] };
+  return { params, body: [...tape.forward(spec.outputs ?? false), ...tape.reverse()] };
 }
 
 class TileLinearizer {
@@ -741,11 +778,11 @@ class TileLinearizer {
     return "tile" in a ? this.ref(a.tile) : a.expr;
   }
 
-  /** The forward sweep: every tile version (and scalar statement) in order; no stores. */
-  forward(): Stmt[] {
+  /** The forward sweep: every tile version (and scalar statement) in order; stores only with `outputs`. */
+  forward(outputs: boolean): Stmt[] {
     return this.entries.flatMap((en): Stmt[] => {
       if (en.k === "stmt") return [en.s];
-      if (en.k === "effect") return [];
+      if (en.k === "effect") return outputs ? [{ k: "expr", e: call(en.fn, en.args.map((a) => this.argExpr(a)), en.span), span: en.span }] : [];
       const node = this.nodes[en.node]!;
       const d = node.def;
       if (d.k === "map") return [{ k: "tilemap", target: v(node.name, "f32", d.span), declare: true, inputs: d.inputs.map((n) => this.ref(n)), elems: d.elems, body: d.body, result: d.result, span: d.span }];

@@ -57,7 +57,7 @@ export const CODES = {
   NGP1044: { title: "a tile cannot be used here", hint: "tiles live inside a block kernel: pass them to tile operations and helpers, never as kernel parameters, buffer elements or scalar values" },
   NGP1045: { title: "a buffer accumulated into is also used otherwise", hint: "accumulate() adds per-block partial sums at the end of the launch: give the gradient a buffer of its own" },
   NGP1046: { title: "a block kernel writes a buffer outside the tile operations", hint: "write outputs with storeRows() or accumulate(): on CUDA every thread of a block runs the scalar statements" },
-  NGP1051: { title: "bad @adjoint tag", hint: "write @adjoint <name> <buffer>[,<buffer>...] [owner], naming f32 (or f16) buffer parameters of the kernel" },
+  NGP1051: { title: "bad @adjoint tag", hint: "write @adjoint <name> <buffer>[,<buffer>...] [owner] [outputs], naming f32 (or f16) buffer parameters of the kernel" },
   NGP1052: { title: "a differentiated buffer is written", hint: "the adjoint needs the values read from it: give the output a buffer of its own" },
   NGP1053: { title: "cannot differentiate: a local array indexed at run time", hint: "index local arrays with constants (counters of loops over Const fields, which unroll)" },
   NGP1054: { title: "cannot differentiate this statement", hint: "the adjoint follows lets, assignments, buffer reads and writes, atomicAdd and intrinsic calls" },

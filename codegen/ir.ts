@@ -132,7 +132,7 @@ export interface Func {
   /** The helper that is this helper's derivative (`@grad <name>`), by key. */
   grad?: { key: string; span: Span };
   /** Kernels derived from this one by automatic differentiation (`@adjoint` tags, codegen/adjoint.ts). */
-  adjoints?: { name: string; wrt: string[]; owner: boolean; span: Span }[];
+  adjoints?: { name: string; wrt: string[]; owner: boolean; outputs: boolean; span: Span }[];
   span: Span;
 }
 

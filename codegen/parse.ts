@@ -682,17 +682,17 @@ function gradTagOf(decl: FunctionDeclaration): { name: string; span: Span } | un
   return undefined;
 }
 
-/** `@adjoint <name> <buffer>[,<buffer>...] [owner]`: a kernel derived by automatic differentiation. */
+/** `@adjoint <name> <buffer>[,<buffer>...] [owner] [outputs]`: a kernel derived by automatic differentiation. */
 function adjointsOf(decl: FunctionDeclaration): Func["adjoints"] {
   const out: NonNullable<Func["adjoints"]> = [];
   for (const doc of decl.getJsDocs())
     for (const tag of doc.getTags()) {
       if (tag.getTagName() !== "adjoint") continue;
       const words = (tag.getCommentText() ?? "").trim().split(/\s+/);
-      const [name, wrt, mode, ...rest] = words;
-      if (!name || !/^[A-Za-z_]\w*$/.test(name) || !wrt || rest.length || (mode !== undefined && mode !== "owner"))
+      const [name, wrt, ...modes] = words;
+      if (!name || !/^[A-Za-z_]\w*$/.test(name) || !wrt || modes.some((m) => m !== "owner" && m !== "outputs") || new Set(modes).size < modes.length)
         fail("NGP1051", span(tag), `@adjoint ${words.join(" ")}`);
-      out.push({ name, wrt: wrt.split(",").filter(Boolean), owner: mode === "owner", span: span(tag) });
+      out.push({ name, wrt: wrt.split(",").filter(Boolean), owner: modes.includes("owner"), outputs: modes.includes("outputs"), span: span(tag) });
     }
   return out.length ? out : undefined;
 }

@@ -33,6 +33,7 @@ export const DEFAULT_MLP = { inputs: 32, outputs: 3, width: 64, hiddenLayers: 2 
 const mlp = parseMlpOptions(DEFAULT_MLP);
 /** Items per block as the Mlp module chooses them: 64 on the CPU, 16 on CUDA (tiles in shared memory). */
 const mlpShipped = (rows: number) => mlpConfig(mlp, mlpLayout(mlp), rows);
+const MLP_KERNELS_SHIPPED = ["mlpForward", "mlpTrainStep", "mlpTrainStepInputGrad", "mlpForwardGrad"];
 
 export const SHIPPED: Shipped[] = [
   { name: "examples/saxpy", file: "dsl/examples/saxpy.ts" },
@@ -46,8 +47,10 @@ export const SHIPPED: Shipped[] = [
   { name: "grid/hashgrid_2d_adjoint", file: "dsl/kernels/grid.ts", config: gridConfig(parseHashGridOptions(DEFAULT_GRID_2D)), kernels: ["gridForwardParamGrad", "gridForwardInputGrad"] },
   { name: "grid/hashgrid_2d_probed", file: "dsl/kernels/grid.ts", config: gridConfig(parseHashGridOptions(PROBED_GRID_2D)), kernels: ["gridForward", "gridBackward"] },
   { name: "grid/hashgrid_3d", file: "dsl/kernels/grid.ts", config: gridConfig(parseHashGridOptions(DEFAULT_GRID_3D)), kernels: GRID_KERNELS },
-  { name: "network/mlp", file: "dsl/kernels/mlp.ts", config: mlpShipped(64), targets: ["cpu", "js"] },
-  { name: "network/mlp_cuda", file: "dsl/kernels/mlp.ts", config: mlpShipped(16), targets: ["cuda"] },
+  // The forward as written, and the backward passes the compiler derives from it (the training step
+  // from mlpLoss, the backward from a given output gradient from mlpForward).
+  { name: "network/mlp", file: "dsl/kernels/mlp.ts", config: mlpShipped(64), kernels: MLP_KERNELS_SHIPPED, targets: ["cpu", "js"] },
+  { name: "network/mlp_cuda", file: "dsl/kernels/mlp.ts", config: mlpShipped(16), kernels: MLP_KERNELS_SHIPPED, targets: ["cuda"] },
   { name: "network/optimizer", file: "dsl/kernels/optimizer.ts", config: { width: 4 } },
   { name: "network/ema", file: "dsl/kernels/ema.ts" },
   { name: "network/loss", file: "dsl/kernels/loss.ts", config: { rows: 256, width: 3, kind: 1, huberDelta: 1 } },

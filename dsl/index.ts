@@ -1,7 +1,7 @@
 // What kernel authors import: `import { f32, u32, Buf, Const, floor, atomicAdd } from "../dsl";`
 export * from "./types.ts";
 export {
-  floor, ceil, trunc, abs, min, max, clamp, select, fma, sqrt, rsqrt, exp, exp2, log, log2, pow,
+  floor, ceil, trunc, abs, min, max, clamp, select, detach, fma, sqrt, rsqrt, exp, exp2, log, log2, pow,
   sin, cos, tanh, floatBitsToUint, uintBitsToFloat, clz, popcount, atomicAdd, prefetch,
 } from "./intrinsics.ts";
 export {

@@ -163,6 +163,10 @@ export const INTRINSICS = {
       return [b.select(b.lt(x!, lo!), b.lit(0), toM), b.select(b.lt(x!, lo!), toM, b.lit(0)), b.select(b.lt(hi!, m), a, b.lit(0))];
     },
   },
+  detach: {
+    doc: "x, as a constant for automatic differentiation: its derivative is 0 (a stop-gradient, for losses whose gradient holds a factor fixed)",
+    params: ["f32"], ret: "f32", c: "($0)", js: "($0)", pure: true, exact: true, impl: (x: f32): f32 => x, grad: piecewiseConstant,
+  },
   select: {
     doc: "c ? a : b, evaluated without branching on the condition's side effects", params: ["bool", "T", "T"], ret: "T", T: ["f32", "i32", "u32", "bool"],
     c: "(($0) ? ($1) : ($2))", js: "(($0) ? ($1) : ($2))", pure: true, exact: true,
@@ -245,6 +249,7 @@ export const min = INTRINSICS.min.impl;
 export const max = INTRINSICS.max.impl;
 export const clamp = INTRINSICS.clamp.impl;
 export const select = INTRINSICS.select.impl;
+export const detach = INTRINSICS.detach.impl;
 export const fma = INTRINSICS.fma.impl;
 export const sqrt = INTRINSICS.sqrt.impl;
 export const rsqrt = INTRINSICS.rsqrt.impl;

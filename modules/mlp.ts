@@ -100,7 +100,8 @@ export class Mlp {
   readonly grad: DeviceBuffer<"f32">;
   readonly paramCount: number;
   readonly #loss: DeviceBuffer<"f32">;
-  readonly #noInputGrad: DeviceBuffer<"f32">;
+  /** d_loss of the derived training step: 1. */
+  readonly #one: DeviceBuffer<"f32">;
 
   private constructor(
     readonly settings: MlpSettings,
@@ -112,7 +113,7 @@ export class Mlp {
     this.params = mod.upload("f32", initMlpParams(layout, settings.seed));
     this.grad = mod.alloc("f32", this.paramCount);
     this.#loss = mod.alloc("f32", 1);
-    this.#noInputGrad = mod.alloc("f32", 1);
+    this.#one = mod.upload("f32", [1]);
   }
 
   static async create(options: MlpOptionsInput, load: LoadSettings = {}): Promise<Mlp> {
@@ -120,7 +121,7 @@ export class Mlp {
     const layout = mlpLayout(s);
     const rows = s.rows ?? (chooseBackend({ backend: load.backend }).backend === "cuda" ? 16 : 64);
     // Unchecked: the kernels index only within the layout and the rows the launch covers.
-    const mod = await loadKernels(MLP_KERNELS, { config: mlpConfig(s, layout, rows), backend: load.backend, cacheDir: load.cacheDir, log: load.log, boundsChecks: false });
+    const mod = await loadKernels(MLP_KERNELS, { config: mlpConfig(s, layout, rows), kernels: mlpKernels(s), backend: load.backend, cacheDir: load.cacheDir, log: load.log, boundsChecks: false });
     return new Mlp(s, layout, rows, mod);
   }
 
@@ -161,25 +162,33 @@ export class Mlp {
     const t = this.check(target, n, this.settings.outputs, "target");
     const dx = this.inputGradBuffer(n, opts.inputGrad);
     const mean = 1 / Math.max(1, n * this.settings.outputs);
+    const scale = (opts.scale ?? 1) * mean;
     this.#loss.upload([0]);
-    this.mod.kernels.mlpTrain!(n, buf, t, this.params, this.grad, dx, this.#loss, (opts.scale ?? 1) * mean);
+    const k = this.mod.kernels;
+    if (dx) k.mlpTrainStepInputGrad!(n, buf, t, this.params, this.#loss, scale, this.#one, this.grad, dx);
+    else k.mlpTrainStep!(n, buf, t, this.params, this.#loss, scale, this.#one, this.grad);
     return this.#loss.download()[0]! / (opts.scale ?? 1);
   }
 
-  /** Backward from dL/dy ([n][outputs]): adds the parameter gradient to grad (and dL/dx, with inputGrad). */
+  /** Backward from dL/dy ([n][outputs]): adds the parameter gradient to grad (and writes dL/dx, with inputGrad). */
   backward(x: Input, dy: Input, opts: { inputGrad?: DeviceBuffer<"f32"> } = {}): void {
     const { n, buf } = this.items(x, "backward");
     const d = this.check(dy, n, this.settings.outputs, "dy");
-    this.mod.kernels.mlpBackward!(n, buf, d, this.params, this.grad, this.inputGradBuffer(n, opts.inputGrad));
+    const dx = this.inputGradBuffer(n, opts.inputGrad);
+    if (dx) this.mod.kernels.mlpForwardGrad!(n, buf, this.params, d, this.grad, dx);
+    else this.mod.kernels.mlpForwardParamGrad!(n, buf, this.params, d, this.grad);
   }
 
-  private inputGradBuffer(n: number, given: DeviceBuffer<"f32"> | undefined): DeviceBuffer<"f32"> {
+  /** The input gradient's buffer, zeroed (the derived kernels add to it), or none without inputGrad. */
+  private inputGradBuffer(n: number, given: DeviceBuffer<"f32"> | undefined): DeviceBuffer<"f32"> | undefined {
     if (!this.settings.inputGrad) {
       if (given) throw new Error("Mlp: an input gradient needs the option inputGrad: true (it is compiled in)");
-      return this.#noInputGrad;
+      return undefined;
     }
     if (!given) throw new Error("Mlp: created with inputGrad: true, so pass opts.inputGrad ([n][inputs])");
-    return this.check(given, n, this.settings.inputs, "inputGrad");
+    const dx = this.check(given, n, this.settings.inputs, "inputGrad");
+    dx.zero();
+    return dx;
   }
 
   close(): void {
@@ -193,6 +202,15 @@ export function mlpConfig(s: MlpSettings, layout: MlpLayout, rows: number) {
     rows, inputs: s.inputs, width: s.width, outputs: s.outputs, hiddenLayers: s.hiddenLayers,
     hidden: ACTIVATIONS[s.activation], output: ACTIVATIONS[s.outputActivation], leak: s.leak, biases: s.biases,
     weightOffset: layout.weightOffset, biasOffset: layout.biasOffset,
-    loss: LOSSES[s.loss], huberDelta: s.huberDelta, inputGrad: s.inputGrad,
+    loss: LOSSES[s.loss], huberDelta: s.huberDelta,
   };
+}
+
+/**
+ * The kernels a network runs: the forward, and the compiler's adjoints of the loss (the training
+ * step) and of the forward (the backward from a given output gradient), with the input gradient
+ * when the network trains an encoding below it.
+ */
+export function mlpKernels(s: Pick<MlpSettings, "inputGrad">): string[] {
+  return s.inputGrad ? ["mlpForward", "mlpTrainStepInputGrad", "mlpForwardGrad"] : ["mlpForward", "mlpTrainStep", "mlpForwardParamGrad"];
 }

@@ -121,16 +121,18 @@ describe("derived grid gradients against the hand-written kernels", () => {
   }, 240_000);
 });
 
-// ---- the network: the derived backward of mlpForward against mlpBackward ------------------------
+// ---- the network: the derived backward passes against the hand-written ones ----------------------
 
 const MLP = resolve(import.meta.dir, "../dsl/kernels/mlp.ts");
+const MLP_ORACLE = resolve(import.meta.dir, "oracles/mlp_hand.ts");
 /** [name, options, exact]: exact where the derived rules compute the same products as the hand-written ones. */
 const MLP_CASES: [string, MlpOptionsInput, boolean][] = [
-  ["relu, biases, 2 hidden layers", { inputs: 5, outputs: 3, width: 16, hiddenLayers: 2, biases: true }, true],
-  ["leaky_relu, exponential output, 3 hidden layers", { inputs: 3, outputs: 4, width: 16, hiddenLayers: 3, activation: "leaky_relu", outputActivation: "exponential", leak: 0.1 }, true],
-  ["tanh, no biases, width 32", { inputs: 8, outputs: 1, width: 32, hiddenLayers: 1, activation: "tanh" }, true],
-  // The hand-written derivatives of these are written from the output y (y (1 - y), 1 - e^-y).
-  ["sigmoid, softplus output, biases", { inputs: 4, outputs: 3, width: 16, hiddenLayers: 2, activation: "sigmoid", outputActivation: "softplus", biases: true }, false],
+  ["relu, biases, 2 hidden layers, l2", { inputs: 5, outputs: 3, width: 16, hiddenLayers: 2, biases: true }, true],
+  ["leaky_relu, exponential output, 3 hidden layers, huber", { inputs: 3, outputs: 4, width: 16, hiddenLayers: 3, activation: "leaky_relu", outputActivation: "exponential", leak: 0.1, loss: "huber", huberDelta: 0.5 }, true],
+  ["tanh, no biases, width 32, l1", { inputs: 8, outputs: 1, width: 32, hiddenLayers: 1, activation: "tanh", loss: "l1" }, true],
+  // The hand-written derivatives of these are written from the output y (y (1 - y), 1 - e^-y), and
+  // relative L2's from its own formula (the derived one divides in another order).
+  ["sigmoid, softplus output, biases, relative_l2", { inputs: 4, outputs: 3, width: 16, hiddenLayers: 2, activation: "sigmoid", outputActivation: "softplus", biases: true, loss: "relative_l2" }, false],
   ["softplus, sigmoid output", { inputs: 2, outputs: 2, width: 16, hiddenLayers: 1, activation: "softplus", outputActivation: "sigmoid" }, false],
 ];
 
@@ -138,45 +140,69 @@ async function compareMlp(options: MlpOptionsInput, backend: "js" | "cpu", seed:
   const s = parseMlpOptions({ ...options, inputGrad: true });
   const layout = mlpLayout(s);
   const rows = 16;
-  const mod = await loadKernels(MLP, { backend, cacheDir, config: mlpConfig(s, layout, rows), kernels: ["mlpBackward", "mlpForwardGrad", "mlpForwardParamGrad"] });
+  const load = { backend, cacheDir, config: mlpConfig(s, layout, rows) };
+  const mod = await loadKernels(MLP, { ...load, kernels: ["mlpForwardGrad", "mlpForwardParamGrad", "mlpTrainStep", "mlpTrainStepInputGrad"] });
+  const oracle = await loadKernels(MLP_ORACLE, load);
   const r = rng(seed);
   const n = 3 * rows + 5; // a partial block at the end
   const P = layout.paramCount;
-  const x = mod.upload("f32", uniformF32(r, n * s.inputs, -1, 1));
-  const params = mod.upload("f32", uniformF32(r, P, -0.5, 0.5));
-  const dy = mod.upload("f32", uniformF32(r, n * s.outputs, -1, 1));
-  const before = uniformF32(r, n * s.inputs, -1, 1); // the derived input gradient adds to what is there
-  const [hand, derived, paramOnly] = [mod.alloc("f32", P), mod.alloc("f32", P), mod.alloc("f32", P)];
-  const [dxHand, dxDerived] = [mod.alloc("f32", n * s.inputs), mod.upload("f32", before)];
-  mod.kernels.mlpBackward!(n, x, dy, params, hand, dxHand);
-  mod.kernels.mlpForwardGrad!(n, x, params, dy, derived, dxDerived);
-  mod.kernels.mlpForwardParamGrad!(n, x, params, dy, paramOnly);
-  const out = { hand: hand.download(), derived: derived.download(), paramOnly: paramOnly.download(), dx: dxHand.download().map((d, i) => Math.fround(before[i]! + d)), dxDerived: dxDerived.download() };
+  const up = (m: typeof mod, a: Float32Array) => m.upload("f32", a);
+  const [x, params, dy, target] = [uniformF32(r, n * s.inputs, -1, 1), uniformF32(r, P, -0.5, 0.5), uniformF32(r, n * s.outputs, -1, 1), uniformF32(r, n * s.outputs, 0, 1)];
+  const before = uniformF32(r, n * s.inputs, -1, 1); // the derived input gradients add to what is there
+  const scale = 1 / (n * s.outputs);
+  // The backward from dy.
+  const [hand, derived, paramOnly] = [oracle.alloc("f32", P), mod.alloc("f32", P), mod.alloc("f32", P)];
+  const [dxHand, dxDerived] = [oracle.alloc("f32", n * s.inputs), up(mod, before)];
+  oracle.kernels.mlpBackward!(n, up(oracle, x), up(oracle, dy), up(oracle, params), hand, dxHand);
+  mod.kernels.mlpForwardGrad!(n, up(mod, x), up(mod, params), up(mod, dy), derived, dxDerived);
+  mod.kernels.mlpForwardParamGrad!(n, up(mod, x), up(mod, params), up(mod, dy), paramOnly);
+  // The training step: forward, loss, backward.
+  const [stepHand, stepDerived, stepParamOnly] = [oracle.alloc("f32", P), mod.alloc("f32", P), mod.alloc("f32", P)];
+  const [lossHand, lossDerived, lossParamOnly] = [oracle.alloc("f32", 1), mod.alloc("f32", 1), mod.alloc("f32", 1)];
+  const [stepDxHand, stepDxDerived] = [oracle.alloc("f32", n * s.inputs), up(mod, before)];
+  oracle.kernels.mlpTrain!(n, up(oracle, x), up(oracle, target), up(oracle, params), stepHand, stepDxHand, lossHand, scale);
+  mod.kernels.mlpTrainStepInputGrad!(n, up(mod, x), up(mod, target), up(mod, params), lossDerived, scale, up(mod, Float32Array.of(1)), stepDerived, stepDxDerived);
+  mod.kernels.mlpTrainStep!(n, up(mod, x), up(mod, target), up(mod, params), lossParamOnly, scale, up(mod, Float32Array.of(1)), stepParamOnly);
+  const plus = (d: Float32Array) => d.map((v, i) => Math.fround(before[i]! + v));
+  const out = {
+    backward: { hand: hand.download(), derived: derived.download(), paramOnly: paramOnly.download(), dx: plus(dxHand.download()), dxDerived: dxDerived.download() },
+    step: { hand: stepHand.download(), derived: stepDerived.download(), paramOnly: stepParamOnly.download(), dx: plus(stepDxHand.download()), dxDerived: stepDxDerived.download() },
+    loss: [lossHand.download()[0]!, lossDerived.download()[0]!, lossParamOnly.download()[0]!],
+  };
   mod.close();
+  oracle.close();
   return out;
 }
 
-describe("the derived MLP backward (tile operations) against the hand-written mlpBackward", () => {
+type MlpGrads = Awaited<ReturnType<typeof compareMlp>>["step"];
+function expectMlpGrads(g: MlpGrads, exact: boolean): void {
+  expect(relErr(g.hand, g.hand).scale).toBeGreaterThan(0);
+  expect([...g.paramOnly]).toEqual([...g.derived]); // without the input gradient: the same kernel minus its last products
+  if (exact) {
+    expect([...g.derived]).toEqual([...g.hand]);
+    expect([...g.dxDerived]).toEqual([...g.dx]);
+  } else {
+    expect(relErr(g.hand, g.derived).err).toBeLessThan(1e-5);
+    expect(relErr(g.dx, g.dxDerived).err).toBeLessThan(1e-5);
+  }
+}
+
+describe("the derived MLP backward passes (tile operations) against the hand-written ones (test/oracles/mlp_hand.ts)", () => {
   for (const [name, options, exact] of MLP_CASES) {
-    test(`${name} (JS)`, async () => {
+    test(`${name} (JS): the training step and the backward from dy`, async () => {
       const o = await compareMlp(options, "js", freshSeed(`mlp adjoint ${name}`));
-      expect(relErr(o.hand, o.hand).scale).toBeGreaterThan(0);
-      expect([...o.paramOnly]).toEqual([...o.derived]); // without the input gradient: the same kernel minus its last products
-      if (exact) {
-        expect([...o.derived]).toEqual([...o.hand]);
-        expect([...o.dxDerived]).toEqual([...o.dx]);
-      } else {
-        expect(relErr(o.hand, o.derived).err).toBeLessThan(1e-5);
-        expect(relErr(o.dx, o.dxDerived).err).toBeLessThan(1e-5);
-      }
+      expectMlpGrads(o.backward, exact);
+      expectMlpGrads(o.step, exact);
+      expect(o.loss[1]).toBe(o.loss[0]!); // the same forward and loss, written by the derived step (`outputs`)
+      expect(o.loss[2]).toBe(o.loss[0]!);
     }, 60_000);
   }
-  test.skipIf(!CPU)("relu with biases and sigmoid/softplus (CPU): the same", async () => {
+  test.skipIf(!CPU)("relu/l2 and sigmoid/softplus/relative_l2 (CPU): the same", async () => {
     for (const [, options, exact] of [MLP_CASES[0]!, MLP_CASES[3]!]) {
       const o = await compareMlp(options, "cpu", freshSeed("mlp adjoint cpu"));
-      if (exact) expect([...o.derived]).toEqual([...o.hand]);
-      expect(relErr(o.hand, o.derived).err).toBeLessThan(1e-5);
-      expect(relErr(o.dx, o.dxDerived).err).toBeLessThan(1e-5);
+      expectMlpGrads(o.backward, exact);
+      expectMlpGrads(o.step, exact);
+      expect(o.loss[1]).toBe(o.loss[0]!);
     }
   }, 240_000);
 });
@@ -227,6 +253,13 @@ export function f(i: u32, ${bufs.join(", ")}, y: Buf<f32>): void {
     mod.kernels.grad!(n, ...bufsIn, mod.upload("f32", dy), ...grads);
     // Central differences of L = sum_i dy[i] y[i], per argument, in f64 through the JS twin.
     const impl = (entry as { impl: (...a: unknown[]) => number }).impl;
+    if (name === "detach") {
+      // A stop-gradient: the identity whose derivative is 0 by definition.
+      expect([...grads[0]!.download()]).toEqual(new Array(n).fill(0));
+      mod.close();
+      checked.push(name);
+      continue;
+    }
     let wi = 0;
     for (let k = 0; k < e.params.length; k++) {
       if (e.params[k] === "bool") continue;
@@ -249,7 +282,7 @@ export function f(i: u32, ${bufs.join(", ")}, y: Buf<f32>): void {
     mod.close();
     checked.push(name);
   }
-  expect(checked).toEqual(expect.arrayContaining(["abs", "min", "max", "clamp", "select", "fma", "sqrt", "rsqrt", "exp", "exp2", "log", "log2", "pow", "sin", "cos", "tanh", "floor", "ceil", "trunc"]));
+  expect(checked).toEqual(expect.arrayContaining(["abs", "min", "max", "clamp", "select", "detach", "fma", "sqrt", "rsqrt", "exp", "exp2", "log", "log2", "pow", "sin", "cos", "tanh", "floor", "ceil", "trunc"]));
 }, 240_000);
 
 // ---- refusals --------------------------------------------------------------------------------------
@@ -279,11 +312,39 @@ ${body}
 
 test("what cannot be differentiated correctly is refused with a code at the author's line", () => {
   expect(refusal("  let s: f32 = 0.0;\n  for (let k: u32 = 0; k < i; k++) {\n    s += x[k];\n  }\n  y[i] = s;")).toMatch(/NGP1055[\s\S]*loop that remains at run time[\s\S]*bad-\w+\.ts:8/);
-  expect(refusal("  let s: f32 = x[i];\n  if (s > 0.0) {\n    s = s * 2.0;\n  }\n  y[i] = s;")).toMatch(/NGP1055[\s\S]*branch/);
+  expect(refusal("  if (x[i] > 0.0) {\n    y[i] = x[i];\n  }")).toMatch(/NGP1055[\s\S]*branch[\s\S]*with effects/);
   expect(refusal("  x[i] = x[i] * 2.0;")).toMatch(/NGP1052/);
   expect(refusal("  y[i] = x[i];", "@adjoint g nope")).toMatch(/NGP1051[\s\S]*'nope' is not a buffer/);
   expect(refusal("  y[i] = x[i];", "@adjoint g")).toMatch(/NGP1051/);
   expect(refusal("  y[i] = select(x[i] > 0.0, exp(x[i]), x[i]);")).toBe("compiled");
+});
+
+test("a branch on a run-time value whose arms only compute values is differentiated as a select", async () => {
+  const file = join(dir, "branch.ts");
+  writeFileSync(
+    file,
+    `import { type Buf, type f32, type u32 } from "${resolve(import.meta.dir, "../dsl/index.ts")}";
+/**
+ * @kernel
+ * @adjoint g x
+ */
+export function f(i: u32, x: Buf<f32>, y: Buf<f32>): void {
+  let s: f32 = x[i];
+  if (s > 0.0) {
+    const t: f32 = s * s;
+    s = t * 3.0;
+  } else {
+    s = s * 2.0;
+  }
+  y[i] = s + x[i];
+}
+`,
+  );
+  const mod = await loadKernels(file, { backend: "js", cacheDir });
+  const dx = mod.alloc("f32", 3);
+  mod.kernels.g!(3, mod.upload("f32", [2, -1, -3]), mod.upload("f32", [1, 1, 0.5]), dx);
+  expect([...dx.download()]).toEqual([6 * 2 + 1, 2 + 1, 0.5 * (2 + 1)]); // d(3s^2 + s) = 6s + 1; d(2s + s) = 3
+  mod.close();
 });
 
 test("a helper's declared derivative (@grad) replaces the derived one; a wrong signature is refused", async () => {

@@ -1,7 +1,7 @@
 // Losses fused with their gradient. Per element of a prediction p and its target t; `scale` is
 // the caller's factor (1 / element count for a mean, times a loss scale), applied to both the value
 // and the gradient. Relative L2 is tiny-cuda-nn's (its denominator treated as a constant).
-import { type Buf, type Const, type f32, type i32, type u32, abs, select } from "../index.ts";
+import { type Buf, type Const, type f32, type i32, type u32, abs, detach, select } from "../index.ts";
 import { accumulate, loadRows, rowMask, storeRows, tileMap, tileSum } from "../tiles.ts";
 
 export const L2 = 0;
@@ -14,7 +14,7 @@ export function lossValue(p: f32, t: f32, kind: i32, delta: f32, scale: f32): f3
   const d = p - t;
   let v = d * d;
   if (kind === RELATIVE_L2) {
-    v = d * d / (p * p + 0.01);
+    v = d * d / detach(p * p + 0.01); // tiny-cuda-nn's gradient holds the denominator fixed
   } else if (kind === L1) {
     v = abs(d);
   } else if (kind === HUBER) {

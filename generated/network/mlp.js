@@ -114,241 +114,21 @@ export function mlpForward(ngp_n, input, params, output) {
   }
 }
 
-function mlpTrain_body(block, ngp_n, input, target, params, grads, dinput, loss, scale) {
-  const ngp_tile0 = new Float32Array(2048);
-  const ngp_tile1 = new Float32Array(4096);
-  const ngp_tile2 = new Float32Array(4096);
-  const ngp_tile3 = new Float32Array(4096);
-  const ngp_tile4 = new Float32Array(192);
-  const ngp_tile5 = new Float32Array(64);
-  const ngp_tile6 = new Float32Array(192);
-  const ngp_tile7 = new Float32Array(3);
-  const ngp_tile8 = new Float32Array(4096);
-  __tile_load_rows(64, 32, ngp_tile0, input, 32, 0, block, ngp_n);
-  {
-    __tile_mm(64, 32, 64, false, true, ngp_tile1, ngp_tile0, params.subarray(0));
-    for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
-      const el_7 = ngp_tile1[ngp_e];
-      let y_10 = el_7;
-      y_10 = __max(el_7, 0);
-      const mapped_11 = y_10;
-      ngp_tile2[ngp_e] = mapped_11;
-    }
-  }
-  {
-    __tile_mm(64, 64, 64, false, true, ngp_tile1, ngp_tile2, params.subarray(2048));
-    for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
-      const el_7 = ngp_tile1[ngp_e];
-      let y_10 = el_7;
-      y_10 = __max(el_7, 0);
-      const mapped_11 = y_10;
-      ngp_tile3[ngp_e] = mapped_11;
-    }
-  }
-  {
-    __tile_mm(64, 64, 3, false, true, ngp_tile1, ngp_tile3, params.subarray(6144));
-    for (let ngp_e = 0; ngp_e < 192; ngp_e = ((ngp_e + 1) | 0)) {
-      const el_7 = ngp_tile1[ngp_e];
-      let y_10 = el_7;
-      const mapped_11 = y_10;
-      ngp_tile4[ngp_e] = mapped_11;
-    }
-  }
-  __tile_load_rows(64, 3, ngp_tile1, target, 3, 0, block, ngp_n);
-  __tile_row_mask(64, ngp_tile5, block, ngp_n);
-  for (let ngp_e = 0; ngp_e < 192; ngp_e = ((ngp_e + 1) | 0)) {
-    const el_13 = ngp_tile4[ngp_e];
-    const el_14 = ngp_tile1[ngp_e];
-    const el_15 = ngp_tile5[__idiv(ngp_e, 3)];
-    let sel_18 = 0;
-    if (el_15 > 0) {
-      const d_19 = Math.fround(el_13 - el_14);
-      const v_20 = Math.fround(d_19 * d_19);
-      sel_18 = Math.fround(v_20 * scale);
-    } else {
-      sel_18 = 0;
-    }
-    const mapped_21 = sel_18;
-    ngp_tile6[ngp_e] = mapped_21;
-  }
-  __tile_sum(64, 3, 0, ngp_tile7, ngp_tile6);
-  __tile_sum(1, 3, 1, ngp_tile6, ngp_tile7);
-  __tile_accumulate(1, 1, loss, 0, ngp_tile6);
-  for (let ngp_e = 0; ngp_e < 192; ngp_e = ((ngp_e + 1) | 0)) {
-    const el_23 = ngp_tile4[ngp_e];
-    const el_24 = ngp_tile1[ngp_e];
-    const el_25 = ngp_tile5[__idiv(ngp_e, 3)];
-    let sel_28 = 0;
-    if (el_25 > 0) {
-      const d_29 = Math.fround(el_23 - el_24);
-      const g_30 = Math.fround(2 * d_29);
-      sel_28 = Math.fround(g_30 * scale);
-    } else {
-      sel_28 = 0;
-    }
-    const mapped_31 = sel_28;
-    ngp_tile6[ngp_e] = mapped_31;
-  }
-  {
-    for (let ngp_e = 0; ngp_e < 192; ngp_e = ((ngp_e + 1) | 0)) {
-      const el_35 = ngp_tile6[ngp_e];
-      const el_36 = ngp_tile4[ngp_e];
-      let d_39 = el_35;
-      const mapped_40 = d_39;
-      ngp_tile1[ngp_e] = mapped_40;
-    }
-    __tile_mm(3, 64, 64, true, false, ngp_tile6, ngp_tile1, ngp_tile3);
-    __tile_accumulate(3, 64, grads, 6144, ngp_tile6);
-    __tile_mm(64, 3, 64, false, false, ngp_tile8, ngp_tile1, params.subarray(6144));
-  }
-  {
-    for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
-      const el_35 = ngp_tile8[ngp_e];
-      const el_36 = ngp_tile3[ngp_e];
-      let d_39 = el_35;
-      d_39 = ((el_36 > 0) ? el_35 : 0);
-      const mapped_40 = d_39;
-      ngp_tile1[ngp_e] = mapped_40;
-    }
-    __tile_mm(64, 64, 64, true, false, ngp_tile8, ngp_tile1, ngp_tile2);
-    __tile_accumulate(64, 64, grads, 2048, ngp_tile8);
-    __tile_mm(64, 64, 64, false, false, ngp_tile3, ngp_tile1, params.subarray(2048));
-  }
-  {
-    for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
-      const el_35 = ngp_tile3[ngp_e];
-      const el_36 = ngp_tile2[ngp_e];
-      let d_39 = el_35;
-      d_39 = ((el_36 > 0) ? el_35 : 0);
-      const mapped_40 = d_39;
-      ngp_tile8[ngp_e] = mapped_40;
-    }
-    __tile_mm(64, 64, 32, true, false, ngp_tile1, ngp_tile8, ngp_tile0);
-    __tile_accumulate(64, 32, grads, 0, ngp_tile1);
-  }
-}
-export function mlpTrain(ngp_n, input, target, params, grads, dinput, loss, scale) {
-  if (!(ngp_n > 0)) return;
-  const ngp_blocks = Math.ceil(ngp_n / 64);
-  const ngp_slots = Math.min(ngp_blocks, 16);
-  const ngp_part_loss = new Float32Array(ngp_slots * loss.length);
-  const ngp_part_grads = new Float32Array(ngp_slots * grads.length);
-  let ngp_b = 0;
-  try {
-    for (let ngp_s = 0; ngp_s < ngp_slots; ngp_s++)
-      for (ngp_b = Math.floor((ngp_s * ngp_blocks) / ngp_slots); ngp_b < Math.floor(((ngp_s + 1) * ngp_blocks) / ngp_slots); ngp_b++)
-        mlpTrain_body(ngp_b, ngp_n, input, target, params, ngp_part_grads.subarray(ngp_s * grads.length, (ngp_s + 1) * grads.length), dinput, ngp_part_loss.subarray(ngp_s * loss.length, (ngp_s + 1) * loss.length), scale);
-  } catch (e) {
-    if (e?.ngpFault) e.ngpFault.thread = ngp_b;
-    throw e;
-  }
-  __reduce_slots(loss, ngp_part_loss, ngp_slots);
-  __reduce_slots(grads, ngp_part_grads, ngp_slots);
-}
-
-function mlpBackward_body(block, ngp_n, input, dy, params, grads, dinput) {
-  const ngp_tile0 = new Float32Array(2048);
-  const ngp_tile1 = new Float32Array(4096);
-  const ngp_tile2 = new Float32Array(4096);
-  const ngp_tile3 = new Float32Array(4096);
-  const ngp_tile4 = new Float32Array(192);
-  const ngp_tile5 = new Float32Array(192);
-  const ngp_tile6 = new Float32Array(4096);
-  __tile_load_rows(64, 32, ngp_tile0, input, 32, 0, block, ngp_n);
-  {
-    __tile_mm(64, 32, 64, false, true, ngp_tile1, ngp_tile0, params.subarray(0));
-    for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
-      const el_7 = ngp_tile1[ngp_e];
-      let y_10 = el_7;
-      y_10 = __max(el_7, 0);
-      const mapped_11 = y_10;
-      ngp_tile2[ngp_e] = mapped_11;
-    }
-  }
-  {
-    __tile_mm(64, 64, 64, false, true, ngp_tile1, ngp_tile2, params.subarray(2048));
-    for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
-      const el_7 = ngp_tile1[ngp_e];
-      let y_10 = el_7;
-      y_10 = __max(el_7, 0);
-      const mapped_11 = y_10;
-      ngp_tile3[ngp_e] = mapped_11;
-    }
-  }
-  {
-    __tile_mm(64, 64, 3, false, true, ngp_tile1, ngp_tile3, params.subarray(6144));
-    for (let ngp_e = 0; ngp_e < 192; ngp_e = ((ngp_e + 1) | 0)) {
-      const el_7 = ngp_tile1[ngp_e];
-      let y_10 = el_7;
-      const mapped_11 = y_10;
-      ngp_tile4[ngp_e] = mapped_11;
-    }
-  }
-  __tile_load_rows(64, 3, ngp_tile1, dy, 3, 0, block, ngp_n);
-  {
-    for (let ngp_e = 0; ngp_e < 192; ngp_e = ((ngp_e + 1) | 0)) {
-      const el_16 = ngp_tile1[ngp_e];
-      const el_17 = ngp_tile4[ngp_e];
-      let d_20 = el_16;
-      const mapped_21 = d_20;
-      ngp_tile5[ngp_e] = mapped_21;
-    }
-    __tile_mm(3, 64, 64, true, false, ngp_tile4, ngp_tile5, ngp_tile3);
-    __tile_accumulate(3, 64, grads, 6144, ngp_tile4);
-    __tile_mm(64, 3, 64, false, false, ngp_tile1, ngp_tile5, params.subarray(6144));
-  }
-  {
-    for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
-      const el_16 = ngp_tile1[ngp_e];
-      const el_17 = ngp_tile3[ngp_e];
-      let d_20 = el_16;
-      d_20 = ((el_17 > 0) ? el_16 : 0);
-      const mapped_21 = d_20;
-      ngp_tile6[ngp_e] = mapped_21;
-    }
-    __tile_mm(64, 64, 64, true, false, ngp_tile1, ngp_tile6, ngp_tile2);
-    __tile_accumulate(64, 64, grads, 2048, ngp_tile1);
-    __tile_mm(64, 64, 64, false, false, ngp_tile3, ngp_tile6, params.subarray(2048));
-  }
-  {
-    for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
-      const el_16 = ngp_tile3[ngp_e];
-      const el_17 = ngp_tile2[ngp_e];
-      let d_20 = el_16;
-      d_20 = ((el_17 > 0) ? el_16 : 0);
-      const mapped_21 = d_20;
-      ngp_tile1[ngp_e] = mapped_21;
-    }
-    __tile_mm(64, 64, 32, true, false, ngp_tile6, ngp_tile1, ngp_tile0);
-    __tile_accumulate(64, 32, grads, 0, ngp_tile6);
-  }
-}
-export function mlpBackward(ngp_n, input, dy, params, grads, dinput) {
-  if (!(ngp_n > 0)) return;
-  const ngp_blocks = Math.ceil(ngp_n / 64);
-  const ngp_slots = Math.min(ngp_blocks, 16);
-  const ngp_part_grads = new Float32Array(ngp_slots * grads.length);
-  let ngp_b = 0;
-  try {
-    for (let ngp_s = 0; ngp_s < ngp_slots; ngp_s++)
-      for (ngp_b = Math.floor((ngp_s * ngp_blocks) / ngp_slots); ngp_b < Math.floor(((ngp_s + 1) * ngp_blocks) / ngp_slots); ngp_b++)
-        mlpBackward_body(ngp_b, ngp_n, input, dy, params, ngp_part_grads.subarray(ngp_s * grads.length, (ngp_s + 1) * grads.length), dinput);
-  } catch (e) {
-    if (e?.ngpFault) e.ngpFault.thread = ngp_b;
-    throw e;
-  }
-  __reduce_slots(grads, ngp_part_grads, ngp_slots);
-}
-
-function mlpForwardParamGrad_body(block, ngp_n, input, params, d_output, d_params) {
+function mlpTrainStep_body(block, ngp_n, input, target, params, loss, scale, d_loss, d_params) {
   const ngp_tile0 = new Float32Array(2048);
   const ngp_tile1 = new Float32Array(4096);
   const ngp_tile2 = new Float32Array(4096);
   const ngp_tile3 = new Float32Array(4096);
   const ngp_tile4 = new Float32Array(4096);
   const ngp_tile5 = new Float32Array(192);
-  const ngp_tile6 = new Float32Array(4096);
-  const ngp_tile7 = new Float32Array(192);
+  const ngp_tile6 = new Float32Array(192);
+  const ngp_tile7 = new Float32Array(64);
+  const ngp_tile8 = new Float32Array(192);
+  const ngp_tile9 = new Float32Array(3);
+  const ngp_tile10 = new Float32Array(1);
+  const ngp_tile11 = new Float32Array(3);
+  const ngp_tile12 = new Float32Array(192);
+  const ngp_tile13 = new Float32Array(4096);
   __tile_load_rows(64, 32, ngp_tile0, input, 32, 0, block, ngp_n);
   __tile_mm(64, 32, 64, false, true, ngp_tile1, ngp_tile0, params.subarray(0));
   for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
@@ -366,42 +146,224 @@ function mlpForwardParamGrad_body(block, ngp_n, input, params, d_output, d_param
     const mapped_12 = y_11;
     ngp_tile4[ngp_e] = mapped_12;
   }
-  __tile_load_rows(64, 3, ngp_tile5, d_output, 3, 0, block, ngp_n);
-  __tile_mm(64, 3, 64, false, false, ngp_tile6, ngp_tile5, params.subarray(6144));
-  __tile_mm(3, 64, 64, true, false, ngp_tile7, ngp_tile5, ngp_tile4);
-  __tile_accumulate(3, 64, d_params, 6144, ngp_tile7);
+  __tile_mm(64, 64, 3, false, true, ngp_tile5, ngp_tile4, params.subarray(6144));
+  for (let ngp_e = 0; ngp_e < 192; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_8 = ngp_tile5[ngp_e];
+    let y_11 = el_8;
+    const mapped_12 = y_11;
+    ngp_tile6[ngp_e] = mapped_12;
+  }
+  __tile_load_rows(64, 3, ngp_tile5, target, 3, 0, block, ngp_n);
+  __tile_row_mask(64, ngp_tile7, block, ngp_n);
+  for (let ngp_e = 0; ngp_e < 192; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_14 = ngp_tile6[ngp_e];
+    const el_15 = ngp_tile5[ngp_e];
+    const el_16 = ngp_tile7[__idiv(ngp_e, 3)];
+    let sel_19 = 0;
+    if (el_16 > 0) {
+      const d_20 = Math.fround(el_14 - el_15);
+      const v_21 = Math.fround(d_20 * d_20);
+      sel_19 = Math.fround(v_21 * scale);
+    } else {
+      sel_19 = 0;
+    }
+    const mapped_22 = sel_19;
+    ngp_tile8[ngp_e] = mapped_22;
+  }
+  __tile_sum(64, 3, 0, ngp_tile9, ngp_tile8);
+  __tile_sum(1, 3, 1, ngp_tile10, ngp_tile9);
+  __tile_accumulate(1, 1, loss, 0, ngp_tile10);
+  for (let ngp_e = 0; ngp_e < 3; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_1 = d_loss.subarray(0)[0];
+    const el_2 = ngp_tile9[ngp_e];
+    ngp_tile11[ngp_e] = el_1;
+  }
+  for (let ngp_e = 0; ngp_e < 192; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_3 = ngp_tile11[__imod(ngp_e, 3)];
+    const el_4 = ngp_tile8[ngp_e];
+    ngp_tile12[ngp_e] = el_3;
+  }
+  for (let ngp_e = 0; ngp_e < 192; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_14 = ngp_tile6[ngp_e];
+    const el_15 = ngp_tile5[ngp_e];
+    const el_16 = ngp_tile7[__idiv(ngp_e, 3)];
+    const adj_1 = ngp_tile12[ngp_e];
+    const t_1 = Math.fround(el_14 - el_15);
+    const d_t_3_1 = ((el_16 > 0) ? adj_1 : 0);
+    const d_t_2_1 = Math.fround(d_t_3_1 * scale);
+    let d_t_1_1 = Math.fround(d_t_2_1 * t_1);
+    d_t_1_1 = Math.fround(d_t_1_1 + Math.fround(d_t_2_1 * t_1));
+    const grad_1 = d_t_1_1;
+    ngp_tile8[ngp_e] = grad_1;
+  }
+  __tile_mm(64, 3, 64, false, false, ngp_tile13, ngp_tile8, params.subarray(6144));
+  __tile_mm(3, 64, 64, true, false, ngp_tile6, ngp_tile8, ngp_tile4);
+  __tile_accumulate(3, 64, d_params, 6144, ngp_tile6);
   for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
     const el_8 = ngp_tile3[ngp_e];
-    const adj_2 = ngp_tile6[ngp_e];
-    const d_el_8_2 = ((el_8 <= 0) ? 0 : adj_2);
+    const adj_3 = ngp_tile13[ngp_e];
+    const d_el_8_2 = ((el_8 <= 0) ? 0 : adj_3);
     ngp_tile4[ngp_e] = d_el_8_2;
   }
   __tile_mm(64, 64, 64, false, false, ngp_tile3, ngp_tile4, params.subarray(2048));
-  __tile_mm(64, 64, 64, true, false, ngp_tile6, ngp_tile4, ngp_tile2);
-  __tile_accumulate(64, 64, d_params, 2048, ngp_tile6);
+  __tile_mm(64, 64, 64, true, false, ngp_tile13, ngp_tile4, ngp_tile2);
+  __tile_accumulate(64, 64, d_params, 2048, ngp_tile13);
   for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
     const el_8 = ngp_tile1[ngp_e];
-    const adj_3 = ngp_tile3[ngp_e];
-    const d_el_8_3 = ((el_8 <= 0) ? 0 : adj_3);
+    const adj_4 = ngp_tile3[ngp_e];
+    const d_el_8_3 = ((el_8 <= 0) ? 0 : adj_4);
     ngp_tile4[ngp_e] = d_el_8_3;
   }
   __tile_mm(64, 64, 32, true, false, ngp_tile2, ngp_tile4, ngp_tile0);
   __tile_accumulate(64, 32, d_params, 0, ngp_tile2);
 }
-export function mlpForwardParamGrad(ngp_n, input, params, d_output, d_params) {
+export function mlpTrainStep(ngp_n, input, target, params, loss, scale, d_loss, d_params) {
   if (!(ngp_n > 0)) return;
   const ngp_blocks = Math.ceil(ngp_n / 64);
   const ngp_slots = Math.min(ngp_blocks, 16);
+  const ngp_part_loss = new Float32Array(ngp_slots * loss.length);
   const ngp_part_d_params = new Float32Array(ngp_slots * d_params.length);
   let ngp_b = 0;
   try {
     for (let ngp_s = 0; ngp_s < ngp_slots; ngp_s++)
       for (ngp_b = Math.floor((ngp_s * ngp_blocks) / ngp_slots); ngp_b < Math.floor(((ngp_s + 1) * ngp_blocks) / ngp_slots); ngp_b++)
-        mlpForwardParamGrad_body(ngp_b, ngp_n, input, params, d_output, ngp_part_d_params.subarray(ngp_s * d_params.length, (ngp_s + 1) * d_params.length));
+        mlpTrainStep_body(ngp_b, ngp_n, input, target, params, ngp_part_loss.subarray(ngp_s * loss.length, (ngp_s + 1) * loss.length), scale, d_loss, ngp_part_d_params.subarray(ngp_s * d_params.length, (ngp_s + 1) * d_params.length));
   } catch (e) {
     if (e?.ngpFault) e.ngpFault.thread = ngp_b;
     throw e;
   }
+  __reduce_slots(loss, ngp_part_loss, ngp_slots);
+  __reduce_slots(d_params, ngp_part_d_params, ngp_slots);
+}
+
+function mlpTrainStepInputGrad_body(block, ngp_n, input, target, params, loss, scale, d_loss, d_params, d_input) {
+  const ngp_tile0 = new Float32Array(2048);
+  const ngp_tile1 = new Float32Array(4096);
+  const ngp_tile2 = new Float32Array(4096);
+  const ngp_tile3 = new Float32Array(4096);
+  const ngp_tile4 = new Float32Array(4096);
+  const ngp_tile5 = new Float32Array(192);
+  const ngp_tile6 = new Float32Array(192);
+  const ngp_tile7 = new Float32Array(64);
+  const ngp_tile8 = new Float32Array(192);
+  const ngp_tile9 = new Float32Array(3);
+  const ngp_tile10 = new Float32Array(1);
+  const ngp_tile11 = new Float32Array(3);
+  const ngp_tile12 = new Float32Array(192);
+  const ngp_tile13 = new Float32Array(4096);
+  __tile_load_rows(64, 32, ngp_tile0, input, 32, 0, block, ngp_n);
+  __tile_mm(64, 32, 64, false, true, ngp_tile1, ngp_tile0, params.subarray(0));
+  for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_8 = ngp_tile1[ngp_e];
+    let y_11 = el_8;
+    y_11 = __max(el_8, 0);
+    const mapped_12 = y_11;
+    ngp_tile2[ngp_e] = mapped_12;
+  }
+  __tile_mm(64, 64, 64, false, true, ngp_tile3, ngp_tile2, params.subarray(2048));
+  for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_8 = ngp_tile3[ngp_e];
+    let y_11 = el_8;
+    y_11 = __max(el_8, 0);
+    const mapped_12 = y_11;
+    ngp_tile4[ngp_e] = mapped_12;
+  }
+  __tile_mm(64, 64, 3, false, true, ngp_tile5, ngp_tile4, params.subarray(6144));
+  for (let ngp_e = 0; ngp_e < 192; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_8 = ngp_tile5[ngp_e];
+    let y_11 = el_8;
+    const mapped_12 = y_11;
+    ngp_tile6[ngp_e] = mapped_12;
+  }
+  __tile_load_rows(64, 3, ngp_tile5, target, 3, 0, block, ngp_n);
+  __tile_row_mask(64, ngp_tile7, block, ngp_n);
+  for (let ngp_e = 0; ngp_e < 192; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_14 = ngp_tile6[ngp_e];
+    const el_15 = ngp_tile5[ngp_e];
+    const el_16 = ngp_tile7[__idiv(ngp_e, 3)];
+    let sel_19 = 0;
+    if (el_16 > 0) {
+      const d_20 = Math.fround(el_14 - el_15);
+      const v_21 = Math.fround(d_20 * d_20);
+      sel_19 = Math.fround(v_21 * scale);
+    } else {
+      sel_19 = 0;
+    }
+    const mapped_22 = sel_19;
+    ngp_tile8[ngp_e] = mapped_22;
+  }
+  __tile_sum(64, 3, 0, ngp_tile9, ngp_tile8);
+  __tile_sum(1, 3, 1, ngp_tile10, ngp_tile9);
+  __tile_accumulate(1, 1, loss, 0, ngp_tile10);
+  for (let ngp_e = 0; ngp_e < 3; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_1 = d_loss.subarray(0)[0];
+    const el_2 = ngp_tile9[ngp_e];
+    ngp_tile11[ngp_e] = el_1;
+  }
+  for (let ngp_e = 0; ngp_e < 192; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_3 = ngp_tile11[__imod(ngp_e, 3)];
+    const el_4 = ngp_tile8[ngp_e];
+    ngp_tile12[ngp_e] = el_3;
+  }
+  for (let ngp_e = 0; ngp_e < 192; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_14 = ngp_tile6[ngp_e];
+    const el_15 = ngp_tile5[ngp_e];
+    const el_16 = ngp_tile7[__idiv(ngp_e, 3)];
+    const adj_1 = ngp_tile12[ngp_e];
+    const t_1 = Math.fround(el_14 - el_15);
+    const d_t_3_1 = ((el_16 > 0) ? adj_1 : 0);
+    const d_t_2_1 = Math.fround(d_t_3_1 * scale);
+    let d_t_1_1 = Math.fround(d_t_2_1 * t_1);
+    d_t_1_1 = Math.fround(d_t_1_1 + Math.fround(d_t_2_1 * t_1));
+    const grad_1 = d_t_1_1;
+    ngp_tile8[ngp_e] = grad_1;
+  }
+  __tile_mm(64, 3, 64, false, false, ngp_tile13, ngp_tile8, params.subarray(6144));
+  __tile_mm(3, 64, 64, true, false, ngp_tile6, ngp_tile8, ngp_tile4);
+  __tile_accumulate(3, 64, d_params, 6144, ngp_tile6);
+  for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_8 = ngp_tile3[ngp_e];
+    const adj_3 = ngp_tile13[ngp_e];
+    const d_el_8_2 = ((el_8 <= 0) ? 0 : adj_3);
+    ngp_tile4[ngp_e] = d_el_8_2;
+  }
+  __tile_mm(64, 64, 64, false, false, ngp_tile3, ngp_tile4, params.subarray(2048));
+  __tile_mm(64, 64, 64, true, false, ngp_tile13, ngp_tile4, ngp_tile2);
+  __tile_accumulate(64, 64, d_params, 2048, ngp_tile13);
+  for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_8 = ngp_tile1[ngp_e];
+    const adj_4 = ngp_tile3[ngp_e];
+    const d_el_8_3 = ((el_8 <= 0) ? 0 : adj_4);
+    ngp_tile4[ngp_e] = d_el_8_3;
+  }
+  __tile_mm(64, 64, 32, false, false, ngp_tile2, ngp_tile4, params.subarray(0));
+  __tile_mm(64, 64, 32, true, false, ngp_tile13, ngp_tile4, ngp_tile0);
+  __tile_accumulate(64, 32, d_params, 0, ngp_tile13);
+  __tile_load_rows(64, 32, ngp_tile0, d_input, 32, 0, block, ngp_n);
+  for (let ngp_e = 0; ngp_e < 2048; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_5 = ngp_tile0[ngp_e];
+    const el_6 = ngp_tile2[ngp_e];
+    const sum_1 = Math.fround(el_5 + el_6);
+    ngp_tile1[ngp_e] = sum_1;
+  }
+  __tile_store_rows(64, 32, d_input, 32, 0, ngp_tile1, block, ngp_n);
+}
+export function mlpTrainStepInputGrad(ngp_n, input, target, params, loss, scale, d_loss, d_params, d_input) {
+  if (!(ngp_n > 0)) return;
+  const ngp_blocks = Math.ceil(ngp_n / 64);
+  const ngp_slots = Math.min(ngp_blocks, 16);
+  const ngp_part_loss = new Float32Array(ngp_slots * loss.length);
+  const ngp_part_d_params = new Float32Array(ngp_slots * d_params.length);
+  let ngp_b = 0;
+  try {
+    for (let ngp_s = 0; ngp_s < ngp_slots; ngp_s++)
+      for (ngp_b = Math.floor((ngp_s * ngp_blocks) / ngp_slots); ngp_b < Math.floor(((ngp_s + 1) * ngp_blocks) / ngp_slots); ngp_b++)
+        mlpTrainStepInputGrad_body(ngp_b, ngp_n, input, target, params, ngp_part_loss.subarray(ngp_s * loss.length, (ngp_s + 1) * loss.length), scale, d_loss, ngp_part_d_params.subarray(ngp_s * d_params.length, (ngp_s + 1) * d_params.length), d_input);
+  } catch (e) {
+    if (e?.ngpFault) e.ngpFault.thread = ngp_b;
+    throw e;
+  }
+  __reduce_slots(loss, ngp_part_loss, ngp_slots);
   __reduce_slots(d_params, ngp_part_d_params, ngp_slots);
 }
 

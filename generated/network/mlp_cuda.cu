@@ -133,251 +133,23 @@ extern "C" int32_t mlpForward(int64_t ngp_n, const float* __restrict__ input, in
   return (int32_t)cudaGetLastError();
 }
 
-NGP_FN void mlpTrain_body(uint32_t block, int64_t ngp_n, const float* __restrict__ input, const float* __restrict__ target, const float* __restrict__ params, float* __restrict__ grads, const float* __restrict__ dinput, float* __restrict__ loss, float scale) {
-  NGP_TILE float ngp_tile0[512];
-  NGP_TILE float ngp_tile1[1024];
-  NGP_TILE float ngp_tile2[1024];
-  NGP_TILE float ngp_tile3[1024];
-  NGP_TILE float ngp_tile4[48];
-  NGP_TILE float ngp_tile5[16];
-  NGP_TILE float ngp_tile6[48];
-  NGP_TILE float ngp_tile7[3];
-  NGP_TILE float ngp_tile8[192];
-  NGP_TILE float ngp_tile9[1024];
-  NGP_TILE float ngp_tile10[4096];
-  ngp_tile_load_rows<16, 32>(ngp_tile0, input, 32, 0, block, ngp_n);
-  {
-    ngp_tile_mm<16, 32, 64, false, true>(ngp_tile1, ngp_tile0, (params + 0));
-    for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
-      const float el_7 = ngp_tile1[ngp_e];
-      float y_10 = el_7;
-      y_10 = ngp_max(el_7, 0.0f);
-      const float mapped_11 = y_10;
-      ngp_tile2[ngp_e] = mapped_11;
-    }
-    NGP_SYNC();
-  }
-  {
-    ngp_tile_mm<16, 64, 64, false, true>(ngp_tile1, ngp_tile2, (params + 2048));
-    for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
-      const float el_7 = ngp_tile1[ngp_e];
-      float y_10 = el_7;
-      y_10 = ngp_max(el_7, 0.0f);
-      const float mapped_11 = y_10;
-      ngp_tile3[ngp_e] = mapped_11;
-    }
-    NGP_SYNC();
-  }
-  {
-    ngp_tile_mm<16, 64, 3, false, true>(ngp_tile1, ngp_tile3, (params + 6144));
-    for (int32_t ngp_e = NGP_TID; ngp_e < 48; ngp_e += NGP_NTHREADS) {
-      const float el_7 = ngp_tile1[ngp_e];
-      float y_10 = el_7;
-      const float mapped_11 = y_10;
-      ngp_tile4[ngp_e] = mapped_11;
-    }
-    NGP_SYNC();
-  }
-  ngp_tile_load_rows<16, 3>(ngp_tile1, target, 3, 0, block, ngp_n);
-  ngp_tile_row_mask<16>(ngp_tile5, block, ngp_n);
-  for (int32_t ngp_e = NGP_TID; ngp_e < 48; ngp_e += NGP_NTHREADS) {
-    const float el_13 = ngp_tile4[ngp_e];
-    const float el_14 = ngp_tile1[ngp_e];
-    const float el_15 = ngp_tile5[ngp_e / 3];
-    float sel_18 = 0.0f;
-    if (el_15 > 0.0f) {
-      const float d_19 = el_13 - el_14;
-      const float v_20 = d_19 * d_19;
-      sel_18 = v_20 * scale;
-    } else {
-      sel_18 = 0.0f;
-    }
-    const float mapped_21 = sel_18;
-    ngp_tile6[ngp_e] = mapped_21;
-  }
-  NGP_SYNC();
-  ngp_tile_sum<16, 3, 0>(ngp_tile7, ngp_tile6);
-  ngp_tile_sum<1, 3, 1>(ngp_tile6, ngp_tile7);
-  ngp_tile_accumulate<1, 1>(loss, 0, ngp_tile6);
-  for (int32_t ngp_e = NGP_TID; ngp_e < 48; ngp_e += NGP_NTHREADS) {
-    const float el_23 = ngp_tile4[ngp_e];
-    const float el_24 = ngp_tile1[ngp_e];
-    const float el_25 = ngp_tile5[ngp_e / 3];
-    float sel_28 = 0.0f;
-    if (el_25 > 0.0f) {
-      const float d_29 = el_23 - el_24;
-      const float g_30 = 2.0f * d_29;
-      sel_28 = g_30 * scale;
-    } else {
-      sel_28 = 0.0f;
-    }
-    const float mapped_31 = sel_28;
-    ngp_tile6[ngp_e] = mapped_31;
-  }
-  NGP_SYNC();
-  {
-    for (int32_t ngp_e = NGP_TID; ngp_e < 48; ngp_e += NGP_NTHREADS) {
-      const float el_35 = ngp_tile6[ngp_e];
-      const float el_36 = ngp_tile4[ngp_e];
-      float d_39 = el_35;
-      const float mapped_40 = d_39;
-      ngp_tile1[ngp_e] = mapped_40;
-    }
-    NGP_SYNC();
-    ngp_tile_mm<3, 16, 64, true, false>(ngp_tile8, ngp_tile1, ngp_tile3);
-    ngp_tile_accumulate<3, 64>(grads, 6144, ngp_tile8);
-    ngp_tile_mm<16, 3, 64, false, false>(ngp_tile9, ngp_tile1, (params + 6144));
-  }
-  {
-    for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
-      const float el_35 = ngp_tile9[ngp_e];
-      const float el_36 = ngp_tile3[ngp_e];
-      float d_39 = el_35;
-      d_39 = ((el_36 > 0.0f) ? el_35 : 0.0f);
-      const float mapped_40 = d_39;
-      ngp_tile1[ngp_e] = mapped_40;
-    }
-    NGP_SYNC();
-    ngp_tile_mm<64, 16, 64, true, false>(ngp_tile10, ngp_tile1, ngp_tile2);
-    ngp_tile_accumulate<64, 64>(grads, 2048, ngp_tile10);
-    ngp_tile_mm<16, 64, 64, false, false>(ngp_tile9, ngp_tile1, (params + 2048));
-  }
-  {
-    for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
-      const float el_35 = ngp_tile9[ngp_e];
-      const float el_36 = ngp_tile2[ngp_e];
-      float d_39 = el_35;
-      d_39 = ((el_36 > 0.0f) ? el_35 : 0.0f);
-      const float mapped_40 = d_39;
-      ngp_tile3[ngp_e] = mapped_40;
-    }
-    NGP_SYNC();
-    ngp_tile_mm<64, 16, 32, true, false>(ngp_tile10, ngp_tile3, ngp_tile0);
-    ngp_tile_accumulate<64, 32>(grads, 0, ngp_tile10);
-  }
-}
-
-__global__ void mlpTrain_kernel(int64_t ngp_n, const float* __restrict__ input, const float* __restrict__ target, const float* __restrict__ params, float* __restrict__ grads, const float* __restrict__ dinput, float* __restrict__ loss, float scale) {
-  const int64_t ngp_blocks = (ngp_n + 15) / 16;
-  for (int64_t ngp_b = blockIdx.x; ngp_b < ngp_blocks; ngp_b += gridDim.x)
-    mlpTrain_body((uint32_t)ngp_b, ngp_n, input, target, params, grads, dinput, loss, scale);
-}
-
-extern "C" int32_t mlpTrain(int64_t ngp_n, const float* __restrict__ input, int64_t ngp_len_input, const float* __restrict__ target, int64_t ngp_len_target, const float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, const float* __restrict__ dinput, int64_t ngp_len_dinput, float* __restrict__ loss, int64_t ngp_len_loss, float scale) {
-  if (ngp_n <= 0) return 0;
-  const int64_t ngp_blocks = (ngp_n + 15) / 16;
-  mlpTrain_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, input, target, params, grads, dinput, loss, scale);
-  return (int32_t)cudaGetLastError();
-}
-
-NGP_FN void mlpBackward_body(uint32_t block, int64_t ngp_n, const float* __restrict__ input, const float* __restrict__ dy, const float* __restrict__ params, float* __restrict__ grads, const float* __restrict__ dinput) {
-  NGP_TILE float ngp_tile0[512];
-  NGP_TILE float ngp_tile1[1024];
-  NGP_TILE float ngp_tile2[1024];
-  NGP_TILE float ngp_tile3[1024];
-  NGP_TILE float ngp_tile4[48];
-  NGP_TILE float ngp_tile5[48];
-  NGP_TILE float ngp_tile6[1024];
-  NGP_TILE float ngp_tile7[4096];
-  ngp_tile_load_rows<16, 32>(ngp_tile0, input, 32, 0, block, ngp_n);
-  {
-    ngp_tile_mm<16, 32, 64, false, true>(ngp_tile1, ngp_tile0, (params + 0));
-    for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
-      const float el_7 = ngp_tile1[ngp_e];
-      float y_10 = el_7;
-      y_10 = ngp_max(el_7, 0.0f);
-      const float mapped_11 = y_10;
-      ngp_tile2[ngp_e] = mapped_11;
-    }
-    NGP_SYNC();
-  }
-  {
-    ngp_tile_mm<16, 64, 64, false, true>(ngp_tile1, ngp_tile2, (params + 2048));
-    for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
-      const float el_7 = ngp_tile1[ngp_e];
-      float y_10 = el_7;
-      y_10 = ngp_max(el_7, 0.0f);
-      const float mapped_11 = y_10;
-      ngp_tile3[ngp_e] = mapped_11;
-    }
-    NGP_SYNC();
-  }
-  {
-    ngp_tile_mm<16, 64, 3, false, true>(ngp_tile1, ngp_tile3, (params + 6144));
-    for (int32_t ngp_e = NGP_TID; ngp_e < 48; ngp_e += NGP_NTHREADS) {
-      const float el_7 = ngp_tile1[ngp_e];
-      float y_10 = el_7;
-      const float mapped_11 = y_10;
-      ngp_tile4[ngp_e] = mapped_11;
-    }
-    NGP_SYNC();
-  }
-  ngp_tile_load_rows<16, 3>(ngp_tile1, dy, 3, 0, block, ngp_n);
-  {
-    for (int32_t ngp_e = NGP_TID; ngp_e < 48; ngp_e += NGP_NTHREADS) {
-      const float el_16 = ngp_tile1[ngp_e];
-      const float el_17 = ngp_tile4[ngp_e];
-      float d_20 = el_16;
-      const float mapped_21 = d_20;
-      ngp_tile5[ngp_e] = mapped_21;
-    }
-    NGP_SYNC();
-    ngp_tile_mm<3, 16, 64, true, false>(ngp_tile1, ngp_tile5, ngp_tile3);
-    ngp_tile_accumulate<3, 64>(grads, 6144, ngp_tile1);
-    ngp_tile_mm<16, 3, 64, false, false>(ngp_tile1, ngp_tile5, (params + 6144));
-  }
-  {
-    for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
-      const float el_16 = ngp_tile1[ngp_e];
-      const float el_17 = ngp_tile3[ngp_e];
-      float d_20 = el_16;
-      d_20 = ((el_17 > 0.0f) ? el_16 : 0.0f);
-      const float mapped_21 = d_20;
-      ngp_tile6[ngp_e] = mapped_21;
-    }
-    NGP_SYNC();
-    ngp_tile_mm<64, 16, 64, true, false>(ngp_tile7, ngp_tile6, ngp_tile2);
-    ngp_tile_accumulate<64, 64>(grads, 2048, ngp_tile7);
-    ngp_tile_mm<16, 64, 64, false, false>(ngp_tile1, ngp_tile6, (params + 2048));
-  }
-  {
-    for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
-      const float el_16 = ngp_tile1[ngp_e];
-      const float el_17 = ngp_tile2[ngp_e];
-      float d_20 = el_16;
-      d_20 = ((el_17 > 0.0f) ? el_16 : 0.0f);
-      const float mapped_21 = d_20;
-      ngp_tile3[ngp_e] = mapped_21;
-    }
-    NGP_SYNC();
-    ngp_tile_mm<64, 16, 32, true, false>(ngp_tile7, ngp_tile3, ngp_tile0);
-    ngp_tile_accumulate<64, 32>(grads, 0, ngp_tile7);
-  }
-}
-
-__global__ void mlpBackward_kernel(int64_t ngp_n, const float* __restrict__ input, const float* __restrict__ dy, const float* __restrict__ params, float* __restrict__ grads, const float* __restrict__ dinput) {
-  const int64_t ngp_blocks = (ngp_n + 15) / 16;
-  for (int64_t ngp_b = blockIdx.x; ngp_b < ngp_blocks; ngp_b += gridDim.x)
-    mlpBackward_body((uint32_t)ngp_b, ngp_n, input, dy, params, grads, dinput);
-}
-
-extern "C" int32_t mlpBackward(int64_t ngp_n, const float* __restrict__ input, int64_t ngp_len_input, const float* __restrict__ dy, int64_t ngp_len_dy, const float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ grads, int64_t ngp_len_grads, const float* __restrict__ dinput, int64_t ngp_len_dinput) {
-  if (ngp_n <= 0) return 0;
-  const int64_t ngp_blocks = (ngp_n + 15) / 16;
-  mlpBackward_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, input, dy, params, grads, dinput);
-  return (int32_t)cudaGetLastError();
-}
-
-NGP_FN void mlpForwardParamGrad_body(uint32_t block, int64_t ngp_n, const float* __restrict__ input, const float* __restrict__ params, const float* __restrict__ d_output, float* __restrict__ d_params) {
+NGP_FN void mlpTrainStep_body(uint32_t block, int64_t ngp_n, const float* __restrict__ input, const float* __restrict__ target, const float* __restrict__ params, float* __restrict__ loss, float scale, const float* __restrict__ d_loss, float* __restrict__ d_params) {
   NGP_TILE float ngp_tile0[512];
   NGP_TILE float ngp_tile1[1024];
   NGP_TILE float ngp_tile2[1024];
   NGP_TILE float ngp_tile3[1024];
   NGP_TILE float ngp_tile4[1024];
   NGP_TILE float ngp_tile5[48];
-  NGP_TILE float ngp_tile6[1024];
-  NGP_TILE float ngp_tile7[192];
-  NGP_TILE float ngp_tile8[4096];
+  NGP_TILE float ngp_tile6[48];
+  NGP_TILE float ngp_tile7[16];
+  NGP_TILE float ngp_tile8[48];
+  NGP_TILE float ngp_tile9[3];
+  NGP_TILE float ngp_tile10[1];
+  NGP_TILE float ngp_tile11[3];
+  NGP_TILE float ngp_tile12[48];
+  NGP_TILE float ngp_tile13[1024];
+  NGP_TILE float ngp_tile14[192];
+  NGP_TILE float ngp_tile15[4096];
   ngp_tile_load_rows<16, 32>(ngp_tile0, input, 32, 0, block, ngp_n);
   ngp_tile_mm<16, 32, 64, false, true>(ngp_tile1, ngp_tile0, (params + 0));
   for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
@@ -397,41 +169,233 @@ NGP_FN void mlpForwardParamGrad_body(uint32_t block, int64_t ngp_n, const float*
     ngp_tile4[ngp_e] = mapped_12;
   }
   NGP_SYNC();
-  ngp_tile_load_rows<16, 3>(ngp_tile5, d_output, 3, 0, block, ngp_n);
-  ngp_tile_mm<16, 3, 64, false, false>(ngp_tile6, ngp_tile5, (params + 6144));
-  ngp_tile_mm<3, 16, 64, true, false>(ngp_tile7, ngp_tile5, ngp_tile4);
-  ngp_tile_accumulate<3, 64>(d_params, 6144, ngp_tile7);
+  ngp_tile_mm<16, 64, 3, false, true>(ngp_tile5, ngp_tile4, (params + 6144));
+  for (int32_t ngp_e = NGP_TID; ngp_e < 48; ngp_e += NGP_NTHREADS) {
+    const float el_8 = ngp_tile5[ngp_e];
+    float y_11 = el_8;
+    const float mapped_12 = y_11;
+    ngp_tile6[ngp_e] = mapped_12;
+  }
+  NGP_SYNC();
+  ngp_tile_load_rows<16, 3>(ngp_tile5, target, 3, 0, block, ngp_n);
+  ngp_tile_row_mask<16>(ngp_tile7, block, ngp_n);
+  for (int32_t ngp_e = NGP_TID; ngp_e < 48; ngp_e += NGP_NTHREADS) {
+    const float el_14 = ngp_tile6[ngp_e];
+    const float el_15 = ngp_tile5[ngp_e];
+    const float el_16 = ngp_tile7[ngp_e / 3];
+    float sel_19 = 0.0f;
+    if (el_16 > 0.0f) {
+      const float d_20 = el_14 - el_15;
+      const float v_21 = d_20 * d_20;
+      sel_19 = v_21 * scale;
+    } else {
+      sel_19 = 0.0f;
+    }
+    const float mapped_22 = sel_19;
+    ngp_tile8[ngp_e] = mapped_22;
+  }
+  NGP_SYNC();
+  ngp_tile_sum<16, 3, 0>(ngp_tile9, ngp_tile8);
+  ngp_tile_sum<1, 3, 1>(ngp_tile10, ngp_tile9);
+  ngp_tile_accumulate<1, 1>(loss, 0, ngp_tile10);
+  for (int32_t ngp_e = NGP_TID; ngp_e < 3; ngp_e += NGP_NTHREADS) {
+    const float el_1 = (d_loss + 0)[0];
+    const float el_2 = ngp_tile9[ngp_e];
+    ngp_tile11[ngp_e] = el_1;
+  }
+  NGP_SYNC();
+  for (int32_t ngp_e = NGP_TID; ngp_e < 48; ngp_e += NGP_NTHREADS) {
+    const float el_3 = ngp_tile11[ngp_e % 3];
+    const float el_4 = ngp_tile8[ngp_e];
+    ngp_tile12[ngp_e] = el_3;
+  }
+  NGP_SYNC();
+  for (int32_t ngp_e = NGP_TID; ngp_e < 48; ngp_e += NGP_NTHREADS) {
+    const float el_14 = ngp_tile6[ngp_e];
+    const float el_15 = ngp_tile5[ngp_e];
+    const float el_16 = ngp_tile7[ngp_e / 3];
+    const float adj_1 = ngp_tile12[ngp_e];
+    const float t_1 = el_14 - el_15;
+    const float d_t_3_1 = ((el_16 > 0.0f) ? adj_1 : 0.0f);
+    const float d_t_2_1 = d_t_3_1 * scale;
+    float d_t_1_1 = d_t_2_1 * t_1;
+    d_t_1_1 += d_t_2_1 * t_1;
+    const float grad_1 = d_t_1_1;
+    ngp_tile8[ngp_e] = grad_1;
+  }
+  NGP_SYNC();
+  ngp_tile_mm<16, 3, 64, false, false>(ngp_tile13, ngp_tile8, (params + 6144));
+  ngp_tile_mm<3, 16, 64, true, false>(ngp_tile14, ngp_tile8, ngp_tile4);
+  ngp_tile_accumulate<3, 64>(d_params, 6144, ngp_tile14);
   for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
     const float el_8 = ngp_tile3[ngp_e];
-    const float adj_2 = ngp_tile6[ngp_e];
-    const float d_el_8_2 = ((el_8 <= 0.0f) ? 0.0f : adj_2);
+    const float adj_3 = ngp_tile13[ngp_e];
+    const float d_el_8_2 = ((el_8 <= 0.0f) ? 0.0f : adj_3);
     ngp_tile4[ngp_e] = d_el_8_2;
   }
   NGP_SYNC();
   ngp_tile_mm<16, 64, 64, false, false>(ngp_tile3, ngp_tile4, (params + 2048));
-  ngp_tile_mm<64, 16, 64, true, false>(ngp_tile8, ngp_tile4, ngp_tile2);
-  ngp_tile_accumulate<64, 64>(d_params, 2048, ngp_tile8);
+  ngp_tile_mm<64, 16, 64, true, false>(ngp_tile15, ngp_tile4, ngp_tile2);
+  ngp_tile_accumulate<64, 64>(d_params, 2048, ngp_tile15);
   for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
     const float el_8 = ngp_tile1[ngp_e];
-    const float adj_3 = ngp_tile3[ngp_e];
-    const float d_el_8_3 = ((el_8 <= 0.0f) ? 0.0f : adj_3);
-    ngp_tile6[ngp_e] = d_el_8_3;
+    const float adj_4 = ngp_tile3[ngp_e];
+    const float d_el_8_3 = ((el_8 <= 0.0f) ? 0.0f : adj_4);
+    ngp_tile13[ngp_e] = d_el_8_3;
   }
   NGP_SYNC();
-  ngp_tile_mm<64, 16, 32, true, false>(ngp_tile8, ngp_tile6, ngp_tile0);
-  ngp_tile_accumulate<64, 32>(d_params, 0, ngp_tile8);
+  ngp_tile_mm<64, 16, 32, true, false>(ngp_tile15, ngp_tile13, ngp_tile0);
+  ngp_tile_accumulate<64, 32>(d_params, 0, ngp_tile15);
 }
 
-__global__ void mlpForwardParamGrad_kernel(int64_t ngp_n, const float* __restrict__ input, const float* __restrict__ params, const float* __restrict__ d_output, float* __restrict__ d_params) {
+__global__ void mlpTrainStep_kernel(int64_t ngp_n, const float* __restrict__ input, const float* __restrict__ target, const float* __restrict__ params, float* __restrict__ loss, float scale, const float* __restrict__ d_loss, float* __restrict__ d_params) {
   const int64_t ngp_blocks = (ngp_n + 15) / 16;
   for (int64_t ngp_b = blockIdx.x; ngp_b < ngp_blocks; ngp_b += gridDim.x)
-    mlpForwardParamGrad_body((uint32_t)ngp_b, ngp_n, input, params, d_output, d_params);
+    mlpTrainStep_body((uint32_t)ngp_b, ngp_n, input, target, params, loss, scale, d_loss, d_params);
 }
 
-extern "C" int32_t mlpForwardParamGrad(int64_t ngp_n, const float* __restrict__ input, int64_t ngp_len_input, const float* __restrict__ params, int64_t ngp_len_params, const float* __restrict__ d_output, int64_t ngp_len_d_output, float* __restrict__ d_params, int64_t ngp_len_d_params) {
+extern "C" int32_t mlpTrainStep(int64_t ngp_n, const float* __restrict__ input, int64_t ngp_len_input, const float* __restrict__ target, int64_t ngp_len_target, const float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ loss, int64_t ngp_len_loss, float scale, const float* __restrict__ d_loss, int64_t ngp_len_d_loss, float* __restrict__ d_params, int64_t ngp_len_d_params) {
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 15) / 16;
-  mlpForwardParamGrad_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, input, params, d_output, d_params);
+  mlpTrainStep_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, input, target, params, loss, scale, d_loss, d_params);
+  return (int32_t)cudaGetLastError();
+}
+
+NGP_FN void mlpTrainStepInputGrad_body(uint32_t block, int64_t ngp_n, const float* __restrict__ input, const float* __restrict__ target, const float* __restrict__ params, float* __restrict__ loss, float scale, const float* __restrict__ d_loss, float* __restrict__ d_params, float* __restrict__ d_input) {
+  NGP_TILE float ngp_tile0[512];
+  NGP_TILE float ngp_tile1[1024];
+  NGP_TILE float ngp_tile2[1024];
+  NGP_TILE float ngp_tile3[1024];
+  NGP_TILE float ngp_tile4[1024];
+  NGP_TILE float ngp_tile5[48];
+  NGP_TILE float ngp_tile6[48];
+  NGP_TILE float ngp_tile7[16];
+  NGP_TILE float ngp_tile8[48];
+  NGP_TILE float ngp_tile9[3];
+  NGP_TILE float ngp_tile10[1];
+  NGP_TILE float ngp_tile11[3];
+  NGP_TILE float ngp_tile12[48];
+  NGP_TILE float ngp_tile13[1024];
+  NGP_TILE float ngp_tile14[192];
+  NGP_TILE float ngp_tile15[4096];
+  ngp_tile_load_rows<16, 32>(ngp_tile0, input, 32, 0, block, ngp_n);
+  ngp_tile_mm<16, 32, 64, false, true>(ngp_tile1, ngp_tile0, (params + 0));
+  for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
+    const float el_8 = ngp_tile1[ngp_e];
+    float y_11 = el_8;
+    y_11 = ngp_max(el_8, 0.0f);
+    const float mapped_12 = y_11;
+    ngp_tile2[ngp_e] = mapped_12;
+  }
+  NGP_SYNC();
+  ngp_tile_mm<16, 64, 64, false, true>(ngp_tile3, ngp_tile2, (params + 2048));
+  for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
+    const float el_8 = ngp_tile3[ngp_e];
+    float y_11 = el_8;
+    y_11 = ngp_max(el_8, 0.0f);
+    const float mapped_12 = y_11;
+    ngp_tile4[ngp_e] = mapped_12;
+  }
+  NGP_SYNC();
+  ngp_tile_mm<16, 64, 3, false, true>(ngp_tile5, ngp_tile4, (params + 6144));
+  for (int32_t ngp_e = NGP_TID; ngp_e < 48; ngp_e += NGP_NTHREADS) {
+    const float el_8 = ngp_tile5[ngp_e];
+    float y_11 = el_8;
+    const float mapped_12 = y_11;
+    ngp_tile6[ngp_e] = mapped_12;
+  }
+  NGP_SYNC();
+  ngp_tile_load_rows<16, 3>(ngp_tile5, target, 3, 0, block, ngp_n);
+  ngp_tile_row_mask<16>(ngp_tile7, block, ngp_n);
+  for (int32_t ngp_e = NGP_TID; ngp_e < 48; ngp_e += NGP_NTHREADS) {
+    const float el_14 = ngp_tile6[ngp_e];
+    const float el_15 = ngp_tile5[ngp_e];
+    const float el_16 = ngp_tile7[ngp_e / 3];
+    float sel_19 = 0.0f;
+    if (el_16 > 0.0f) {
+      const float d_20 = el_14 - el_15;
+      const float v_21 = d_20 * d_20;
+      sel_19 = v_21 * scale;
+    } else {
+      sel_19 = 0.0f;
+    }
+    const float mapped_22 = sel_19;
+    ngp_tile8[ngp_e] = mapped_22;
+  }
+  NGP_SYNC();
+  ngp_tile_sum<16, 3, 0>(ngp_tile9, ngp_tile8);
+  ngp_tile_sum<1, 3, 1>(ngp_tile10, ngp_tile9);
+  ngp_tile_accumulate<1, 1>(loss, 0, ngp_tile10);
+  for (int32_t ngp_e = NGP_TID; ngp_e < 3; ngp_e += NGP_NTHREADS) {
+    const float el_1 = (d_loss + 0)[0];
+    const float el_2 = ngp_tile9[ngp_e];
+    ngp_tile11[ngp_e] = el_1;
+  }
+  NGP_SYNC();
+  for (int32_t ngp_e = NGP_TID; ngp_e < 48; ngp_e += NGP_NTHREADS) {
+    const float el_3 = ngp_tile11[ngp_e % 3];
+    const float el_4 = ngp_tile8[ngp_e];
+    ngp_tile12[ngp_e] = el_3;
+  }
+  NGP_SYNC();
+  for (int32_t ngp_e = NGP_TID; ngp_e < 48; ngp_e += NGP_NTHREADS) {
+    const float el_14 = ngp_tile6[ngp_e];
+    const float el_15 = ngp_tile5[ngp_e];
+    const float el_16 = ngp_tile7[ngp_e / 3];
+    const float adj_1 = ngp_tile12[ngp_e];
+    const float t_1 = el_14 - el_15;
+    const float d_t_3_1 = ((el_16 > 0.0f) ? adj_1 : 0.0f);
+    const float d_t_2_1 = d_t_3_1 * scale;
+    float d_t_1_1 = d_t_2_1 * t_1;
+    d_t_1_1 += d_t_2_1 * t_1;
+    const float grad_1 = d_t_1_1;
+    ngp_tile8[ngp_e] = grad_1;
+  }
+  NGP_SYNC();
+  ngp_tile_mm<16, 3, 64, false, false>(ngp_tile13, ngp_tile8, (params + 6144));
+  ngp_tile_mm<3, 16, 64, true, false>(ngp_tile14, ngp_tile8, ngp_tile4);
+  ngp_tile_accumulate<3, 64>(d_params, 6144, ngp_tile14);
+  for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
+    const float el_8 = ngp_tile3[ngp_e];
+    const float adj_3 = ngp_tile13[ngp_e];
+    const float d_el_8_2 = ((el_8 <= 0.0f) ? 0.0f : adj_3);
+    ngp_tile4[ngp_e] = d_el_8_2;
+  }
+  NGP_SYNC();
+  ngp_tile_mm<16, 64, 64, false, false>(ngp_tile3, ngp_tile4, (params + 2048));
+  ngp_tile_mm<64, 16, 64, true, false>(ngp_tile15, ngp_tile4, ngp_tile2);
+  ngp_tile_accumulate<64, 64>(d_params, 2048, ngp_tile15);
+  for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
+    const float el_8 = ngp_tile1[ngp_e];
+    const float adj_4 = ngp_tile3[ngp_e];
+    const float d_el_8_3 = ((el_8 <= 0.0f) ? 0.0f : adj_4);
+    ngp_tile13[ngp_e] = d_el_8_3;
+  }
+  NGP_SYNC();
+  ngp_tile_mm<16, 64, 32, false, false>(ngp_tile4, ngp_tile13, (params + 0));
+  ngp_tile_mm<64, 16, 32, true, false>(ngp_tile15, ngp_tile13, ngp_tile0);
+  ngp_tile_accumulate<64, 32>(d_params, 0, ngp_tile15);
+  ngp_tile_load_rows<16, 32>(ngp_tile0, d_input, 32, 0, block, ngp_n);
+  for (int32_t ngp_e = NGP_TID; ngp_e < 512; ngp_e += NGP_NTHREADS) {
+    const float el_5 = ngp_tile0[ngp_e];
+    const float el_6 = ngp_tile4[ngp_e];
+    const float sum_1 = el_5 + el_6;
+    ngp_tile2[ngp_e] = sum_1;
+  }
+  NGP_SYNC();
+  ngp_tile_store_rows<16, 32>(d_input, 32, 0, ngp_tile2, block, ngp_n);
+}
+
+__global__ void mlpTrainStepInputGrad_kernel(int64_t ngp_n, const float* __restrict__ input, const float* __restrict__ target, const float* __restrict__ params, float* __restrict__ loss, float scale, const float* __restrict__ d_loss, float* __restrict__ d_params, float* __restrict__ d_input) {
+  const int64_t ngp_blocks = (ngp_n + 15) / 16;
+  for (int64_t ngp_b = blockIdx.x; ngp_b < ngp_blocks; ngp_b += gridDim.x)
+    mlpTrainStepInputGrad_body((uint32_t)ngp_b, ngp_n, input, target, params, loss, scale, d_loss, d_params, d_input);
+}
+
+extern "C" int32_t mlpTrainStepInputGrad(int64_t ngp_n, const float* __restrict__ input, int64_t ngp_len_input, const float* __restrict__ target, int64_t ngp_len_target, const float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ loss, int64_t ngp_len_loss, float scale, const float* __restrict__ d_loss, int64_t ngp_len_d_loss, float* __restrict__ d_params, int64_t ngp_len_d_params, float* __restrict__ d_input, int64_t ngp_len_d_input) {
+  if (ngp_n <= 0) return 0;
+  const int64_t ngp_blocks = (ngp_n + 15) / 16;
+  mlpTrainStepInputGrad_kernel<<<(unsigned)(ngp_blocks < 2097120 ? ngp_blocks : 2097120), 128>>>(ngp_n, input, target, params, loss, scale, d_loss, d_params, d_input);
   return (int32_t)cudaGetLastError();
 }
 
