@@ -8,6 +8,8 @@
 //     version of the same step (bench/mlp_hand.cpp, AVX-512/AVX2 intrinsics, register blocking,
 //     same flags), checked against each other on the same inputs before timing; for the default
 //     network 32-64-64-3 (ReLU, no biases, batch 2^16) and widths 16, 32 and 128;
+//   - the derived backward passes Mlp runs (the compiler's adjoints) against the hand-written
+//     kernels they replaced (test/oracles/mlp_hand.ts), as a time ratio;
 //   - Adam (Optimizer, one group of 2^24 parameters) against the triad.
 // FLOPs of a step: 2 n sum_l fanIn_l fanOut_l for the forward products, the same for the weight
 // gradients, and 2 n sum_{l>=1} fanIn_l fanOut_l for the input-side gradients (the first layer's
@@ -19,12 +21,12 @@ import { parseArgs } from "node:util";
 import { dlopen } from "bun:ffi";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Mlp } from "../modules/mlp.ts";
+import { initMlpParams, Mlp, MLP_KERNELS, mlpConfig, mlpKernels, mlpLayout, parseMlpOptions } from "../modules/mlp.ts";
 import { Optimizer } from "../modules/optimizer.ts";
 import { HostBuffer } from "../runtime/buffer.ts";
 import { buildCached } from "../runtime/cache.ts";
 import { validateSharedLibrary } from "../runtime/elf.ts";
-import type { KernelModule } from "../runtime/module.ts";
+import { loadKernels, type KernelModule } from "../runtime/module.ts";
 import { CPU_FLAGS, findCxx } from "../runtime/toolchain.ts";
 import { cpuInfo, cpuSnapshot, loadMachine, median, othersShare } from "./machine.ts";
 
@@ -40,6 +42,7 @@ const BATCH = 1 << 16;
 const ADAM_PARAMS = 1 << 24;
 
 export const MLP_HAND_SOURCE = join(import.meta.dir, "mlp_hand.cpp");
+const MLP_ORACLE = join(import.meta.dir, "../test/oracles/mlp_hand.ts");
 
 type HandTrain = (
   inputs: number, width: number, outputs: number, hidden: number, n: number,
@@ -148,6 +151,45 @@ async function benchWidth(width: Width, reps: number, hand: HandTrain, log: (s: 
   }
 }
 
+/**
+ * The derived backward passes (the compiler's adjoints, what Mlp runs) against the hand-written
+ * kernels they replaced (test/oracles/mlp_hand.ts), both generated for the same configuration
+ * (default network with the input gradient, as image training runs it), alternating round by round.
+ */
+async function benchDerived(reps: number): Promise<{ step: number; backward: number; stepMs: number; backwardMs: number }> {
+  const s = parseMlpOptions({ inputs: INPUTS, outputs: OUTPUTS, width: 64, hiddenLayers: HIDDEN, inputGrad: true });
+  const layout = mlpLayout(s);
+  const load = { backend: "cpu" as const, config: mlpConfig(s, layout, 64), boundsChecks: false };
+  const mod = await loadKernels(MLP_KERNELS, { ...load, kernels: mlpKernels(s) });
+  const oracle = await loadKernels(MLP_ORACLE, load);
+  try {
+    const n = BATCH;
+    const P = layout.paramCount;
+    const data = { x: uniform(n * INPUTS, 31, -1, 1), t: uniform(n * OUTPUTS, 32), dy: uniform(n * OUTPUTS, 33, -1, 1), p: initMlpParams(layout, 34) };
+    const on = (m: KernelModule) => ({ x: m.upload("f32", data.x), t: m.upload("f32", data.t), dy: m.upload("f32", data.dy), p: m.upload("f32", data.p), g: m.alloc("f32", P), dx: m.alloc("f32", n * INPUTS), loss: m.alloc("f32", 1) });
+    const [d, h] = [on(mod), on(oracle)];
+    const one = mod.upload("f32", [1]);
+    const k = mod.kernels;
+    const runs = {
+      stepDerived: () => (d.dx.zero(), k.mlpTrainStepInputGrad!(n, d.x, d.t, d.p, d.loss, 1 / n, one, d.g, d.dx)),
+      stepHand: () => oracle.kernels.mlpTrain!(n, h.x, h.t, h.p, h.g, h.dx, h.loss, 1 / n),
+      backwardDerived: () => (d.dx.zero(), k.mlpForwardGrad!(n, d.x, d.p, d.dy, d.g, d.dx)),
+      backwardHand: () => oracle.kernels.mlpBackward!(n, h.x, h.dy, h.p, h.g, h.dx),
+    };
+    const ms: Record<keyof typeof runs, number[]> = { stepDerived: [], stepHand: [], backwardDerived: [], backwardHand: [] };
+    for (let r = 0; r < reps + 3; r++)
+      for (const [name, f] of Object.entries(runs)) {
+        const t = timeMs(f);
+        if (r >= 3) ms[name as keyof typeof runs].push(t);
+      }
+    const m = (v: number[]) => median(v);
+    return { step: m(ms.stepDerived) / m(ms.stepHand), backward: m(ms.backwardDerived) / m(ms.backwardHand), stepMs: m(ms.stepDerived), backwardMs: m(ms.backwardDerived) };
+  } finally {
+    mod.close();
+    oracle.close();
+  }
+}
+
 async function benchAdam(reps: number): Promise<{ ms: number; gbs: number; params: number }> {
   const params = HostBuffer.alloc("f32", ADAM_PARAMS, "cpu");
   params.upload(uniform(ADAM_PARAMS, 5, -1, 1));
@@ -208,6 +250,8 @@ async function main(): Promise<number> {
     rows.push(await benchWidth(w, reps, hand.train, log));
   }
   Bun.gc(true);
+  const derived = await benchDerived(reps);
+  Bun.gc(true);
   const adam = await benchAdam(reps);
   // The machine's peak once more at the end: a drift (another process, the clock) shows up here.
   Bun.gc(true);
@@ -228,6 +272,8 @@ async function main(): Promise<number> {
   }
   const def = rows.find((r) => r.width === 64)!;
   log("");
+  log(`derived backward passes (what Mlp runs) / the hand-written ones they replaced (test/oracles/mlp_hand.ts), width 64 with the input gradient: ` +
+    `training step ${derived.step.toFixed(2)}x (${derived.stepMs.toFixed(2)} ms), backward from dy ${derived.backward.toFixed(2)}x (${derived.backwardMs.toFixed(2)} ms)`);
   log(`Adam, ${adam.params} params (8 streams of 4 bytes: read p, g, m, v; write p, g, m, v): ${adam.ms.toFixed(2)} ms, ${adam.gbs.toFixed(1)} GB/s = ` +
     `${((100 * adam.gbs) / triad.gbs).toFixed(0)}% of the triad's ${triad.gbs.toFixed(1)} GB/s (${((100 * adam.gbs) / triad.gbsWriteAllocate).toFixed(0)}% of its 4-stream ${triad.gbsWriteAllocate.toFixed(1)} GB/s)`);
   log(`targets: MLP >= 50% of the FMA peak (goal 70%): default network ${((100 * def.generated.gflops) / peak.gflops).toFixed(1)}% ${def.generated.gflops >= 0.5 * peak.gflops ? "MET" : "NOT MET"}; ` +
@@ -246,6 +292,7 @@ async function main(): Promise<number> {
       mlp_gflops: def.generated.gflops, mlp_ms: def.generated.ms, mlp_hand_gflops: def.hand.gflops, mlp_hand_ms: def.hand.ms,
       mlp_peak_ratio: def.generated.gflops / peak.gflops, mlp_hand_peak_ratio: def.hand.gflops / peak.gflops,
       adam_gbs: adam.gbs, adam_ms: adam.ms, adam_params: adam.params, adam_triad_ratio: adam.gbs / triad.gbs,
+      derived_step_ratio: derived.step, derived_backward_ratio: derived.backward,
       batch: BATCH, reps, others_cpu_share: others ?? null, widths: rows,
     }));
   }
