@@ -61,7 +61,11 @@ interface Op {
   pure: boolean;
   at: Stmt & { k: "block" };
   build: (slot: (v: number) => Expr) => Stmt[];
+  /** A tile operation call: its name, operands and shape constants (for fusing, see `fuse`). */
+  call?: { fn: string; operands: { tile?: number; expr: Expr }[]; extra: Expr[]; span: Span };
 }
+
+const MATMULS = new Set(["matmul", "matmulNT", "matmulTN"]);
 
 const isTileOp = (e: Expr): boolean => e.k === "call" && e.kind === "intrinsic" && lookupIntrinsic(e.fn)?.tile !== undefined;
 const lit = (v: number | boolean, span: Span): Expr => ({ k: "lit", v, ty: typeof v === "boolean" ? "bool" : "i32", span });
@@ -239,7 +243,7 @@ class Lowerer {
     const extra = op.extra(args, shape).map((x) => lit(x, e.span));
     const at = this.placeholder(e.span);
     this.ops.push({
-      out, ins, at, pure: intr.pure,
+      out, ins, at, pure: intr.pure, call: { fn: e.fn, operands, extra, span: e.span },
       build: (slot) => {
         const outArg = out === undefined ? lit(0, e.span) : slot(out);
         const opArgs = operands.map((o) => (o.tile !== undefined ? slot(o.tile) : o.expr));
@@ -300,6 +304,7 @@ class Lowerer {
    * too), then gives each version the first free slot that fits, never one of its op's inputs.
    */
   private allocate(): Slot[] {
+    this.fuse();
     const needed = new Set<number>();
     const alive = this.ops.map(() => false);
     for (let i = this.ops.length - 1; i >= 0; i--) {
@@ -325,6 +330,35 @@ class Lowerer {
       if (op.out !== undefined && this.versions[op.out]!.lastUse < i + 1) release(this.versions[op.out]!);
     });
     return slots;
+  }
+
+  /**
+   * `accumulate(buf, offset, matmul*(a, b))` where nothing else reads the product: one operation
+   * that adds each element of the product as it is computed (accumulateMatmul), so the product
+   * needs no tile (a weight gradient is fanIn × fanOut floats, 64 KiB at width 128: more shared
+   * memory than a CUDA block has). The CPU and JS add the same values in the same order.
+   */
+  private fuse(): void {
+    const uses = new Map<number, number>();
+    for (const op of this.ops) for (const v of op.ins) uses.set(v, (uses.get(v) ?? 0) + 1);
+    const producer = new Map<number, Op>();
+    for (const op of this.ops) if (op.out !== undefined) producer.set(op.out, op);
+    for (const op of this.ops) {
+      if (op.call?.fn !== "accumulate" || op.ins.length !== 1) continue;
+      const v = op.ins[0]!;
+      const mm = producer.get(v);
+      if (!mm?.call || !MATMULS.has(mm.call.fn) || uses.get(v) !== 1 || this.versions[v]!.view) continue;
+      const [buf, offset] = op.call.operands.map((o) => o.expr);
+      const { operands, extra, span } = mm.call;
+      op.ins = [...mm.ins];
+      op.call = undefined;
+      op.build = (slot) => {
+        const args = [lit(0, span), buf!, offset!, ...operands.map((o) => (o.tile !== undefined ? slot(o.tile) : o.expr)), ...extra, v32(this.k.index, span), v32(BATCH_VAR, span)];
+        return [{ k: "expr", e: { k: "call", fn: "accumulateMatmul", kind: "intrinsic", args, span }, span }];
+      };
+      mm.pure = true; // its product is now unread: dropped
+      uses.set(v, 0);
+    }
   }
 
   /**

@@ -188,6 +188,18 @@ export const TILE_INTRINSICS = {
     c: "ngp_tile_row_mask<$1>($0, $2, $3)", js: "__tile_row_mask($1, $0, $2, $3)",
     pure: true, exact: false, impl: unsupported,
   },
+  accumulateMatmul: {
+    doc: "(made by the tiles phase) accumulate(buf, offset, matmul*(a, b)) in one operation: each element of the product added as it is computed",
+    params: ["Buf<f32>", "int", "Tile", "Tile"], ret: "void", writes: 1,
+    tile: {
+      shape: () => "made by the tiles phase",
+      extra: () => [],
+      accumulates: true,
+      check: { kind: "span", args: [1, 5, 7, 2] },
+    } satisfies TileOp,
+    c: "ngp_tile_mm_accumulate<$5, $6, $7, $8, $9>($1, $2, $3, $4)", js: "__tile_mm_accumulate($5, $6, $7, $8, $9, $1, $2, $3, $4)",
+    pure: false, exact: false, impl: unsupported,
+  },
   tileView: {
     doc: "(made by the tiles phase) a read-only tile in place: the elements of buf from offset on",
     params: ["Buf<f32>", "int"], ret: "void",

@@ -30,6 +30,8 @@ export type KernelParam =
 export interface KernelSignature {
   name: string;
   params: KernelParam[];
+  /** A block kernel: the bytes of its tiles (on CUDA, static shared memory per thread block). */
+  tileBytes?: number;
 }
 
 export interface EmittedModule {

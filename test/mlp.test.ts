@@ -10,7 +10,8 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Mlp, type MlpLayout, type MlpOptionsInput, type MlpSettings } from "../modules/mlp.ts";
+import { compileFile } from "../codegen/compile.ts";
+import { CUDA_TILE_BYTES, cudaMlpRows, Mlp, MLP_KERNELS, mlpConfig, mlpKernels, mlpLayout, parseMlpOptions, type MlpLayout, type MlpOptionsInput, type MlpSettings } from "../modules/mlp.ts";
 import { Optimizer } from "../modules/optimizer.ts";
 import { allocBuffer } from "../runtime/buffer.ts";
 import { findCxx } from "../runtime/toolchain.ts";
@@ -383,3 +384,23 @@ function hostBuffer(m: Mlp, length: number) {
   if (m.backend === "cuda") throw new Error("these tests run on host backends");
   return allocBuffer(m.backend, "f32", length);
 }
+
+test("on CUDA the rows per block are chosen so that a block's tiles fit in its 48 KiB of shared memory", () => {
+  const cases: [MlpOptionsInput, number][] = [
+    [{ inputs: 32, outputs: 3, width: 64, hiddenLayers: 2, inputGrad: true }, 16],
+    [{ inputs: 32, outputs: 16, width: 128, hiddenLayers: 3, biases: true, activation: "tanh", inputGrad: true }, 8],
+    [{ inputs: 64, outputs: 16, width: 128, hiddenLayers: 8 }, 4],
+  ];
+  for (const [options, expected] of cases) {
+    const s = parseMlpOptions(options);
+    const layout = mlpLayout(s);
+    const rows = cudaMlpRows(s, layout);
+    expect(rows).toBe(expected);
+    const bytes = (r: number) => Math.max(...compileFile(MLP_KERNELS, "cuda", { config: mlpConfig(s, layout, r), kernels: mlpKernels(s) }).kernels.map((k) => k.tileBytes!));
+    expect(bytes(rows)).toBeLessThanOrEqual(CUDA_TILE_BYTES);
+    if (rows < 16) expect(bytes(rows * 2)).toBeGreaterThan(CUDA_TILE_BYTES); // the most that fit
+  }
+  // Rows given that do not fit are refused, naming the field.
+  const s = parseMlpOptions({ inputs: 64, outputs: 16, width: 128, hiddenLayers: 8, rows: 64 });
+  expect(() => cudaMlpRows(s, mlpLayout(s))).toThrow(/mlp\.rows: 64 rows per block need \d+ bytes of CUDA shared memory/);
+});

@@ -72,6 +72,8 @@ export function fillSpelling(template: string, args: string[]): string {
 
 export function kernelSignature(k: SpecializedKernel): KernelSignature {
   const written = writtenBuffers(k.body);
+  // The tiles phase declares a block kernel's tile storage at the top of its body (f32 arrays).
+  const tileBytes = k.body.reduce((sum, s) => sum + (s.k === "array" && s.tile ? 4 * (s.size as { v: number }).v : 0), 0);
   return {
     name: k.name,
     params: k.params.map((p) =>
@@ -79,6 +81,7 @@ export function kernelSignature(k: SpecializedKernel): KernelSignature {
         ? { name: p.name, kind: "buffer", elem: p.ty.elem as ElemType, writes: written.has(p.name) }
         : { name: p.name, kind: "scalar", type: (p.ty as { s: Scalar }).s },
     ),
+    ...(k.block ? { tileBytes } : {}),
   };
 }
 

@@ -176,6 +176,14 @@ NGP_FN void ngp_tile_accumulate(float* __restrict__ buf, int64_t offset, const f
   for (int e = 0; e < R * C; ++e) buf[offset + e] += t[e];
 }
 
+// accumulate(buf, offset, op(A) op(B)): the product in a stack array, then added (as the two operations).
+template <int R, int K, int C, bool TA, bool TB>
+NGP_FN void ngp_tile_mm_accumulate(float* __restrict__ buf, int64_t offset, const float* __restrict__ A, const float* __restrict__ B) {
+  alignas(64) float t[R * C];
+  ngp_tile_mm<R, K, C, TA, TB>(t, A, B);
+  ngp_tile_accumulate<R, C>(buf, offset, t);
+}
+
 template <int R>
 NGP_FN void ngp_tile_row_mask(float* __restrict__ out, int64_t block, int64_t n) {
   for (int r = 0; r < R; ++r) out[r] = block * R + r < n ? 1.0f : 0.0f;
@@ -264,6 +272,19 @@ NGP_FN void ngp_tile_accumulate(float* buf, int64_t offset, const float* __restr
   __syncthreads();
 }
 
+// accumulate(buf, offset, op(A) op(B)): each element of the product added as it is computed, so
+// the product takes no shared memory (a weight gradient can be larger than a block's).
+template <int R, int K, int C, bool TA, bool TB>
+NGP_FN void ngp_tile_mm_accumulate(float* buf, int64_t offset, const float* __restrict__ A, const float* __restrict__ B) {
+  for (int e = NGP_TID; e < R * C; e += NGP_NTHREADS) {
+    const int r = e / C, c = e % C;
+    float acc = 0.0f;
+    for (int k = 0; k < K; ++k) acc = fmaf(TA ? A[k * R + r] : A[r * K + k], TB ? B[c * K + k] : B[k * C + c], acc);
+    atomicAdd(&buf[offset + e], acc);
+  }
+  __syncthreads();
+}
+
 template <int R>
 NGP_FN void ngp_tile_row_mask(float* __restrict__ out, int64_t block, int64_t n) {
   for (int r = NGP_TID; r < R; r += NGP_NTHREADS) out[r] = block * R + r < n ? 1.0f : 0.0f;
@@ -299,6 +320,11 @@ const __tile_sum = (R, C, AXIS, out, t) => {
 };
 const __tile_accumulate = (R, C, buf, offset, t) => {
   for (let e = 0; e < R * C; e++) buf[offset + e] = Math.fround(buf[offset + e] + t[e]);
+};
+const __tile_mm_accumulate = (R, K, C, TA, TB, buf, offset, A, B) => {
+  const t = new Float32Array(R * C);
+  __tile_mm(R, K, C, TA, TB, t, A, B);
+  __tile_accumulate(R, C, buf, offset, t);
 };
 const __tile_row_mask = (R, out, block, n) => {
   for (let r = 0; r < R; r++) out[r] = block * R + r < n ? 1 : 0;

@@ -178,6 +178,14 @@ NGP_FN void ngp_tile_accumulate(float* __restrict__ buf, int64_t offset, const f
   for (int e = 0; e < R * C; ++e) buf[offset + e] += t[e];
 }
 
+// accumulate(buf, offset, op(A) op(B)): the product in a stack array, then added (as the two operations).
+template <int R, int K, int C, bool TA, bool TB>
+NGP_FN void ngp_tile_mm_accumulate(float* __restrict__ buf, int64_t offset, const float* __restrict__ A, const float* __restrict__ B) {
+  alignas(64) float t[R * C];
+  ngp_tile_mm<R, K, C, TA, TB>(t, A, B);
+  ngp_tile_accumulate<R, C>(buf, offset, t);
+}
+
 template <int R>
 NGP_FN void ngp_tile_row_mask(float* __restrict__ out, int64_t block, int64_t n) {
   for (int r = 0; r < R; ++r) out[r] = block * R + r < n ? 1.0f : 0.0f;

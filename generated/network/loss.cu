@@ -73,6 +73,19 @@ NGP_FN void ngp_tile_accumulate(float* buf, int64_t offset, const float* __restr
   __syncthreads();
 }
 
+// accumulate(buf, offset, op(A) op(B)): each element of the product added as it is computed, so
+// the product takes no shared memory (a weight gradient can be larger than a block's).
+template <int R, int K, int C, bool TA, bool TB>
+NGP_FN void ngp_tile_mm_accumulate(float* buf, int64_t offset, const float* __restrict__ A, const float* __restrict__ B) {
+  for (int e = NGP_TID; e < R * C; e += NGP_NTHREADS) {
+    const int r = e / C, c = e % C;
+    float acc = 0.0f;
+    for (int k = 0; k < K; ++k) acc = fmaf(TA ? A[k * R + r] : A[r * K + k], TB ? B[c * K + k] : B[k * C + c], acc);
+    atomicAdd(&buf[offset + e], acc);
+  }
+  __syncthreads();
+}
+
 template <int R>
 NGP_FN void ngp_tile_row_mask(float* __restrict__ out, int64_t block, int64_t n) {
   for (int r = NGP_TID; r < R; r += NGP_NTHREADS) out[r] = block * R + r < n ? 1.0f : 0.0f;

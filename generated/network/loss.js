@@ -50,6 +50,11 @@ const __tile_sum = (R, C, AXIS, out, t) => {
 const __tile_accumulate = (R, C, buf, offset, t) => {
   for (let e = 0; e < R * C; e++) buf[offset + e] = Math.fround(buf[offset + e] + t[e]);
 };
+const __tile_mm_accumulate = (R, K, C, TA, TB, buf, offset, A, B) => {
+  const t = new Float32Array(R * C);
+  __tile_mm(R, K, C, TA, TB, t, A, B);
+  __tile_accumulate(R, C, buf, offset, t);
+};
 const __tile_row_mask = (R, out, block, n) => {
   for (let r = 0; r < R; r++) out[r] = block * R + r < n ? 1 : 0;
 };

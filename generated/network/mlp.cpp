@@ -178,6 +178,14 @@ NGP_FN void ngp_tile_accumulate(float* __restrict__ buf, int64_t offset, const f
   for (int e = 0; e < R * C; ++e) buf[offset + e] += t[e];
 }
 
+// accumulate(buf, offset, op(A) op(B)): the product in a stack array, then added (as the two operations).
+template <int R, int K, int C, bool TA, bool TB>
+NGP_FN void ngp_tile_mm_accumulate(float* __restrict__ buf, int64_t offset, const float* __restrict__ A, const float* __restrict__ B) {
+  alignas(64) float t[R * C];
+  ngp_tile_mm<R, K, C, TA, TB>(t, A, B);
+  ngp_tile_accumulate<R, C>(buf, offset, t);
+}
+
 template <int R>
 NGP_FN void ngp_tile_row_mask(float* __restrict__ out, int64_t block, int64_t n) {
   for (int r = 0; r < R; ++r) out[r] = block * R + r < n ? 1.0f : 0.0f;
@@ -346,8 +354,7 @@ NGP_FN void mlpTrainStep_body(uint32_t block, int64_t ngp_n, const float* __rest
   }
   NGP_SYNC();
   ngp_tile_mm<64, 3, 64, false, false>(ngp_tile13, ngp_tile8, (params + 6144));
-  ngp_tile_mm<3, 64, 64, true, false>(ngp_tile6, ngp_tile8, ngp_tile4);
-  ngp_tile_accumulate<3, 64>(d_params, 6144, ngp_tile6);
+  ngp_tile_mm_accumulate<3, 64, 64, true, false>(d_params, 6144, ngp_tile8, ngp_tile4);
   for (int32_t ngp_e = NGP_TID; ngp_e < 4096; ngp_e += NGP_NTHREADS) {
     const float el_8 = ngp_tile3[ngp_e];
     const float adj_3 = ngp_tile13[ngp_e];
@@ -356,17 +363,15 @@ NGP_FN void mlpTrainStep_body(uint32_t block, int64_t ngp_n, const float* __rest
   }
   NGP_SYNC();
   ngp_tile_mm<64, 64, 64, false, false>(ngp_tile3, ngp_tile4, (params + 2048));
-  ngp_tile_mm<64, 64, 64, true, false>(ngp_tile13, ngp_tile4, ngp_tile2);
-  ngp_tile_accumulate<64, 64>(d_params, 2048, ngp_tile13);
+  ngp_tile_mm_accumulate<64, 64, 64, true, false>(d_params, 2048, ngp_tile4, ngp_tile2);
   for (int32_t ngp_e = NGP_TID; ngp_e < 4096; ngp_e += NGP_NTHREADS) {
     const float el_8 = ngp_tile1[ngp_e];
     const float adj_4 = ngp_tile3[ngp_e];
     const float d_el_8_3 = ((el_8 <= 0.0f) ? 0.0f : adj_4);
-    ngp_tile4[ngp_e] = d_el_8_3;
+    ngp_tile13[ngp_e] = d_el_8_3;
   }
   NGP_SYNC();
-  ngp_tile_mm<64, 64, 32, true, false>(ngp_tile2, ngp_tile4, ngp_tile0);
-  ngp_tile_accumulate<64, 32>(d_params, 0, ngp_tile2);
+  ngp_tile_mm_accumulate<64, 64, 32, true, false>(d_params, 0, ngp_tile13, ngp_tile0);
 }
 
 extern "C" int32_t mlpTrainStep(int64_t ngp_n, const float* __restrict__ input, int64_t ngp_len_input, const float* __restrict__ target, int64_t ngp_len_target, const float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ loss, int64_t ngp_len_loss, float scale, const float* __restrict__ d_loss, int64_t ngp_len_d_loss, float* __restrict__ d_params, int64_t ngp_len_d_params) {
@@ -481,8 +486,7 @@ NGP_FN void mlpTrainStepInputGrad_body(uint32_t block, int64_t ngp_n, const floa
   }
   NGP_SYNC();
   ngp_tile_mm<64, 3, 64, false, false>(ngp_tile13, ngp_tile8, (params + 6144));
-  ngp_tile_mm<3, 64, 64, true, false>(ngp_tile6, ngp_tile8, ngp_tile4);
-  ngp_tile_accumulate<3, 64>(d_params, 6144, ngp_tile6);
+  ngp_tile_mm_accumulate<3, 64, 64, true, false>(d_params, 6144, ngp_tile8, ngp_tile4);
   for (int32_t ngp_e = NGP_TID; ngp_e < 4096; ngp_e += NGP_NTHREADS) {
     const float el_8 = ngp_tile3[ngp_e];
     const float adj_3 = ngp_tile13[ngp_e];
@@ -491,27 +495,25 @@ NGP_FN void mlpTrainStepInputGrad_body(uint32_t block, int64_t ngp_n, const floa
   }
   NGP_SYNC();
   ngp_tile_mm<64, 64, 64, false, false>(ngp_tile3, ngp_tile4, (params + 2048));
-  ngp_tile_mm<64, 64, 64, true, false>(ngp_tile13, ngp_tile4, ngp_tile2);
-  ngp_tile_accumulate<64, 64>(d_params, 2048, ngp_tile13);
+  ngp_tile_mm_accumulate<64, 64, 64, true, false>(d_params, 2048, ngp_tile4, ngp_tile2);
   for (int32_t ngp_e = NGP_TID; ngp_e < 4096; ngp_e += NGP_NTHREADS) {
     const float el_8 = ngp_tile1[ngp_e];
     const float adj_4 = ngp_tile3[ngp_e];
     const float d_el_8_3 = ((el_8 <= 0.0f) ? 0.0f : adj_4);
-    ngp_tile4[ngp_e] = d_el_8_3;
+    ngp_tile13[ngp_e] = d_el_8_3;
   }
   NGP_SYNC();
-  ngp_tile_mm<64, 64, 32, false, false>(ngp_tile2, ngp_tile4, (params + 0));
-  ngp_tile_mm<64, 64, 32, true, false>(ngp_tile13, ngp_tile4, ngp_tile0);
-  ngp_tile_accumulate<64, 32>(d_params, 0, ngp_tile13);
+  ngp_tile_mm<64, 64, 32, false, false>(ngp_tile4, ngp_tile13, (params + 0));
+  ngp_tile_mm_accumulate<64, 64, 32, true, false>(d_params, 0, ngp_tile13, ngp_tile0);
   ngp_tile_load_rows<64, 32>(ngp_tile0, d_input, 32, 0, block, ngp_n);
   for (int32_t ngp_e = NGP_TID; ngp_e < 2048; ngp_e += NGP_NTHREADS) {
     const float el_5 = ngp_tile0[ngp_e];
-    const float el_6 = ngp_tile2[ngp_e];
+    const float el_6 = ngp_tile4[ngp_e];
     const float sum_1 = el_5 + el_6;
-    ngp_tile1[ngp_e] = sum_1;
+    ngp_tile2[ngp_e] = sum_1;
   }
   NGP_SYNC();
-  ngp_tile_store_rows<64, 32>(d_input, 32, 0, ngp_tile1, block, ngp_n);
+  ngp_tile_store_rows<64, 32>(d_input, 32, 0, ngp_tile2, block, ngp_n);
 }
 
 extern "C" int32_t mlpTrainStepInputGrad(int64_t ngp_n, const float* __restrict__ input, int64_t ngp_len_input, const float* __restrict__ target, int64_t ngp_len_target, const float* __restrict__ params, int64_t ngp_len_params, float* __restrict__ loss, int64_t ngp_len_loss, float scale, const float* __restrict__ d_loss, int64_t ngp_len_d_loss, float* __restrict__ d_params, int64_t ngp_len_d_params, float* __restrict__ d_input, int64_t ngp_len_d_input) {
@@ -544,7 +546,6 @@ NGP_FN void mlpForwardGrad_body(uint32_t block, int64_t ngp_n, const float* __re
   NGP_TILE float ngp_tile4[4096];
   NGP_TILE float ngp_tile5[192];
   NGP_TILE float ngp_tile6[4096];
-  NGP_TILE float ngp_tile7[192];
   ngp_tile_load_rows<64, 32>(ngp_tile0, input, 32, 0, block, ngp_n);
   ngp_tile_mm<64, 32, 64, false, true>(ngp_tile1, ngp_tile0, (params + 0));
   for (int32_t ngp_e = NGP_TID; ngp_e < 4096; ngp_e += NGP_NTHREADS) {
@@ -566,8 +567,7 @@ NGP_FN void mlpForwardGrad_body(uint32_t block, int64_t ngp_n, const float* __re
   NGP_SYNC();
   ngp_tile_load_rows<64, 3>(ngp_tile5, d_output, 3, 0, block, ngp_n);
   ngp_tile_mm<64, 3, 64, false, false>(ngp_tile6, ngp_tile5, (params + 6144));
-  ngp_tile_mm<3, 64, 64, true, false>(ngp_tile7, ngp_tile5, ngp_tile4);
-  ngp_tile_accumulate<3, 64>(d_params, 6144, ngp_tile7);
+  ngp_tile_mm_accumulate<3, 64, 64, true, false>(d_params, 6144, ngp_tile5, ngp_tile4);
   for (int32_t ngp_e = NGP_TID; ngp_e < 4096; ngp_e += NGP_NTHREADS) {
     const float el_8 = ngp_tile3[ngp_e];
     const float adj_2 = ngp_tile6[ngp_e];
@@ -576,27 +576,25 @@ NGP_FN void mlpForwardGrad_body(uint32_t block, int64_t ngp_n, const float* __re
   }
   NGP_SYNC();
   ngp_tile_mm<64, 64, 64, false, false>(ngp_tile3, ngp_tile4, (params + 2048));
-  ngp_tile_mm<64, 64, 64, true, false>(ngp_tile6, ngp_tile4, ngp_tile2);
-  ngp_tile_accumulate<64, 64>(d_params, 2048, ngp_tile6);
+  ngp_tile_mm_accumulate<64, 64, 64, true, false>(d_params, 2048, ngp_tile4, ngp_tile2);
   for (int32_t ngp_e = NGP_TID; ngp_e < 4096; ngp_e += NGP_NTHREADS) {
     const float el_8 = ngp_tile1[ngp_e];
     const float adj_3 = ngp_tile3[ngp_e];
     const float d_el_8_3 = ((el_8 <= 0.0f) ? 0.0f : adj_3);
-    ngp_tile4[ngp_e] = d_el_8_3;
+    ngp_tile6[ngp_e] = d_el_8_3;
   }
   NGP_SYNC();
-  ngp_tile_mm<64, 64, 32, false, false>(ngp_tile2, ngp_tile4, (params + 0));
-  ngp_tile_mm<64, 64, 32, true, false>(ngp_tile6, ngp_tile4, ngp_tile0);
-  ngp_tile_accumulate<64, 32>(d_params, 0, ngp_tile6);
+  ngp_tile_mm<64, 64, 32, false, false>(ngp_tile4, ngp_tile6, (params + 0));
+  ngp_tile_mm_accumulate<64, 64, 32, true, false>(d_params, 0, ngp_tile6, ngp_tile0);
   ngp_tile_load_rows<64, 32>(ngp_tile0, d_input, 32, 0, block, ngp_n);
   for (int32_t ngp_e = NGP_TID; ngp_e < 2048; ngp_e += NGP_NTHREADS) {
     const float el_1 = ngp_tile0[ngp_e];
-    const float el_2 = ngp_tile2[ngp_e];
+    const float el_2 = ngp_tile4[ngp_e];
     const float sum_1 = el_1 + el_2;
-    ngp_tile1[ngp_e] = sum_1;
+    ngp_tile2[ngp_e] = sum_1;
   }
   NGP_SYNC();
-  ngp_tile_store_rows<64, 32>(d_input, 32, 0, ngp_tile1, block, ngp_n);
+  ngp_tile_store_rows<64, 32>(d_input, 32, 0, ngp_tile2, block, ngp_n);
 }
 
 extern "C" int32_t mlpForwardGrad(int64_t ngp_n, const float* __restrict__ input, int64_t ngp_len_input, const float* __restrict__ params, int64_t ngp_len_params, const float* __restrict__ d_output, int64_t ngp_len_d_output, float* __restrict__ d_params, int64_t ngp_len_d_params, float* __restrict__ d_input, int64_t ngp_len_d_input) {

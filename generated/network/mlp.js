@@ -50,6 +50,11 @@ const __tile_sum = (R, C, AXIS, out, t) => {
 const __tile_accumulate = (R, C, buf, offset, t) => {
   for (let e = 0; e < R * C; e++) buf[offset + e] = Math.fround(buf[offset + e] + t[e]);
 };
+const __tile_mm_accumulate = (R, K, C, TA, TB, buf, offset, A, B) => {
+  const t = new Float32Array(R * C);
+  __tile_mm(R, K, C, TA, TB, t, A, B);
+  __tile_accumulate(R, C, buf, offset, t);
+};
 const __tile_row_mask = (R, out, block, n) => {
   for (let r = 0; r < R; r++) out[r] = block * R + r < n ? 1 : 0;
 };
@@ -197,8 +202,7 @@ function mlpTrainStep_body(block, ngp_n, input, target, params, loss, scale, d_l
     ngp_tile8[ngp_e] = grad_1;
   }
   __tile_mm(64, 3, 64, false, false, ngp_tile13, ngp_tile8, params.subarray(6144));
-  __tile_mm(3, 64, 64, true, false, ngp_tile6, ngp_tile8, ngp_tile4);
-  __tile_accumulate(3, 64, d_params, 6144, ngp_tile6);
+  __tile_mm_accumulate(3, 64, 64, true, false, d_params, 6144, ngp_tile8, ngp_tile4);
   for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
     const el_8 = ngp_tile3[ngp_e];
     const adj_3 = ngp_tile13[ngp_e];
@@ -206,16 +210,14 @@ function mlpTrainStep_body(block, ngp_n, input, target, params, loss, scale, d_l
     ngp_tile4[ngp_e] = d_el_8_2;
   }
   __tile_mm(64, 64, 64, false, false, ngp_tile3, ngp_tile4, params.subarray(2048));
-  __tile_mm(64, 64, 64, true, false, ngp_tile13, ngp_tile4, ngp_tile2);
-  __tile_accumulate(64, 64, d_params, 2048, ngp_tile13);
+  __tile_mm_accumulate(64, 64, 64, true, false, d_params, 2048, ngp_tile4, ngp_tile2);
   for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
     const el_8 = ngp_tile1[ngp_e];
     const adj_4 = ngp_tile3[ngp_e];
     const d_el_8_3 = ((el_8 <= 0) ? 0 : adj_4);
-    ngp_tile4[ngp_e] = d_el_8_3;
+    ngp_tile13[ngp_e] = d_el_8_3;
   }
-  __tile_mm(64, 64, 32, true, false, ngp_tile2, ngp_tile4, ngp_tile0);
-  __tile_accumulate(64, 32, d_params, 0, ngp_tile2);
+  __tile_mm_accumulate(64, 64, 32, true, false, d_params, 0, ngp_tile13, ngp_tile0);
 }
 export function mlpTrainStep(ngp_n, input, target, params, loss, scale, d_loss, d_params) {
   if (!(ngp_n > 0)) return;
@@ -319,8 +321,7 @@ function mlpTrainStepInputGrad_body(block, ngp_n, input, target, params, loss, s
     ngp_tile8[ngp_e] = grad_1;
   }
   __tile_mm(64, 3, 64, false, false, ngp_tile13, ngp_tile8, params.subarray(6144));
-  __tile_mm(3, 64, 64, true, false, ngp_tile6, ngp_tile8, ngp_tile4);
-  __tile_accumulate(3, 64, d_params, 6144, ngp_tile6);
+  __tile_mm_accumulate(3, 64, 64, true, false, d_params, 6144, ngp_tile8, ngp_tile4);
   for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
     const el_8 = ngp_tile3[ngp_e];
     const adj_3 = ngp_tile13[ngp_e];
@@ -328,25 +329,23 @@ function mlpTrainStepInputGrad_body(block, ngp_n, input, target, params, loss, s
     ngp_tile4[ngp_e] = d_el_8_2;
   }
   __tile_mm(64, 64, 64, false, false, ngp_tile3, ngp_tile4, params.subarray(2048));
-  __tile_mm(64, 64, 64, true, false, ngp_tile13, ngp_tile4, ngp_tile2);
-  __tile_accumulate(64, 64, d_params, 2048, ngp_tile13);
+  __tile_mm_accumulate(64, 64, 64, true, false, d_params, 2048, ngp_tile4, ngp_tile2);
   for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
     const el_8 = ngp_tile1[ngp_e];
     const adj_4 = ngp_tile3[ngp_e];
     const d_el_8_3 = ((el_8 <= 0) ? 0 : adj_4);
-    ngp_tile4[ngp_e] = d_el_8_3;
+    ngp_tile13[ngp_e] = d_el_8_3;
   }
-  __tile_mm(64, 64, 32, false, false, ngp_tile2, ngp_tile4, params.subarray(0));
-  __tile_mm(64, 64, 32, true, false, ngp_tile13, ngp_tile4, ngp_tile0);
-  __tile_accumulate(64, 32, d_params, 0, ngp_tile13);
+  __tile_mm(64, 64, 32, false, false, ngp_tile4, ngp_tile13, params.subarray(0));
+  __tile_mm_accumulate(64, 64, 32, true, false, d_params, 0, ngp_tile13, ngp_tile0);
   __tile_load_rows(64, 32, ngp_tile0, d_input, 32, 0, block, ngp_n);
   for (let ngp_e = 0; ngp_e < 2048; ngp_e = ((ngp_e + 1) | 0)) {
     const el_5 = ngp_tile0[ngp_e];
-    const el_6 = ngp_tile2[ngp_e];
+    const el_6 = ngp_tile4[ngp_e];
     const sum_1 = Math.fround(el_5 + el_6);
-    ngp_tile1[ngp_e] = sum_1;
+    ngp_tile2[ngp_e] = sum_1;
   }
-  __tile_store_rows(64, 32, d_input, 32, 0, ngp_tile1, block, ngp_n);
+  __tile_store_rows(64, 32, d_input, 32, 0, ngp_tile2, block, ngp_n);
 }
 export function mlpTrainStepInputGrad(ngp_n, input, target, params, loss, scale, d_loss, d_params, d_input) {
   if (!(ngp_n > 0)) return;
@@ -375,7 +374,6 @@ function mlpForwardGrad_body(block, ngp_n, input, params, d_output, d_params, d_
   const ngp_tile4 = new Float32Array(4096);
   const ngp_tile5 = new Float32Array(192);
   const ngp_tile6 = new Float32Array(4096);
-  const ngp_tile7 = new Float32Array(192);
   __tile_load_rows(64, 32, ngp_tile0, input, 32, 0, block, ngp_n);
   __tile_mm(64, 32, 64, false, true, ngp_tile1, ngp_tile0, params.subarray(0));
   for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
@@ -395,8 +393,7 @@ function mlpForwardGrad_body(block, ngp_n, input, params, d_output, d_params, d_
   }
   __tile_load_rows(64, 3, ngp_tile5, d_output, 3, 0, block, ngp_n);
   __tile_mm(64, 3, 64, false, false, ngp_tile6, ngp_tile5, params.subarray(6144));
-  __tile_mm(3, 64, 64, true, false, ngp_tile7, ngp_tile5, ngp_tile4);
-  __tile_accumulate(3, 64, d_params, 6144, ngp_tile7);
+  __tile_mm_accumulate(3, 64, 64, true, false, d_params, 6144, ngp_tile5, ngp_tile4);
   for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
     const el_8 = ngp_tile3[ngp_e];
     const adj_2 = ngp_tile6[ngp_e];
@@ -404,25 +401,23 @@ function mlpForwardGrad_body(block, ngp_n, input, params, d_output, d_params, d_
     ngp_tile4[ngp_e] = d_el_8_2;
   }
   __tile_mm(64, 64, 64, false, false, ngp_tile3, ngp_tile4, params.subarray(2048));
-  __tile_mm(64, 64, 64, true, false, ngp_tile6, ngp_tile4, ngp_tile2);
-  __tile_accumulate(64, 64, d_params, 2048, ngp_tile6);
+  __tile_mm_accumulate(64, 64, 64, true, false, d_params, 2048, ngp_tile4, ngp_tile2);
   for (let ngp_e = 0; ngp_e < 4096; ngp_e = ((ngp_e + 1) | 0)) {
     const el_8 = ngp_tile1[ngp_e];
     const adj_3 = ngp_tile3[ngp_e];
     const d_el_8_3 = ((el_8 <= 0) ? 0 : adj_3);
-    ngp_tile4[ngp_e] = d_el_8_3;
+    ngp_tile6[ngp_e] = d_el_8_3;
   }
-  __tile_mm(64, 64, 32, false, false, ngp_tile2, ngp_tile4, params.subarray(0));
-  __tile_mm(64, 64, 32, true, false, ngp_tile6, ngp_tile4, ngp_tile0);
-  __tile_accumulate(64, 32, d_params, 0, ngp_tile6);
+  __tile_mm(64, 64, 32, false, false, ngp_tile4, ngp_tile6, params.subarray(0));
+  __tile_mm_accumulate(64, 64, 32, true, false, d_params, 0, ngp_tile6, ngp_tile0);
   __tile_load_rows(64, 32, ngp_tile0, d_input, 32, 0, block, ngp_n);
   for (let ngp_e = 0; ngp_e < 2048; ngp_e = ((ngp_e + 1) | 0)) {
     const el_1 = ngp_tile0[ngp_e];
-    const el_2 = ngp_tile2[ngp_e];
+    const el_2 = ngp_tile4[ngp_e];
     const sum_1 = Math.fround(el_1 + el_2);
-    ngp_tile1[ngp_e] = sum_1;
+    ngp_tile2[ngp_e] = sum_1;
   }
-  __tile_store_rows(64, 32, d_input, 32, 0, ngp_tile1, block, ngp_n);
+  __tile_store_rows(64, 32, d_input, 32, 0, ngp_tile2, block, ngp_n);
 }
 export function mlpForwardGrad(ngp_n, input, params, d_output, d_params, d_input) {
   if (!(ngp_n > 0)) return;

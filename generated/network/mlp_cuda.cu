@@ -73,6 +73,19 @@ NGP_FN void ngp_tile_accumulate(float* buf, int64_t offset, const float* __restr
   __syncthreads();
 }
 
+// accumulate(buf, offset, op(A) op(B)): each element of the product added as it is computed, so
+// the product takes no shared memory (a weight gradient can be larger than a block's).
+template <int R, int K, int C, bool TA, bool TB>
+NGP_FN void ngp_tile_mm_accumulate(float* buf, int64_t offset, const float* __restrict__ A, const float* __restrict__ B) {
+  for (int e = NGP_TID; e < R * C; e += NGP_NTHREADS) {
+    const int r = e / C, c = e % C;
+    float acc = 0.0f;
+    for (int k = 0; k < K; ++k) acc = fmaf(TA ? A[k * R + r] : A[r * K + k], TB ? B[c * K + k] : B[k * C + c], acc);
+    atomicAdd(&buf[offset + e], acc);
+  }
+  __syncthreads();
+}
+
 template <int R>
 NGP_FN void ngp_tile_row_mask(float* __restrict__ out, int64_t block, int64_t n) {
   for (int r = NGP_TID; r < R; r += NGP_NTHREADS) out[r] = block * R + r < n ? 1.0f : 0.0f;
@@ -148,8 +161,6 @@ NGP_FN void mlpTrainStep_body(uint32_t block, int64_t ngp_n, const float* __rest
   NGP_TILE float ngp_tile11[3];
   NGP_TILE float ngp_tile12[48];
   NGP_TILE float ngp_tile13[1024];
-  NGP_TILE float ngp_tile14[192];
-  NGP_TILE float ngp_tile15[4096];
   ngp_tile_load_rows<16, 32>(ngp_tile0, input, 32, 0, block, ngp_n);
   ngp_tile_mm<16, 32, 64, false, true>(ngp_tile1, ngp_tile0, (params + 0));
   for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
@@ -225,8 +236,7 @@ NGP_FN void mlpTrainStep_body(uint32_t block, int64_t ngp_n, const float* __rest
   }
   NGP_SYNC();
   ngp_tile_mm<16, 3, 64, false, false>(ngp_tile13, ngp_tile8, (params + 6144));
-  ngp_tile_mm<3, 16, 64, true, false>(ngp_tile14, ngp_tile8, ngp_tile4);
-  ngp_tile_accumulate<3, 64>(d_params, 6144, ngp_tile14);
+  ngp_tile_mm_accumulate<3, 16, 64, true, false>(d_params, 6144, ngp_tile8, ngp_tile4);
   for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
     const float el_8 = ngp_tile3[ngp_e];
     const float adj_3 = ngp_tile13[ngp_e];
@@ -235,8 +245,7 @@ NGP_FN void mlpTrainStep_body(uint32_t block, int64_t ngp_n, const float* __rest
   }
   NGP_SYNC();
   ngp_tile_mm<16, 64, 64, false, false>(ngp_tile3, ngp_tile4, (params + 2048));
-  ngp_tile_mm<64, 16, 64, true, false>(ngp_tile15, ngp_tile4, ngp_tile2);
-  ngp_tile_accumulate<64, 64>(d_params, 2048, ngp_tile15);
+  ngp_tile_mm_accumulate<64, 16, 64, true, false>(d_params, 2048, ngp_tile4, ngp_tile2);
   for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
     const float el_8 = ngp_tile1[ngp_e];
     const float adj_4 = ngp_tile3[ngp_e];
@@ -244,8 +253,7 @@ NGP_FN void mlpTrainStep_body(uint32_t block, int64_t ngp_n, const float* __rest
     ngp_tile13[ngp_e] = d_el_8_3;
   }
   NGP_SYNC();
-  ngp_tile_mm<64, 16, 32, true, false>(ngp_tile15, ngp_tile13, ngp_tile0);
-  ngp_tile_accumulate<64, 32>(d_params, 0, ngp_tile15);
+  ngp_tile_mm_accumulate<64, 16, 32, true, false>(d_params, 0, ngp_tile13, ngp_tile0);
 }
 
 __global__ void mlpTrainStep_kernel(int64_t ngp_n, const float* __restrict__ input, const float* __restrict__ target, const float* __restrict__ params, float* __restrict__ loss, float scale, const float* __restrict__ d_loss, float* __restrict__ d_params) {
@@ -276,8 +284,6 @@ NGP_FN void mlpTrainStepInputGrad_body(uint32_t block, int64_t ngp_n, const floa
   NGP_TILE float ngp_tile11[3];
   NGP_TILE float ngp_tile12[48];
   NGP_TILE float ngp_tile13[1024];
-  NGP_TILE float ngp_tile14[192];
-  NGP_TILE float ngp_tile15[4096];
   ngp_tile_load_rows<16, 32>(ngp_tile0, input, 32, 0, block, ngp_n);
   ngp_tile_mm<16, 32, 64, false, true>(ngp_tile1, ngp_tile0, (params + 0));
   for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
@@ -353,8 +359,7 @@ NGP_FN void mlpTrainStepInputGrad_body(uint32_t block, int64_t ngp_n, const floa
   }
   NGP_SYNC();
   ngp_tile_mm<16, 3, 64, false, false>(ngp_tile13, ngp_tile8, (params + 6144));
-  ngp_tile_mm<3, 16, 64, true, false>(ngp_tile14, ngp_tile8, ngp_tile4);
-  ngp_tile_accumulate<3, 64>(d_params, 6144, ngp_tile14);
+  ngp_tile_mm_accumulate<3, 16, 64, true, false>(d_params, 6144, ngp_tile8, ngp_tile4);
   for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
     const float el_8 = ngp_tile3[ngp_e];
     const float adj_3 = ngp_tile13[ngp_e];
@@ -363,8 +368,7 @@ NGP_FN void mlpTrainStepInputGrad_body(uint32_t block, int64_t ngp_n, const floa
   }
   NGP_SYNC();
   ngp_tile_mm<16, 64, 64, false, false>(ngp_tile3, ngp_tile4, (params + 2048));
-  ngp_tile_mm<64, 16, 64, true, false>(ngp_tile15, ngp_tile4, ngp_tile2);
-  ngp_tile_accumulate<64, 64>(d_params, 2048, ngp_tile15);
+  ngp_tile_mm_accumulate<64, 16, 64, true, false>(d_params, 2048, ngp_tile4, ngp_tile2);
   for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
     const float el_8 = ngp_tile1[ngp_e];
     const float adj_4 = ngp_tile3[ngp_e];
@@ -373,8 +377,7 @@ NGP_FN void mlpTrainStepInputGrad_body(uint32_t block, int64_t ngp_n, const floa
   }
   NGP_SYNC();
   ngp_tile_mm<16, 64, 32, false, false>(ngp_tile4, ngp_tile13, (params + 0));
-  ngp_tile_mm<64, 16, 32, true, false>(ngp_tile15, ngp_tile13, ngp_tile0);
-  ngp_tile_accumulate<64, 32>(d_params, 0, ngp_tile15);
+  ngp_tile_mm_accumulate<64, 16, 32, true, false>(d_params, 0, ngp_tile13, ngp_tile0);
   ngp_tile_load_rows<16, 32>(ngp_tile0, d_input, 32, 0, block, ngp_n);
   for (int32_t ngp_e = NGP_TID; ngp_e < 512; ngp_e += NGP_NTHREADS) {
     const float el_5 = ngp_tile0[ngp_e];
@@ -407,8 +410,6 @@ NGP_FN void mlpForwardGrad_body(uint32_t block, int64_t ngp_n, const float* __re
   NGP_TILE float ngp_tile4[1024];
   NGP_TILE float ngp_tile5[48];
   NGP_TILE float ngp_tile6[1024];
-  NGP_TILE float ngp_tile7[192];
-  NGP_TILE float ngp_tile8[4096];
   ngp_tile_load_rows<16, 32>(ngp_tile0, input, 32, 0, block, ngp_n);
   ngp_tile_mm<16, 32, 64, false, true>(ngp_tile1, ngp_tile0, (params + 0));
   for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
@@ -430,8 +431,7 @@ NGP_FN void mlpForwardGrad_body(uint32_t block, int64_t ngp_n, const float* __re
   NGP_SYNC();
   ngp_tile_load_rows<16, 3>(ngp_tile5, d_output, 3, 0, block, ngp_n);
   ngp_tile_mm<16, 3, 64, false, false>(ngp_tile6, ngp_tile5, (params + 6144));
-  ngp_tile_mm<3, 16, 64, true, false>(ngp_tile7, ngp_tile5, ngp_tile4);
-  ngp_tile_accumulate<3, 64>(d_params, 6144, ngp_tile7);
+  ngp_tile_mm_accumulate<3, 16, 64, true, false>(d_params, 6144, ngp_tile5, ngp_tile4);
   for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
     const float el_8 = ngp_tile3[ngp_e];
     const float adj_2 = ngp_tile6[ngp_e];
@@ -440,8 +440,7 @@ NGP_FN void mlpForwardGrad_body(uint32_t block, int64_t ngp_n, const float* __re
   }
   NGP_SYNC();
   ngp_tile_mm<16, 64, 64, false, false>(ngp_tile3, ngp_tile4, (params + 2048));
-  ngp_tile_mm<64, 16, 64, true, false>(ngp_tile8, ngp_tile4, ngp_tile2);
-  ngp_tile_accumulate<64, 64>(d_params, 2048, ngp_tile8);
+  ngp_tile_mm_accumulate<64, 16, 64, true, false>(d_params, 2048, ngp_tile4, ngp_tile2);
   for (int32_t ngp_e = NGP_TID; ngp_e < 1024; ngp_e += NGP_NTHREADS) {
     const float el_8 = ngp_tile1[ngp_e];
     const float adj_3 = ngp_tile3[ngp_e];
@@ -450,8 +449,7 @@ NGP_FN void mlpForwardGrad_body(uint32_t block, int64_t ngp_n, const float* __re
   }
   NGP_SYNC();
   ngp_tile_mm<16, 64, 32, false, false>(ngp_tile4, ngp_tile6, (params + 0));
-  ngp_tile_mm<64, 16, 32, true, false>(ngp_tile8, ngp_tile6, ngp_tile0);
-  ngp_tile_accumulate<64, 32>(d_params, 0, ngp_tile8);
+  ngp_tile_mm_accumulate<64, 16, 32, true, false>(d_params, 0, ngp_tile6, ngp_tile0);
   ngp_tile_load_rows<16, 32>(ngp_tile0, d_input, 32, 0, block, ngp_n);
   for (int32_t ngp_e = NGP_TID; ngp_e < 512; ngp_e += NGP_NTHREADS) {
     const float el_1 = ngp_tile0[ngp_e];
