@@ -141,7 +141,8 @@ export const INTRINSICS = {
     doc: "absolute value", params: ["T"], ret: "T", T: ["f32", "i32"],
     c: { f32: "fabsf($0)", i32: "ngp_abs($0)" }, js: { f32: "Math.abs($0)", i32: "(Math.abs($0) | 0)" },
     pure: true, exact: true, impl: <T extends number>(x: T): T => Math.abs(x) as T,
-    grad: (b, a, _r, x) => [b.select(b.lt(x!, b.lit(0)), b.neg(a), a)],
+    // sign(x) · a, with sign(0) = 0 (L1's gradient at a prediction equal to its target).
+    grad: (b, a, _r, x) => [b.select(b.lt(x!, b.lit(0)), b.neg(a), b.select(b.lt(b.lit(0), x!), a, b.lit(0)))],
   },
   min: {
     doc: "the smaller of a and b (a if either is NaN)", params: ["T", "T"], ret: "T", T: NUM, c: "ngp_min($0, $1)", js: "__min($0, $1)", pure: true, exact: true, impl: minImpl,

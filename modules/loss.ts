@@ -1,5 +1,6 @@
-// A loss on its own (the fused Mlp.trainStep has it built in): value and gradient in one pass of
-// dsl/kernels/loss.ts, for predictions and targets of `width` values per item.
+// A loss on its own (the fused Mlp.trainStep has it built in): value and gradient in one pass (the
+// compiler's adjoint of dsl/kernels/loss.ts's lossSum), for predictions and targets of `width`
+// values per item.
 import { resolve } from "node:path";
 import { z } from "zod";
 import type { DeviceBuffer } from "../runtime/buffer.ts";
@@ -23,17 +24,20 @@ const ALLOWED: Record<string, string> = { kind: Object.keys(LOSSES).join(", "), 
 
 export class Loss {
   readonly #sum: DeviceBuffer<"f32">;
+  /** d_loss of the derived lossAndGrad: 1. */
+  readonly #one: DeviceBuffer<"f32">;
   private constructor(
     readonly settings: z.output<typeof LossOptions>,
     private readonly mod: KernelModule,
   ) {
     this.#sum = mod.alloc("f32", 1);
+    this.#one = mod.upload("f32", [1]);
   }
 
   static async create(options: z.input<typeof LossOptions>, load: LoadSettings = {}): Promise<Loss> {
     const s = parseOptions(LossOptions, options, "loss", ALLOWED);
     const config = { rows: 256, width: s.width, kind: LOSSES[s.kind], huberDelta: s.huberDelta };
-    return new Loss(s, await loadKernels(LOSS_KERNELS, { config, backend: load.backend, cacheDir: load.cacheDir, log: load.log, boundsChecks: false }));
+    return new Loss(s, await loadKernels(LOSS_KERNELS, { config, kernels: ["lossAndGrad"], backend: load.backend, cacheDir: load.cacheDir, log: load.log, boundsChecks: false }));
   }
 
   /**
@@ -49,7 +53,8 @@ export class Loss {
     const n = pred.length / w;
     const scale = (opts.scale ?? 1) / Math.max(1, pred.length);
     this.#sum.upload([0]);
-    this.mod.kernels.lossAndGrad!(n, hostOrDevice(this.mod, pred), hostOrDevice(this.mod, target), grad, this.#sum, scale);
+    grad.zero(); // the derived kernel adds to it
+    this.mod.kernels.lossAndGrad!(n, hostOrDevice(this.mod, pred), hostOrDevice(this.mod, target), this.#sum, scale, this.#one, grad);
     return { loss: this.#sum.download()[0]! / (opts.scale ?? 1), grad };
   }
 

@@ -1,4 +1,4 @@
-// The fused losses of dsl/kernels/loss.ts (the lossAndGrad block kernel) against their definitions
+// The fused losses of dsl/kernels/loss.ts (lossAndGrad, the compiler's adjoint of lossSum) against their definitions
 // in float64, on fresh random predictions and targets (some targets equal to their prediction, so
 // that L1's and Huber's kinks are hit), with batches that end in a partial block and some with more
 // blocks than accumulate()'s 16 slots; the CPU and JS backends bit for bit.
@@ -40,7 +40,7 @@ const EXTRA = 3; // values after the batch's gradient that must stay untouched
 function run(mod: KernelModule, pred: Float32Array, target: Float32Array, n: number, width: number, scale: number, gradInit: Float32Array) {
   const grad = mod.upload("f32", gradInit);
   const loss = mod.upload("f32", [0.5]); // accumulated into: the kernel adds to what is there
-  mod.kernels.lossAndGrad!(n, mod.upload("f32", pred), mod.upload("f32", target), grad, loss, scale);
+  mod.kernels.lossAndGrad!(n, mod.upload("f32", pred), mod.upload("f32", target), loss, scale, mod.upload("f32", [1]), grad);
   return { grad: grad.download() as Float32Array, loss: loss.download() as Float32Array };
 }
 
@@ -55,7 +55,7 @@ for (const c of CASES) {
     const target = uniformF32(r, len, -2, 2);
     for (let i = 0; i < len; i += 7) target[i] = pred[i]!; // d = 0: L1's sign is 0, Huber's quadratic side
     const scale = fr((0.5 + r()) / len);
-    const gradInit = Float32Array.from({ length: len + EXTRA }, () => 7);
+    const gradInit = Float32Array.from({ length: len + EXTRA }, (_, i) => (i < len ? 0 : 7)); // the gradient is added to
     let out: ReturnType<typeof run>;
     let outJs: ReturnType<typeof run>;
     beforeAll(async () => {
@@ -100,7 +100,7 @@ for (const c of CASES) {
 test("the batch need not be a multiple of the rows: one item, one partial block", async () => {
   const mod = await loadKernels(FILE, { backend: "js", config: { rows: 16, width: 3, kind: L2, huberDelta: 1 }, cacheDir });
   const { grad, loss } = run(mod, Float32Array.of(1, 2, 3), Float32Array.of(0, 2, 5), 1, 3, 1, new Float32Array(3 + EXTRA).fill(7));
-  expect(Array.from(grad)).toEqual([2, 0, -4, 7, 7, 7]);
+  expect(Array.from(grad)).toEqual([7 + 2, 7 + 0, 7 - 4, 7, 7, 7]); // added to the gradient there
   expect(loss[0]).toBe(0.5 + 1 + 0 + 4);
 });
 

@@ -1,8 +1,8 @@
-// Losses fused with their gradient. Per element of a prediction p and its target t; `scale` is
-// the caller's factor (1 / element count for a mean, times a loss scale), applied to both the value
-// and the gradient. Relative L2 is tiny-cuda-nn's (its denominator treated as a constant).
+// Losses. Per element of a prediction p and its target t; `scale` is the caller's factor (1 /
+// element count for a mean, times a loss scale). Their gradients are the compiler's (`@adjoint`):
+// relative L2 is tiny-cuda-nn's, its denominator held constant (detach); L1's gradient at d = 0 is 0.
 import { type Buf, type Const, type f32, type i32, type u32, abs, detach, select } from "../index.ts";
-import { accumulate, loadRows, rowMask, storeRows, tileMap, tileSum } from "../tiles.ts";
+import { accumulate, loadRows, rowMask, tileMap, tileSum } from "../tiles.ts";
 
 export const L2 = 0;
 export const RELATIVE_L2 = 1;
@@ -23,28 +23,9 @@ export function lossValue(p: f32, t: f32, kind: i32, delta: f32, scale: f32): f3
   return v * scale;
 }
 
-/** d loss / d p of one element, times scale. */
-export function lossGrad(p: f32, t: f32, kind: i32, delta: f32, scale: f32): f32 {
-  const d = p - t;
-  let g = 2.0 * d;
-  if (kind === RELATIVE_L2) {
-    g = 2.0 * d / (p * p + 0.01);
-  } else if (kind === L1) {
-    g = select(d > 0.0, 1.0, select(d < 0.0, -1.0, 0.0));
-  } else if (kind === HUBER) {
-    g = select(abs(d) <= delta, d, select(d > 0.0, delta, -delta));
-  }
-  return g * scale;
-}
-
 /** The loss of a masked element (rows past the batch have mask 0). */
 export function maskedLoss(p: f32, t: f32, mask: f32, kind: i32, delta: f32, scale: f32): f32 {
   return select(mask > 0.0, lossValue(p, t, kind, delta, scale), 0.0);
-}
-
-/** The loss gradient of a masked element. */
-export function maskedLossGrad(p: f32, t: f32, mask: f32, kind: i32, delta: f32, scale: f32): f32 {
-  return select(mask > 0.0, lossGrad(p, t, kind, delta, scale), 0.0);
 }
 
 export interface LossConfig {
@@ -57,15 +38,15 @@ export interface LossConfig {
 }
 
 /**
- * grad[i][c] = d loss / d pred[i][c] and loss[0] += the summed loss (both times scale), for
- * predictions and targets of `width` values per item.
+ * loss[0] += the summed loss of predictions against targets of `width` values per item (times
+ * scale). Its derived adjoint, which also writes the loss (`outputs`), is lossAndGrad: the loss
+ * and d loss / d pred (added to d_pred) in one pass, from d_loss[0] = 1.
  * @kernel
  * @block rows
+ * @adjoint lossAndGrad pred outputs
  */
-export function lossAndGrad(block: u32, cfg: Const<LossConfig>, pred: Buf<f32>, target: Buf<f32>, grad: Buf<f32>, loss: Buf<f32>, scale: f32): void {
+export function lossSum(block: u32, cfg: Const<LossConfig>, pred: Buf<f32>, target: Buf<f32>, loss: Buf<f32>, scale: f32): void {
   const p = loadRows(pred, cfg.width, 0, cfg.width);
   const t = loadRows(target, cfg.width, 0, cfg.width);
-  const mask = rowMask();
-  storeRows(grad, cfg.width, 0, tileMap(maskedLossGrad, p, t, mask, cfg.kind, cfg.huberDelta, scale));
-  accumulate(loss, 0, tileSum(tileSum(tileMap(maskedLoss, p, t, mask, cfg.kind, cfg.huberDelta, scale), 0), 1));
+  accumulate(loss, 0, tileSum(tileSum(tileMap(maskedLoss, p, t, rowMask(), cfg.kind, cfg.huberDelta, scale), 0), 1));
 }

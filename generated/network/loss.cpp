@@ -215,7 +215,7 @@ static void ngp_reduce_slots(float* __restrict__ buf, const float* __restrict__ 
 }
 
 
-NGP_FN void lossAndGrad_body(uint32_t block, int64_t ngp_n, const float* __restrict__ pred, const float* __restrict__ target, float* __restrict__ grad, float* __restrict__ loss, float scale) {
+NGP_FN void lossSum_body(uint32_t block, int64_t ngp_n, const float* __restrict__ pred, const float* __restrict__ target, float* __restrict__ loss, float scale) {
   NGP_TILE float ngp_tile0[768];
   NGP_TILE float ngp_tile1[768];
   NGP_TILE float ngp_tile2[256];
@@ -230,9 +230,9 @@ NGP_FN void lossAndGrad_body(uint32_t block, int64_t ngp_n, const float* __restr
     float sel_6 = 0.0f;
     if (el_3 > 0.0f) {
       const float d_7 = el_1 - el_2;
-      float g_8 = 2.0f * d_7;
-      g_8 = 2.0f * d_7 / (el_1 * el_1 + 0.01f);
-      sel_6 = g_8 * scale;
+      float v_8 = d_7 * d_7;
+      v_8 = d_7 * d_7 / (el_1 * el_1 + 0.01f);
+      sel_6 = v_8 * scale;
     } else {
       sel_6 = 0.0f;
     }
@@ -240,31 +240,13 @@ NGP_FN void lossAndGrad_body(uint32_t block, int64_t ngp_n, const float* __restr
     ngp_tile3[ngp_e] = mapped_9;
   }
   NGP_SYNC();
-  ngp_tile_store_rows<256, 3>(grad, 3, 0, ngp_tile3, block, ngp_n);
-  for (int32_t ngp_e = NGP_TID; ngp_e < 768; ngp_e += NGP_NTHREADS) {
-    const float el_11 = ngp_tile0[ngp_e];
-    const float el_12 = ngp_tile1[ngp_e];
-    const float el_13 = ngp_tile2[ngp_e / 3];
-    float sel_16 = 0.0f;
-    if (el_13 > 0.0f) {
-      const float d_17 = el_11 - el_12;
-      float v_18 = d_17 * d_17;
-      v_18 = d_17 * d_17 / (el_11 * el_11 + 0.01f);
-      sel_16 = v_18 * scale;
-    } else {
-      sel_16 = 0.0f;
-    }
-    const float mapped_19 = sel_16;
-    ngp_tile3[ngp_e] = mapped_19;
-  }
-  NGP_SYNC();
   ngp_tile_sum<256, 3, 0>(ngp_tile2, ngp_tile3);
   ngp_tile_sum<1, 3, 1>(ngp_tile0, ngp_tile2);
   ngp_tile_accumulate<1, 1>(loss, 0, ngp_tile0);
 }
 
-extern "C" int32_t lossAndGrad(int64_t ngp_n, const float* __restrict__ pred, int64_t ngp_len_pred, const float* __restrict__ target, int64_t ngp_len_target, float* __restrict__ grad, int64_t ngp_len_grad, float* __restrict__ loss, int64_t ngp_len_loss, float scale) {
-  (void)ngp_len_pred; (void)ngp_len_target; (void)ngp_len_grad; (void)ngp_len_loss;
+extern "C" int32_t lossSum(int64_t ngp_n, const float* __restrict__ pred, int64_t ngp_len_pred, const float* __restrict__ target, int64_t ngp_len_target, float* __restrict__ loss, int64_t ngp_len_loss, float scale) {
+  (void)ngp_len_pred; (void)ngp_len_target; (void)ngp_len_loss;
   if (ngp_n <= 0) return 0;
   const int64_t ngp_blocks = (ngp_n + 255) / 256;
   const int64_t ngp_slots = ngp_blocks < 16 ? ngp_blocks : 16;
@@ -275,7 +257,97 @@ extern "C" int32_t lossAndGrad(int64_t ngp_n, const float* __restrict__ pred, in
   #pragma omp parallel for schedule(dynamic, 1) if (ngp_blocks > 1)
   for (int64_t ngp_s = 0; ngp_s < ngp_slots; ++ngp_s)
     for (int64_t ngp_b = ngp_s * ngp_blocks / ngp_slots; ngp_b < (ngp_s + 1) * ngp_blocks / ngp_slots; ++ngp_b)
-      lossAndGrad_body((uint32_t)ngp_b, ngp_n, pred, target, grad, ngp_part_loss + ngp_s * ngp_len_loss, scale);
+      lossSum_body((uint32_t)ngp_b, ngp_n, pred, target, ngp_part_loss + ngp_s * ngp_len_loss, scale);
+  ngp_reduce_slots(loss, ngp_part_loss, ngp_slots, ngp_len_loss);
+  return 0;
+}
+
+NGP_FN void lossAndGrad_body(uint32_t block, int64_t ngp_n, const float* __restrict__ pred, const float* __restrict__ target, float* __restrict__ loss, float scale, const float* __restrict__ d_loss, float* __restrict__ d_pred) {
+  NGP_TILE float ngp_tile0[768];
+  NGP_TILE float ngp_tile1[768];
+  NGP_TILE float ngp_tile2[256];
+  NGP_TILE float ngp_tile3[768];
+  NGP_TILE float ngp_tile4[3];
+  NGP_TILE float ngp_tile5[1];
+  NGP_TILE float ngp_tile6[3];
+  NGP_TILE float ngp_tile7[768];
+  ngp_tile_load_rows<256, 3>(ngp_tile0, pred, 3, 0, block, ngp_n);
+  ngp_tile_load_rows<256, 3>(ngp_tile1, target, 3, 0, block, ngp_n);
+  ngp_tile_row_mask<256>(ngp_tile2, block, ngp_n);
+  for (int32_t ngp_e = NGP_TID; ngp_e < 768; ngp_e += NGP_NTHREADS) {
+    const float el_1 = ngp_tile0[ngp_e];
+    const float el_2 = ngp_tile1[ngp_e];
+    const float el_3 = ngp_tile2[ngp_e / 3];
+    float sel_6 = 0.0f;
+    if (el_3 > 0.0f) {
+      const float d_7 = el_1 - el_2;
+      float v_8 = d_7 * d_7;
+      v_8 = d_7 * d_7 / (el_1 * el_1 + 0.01f);
+      sel_6 = v_8 * scale;
+    } else {
+      sel_6 = 0.0f;
+    }
+    const float mapped_9 = sel_6;
+    ngp_tile3[ngp_e] = mapped_9;
+  }
+  NGP_SYNC();
+  ngp_tile_sum<256, 3, 0>(ngp_tile4, ngp_tile3);
+  ngp_tile_sum<1, 3, 1>(ngp_tile5, ngp_tile4);
+  ngp_tile_accumulate<1, 1>(loss, 0, ngp_tile5);
+  for (int32_t ngp_e = NGP_TID; ngp_e < 3; ngp_e += NGP_NTHREADS) {
+    const float el_4 = (d_loss + 0)[0];
+    const float el_5 = ngp_tile4[ngp_e];
+    ngp_tile6[ngp_e] = el_4;
+  }
+  NGP_SYNC();
+  for (int32_t ngp_e = NGP_TID; ngp_e < 768; ngp_e += NGP_NTHREADS) {
+    const float el_6 = ngp_tile6[ngp_e % 3];
+    const float el_7 = ngp_tile3[ngp_e];
+    ngp_tile7[ngp_e] = el_6;
+  }
+  NGP_SYNC();
+  for (int32_t ngp_e = NGP_TID; ngp_e < 768; ngp_e += NGP_NTHREADS) {
+    const float el_1 = ngp_tile0[ngp_e];
+    const float el_2 = ngp_tile1[ngp_e];
+    const float el_3 = ngp_tile2[ngp_e / 3];
+    const float adj_1 = ngp_tile7[ngp_e];
+    const float t_1 = el_1 - el_2;
+    const float t_4 = el_1 * el_1;
+    const float t_5 = t_4 + 0.01f;
+    const float detach_1 = t_5;
+    const float d_t_7_1 = ((el_3 > 0.0f) ? adj_1 : 0.0f);
+    const float d_t_6_1 = d_t_7_1 * scale;
+    const float d_t_3_1 = d_t_6_1 / detach_1;
+    float d_t_1_1 = d_t_3_1 * t_1;
+    d_t_1_1 += d_t_3_1 * t_1;
+    const float grad_1 = d_t_1_1;
+    ngp_tile3[ngp_e] = grad_1;
+  }
+  NGP_SYNC();
+  ngp_tile_load_rows<256, 3>(ngp_tile0, d_pred, 3, 0, block, ngp_n);
+  for (int32_t ngp_e = NGP_TID; ngp_e < 768; ngp_e += NGP_NTHREADS) {
+    const float el_8 = ngp_tile0[ngp_e];
+    const float el_9 = ngp_tile3[ngp_e];
+    const float sum_1 = el_8 + el_9;
+    ngp_tile1[ngp_e] = sum_1;
+  }
+  NGP_SYNC();
+  ngp_tile_store_rows<256, 3>(d_pred, 3, 0, ngp_tile1, block, ngp_n);
+}
+
+extern "C" int32_t lossAndGrad(int64_t ngp_n, const float* __restrict__ pred, int64_t ngp_len_pred, const float* __restrict__ target, int64_t ngp_len_target, float* __restrict__ loss, int64_t ngp_len_loss, float scale, const float* __restrict__ d_loss, int64_t ngp_len_d_loss, float* __restrict__ d_pred, int64_t ngp_len_d_pred) {
+  (void)ngp_len_pred; (void)ngp_len_target; (void)ngp_len_loss; (void)ngp_len_d_loss; (void)ngp_len_d_pred;
+  if (ngp_n <= 0) return 0;
+  const int64_t ngp_blocks = (ngp_n + 255) / 256;
+  const int64_t ngp_slots = ngp_blocks < 16 ? ngp_blocks : 16;
+  static float* ngp_store_loss = nullptr;
+  static size_t ngp_cap_loss = 0;
+  float* ngp_part_loss = ngp_partials(&ngp_store_loss, &ngp_cap_loss, (size_t)(ngp_slots * ngp_len_loss));
+  if (!ngp_part_loss) return 1000002;
+  #pragma omp parallel for schedule(dynamic, 1) if (ngp_blocks > 1)
+  for (int64_t ngp_s = 0; ngp_s < ngp_slots; ++ngp_s)
+    for (int64_t ngp_b = ngp_s * ngp_blocks / ngp_slots; ngp_b < (ngp_s + 1) * ngp_blocks / ngp_slots; ++ngp_b)
+      lossAndGrad_body((uint32_t)ngp_b, ngp_n, pred, target, ngp_part_loss + ngp_s * ngp_len_loss, scale, d_loss, d_pred);
   ngp_reduce_slots(loss, ngp_part_loss, ngp_slots, ngp_len_loss);
   return 0;
 }

@@ -68,7 +68,7 @@ const __reduce_slots = (buf, parts, slots) => {
 };
 
 
-function lossAndGrad_body(block, ngp_n, pred, target, grad, loss, scale) {
+function lossSum_body(block, ngp_n, pred, target, loss, scale) {
   const ngp_tile0 = new Float32Array(768);
   const ngp_tile1 = new Float32Array(768);
   const ngp_tile2 = new Float32Array(256);
@@ -83,37 +83,20 @@ function lossAndGrad_body(block, ngp_n, pred, target, grad, loss, scale) {
     let sel_6 = 0;
     if (el_3 > 0) {
       const d_7 = Math.fround(el_1 - el_2);
-      let g_8 = Math.fround(2 * d_7);
-      g_8 = Math.fround(Math.fround(2 * d_7) / Math.fround(Math.fround(el_1 * el_1) + 0.009999999776482582));
-      sel_6 = Math.fround(g_8 * scale);
+      let v_8 = Math.fround(d_7 * d_7);
+      v_8 = Math.fround(Math.fround(d_7 * d_7) / Math.fround(Math.fround(el_1 * el_1) + 0.009999999776482582));
+      sel_6 = Math.fround(v_8 * scale);
     } else {
       sel_6 = 0;
     }
     const mapped_9 = sel_6;
     ngp_tile3[ngp_e] = mapped_9;
   }
-  __tile_store_rows(256, 3, grad, 3, 0, ngp_tile3, block, ngp_n);
-  for (let ngp_e = 0; ngp_e < 768; ngp_e = ((ngp_e + 1) | 0)) {
-    const el_11 = ngp_tile0[ngp_e];
-    const el_12 = ngp_tile1[ngp_e];
-    const el_13 = ngp_tile2[__idiv(ngp_e, 3)];
-    let sel_16 = 0;
-    if (el_13 > 0) {
-      const d_17 = Math.fround(el_11 - el_12);
-      let v_18 = Math.fround(d_17 * d_17);
-      v_18 = Math.fround(Math.fround(d_17 * d_17) / Math.fround(Math.fround(el_11 * el_11) + 0.009999999776482582));
-      sel_16 = Math.fround(v_18 * scale);
-    } else {
-      sel_16 = 0;
-    }
-    const mapped_19 = sel_16;
-    ngp_tile3[ngp_e] = mapped_19;
-  }
   __tile_sum(256, 3, 0, ngp_tile2, ngp_tile3);
   __tile_sum(1, 3, 1, ngp_tile0, ngp_tile2);
   __tile_accumulate(1, 1, loss, 0, ngp_tile0);
 }
-export function lossAndGrad(ngp_n, pred, target, grad, loss, scale) {
+export function lossSum(ngp_n, pred, target, loss, scale) {
   if (!(ngp_n > 0)) return;
   const ngp_blocks = Math.ceil(ngp_n / 256);
   const ngp_slots = Math.min(ngp_blocks, 16);
@@ -122,7 +105,91 @@ export function lossAndGrad(ngp_n, pred, target, grad, loss, scale) {
   try {
     for (let ngp_s = 0; ngp_s < ngp_slots; ngp_s++)
       for (ngp_b = Math.floor((ngp_s * ngp_blocks) / ngp_slots); ngp_b < Math.floor(((ngp_s + 1) * ngp_blocks) / ngp_slots); ngp_b++)
-        lossAndGrad_body(ngp_b, ngp_n, pred, target, grad, ngp_part_loss.subarray(ngp_s * loss.length, (ngp_s + 1) * loss.length), scale);
+        lossSum_body(ngp_b, ngp_n, pred, target, ngp_part_loss.subarray(ngp_s * loss.length, (ngp_s + 1) * loss.length), scale);
+  } catch (e) {
+    if (e?.ngpFault) e.ngpFault.thread = ngp_b;
+    throw e;
+  }
+  __reduce_slots(loss, ngp_part_loss, ngp_slots);
+}
+
+function lossAndGrad_body(block, ngp_n, pred, target, loss, scale, d_loss, d_pred) {
+  const ngp_tile0 = new Float32Array(768);
+  const ngp_tile1 = new Float32Array(768);
+  const ngp_tile2 = new Float32Array(256);
+  const ngp_tile3 = new Float32Array(768);
+  const ngp_tile4 = new Float32Array(3);
+  const ngp_tile5 = new Float32Array(1);
+  const ngp_tile6 = new Float32Array(3);
+  const ngp_tile7 = new Float32Array(768);
+  __tile_load_rows(256, 3, ngp_tile0, pred, 3, 0, block, ngp_n);
+  __tile_load_rows(256, 3, ngp_tile1, target, 3, 0, block, ngp_n);
+  __tile_row_mask(256, ngp_tile2, block, ngp_n);
+  for (let ngp_e = 0; ngp_e < 768; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_1 = ngp_tile0[ngp_e];
+    const el_2 = ngp_tile1[ngp_e];
+    const el_3 = ngp_tile2[__idiv(ngp_e, 3)];
+    let sel_6 = 0;
+    if (el_3 > 0) {
+      const d_7 = Math.fround(el_1 - el_2);
+      let v_8 = Math.fround(d_7 * d_7);
+      v_8 = Math.fround(Math.fround(d_7 * d_7) / Math.fround(Math.fround(el_1 * el_1) + 0.009999999776482582));
+      sel_6 = Math.fround(v_8 * scale);
+    } else {
+      sel_6 = 0;
+    }
+    const mapped_9 = sel_6;
+    ngp_tile3[ngp_e] = mapped_9;
+  }
+  __tile_sum(256, 3, 0, ngp_tile4, ngp_tile3);
+  __tile_sum(1, 3, 1, ngp_tile5, ngp_tile4);
+  __tile_accumulate(1, 1, loss, 0, ngp_tile5);
+  for (let ngp_e = 0; ngp_e < 3; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_4 = d_loss.subarray(0)[0];
+    const el_5 = ngp_tile4[ngp_e];
+    ngp_tile6[ngp_e] = el_4;
+  }
+  for (let ngp_e = 0; ngp_e < 768; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_6 = ngp_tile6[__imod(ngp_e, 3)];
+    const el_7 = ngp_tile3[ngp_e];
+    ngp_tile7[ngp_e] = el_6;
+  }
+  for (let ngp_e = 0; ngp_e < 768; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_1 = ngp_tile0[ngp_e];
+    const el_2 = ngp_tile1[ngp_e];
+    const el_3 = ngp_tile2[__idiv(ngp_e, 3)];
+    const adj_1 = ngp_tile7[ngp_e];
+    const t_1 = Math.fround(el_1 - el_2);
+    const t_4 = Math.fround(el_1 * el_1);
+    const t_5 = Math.fround(t_4 + 0.009999999776482582);
+    const detach_1 = Math.fround(t_5);
+    const d_t_7_1 = ((el_3 > 0) ? adj_1 : 0);
+    const d_t_6_1 = Math.fround(d_t_7_1 * scale);
+    const d_t_3_1 = Math.fround(d_t_6_1 / detach_1);
+    let d_t_1_1 = Math.fround(d_t_3_1 * t_1);
+    d_t_1_1 = Math.fround(d_t_1_1 + Math.fround(d_t_3_1 * t_1));
+    const grad_1 = d_t_1_1;
+    ngp_tile3[ngp_e] = grad_1;
+  }
+  __tile_load_rows(256, 3, ngp_tile0, d_pred, 3, 0, block, ngp_n);
+  for (let ngp_e = 0; ngp_e < 768; ngp_e = ((ngp_e + 1) | 0)) {
+    const el_8 = ngp_tile0[ngp_e];
+    const el_9 = ngp_tile3[ngp_e];
+    const sum_1 = Math.fround(el_8 + el_9);
+    ngp_tile1[ngp_e] = sum_1;
+  }
+  __tile_store_rows(256, 3, d_pred, 3, 0, ngp_tile1, block, ngp_n);
+}
+export function lossAndGrad(ngp_n, pred, target, loss, scale, d_loss, d_pred) {
+  if (!(ngp_n > 0)) return;
+  const ngp_blocks = Math.ceil(ngp_n / 256);
+  const ngp_slots = Math.min(ngp_blocks, 16);
+  const ngp_part_loss = new Float32Array(ngp_slots * loss.length);
+  let ngp_b = 0;
+  try {
+    for (let ngp_s = 0; ngp_s < ngp_slots; ngp_s++)
+      for (ngp_b = Math.floor((ngp_s * ngp_blocks) / ngp_slots); ngp_b < Math.floor(((ngp_s + 1) * ngp_blocks) / ngp_slots); ngp_b++)
+        lossAndGrad_body(ngp_b, ngp_n, pred, target, ngp_part_loss.subarray(ngp_s * loss.length, (ngp_s + 1) * loss.length), scale, d_loss, d_pred);
   } catch (e) {
     if (e?.ngpFault) e.ngpFault.thread = ngp_b;
     throw e;

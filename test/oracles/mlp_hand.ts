@@ -1,11 +1,31 @@
-// The MLP's hand-written backward passes, kept as the oracles of the derived ones (test/adjoint.test.ts):
-// the product runs the compiler's adjoints of dsl/kernels/mlp.ts (mlpTrainStep, mlpForwardGrad),
-// which matched these and ran faster on the CPU (README, "Automatic differentiation").
-import { type Buf, type Const, type f32, type u32 } from "../../dsl/index.ts";
+// The MLP's and the losses' hand-written backward passes, kept as the oracles of the derived ones
+// (test/adjoint.test.ts): the product runs the compiler's adjoints of dsl/kernels/mlp.ts
+// (mlpTrainStep, mlpForwardGrad) and dsl/kernels/loss.ts (lossAndGrad), which match these and run
+// as fast on the CPU (README, "Automatic differentiation").
+import { type Buf, type Const, type f32, type i32, type u32, abs, select } from "../../dsl/index.ts";
 import { type Tile, type Tiles, accumulate, loadRows, matmul, matmulTN, rowMask, storeRows, tileMap, tileSum, tiles } from "../../dsl/tiles.ts";
 import { activationGrad } from "../../dsl/kernels/activation.ts";
-import { maskedLoss, maskedLossGrad } from "../../dsl/kernels/loss.ts";
+import { HUBER, L1, RELATIVE_L2, maskedLoss } from "../../dsl/kernels/loss.ts";
 import { type MlpConfig, activation, forward } from "../../dsl/kernels/mlp.ts";
+
+/** d loss / d p of one element, times scale (the hand-written loss gradient). */
+export function lossGrad(p: f32, t: f32, kind: i32, delta: f32, scale: f32): f32 {
+  const d = p - t;
+  let g = 2.0 * d;
+  if (kind === RELATIVE_L2) {
+    g = 2.0 * d / (p * p + 0.01);
+  } else if (kind === L1) {
+    g = select(d > 0.0, 1.0, select(d < 0.0, -1.0, 0.0));
+  } else if (kind === HUBER) {
+    g = select(abs(d) <= delta, d, select(d > 0.0, delta, -delta));
+  }
+  return g * scale;
+}
+
+/** The loss gradient of a masked element. */
+export function maskedLossGrad(p: f32, t: f32, mask: f32, kind: i32, delta: f32, scale: f32): f32 {
+  return select(mask > 0.0, lossGrad(p, t, kind, delta, scale), 0.0);
+}
 
 /**
  * Every layer backward from g = dL/dy of the output: accumulates the parameter gradients into
