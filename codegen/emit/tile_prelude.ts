@@ -218,14 +218,18 @@ export const CUDA_TILES = `// The block's threads share every operation; tiles l
 #define NGP_TID ((int32_t)threadIdx.x)
 #define NGP_NTHREADS ((int32_t)blockDim.x)
 #define NGP_SYNC() __syncthreads()
+// Element e = r * C + c of op(A) op(B): the sum over k in order, one fma per term.
+template <int R, int K, int C, bool TA, bool TB>
+NGP_FN float ngp_mm_element(const float* __restrict__ A, const float* __restrict__ B, int e) {
+  const int r = e / C, c = e % C;
+  float acc = 0.0f;
+  for (int k = 0; k < K; ++k) acc = fmaf(TA ? A[k * R + r] : A[r * K + k], TB ? B[c * K + k] : B[k * C + c], acc);
+  return acc;
+}
+
 template <int R, int K, int C, bool TA, bool TB>
 NGP_FN void ngp_tile_mm(float* __restrict__ out, const float* __restrict__ A, const float* __restrict__ B) {
-  for (int e = NGP_TID; e < R * C; e += NGP_NTHREADS) {
-    const int r = e / C, c = e % C;
-    float acc = 0.0f;
-    for (int k = 0; k < K; ++k) acc = fmaf(TA ? A[k * R + r] : A[r * K + k], TB ? B[c * K + k] : B[k * C + c], acc);
-    out[e] = acc;
-  }
+  for (int e = NGP_TID; e < R * C; e += NGP_NTHREADS) out[e] = ngp_mm_element<R, K, C, TA, TB>(A, B, e);
   __syncthreads();
 }
 
@@ -276,12 +280,7 @@ NGP_FN void ngp_tile_accumulate(float* buf, int64_t offset, const float* __restr
 // the product takes no shared memory (a weight gradient can be larger than a block's).
 template <int R, int K, int C, bool TA, bool TB>
 NGP_FN void ngp_tile_mm_accumulate(float* buf, int64_t offset, const float* __restrict__ A, const float* __restrict__ B) {
-  for (int e = NGP_TID; e < R * C; e += NGP_NTHREADS) {
-    const int r = e / C, c = e % C;
-    float acc = 0.0f;
-    for (int k = 0; k < K; ++k) acc = fmaf(TA ? A[k * R + r] : A[r * K + k], TB ? B[c * K + k] : B[k * C + c], acc);
-    atomicAdd(&buf[offset + e], acc);
-  }
+  for (int e = NGP_TID; e < R * C; e += NGP_NTHREADS) atomicAdd(&buf[offset + e], ngp_mm_element<R, K, C, TA, TB>(A, B, e));
   __syncthreads();
 }
 
